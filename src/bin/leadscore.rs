@@ -1,0 +1,299 @@
+//! `leadscore`: the native front end: score event files, build training features, check bundles.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use leadscore::event::Event;
+use leadscore::model::error::ModelError;
+use leadscore::model::Bundle;
+use leadscore::score::{ScoreOptions, Scorer};
+use leadscore::site::SiteTables;
+use leadscore::state::{Outcome, VisitorState};
+
+#[derive(Parser)]
+#[command(name = "leadscore", version, about = "Real-time predictive lead scoring")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score NDJSON events: one JSON line per visitor after its last event (or after every event).
+    Score {
+        #[command(flatten)]
+        input: Input,
+        /// Print a score after every event instead of once per visitor.
+        #[arg(long)]
+        each: bool,
+        /// Add every feature's contribution and the TreeSHAP base value.
+        #[arg(long)]
+        all_factors: bool,
+    },
+    /// Compute model features from NDJSON events: CSV with `visitor_id` then the card's features.
+    Features {
+        #[command(flatten)]
+        input: Input,
+    },
+    /// Validate a bundle and replay its golden vectors; exits non-zero on any failure.
+    Check {
+        /// Bundle directory (card.json + model.onnx [+ golden.json]).
+        #[arg(long)]
+        model: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct Input {
+    /// Bundle directory (card.json + model.onnx).
+    #[arg(long)]
+    model: PathBuf,
+    /// NDJSON event file, or `-` for standard input.
+    #[arg(long, default_value = "-")]
+    events: String,
+    /// JSON file replacing the card's site tables.
+    #[arg(long)]
+    site_table: Option<PathBuf>,
+    /// Stop at the first bad line (exit 1) instead of reporting it and going on.
+    #[arg(long)]
+    strict: bool,
+}
+
+/// A failure that ends the run, with the message for stderr.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Msg(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Score { input, each, all_factors } => run_stream(&input, |s, w| Mode::Score { each, all_factors, s, w }),
+        Command::Features { input } => run_stream(&input, |s, w| Mode::Features { s, w }),
+        Command::Check { model } => check(&model),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("leadscore: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(input: &Input) -> Result<Scorer, CliError> {
+    let site = match &input.site_table {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| CliError::Msg(format!("{}: {e}", p.display())))?;
+            let t: SiteTables =
+                serde_json::from_str(&text).map_err(|e| CliError::Msg(format!("{}: {e}", p.display())))?;
+            Some(t)
+        }
+        None => None,
+    };
+    Ok(Scorer::new(Bundle::load(&input.model)?, site)?)
+}
+
+enum Mode<'a> {
+    Score { each: bool, all_factors: bool, s: &'a Scorer, w: &'a mut dyn Write },
+    Features { s: &'a Scorer, w: &'a mut dyn Write },
+}
+
+struct Visitor {
+    state: VisitorState,
+}
+
+fn run_stream(input: &Input, mode: impl for<'a> FnOnce(&'a Scorer, &'a mut dyn Write) -> Mode<'a>) -> Result<ExitCode, CliError> {
+    let scorer = load(input)?;
+    let reader: Box<dyn Read> = if input.events == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(
+            std::fs::File::open(&input.events).map_err(|e| CliError::Msg(format!("{}: {e}", input.events)))?,
+        )
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut mode = mode(&scorer, &mut out);
+    let io_err = |e: std::io::Error| CliError::Msg(format!("writing output: {e}"));
+    if let Mode::Features { s, w } = &mut mode {
+        let mut header = vec!["visitor_id".to_string()];
+        header.extend(s.features().names().iter().cloned());
+        writeln!(w, "{}", header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",")).map_err(io_err)?;
+    }
+    let mut visitors: HashMap<String, Visitor> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let (mut applied, mut dupes, mut stale, mut bad) = (0u64, 0u64, 0u64, 0u64);
+    for (i, line) in BufReader::new(reader).lines().enumerate() {
+        let lineno = i + 1;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                // Not UTF-8 or an I/O error: report and go on unless strict.
+                eprintln!("line {lineno}: {e}");
+                bad += 1;
+                if input.strict {
+                    return Ok(ExitCode::from(1));
+                }
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = match Event::parse(&line) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("line {lineno}: {} ({})", e, e.code());
+                bad += 1;
+                if input.strict {
+                    return Ok(ExitCode::from(1));
+                }
+                continue;
+            }
+        };
+        let scorer_ref = match &mode {
+            Mode::Score { s, .. } | Mode::Features { s, .. } => *s,
+        };
+        let v = visitors.entry(event.visitor_id.clone()).or_insert_with(|| {
+            order.push(event.visitor_id.clone());
+            Visitor {
+                state: scorer_ref.new_state(),
+            }
+        });
+        match scorer_ref.apply(&mut v.state, &event, None) {
+            Outcome::Applied => applied += 1,
+            Outcome::Duplicate => dupes += 1,
+            Outcome::Stale => {
+                eprintln!("line {lineno}: event {:?} is older than the visitor's de-duplication window; not applied", event.id);
+                stale += 1
+            }
+        }
+        if let Mode::Score { each: true, all_factors, s, w } = &mut mode {
+            emit_score(*s, w, &event.visitor_id, &v.state, *all_factors)?;
+        }
+    }
+    for id in &order {
+        let Some(v) = visitors.get(id) else { continue };
+        match &mut mode {
+            Mode::Score { each: false, all_factors, s, w } => emit_score(*s, w, id, &v.state, *all_factors)?,
+            Mode::Features { s, w } => {
+                let x = s.feature_vector(&v.state);
+                let mut row = csv_field(id);
+                for f in x {
+                    row.push(',');
+                    row.push_str(&f.to_string());
+                }
+                writeln!(w, "{row}").map_err(io_err)?;
+            }
+            Mode::Score { each: true, .. } => {}
+        }
+    }
+    drop(mode);
+    out.flush().map_err(io_err)?;
+    eprintln!(
+        "leadscore: {} visitors, {applied} events applied, {dupes} duplicates, {stale} stale, {bad} bad lines",
+        order.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn emit_score(s: &Scorer, w: &mut dyn Write, id: &str, st: &VisitorState, all_factors: bool) -> Result<(), CliError> {
+    let score = s.score(st, id, st.last_ts, ScoreOptions { all_factors })?;
+    let line = serde_json::to_string(&score).map_err(|e| CliError::Msg(e.to_string()))?;
+    writeln!(w, "{line}").map_err(|e| CliError::Msg(format!("writing output: {e}")))
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Golden vectors written by the training pipeline next to the model.
+#[derive(serde::Deserialize)]
+struct Golden {
+    features: Vec<String>,
+    rows: Vec<GoldenRow>,
+}
+
+#[derive(serde::Deserialize)]
+struct GoldenRow {
+    row: usize,
+    x: Vec<f32>,
+    lgb_prob: f64,
+    ort_prob: f64,
+    lgb_contrib: Vec<f64>,
+}
+
+/// Largest tolerated |Δ| between tract and LightGBM/onnxruntime probabilities.
+const PROB_TOL: f64 = 1e-5;
+/// Largest tolerated |Δ| between our TreeSHAP and LightGBM's pred_contrib.
+const SHAP_TOL: f64 = 1e-5;
+
+fn check(dir: &Path) -> Result<ExitCode, CliError> {
+    let bundle = Bundle::load(dir)?;
+    let scorer = Scorer::new(bundle, None)?;
+    let card = scorer.card();
+    println!(
+        "bundle {} ok: model_version {}, {} features, {} trees",
+        dir.display(),
+        card.model_version,
+        card.features.len(),
+        scorer.n_trees()
+    );
+    let golden_path = dir.join("golden.json");
+    let Ok(text) = std::fs::read_to_string(&golden_path) else {
+        println!("no golden.json: golden vectors skipped");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let golden: Golden =
+        serde_json::from_str(&text).map_err(|e| CliError::Msg(format!("{}: {e}", golden_path.display())))?;
+    if golden.features != *scorer.features().names() {
+        println!("FAIL golden.json features differ from the card's");
+        return Ok(ExitCode::from(1));
+    }
+    let (mut worst_lgb, mut worst_ort, mut worst_shap, mut worst_sum) = (0f64, 0f64, 0f64, 0f64);
+    let mut failures = 0usize;
+    for g in &golden.rows {
+        let score = scorer.score_vector(&g.x, ScoreOptions { all_factors: true })?;
+        let p = score.raw_probability;
+        let (dl, dor) = ((p - g.lgb_prob).abs(), (p - g.ort_prob).abs());
+        let contrib = score.contributions.unwrap_or_default();
+        let base = score.base_value.unwrap_or(f64::NAN);
+        let mut ds = (base - g.lgb_contrib.last().copied().unwrap_or(f64::NAN)).abs();
+        for (c, want) in contrib.iter().zip(&g.lgb_contrib) {
+            ds = ds.max((c.impact - want).abs());
+        }
+        let sum = contrib.iter().map(|c| c.impact).sum::<f64>() + base;
+        let dsum = (sum - leadscore::score::logit(p)).abs();
+        if dl > PROB_TOL || dor > PROB_TOL || ds > SHAP_TOL || !(ds.is_finite()) || contrib.len() + 1 != g.lgb_contrib.len() {
+            failures += 1;
+            if failures <= 5 {
+                println!("FAIL row {}: p {p} lgb {} ort {} shapΔ {ds:e}", g.row, g.lgb_prob, g.ort_prob);
+            }
+        }
+        worst_lgb = worst_lgb.max(dl);
+        worst_ort = worst_ort.max(dor);
+        worst_shap = worst_shap.max(ds);
+        worst_sum = worst_sum.max(dsum);
+    }
+    println!(
+        "golden: {} rows, max |Δp| vs LightGBM {worst_lgb:.2e}, vs onnxruntime {worst_ort:.2e}, max |Δ TreeSHAP| vs pred_contrib {worst_shap:.2e}, max |Σφ+base − logit p| {worst_sum:.2e}",
+        golden.rows.len()
+    );
+    if failures > 0 {
+        println!("FAIL {failures} golden rows out of tolerance ({PROB_TOL:e} probability, {SHAP_TOL:e} TreeSHAP)");
+        return Ok(ExitCode::from(1));
+    }
+    println!("ok");
+    Ok(ExitCode::SUCCESS)
+}

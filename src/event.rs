@@ -1,0 +1,404 @@
+//! Events: what the snippet (or any source) reports about a visitor, parsed with hard limits.
+//!
+//! The JSON Schema of an event is `www/event.schema.json`; this module is the authority it documents.
+//! Limits keep one visitor's traffic from costing unbounded memory anywhere it is parsed: the browser,
+//! the worker (per request) and the CLI (per line).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Hard limits on an event. Exceeding any is an [`EventError`], never a truncation: silently changed
+/// data would score differently on the browser and the server.
+pub mod limits {
+    /// Largest accepted JSON text of one event, in bytes.
+    pub const MAX_EVENT_BYTES: usize = 16 * 1024;
+    /// Longest `id`, `visitor_id`, `lead_id` or custom `name`.
+    pub const MAX_ID_LEN: usize = 128;
+    /// Longest `lead_id` (it is kept in visitor state, which has a 1 KB budget).
+    pub const MAX_LEAD_ID_LEN: usize = 64;
+    /// Longest `url` or `referrer`.
+    pub const MAX_URL_LEN: usize = 2048;
+    /// Longest `path`.
+    pub const MAX_PATH_LEN: usize = 1024;
+    /// Longest user agent.
+    pub const MAX_UA_LEN: usize = 512;
+    /// Most entries in `props` or in `traits`.
+    pub const MAX_MAP_ENTRIES: usize = 32;
+    /// Longest key in `props` or `traits`.
+    pub const MAX_KEY_LEN: usize = 64;
+    /// Longest string value in `props` or `traits`.
+    pub const MAX_VALUE_LEN: usize = 512;
+    /// Largest `engaged_ms` of one event: a heartbeat or page end never covers more than a day.
+    pub const MAX_ENGAGED_MS: f64 = 86_400_000.0;
+    /// Accepted timestamps: 2000-01-01 … 2100-01-01 (ms since the Unix epoch).
+    pub const MIN_TS: i64 = 946_684_800_000;
+    /// See [`MIN_TS`].
+    pub const MAX_TS: i64 = 4_102_444_800_000;
+    /// Largest accepted `|tz_offset|` in minutes (UTC−14 … UTC+14).
+    pub const MAX_TZ_OFFSET: i32 = 14 * 60;
+}
+
+/// What happened. Unknown types are rejected rather than ignored so a typo is not silently dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// A page view (also SPA route changes).
+    Page,
+    /// Engaged-time heartbeat while the page is visible; carries `engaged_ms`.
+    Engaged,
+    /// The page view ended (hidden, unloaded, navigated); carries the last `engaged_ms`.
+    PageEnd,
+    /// Scroll depth reached; `props.depth` in percent.
+    Scroll,
+    /// A click on a marked call to action; `props.cta` names it.
+    Click,
+    /// The visitor started filling a form; `props.form` names it. Never field values.
+    FormStart,
+    /// The visitor submitted a form; `props.form` names it.
+    FormSubmit,
+    /// The visitor identified: `lead_id` and/or `traits`.
+    Identify,
+    /// Anything else the site wants to record; `name` says what.
+    Custom,
+}
+
+/// A value in `props` or `traits`: small scalars only, so state stays bounded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// true/false.
+    Bool(bool),
+    /// Any JSON number.
+    Num(f64),
+    /// A string of at most [`limits::MAX_VALUE_LEN`] bytes.
+    Str(String),
+}
+
+impl Value {
+    /// The value as a number, if it is one (or a numeric string).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Num(n) => Some(*n),
+            Value::Bool(b) => Some(f64::from(u8::from(*b))),
+            Value::Str(s) => s.trim().parse().ok(),
+        }
+    }
+
+    /// The value as a string slice, if it is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// One event, version 1. See the README's "Event format".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// Client-made unique id: the idempotency key.
+    pub id: String,
+    /// Event type.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// Client time, ms since the Unix epoch.
+    pub ts: i64,
+    /// Pseudonymous first-party visitor id.
+    pub visitor_id: String,
+    /// Full page URL (query string included, for UTM parameters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// URL path; derived from `url` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Document referrer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+    /// User agent (browser-supplied, or filled in by the worker from the request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ua: Option<String>,
+    /// Client's local offset from UTC in minutes (east positive), for weekend and hour features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz_offset: Option<i32>,
+    /// Engaged milliseconds since the previous `engaged`/`page_end` of this page view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engaged_ms: Option<f64>,
+    /// Custom event name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Lead id given by `identify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<String>,
+    /// Small map of event properties (`depth`, `cta`, `form`, `id_persistent`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub props: BTreeMap<String, Value>,
+    /// Identify traits (firmographics); only on `identify`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub traits: BTreeMap<String, Value>,
+}
+
+/// Why an event was refused. Codes are stable strings for HTTP error bodies.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EventError {
+    /// Not JSON, or not an event object.
+    #[error("invalid event JSON: {0}")]
+    Json(String),
+    /// The event text is larger than [`limits::MAX_EVENT_BYTES`].
+    #[error("event is {0} bytes, more than the limit of {max}", max = limits::MAX_EVENT_BYTES)]
+    TooLarge(usize),
+    /// A field breaks a limit or a rule.
+    #[error("field `{field}`: {message}")]
+    Field {
+        /// Offending field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl EventError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EventError::Json(_) => "invalid_json",
+            EventError::TooLarge(_) => "event_too_large",
+            EventError::Field { .. } => "invalid_field",
+        }
+    }
+
+    fn field(field: &'static str, message: impl Into<String>) -> Self {
+        EventError::Field {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl Event {
+    /// Parses and validates one event from JSON text.
+    pub fn parse(text: &str) -> Result<Event, EventError> {
+        if text.len() > limits::MAX_EVENT_BYTES {
+            return Err(EventError::TooLarge(text.len()));
+        }
+        let event: Event = serde_json::from_str(text).map_err(|e| EventError::Json(e.to_string()))?;
+        event.validate()?;
+        Ok(event)
+    }
+
+    /// Checks every limit and rule; [`Event::parse`] calls it, and so must anyone building events by hand.
+    pub fn validate(&self) -> Result<(), EventError> {
+        use limits::*;
+        check_id("id", &self.id)?;
+        check_id("visitor_id", &self.visitor_id)?;
+        if !(MIN_TS..=MAX_TS).contains(&self.ts) {
+            return Err(EventError::field("ts", "must be ms since the Unix epoch, between 2000 and 2100"));
+        }
+        check_len("url", self.url.as_deref(), MAX_URL_LEN)?;
+        check_len("referrer", self.referrer.as_deref(), MAX_URL_LEN)?;
+        check_len("path", self.path.as_deref(), MAX_PATH_LEN)?;
+        check_len("ua", self.ua.as_deref(), MAX_UA_LEN)?;
+        if let Some(p) = &self.path {
+            if !p.starts_with('/') {
+                return Err(EventError::field("path", "must start with '/'"));
+            }
+        }
+        if let Some(tz) = self.tz_offset {
+            if tz.abs() > MAX_TZ_OFFSET {
+                return Err(EventError::field("tz_offset", "must be within ±840 minutes"));
+            }
+        }
+        if let Some(ms) = self.engaged_ms {
+            if !(0.0..=MAX_ENGAGED_MS).contains(&ms) {
+                return Err(EventError::field("engaged_ms", "must be a number from 0 to 86400000"));
+            }
+        }
+        if let Some(name) = &self.name {
+            check_id("name", name)?;
+        }
+        if let Some(lead) = &self.lead_id {
+            check_id("lead_id", lead)?;
+            check_len("lead_id", Some(lead), MAX_LEAD_ID_LEN)?;
+        }
+        check_map("props", &self.props)?;
+        check_map("traits", &self.traits)?;
+        match self.kind {
+            EventType::Page if self.path.is_none() && self.url.is_none() => {
+                Err(EventError::field("path", "a page event needs `path` or `url`"))
+            }
+            EventType::Custom if self.name.is_none() => {
+                Err(EventError::field("name", "a custom event needs a `name`"))
+            }
+            EventType::Identify if self.lead_id.is_none() && self.traits.is_empty() => {
+                Err(EventError::field("traits", "identify needs `lead_id` or `traits`"))
+            }
+            kind if kind != EventType::Identify && !self.traits.is_empty() => {
+                Err(EventError::field("traits", "only identify events carry traits"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The page path: `path`, else the path part of `url`; query and fragment removed.
+    pub fn page_path(&self) -> Option<&str> {
+        let raw = match (&self.path, &self.url) {
+            (Some(p), _) => p.as_str(),
+            (None, Some(u)) => url_path(u),
+            (None, None) => return None,
+        };
+        Some(raw.split(['?', '#']).next().unwrap_or(raw))
+    }
+
+    /// A property by name.
+    pub fn prop(&self, key: &str) -> Option<&Value> {
+        self.props.get(key)
+    }
+}
+
+/// Path part of an absolute or relative URL ("/" when the URL has none).
+pub fn url_path(url: &str) -> &str {
+    let after_scheme = match url.find("://") {
+        Some(i) => &url[i + 3..],
+        None => return url,
+    };
+    match after_scheme.find(['/', '?', '#']) {
+        Some(i) if after_scheme[i..].starts_with('/') => &after_scheme[i..],
+        _ => "/",
+    }
+}
+
+/// Host of an absolute URL, lowercased by the caller if needed; `None` for relative or empty URLs.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = &rest[..end];
+    let host = host.rsplit('@').next().unwrap_or(host);
+    let host = match host.rfind(':') {
+        Some(i) if !host.ends_with(']') => &host[..i],
+        _ => host,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// A query parameter of a URL (first occurrence; `+` and `%XX` not decoded beyond what UTM values need).
+pub fn query_param<'a>(url: &'a str, key: &str) -> Option<&'a str> {
+    let q = url.split('#').next()?.split_once('?')?.1;
+    q.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then_some(v)
+    })
+}
+
+fn check_id(field: &'static str, s: &str) -> Result<(), EventError> {
+    if s.is_empty() {
+        return Err(EventError::field(field, "must not be empty"));
+    }
+    if s.len() > limits::MAX_ID_LEN {
+        return Err(EventError::field(
+            field,
+            format!("is {} bytes, more than {}", s.len(), limits::MAX_ID_LEN),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(EventError::field(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_len(field: &'static str, s: Option<&str>, max: usize) -> Result<(), EventError> {
+    match s {
+        Some(s) if s.len() > max => Err(EventError::field(
+            field,
+            format!("is {} bytes, more than {max}", s.len()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_map(field: &'static str, map: &BTreeMap<String, Value>) -> Result<(), EventError> {
+    use limits::*;
+    if map.len() > MAX_MAP_ENTRIES {
+        return Err(EventError::field(
+            field,
+            format!("has {} entries, more than {MAX_MAP_ENTRIES}", map.len()),
+        ));
+    }
+    for (k, v) in map {
+        if k.is_empty() || k.len() > MAX_KEY_LEN {
+            return Err(EventError::field(field, format!("key {k:?} must be 1 to {MAX_KEY_LEN} bytes")));
+        }
+        match v {
+            Value::Str(s) if s.len() > MAX_VALUE_LEN => {
+                return Err(EventError::field(
+                    field,
+                    format!("value of {k:?} is more than {MAX_VALUE_LEN} bytes"),
+                ))
+            }
+            Value::Num(n) if !n.is_finite() => {
+                return Err(EventError::field(field, format!("value of {k:?} must be finite")))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: &str = r#"{"id":"e1","type":"page","ts":1700000000000,"visitor_id":"v1","url":"https://a.example/pricing?utm_medium=cpc#top"}"#;
+
+    #[test]
+    fn parses_a_page_event_and_derives_its_path() {
+        let e = Event::parse(PAGE).unwrap();
+        assert_eq!(e.kind, EventType::Page);
+        assert_eq!(e.page_path(), Some("/pricing"));
+        assert_eq!(query_param(e.url.as_deref().unwrap(), "utm_medium"), Some("cpc"));
+        assert_eq!(url_host("https://u:p@Www.X.com:8080/a"), Some("Www.X.com"));
+        assert_eq!(url_path("https://x.com?q=1"), "/");
+    }
+
+    #[test]
+    fn rejects_what_breaks_a_limit() {
+        let cases = [
+            (r#"{"id":"","type":"page","ts":1700000000000,"visitor_id":"v","path":"/"}"#, "id"),
+            (r#"{"id":"a","type":"page","ts":5,"visitor_id":"v","path":"/"}"#, "ts"),
+            (r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v"}"#, "path"),
+            (r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"x"}"#, "path"),
+            (r#"{"id":"a","type":"page_end","ts":1700000000000,"visitor_id":"v","engaged_ms":-1}"#, "engaged_ms"),
+            (r#"{"id":"a","type":"custom","ts":1700000000000,"visitor_id":"v"}"#, "name"),
+            (r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","traits":{"a":1}}"#, "traits"),
+            (r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","tz_offset":900}"#, "tz_offset"),
+        ];
+        for (text, field) in cases {
+            match Event::parse(text) {
+                Err(EventError::Field { field: f, .. }) => assert_eq!(f, field, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let long = format!(
+            r#"{{"id":"a","type":"page","ts":1700000000000,"visitor_id":"{}","path":"/"}}"#,
+            "v".repeat(limits::MAX_ID_LEN + 1)
+        );
+        assert!(matches!(Event::parse(&long), Err(EventError::Field { field: "visitor_id", .. })));
+        let big = " ".repeat(limits::MAX_EVENT_BYTES + 1);
+        assert_eq!(Event::parse(&big).unwrap_err().code(), "event_too_large");
+        let many: Vec<String> = (0..=limits::MAX_MAP_ENTRIES).map(|i| format!("\"k{i}\":1")).collect();
+        let text = format!(
+            r#"{{"id":"a","type":"click","ts":1700000000000,"visitor_id":"v","props":{{{}}}}}"#,
+            many.join(",")
+        );
+        assert!(matches!(Event::parse(&text), Err(EventError::Field { field: "props", .. })));
+    }
+
+    #[test]
+    fn rejects_unknown_types_and_fields() {
+        let t = r#"{"id":"a","type":"pageview","ts":1700000000000,"visitor_id":"v","path":"/"}"#;
+        assert_eq!(Event::parse(t).unwrap_err().code(), "invalid_json");
+        let f = r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","x":1}"#;
+        assert_eq!(Event::parse(f).unwrap_err().code(), "invalid_json");
+        assert_eq!(Event::parse("[1,2]").unwrap_err().code(), "invalid_json");
+    }
+}

@@ -1,0 +1,476 @@
+//! Features: model inputs computed from visitor state, as declared by a model card.
+//!
+//! This is the one implementation of every feature: it builds the training matrix (via
+//! `leadscore features`) and serves. Kinds and parameters are documented in `models/README.md`.
+
+pub mod channel;
+pub mod useragent;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Value;
+use crate::site::Site;
+use crate::state::{Counts, StateConfig, VisitorState, MAX_HALF_LIVES};
+
+/// A feature as declared in `card.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSpec {
+    /// Model input name (unique).
+    pub name: String,
+    /// Feature kind.
+    pub kind: String,
+    /// Kind parameters.
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Dataset column this feature reproduces (default model only), or a sum `A+B`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// Dataset value → number, where the column is not numeric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<BTreeMap<String, f64>>,
+    /// Free-text description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A feature declaration that cannot be served.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("feature `{name}` ({kind}): {message}")]
+pub struct FeatureError {
+    /// Feature name.
+    pub name: String,
+    /// Feature kind.
+    pub kind: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scope {
+    Session,
+    Visitor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Agg {
+    Mean,
+    Max,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Counter {
+    FormsStarted,
+    FormsSubmitted,
+    CtaClicks,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Family {
+    Os,
+    Browser,
+    Device,
+}
+
+/// A compiled feature: names resolved to indices and masks.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    PageViews(u16, Scope),
+    EngagedSeconds(u16, Scope),
+    StatMean(usize),
+    Visited(u16, Scope),
+    Flag(Counter, Scope),
+    Count(Counter, Scope),
+    PagesPerSession,
+    Sessions,
+    VisitorType([f32; 3]),
+    Weekend,
+    HourOfDay,
+    SpecialDay,
+    Channel { first: bool, scope: Scope, codes: Vec<f32>, default: f32 },
+    UniqueChannels(Scope),
+    Agent(Family, Vec<f32>, f32),
+    Scroll(Agg, Scope),
+    Velocity(usize),
+    QuickConversion(u16, u16),
+    TraitNum(String, f32),
+    TraitCat(String, BTreeMap<String, f32>, f32),
+}
+
+/// The compiled feature list of a model, in input order.
+#[derive(Debug, Clone)]
+pub struct FeatureSet {
+    names: Vec<String>,
+    kinds: Vec<Kind>,
+    half_lives: Vec<f64>,
+}
+
+impl FeatureSet {
+    /// Compiles feature declarations against a site.
+    pub fn new(specs: &[FeatureSpec], site: &Site) -> Result<FeatureSet, FeatureError> {
+        let mut half_lives = Vec::new();
+        let mut names: Vec<String> = Vec::with_capacity(specs.len());
+        let mut kinds = Vec::with_capacity(specs.len());
+        for spec in specs {
+            if names.contains(&spec.name) {
+                return Err(err(spec, "duplicate name"));
+            }
+            kinds.push(compile(spec, site, &mut half_lives)?);
+            names.push(spec.name.clone());
+        }
+        Ok(FeatureSet {
+            names,
+            kinds,
+            half_lives,
+        })
+    }
+
+    /// Feature names in input order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Number of features.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are no features.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Half-lives the state must accumulate for `engagement_velocity` features.
+    pub fn half_lives(&self) -> &[f64] {
+        &self.half_lives
+    }
+
+    /// Computes every feature into `out` (len = [`FeatureSet::len`]).
+    pub fn compute(&self, s: &VisitorState, cfg: &StateConfig, out: &mut [f32]) {
+        for (o, k) in out.iter_mut().zip(&self.kinds) {
+            *o = value(k, s, cfg);
+        }
+    }
+}
+
+fn err(spec: &FeatureSpec, message: impl Into<String>) -> FeatureError {
+    FeatureError {
+        name: spec.name.clone(),
+        kind: spec.kind.clone(),
+        message: message.into(),
+    }
+}
+
+fn compile(spec: &FeatureSpec, site: &Site, half_lives: &mut Vec<f64>) -> Result<Kind, FeatureError> {
+    let p = &spec.params;
+    let known = |allowed: &[&str]| -> Result<(), FeatureError> {
+        match p.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(err(spec, format!("unknown parameter `{k}`"))),
+            None => Ok(()),
+        }
+    };
+    let scope = || -> Result<Scope, FeatureError> {
+        match p.get("scope").map(|v| v.as_str()) {
+            None | Some(Some("session")) => Ok(Scope::Session),
+            Some(Some("visitor")) => Ok(Scope::Visitor),
+            _ => Err(err(spec, "`scope` must be \"session\" or \"visitor\"")),
+        }
+    };
+    let tags = |key: &str| -> Result<u16, FeatureError> {
+        let list: Vec<String> = match p.get(key) {
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            Some(serde_json::Value::String(s)) => vec![s.clone()],
+            _ => return Err(err(spec, format!("`{key}` must list page tags"))),
+        };
+        if let Some(t) = list.iter().find(|t| !site.has_tag(t)) {
+            return Err(err(spec, format!("tag `{t}` is not in the site's page rules")));
+        }
+        Ok(site.class_mask(&list))
+    };
+    let codes = |names: &[&str]| -> Result<(Vec<f32>, f32), FeatureError> {
+        let default = p.get("default").and_then(|v| v.as_f64()).unwrap_or(0.0) as f32;
+        let map = match p.get("codes") {
+            Some(serde_json::Value::Object(m)) => m,
+            _ => return Err(err(spec, "`codes` must map family names to numbers")),
+        };
+        let mut out = vec![default; names.len()];
+        for (k, v) in map {
+            let i = names
+                .iter()
+                .position(|n| n == k)
+                .ok_or_else(|| err(spec, format!("unknown value `{k}` in codes (known: {})", names.join(", "))))?;
+            out[i] = v.as_f64().ok_or_else(|| err(spec, format!("code of `{k}` must be a number")))? as f32;
+        }
+        Ok((out, default))
+    };
+    let kind = match spec.kind.as_str() {
+        "page_views" | "engaged_seconds" | "visited_category" => {
+            let key = if spec.kind == "visited_category" { "category" } else { "categories" };
+            known(&[key, "scope"])?;
+            let (m, sc) = (tags(key)?, scope()?);
+            match spec.kind.as_str() {
+                "page_views" => Kind::PageViews(m, sc),
+                "engaged_seconds" => Kind::EngagedSeconds(m, sc),
+                _ => Kind::Visited(m, sc),
+            }
+        }
+        "page_stat_mean" => {
+            known(&["stat"])?;
+            let stat = p.get("stat").and_then(|v| v.as_str()).unwrap_or_default();
+            Kind::StatMean(
+                site.stat_index(stat)
+                    .ok_or_else(|| err(spec, format!("stat `{stat}` is not a page_stats column")))?,
+            )
+        }
+        "form_started" | "form_submitted" | "cta_clicks" => {
+            known(&["scope"])?;
+            let sc = scope()?;
+            match spec.kind.as_str() {
+                "form_started" => Kind::Flag(Counter::FormsStarted, sc),
+                "form_submitted" => Kind::Flag(Counter::FormsSubmitted, sc),
+                _ => Kind::Count(Counter::CtaClicks, sc),
+            }
+        }
+        "pages_per_session" => {
+            known(&[])?;
+            Kind::PagesPerSession
+        }
+        "sessions" => {
+            known(&[])?;
+            Kind::Sessions
+        }
+        "visitor_type" => {
+            known(&["codes", "default"])?;
+            let (c, _) = codes(&["new", "returning", "unknown"])?;
+            Kind::VisitorType([c[0], c[1], c[2]])
+        }
+        "weekend" => {
+            known(&[])?;
+            Kind::Weekend
+        }
+        "hour_of_day" => {
+            known(&[])?;
+            Kind::HourOfDay
+        }
+        "special_day" => {
+            known(&[])?;
+            Kind::SpecialDay
+        }
+        "channel" => {
+            known(&["touch", "scope", "codes", "default"])?;
+            let first = match p.get("touch").and_then(|v| v.as_str()) {
+                None | Some("first") => true,
+                Some("last") => false,
+                _ => return Err(err(spec, "`touch` must be \"first\" or \"last\"")),
+            };
+            let (codes, default) = codes(&channel::CHANNELS)?;
+            Kind::Channel {
+                first,
+                scope: scope()?,
+                codes,
+                default,
+            }
+        }
+        "unique_channels" => {
+            known(&["scope"])?;
+            Kind::UniqueChannels(scope()?)
+        }
+        "os" | "browser" | "device" => {
+            known(&["codes", "default"])?;
+            let (family, names): (Family, &[&str]) = match spec.kind.as_str() {
+                "os" => (Family::Os, &useragent::OS),
+                "browser" => (Family::Browser, &useragent::BROWSERS),
+                _ => (Family::Device, &useragent::DEVICES),
+            };
+            let (c, d) = codes(names)?;
+            Kind::Agent(family, c, d)
+        }
+        "scroll_depth" => {
+            known(&["agg", "scope"])?;
+            let agg = match p.get("agg").and_then(|v| v.as_str()) {
+                Some("mean") => Agg::Mean,
+                Some("max") => Agg::Max,
+                _ => return Err(err(spec, "`agg` must be \"mean\" or \"max\"")),
+            };
+            Kind::Scroll(agg, scope()?)
+        }
+        "engagement_velocity" => {
+            known(&["half_life_seconds"])?;
+            let hl = p
+                .get("half_life_seconds")
+                .and_then(|v| v.as_f64())
+                .filter(|h| *h > 0.0 && h.is_finite())
+                .ok_or_else(|| err(spec, "`half_life_seconds` must be a positive number"))?;
+            let i = match half_lives.iter().position(|h| *h == hl) {
+                Some(i) => i,
+                None if half_lives.len() < MAX_HALF_LIVES => {
+                    half_lives.push(hl);
+                    half_lives.len() - 1
+                }
+                None => return Err(err(spec, format!("at most {MAX_HALF_LIVES} distinct half-lives"))),
+            };
+            Kind::Velocity(i)
+        }
+        "quick_conversion" => {
+            known(&["categories", "within_pages"])?;
+            let n = p
+                .get("within_pages")
+                .and_then(|v| v.as_u64())
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| err(spec, "`within_pages` must be 1..=1000"))?;
+            Kind::QuickConversion(tags("categories")?, n as u16)
+        }
+        "trait" => {
+            known(&["name", "codes", "default"])?;
+            let name = p
+                .get("name")
+                .and_then(|v| v.as_str())
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| err(spec, "`name` of the trait is required"))?
+                .to_string();
+            let default = p.get("default").and_then(|v| v.as_f64()).unwrap_or(f64::NAN) as f32;
+            match p.get("codes") {
+                None => Kind::TraitNum(name, default),
+                Some(serde_json::Value::Object(m)) => {
+                    let mut map = BTreeMap::new();
+                    for (k, v) in m {
+                        let n = v.as_f64().ok_or_else(|| err(spec, format!("code of `{k}` must be a number")))?;
+                        map.insert(k.to_ascii_lowercase(), n as f32);
+                    }
+                    Kind::TraitCat(name, map, default)
+                }
+                _ => return Err(err(spec, "`codes` must map trait values to numbers")),
+            }
+        }
+        other => return Err(err(spec, format!("unknown kind `{other}`"))),
+    };
+    Ok(kind)
+}
+
+fn masked<T: Copy + Into<f64>>(values: &[T], mask: u16) -> f64 {
+    values
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, v)| (*v).into())
+        .sum()
+}
+
+fn counts(s: &VisitorState, sc: Scope) -> &Counts {
+    match sc {
+        Scope::Session => &s.session.counts,
+        Scope::Visitor => &s.total,
+    }
+}
+
+fn counter(c: &Counts, which: Counter) -> f32 {
+    f32::from(match which {
+        Counter::FormsStarted => c.forms_started,
+        Counter::FormsSubmitted => c.forms_submitted,
+        Counter::CtaClicks => c.cta_clicks,
+    })
+}
+
+/// Local civil time of the session start: (days since epoch, hour).
+fn local_start(s: &VisitorState) -> (i64, u32) {
+    let local_ms = s.session.start + i64::from(s.session.tz) * 60_000;
+    (local_ms.div_euclid(86_400_000), (local_ms.rem_euclid(86_400_000) / 3_600_000) as u32)
+}
+
+fn value(k: &Kind, s: &VisitorState, cfg: &StateConfig) -> f32 {
+    let views = |sc: Scope| match sc {
+        Scope::Session => &s.session.views,
+        Scope::Visitor => &s.views,
+    };
+    let engaged = |sc: Scope| match sc {
+        Scope::Session => &s.session.engaged_ms,
+        Scope::Visitor => &s.engaged_ms,
+    };
+    match k {
+        Kind::PageViews(m, sc) => masked(views(*sc), *m) as f32,
+        Kind::EngagedSeconds(m, sc) => (masked(engaged(*sc), *m) / 1000.0) as f32,
+        Kind::StatMean(i) => match s.session.stat_views {
+            0 => 0.0,
+            n => (s.session.stat_sums.get(*i).copied().unwrap_or(0.0) / f64::from(n)) as f32,
+        },
+        Kind::Visited(m, sc) => f32::from(masked(views(*sc), *m) > 0.0),
+        Kind::Flag(c, sc) => f32::from(counter(counts(s, *sc), *c) > 0.0),
+        Kind::Count(c, sc) => counter(counts(s, *sc), *c),
+        Kind::PagesPerSession => match s.sessions {
+            0 => 0.0,
+            n => (f64::from(s.total.pages) / f64::from(n)) as f32,
+        },
+        Kind::Sessions => s.sessions as f32,
+        Kind::VisitorType(codes) => {
+            if s.session.id_unknown {
+                codes[2]
+            } else if s.sessions > 1 {
+                codes[1]
+            } else {
+                codes[0]
+            }
+        }
+        Kind::Weekend => f32::from(crate::site::weekday(local_start(s).0) >= 6),
+        Kind::HourOfDay => local_start(s).1 as f32,
+        Kind::SpecialDay => {
+            let (y, m, d) = crate::site::civil_from_days(local_start(s).0);
+            cfg.site.special_day(y, m, d) as f32
+        }
+        Kind::Channel {
+            first,
+            scope,
+            codes,
+            default,
+        } => {
+            if s.is_empty() {
+                return *default;
+            }
+            let ch = match (first, scope) {
+                (true, Scope::Visitor) => s.first_channel,
+                _ => s.session.channel,
+            };
+            codes.get(usize::from(ch)).copied().unwrap_or(*default)
+        }
+        Kind::UniqueChannels(sc) => counts(s, *sc).channels.count_ones() as f32,
+        Kind::Agent(family, codes, default) => {
+            let i = match family {
+                Family::Os => s.ua.0,
+                Family::Browser => s.ua.1,
+                Family::Device => s.ua.2,
+            };
+            codes.get(usize::from(i)).copied().unwrap_or(*default)
+        }
+        Kind::Scroll(agg, sc) => {
+            let c = counts(s, *sc);
+            match (agg, c.scrolls) {
+                (_, 0) => 0.0,
+                (Agg::Max, _) => c.scroll_max,
+                (Agg::Mean, n) => c.scroll_sum / f32::from(n),
+            }
+        }
+        Kind::Velocity(i) => s.velocity(*i, cfg) as f32,
+        Kind::QuickConversion(mask, within) => {
+            let reached = s
+                .session
+                .first_view
+                .iter()
+                .enumerate()
+                .filter(|(c, &v)| mask & (1 << c) != 0 && v > 0)
+                .map(|(_, &v)| v)
+                .chain((s.session.first_submit > 0).then_some(s.session.first_submit))
+                .min();
+            f32::from(matches!(reached, Some(n) if n <= *within))
+        }
+        Kind::TraitNum(name, default) => s.trait_value(name).and_then(|v| v.as_f64()).map_or(*default, |v| v as f32),
+        Kind::TraitCat(name, map, default) => s
+            .trait_value(name)
+            .and_then(|v| match v {
+                Value::Str(x) => map.get(&x.to_ascii_lowercase()).copied(),
+                Value::Bool(b) => map.get(if b { "true" } else { "false" }).copied(),
+                Value::Num(n) => map.get(&n.to_string()).copied(),
+            })
+            .unwrap_or(*default),
+    }
+}

@@ -1,0 +1,12 @@
+//! leadscore: real-time predictive lead scoring.
+//!
+//! The modules follow the data's path: [`event`] → [`state`] → [`features`] → [`model`] → [`score`]
+//! → [`explain`]. Front ends (CLI, browser, worker) are thin shells over [`score::Scorer`].
+
+pub mod event;
+pub mod explain;
+pub mod features;
+pub mod model;
+pub mod score;
+pub mod site;
+pub mod state;

@@ -1,0 +1,162 @@
+//! `card.json`: everything about a model except its trees. Format: `models/README.md`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::features::FeatureSpec;
+use crate::site::SiteTables;
+
+use super::error::ModelError;
+
+/// The only card schema this build reads.
+pub const CARD_SCHEMA_VERSION: u32 = 1;
+
+/// A model card.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Card {
+    /// Card format version.
+    pub schema_version: u32,
+    /// Bundle name.
+    pub name: String,
+    /// Version string carried on every score.
+    pub model_version: String,
+    /// Model file facts.
+    pub model: ModelFile,
+    /// Model inputs, in order.
+    pub features: Vec<FeatureSpec>,
+    /// Site tables.
+    pub site: SiteTables,
+    /// Probability calibration.
+    pub calibration: Calibration,
+    /// Tier thresholds on `ai_score`.
+    pub tiers: Tiers,
+    /// Score-confidence parameters.
+    #[serde(default)]
+    pub confidence: ConfidenceParams,
+    /// Data for explanations.
+    pub explain: Explain,
+    /// Training provenance (free form, shown by `GET /v1/model`).
+    #[serde(default)]
+    pub training: serde_json::Value,
+    /// Holdout and validation metrics (free form).
+    #[serde(default)]
+    pub metrics: serde_json::Value,
+}
+
+/// Facts about `model.onnx`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelFile {
+    /// File name inside the bundle.
+    pub file: String,
+    /// Hex sha256 of the file (checked by `leadscore check`).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Input width.
+    pub n_features: usize,
+    /// Number of trees.
+    #[serde(default)]
+    pub n_trees: Option<usize>,
+}
+
+/// Calibration of the model probability.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Calibration {
+    /// p' = sigmoid(a · logit(p) + b).
+    Platt {
+        /// Slope on the logit.
+        a: f64,
+        /// Intercept.
+        b: f64,
+    },
+    /// p' = p.
+    None,
+}
+
+/// Tier thresholds (inclusive lower bounds on `ai_score`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Tiers {
+    /// `ai_score ≥ hot` → hot.
+    pub hot: u8,
+    /// `ai_score ≥ warm` → warm.
+    pub warm: u8,
+}
+
+/// Parameters of `score_confidence` (see `score.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ConfidenceParams {
+    /// Page views at which evidence reaches 63 % (1 − 1/e).
+    #[serde(default = "default_evidence_pages")]
+    pub evidence_pages: f64,
+    /// Logit distance to the nearest tier boundary at which the margin factor reaches 63 %.
+    #[serde(default = "default_margin_logit")]
+    pub margin_logit: f64,
+}
+
+fn default_evidence_pages() -> f64 {
+    3.0
+}
+fn default_margin_logit() -> f64 {
+    0.5
+}
+
+impl Default for ConfidenceParams {
+    fn default() -> Self {
+        ConfidenceParams {
+            evidence_pages: default_evidence_pages(),
+            margin_logit: default_margin_logit(),
+        }
+    }
+}
+
+/// Training-time data TreeSHAP needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explain {
+    /// Per tree, per ONNX node id: number of training rows through the node.
+    pub node_covers: Vec<Vec<f64>>,
+}
+
+impl Card {
+    /// Parses and checks a card's own consistency (the model file is checked when loaded).
+    pub fn parse(text: &str) -> Result<Card, ModelError> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| ModelError::Card(e.to_string()))?;
+        match v.get("schema_version").and_then(|s| s.as_u64()) {
+            Some(n) if n == u64::from(CARD_SCHEMA_VERSION) => {}
+            Some(n) => {
+                return Err(ModelError::Card(format!(
+                    "schema_version {n} is not supported (this build reads {CARD_SCHEMA_VERSION})"
+                )))
+            }
+            None => return Err(ModelError::Card("missing schema_version".into())),
+        }
+        let card: Card = serde_json::from_value(v).map_err(|e| ModelError::Card(e.to_string()))?;
+        card.check()?;
+        Ok(card)
+    }
+
+    fn check(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::Card(m));
+        if self.model_version.is_empty() || self.model_version.len() > 64 {
+            return bad("model_version must be 1 to 64 characters".into());
+        }
+        if self.features.len() != self.model.n_features {
+            return bad(format!(
+                "{} features listed but model.n_features is {}",
+                self.features.len(),
+                self.model.n_features
+            ));
+        }
+        if self.tiers.hot > 100 || self.tiers.warm > self.tiers.hot {
+            return bad("tiers need 0 ≤ warm ≤ hot ≤ 100".into());
+        }
+        if let Calibration::Platt { a, b } = self.calibration {
+            if !a.is_finite() || !b.is_finite() || a <= 0.0 {
+                return bad("platt calibration needs finite a > 0 and finite b".into());
+            }
+        }
+        let c = self.confidence;
+        if !(c.evidence_pages > 0.0 && c.margin_logit > 0.0) {
+            return bad("confidence parameters must be positive".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,93 @@
+//! The model bundle: `card.json` + `model.onnx`, loaded and validated once, then run through tract.
+//!
+//! tract parses the ONNX graph and runs the plan; its `TreeEnsembleClassifier` is replaced by our flat
+//! tree kernel ([`kernel`]), and the same parsed trees ([`forest`]) feed TreeSHAP, so the trees that
+//! score are the trees that explain.
+
+pub mod card;
+pub mod error;
+pub mod forest;
+pub mod kernel;
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::explain::Covers;
+use card::Card;
+use error::ModelError;
+use kernel::TractModel;
+
+/// The default model, embedded at build time so every front end has one without file access.
+pub mod embedded {
+    /// `models/default/card.json`.
+    pub const CARD: &str = include_str!("../../models/default/card.json");
+    /// `models/default/model.onnx`.
+    pub const ONNX: &[u8] = include_bytes!("../../models/default/model.onnx");
+}
+
+/// A loaded, validated model bundle.
+#[derive(Debug)]
+pub struct Bundle {
+    /// The card.
+    pub card: Card,
+    /// The runnable tract plan (with our tree kernel).
+    pub model: TractModel,
+    /// Node covers for TreeSHAP, checked against the trees.
+    pub covers: Covers,
+}
+
+impl Bundle {
+    /// Loads `card.json` and its model file from a bundle directory.
+    pub fn load(dir: &Path) -> Result<Bundle, ModelError> {
+        let read = |p: &Path| std::fs::read(p).map_err(|source| ModelError::Io { path: p.display().to_string(), source });
+        let card_path = dir.join("card.json");
+        let card_text = String::from_utf8(read(&card_path)?)
+            .map_err(|_| ModelError::Card("card.json is not UTF-8".into()))?;
+        let card = Card::parse(&card_text)?;
+        let onnx = read(&dir.join(&card.model.file))?;
+        Bundle::from_parts(card, &onnx)
+    }
+
+    /// The embedded default bundle.
+    pub fn embedded() -> Result<Bundle, ModelError> {
+        Bundle::from_parts(Card::parse(embedded::CARD)?, embedded::ONNX)
+    }
+
+    /// Builds a bundle from a parsed card and the model bytes, validating one against the other.
+    pub fn from_parts(card: Card, onnx: &[u8]) -> Result<Bundle, ModelError> {
+        if let Some(want) = &card.model.sha256 {
+            let got = sha256_hex(onnx);
+            if !want.eq_ignore_ascii_case(&got) {
+                return Err(ModelError::Card(format!(
+                    "model.sha256 is {want} but {} hashes to {got}",
+                    card.model.file
+                )));
+            }
+        }
+        let model = TractModel::load(onnx)?;
+        let n = card.features.len();
+        if model.n_features() > n {
+            return Err(ModelError::Card(format!(
+                "the trees read feature index {} but the card lists {n} features",
+                model.n_features() - 1
+            )));
+        }
+        let model = model.with_input_width(n)?;
+        if let Some(t) = card.model.n_trees {
+            if t != model.forest().n_trees() {
+                return Err(ModelError::Card(format!(
+                    "model.n_trees is {t} but the ONNX file has {}",
+                    model.forest().n_trees()
+                )));
+            }
+        }
+        let covers = Covers::new(model.forest(), &card.explain.node_covers)?;
+        Ok(Bundle { card, model, covers })
+    }
+}
+
+/// Lowercase hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,292 @@
+//! Scoring: features → model probability → calibrated 0–100 score, tier, confidence and top factors.
+//!
+//! [`Scorer`] is the one object every front end holds: it owns the bundle (plan built once), the
+//! compiled features and the site tables, and turns a [`VisitorState`] into a [`Score`].
+//!
+//! `score_confidence` (0–1) is how much to trust the *tier*: the product of
+//! - evidence: 1 − exp(−page views / `evidence_pages`), since a one-page visitor's score rests on little;
+//! - margin: 1 − exp(−d / `margin_logit`), where d is the distance, in calibrated log-odds, from the
+//!   score to the nearest tier boundary, since a score on a boundary could flip tier with one event.
+
+use serde::Serialize;
+
+use crate::event::Event;
+use crate::explain::{tree_shap, Covers};
+use crate::features::FeatureSet;
+use crate::model::card::{Calibration, Card, Tiers};
+use crate::model::error::ModelError;
+use crate::model::kernel::TractModel;
+use crate::model::Bundle;
+use crate::site::{Site, SiteTables};
+use crate::state::{Outcome, StateConfig, VisitorState};
+
+/// Number of `key_factors` reported.
+pub const KEY_FACTORS: usize = 5;
+
+/// Hot, warm or cold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// `ai_score ≥ tiers.hot`.
+    Hot,
+    /// `ai_score ≥ tiers.warm`.
+    Warm,
+    /// Below warm.
+    Cold,
+}
+
+impl Tier {
+    /// Tier of a 0–100 score.
+    pub fn of(score: u8, t: Tiers) -> Tier {
+        if score >= t.hot {
+            Tier::Hot
+        } else if score >= t.warm {
+            Tier::Warm
+        } else {
+            Tier::Cold
+        }
+    }
+
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Hot => "hot",
+            Tier::Warm => "warm",
+            Tier::Cold => "cold",
+        }
+    }
+}
+
+/// One feature's part in a score: its value and its TreeSHAP contribution in model log-odds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Factor {
+    /// Feature name.
+    pub feature: String,
+    /// Feature value fed to the model.
+    pub value: f32,
+    /// Contribution to the raw log-odds (positive raises the score).
+    pub impact: f64,
+}
+
+/// A score, as every front end reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Score {
+    /// Visitor the score is for.
+    pub visitor_id: String,
+    /// Lead id, once identified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<String>,
+    /// round(100 · probability).
+    pub ai_score: u8,
+    /// Tier from the card's thresholds.
+    pub tier: Tier,
+    /// Calibrated probability of converting.
+    pub probability: f64,
+    /// Model output before calibration.
+    pub raw_probability: f64,
+    /// Trust in the tier, 0–1 (see module docs).
+    pub score_confidence: f64,
+    /// Top factors by absolute impact.
+    pub key_factors: Vec<Factor>,
+    /// Model version of the card.
+    pub model_version: String,
+    /// When the score was computed (ms since the epoch; the latest event time in offline runs).
+    pub score_timestamp: i64,
+    /// Every feature's contribution (with `--all-factors`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contributions: Option<Vec<Factor>>,
+    /// TreeSHAP base value: contributions + base = raw log-odds (with `--all-factors`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_value: Option<f64>,
+}
+
+/// What to include in a score.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScoreOptions {
+    /// Include every contribution and the base value.
+    pub all_factors: bool,
+}
+
+/// A loaded model ready to score visitors.
+#[derive(Debug)]
+pub struct Scorer {
+    card: Card,
+    model: TractModel,
+    covers: Covers,
+    features: FeatureSet,
+    cfg: StateConfig,
+}
+
+impl Scorer {
+    /// Builds a scorer from a bundle, optionally replacing its site tables.
+    pub fn new(bundle: Bundle, site: Option<SiteTables>) -> Result<Scorer, ModelError> {
+        let Bundle { mut card, model, covers } = bundle;
+        if let Some(s) = site {
+            card.site = s;
+        }
+        let site = Site::new(card.site.clone()).map_err(|e| ModelError::Card(e.to_string()))?;
+        let features = FeatureSet::new(&card.features, &site).map_err(|e| ModelError::Card(e.to_string()))?;
+        let cfg = StateConfig {
+            site,
+            half_lives: features.half_lives().to_vec(),
+        };
+        Ok(Scorer {
+            card,
+            model,
+            covers,
+            features,
+            cfg,
+        })
+    }
+
+    /// The model card.
+    pub fn card(&self) -> &Card {
+        &self.card
+    }
+
+    /// Number of trees in the model.
+    pub fn n_trees(&self) -> usize {
+        self.model.forest().n_trees()
+    }
+
+    /// Compiled features.
+    pub fn features(&self) -> &FeatureSet {
+        &self.features
+    }
+
+    /// State configuration (site tables and decay half-lives).
+    pub fn state_config(&self) -> &StateConfig {
+        &self.cfg
+    }
+
+    /// A fresh, empty visitor state.
+    pub fn new_state(&self) -> VisitorState {
+        VisitorState::new(&self.cfg)
+    }
+
+    /// Applies one event to a visitor's state (`now`: receive time, for clock clamping).
+    pub fn apply(&self, state: &mut VisitorState, event: &Event, now: Option<i64>) -> Outcome {
+        state.apply(event, &self.cfg, now)
+    }
+
+    /// The feature vector of a state.
+    pub fn feature_vector(&self, state: &VisitorState) -> Vec<f32> {
+        let mut x = vec![0.0; self.features.len()];
+        self.features.compute(state, &self.cfg, &mut x);
+        x
+    }
+
+    /// Scores a visitor's state.
+    pub fn score(&self, state: &VisitorState, visitor_id: &str, at: i64, opts: ScoreOptions) -> Result<Score, ModelError> {
+        let x = self.feature_vector(state);
+        let mut s = self.score_vector(&x, opts)?;
+        s.visitor_id = visitor_id.to_string();
+        s.lead_id = state.lead_id.clone();
+        s.score_timestamp = at;
+        s.score_confidence = self.confidence(s.probability, f64::from(state.total.pages));
+        Ok(s)
+    }
+
+    /// Scores a raw feature vector (stateless scoring; confidence assumes full evidence).
+    pub fn score_vector(&self, x: &[f32], opts: ScoreOptions) -> Result<Score, ModelError> {
+        if x.len() != self.features.len() {
+            return Err(ModelError::Card(format!(
+                "expected {} features, got {}",
+                self.features.len(),
+                x.len()
+            )));
+        }
+        let raw = f64::from(self.model.predict(x)?);
+        let probability = calibrate(raw, self.card.calibration);
+        let ai_score = (probability * 100.0).round().clamp(0.0, 100.0) as u8;
+        let mut phi = vec![0.0; x.len()];
+        let base = tree_shap(self.model.forest(), &self.covers, x, &mut phi);
+        let mut all: Vec<Factor> = self
+            .features
+            .names()
+            .iter()
+            .zip(x)
+            .zip(&phi)
+            .map(|((n, v), p)| Factor {
+                feature: n.clone(),
+                value: *v,
+                impact: *p,
+            })
+            .collect();
+        let mut key = all.clone();
+        key.sort_by(|a, b| b.impact.abs().total_cmp(&a.impact.abs()).then_with(|| a.feature.cmp(&b.feature)));
+        key.retain(|f| f.impact != 0.0);
+        key.truncate(KEY_FACTORS);
+        let (contributions, base_value) = if opts.all_factors {
+            (Some(std::mem::take(&mut all)), Some(base))
+        } else {
+            (None, None)
+        };
+        Ok(Score {
+            visitor_id: String::new(),
+            lead_id: None,
+            ai_score,
+            tier: Tier::of(ai_score, self.card.tiers),
+            probability,
+            raw_probability: raw,
+            score_confidence: self.confidence(probability, f64::INFINITY),
+            key_factors: key,
+            model_version: self.card.model_version.clone(),
+            score_timestamp: 0,
+            contributions,
+            base_value,
+        })
+    }
+
+    fn confidence(&self, p: f64, pages: f64) -> f64 {
+        let c = self.card.confidence;
+        let evidence = 1.0 - (-pages / c.evidence_pages).exp();
+        let l = logit(p);
+        let d = [self.card.tiers.hot, self.card.tiers.warm]
+            .iter()
+            .filter(|&&t| t > 0 && t <= 100)
+            .map(|&t| (l - logit((f64::from(t) - 0.5) / 100.0)).abs())
+            .fold(f64::INFINITY, f64::min);
+        let margin = if d.is_finite() { 1.0 - (-d / c.margin_logit).exp() } else { 1.0 };
+        ((evidence * margin) * 1000.0).round() / 1000.0
+    }
+}
+
+/// log(p / (1 − p)), clamped away from ±∞.
+pub fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    (p / (1.0 - p)).ln()
+}
+
+/// 1 / (1 + e^−z).
+pub fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Applies a card's calibration to a model probability.
+pub fn calibrate(p: f64, c: Calibration) -> f64 {
+    match c {
+        Calibration::Platt { a, b } => sigmoid(a * logit(p) + b),
+        Calibration::None => p,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_and_tiers() {
+        let c = Calibration::Platt { a: 1.0, b: 0.0 };
+        assert!((calibrate(0.3, c) - 0.3).abs() < 1e-12);
+        let c = Calibration::Platt { a: 2.0, b: 0.5 };
+        let want = 1.0 / (1.0 + (-(2.0 * (0.3f64 / 0.7).ln() + 0.5)).exp());
+        assert!((calibrate(0.3, c) - want).abs() < 1e-12);
+        assert_eq!(calibrate(0.42, Calibration::None), 0.42);
+        let t = Tiers { hot: 70, warm: 40 };
+        assert_eq!(Tier::of(70, t), Tier::Hot);
+        assert_eq!(Tier::of(69, t), Tier::Warm);
+        assert_eq!(Tier::of(40, t), Tier::Warm);
+        assert_eq!(Tier::of(39, t), Tier::Cold);
+    }
+}

@@ -1,0 +1,398 @@
+//! Site tables: what the scorer knows about the website (page tags, per-page statistics, calendar).
+//!
+//! They ship inside the model card (`card.site`) and can be replaced per run (`--site-table`). They are
+//! compiled once into lookups, because the state update consults them on every page view.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// Most distinct tag sets (page classes) a site may define: state keeps one counter per class.
+pub const MAX_CLASSES: usize = 8;
+/// Most distinct tags.
+pub const MAX_TAGS: usize = 16;
+/// Most per-page statistic columns.
+pub const MAX_STATS: usize = 4;
+
+/// Site tables as written in JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteTables {
+    /// Local offset (minutes east of UTC) used when an event carries no `tz_offset`.
+    #[serde(default)]
+    pub timezone_offset_minutes: i32,
+    /// Inactivity that ends a session.
+    #[serde(default = "default_timeout")]
+    pub session_timeout_minutes: u32,
+    /// Path rules, first match wins.
+    #[serde(default)]
+    pub page_rules: Vec<PageRule>,
+    /// Tags of pages no rule matches.
+    #[serde(default = "default_tags")]
+    pub default_tags: Vec<String>,
+    /// Per-page site statistics.
+    #[serde(default)]
+    pub page_stats: PageStats,
+    /// Dates that drive the `special_day` feature.
+    #[serde(default)]
+    pub special_days: Vec<SpecialDay>,
+    /// Days before a special day at which proximity peaks (1.0).
+    #[serde(default = "default_peak")]
+    pub special_day_peak_days_before: i32,
+    /// Days from the peak at which proximity reaches 0.
+    #[serde(default = "default_width")]
+    pub special_day_width_days: i32,
+}
+
+fn default_timeout() -> u32 {
+    30
+}
+fn default_tags() -> Vec<String> {
+    vec!["other".into()]
+}
+fn default_peak() -> i32 {
+    7
+}
+fn default_width() -> i32 {
+    5
+}
+
+/// One page rule: a prefix or exact path and the tags its pages carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageRule {
+    /// Matches paths starting with this (at a `/` boundary or end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Matches this path exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// Tags of matching pages.
+    pub tags: Vec<String>,
+}
+
+/// Per-page statistics: a value per column for each known path.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageStats {
+    /// Column names (`bounce_rate`, `exit_rate`, `page_value`, …).
+    pub columns: Vec<String>,
+    /// Exact path → one value per column.
+    pub pages: BTreeMap<String, Vec<f64>>,
+}
+
+/// A special day: a fixed date, or the n-th weekday of a month.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecialDay {
+    /// Month 1–12.
+    pub month: u32,
+    /// Day of month, for fixed dates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<u32>,
+    /// ISO weekday 1 = Monday … 7 = Sunday, with `nth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekday: Option<u32>,
+    /// Which occurrence of `weekday` in the month (1–5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nth: Option<u32>,
+}
+
+/// Site tables that failed validation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("site tables: {0}")]
+pub struct SiteError(pub String);
+
+/// Compiled site tables.
+#[derive(Debug, Clone)]
+pub struct Site {
+    tables: SiteTables,
+    tags: Vec<String>,
+    /// Tag bitmask of each class.
+    class_tags: Vec<u16>,
+    /// Class of each rule, in rule order.
+    rule_class: Vec<u8>,
+    default_class: u8,
+    stats: HashMap<String, Vec<f64>>,
+}
+
+impl Site {
+    /// Validates and compiles site tables.
+    pub fn new(tables: SiteTables) -> Result<Site, SiteError> {
+        let err = |m: String| Err(SiteError(m));
+        if !(1..=24 * 60).contains(&tables.session_timeout_minutes) {
+            return err("session_timeout_minutes must be 1..=1440".into());
+        }
+        if tables.timezone_offset_minutes.abs() > crate::event::limits::MAX_TZ_OFFSET {
+            return err("timezone_offset_minutes must be within ±840".into());
+        }
+        if tables.special_day_width_days < 1 {
+            return err("special_day_width_days must be ≥ 1".into());
+        }
+        let mut tags: Vec<String> = Vec::new();
+        let mut class_tags: Vec<u16> = Vec::new();
+        let mut class_of = |set: &[String], tags: &mut Vec<String>| -> Result<u8, SiteError> {
+            if set.is_empty() {
+                return Err(SiteError("a rule needs at least one tag".into()));
+            }
+            let mut mask = 0u16;
+            for t in set {
+                let i = match tags.iter().position(|x| x == t) {
+                    Some(i) => i,
+                    None => {
+                        tags.push(t.clone());
+                        tags.len() - 1
+                    }
+                };
+                if i >= MAX_TAGS {
+                    return Err(SiteError(format!("more than {MAX_TAGS} distinct tags")));
+                }
+                mask |= 1 << i;
+            }
+            let c = match class_tags.iter().position(|&m| m == mask) {
+                Some(c) => c,
+                None => {
+                    class_tags.push(mask);
+                    class_tags.len() - 1
+                }
+            };
+            if c >= MAX_CLASSES {
+                return Err(SiteError(format!("more than {MAX_CLASSES} distinct tag sets")));
+            }
+            Ok(c as u8)
+        };
+        let default_class = class_of(&tables.default_tags, &mut tags)?;
+        let mut rule_class = Vec::with_capacity(tables.page_rules.len());
+        for (i, r) in tables.page_rules.iter().enumerate() {
+            match (&r.prefix, &r.exact) {
+                (Some(p), None) | (None, Some(p)) if p.starts_with('/') => {}
+                _ => return err(format!("page_rules[{i}] needs one of `prefix`/`exact`, starting with '/'")),
+            }
+            rule_class.push(class_of(&r.tags, &mut tags)?);
+        }
+        let n = tables.page_stats.columns.len();
+        if n > MAX_STATS {
+            return err(format!("page_stats has more than {MAX_STATS} columns"));
+        }
+        for (path, v) in &tables.page_stats.pages {
+            if v.len() != n || v.iter().any(|x| !x.is_finite()) {
+                return err(format!("page_stats for {path:?} needs {n} finite values"));
+            }
+        }
+        for (i, d) in tables.special_days.iter().enumerate() {
+            let ok = (1..=12).contains(&d.month)
+                && match (d.day, d.weekday, d.nth) {
+                    (Some(day), None, None) => (1..=31).contains(&day),
+                    (None, Some(w), Some(n)) => (1..=7).contains(&w) && (1..=5).contains(&n),
+                    _ => false,
+                };
+            if !ok {
+                return err(format!("special_days[{i}] needs month and day, or month, weekday and nth"));
+            }
+        }
+        let stats = tables.page_stats.pages.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        Ok(Site {
+            tables,
+            tags,
+            class_tags,
+            rule_class,
+            default_class,
+            stats,
+        })
+    }
+
+    /// The tables this site was compiled from.
+    pub fn tables(&self) -> &SiteTables {
+        &self.tables
+    }
+
+    /// Number of page classes (distinct tag sets).
+    pub fn n_classes(&self) -> usize {
+        self.class_tags.len()
+    }
+
+    /// Number of statistic columns.
+    pub fn n_stats(&self) -> usize {
+        self.tables.page_stats.columns.len()
+    }
+
+    /// Index of a statistic column.
+    pub fn stat_index(&self, name: &str) -> Option<usize> {
+        self.tables.page_stats.columns.iter().position(|c| c == name)
+    }
+
+    /// Bitmask over classes of the pages carrying any of these tags; unknown tags match nothing.
+    pub fn class_mask(&self, tags: &[String]) -> u16 {
+        let tag_mask = tags
+            .iter()
+            .filter_map(|t| self.tags.iter().position(|x| x == t))
+            .fold(0u16, |m, i| m | (1 << i));
+        self.class_tags
+            .iter()
+            .enumerate()
+            .filter(|(_, &m)| m & tag_mask != 0)
+            .fold(0u16, |acc, (c, _)| acc | (1 << c))
+    }
+
+    /// Whether a tag is known to the site (features naming unknown tags are card errors).
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+
+    /// Class of a page path.
+    pub fn class_of(&self, path: &str) -> u8 {
+        for (rule, &class) in self.tables.page_rules.iter().zip(&self.rule_class) {
+            let hit = match (&rule.exact, &rule.prefix) {
+                (Some(e), _) => path == e,
+                (None, Some(p)) => {
+                    let p = p.trim_end_matches('/');
+                    path.starts_with(p)
+                        && (path.len() == p.len() || path.as_bytes().get(p.len()) == Some(&b'/') || p.is_empty())
+                }
+                (None, None) => false,
+            };
+            if hit {
+                return class;
+            }
+        }
+        self.default_class
+    }
+
+    /// Statistics of a page path, if the site has them.
+    pub fn stats_of(&self, path: &str) -> Option<&[f64]> {
+        self.stats.get(path).map(Vec::as_slice)
+    }
+
+    /// Session inactivity timeout in ms.
+    pub fn session_timeout_ms(&self) -> i64 {
+        i64::from(self.tables.session_timeout_minutes) * 60_000
+    }
+
+    /// Default local offset in minutes.
+    pub fn tz_offset(&self) -> i32 {
+        self.tables.timezone_offset_minutes
+    }
+
+    /// Special-day proximity of a local civil date: 1 at the peak, falling linearly to 0.
+    pub fn special_day(&self, year: i32, month: u32, day: u32) -> f64 {
+        let today = days_from_civil(year, month, day);
+        let peak = f64::from(self.tables.special_day_peak_days_before);
+        let width = f64::from(self.tables.special_day_width_days);
+        let mut best = 0.0f64;
+        for d in &self.tables.special_days {
+            for y in [year, year + 1] {
+                let Some(date) = special_date(d, y) else { continue };
+                let before = (date - today) as f64;
+                let v = 1.0 - (before - peak).abs() / width;
+                best = best.max(v);
+            }
+        }
+        best
+    }
+}
+
+fn special_date(d: &SpecialDay, year: i32) -> Option<i64> {
+    match (d.day, d.weekday, d.nth) {
+        (Some(day), _, _) => Some(days_from_civil(year, d.month, day)),
+        (None, Some(w), Some(n)) => {
+            let first = days_from_civil(year, d.month, 1);
+            let first_wd = weekday(first);
+            let offset = (i64::from(w) - i64::from(first_wd)).rem_euclid(7);
+            Some(first + offset + 7 * i64::from(n - 1))
+        }
+        _ => None,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
+    let y = i64::from(y) - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Civil date (year, month, day) of a day count since 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i32, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y as i32, m, d)
+}
+
+/// ISO weekday (1 = Monday … 7 = Sunday) of a day count since 1970-01-01 (a Thursday).
+pub fn weekday(days: i64) -> u32 {
+    ((days + 3).rem_euclid(7) + 1) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> Site {
+        let t: SiteTables = serde_json::from_str(
+            r#"{"page_rules":[{"prefix":"/pricing","tags":["product","pricing"]},
+                {"prefix":"/products/","tags":["product"]},{"exact":"/demo","tags":["demo"]}],
+                "page_stats":{"columns":["bounce_rate"],"pages":{"/pricing":[0.1]}},
+                "special_days":[{"month":2,"day":14},{"month":5,"weekday":7,"nth":2}]}"#,
+        )
+        .unwrap();
+        Site::new(t).unwrap()
+    }
+
+    #[test]
+    fn classes_and_masks() {
+        let s = site();
+        assert_eq!(s.n_classes(), 4); // other, product+pricing, product, demo
+        let pricing = s.class_of("/pricing");
+        assert_eq!(s.class_of("/pricing/enterprise"), pricing);
+        assert_eq!(s.class_of("/pricingx"), s.class_of("/nowhere"));
+        assert_eq!(s.class_of("/products/a"), 2);
+        assert_eq!(s.class_of("/demo/x"), 0);
+        let m = s.class_mask(&["product".into()]);
+        assert_eq!(m, (1 << 1) | (1 << 2));
+        assert_eq!(s.class_mask(&["nope".into()]), 0);
+        assert_eq!(s.stats_of("/pricing"), Some(&[0.1][..]));
+    }
+
+    #[test]
+    fn calendar() {
+        for z in [-800_000i64, -1, 0, 1, 17_000, 20_000, 2_000_000] {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+        assert_eq!(weekday(days_from_civil(2026, 11, 23)), 1); // a Monday
+        let s = site();
+        // Mother's Day 2026 is Sunday May 10: peak one week before.
+        assert_eq!(s.special_day(2026, 5, 3), 1.0);
+        assert!((s.special_day(2026, 5, 4) - 0.8).abs() < 1e-12);
+        assert_eq!(s.special_day(2026, 5, 10), 0.0);
+        assert!((s.special_day(2026, 2, 9) - 0.6).abs() < 1e-12);
+        assert_eq!(s.special_day(2026, 7, 1), 0.0);
+    }
+
+    #[test]
+    fn rejects_bad_tables() {
+        let bad = [
+            r#"{"page_rules":[{"tags":["a"]}]}"#,
+            r#"{"page_rules":[{"prefix":"x","tags":["a"]}]}"#,
+            r#"{"page_rules":[{"prefix":"/x","tags":[]}]}"#,
+            r#"{"page_stats":{"columns":["a"],"pages":{"/":[1,2]}}}"#,
+            r#"{"special_days":[{"month":13,"day":1}]}"#,
+            r#"{"session_timeout_minutes":0}"#,
+        ];
+        for b in bad {
+            let t: SiteTables = serde_json::from_str(b).unwrap();
+            assert!(Site::new(t).is_err(), "{b}");
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The tree kernel and TreeSHAP against independent references: onnxruntime (synthetic models using
+//! every branch mode, NaN tracking, shuffled ids, base values), tract's built-in op and LightGBM
+//! (`raw_score`, `pred_contrib`). Fixtures: `tests/fixtures/trees/make_trees.py`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use leadscore::explain::{tree_shap, tree_shap_with, Covers, TreeShapScratch};
+use leadscore::model::error::ModelError;
+use leadscore::model::forest::{Forest, Node};
+use leadscore::model::kernel::TractModel;
+use serde::Deserialize;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trees")
+}
+
+fn read(name: &str) -> Vec<u8> {
+    let p = dir().join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn json<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    serde_json::from_slice(&read(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Rows with JSON `null` as NaN, flattened row-major.
+fn flatten(rows: &[Vec<Option<f32>>]) -> Vec<f32> {
+    rows.iter().flatten().map(|v| v.unwrap_or(f32::NAN)).collect()
+}
+
+#[derive(Deserialize)]
+struct Synth {
+    model: String,
+    n_features: usize,
+    n_trees: usize,
+    inputs: Vec<Vec<Option<f32>>>,
+    probabilities: Vec<[f32; 2]>,
+    labels: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Lgbm {
+    model: String,
+    model_zipmap: String,
+    n_features: usize,
+    n_trees: usize,
+    inputs: Vec<Vec<Option<f32>>>,
+    raw_score: Vec<f64>,
+    probability: Vec<f64>,
+    pred_contrib: Vec<Vec<f64>>,
+    ort_probabilities: Vec<[f32; 2]>,
+    lgbm_agrees: Vec<bool>,
+    covers_count: Vec<Vec<f64>>,
+    covers_weight: Vec<Vec<f64>>,
+}
+
+const SYNTH: &[&str] = &[
+    "synth_mixed.json",
+    "synth_gte_none.json",
+    "synth_lt_class1.json",
+    "synth_eq_none_mixed.json",
+    "synth_many_trees.json",
+];
+
+#[test]
+fn kernel_matches_onnxruntime_on_synthetic_models() {
+    for name in SYNTH {
+        let f: Synth = json(name);
+        let bytes = read(&f.model);
+        let model = TractModel::load(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(model.n_features(), f.n_features, "{name}");
+        assert_eq!(model.forest().n_trees(), f.n_trees, "{name}");
+        let rows = flatten(&f.inputs);
+        let n = f.inputs.len();
+        let got = model.probabilities(&rows, n).expect("plan runs");
+        let mut max = 0f32;
+        let mut exact = 0;
+        for (r, want) in f.probabilities.iter().enumerate() {
+            for c in 0..2 {
+                let d = (got[2 * r + c] - want[c]).abs();
+                assert!(d <= 1e-6, "{name} row {r} col {c}: {} vs {}", got[2 * r + c], want[c]);
+                max = max.max(d);
+                exact += usize::from(got[2 * r + c].to_bits() == want[c].to_bits());
+            }
+        }
+        println!("{name}: max |Δ| {max:e}, {exact}/{} values bit-identical", 2 * n);
+        // Same f32 accumulation order and logistic formula as onnxruntime: only a libm `expf`
+        // differing in the last bit may break bit equality.
+        assert!(10 * exact >= 9 * 2 * n, "{name}: only {exact}/{} values bit-identical", 2 * n);
+
+        // Single rows through the plan, and the bare forest, agree with the batch.
+        let forest = Forest::from_onnx_bytes(&bytes).expect("parses");
+        for (r, row) in rows.chunks_exact(f.n_features).enumerate() {
+            let p = model.predict(row).expect("plan runs");
+            assert_eq!(p.to_bits(), got[2 * r + 1].to_bits(), "{name} row {r}");
+            assert_eq!(forest.probabilities(row), [got[2 * r], got[2 * r + 1]], "{name} row {r}");
+            // onnxruntime's label rule.
+            let want = &f.labels[r];
+            let idx = forest.label_index(forest.margin(row));
+            let label = match forest.class_labels() {
+                leadscore::model::forest::ClassLabels::Int(l) => serde_json::Value::from(l[idx]),
+                leadscore::model::forest::ClassLabels::Str(l) => serde_json::Value::from(l[idx].clone()),
+            };
+            assert_eq!(&label, want, "{name} row {r} label");
+        }
+        assert_eq!(model.predict_batch(&rows, n).expect("batch").len(), n);
+    }
+}
+
+#[test]
+fn kernel_matches_onnxruntime_and_tract_builtin_on_lightgbm() {
+    let f: Lgbm = json("lgbm.json");
+    let bytes = read(&f.model);
+    let ours = TractModel::load(&bytes).expect("loads");
+    let reference = TractModel::load_reference(&bytes).expect("tract's own op loads");
+    let zipmap = TractModel::load(&read(&f.model_zipmap)).expect("ZipMap export loads");
+    assert_eq!(ours.n_features(), f.n_features);
+    assert_eq!(ours.forest().n_trees(), f.n_trees);
+    let rows = flatten(&f.inputs);
+    let n = f.inputs.len();
+    let got = ours.probabilities(&rows, n).expect("runs");
+    let tract = reference.predict_batch(&rows, n).expect("runs");
+    let zip = zipmap.predict_batch(&rows, n).expect("runs");
+    for r in 0..n {
+        for c in 0..2 {
+            let d = (got[2 * r + c] - f.ort_probabilities[r][c]).abs();
+            assert!(d <= 1e-6, "row {r} col {c}: {d:e}");
+        }
+        let p = got[2 * r + 1];
+        assert!((p - tract[r]).abs() <= 1e-6, "row {r}: ours {p} vs tract {}", tract[r]);
+        assert_eq!(p.to_bits(), zip[r].to_bits(), "row {r}: ZipMap export differs");
+        if f.lgbm_agrees[r] {
+            assert!((f64::from(p) - f.probability[r]).abs() <= 1e-6, "row {r} vs LightGBM");
+        }
+    }
+    // The margin is LightGBM's raw score (f32 accumulation vs f64).
+    let forest = ours.forest();
+    for (r, row) in rows.chunks_exact(f.n_features).enumerate().filter(|(r, _)| f.lgbm_agrees[*r]) {
+        let m = f64::from(forest.margin(row));
+        assert!((m - f.raw_score[r]).abs() <= 1e-6 * f.raw_score[r].abs().max(1.0), "row {r}");
+    }
+    assert!(f.lgbm_agrees.iter().filter(|a| **a).count() >= 95);
+}
+
+#[test]
+fn tree_shap_matches_lightgbm_pred_contrib() {
+    let f: Lgbm = json("lgbm.json");
+    let model = TractModel::load(&read(&f.model)).expect("loads");
+    let forest = model.forest();
+    let covers = Covers::new(forest, &f.covers_count).expect("covers match the trees");
+    let rows = flatten(&f.inputs);
+    let p = f.n_features;
+    let mut scratch = TreeShapScratch::new(&covers);
+    let mut checked = 0;
+    for (r, row) in rows.chunks_exact(p).enumerate() {
+        let mut phi = vec![0.0; p];
+        let base = tree_shap(forest, &covers, row, &mut phi);
+        let mut again = vec![0.0; p];
+        assert_eq!(tree_shap_with(forest, &covers, row, &mut again, &mut scratch), base);
+        assert_eq!(phi, again);
+        // Additivity holds on every row, including those where LightGBM routes differently.
+        let margin = f64::from(forest.margin(row));
+        let total = base + phi.iter().sum::<f64>();
+        assert!((total - margin).abs() <= 1e-6 * margin.abs().max(1.0), "row {r}: {total} vs {margin}");
+        if !f.lgbm_agrees[r] {
+            continue;
+        }
+        let want = &f.pred_contrib[r];
+        assert!((base - want[p]).abs() <= 1e-6, "row {r}: base {base} vs {}", want[p]);
+        for j in 0..p {
+            assert!((phi[j] - want[j]).abs() <= 1e-6, "row {r} feature {j}: {} vs {}", phi[j], want[j]);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 95);
+}
+
+/// LightGBM's TreeSHAP weights children by row counts; hessian sums give other values. This pins
+/// down which per-node statistic the card must carry.
+#[test]
+fn lightgbm_covers_are_row_counts_not_hessian_sums() {
+    let f: Lgbm = json("lgbm.json");
+    let forest = Forest::from_onnx_bytes(&read(&f.model)).expect("parses");
+    let covers = Covers::new(&forest, &f.covers_weight).expect("hessian sums are consistent too");
+    let rows = flatten(&f.inputs);
+    let p = f.n_features;
+    let mut worst = 0f64;
+    for (r, row) in rows.chunks_exact(p).enumerate().filter(|(r, _)| f.lgbm_agrees[*r]) {
+        let mut phi = vec![0.0; p];
+        tree_shap(&forest, &covers, row, &mut phi);
+        for j in 0..p {
+            worst = worst.max((phi[j] - f.pred_contrib[r][j]).abs());
+        }
+    }
+    assert!(worst > 1e-3, "hessian covers unexpectedly reproduce pred_contrib ({worst:e})");
+}
+
+#[test]
+fn covers_must_fit_the_forest() {
+    let f: Lgbm = json("lgbm.json");
+    let forest = Forest::from_onnx_bytes(&read(&f.model)).expect("parses");
+    let mut bad = f.covers_count.clone();
+    bad[3][0] += 1.0; // root no longer the sum of its children
+    assert!(matches!(Covers::new(&forest, &bad), Err(ModelError::Card(_))));
+    let mut bad = f.covers_count.clone();
+    bad.pop();
+    assert!(matches!(Covers::new(&forest, &bad), Err(ModelError::Card(_))));
+    let mut bad = f.covers_count.clone();
+    bad[0].push(1.0);
+    assert!(matches!(Covers::new(&forest, &bad), Err(ModelError::Card(_))));
+    let mut bad = f.covers_count.clone();
+    let leaf = forest
+        .tree(0)
+        .and_then(|t| t.nodes().find_map(|n| matches!(n, Node::Leaf(_)).then(|| n.onnx_id())))
+        .expect("tree 0 has a leaf");
+    bad[0][leaf as usize] = 0.0;
+    assert!(matches!(Covers::new(&forest, &bad), Err(ModelError::Card(_))));
+}
+
+#[test]
+fn broken_models_are_rejected_with_clear_errors() {
+    let cases: std::collections::BTreeMap<String, String> = json("broken/index.json");
+    assert!(cases.len() >= 10);
+    for (name, expect) in cases {
+        let bytes = read(&format!("broken/{name}.onnx"));
+        match TractModel::load(&bytes) {
+            Ok(m) => panic!("{name}: loaded {m:?}"),
+            Err(e @ ModelError::Onnx(_)) => {
+                let msg = e.to_string();
+                assert!(msg.contains(&expect), "{name}: {msg:?} does not mention {expect:?}");
+            }
+            Err(e) => panic!("{name}: wrong error kind: {e:?}"),
+        }
+    }
+}
+
+#[test]
+fn input_width_is_checked() {
+    let f: Synth = json("synth_mixed.json");
+    let model = TractModel::load(&read(&f.model)).expect("loads");
+    let w = model.n_features();
+    assert!(model.predict(&vec![0.0; w + 1]).is_err());
+    assert!(model.predict(&vec![0.0; w - 1]).is_err());
+    assert!(model.predict_batch(&vec![0.0; 2 * w], 3).is_err());
+    assert!(model.predict_batch(&[], 0).expect("empty batch").is_empty());
+    // The file declares its width: another one is refused.
+    let e = TractModel::load(&read(&f.model)).and_then(|m| m.with_input_width(w + 2));
+    assert!(matches!(e, Err(ModelError::Onnx(_))));
+    let same = TractModel::load(&read(&f.model)).and_then(|m| m.with_input_width(w));
+    assert!(same.is_ok());
+}
+
+/// Latency of one row through the plan and of one TreeSHAP explanation. Run with
+/// `cargo test --release --test kernel -- --ignored --nocapture timing`; set `LEADSCORE_TIMING_ONNX`
+/// to time another model (covers are then derived by routing random rows).
+#[test]
+#[ignore]
+fn timing() {
+    let bytes = match std::env::var("LEADSCORE_TIMING_ONNX") {
+        Ok(p) => std::fs::read(p).expect("model file"),
+        Err(_) => read("lgbm.onnx"),
+    };
+    let model = TractModel::load(&bytes).expect("loads");
+    let forest = model.forest();
+    let w = model.n_features();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+    };
+    let rows: Vec<Vec<f32>> = (0..256)
+        .map(|i| (0..w).map(|_| if i % 7 == 0 { f32::NAN } else { rnd() }).collect())
+        .collect();
+    let covers = Covers::new(forest, &route_covers(forest, &rows)).expect("routed covers are consistent");
+
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let time = |f: &mut dyn FnMut(&[f32])| -> f64 {
+        for r in &rows {
+            f(r);
+        }
+        let mut per = Vec::new();
+        for _ in 0..40 {
+            let t = Instant::now();
+            for r in &rows {
+                f(r);
+            }
+            per.push(t.elapsed().as_secs_f64() * 1e6 / rows.len() as f64);
+        }
+        median(per)
+    };
+    let mut sink = 0f64;
+    let predict = time(&mut |r| sink += f64::from(model.predict(r).expect("runs")));
+    let kernel = time(&mut |r| sink += f64::from(forest.probability(r)));
+    let mut phi = vec![0.0; w];
+    let mut scratch = TreeShapScratch::new(&covers);
+    let shap = time(&mut |r| sink += tree_shap_with(forest, &covers, r, &mut phi, &mut scratch));
+    let shap_alloc = time(&mut |r| sink += tree_shap(forest, &covers, r, &mut phi));
+    let reference = TractModel::load_reference(&bytes).expect("loads");
+    let t = Instant::now();
+    for r in rows.iter().take(32) {
+        sink += f64::from(reference.predict(r).expect("runs"));
+    }
+    let builtin = t.elapsed().as_secs_f64() * 1e6 / 32.0;
+    println!(
+        "{} trees, {} nodes, max depth {}: TractModel::predict {predict:.2} µs, bare kernel \
+         {kernel:.2} µs, tree_shap {shap:.2} µs ({shap_alloc:.2} µs allocating scratch), tract \
+         built-in op {builtin:.1} µs per row (sink {sink:.1})",
+        forest.n_trees(),
+        forest.n_nodes(),
+        forest.max_depth()
+    );
+}
+
+/// Covers from routing rows through each tree: leaf = hits + 1, branch = sum of children.
+fn route_covers(forest: &Forest, rows: &[Vec<f32>]) -> Vec<Vec<f64>> {
+    forest
+        .trees()
+        .map(|tree| {
+            let mut local = vec![0.0f64; tree.len()];
+            for x in rows {
+                let mut i = 0;
+                while let Some(Node::Branch(b)) = tree.node(i) {
+                    i = if b.goes_true(x[b.feature]) { b.true_child } else { b.false_child };
+                }
+                local[i] += 1.0;
+            }
+            // Children come after their parent in local order: fill bottom-up.
+            for i in (0..tree.len()).rev() {
+                match tree.node(i) {
+                    Some(Node::Leaf(_)) => local[i] += 1.0,
+                    Some(Node::Branch(b)) => local[i] = local[b.true_child] + local[b.false_child],
+                    None => {}
+                }
+            }
+            let mut by_id = vec![0.0; tree.len()];
+            for (i, n) in tree.nodes().enumerate() {
+                by_id[n.onnx_id() as usize] = local[i];
+            }
+            by_id
+        })
+        .collect()
+}

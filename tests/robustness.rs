@@ -1,0 +1,117 @@
+//! Property tests: no input makes the parser, the state update or the state decoder panic, and the
+//! state stays within its 1 KB budget whatever arrives.
+
+use leadscore::event::Event;
+use leadscore::site::{Site, SiteTables};
+use leadscore::state::{StateConfig, VisitorState};
+use proptest::prelude::*;
+
+/// A site with the most page classes and stats allowed, so sizes are worst case.
+fn cfg() -> StateConfig {
+    let rules: Vec<String> = (0..7).map(|i| format!(r#"{{"prefix":"/c{i}","tags":["t{i}"]}}"#)).collect();
+    let text = format!(
+        r#"{{"page_rules":[{}],"page_stats":{{"columns":["a","b","c","d"],"pages":{{"/c1":[1,2,3,4]}}}}}}"#,
+        rules.join(",")
+    );
+    let site = Site::new(serde_json::from_str::<SiteTables>(&text).unwrap()).unwrap();
+    assert_eq!(site.n_classes(), leadscore::site::MAX_CLASSES);
+    StateConfig {
+        site,
+        half_lives: vec![60.0, 3600.0],
+    }
+}
+
+fn any_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("true".to_string()),
+        any::<f64>().prop_map(|f| if f.is_finite() { f.to_string() } else { "0".into() }),
+        "[a-zA-Z0-9 ]{0,600}".prop_map(|s| format!("{s:?}")),
+    ]
+}
+
+fn any_event() -> impl Strategy<Value = String> {
+    let kind = prop_oneof![
+        Just("page"),
+        Just("engaged"),
+        Just("page_end"),
+        Just("scroll"),
+        Just("click"),
+        Just("form_start"),
+        Just("form_submit"),
+        Just("identify"),
+        Just("custom"),
+        Just("bogus"),
+    ];
+    (
+        "[a-z0-9]{0,140}",
+        kind,
+        prop_oneof![Just(1_750_000_000_000i64), any::<i64>(), 1_700_000_000_000i64..1_800_000_000_000],
+        "/c[0-9]{1,2}(/[a-z]{0,5})?",
+        prop::option::of(-1e9f64..1e9),
+        prop::collection::vec(("[a-z_]{1,70}", any_value()), 0..40),
+        prop::option::of("[ -~]{0,600}"),
+    )
+        .prop_map(|(id, kind, ts, path, engaged, map, ua)| {
+            let map: Vec<String> = map.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+            let map = map.join(",");
+            let mut s = format!(r#"{{"id":"{id}","type":"{kind}","ts":{ts},"visitor_id":"v","path":"{path}""#);
+            if let Some(e) = engaged {
+                s += &format!(r#","engaged_ms":{e}"#);
+            }
+            if let Some(ua) = ua {
+                s += &format!(r#","ua":{ua:?}"#);
+            }
+            if kind == "identify" {
+                s += &format!(r#","lead_id":"{id}","traits":{{{map}}}"#);
+            } else {
+                s += &format!(r#","props":{{{map}}}"#);
+            }
+            s + "}"
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn parser_never_panics_on_arbitrary_text(text in "\\PC{0,300}") {
+        let _ = Event::parse(&text);
+    }
+
+    #[test]
+    fn parser_never_panics_on_mangled_events(ev in any_event(), cut in 0usize..2000, byte in any::<u8>()) {
+        let _ = Event::parse(&ev);
+        let mut bytes = ev.into_bytes();
+        if !bytes.is_empty() {
+            let i = cut % bytes.len();
+            bytes[i] = byte;
+        }
+        if let Ok(text) = String::from_utf8(bytes) {
+            let _ = Event::parse(&text);
+        }
+    }
+
+    #[test]
+    fn state_is_bounded_and_round_trips(events in prop::collection::vec(any_event(), 1..300), now in prop::option::of(1_700_000_000_000i64..1_800_000_000_000)) {
+        let cfg = cfg();
+        let mut s = VisitorState::new(&cfg);
+        for text in &events {
+            if let Ok(e) = Event::parse(text) {
+                s.apply(&e, &cfg, now);
+            }
+        }
+        let bytes = s.to_bytes();
+        prop_assert!(bytes.len() <= 1024, "{} bytes", bytes.len());
+        let back = VisitorState::from_bytes(&bytes, &cfg).unwrap();
+        prop_assert_eq!(back, s);
+    }
+
+    #[test]
+    fn state_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..1200)) {
+        let cfg = cfg();
+        let _ = VisitorState::from_bytes(&bytes, &cfg);
+        let mut b = bytes.clone();
+        if !b.is_empty() { b[0] = leadscore::state::STATE_VERSION; }
+        let _ = VisitorState::from_bytes(&b, &cfg);
+    }
+}
