@@ -34,8 +34,9 @@ test: lint rust-test check-bundle
 
 # Criterion benchmarks of the core; writes BENCHMARKS.md.
 bench:
-	$(CARGO) bench --bench core -- --noplot
-	$(PY) benches/report.py > BENCHMARKS.md 2>/dev/null || python3 benches/report.py > BENCHMARKS.md
+	mkdir -p target
+	$(CARGO) bench --bench core -- --noplot | tee target/bench-core.log
+	python3 benches/report.py "$$(grep -o 'state size: [0-9]* bytes' target/bench-core.log | head -1 | cut -d' ' -f3-)" > BENCHMARKS.md
 
 # Retrain the default model (deterministic; rewrites models/default/).
 train: venv

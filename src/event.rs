@@ -182,7 +182,8 @@ impl Event {
         if text.len() > limits::MAX_EVENT_BYTES {
             return Err(EventError::TooLarge(text.len()));
         }
-        let event: Event = serde_json::from_str(text).map_err(|e| EventError::Json(e.to_string()))?;
+        let event: Event =
+            serde_json::from_str(text).map_err(|e| EventError::Json(e.to_string()))?;
         event.validate()?;
         Ok(event)
     }
@@ -193,7 +194,10 @@ impl Event {
         check_id("id", &self.id)?;
         check_id("visitor_id", &self.visitor_id)?;
         if !(MIN_TS..=MAX_TS).contains(&self.ts) {
-            return Err(EventError::field("ts", "must be ms since the Unix epoch, between 2000 and 2100"));
+            return Err(EventError::field(
+                "ts",
+                "must be ms since the Unix epoch, between 2000 and 2100",
+            ));
         }
         check_len("url", self.url.as_deref(), MAX_URL_LEN)?;
         check_len("referrer", self.referrer.as_deref(), MAX_URL_LEN)?;
@@ -206,12 +210,18 @@ impl Event {
         }
         if let Some(tz) = self.tz_offset {
             if tz.abs() > MAX_TZ_OFFSET {
-                return Err(EventError::field("tz_offset", "must be within ±840 minutes"));
+                return Err(EventError::field(
+                    "tz_offset",
+                    "must be within ±840 minutes",
+                ));
             }
         }
         if let Some(ms) = self.engaged_ms {
             if !(0.0..=MAX_ENGAGED_MS).contains(&ms) {
-                return Err(EventError::field("engaged_ms", "must be a number from 0 to 86400000"));
+                return Err(EventError::field(
+                    "engaged_ms",
+                    "must be a number from 0 to 86400000",
+                ));
             }
         }
         if let Some(name) = &self.name {
@@ -224,18 +234,19 @@ impl Event {
         check_map("props", &self.props)?;
         check_map("traits", &self.traits)?;
         match self.kind {
-            EventType::Page if self.path.is_none() && self.url.is_none() => {
-                Err(EventError::field("path", "a page event needs `path` or `url`"))
-            }
+            EventType::Page if self.path.is_none() && self.url.is_none() => Err(EventError::field(
+                "path",
+                "a page event needs `path` or `url`",
+            )),
             EventType::Custom if self.name.is_none() => {
                 Err(EventError::field("name", "a custom event needs a `name`"))
             }
-            EventType::Identify if self.lead_id.is_none() && self.traits.is_empty() => {
-                Err(EventError::field("traits", "identify needs `lead_id` or `traits`"))
-            }
-            kind if kind != EventType::Identify && !self.traits.is_empty() => {
-                Err(EventError::field("traits", "only identify events carry traits"))
-            }
+            EventType::Identify if self.lead_id.is_none() && self.traits.is_empty() => Err(
+                EventError::field("traits", "identify needs `lead_id` or `traits`"),
+            ),
+            kind if kind != EventType::Identify && !self.traits.is_empty() => Err(
+                EventError::field("traits", "only identify events carry traits"),
+            ),
             _ => Ok(()),
         }
     }
@@ -301,7 +312,10 @@ fn check_id(field: &'static str, s: &str) -> Result<(), EventError> {
         ));
     }
     if s.chars().any(char::is_control) {
-        return Err(EventError::field(field, "must not contain control characters"));
+        return Err(EventError::field(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -326,7 +340,10 @@ fn check_map(field: &'static str, map: &BTreeMap<String, Value>) -> Result<(), E
     }
     for (k, v) in map {
         if k.is_empty() || k.len() > MAX_KEY_LEN {
-            return Err(EventError::field(field, format!("key {k:?} must be 1 to {MAX_KEY_LEN} bytes")));
+            return Err(EventError::field(
+                field,
+                format!("key {k:?} must be 1 to {MAX_KEY_LEN} bytes"),
+            ));
         }
         match v {
             Value::Str(s) if s.len() > MAX_VALUE_LEN => {
@@ -336,7 +353,10 @@ fn check_map(field: &'static str, map: &BTreeMap<String, Value>) -> Result<(), E
                 ))
             }
             Value::Num(n) if !n.is_finite() => {
-                return Err(EventError::field(field, format!("value of {k:?} must be finite")))
+                return Err(EventError::field(
+                    field,
+                    format!("value of {k:?} must be finite"),
+                ))
             }
             _ => {}
         }
@@ -355,7 +375,10 @@ mod tests {
         let e = Event::parse(PAGE).unwrap();
         assert_eq!(e.kind, EventType::Page);
         assert_eq!(e.page_path(), Some("/pricing"));
-        assert_eq!(query_param(e.url.as_deref().unwrap(), "utm_medium"), Some("cpc"));
+        assert_eq!(
+            query_param(e.url.as_deref().unwrap(), "utm_medium"),
+            Some("cpc")
+        );
         assert_eq!(url_host("https://u:p@Www.X.com:8080/a"), Some("Www.X.com"));
         assert_eq!(url_path("https://x.com?q=1"), "/");
     }
@@ -363,14 +386,38 @@ mod tests {
     #[test]
     fn rejects_what_breaks_a_limit() {
         let cases = [
-            (r#"{"id":"","type":"page","ts":1700000000000,"visitor_id":"v","path":"/"}"#, "id"),
-            (r#"{"id":"a","type":"page","ts":5,"visitor_id":"v","path":"/"}"#, "ts"),
-            (r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v"}"#, "path"),
-            (r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"x"}"#, "path"),
-            (r#"{"id":"a","type":"page_end","ts":1700000000000,"visitor_id":"v","engaged_ms":-1}"#, "engaged_ms"),
-            (r#"{"id":"a","type":"custom","ts":1700000000000,"visitor_id":"v"}"#, "name"),
-            (r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","traits":{"a":1}}"#, "traits"),
-            (r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","tz_offset":900}"#, "tz_offset"),
+            (
+                r#"{"id":"","type":"page","ts":1700000000000,"visitor_id":"v","path":"/"}"#,
+                "id",
+            ),
+            (
+                r#"{"id":"a","type":"page","ts":5,"visitor_id":"v","path":"/"}"#,
+                "ts",
+            ),
+            (
+                r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v"}"#,
+                "path",
+            ),
+            (
+                r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"x"}"#,
+                "path",
+            ),
+            (
+                r#"{"id":"a","type":"page_end","ts":1700000000000,"visitor_id":"v","engaged_ms":-1}"#,
+                "engaged_ms",
+            ),
+            (
+                r#"{"id":"a","type":"custom","ts":1700000000000,"visitor_id":"v"}"#,
+                "name",
+            ),
+            (
+                r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","traits":{"a":1}}"#,
+                "traits",
+            ),
+            (
+                r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","tz_offset":900}"#,
+                "tz_offset",
+            ),
         ];
         for (text, field) in cases {
             match Event::parse(text) {
@@ -382,15 +429,26 @@ mod tests {
             r#"{{"id":"a","type":"page","ts":1700000000000,"visitor_id":"{}","path":"/"}}"#,
             "v".repeat(limits::MAX_ID_LEN + 1)
         );
-        assert!(matches!(Event::parse(&long), Err(EventError::Field { field: "visitor_id", .. })));
+        assert!(matches!(
+            Event::parse(&long),
+            Err(EventError::Field {
+                field: "visitor_id",
+                ..
+            })
+        ));
         let big = " ".repeat(limits::MAX_EVENT_BYTES + 1);
         assert_eq!(Event::parse(&big).unwrap_err().code(), "event_too_large");
-        let many: Vec<String> = (0..=limits::MAX_MAP_ENTRIES).map(|i| format!("\"k{i}\":1")).collect();
+        let many: Vec<String> = (0..=limits::MAX_MAP_ENTRIES)
+            .map(|i| format!("\"k{i}\":1"))
+            .collect();
         let text = format!(
             r#"{{"id":"a","type":"click","ts":1700000000000,"visitor_id":"v","props":{{{}}}}}"#,
             many.join(",")
         );
-        assert!(matches!(Event::parse(&text), Err(EventError::Field { field: "props", .. })));
+        assert!(matches!(
+            Event::parse(&text),
+            Err(EventError::Field { field: "props", .. })
+        ));
     }
 
     #[test]

@@ -85,10 +85,15 @@ impl Covers {
                     .ok()
                     .and_then(|i| covers.get(i).copied())
                     .ok_or_else(|| {
-                        card(format!("tree {t}: node id {id} is outside 0..{}", covers.len()))
+                        card(format!(
+                            "tree {t}: node id {id} is outside 0..{}",
+                            covers.len()
+                        ))
                     })?;
                 if !(c.is_finite() && c > 0.0) {
-                    return Err(card(format!("tree {t}, node {id}: cover {c} is not positive")));
+                    return Err(card(format!(
+                        "tree {t}, node {id}: cover {c} is not positive"
+                    )));
                 }
                 Ok(c)
             };
@@ -205,7 +210,10 @@ pub fn tree_shap_with(
     }
     out.fill(0.0);
     scratch.reserve(covers.max_depth);
-    let walker = Walker { nodes: &covers.nodes, x };
+    let walker = Walker {
+        nodes: &covers.nodes,
+        x,
+    };
     for w in covers.tree_starts.windows(2) {
         walker.recurse(w[0], &mut scratch.path, 0, 0, 1.0, 1.0, NO_FEATURE, out);
     }
@@ -253,7 +261,12 @@ impl Walker<'_> {
                     }
                 }
             }
-            Some(ShapNode::Branch { branch, true_child, frac_true, frac_false }) => {
+            Some(ShapNode::Branch {
+                branch,
+                true_child,
+                frac_true,
+                frac_false,
+            }) => {
                 let xv = self.x.get(branch.feature).copied().unwrap_or(f32::NAN);
                 let (hot, hot_frac, cold, cold_frac) = if branch.goes_true(xv) {
                     (*true_child as usize, *frac_true, node + 1, *frac_false)
@@ -270,8 +283,26 @@ impl Walker<'_> {
                     unwind_path(here, depth, k);
                     depth -= 1;
                 }
-                self.recurse(hot, path, start, depth + 1, hot_frac * incoming_zero, incoming_one, f, phi);
-                self.recurse(cold, path, start, depth + 1, cold_frac * incoming_zero, 0.0, f, phi);
+                self.recurse(
+                    hot,
+                    path,
+                    start,
+                    depth + 1,
+                    hot_frac * incoming_zero,
+                    incoming_one,
+                    f,
+                    phi,
+                );
+                self.recurse(
+                    cold,
+                    path,
+                    start,
+                    depth + 1,
+                    cold_frac * incoming_zero,
+                    0.0,
+                    f,
+                    phi,
+                );
             }
         }
     }
@@ -355,12 +386,17 @@ mod tests {
                 Some(Node::Leaf(l)) => f64::from(l.value),
                 Some(Node::Branch(b)) => {
                     if s & (1 << b.feature) != 0 {
-                        let next = if b.goes_true(x[b.feature]) { b.true_child } else { b.false_child };
+                        let next = if b.goes_true(x[b.feature]) {
+                            b.true_child
+                        } else {
+                            b.false_child
+                        };
                         cond(tree, cov, next, x, s)
                     } else {
                         let c = |i: usize| cov[tree.node(i).map_or(0, |n| n.onnx_id()) as usize];
                         let (ct, cf, cn) = (c(b.true_child), c(b.false_child), c(node));
-                        (ct * cond(tree, cov, b.true_child, x, s) + cf * cond(tree, cov, b.false_child, x, s))
+                        (ct * cond(tree, cov, b.true_child, x, s)
+                            + cf * cond(tree, cov, b.false_child, x, s))
                             / cn
                     }
                 }
@@ -405,10 +441,26 @@ mod tests {
         let mut a = Vec::new();
         node(&mut a, "nodes_treeids", vec![0, 0, 0, 0, 0, 0, 0, 1, 1, 1]);
         node(&mut a, "nodes_nodeids", vec![0, 1, 2, 3, 4, 5, 6, 0, 1, 2]);
-        node(&mut a, "nodes_featureids", vec![0, 1, 0, 0, 0, 0, 0, 2, 0, 0]);
-        node(&mut a, "nodes_truenodeids", vec![1, 3, 5, 0, 0, 0, 0, 1, 0, 0]);
-        node(&mut a, "nodes_falsenodeids", vec![2, 4, 6, 0, 0, 0, 0, 2, 0, 0]);
-        node(&mut a, "nodes_missing_value_tracks_true", vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        node(
+            &mut a,
+            "nodes_featureids",
+            vec![0, 1, 0, 0, 0, 0, 0, 2, 0, 0],
+        );
+        node(
+            &mut a,
+            "nodes_truenodeids",
+            vec![1, 3, 5, 0, 0, 0, 0, 1, 0, 0],
+        );
+        node(
+            &mut a,
+            "nodes_falsenodeids",
+            vec![2, 4, 6, 0, 0, 0, 0, 2, 0, 0],
+        );
+        node(
+            &mut a,
+            "nodes_missing_value_tracks_true",
+            vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
         node(&mut a, "class_treeids", vec![0, 0, 0, 0, 1, 1]);
         node(&mut a, "class_nodeids", vec![3, 4, 5, 6, 1, 2]);
         node(&mut a, "class_ids", vec![0; 6]);
@@ -419,20 +471,45 @@ mod tests {
             floats,
             ..Default::default()
         };
-        a.push(floats("nodes_values", vec![0.5, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0]));
-        a.push(floats("class_weights", vec![0.3, -0.2, 0.7, 1.1, -0.4, 0.25]));
+        a.push(floats(
+            "nodes_values",
+            vec![0.5, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0],
+        ));
+        a.push(floats(
+            "class_weights",
+            vec![0.3, -0.2, 0.7, 1.1, -0.4, 0.25],
+        ));
         a.push(floats("base_values", vec![0.125]));
-        let modes = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GT", "LEAF", "LEAF", "LEAF", "LEAF"];
+        let modes = [
+            "BRANCH_LEQ",
+            "BRANCH_LT",
+            "BRANCH_GT",
+            "LEAF",
+            "LEAF",
+            "LEAF",
+            "LEAF",
+        ];
         let modes2 = ["BRANCH_GTE", "LEAF", "LEAF"];
         a.push(AttributeProto {
             name: "nodes_modes".into(),
             r#type: 8,
-            strings: modes.iter().chain(&modes2).map(|s| s.as_bytes().to_vec()).collect(),
+            strings: modes
+                .iter()
+                .chain(&modes2)
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
             ..Default::default()
         });
-        let n = NodeProto { op_type: "TreeEnsembleClassifier".into(), attribute: a, ..Default::default() };
+        let n = NodeProto {
+            op_type: "TreeEnsembleClassifier".into(),
+            attribute: a,
+            ..Default::default()
+        };
         let forest = Forest::from_node(&n).expect("toy forest parses");
-        let covers = vec![vec![10.0, 4.0, 6.0, 1.0, 3.0, 2.5, 3.5], vec![8.0, 5.0, 3.0]];
+        let covers = vec![
+            vec![10.0, 4.0, 6.0, 1.0, 3.0, 2.5, 3.5],
+            vec![8.0, 5.0, 3.0],
+        ];
         (forest, covers)
     }
 

@@ -120,12 +120,17 @@ pub struct Scorer {
 impl Scorer {
     /// Builds a scorer from a bundle, optionally replacing its site tables.
     pub fn new(bundle: Bundle, site: Option<SiteTables>) -> Result<Scorer, ModelError> {
-        let Bundle { mut card, model, covers } = bundle;
+        let Bundle {
+            mut card,
+            model,
+            covers,
+        } = bundle;
         if let Some(s) = site {
             card.site = s;
         }
         let site = Site::new(card.site.clone()).map_err(|e| ModelError::Card(e.to_string()))?;
-        let features = FeatureSet::new(&card.features, &site).map_err(|e| ModelError::Card(e.to_string()))?;
+        let features =
+            FeatureSet::new(&card.features, &site).map_err(|e| ModelError::Card(e.to_string()))?;
         let cfg = StateConfig {
             site,
             half_lives: features.half_lives().to_vec(),
@@ -147,6 +152,16 @@ impl Scorer {
     /// Number of trees in the model.
     pub fn n_trees(&self) -> usize {
         self.model.forest().n_trees()
+    }
+
+    /// Model probability (uncalibrated) of a feature vector: the hot path without explanation.
+    pub fn probability(&self, x: &[f32]) -> Result<f64, ModelError> {
+        Ok(f64::from(self.model.predict(x)?))
+    }
+
+    /// The parsed trees and their covers (for TreeSHAP and the exact margin).
+    pub fn trees(&self) -> (&crate::model::forest::Forest, &Covers) {
+        (self.model.forest(), &self.covers)
     }
 
     /// Compiled features.
@@ -177,7 +192,13 @@ impl Scorer {
     }
 
     /// Scores a visitor's state.
-    pub fn score(&self, state: &VisitorState, visitor_id: &str, at: i64, opts: ScoreOptions) -> Result<Score, ModelError> {
+    pub fn score(
+        &self,
+        state: &VisitorState,
+        visitor_id: &str,
+        at: i64,
+        opts: ScoreOptions,
+    ) -> Result<Score, ModelError> {
         let x = self.feature_vector(state);
         let mut s = self.score_vector(&x, opts)?;
         s.visitor_id = visitor_id.to_string();
@@ -214,7 +235,12 @@ impl Scorer {
             })
             .collect();
         let mut key = all.clone();
-        key.sort_by(|a, b| b.impact.abs().total_cmp(&a.impact.abs()).then_with(|| a.feature.cmp(&b.feature)));
+        key.sort_by(|a, b| {
+            b.impact
+                .abs()
+                .total_cmp(&a.impact.abs())
+                .then_with(|| a.feature.cmp(&b.feature))
+        });
         key.retain(|f| f.impact != 0.0);
         key.truncate(KEY_FACTORS);
         let (contributions, base_value) = if opts.all_factors {
@@ -247,7 +273,11 @@ impl Scorer {
             .filter(|&&t| t > 0 && t <= 100)
             .map(|&t| (l - logit((f64::from(t) - 0.5) / 100.0)).abs())
             .fold(f64::INFINITY, f64::min);
-        let margin = if d.is_finite() { 1.0 - (-d / c.margin_logit).exp() } else { 1.0 };
+        let margin = if d.is_finite() {
+            1.0 - (-d / c.margin_logit).exp()
+        } else {
+            1.0
+        };
         ((evidence * margin) * 1000.0).round() / 1000.0
     }
 }

@@ -157,7 +157,9 @@ impl Site {
                 }
             };
             if c >= MAX_CLASSES {
-                return Err(SiteError(format!("more than {MAX_CLASSES} distinct tag sets")));
+                return Err(SiteError(format!(
+                    "more than {MAX_CLASSES} distinct tag sets"
+                )));
             }
             Ok(c as u8)
         };
@@ -166,7 +168,11 @@ impl Site {
         for (i, r) in tables.page_rules.iter().enumerate() {
             match (&r.prefix, &r.exact) {
                 (Some(p), None) | (None, Some(p)) if p.starts_with('/') => {}
-                _ => return err(format!("page_rules[{i}] needs one of `prefix`/`exact`, starting with '/'")),
+                _ => {
+                    return err(format!(
+                        "page_rules[{i}] needs one of `prefix`/`exact`, starting with '/'"
+                    ))
+                }
             }
             rule_class.push(class_of(&r.tags, &mut tags)?);
         }
@@ -187,10 +193,17 @@ impl Site {
                     _ => false,
                 };
             if !ok {
-                return err(format!("special_days[{i}] needs month and day, or month, weekday and nth"));
+                return err(format!(
+                    "special_days[{i}] needs month and day, or month, weekday and nth"
+                ));
             }
         }
-        let stats = tables.page_stats.pages.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let stats = tables
+            .page_stats
+            .pages
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Ok(Site {
             tables,
             tags,
@@ -218,7 +231,11 @@ impl Site {
 
     /// Index of a statistic column.
     pub fn stat_index(&self, name: &str) -> Option<usize> {
-        self.tables.page_stats.columns.iter().position(|c| c == name)
+        self.tables
+            .page_stats
+            .columns
+            .iter()
+            .position(|c| c == name)
     }
 
     /// Bitmask over classes of the pages carrying any of these tags; unknown tags match nothing.
@@ -247,7 +264,9 @@ impl Site {
                 (None, Some(p)) => {
                     let p = p.trim_end_matches('/');
                     path.starts_with(p)
-                        && (path.len() == p.len() || path.as_bytes().get(p.len()) == Some(&b'/') || p.is_empty())
+                        && (path.len() == p.len()
+                            || path.as_bytes().get(p.len()) == Some(&b'/')
+                            || p.is_empty())
                 }
                 (None, None) => false,
             };
@@ -281,7 +300,9 @@ impl Site {
         let mut best = 0.0f64;
         for d in &self.tables.special_days {
             for y in [year, year + 1] {
-                let Some(date) = special_date(d, y) else { continue };
+                let Some(date) = special_date(d, y) else {
+                    continue;
+                };
                 let before = (date - today) as f64;
                 let v = 1.0 - (before - peak).abs() / width;
                 best = best.max(v);

@@ -188,8 +188,9 @@ pub enum StateError {
 
 /// 64-bit FNV-1a: stable across builds and platforms, unlike `std`'s hasher, because hashes persist.
 fn fnv1a(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl VisitorState {
@@ -215,7 +216,10 @@ impl VisitorState {
     pub fn apply(&mut self, event: &Event, cfg: &StateConfig, now: Option<i64>) -> Outcome {
         let mut ts = event.ts;
         if let Some(now) = now {
-            ts = ts.clamp(now.saturating_sub(MAX_AGE_MS), now.saturating_add(MAX_FUTURE_MS));
+            ts = ts.clamp(
+                now.saturating_sub(MAX_AGE_MS),
+                now.saturating_add(MAX_FUTURE_MS),
+            );
         }
         let id = fnv1a(&event.id).to_le_bytes();
         if self.recent_ids.contains(&id) {
@@ -300,7 +304,11 @@ impl VisitorState {
                 self.add_decayed(engaged / 1000.0, ts, cfg);
             }
             EventType::Scroll => {
-                let depth = event.prop("depth").and_then(Value::as_f64).unwrap_or(0.0).clamp(0.0, 100.0) as f32;
+                let depth = event
+                    .prop("depth")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0)
+                    .clamp(0.0, 100.0) as f32;
                 self.total.scroll(depth);
                 if in_session {
                     session.counts.scroll(depth);
@@ -323,7 +331,8 @@ impl VisitorState {
             EventType::FormSubmit => {
                 self.total.forms_submitted = self.total.forms_submitted.saturating_add(1);
                 if in_session {
-                    session.counts.forms_submitted = session.counts.forms_submitted.saturating_add(1);
+                    session.counts.forms_submitted =
+                        session.counts.forms_submitted.saturating_add(1);
                     if session.first_submit == 0 {
                         session.first_submit = sat16(session.counts.pages.max(1));
                     }
@@ -404,7 +413,10 @@ impl VisitorState {
 
     /// A trait by name.
     pub fn trait_value(&self, key: &str) -> Option<Value> {
-        self.traits.iter().find(|(k, _)| k == key).map(|(_, v)| v.to_value())
+        self.traits
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.to_value())
     }
 
     /// Compact binary form (postcard) for storage.
@@ -420,7 +432,8 @@ impl VisitorState {
             Some(&v) => return Err(StateError::Version(v)),
             None => return Err(StateError::Decode("empty".into())),
         }
-        let s: VisitorState = postcard::from_bytes(bytes).map_err(|e| StateError::Decode(e.to_string()))?;
+        let s: VisitorState =
+            postcard::from_bytes(bytes).map_err(|e| StateError::Decode(e.to_string()))?;
         let n = cfg.site.n_classes();
         let k = cfg.site.n_stats();
         let ok = s.views.len() == n
@@ -515,7 +528,14 @@ mod tests {
     fn replays_change_nothing() {
         let c = cfg();
         let events: Vec<Event> = (0..100)
-            .map(|i| ev(&format!("e{i}"), "page", T0 + i * 1000, r#","path":"/products/a""#))
+            .map(|i| {
+                ev(
+                    &format!("e{i}"),
+                    "page",
+                    T0 + i * 1000,
+                    r#","path":"/products/a""#,
+                )
+            })
             .collect();
         let mut s = VisitorState::new(&c);
         for e in &events {
@@ -533,11 +553,26 @@ mod tests {
     fn order_inside_the_window_does_not_matter() {
         let c = cfg();
         let mut events = vec![
-            ev("a", "page", T0, r#","path":"/pricing","url":"https://s.example/pricing?utm_medium=email""#),
-            ev("b", "page_end", T0 + 5000, r#","path":"/pricing","engaged_ms":4000.5"#),
+            ev(
+                "a",
+                "page",
+                T0,
+                r#","path":"/pricing","url":"https://s.example/pricing?utm_medium=email""#,
+            ),
+            ev(
+                "b",
+                "page_end",
+                T0 + 5000,
+                r#","path":"/pricing","engaged_ms":4000.5"#,
+            ),
             ev("c", "page", T0 + 6000, r#","path":"/products/a""#),
             ev("d", "scroll", T0 + 7000, r#","props":{"depth":60}"#),
-            ev("e", "page_end", T0 + 9000, r#","path":"/products/a","engaged_ms":2500"#),
+            ev(
+                "e",
+                "page_end",
+                T0 + 9000,
+                r#","path":"/products/a","engaged_ms":2500"#,
+            ),
             ev("f", "form_submit", T0 + 9500, r#","props":{"form":"demo"}"#),
         ];
         let mut fwd = VisitorState::new(&c);
@@ -566,14 +601,31 @@ mod tests {
         let mut s = VisitorState::new(&c);
         s.apply(&ev("a", "page", T0, r#","path":"/""#), &c, None);
         // 2 hours of engagement on one page ending now: same session.
-        s.apply(&ev("b", "page_end", T0 + 7_200_000, r#","engaged_ms":7199000"#), &c, None);
+        s.apply(
+            &ev("b", "page_end", T0 + 7_200_000, r#","engaged_ms":7199000"#),
+            &c,
+            None,
+        );
         assert_eq!(s.sessions, 1);
-        s.apply(&ev("c", "page", T0 + 7_200_000 + 31 * 60_000, r#","path":"/demo""#), &c, None);
+        s.apply(
+            &ev(
+                "c",
+                "page",
+                T0 + 7_200_000 + 31 * 60_000,
+                r#","path":"/demo""#,
+            ),
+            &c,
+            None,
+        );
         assert_eq!(s.sessions, 2);
         assert_eq!(s.session.counts.pages, 1);
         assert_eq!(s.total.pages, 2);
         // A late event from the first session counts for the visitor only.
-        s.apply(&ev("d", "page", T0 + 1000, r#","path":"/pricing""#), &c, None);
+        s.apply(
+            &ev("d", "page", T0 + 1000, r#","path":"/pricing""#),
+            &c,
+            None,
+        );
         assert_eq!(s.session.counts.pages, 1);
         assert_eq!(s.total.pages, 3);
     }
@@ -583,9 +635,17 @@ mod tests {
         let c = cfg();
         let mut s = VisitorState::new(&c);
         let now = T0;
-        s.apply(&ev("a", "page", T0 + 86_400_000, r#","path":"/""#), &c, Some(now));
+        s.apply(
+            &ev("a", "page", T0 + 86_400_000, r#","path":"/""#),
+            &c,
+            Some(now),
+        );
         assert_eq!(s.last_ts, now + MAX_FUTURE_MS);
-        s.apply(&ev("b", "page", T0 - 30 * 86_400_000, r#","path":"/""#), &c, Some(now));
+        s.apply(
+            &ev("b", "page", T0 - 30 * 86_400_000, r#","path":"/""#),
+            &c,
+            Some(now),
+        );
         assert_eq!(s.first_ts, now - MAX_AGE_MS);
     }
 
@@ -595,15 +655,34 @@ mod tests {
         let mut s = VisitorState::new(&c);
         for i in 0..500 {
             let long = "x".repeat(200);
-            s.apply(&ev(&format!("p{i}"), "page", T0 + i * 10, r#","path":"/pricing""#), &c, None);
+            s.apply(
+                &ev(
+                    &format!("p{i}"),
+                    "page",
+                    T0 + i * 10,
+                    r#","path":"/pricing""#,
+                ),
+                &c,
+                None,
+            );
             let (key, val) = ("k".repeat(60), "x".repeat(500));
-            let t = format!(r#","lead_id":"{}","traits":{{"{i}{key}":"{val}"}}"#, &long[..64]);
-            s.apply(&ev(&format!("i{i}"), "identify", T0 + i * 10 + 5, &t), &c, None);
+            let t = format!(
+                r#","lead_id":"{}","traits":{{"{i}{key}":"{val}"}}"#,
+                &long[..64]
+            );
+            s.apply(
+                &ev(&format!("i{i}"), "identify", T0 + i * 10 + 5, &t),
+                &c,
+                None,
+            );
         }
         let bytes = s.to_bytes();
         assert!(bytes.len() <= 1024, "{} bytes", bytes.len());
         assert_eq!(VisitorState::from_bytes(&bytes, &c).unwrap(), s);
         assert!(VisitorState::from_bytes(&bytes[..bytes.len() / 2], &c).is_err());
-        assert!(matches!(VisitorState::from_bytes(&[9, 0], &c), Err(StateError::Version(9))));
+        assert!(matches!(
+            VisitorState::from_bytes(&[9, 0], &c),
+            Err(StateError::Version(9))
+        ));
     }
 }

@@ -64,10 +64,19 @@ fn page_views_engaged_time_and_stats() {
     ]"#;
     let e = [
         format!(r#""type":"page","ts":{},"path":"/products/a""#, ts(0)),
-        format!(r#""type":"page_end","ts":{},"path":"/products/a","engaged_ms":1500.25"#, ts(2)),
+        format!(
+            r#""type":"page_end","ts":{},"path":"/products/a","engaged_ms":1500.25"#,
+            ts(2)
+        ),
         format!(r#""type":"page","ts":{},"path":"/pricing""#, ts(3)),
-        format!(r#""type":"engaged","ts":{},"path":"/pricing","engaged_ms":1000"#, ts(4)),
-        format!(r#""type":"page_end","ts":{},"path":"/pricing","engaged_ms":500"#, ts(5)),
+        format!(
+            r#""type":"engaged","ts":{},"path":"/pricing","engaged_ms":1000"#,
+            ts(4)
+        ),
+        format!(
+            r#""type":"page_end","ts":{},"path":"/pricing","engaged_ms":500"#,
+            ts(5)
+        ),
         format!(r#""type":"page","ts":{},"path":"/unknown""#, ts(6)),
     ];
     let refs: Vec<&str> = e.iter().map(String::as_str).collect();
@@ -91,14 +100,29 @@ fn forms_clicks_scroll_sessions() {
     let e = [
         format!(r#""type":"page","ts":{},"path":"/blog/x""#, ts(0)),
         format!(r#""type":"scroll","ts":{},"props":{{"depth":90}}"#, ts(1)),
-        format!(r#""type":"click","ts":{},"props":{{"cta":"pricing"}}"#, ts(2)),
+        format!(
+            r#""type":"click","ts":{},"props":{{"cta":"pricing"}}"#,
+            ts(2)
+        ),
         // Next session, 2 hours later.
         format!(r#""type":"page","ts":{},"path":"/demo""#, ts(7200)),
         format!(r#""type":"page","ts":{},"path":"/pricing""#, ts(7210)),
-        format!(r#""type":"scroll","ts":{},"props":{{"depth":20}}"#, ts(7211)),
-        format!(r#""type":"scroll","ts":{},"props":{{"depth":40}}"#, ts(7212)),
-        format!(r#""type":"form_start","ts":{},"props":{{"form":"demo"}}"#, ts(7220)),
-        format!(r#""type":"click","ts":{},"props":{{"cta":"demo"}}"#, ts(7221)),
+        format!(
+            r#""type":"scroll","ts":{},"props":{{"depth":20}}"#,
+            ts(7211)
+        ),
+        format!(
+            r#""type":"scroll","ts":{},"props":{{"depth":40}}"#,
+            ts(7212)
+        ),
+        format!(
+            r#""type":"form_start","ts":{},"props":{{"form":"demo"}}"#,
+            ts(7220)
+        ),
+        format!(
+            r#""type":"click","ts":{},"props":{{"cta":"demo"}}"#,
+            ts(7221)
+        ),
         format!(r#""type":"click","ts":{}"#, ts(7222)), // not a marked CTA
     ];
     let refs: Vec<&str> = e.iter().map(String::as_str).collect();
@@ -108,7 +132,10 @@ fn forms_clicks_scroll_sessions() {
     let f = run(decls, &refs[..3]);
     assert_eq!(f[5..8], [1.0, 1.0, 0.0]);
     // A page saying the id is not persistent makes the type unknown.
-    let e = format!(r#""type":"page","ts":{},"path":"/","props":{{"id_persistent":false}}"#, ts(0));
+    let e = format!(
+        r#""type":"page","ts":{},"path":"/","props":{{"id_persistent":false}}"#,
+        ts(0)
+    );
     assert_eq!(run(decls, &[&e])[7], 2.0);
 }
 
@@ -122,7 +149,10 @@ fn calendar_features_use_local_time() {
     let e = format!(r#""type":"page","ts":{},"path":"/""#, ts(0));
     assert_eq!(run(decls, &[&e]), vec![1.0, 11.0, 1.0]);
     // Same instant seen from UTC−11: Friday 23:00 on Feb 6, 8 days before → 0.8.
-    let e = format!(r#""type":"page","ts":{},"path":"/","tz_offset":-660"#, ts(0));
+    let e = format!(
+        r#""type":"page","ts":{},"path":"/","tz_offset":-660"#,
+        ts(0)
+    );
     assert_eq!(run(decls, &[&e]), vec![0.0, 23.0, 0.8]);
 }
 
@@ -139,10 +169,22 @@ fn channels_and_user_agents() {
     let win = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
     let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
     let e = [
-        format!(r#""type":"page","ts":{},"url":"https://s.example/","referrer":"https://www.google.com/","ua":"{win}""#, ts(0)),
-        format!(r#""type":"page","ts":{},"url":"https://s.example/x","referrer":"https://s.example/","ua":"{win}""#, ts(10)),
-        format!(r#""type":"page","ts":{},"url":"https://s.example/?utm_medium=email","ua":"{iphone}""#, ts(9000)),
-        format!(r#""type":"page","ts":{},"url":"https://s.example/b","referrer":"https://www.bing.com/""#, ts(9010)),
+        format!(
+            r#""type":"page","ts":{},"url":"https://s.example/","referrer":"https://www.google.com/","ua":"{win}""#,
+            ts(0)
+        ),
+        format!(
+            r#""type":"page","ts":{},"url":"https://s.example/x","referrer":"https://s.example/","ua":"{win}""#,
+            ts(10)
+        ),
+        format!(
+            r#""type":"page","ts":{},"url":"https://s.example/?utm_medium=email","ua":"{iphone}""#,
+            ts(9000)
+        ),
+        format!(
+            r#""type":"page","ts":{},"url":"https://s.example/b","referrer":"https://www.bing.com/""#,
+            ts(9010)
+        ),
     ];
     let refs: Vec<&str> = e.iter().map(String::as_str).collect();
     assert_eq!(run(decls, &refs[..2]), vec![2.0, 2.0, 1.0, 2.0, 2.0, 0.0]);
@@ -159,11 +201,20 @@ fn velocity_quick_conversion_and_traits() {
     ]"#;
     let e = [
         format!(r#""type":"page","ts":{},"path":"/blog/x""#, ts(0)),
-        format!(r#""type":"page_end","ts":{},"path":"/blog/x","engaged_ms":10000"#, ts(10)),
+        format!(
+            r#""type":"page_end","ts":{},"path":"/blog/x","engaged_ms":10000"#,
+            ts(10)
+        ),
         format!(r#""type":"page","ts":{},"path":"/products/a""#, ts(11)),
         format!(r#""type":"page","ts":{},"path":"/pricing""#, ts(12)),
-        format!(r#""type":"page_end","ts":{},"path":"/pricing","engaged_ms":10000"#, ts(70)),
-        format!(r#""type":"identify","ts":{},"lead_id":"L1","traits":{{"company_size":"250","industry":"Software"}}"#, ts(70)),
+        format!(
+            r#""type":"page_end","ts":{},"path":"/pricing","engaged_ms":10000"#,
+            ts(70)
+        ),
+        format!(
+            r#""type":"identify","ts":{},"lead_id":"L1","traits":{{"company_size":"250","industry":"Software"}}"#,
+            ts(70)
+        ),
     ];
     let refs: Vec<&str> = e.iter().map(String::as_str).collect();
     let f = run(decls, &refs);
@@ -183,13 +234,34 @@ fn bad_declarations_are_refused() {
     let site = Site::new(serde_json::from_str::<SiteTables>(SITE).unwrap()).unwrap();
     for (decl, needle) in [
         (r#"[{"name":"a","kind":"nope"}]"#, "unknown kind"),
-        (r#"[{"name":"a","kind":"page_views","params":{"categories":["nope"]}}]"#, "not in the site"),
-        (r#"[{"name":"a","kind":"page_stat_mean","params":{"stat":"x"}}]"#, "not a page_stats column"),
-        (r#"[{"name":"a","kind":"weekend","params":{"x":1}}]"#, "unknown parameter"),
-        (r#"[{"name":"a","kind":"os","params":{"codes":{"amiga":1}}}]"#, "unknown value"),
-        (r#"[{"name":"a","kind":"weekend"},{"name":"a","kind":"weekend"}]"#, "duplicate"),
-        (r#"[{"name":"a","kind":"scroll_depth","params":{"agg":"median"}}]"#, "agg"),
-        (r#"[{"name":"a","kind":"engagement_velocity","params":{"half_life_seconds":-1}}]"#, "half_life"),
+        (
+            r#"[{"name":"a","kind":"page_views","params":{"categories":["nope"]}}]"#,
+            "not in the site",
+        ),
+        (
+            r#"[{"name":"a","kind":"page_stat_mean","params":{"stat":"x"}}]"#,
+            "not a page_stats column",
+        ),
+        (
+            r#"[{"name":"a","kind":"weekend","params":{"x":1}}]"#,
+            "unknown parameter",
+        ),
+        (
+            r#"[{"name":"a","kind":"os","params":{"codes":{"amiga":1}}}]"#,
+            "unknown value",
+        ),
+        (
+            r#"[{"name":"a","kind":"weekend"},{"name":"a","kind":"weekend"}]"#,
+            "duplicate",
+        ),
+        (
+            r#"[{"name":"a","kind":"scroll_depth","params":{"agg":"median"}}]"#,
+            "agg",
+        ),
+        (
+            r#"[{"name":"a","kind":"engagement_velocity","params":{"half_life_seconds":-1}}]"#,
+            "half_life",
+        ),
     ] {
         let specs: Vec<FeatureSpec> = serde_json::from_str(decl).unwrap();
         let e = FeatureSet::new(&specs, &site).unwrap_err().to_string();

@@ -26,7 +26,10 @@ fn json<T: serde::de::DeserializeOwned>(name: &str) -> T {
 
 /// Rows with JSON `null` as NaN, flattened row-major.
 fn flatten(rows: &[Vec<Option<f32>>]) -> Vec<f32> {
-    rows.iter().flatten().map(|v| v.unwrap_or(f32::NAN)).collect()
+    rows.iter()
+        .flatten()
+        .map(|v| v.unwrap_or(f32::NAN))
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -79,28 +82,46 @@ fn kernel_matches_onnxruntime_on_synthetic_models() {
         for (r, want) in f.probabilities.iter().enumerate() {
             for c in 0..2 {
                 let d = (got[2 * r + c] - want[c]).abs();
-                assert!(d <= 1e-6, "{name} row {r} col {c}: {} vs {}", got[2 * r + c], want[c]);
+                assert!(
+                    d <= 1e-6,
+                    "{name} row {r} col {c}: {} vs {}",
+                    got[2 * r + c],
+                    want[c]
+                );
                 max = max.max(d);
                 exact += usize::from(got[2 * r + c].to_bits() == want[c].to_bits());
             }
         }
-        println!("{name}: max |Δ| {max:e}, {exact}/{} values bit-identical", 2 * n);
+        println!(
+            "{name}: max |Δ| {max:e}, {exact}/{} values bit-identical",
+            2 * n
+        );
         // Same f32 accumulation order and logistic formula as onnxruntime: only a libm `expf`
         // differing in the last bit may break bit equality.
-        assert!(10 * exact >= 9 * 2 * n, "{name}: only {exact}/{} values bit-identical", 2 * n);
+        assert!(
+            10 * exact >= 9 * 2 * n,
+            "{name}: only {exact}/{} values bit-identical",
+            2 * n
+        );
 
         // Single rows through the plan, and the bare forest, agree with the batch.
         let forest = Forest::from_onnx_bytes(&bytes).expect("parses");
         for (r, row) in rows.chunks_exact(f.n_features).enumerate() {
             let p = model.predict(row).expect("plan runs");
             assert_eq!(p.to_bits(), got[2 * r + 1].to_bits(), "{name} row {r}");
-            assert_eq!(forest.probabilities(row), [got[2 * r], got[2 * r + 1]], "{name} row {r}");
+            assert_eq!(
+                forest.probabilities(row),
+                [got[2 * r], got[2 * r + 1]],
+                "{name} row {r}"
+            );
             // onnxruntime's label rule.
             let want = &f.labels[r];
             let idx = forest.label_index(forest.margin(row));
             let label = match forest.class_labels() {
                 leadscore::model::forest::ClassLabels::Int(l) => serde_json::Value::from(l[idx]),
-                leadscore::model::forest::ClassLabels::Str(l) => serde_json::Value::from(l[idx].clone()),
+                leadscore::model::forest::ClassLabels::Str(l) => {
+                    serde_json::Value::from(l[idx].clone())
+                }
             };
             assert_eq!(&label, want, "{name} row {r} label");
         }
@@ -128,17 +149,35 @@ fn kernel_matches_onnxruntime_and_tract_builtin_on_lightgbm() {
             assert!(d <= 1e-6, "row {r} col {c}: {d:e}");
         }
         let p = got[2 * r + 1];
-        assert!((p - tract[r]).abs() <= 1e-6, "row {r}: ours {p} vs tract {}", tract[r]);
-        assert_eq!(p.to_bits(), zip[r].to_bits(), "row {r}: ZipMap export differs");
+        assert!(
+            (p - tract[r]).abs() <= 1e-6,
+            "row {r}: ours {p} vs tract {}",
+            tract[r]
+        );
+        assert_eq!(
+            p.to_bits(),
+            zip[r].to_bits(),
+            "row {r}: ZipMap export differs"
+        );
         if f.lgbm_agrees[r] {
-            assert!((f64::from(p) - f.probability[r]).abs() <= 1e-6, "row {r} vs LightGBM");
+            assert!(
+                (f64::from(p) - f.probability[r]).abs() <= 1e-6,
+                "row {r} vs LightGBM"
+            );
         }
     }
     // The margin is LightGBM's raw score (f32 accumulation vs f64).
     let forest = ours.forest();
-    for (r, row) in rows.chunks_exact(f.n_features).enumerate().filter(|(r, _)| f.lgbm_agrees[*r]) {
+    for (r, row) in rows
+        .chunks_exact(f.n_features)
+        .enumerate()
+        .filter(|(r, _)| f.lgbm_agrees[*r])
+    {
         let m = f64::from(forest.margin(row));
-        assert!((m - f.raw_score[r]).abs() <= 1e-6 * f.raw_score[r].abs().max(1.0), "row {r}");
+        assert!(
+            (m - f.raw_score[r]).abs() <= 1e-6 * f.raw_score[r].abs().max(1.0),
+            "row {r}"
+        );
     }
     assert!(f.lgbm_agrees.iter().filter(|a| **a).count() >= 95);
 }
@@ -157,19 +196,34 @@ fn tree_shap_matches_lightgbm_pred_contrib() {
         let mut phi = vec![0.0; p];
         let base = tree_shap(forest, &covers, row, &mut phi);
         let mut again = vec![0.0; p];
-        assert_eq!(tree_shap_with(forest, &covers, row, &mut again, &mut scratch), base);
+        assert_eq!(
+            tree_shap_with(forest, &covers, row, &mut again, &mut scratch),
+            base
+        );
         assert_eq!(phi, again);
         // Additivity holds on every row, including those where LightGBM routes differently.
         let margin = f64::from(forest.margin(row));
         let total = base + phi.iter().sum::<f64>();
-        assert!((total - margin).abs() <= 1e-6 * margin.abs().max(1.0), "row {r}: {total} vs {margin}");
+        assert!(
+            (total - margin).abs() <= 1e-6 * margin.abs().max(1.0),
+            "row {r}: {total} vs {margin}"
+        );
         if !f.lgbm_agrees[r] {
             continue;
         }
         let want = &f.pred_contrib[r];
-        assert!((base - want[p]).abs() <= 1e-6, "row {r}: base {base} vs {}", want[p]);
+        assert!(
+            (base - want[p]).abs() <= 1e-6,
+            "row {r}: base {base} vs {}",
+            want[p]
+        );
         for j in 0..p {
-            assert!((phi[j] - want[j]).abs() <= 1e-6, "row {r} feature {j}: {} vs {}", phi[j], want[j]);
+            assert!(
+                (phi[j] - want[j]).abs() <= 1e-6,
+                "row {r} feature {j}: {} vs {}",
+                phi[j],
+                want[j]
+            );
         }
         checked += 1;
     }
@@ -186,14 +240,21 @@ fn lightgbm_covers_are_row_counts_not_hessian_sums() {
     let rows = flatten(&f.inputs);
     let p = f.n_features;
     let mut worst = 0f64;
-    for (r, row) in rows.chunks_exact(p).enumerate().filter(|(r, _)| f.lgbm_agrees[*r]) {
+    for (r, row) in rows
+        .chunks_exact(p)
+        .enumerate()
+        .filter(|(r, _)| f.lgbm_agrees[*r])
+    {
         let mut phi = vec![0.0; p];
         tree_shap(&forest, &covers, row, &mut phi);
-        for j in 0..p {
-            worst = worst.max((phi[j] - f.pred_contrib[r][j]).abs());
+        for (got, want) in phi.iter().zip(&f.pred_contrib[r]) {
+            worst = worst.max((got - want).abs());
         }
     }
-    assert!(worst > 1e-3, "hessian covers unexpectedly reproduce pred_contrib ({worst:e})");
+    assert!(
+        worst > 1e-3,
+        "hessian covers unexpectedly reproduce pred_contrib ({worst:e})"
+    );
 }
 
 #[test]
@@ -202,20 +263,35 @@ fn covers_must_fit_the_forest() {
     let forest = Forest::from_onnx_bytes(&read(&f.model)).expect("parses");
     let mut bad = f.covers_count.clone();
     bad[3][0] += 1.0; // root no longer the sum of its children
-    assert!(matches!(Covers::new(&forest, &bad), Err(ModelError::Card(_))));
+    assert!(matches!(
+        Covers::new(&forest, &bad),
+        Err(ModelError::Card(_))
+    ));
     let mut bad = f.covers_count.clone();
     bad.pop();
-    assert!(matches!(Covers::new(&forest, &bad), Err(ModelError::Card(_))));
+    assert!(matches!(
+        Covers::new(&forest, &bad),
+        Err(ModelError::Card(_))
+    ));
     let mut bad = f.covers_count.clone();
     bad[0].push(1.0);
-    assert!(matches!(Covers::new(&forest, &bad), Err(ModelError::Card(_))));
+    assert!(matches!(
+        Covers::new(&forest, &bad),
+        Err(ModelError::Card(_))
+    ));
     let mut bad = f.covers_count.clone();
     let leaf = forest
         .tree(0)
-        .and_then(|t| t.nodes().find_map(|n| matches!(n, Node::Leaf(_)).then(|| n.onnx_id())))
+        .and_then(|t| {
+            t.nodes()
+                .find_map(|n| matches!(n, Node::Leaf(_)).then(|| n.onnx_id()))
+        })
         .expect("tree 0 has a leaf");
     bad[0][leaf as usize] = 0.0;
-    assert!(matches!(Covers::new(&forest, &bad), Err(ModelError::Card(_))));
+    assert!(matches!(
+        Covers::new(&forest, &bad),
+        Err(ModelError::Card(_))
+    ));
 }
 
 #[test]
@@ -228,7 +304,10 @@ fn broken_models_are_rejected_with_clear_errors() {
             Ok(m) => panic!("{name}: loaded {m:?}"),
             Err(e @ ModelError::Onnx(_)) => {
                 let msg = e.to_string();
-                assert!(msg.contains(&expect), "{name}: {msg:?} does not mention {expect:?}");
+                assert!(
+                    msg.contains(&expect),
+                    "{name}: {msg:?} does not mention {expect:?}"
+                );
             }
             Err(e) => panic!("{name}: wrong error kind: {e:?}"),
         }
@@ -272,9 +351,14 @@ fn timing() {
         (seed >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
     };
     let rows: Vec<Vec<f32>> = (0..256)
-        .map(|i| (0..w).map(|_| if i % 7 == 0 { f32::NAN } else { rnd() }).collect())
+        .map(|i| {
+            (0..w)
+                .map(|_| if i % 7 == 0 { f32::NAN } else { rnd() })
+                .collect()
+        })
         .collect();
-    let covers = Covers::new(forest, &route_covers(forest, &rows)).expect("routed covers are consistent");
+    let covers =
+        Covers::new(forest, &route_covers(forest, &rows)).expect("routed covers are consistent");
 
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -326,7 +410,11 @@ fn route_covers(forest: &Forest, rows: &[Vec<f32>]) -> Vec<Vec<f64>> {
             for x in rows {
                 let mut i = 0;
                 while let Some(Node::Branch(b)) = tree.node(i) {
-                    i = if b.goes_true(x[b.feature]) { b.true_child } else { b.false_child };
+                    i = if b.goes_true(x[b.feature]) {
+                        b.true_child
+                    } else {
+                        b.false_child
+                    };
                 }
                 local[i] += 1.0;
             }

@@ -26,7 +26,9 @@ fn root() -> PathBuf {
 fn dataset() -> PathBuf {
     std::env::var_os("LEADSCORE_SHOPPERS_CSV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data/online_shoppers/online_shoppers_intention.csv"))
+        .unwrap_or_else(|| {
+            root().join("../shared/data/online_shoppers/online_shoppers_intention.csv")
+        })
 }
 
 /// Paths of the converted events and site tables, converting if needed.
@@ -38,16 +40,24 @@ fn converted() -> (PathBuf, PathBuf) {
         return (e.into(), t.into());
     }
     let dir = root().join("target/parity");
-    let (events, tables) = (dir.join("shoppers.ndjson"), dir.join("shoppers_tables.json"));
+    let (events, tables) = (
+        dir.join("shoppers.ndjson"),
+        dir.join("shoppers_tables.json"),
+    );
     let script = root().join("models/train/shoppers_events.py");
     let fresh = |p: &Path| {
-        let (Ok(a), Ok(b)) = (std::fs::metadata(p), std::fs::metadata(&script)) else { return false };
+        let (Ok(a), Ok(b)) = (std::fs::metadata(p), std::fs::metadata(&script)) else {
+            return false;
+        };
         matches!((a.modified(), b.modified()), (Ok(a), Ok(b)) if a >= b)
     };
     if !(fresh(&events) && fresh(&tables)) {
         std::fs::create_dir_all(&dir).unwrap();
         let python = root().join(".venv/bin/python");
-        assert!(python.exists(), "no .venv: run `make test` (it creates the Python venv the converter needs)");
+        assert!(
+            python.exists(),
+            "no .venv: run `make test` (it creates the Python venv the converter needs)"
+        );
         let status = Command::new(python)
             .arg(&script)
             .arg("--data")
@@ -68,7 +78,12 @@ fn expected_rows(scorer: &Scorer) -> Vec<Vec<f32>> {
     let text = std::fs::read_to_string(dataset()).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
     let specs = &scorer.card().features;
     lines
         .map(|line| {
@@ -76,12 +91,17 @@ fn expected_rows(scorer: &Scorer) -> Vec<Vec<f32>> {
             specs
                 .iter()
                 .map(|f| {
-                    let column = f.column.as_deref().unwrap_or_else(|| panic!("{} has no column", f.name));
+                    let column = f
+                        .column
+                        .as_deref()
+                        .unwrap_or_else(|| panic!("{} has no column", f.name));
                     let mut sum = 0f64;
                     for part in column.split('+') {
                         let cell = cells[col(part.trim())];
                         sum += match &f.encoding {
-                            Some(enc) => *enc.get(cell).unwrap_or_else(|| panic!("{}: no encoding for {cell}", f.name)),
+                            Some(enc) => *enc
+                                .get(cell)
+                                .unwrap_or_else(|| panic!("{}: no encoding for {cell}", f.name)),
                             None => cell.parse::<f64>().unwrap(),
                         };
                     }
@@ -96,7 +116,11 @@ fn expected_rows(scorer: &Scorer) -> Vec<Vec<f32>> {
 fn engine_reproduces_every_dataset_row_and_tract_matches_lightgbm_and_onnxruntime() {
     let (events, tables) = converted();
     let site: SiteTables = serde_json::from_str(&std::fs::read_to_string(tables).unwrap()).unwrap();
-    let scorer = Scorer::new(Bundle::load(&root().join("models/default")).unwrap(), Some(site)).unwrap();
+    let scorer = Scorer::new(
+        Bundle::load(&root().join("models/default")).unwrap(),
+        Some(site),
+    )
+    .unwrap();
     let expected = expected_rows(&scorer);
     assert_eq!(expected.len(), 12_330);
 
@@ -105,8 +129,15 @@ fn engine_reproduces_every_dataset_row_and_tract_matches_lightgbm_and_onnxruntim
     for (i, line) in reader.lines().enumerate() {
         let line = line.unwrap();
         let e = Event::parse(&line).unwrap_or_else(|err| panic!("line {}: {err}", i + 1));
-        let st = states.entry(e.visitor_id.clone()).or_insert_with(|| scorer.new_state());
-        assert_eq!(scorer.apply(st, &e, None), leadscore::state::Outcome::Applied, "line {}", i + 1);
+        let st = states
+            .entry(e.visitor_id.clone())
+            .or_insert_with(|| scorer.new_state());
+        assert_eq!(
+            scorer.apply(st, &e, None),
+            leadscore::state::Outcome::Applied,
+            "line {}",
+            i + 1
+        );
     }
     assert_eq!(states.len(), 12_330);
 
@@ -148,5 +179,7 @@ fn engine_reproduces_every_dataset_row_and_tract_matches_lightgbm_and_onnxruntim
 }
 
 fn scorer_probability(s: &Scorer, x: &[f32]) -> f32 {
-    s.score_vector(x, Default::default()).unwrap().raw_probability as f32
+    s.score_vector(x, Default::default())
+        .unwrap()
+        .raw_probability as f32
 }

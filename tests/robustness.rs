@@ -8,7 +8,9 @@ use proptest::prelude::*;
 
 /// A site with the most page classes and stats allowed, so sizes are worst case.
 fn cfg() -> StateConfig {
-    let rules: Vec<String> = (0..7).map(|i| format!(r#"{{"prefix":"/c{i}","tags":["t{i}"]}}"#)).collect();
+    let rules: Vec<String> = (0..7)
+        .map(|i| format!(r#"{{"prefix":"/c{i}","tags":["t{i}"]}}"#))
+        .collect();
     let text = format!(
         r#"{{"page_rules":[{}],"page_stats":{{"columns":["a","b","c","d"],"pages":{{"/c1":[1,2,3,4]}}}}}}"#,
         rules.join(",")
@@ -24,7 +26,11 @@ fn cfg() -> StateConfig {
 fn any_value() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("true".to_string()),
-        any::<f64>().prop_map(|f| if f.is_finite() { f.to_string() } else { "0".into() }),
+        any::<f64>().prop_map(|f| if f.is_finite() {
+            f.to_string()
+        } else {
+            "0".into()
+        }),
         "[a-zA-Z0-9 ]{0,600}".prop_map(|s| format!("{s:?}")),
     ]
 }
@@ -45,7 +51,11 @@ fn any_event() -> impl Strategy<Value = String> {
     (
         "[a-z0-9]{0,140}",
         kind,
-        prop_oneof![Just(1_750_000_000_000i64), any::<i64>(), 1_700_000_000_000i64..1_800_000_000_000],
+        prop_oneof![
+            Just(1_750_000_000_000i64),
+            any::<i64>(),
+            1_700_000_000_000i64..1_800_000_000_000
+        ],
         "/c[0-9]{1,2}(/[a-z]{0,5})?",
         prop::option::of(-1e9f64..1e9),
         prop::collection::vec(("[a-z_]{1,70}", any_value()), 0..40),
@@ -54,7 +64,9 @@ fn any_event() -> impl Strategy<Value = String> {
         .prop_map(|(id, kind, ts, path, engaged, map, ua)| {
             let map: Vec<String> = map.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
             let map = map.join(",");
-            let mut s = format!(r#"{{"id":"{id}","type":"{kind}","ts":{ts},"visitor_id":"v","path":"{path}""#);
+            let mut s = format!(
+                r#"{{"id":"{id}","type":"{kind}","ts":{ts},"visitor_id":"v","path":"{path}""#
+            );
             if let Some(e) = engaged {
                 s += &format!(r#","engaged_ms":{e}"#);
             }

@@ -14,7 +14,11 @@ use leadscore::site::SiteTables;
 use leadscore::state::{Outcome, VisitorState};
 
 #[derive(Parser)]
-#[command(name = "leadscore", version, about = "Real-time predictive lead scoring")]
+#[command(
+    name = "leadscore",
+    version,
+    about = "Real-time predictive lead scoring"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,8 +78,12 @@ enum CliError {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Score { input, each, all_factors } => run_stream(&input, |s, w| Mode::Score { each, all_factors, s, w }),
-        Command::Features { input } => run_stream(&input, |s, w| Mode::Features { s, w }),
+        Command::Score {
+            input,
+            each,
+            all_factors,
+        } => run_stream(&input, Mode::Score { each, all_factors }),
+        Command::Features { input } => run_stream(&input, Mode::Features),
         Command::Check { model } => check(&model),
     };
     match result {
@@ -90,9 +98,10 @@ fn main() -> ExitCode {
 fn load(input: &Input) -> Result<Scorer, CliError> {
     let site = match &input.site_table {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| CliError::Msg(format!("{}: {e}", p.display())))?;
-            let t: SiteTables =
-                serde_json::from_str(&text).map_err(|e| CliError::Msg(format!("{}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| CliError::Msg(format!("{}: {e}", p.display())))?;
+            let t: SiteTables = serde_json::from_str(&text)
+                .map_err(|e| CliError::Msg(format!("{}: {e}", p.display())))?;
             Some(t)
         }
         None => None,
@@ -100,74 +109,63 @@ fn load(input: &Input) -> Result<Scorer, CliError> {
     Ok(Scorer::new(Bundle::load(&input.model)?, site)?)
 }
 
-enum Mode<'a> {
-    Score { each: bool, all_factors: bool, s: &'a Scorer, w: &'a mut dyn Write },
-    Features { s: &'a Scorer, w: &'a mut dyn Write },
+/// What a stream run prints.
+#[derive(Clone, Copy)]
+enum Mode {
+    Score { each: bool, all_factors: bool },
+    Features,
 }
 
-struct Visitor {
-    state: VisitorState,
-}
-
-fn run_stream(input: &Input, mode: impl for<'a> FnOnce(&'a Scorer, &'a mut dyn Write) -> Mode<'a>) -> Result<ExitCode, CliError> {
+fn run_stream(input: &Input, mode: Mode) -> Result<ExitCode, CliError> {
     let scorer = load(input)?;
     let reader: Box<dyn Read> = if input.events == "-" {
         Box::new(std::io::stdin().lock())
     } else {
         Box::new(
-            std::fs::File::open(&input.events).map_err(|e| CliError::Msg(format!("{}: {e}", input.events)))?,
+            std::fs::File::open(&input.events)
+                .map_err(|e| CliError::Msg(format!("{}: {e}", input.events)))?,
         )
     };
     let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let mut mode = mode(&scorer, &mut out);
+    let mut w = BufWriter::new(stdout.lock());
     let io_err = |e: std::io::Error| CliError::Msg(format!("writing output: {e}"));
-    if let Mode::Features { s, w } = &mut mode {
+    if let Mode::Features = mode {
         let mut header = vec!["visitor_id".to_string()];
-        header.extend(s.features().names().iter().cloned());
-        writeln!(w, "{}", header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",")).map_err(io_err)?;
+        header.extend(scorer.features().names().iter().cloned());
+        let header: Vec<String> = header.iter().map(|h| csv_field(h)).collect();
+        writeln!(w, "{}", header.join(",")).map_err(io_err)?;
     }
-    let mut visitors: HashMap<String, Visitor> = HashMap::new();
+    let mut states: HashMap<String, VisitorState> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     let (mut applied, mut dupes, mut stale, mut bad) = (0u64, 0u64, 0u64, 0u64);
     for (i, line) in BufReader::new(reader).lines().enumerate() {
         let lineno = i + 1;
-        let line = match line {
-            Ok(l) => l,
-            Err(e) => {
-                // Not UTF-8 or an I/O error: report and go on unless strict.
-                eprintln!("line {lineno}: {e}");
-                bad += 1;
-                if input.strict {
-                    return Ok(ExitCode::from(1));
-                }
-                continue;
-            }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event = match Event::parse(&line) {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("line {lineno}: {} ({})", e, e.code());
-                bad += 1;
-                if input.strict {
-                    return Ok(ExitCode::from(1));
-                }
-                continue;
-            }
-        };
-        let scorer_ref = match &mode {
-            Mode::Score { s, .. } | Mode::Features { s, .. } => *s,
-        };
-        let v = visitors.entry(event.visitor_id.clone()).or_insert_with(|| {
-            order.push(event.visitor_id.clone());
-            Visitor {
-                state: scorer_ref.new_state(),
+        let parsed = line.map_err(|e| e.to_string()).and_then(|l| {
+            if l.trim().is_empty() {
+                Ok(None)
+            } else {
+                Event::parse(&l)
+                    .map(Some)
+                    .map_err(|e| format!("{e} ({})", e.code()))
             }
         });
-        match scorer_ref.apply(&mut v.state, &event, None) {
+        let event = match parsed {
+            Ok(Some(e)) => e,
+            Ok(None) => continue,
+            Err(msg) => {
+                eprintln!("line {lineno}: {msg}");
+                bad += 1;
+                if input.strict {
+                    return Ok(ExitCode::from(1));
+                }
+                continue;
+            }
+        };
+        let state = states.entry(event.visitor_id.clone()).or_insert_with(|| {
+            order.push(event.visitor_id.clone());
+            scorer.new_state()
+        });
+        match scorer.apply(state, &event, None) {
             Outcome::Applied => applied += 1,
             Outcome::Duplicate => dupes += 1,
             Outcome::Stale => {
@@ -175,18 +173,26 @@ fn run_stream(input: &Input, mode: impl for<'a> FnOnce(&'a Scorer, &'a mut dyn W
                 stale += 1
             }
         }
-        if let Mode::Score { each: true, all_factors, s, w } = &mut mode {
-            emit_score(*s, w, &event.visitor_id, &v.state, *all_factors)?;
+        if let Mode::Score {
+            each: true,
+            all_factors,
+        } = mode
+        {
+            emit_score(&scorer, &mut w, &event.visitor_id, state, all_factors)?;
         }
     }
     for id in &order {
-        let Some(v) = visitors.get(id) else { continue };
-        match &mut mode {
-            Mode::Score { each: false, all_factors, s, w } => emit_score(*s, w, id, &v.state, *all_factors)?,
-            Mode::Features { s, w } => {
-                let x = s.feature_vector(&v.state);
+        let Some(state) = states.get(id) else {
+            continue;
+        };
+        match mode {
+            Mode::Score {
+                each: false,
+                all_factors,
+            } => emit_score(&scorer, &mut w, id, state, all_factors)?,
+            Mode::Features => {
                 let mut row = csv_field(id);
-                for f in x {
+                for f in scorer.feature_vector(state) {
                     row.push(',');
                     row.push_str(&f.to_string());
                 }
@@ -195,8 +201,7 @@ fn run_stream(input: &Input, mode: impl for<'a> FnOnce(&'a Scorer, &'a mut dyn W
             Mode::Score { each: true, .. } => {}
         }
     }
-    drop(mode);
-    out.flush().map_err(io_err)?;
+    w.flush().map_err(io_err)?;
     eprintln!(
         "leadscore: {} visitors, {applied} events applied, {dupes} duplicates, {stale} stale, {bad} bad lines",
         order.len()
@@ -204,7 +209,13 @@ fn run_stream(input: &Input, mode: impl for<'a> FnOnce(&'a Scorer, &'a mut dyn W
     Ok(ExitCode::SUCCESS)
 }
 
-fn emit_score(s: &Scorer, w: &mut dyn Write, id: &str, st: &VisitorState, all_factors: bool) -> Result<(), CliError> {
+fn emit_score(
+    s: &Scorer,
+    w: &mut dyn Write,
+    id: &str,
+    st: &VisitorState,
+    all_factors: bool,
+) -> Result<(), CliError> {
     let score = s.score(st, id, st.last_ts, ScoreOptions { all_factors })?;
     let line = serde_json::to_string(&score).map_err(|e| CliError::Msg(e.to_string()))?;
     writeln!(w, "{line}").map_err(|e| CliError::Msg(format!("writing output: {e}")))
@@ -255,8 +266,8 @@ fn check(dir: &Path) -> Result<ExitCode, CliError> {
         println!("no golden.json: golden vectors skipped");
         return Ok(ExitCode::SUCCESS);
     };
-    let golden: Golden =
-        serde_json::from_str(&text).map_err(|e| CliError::Msg(format!("{}: {e}", golden_path.display())))?;
+    let golden: Golden = serde_json::from_str(&text)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", golden_path.display())))?;
     if golden.features != *scorer.features().names() {
         println!("FAIL golden.json features differ from the card's");
         return Ok(ExitCode::from(1));
@@ -274,11 +285,19 @@ fn check(dir: &Path) -> Result<ExitCode, CliError> {
             ds = ds.max((c.impact - want).abs());
         }
         let sum = contrib.iter().map(|c| c.impact).sum::<f64>() + base;
-        let dsum = (sum - leadscore::score::logit(p)).abs();
-        if dl > PROB_TOL || dor > PROB_TOL || ds > SHAP_TOL || !(ds.is_finite()) || contrib.len() + 1 != g.lgb_contrib.len() {
+        let dsum = (sum - f64::from(scorer.trees().0.margin(&g.x))).abs();
+        if dl > PROB_TOL
+            || dor > PROB_TOL
+            || ds > SHAP_TOL
+            || !(ds.is_finite())
+            || contrib.len() + 1 != g.lgb_contrib.len()
+        {
             failures += 1;
             if failures <= 5 {
-                println!("FAIL row {}: p {p} lgb {} ort {} shapΔ {ds:e}", g.row, g.lgb_prob, g.ort_prob);
+                println!(
+                    "FAIL row {}: p {p} lgb {} ort {} shapΔ {ds:e}",
+                    g.row, g.lgb_prob, g.ort_prob
+                );
             }
         }
         worst_lgb = worst_lgb.max(dl);
@@ -287,7 +306,7 @@ fn check(dir: &Path) -> Result<ExitCode, CliError> {
         worst_sum = worst_sum.max(dsum);
     }
     println!(
-        "golden: {} rows, max |Δp| vs LightGBM {worst_lgb:.2e}, vs onnxruntime {worst_ort:.2e}, max |Δ TreeSHAP| vs pred_contrib {worst_shap:.2e}, max |Σφ+base − logit p| {worst_sum:.2e}",
+        "golden: {} rows, max |Δp| vs LightGBM {worst_lgb:.2e}, vs onnxruntime {worst_ort:.2e}, max |Δ TreeSHAP| vs pred_contrib {worst_shap:.2e}, max |Σφ+base − margin| {worst_sum:.2e}",
         golden.rows.len()
     );
     if failures > 0 {

@@ -77,14 +77,23 @@ fn is(host: &str, domain: &str) -> bool {
 
 fn by_host(h: &str) -> &'static str {
     let any = |ds: &[&str]| ds.iter().any(|d| is(h, d));
-    if any(&["chatgpt.com", "perplexity.ai", "gemini.google.com", "copilot.microsoft.com"]) {
+    if any(&[
+        "chatgpt.com",
+        "perplexity.ai",
+        "gemini.google.com",
+        "copilot.microsoft.com",
+    ]) {
         "ai_assistant"
     } else if h.starts_with("google.") || h.contains(".google.") {
         "organic_google"
     } else if any(&["bing.com"]) {
         "organic_bing"
-    } else if any(&["duckduckgo.com", "search.yahoo.com", "baidu.com", "ecosia.org"])
-        || h.starts_with("yandex.")
+    } else if any(&[
+        "duckduckgo.com",
+        "search.yahoo.com",
+        "baidu.com",
+        "ecosia.org",
+    ]) || h.starts_with("yandex.")
     {
         "organic_other"
     } else if any(&["facebook.com"]) {
@@ -112,9 +121,21 @@ mod tests {
 
     #[test]
     fn utm_wins_over_referrer() {
-        assert_eq!(name("https://s.example/?utm_medium=CPC", Some("https://www.google.com/")), "paid_search");
-        assert_eq!(name("https://s.example/?a=1&utm_medium=newsletter", None), "email");
-        assert_eq!(name("https://s.example/?utm_medium=qrcode", None), "other_campaign");
+        assert_eq!(
+            name(
+                "https://s.example/?utm_medium=CPC",
+                Some("https://www.google.com/")
+            ),
+            "paid_search"
+        );
+        assert_eq!(
+            name("https://s.example/?a=1&utm_medium=newsletter", None),
+            "email"
+        );
+        assert_eq!(
+            name("https://s.example/?utm_medium=qrcode", None),
+            "other_campaign"
+        );
     }
 
     #[test]
@@ -123,7 +144,10 @@ mod tests {
         assert_eq!(name(u, None), "direct");
         assert_eq!(name(u, Some("https://s.example/other")), "direct");
         assert_eq!(name(u, Some("https://www.google.co.uk/")), "organic_google");
-        assert_eq!(name(u, Some("https://gemini.google.com/app")), "ai_assistant");
+        assert_eq!(
+            name(u, Some("https://gemini.google.com/app")),
+            "ai_assistant"
+        );
         assert_eq!(name(u, Some("https://l.facebook.com/")), "social_facebook");
         assert_eq!(name(u, Some("https://t.co/abc")), "social_twitter");
         assert_eq!(name(u, Some("https://yandex.ru/")), "organic_other");

@@ -89,7 +89,12 @@ enum Kind {
     Weekend,
     HourOfDay,
     SpecialDay,
-    Channel { first: bool, scope: Scope, codes: Vec<f32>, default: f32 },
+    Channel {
+        first: bool,
+        scope: Scope,
+        codes: Vec<f32>,
+        default: f32,
+    },
     UniqueChannels(Scope),
     Agent(Family, Vec<f32>, f32),
     Scroll(Agg, Scope),
@@ -163,7 +168,11 @@ fn err(spec: &FeatureSpec, message: impl Into<String>) -> FeatureError {
     }
 }
 
-fn compile(spec: &FeatureSpec, site: &Site, half_lives: &mut Vec<f64>) -> Result<Kind, FeatureError> {
+fn compile(
+    spec: &FeatureSpec,
+    site: &Site,
+    half_lives: &mut Vec<f64>,
+) -> Result<Kind, FeatureError> {
     let p = &spec.params;
     let known = |allowed: &[&str]| -> Result<(), FeatureError> {
         match p.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -180,12 +189,18 @@ fn compile(spec: &FeatureSpec, site: &Site, half_lives: &mut Vec<f64>) -> Result
     };
     let tags = |key: &str| -> Result<u16, FeatureError> {
         let list: Vec<String> = match p.get(key) {
-            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
             Some(serde_json::Value::String(s)) => vec![s.clone()],
             _ => return Err(err(spec, format!("`{key}` must list page tags"))),
         };
         if let Some(t) = list.iter().find(|t| !site.has_tag(t)) {
-            return Err(err(spec, format!("tag `{t}` is not in the site's page rules")));
+            return Err(err(
+                spec,
+                format!("tag `{t}` is not in the site's page rules"),
+            ));
         }
         Ok(site.class_mask(&list))
     };
@@ -197,155 +212,174 @@ fn compile(spec: &FeatureSpec, site: &Site, half_lives: &mut Vec<f64>) -> Result
         };
         let mut out = vec![default; names.len()];
         for (k, v) in map {
-            let i = names
-                .iter()
-                .position(|n| n == k)
-                .ok_or_else(|| err(spec, format!("unknown value `{k}` in codes (known: {})", names.join(", "))))?;
-            out[i] = v.as_f64().ok_or_else(|| err(spec, format!("code of `{k}` must be a number")))? as f32;
+            let i = names.iter().position(|n| n == k).ok_or_else(|| {
+                err(
+                    spec,
+                    format!("unknown value `{k}` in codes (known: {})", names.join(", ")),
+                )
+            })?;
+            out[i] = v
+                .as_f64()
+                .ok_or_else(|| err(spec, format!("code of `{k}` must be a number")))?
+                as f32;
         }
         Ok((out, default))
     };
-    let kind = match spec.kind.as_str() {
-        "page_views" | "engaged_seconds" | "visited_category" => {
-            let key = if spec.kind == "visited_category" { "category" } else { "categories" };
-            known(&[key, "scope"])?;
-            let (m, sc) = (tags(key)?, scope()?);
-            match spec.kind.as_str() {
-                "page_views" => Kind::PageViews(m, sc),
-                "engaged_seconds" => Kind::EngagedSeconds(m, sc),
-                _ => Kind::Visited(m, sc),
-            }
-        }
-        "page_stat_mean" => {
-            known(&["stat"])?;
-            let stat = p.get("stat").and_then(|v| v.as_str()).unwrap_or_default();
-            Kind::StatMean(
-                site.stat_index(stat)
-                    .ok_or_else(|| err(spec, format!("stat `{stat}` is not a page_stats column")))?,
-            )
-        }
-        "form_started" | "form_submitted" | "cta_clicks" => {
-            known(&["scope"])?;
-            let sc = scope()?;
-            match spec.kind.as_str() {
-                "form_started" => Kind::Flag(Counter::FormsStarted, sc),
-                "form_submitted" => Kind::Flag(Counter::FormsSubmitted, sc),
-                _ => Kind::Count(Counter::CtaClicks, sc),
-            }
-        }
-        "pages_per_session" => {
-            known(&[])?;
-            Kind::PagesPerSession
-        }
-        "sessions" => {
-            known(&[])?;
-            Kind::Sessions
-        }
-        "visitor_type" => {
-            known(&["codes", "default"])?;
-            let (c, _) = codes(&["new", "returning", "unknown"])?;
-            Kind::VisitorType([c[0], c[1], c[2]])
-        }
-        "weekend" => {
-            known(&[])?;
-            Kind::Weekend
-        }
-        "hour_of_day" => {
-            known(&[])?;
-            Kind::HourOfDay
-        }
-        "special_day" => {
-            known(&[])?;
-            Kind::SpecialDay
-        }
-        "channel" => {
-            known(&["touch", "scope", "codes", "default"])?;
-            let first = match p.get("touch").and_then(|v| v.as_str()) {
-                None | Some("first") => true,
-                Some("last") => false,
-                _ => return Err(err(spec, "`touch` must be \"first\" or \"last\"")),
-            };
-            let (codes, default) = codes(&channel::CHANNELS)?;
-            Kind::Channel {
-                first,
-                scope: scope()?,
-                codes,
-                default,
-            }
-        }
-        "unique_channels" => {
-            known(&["scope"])?;
-            Kind::UniqueChannels(scope()?)
-        }
-        "os" | "browser" | "device" => {
-            known(&["codes", "default"])?;
-            let (family, names): (Family, &[&str]) = match spec.kind.as_str() {
-                "os" => (Family::Os, &useragent::OS),
-                "browser" => (Family::Browser, &useragent::BROWSERS),
-                _ => (Family::Device, &useragent::DEVICES),
-            };
-            let (c, d) = codes(names)?;
-            Kind::Agent(family, c, d)
-        }
-        "scroll_depth" => {
-            known(&["agg", "scope"])?;
-            let agg = match p.get("agg").and_then(|v| v.as_str()) {
-                Some("mean") => Agg::Mean,
-                Some("max") => Agg::Max,
-                _ => return Err(err(spec, "`agg` must be \"mean\" or \"max\"")),
-            };
-            Kind::Scroll(agg, scope()?)
-        }
-        "engagement_velocity" => {
-            known(&["half_life_seconds"])?;
-            let hl = p
-                .get("half_life_seconds")
-                .and_then(|v| v.as_f64())
-                .filter(|h| *h > 0.0 && h.is_finite())
-                .ok_or_else(|| err(spec, "`half_life_seconds` must be a positive number"))?;
-            let i = match half_lives.iter().position(|h| *h == hl) {
-                Some(i) => i,
-                None if half_lives.len() < MAX_HALF_LIVES => {
-                    half_lives.push(hl);
-                    half_lives.len() - 1
+    let kind =
+        match spec.kind.as_str() {
+            "page_views" | "engaged_seconds" | "visited_category" => {
+                let key = if spec.kind == "visited_category" {
+                    "category"
+                } else {
+                    "categories"
+                };
+                known(&[key, "scope"])?;
+                let (m, sc) = (tags(key)?, scope()?);
+                match spec.kind.as_str() {
+                    "page_views" => Kind::PageViews(m, sc),
+                    "engaged_seconds" => Kind::EngagedSeconds(m, sc),
+                    _ => Kind::Visited(m, sc),
                 }
-                None => return Err(err(spec, format!("at most {MAX_HALF_LIVES} distinct half-lives"))),
-            };
-            Kind::Velocity(i)
-        }
-        "quick_conversion" => {
-            known(&["categories", "within_pages"])?;
-            let n = p
-                .get("within_pages")
-                .and_then(|v| v.as_u64())
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| err(spec, "`within_pages` must be 1..=1000"))?;
-            Kind::QuickConversion(tags("categories")?, n as u16)
-        }
-        "trait" => {
-            known(&["name", "codes", "default"])?;
-            let name = p
-                .get("name")
-                .and_then(|v| v.as_str())
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| err(spec, "`name` of the trait is required"))?
-                .to_string();
-            let default = p.get("default").and_then(|v| v.as_f64()).unwrap_or(f64::NAN) as f32;
-            match p.get("codes") {
-                None => Kind::TraitNum(name, default),
-                Some(serde_json::Value::Object(m)) => {
-                    let mut map = BTreeMap::new();
-                    for (k, v) in m {
-                        let n = v.as_f64().ok_or_else(|| err(spec, format!("code of `{k}` must be a number")))?;
-                        map.insert(k.to_ascii_lowercase(), n as f32);
+            }
+            "page_stat_mean" => {
+                known(&["stat"])?;
+                let stat = p.get("stat").and_then(|v| v.as_str()).unwrap_or_default();
+                Kind::StatMean(site.stat_index(stat).ok_or_else(|| {
+                    err(spec, format!("stat `{stat}` is not a page_stats column"))
+                })?)
+            }
+            "form_started" | "form_submitted" | "cta_clicks" => {
+                known(&["scope"])?;
+                let sc = scope()?;
+                match spec.kind.as_str() {
+                    "form_started" => Kind::Flag(Counter::FormsStarted, sc),
+                    "form_submitted" => Kind::Flag(Counter::FormsSubmitted, sc),
+                    _ => Kind::Count(Counter::CtaClicks, sc),
+                }
+            }
+            "pages_per_session" => {
+                known(&[])?;
+                Kind::PagesPerSession
+            }
+            "sessions" => {
+                known(&[])?;
+                Kind::Sessions
+            }
+            "visitor_type" => {
+                known(&["codes", "default"])?;
+                let (c, _) = codes(&["new", "returning", "unknown"])?;
+                Kind::VisitorType([c[0], c[1], c[2]])
+            }
+            "weekend" => {
+                known(&[])?;
+                Kind::Weekend
+            }
+            "hour_of_day" => {
+                known(&[])?;
+                Kind::HourOfDay
+            }
+            "special_day" => {
+                known(&[])?;
+                Kind::SpecialDay
+            }
+            "channel" => {
+                known(&["touch", "scope", "codes", "default"])?;
+                let first = match p.get("touch").and_then(|v| v.as_str()) {
+                    None | Some("first") => true,
+                    Some("last") => false,
+                    _ => return Err(err(spec, "`touch` must be \"first\" or \"last\"")),
+                };
+                let (codes, default) = codes(&channel::CHANNELS)?;
+                Kind::Channel {
+                    first,
+                    scope: scope()?,
+                    codes,
+                    default,
+                }
+            }
+            "unique_channels" => {
+                known(&["scope"])?;
+                Kind::UniqueChannels(scope()?)
+            }
+            "os" | "browser" | "device" => {
+                known(&["codes", "default"])?;
+                let (family, names): (Family, &[&str]) = match spec.kind.as_str() {
+                    "os" => (Family::Os, &useragent::OS),
+                    "browser" => (Family::Browser, &useragent::BROWSERS),
+                    _ => (Family::Device, &useragent::DEVICES),
+                };
+                let (c, d) = codes(names)?;
+                Kind::Agent(family, c, d)
+            }
+            "scroll_depth" => {
+                known(&["agg", "scope"])?;
+                let agg = match p.get("agg").and_then(|v| v.as_str()) {
+                    Some("mean") => Agg::Mean,
+                    Some("max") => Agg::Max,
+                    _ => return Err(err(spec, "`agg` must be \"mean\" or \"max\"")),
+                };
+                Kind::Scroll(agg, scope()?)
+            }
+            "engagement_velocity" => {
+                known(&["half_life_seconds"])?;
+                let hl = p
+                    .get("half_life_seconds")
+                    .and_then(|v| v.as_f64())
+                    .filter(|h| *h > 0.0 && h.is_finite())
+                    .ok_or_else(|| err(spec, "`half_life_seconds` must be a positive number"))?;
+                let i = match half_lives.iter().position(|h| *h == hl) {
+                    Some(i) => i,
+                    None if half_lives.len() < MAX_HALF_LIVES => {
+                        half_lives.push(hl);
+                        half_lives.len() - 1
                     }
-                    Kind::TraitCat(name, map, default)
-                }
-                _ => return Err(err(spec, "`codes` must map trait values to numbers")),
+                    None => {
+                        return Err(err(
+                            spec,
+                            format!("at most {MAX_HALF_LIVES} distinct half-lives"),
+                        ))
+                    }
+                };
+                Kind::Velocity(i)
             }
-        }
-        other => return Err(err(spec, format!("unknown kind `{other}`"))),
-    };
+            "quick_conversion" => {
+                known(&["categories", "within_pages"])?;
+                let n = p
+                    .get("within_pages")
+                    .and_then(|v| v.as_u64())
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| err(spec, "`within_pages` must be 1..=1000"))?;
+                Kind::QuickConversion(tags("categories")?, n as u16)
+            }
+            "trait" => {
+                known(&["name", "codes", "default"])?;
+                let name = p
+                    .get("name")
+                    .and_then(|v| v.as_str())
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| err(spec, "`name` of the trait is required"))?
+                    .to_string();
+                let default = p
+                    .get("default")
+                    .and_then(|v| v.as_f64())
+                    .unwrap_or(f64::NAN) as f32;
+                match p.get("codes") {
+                    None => Kind::TraitNum(name, default),
+                    Some(serde_json::Value::Object(m)) => {
+                        let mut map = BTreeMap::new();
+                        for (k, v) in m {
+                            let n = v.as_f64().ok_or_else(|| {
+                                err(spec, format!("code of `{k}` must be a number"))
+                            })?;
+                            map.insert(k.to_ascii_lowercase(), n as f32);
+                        }
+                        Kind::TraitCat(name, map, default)
+                    }
+                    _ => return Err(err(spec, "`codes` must map trait values to numbers")),
+                }
+            }
+            other => return Err(err(spec, format!("unknown kind `{other}`"))),
+        };
     Ok(kind)
 }
 
@@ -376,7 +410,10 @@ fn counter(c: &Counts, which: Counter) -> f32 {
 /// Local civil time of the session start: (days since epoch, hour).
 fn local_start(s: &VisitorState) -> (i64, u32) {
     let local_ms = s.session.start + i64::from(s.session.tz) * 60_000;
-    (local_ms.div_euclid(86_400_000), (local_ms.rem_euclid(86_400_000) / 3_600_000) as u32)
+    (
+        local_ms.div_euclid(86_400_000),
+        (local_ms.rem_euclid(86_400_000) / 3_600_000) as u32,
+    )
 }
 
 fn value(k: &Kind, s: &VisitorState, cfg: &StateConfig) -> f32 {
@@ -463,7 +500,10 @@ fn value(k: &Kind, s: &VisitorState, cfg: &StateConfig) -> f32 {
                 .min();
             f32::from(matches!(reached, Some(n) if n <= *within))
         }
-        Kind::TraitNum(name, default) => s.trait_value(name).and_then(|v| v.as_f64()).map_or(*default, |v| v as f32),
+        Kind::TraitNum(name, default) => s
+            .trait_value(name)
+            .and_then(|v| v.as_f64())
+            .map_or(*default, |v| v as f32),
         Kind::TraitCat(name, map, default) => s
             .trait_value(name)
             .and_then(|v| match v {

@@ -4,7 +4,9 @@
 //! database: the families are model inputs, so they must be stable and cheap in wasm.
 
 /// OS family names, indexed by the code stored in visitor state.
-pub const OS: [&str; 8] = ["other", "windows", "macos", "ios", "android", "linux", "chromeos", "freebsd"];
+pub const OS: [&str; 8] = [
+    "other", "windows", "macos", "ios", "android", "linux", "chromeos", "freebsd",
+];
 /// Browser family names, indexed by the code stored in visitor state.
 pub const BROWSERS: [&str; 13] = [
     "other",

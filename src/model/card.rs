@@ -118,7 +118,8 @@ pub struct Explain {
 impl Card {
     /// Parses and checks a card's own consistency (the model file is checked when loaded).
     pub fn parse(text: &str) -> Result<Card, ModelError> {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| ModelError::Card(e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ModelError::Card(e.to_string()))?;
         match v.get("schema_version").and_then(|s| s.as_u64()) {
             Some(n) if n == u64::from(CARD_SCHEMA_VERSION) => {}
             Some(n) => {

@@ -267,7 +267,10 @@ impl<'a> Tree<'a> {
         let p = self.nodes.get(i)?;
         let onnx_id = self.onnx_ids.get(i).copied().unwrap_or(-1);
         Some(if p.feature == LEAF {
-            Node::Leaf(Leaf { value: p.value, onnx_id })
+            Node::Leaf(Leaf {
+                value: p.value,
+                onnx_id,
+            })
         } else {
             Node::Branch(Branch {
                 feature: p.feature as usize,
@@ -285,7 +288,6 @@ impl<'a> Tree<'a> {
     pub fn nodes(&self) -> impl Iterator<Item = Node> + '_ {
         (0..self.nodes.len()).filter_map(move |i| self.node(i))
     }
-
 }
 
 const _: () = assert!(std::mem::size_of::<Packed>() == 12);
@@ -320,9 +322,13 @@ struct Attrs<'a> {
 impl<'a> Attrs<'a> {
     fn get(&self, name: &str, ty: AttributeType) -> Result<Option<&'a AttributeProto>, ModelError> {
         let mut found = self.node.attribute.iter().filter(|a| a.name == name);
-        let Some(a) = found.next() else { return Ok(None) };
+        let Some(a) = found.next() else {
+            return Ok(None);
+        };
         if found.next().is_some() {
-            return Err(onnx_err(format!("{OP_TYPE}: attribute {name} is given twice")));
+            return Err(onnx_err(format!(
+                "{OP_TYPE}: attribute {name} is given twice"
+            )));
         }
         if a.r#type != ty as i32 {
             return Err(onnx_err(format!(
@@ -335,7 +341,9 @@ impl<'a> Attrs<'a> {
     }
 
     fn ints(&self, name: &str) -> Result<Option<&'a [i64]>, ModelError> {
-        Ok(self.get(name, AttributeType::Ints)?.map(|a| a.ints.as_slice()))
+        Ok(self
+            .get(name, AttributeType::Ints)?
+            .map(|a| a.ints.as_slice()))
     }
 
     fn req_ints(&self, name: &str) -> Result<&'a [i64], ModelError> {
@@ -344,7 +352,9 @@ impl<'a> Attrs<'a> {
     }
 
     fn floats(&self, name: &str) -> Result<Option<&'a [f32]>, ModelError> {
-        Ok(self.get(name, AttributeType::Floats)?.map(|a| a.floats.as_slice()))
+        Ok(self
+            .get(name, AttributeType::Floats)?
+            .map(|a| a.floats.as_slice()))
     }
 
     fn req_floats(&self, name: &str) -> Result<&'a [f32], ModelError> {
@@ -353,7 +363,9 @@ impl<'a> Attrs<'a> {
     }
 
     fn strings(&self, name: &str) -> Result<Option<Vec<&'a str>>, ModelError> {
-        let Some(a) = self.get(name, AttributeType::Strings)? else { return Ok(None) };
+        let Some(a) = self.get(name, AttributeType::Strings)? else {
+            return Ok(None);
+        };
         a.strings
             .iter()
             .map(|s| {
@@ -365,7 +377,9 @@ impl<'a> Attrs<'a> {
     }
 
     fn string(&self, name: &str) -> Result<Option<&'a str>, ModelError> {
-        let Some(a) = self.get(name, AttributeType::String)? else { return Ok(None) };
+        let Some(a) = self.get(name, AttributeType::String)? else {
+            return Ok(None);
+        };
         std::str::from_utf8(&a.s)
             .map(Some)
             .map_err(|_| onnx_err(format!("{OP_TYPE}: attribute {name} is not UTF-8")))
@@ -397,7 +411,10 @@ impl Forest {
     /// with the node tract hands over.
     pub fn from_node(node: &NodeProto) -> Result<Forest, ModelError> {
         if node.op_type != OP_TYPE {
-            return Err(onnx_err(format!("expected a {OP_TYPE} node, got {}", node.op_type)));
+            return Err(onnx_err(format!(
+                "expected a {OP_TYPE} node, got {}",
+                node.op_type
+            )));
         }
         let at = Attrs { node };
         for name in [
@@ -414,7 +431,10 @@ impl Forest {
         }
 
         // Classes and output semantics.
-        let labels = match (at.ints("classlabels_int64s")?, at.strings("classlabels_strings")?) {
+        let labels = match (
+            at.ints("classlabels_int64s")?,
+            at.strings("classlabels_strings")?,
+        ) {
             (Some(l), None) => match l {
                 [a, b] => ClassLabels::Int([*a, *b]),
                 _ => return Err(n_classes_err(l.len())),
@@ -452,7 +472,9 @@ impl Forest {
             return Err(onnx_err(format!("{OP_TYPE}: the ensemble has no nodes")));
         }
         if n > MAX_NODES {
-            return Err(onnx_err(format!("{OP_TYPE}: {n} nodes is more than {MAX_NODES}")));
+            return Err(onnx_err(format!(
+                "{OP_TYPE}: {n} nodes is more than {MAX_NODES}"
+            )));
         }
         let node_ids = at.req_ints("nodes_nodeids")?;
         let feature_ids = at.req_ints("nodes_featureids")?;
@@ -474,9 +496,17 @@ impl Forest {
             check_len(name, len, n, "nodes_treeids")?;
         }
         if !missing.is_empty() {
-            check_len("nodes_missing_value_tracks_true", missing.len(), n, "nodes_treeids")?;
+            check_len(
+                "nodes_missing_value_tracks_true",
+                missing.len(),
+                n,
+                "nodes_treeids",
+            )?;
         }
-        let modes = modes.iter().map(|m| Mode::parse(m)).collect::<Result<Vec<_>, _>>()?;
+        let modes = modes
+            .iter()
+            .map(|m| Mode::parse(m))
+            .collect::<Result<Vec<_>, _>>()?;
 
         // Leaf weights.
         let c_tree = at.req_ints("class_treeids")?;
@@ -487,7 +517,9 @@ impl Forest {
         check_len("class_ids", c_ids.len(), c_tree.len(), "class_treeids")?;
         check_len("class_weights", c_w.len(), c_tree.len(), "class_treeids")?;
         if c_tree.is_empty() {
-            return Err(onnx_err(format!("{OP_TYPE}: no leaf carries a class weight")));
+            return Err(onnx_err(format!(
+                "{OP_TYPE}: no leaf carries a class weight"
+            )));
         }
         let mut has_class = [false; 2];
         for &c in c_ids {
@@ -502,13 +534,17 @@ impl Forest {
         }
         let all_weights_positive = !c_w.iter().any(|w| *w < 0.0);
         let layout = match has_class {
-            [true, false] => Layout::WeightsOnClass0 { all_weights_positive },
-            [false, true] => Layout::WeightsOnClass1 { all_weights_positive },
+            [true, false] => Layout::WeightsOnClass0 {
+                all_weights_positive,
+            },
+            [false, true] => Layout::WeightsOnClass1 {
+                all_weights_positive,
+            },
             _ => {
                 return Err(onnx_err(format!(
-                    "{OP_TYPE}: leaves carry weights for both classes; only the single-score binary \
+                "{OP_TYPE}: leaves carry weights for both classes; only the single-score binary \
                      layout (LightGBM/XGBoost) is supported"
-                )))
+            )))
             }
         };
         let base_values = at.floats("base_values")?.unwrap_or(&[]);
@@ -517,20 +553,22 @@ impl Forest {
             (Layout::WeightsOnClass0 { .. }, [b]) => *b,
             (Layout::WeightsOnClass1 { .. }, [_]) => {
                 return Err(onnx_err(format!(
-                    "{OP_TYPE}: base_values with weights on class 1: onnxruntime ignores it, refusing \
+                "{OP_TYPE}: base_values with weights on class 1: onnxruntime ignores it, refusing \
                      an ambiguous model"
-                )))
+            )))
             }
             (_, b) => {
                 return Err(onnx_err(format!(
-                    "{OP_TYPE}: base_values of length {} is not supported for a single-score binary \
+                "{OP_TYPE}: base_values of length {} is not supported for a single-score binary \
                      model (give at most one value)",
-                    b.len()
-                )))
+                b.len()
+            )))
             }
         };
         if !base.is_finite() {
-            return Err(onnx_err(format!("{OP_TYPE}: base value {base} is not finite")));
+            return Err(onnx_err(format!(
+                "{OP_TYPE}: base value {base} is not finite"
+            )));
         }
 
         // Group nodes by tree, in order of first appearance (onnxruntime's summation order).
@@ -575,7 +613,9 @@ impl Forest {
                 )));
             }
             if !c_w[j].is_finite() {
-                return Err(onnx_err(format!("{OP_TYPE}: class weight {j} is not finite")));
+                return Err(onnx_err(format!(
+                    "{OP_TYPE}: class weight {j} is not finite"
+                )));
             }
             leaf_value[i] += c_w[j];
         }
@@ -675,13 +715,18 @@ impl Forest {
                 }
                 onnx_ids.push(node_ids[i]);
                 match modes[i] {
-                    None => nodes.push(Packed { value: leaf_value[i], feature: LEAF, link: 0 }),
+                    None => nodes.push(Packed {
+                        value: leaf_value[i],
+                        feature: LEAF,
+                        link: 0,
+                    }),
                     Some(mode) => {
                         let miss = missing.get(i).is_some_and(|&v| v != 0);
                         nodes.push(Packed {
                             value: values[i],
                             feature: feature_ids[i] as u32,
-                            link: ((mode as u32) << MODE_SHIFT) | if miss { MISSING_BIT } else { 0 },
+                            link: ((mode as u32) << MODE_SHIFT)
+                                | if miss { MISSING_BIT } else { 0 },
                         });
                         let (t, f) = children[i];
                         stack.push((t, Some(here), d + 1));
@@ -823,7 +868,11 @@ impl Forest {
                     break;
                 }
                 let v = x.get(p.feature as usize).copied().unwrap_or(f32::NAN);
-                let mode = if M == MIXED { p.link >> MODE_SHIFT & 7 } else { M };
+                let mode = if M == MIXED {
+                    p.link >> MODE_SHIFT & 7
+                } else {
+                    M
+                };
                 let c = match mode {
                     0 => v <= p.value,
                     1 => v < p.value,
@@ -833,7 +882,11 @@ impl Forest {
                     _ => v != p.value,
                 };
                 let go_true = c || (p.link & MISSING_BIT != 0 && v.is_nan());
-                i = if go_true { (p.link & LINK_MASK) as usize } else { i + 1 };
+                i = if go_true {
+                    (p.link & LINK_MASK) as usize
+                } else {
+                    i + 1
+                };
             }
         }
         s + self.base
@@ -850,12 +903,24 @@ impl Forest {
     #[inline]
     pub fn transform(&self, s: f32) -> [f32; 2] {
         match (self.post, self.layout) {
-            (PostTransform::Logistic, Layout::WeightsOnClass0 { .. }) => [logistic(-s), logistic(s)],
-            (PostTransform::Logistic, Layout::WeightsOnClass1 { .. }) => [logistic(0.0), logistic(s)],
-            (PostTransform::None, Layout::WeightsOnClass0 { all_weights_positive: true }) => {
-                [1.0 - s, s]
+            (PostTransform::Logistic, Layout::WeightsOnClass0 { .. }) => {
+                [logistic(-s), logistic(s)]
             }
-            (PostTransform::None, Layout::WeightsOnClass0 { all_weights_positive: false }) => [-s, s],
+            (PostTransform::Logistic, Layout::WeightsOnClass1 { .. }) => {
+                [logistic(0.0), logistic(s)]
+            }
+            (
+                PostTransform::None,
+                Layout::WeightsOnClass0 {
+                    all_weights_positive: true,
+                },
+            ) => [1.0 - s, s],
+            (
+                PostTransform::None,
+                Layout::WeightsOnClass0 {
+                    all_weights_positive: false,
+                },
+            ) => [-s, s],
             (PostTransform::None, Layout::WeightsOnClass1 { .. }) => [0.0, s],
         }
     }
@@ -867,8 +932,12 @@ impl Forest {
 
     /// Index (0 or 1) of the label onnxruntime predicts for a margin.
     pub fn label_index(&self, s: f32) -> usize {
-        let (Layout::WeightsOnClass0 { all_weights_positive: all_positive }
-        | Layout::WeightsOnClass1 { all_weights_positive: all_positive }) = self.layout;
+        let (Layout::WeightsOnClass0 {
+            all_weights_positive: all_positive,
+        }
+        | Layout::WeightsOnClass1 {
+            all_weights_positive: all_positive,
+        }) = self.layout;
         let threshold = if all_positive { 0.5 } else { 0.0 };
         usize::from(s > threshold)
     }
@@ -894,7 +963,10 @@ pub(crate) fn decode_model(bytes: &[u8]) -> Result<ModelProto, ModelError> {
 
 /// The graph's single `TreeEnsembleClassifier` node.
 pub(crate) fn find_tree_node(proto: &ModelProto) -> Result<&NodeProto, ModelError> {
-    let graph = proto.graph.as_ref().ok_or_else(|| onnx_err("the model has no graph"))?;
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| onnx_err("the model has no graph"))?;
     let mut found = graph.node.iter().filter(|n| n.op_type == OP_TYPE);
     match (found.next(), found.next()) {
         (Some(n), None) => Ok(n),
@@ -903,5 +975,226 @@ pub(crate) fn find_tree_node(proto: &ModelProto) -> Result<&NodeProto, ModelErro
             "the graph has {} {OP_TYPE} nodes; exactly one is supported",
             graph.node.iter().filter(|n| n.op_type == OP_TYPE).count()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    enum V<'a> {
+        I(&'a [i64]),
+        F(&'a [f32]),
+        S(&'a [&'a str]),
+        One(&'a str),
+    }
+
+    fn node(attrs: &[(&str, V<'_>)]) -> NodeProto {
+        let attribute = attrs
+            .iter()
+            .map(|(name, v)| {
+                let mut a = AttributeProto {
+                    name: name.to_string(),
+                    ..Default::default()
+                };
+                match v {
+                    V::I(x) => (a.r#type, a.ints) = (AttributeType::Ints as i32, x.to_vec()),
+                    V::F(x) => (a.r#type, a.floats) = (AttributeType::Floats as i32, x.to_vec()),
+                    V::S(x) => {
+                        a.r#type = AttributeType::Strings as i32;
+                        a.strings = x.iter().map(|s| s.as_bytes().to_vec()).collect();
+                    }
+                    V::One(x) => {
+                        (a.r#type, a.s) = (AttributeType::String as i32, x.as_bytes().to_vec())
+                    }
+                }
+                a
+            })
+            .collect();
+        NodeProto {
+            op_type: OP_TYPE.into(),
+            attribute,
+            ..Default::default()
+        }
+    }
+
+    /// One split `x[0] <mode> 1.0` with leaves -1 (false) and +1 (true), NONE transform.
+    fn stump(mode: &str, missing: i64) -> Forest {
+        Forest::from_node(&node(&[
+            ("nodes_treeids", V::I(&[0, 0, 0])),
+            ("nodes_nodeids", V::I(&[0, 1, 2])),
+            ("nodes_featureids", V::I(&[0, 0, 0])),
+            ("nodes_values", V::F(&[1.0, 0.0, 0.0])),
+            ("nodes_modes", V::S(&[mode, "LEAF", "LEAF"])),
+            ("nodes_truenodeids", V::I(&[1, 0, 0])),
+            ("nodes_falsenodeids", V::I(&[2, 0, 0])),
+            ("nodes_missing_value_tracks_true", V::I(&[missing, 0, 0])),
+            ("class_treeids", V::I(&[0, 0])),
+            ("class_nodeids", V::I(&[1, 2])),
+            ("class_ids", V::I(&[0, 0])),
+            ("class_weights", V::F(&[1.0, -1.0])),
+            ("classlabels_int64s", V::I(&[0, 1])),
+        ]))
+        .expect("stump parses")
+    }
+
+    #[test]
+    fn all_six_modes_and_the_missing_rule() {
+        // (mode, x = 0, x = 1, x = 2): true branch taken? NaN goes true only when tracked.
+        let table = [
+            ("BRANCH_LEQ", [true, true, false]),
+            ("BRANCH_LT", [true, false, false]),
+            ("BRANCH_GTE", [false, true, true]),
+            ("BRANCH_GT", [false, false, true]),
+            ("BRANCH_EQ", [false, true, false]),
+            ("BRANCH_NEQ", [true, false, true]),
+        ];
+        for (mode, want) in table {
+            for missing in [0, 1] {
+                let f = stump(mode, missing);
+                for (x, w) in [0.0f32, 1.0, 2.0].iter().zip(want) {
+                    assert_eq!(f.margin(&[*x]), if w { 1.0 } else { -1.0 }, "{mode} x={x}");
+                }
+                let nan_true = missing == 1 || mode == "BRANCH_NEQ";
+                assert_eq!(
+                    f.margin(&[f32::NAN]),
+                    if nan_true { 1.0 } else { -1.0 },
+                    "{mode} NaN"
+                );
+                // A short row reads missing features as NaN.
+                assert_eq!(f.margin(&[]), f.margin(&[f32::NAN]));
+            }
+        }
+    }
+
+    #[test]
+    fn flattens_in_preorder_with_the_false_child_next() {
+        // Shuffled ids, listed out of order (root first): 5 -> (t: 2, f: 9), 9 -> (t: 0, f: 7).
+        let f = Forest::from_node(&node(&[
+            ("nodes_treeids", V::I(&[4, 4, 4, 4, 4])),
+            ("nodes_nodeids", V::I(&[5, 0, 7, 9, 2])),
+            ("nodes_featureids", V::I(&[2, 0, 0, 1, 0])),
+            ("nodes_values", V::F(&[0.5, 0.0, 0.0, -1.0, 0.0])),
+            (
+                "nodes_modes",
+                V::S(&["BRANCH_LT", "LEAF", "LEAF", "BRANCH_GTE", "LEAF"]),
+            ),
+            ("nodes_truenodeids", V::I(&[2, 0, 0, 0, 0])),
+            ("nodes_falsenodeids", V::I(&[9, 0, 0, 7, 0])),
+            ("class_treeids", V::I(&[4, 4, 4])),
+            ("class_nodeids", V::I(&[0, 7, 2])),
+            ("class_ids", V::I(&[1, 1, 1])),
+            ("class_weights", V::F(&[0.25, 0.5, 1.0])),
+            ("classlabels_strings", V::S(&["no", "yes"])),
+            ("post_transform", V::One("LOGISTIC")),
+        ]))
+        .expect("parses");
+        assert_eq!(
+            (f.n_trees(), f.n_nodes(), f.n_features(), f.max_depth()),
+            (1, 5, 3, 2)
+        );
+        let t = f.tree(0).expect("tree 0");
+        assert_eq!(t.onnx_tree_id(), 4);
+        let ids: Vec<i64> = t.nodes().map(|n| n.onnx_id()).collect();
+        assert_eq!(ids, [5, 9, 7, 0, 2]);
+        let Some(Node::Branch(root)) = t.node(0) else {
+            panic!("root is a branch")
+        };
+        assert_eq!(
+            (root.feature, root.mode, root.true_child, root.false_child),
+            (2, Mode::Lt, 4, 1)
+        );
+        let Some(Node::Branch(inner)) = t.node(1) else {
+            panic!("node 1 is a branch")
+        };
+        assert_eq!(
+            (
+                inner.feature,
+                inner.mode,
+                inner.true_child,
+                inner.false_child
+            ),
+            (1, Mode::Gte, 3, 2)
+        );
+        assert_eq!(f.margin(&[0.0, 0.0, 0.0]), 1.0);
+        assert_eq!(f.margin(&[0.0, -1.0, 0.5]), 0.25);
+        assert_eq!(f.margin(&[0.0, -2.0, 0.5]), 0.5);
+        // Weights on class 1: onnxruntime's first column is logistic(0).
+        assert_eq!(f.probabilities(&[0.0, -2.0, 0.5]), [0.5, logistic(0.5)]);
+        assert_eq!(
+            f.class_labels(),
+            &ClassLabels::Str(["no".into(), "yes".into()])
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_nodes() {
+        let base: Vec<(&str, V<'_>)> = vec![
+            ("nodes_treeids", V::I(&[0, 0, 0])),
+            ("nodes_nodeids", V::I(&[0, 1, 2])),
+            ("nodes_featureids", V::I(&[0, 0, 0])),
+            ("nodes_values", V::F(&[1.0, 0.0, 0.0])),
+            ("nodes_modes", V::S(&["BRANCH_LEQ", "LEAF", "LEAF"])),
+            ("nodes_truenodeids", V::I(&[1, 0, 0])),
+            ("nodes_falsenodeids", V::I(&[2, 0, 0])),
+            ("class_treeids", V::I(&[0, 0])),
+            ("class_nodeids", V::I(&[1, 2])),
+            ("class_ids", V::I(&[0, 0])),
+            ("class_weights", V::F(&[1.0, -1.0])),
+            ("classlabels_int64s", V::I(&[0, 1])),
+        ];
+        let with = |name: &str, v: V<'static>| {
+            let mut a: Vec<(&str, V<'_>)> = base
+                .iter()
+                .filter(|(n, _)| *n != name)
+                .map(|(n, v)| {
+                    (
+                        *n,
+                        match v {
+                            V::I(x) => V::I(x),
+                            V::F(x) => V::F(x),
+                            V::S(x) => V::S(x),
+                            V::One(x) => V::One(x),
+                        },
+                    )
+                })
+                .collect();
+            a.push((name, v));
+            Forest::from_node(&node(&a))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert!(with("nodes_nodeids", V::I(&[0, 1, 1]))
+            .unwrap_err()
+            .contains("appears twice"));
+        assert!(with("nodes_falsenodeids", V::I(&[-3, 0, 0]))
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(with("nodes_treeids", V::I(&[0, 0])).is_err());
+        assert!(with("class_ids", V::I(&[0, 2]))
+            .unwrap_err()
+            .contains("class_ids contains 2"));
+        assert!(with("nodes_values", V::F(&[f32::NAN, 0.0, 0.0]))
+            .unwrap_err()
+            .contains("NaN threshold"));
+        assert!(with("nodes_featureids", V::I(&[-1, 0, 0]))
+            .unwrap_err()
+            .contains("reads feature -1"));
+        assert!(with("post_transform", V::One("PROBIT"))
+            .unwrap_err()
+            .contains("PROBIT"));
+        assert!(with("nodes_values_as_tensor", V::F(&[]))
+            .unwrap_err()
+            .contains("double precision"));
+        assert!(with("classlabels_strings", V::S(&["a", "b"]))
+            .unwrap_err()
+            .contains("both"));
+        assert!(with("base_values", V::F(&[0.1, 0.2]))
+            .unwrap_err()
+            .contains("length 2"));
+        assert!(with("nodes_modes", V::I(&[0, 0, 0]))
+            .unwrap_err()
+            .contains("STRINGS"));
+        assert!(with("base_values", V::F(&[0.0, 0.0])).is_ok());
     }
 }

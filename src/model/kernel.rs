@@ -138,7 +138,9 @@ impl TractModel {
         model
             .set_input_fact(0, f32::fact(&[n.to_dim(), width.to_dim()]).into())
             .map_err(tract_err)?;
-        model.set_output_fact(0, InferenceFact::default()).map_err(tract_err)?;
+        model
+            .set_output_fact(0, InferenceFact::default())
+            .map_err(tract_err)?;
         let typed = model.into_optimized().map_err(tract_err)?;
 
         let forest = match kernel {
@@ -255,7 +257,10 @@ impl TractModel {
         }
         let mut out = result.map_err(tract_err)?;
         if out.len() != 1 {
-            return Err(ModelError::Tract(format!("the plan returned {} outputs", out.len())));
+            return Err(ModelError::Tract(format!(
+                "the plan returned {} outputs",
+                out.len()
+            )));
         }
         Ok(out.remove(0))
     }
@@ -272,7 +277,10 @@ fn plain_f32(t: &TValue) -> Result<&[f32], ModelError> {
 /// width (when the file gives a concrete one).
 fn prepare_graph(proto: &mut ModelProto) -> Result<Option<usize>, ModelError> {
     let onnx = |m: String| ModelError::Onnx(m);
-    let graph = proto.graph.as_mut().ok_or_else(|| onnx("the model has no graph".into()))?;
+    let graph = proto
+        .graph
+        .as_mut()
+        .ok_or_else(|| onnx("the model has no graph".into()))?;
 
     // Unsupported ops, listed.
     let bad: BTreeSet<&str> = graph
@@ -291,8 +299,11 @@ fn prepare_graph(proto: &mut ModelProto) -> Result<Option<usize>, ModelError> {
 
     // The single real input.
     let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let inputs: Vec<&ValueInfoProto> =
-        graph.input.iter().filter(|i| !inits.contains(i.name.as_str())).collect();
+    let inputs: Vec<&ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|i| !inits.contains(i.name.as_str()))
+        .collect();
     let input = match inputs.as_slice() {
         [i] => *i,
         _ => {
@@ -332,40 +343,53 @@ fn prepare_graph(proto: &mut ModelProto) -> Result<Option<usize>, ModelError> {
     };
     let input_name = input.name.clone();
     // Only the one input stays (initializers listed as inputs are constants, tract loads them).
-    graph.input.retain(|i| i.name == input_name || inits.contains(i.name.as_str()));
+    graph
+        .input
+        .retain(|i| i.name == input_name || inits.contains(i.name.as_str()));
 
     // Which tensor holds the probabilities.
-    let zipmaps: Vec<&NodeProto> = graph.node.iter().filter(|n| n.op_type == "ZipMap").collect();
-    let probs = match zipmaps.as_slice() {
-        [] => {
-            let named: Vec<&ValueInfoProto> =
-                graph.output.iter().filter(|o| o.name == "probabilities").collect();
-            let floats: Vec<&ValueInfoProto> = graph
-                .output
-                .iter()
-                .filter(|o| {
-                    matches!(o.r#type.as_ref().and_then(|t| t.value.as_ref()),
+    let zipmaps: Vec<&NodeProto> = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "ZipMap")
+        .collect();
+    let probs =
+        match zipmaps.as_slice() {
+            [] => {
+                let named: Vec<&ValueInfoProto> = graph
+                    .output
+                    .iter()
+                    .filter(|o| o.name == "probabilities")
+                    .collect();
+                let floats: Vec<&ValueInfoProto> = graph
+                    .output
+                    .iter()
+                    .filter(|o| {
+                        matches!(o.r#type.as_ref().and_then(|t| t.value.as_ref()),
                         Some(TypeValue::TensorType(t)) if t.elem_type == ONNX_FLOAT)
-                })
-                .collect();
-            match (named.as_slice(), floats.as_slice()) {
-                ([o], _) | ([], [o]) => o.name.clone(),
-                _ => {
-                    return Err(onnx(
+                    })
+                    .collect();
+                match (named.as_slice(), floats.as_slice()) {
+                    ([o], _) | ([], [o]) => o.name.clone(),
+                    _ => return Err(onnx(
                         "cannot tell which graph output holds the probabilities (no output named \
                          \"probabilities\" and not exactly one float output)"
                             .into(),
-                    ))
+                    )),
                 }
             }
-        }
-        [z] => z
-            .input
-            .first()
-            .cloned()
-            .ok_or_else(|| onnx("the ZipMap node has no input".into()))?,
-        _ => return Err(onnx(format!("the graph has {} ZipMap nodes", zipmaps.len()))),
-    };
+            [z] => z
+                .input
+                .first()
+                .cloned()
+                .ok_or_else(|| onnx("the ZipMap node has no input".into()))?,
+            _ => {
+                return Err(onnx(format!(
+                    "the graph has {} ZipMap nodes",
+                    zipmaps.len()
+                )))
+            }
+        };
 
     // Keep only what the probabilities need.
     let producer: HashMap<&str, usize> = graph
@@ -384,11 +408,21 @@ fn prepare_graph(proto: &mut ModelProto) -> Result<Option<usize>, ModelError> {
         if let Some(&i) = producer.get(name) {
             if !keep[i] {
                 keep[i] = true;
-                todo.extend(graph.node[i].input.iter().map(String::as_str).filter(|s| !s.is_empty()));
+                todo.extend(
+                    graph.node[i]
+                        .input
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|s| !s.is_empty()),
+                );
             }
         }
     }
-    let tree_kept = graph.node.iter().zip(&keep).any(|(n, k)| *k && n.op_type == OP_TYPE);
+    let tree_kept = graph
+        .node
+        .iter()
+        .zip(&keep)
+        .any(|(n, k)| *k && n.op_type == OP_TYPE);
     if !tree_kept {
         return Err(onnx(format!(
             "the probabilities output {probs:?} does not depend on the {OP_TYPE} node"
@@ -396,7 +430,10 @@ fn prepare_graph(proto: &mut ModelProto) -> Result<Option<usize>, ModelError> {
     }
     let mut k = keep.into_iter();
     graph.node.retain(|_| k.next().unwrap_or(false));
-    graph.output = vec![ValueInfoProto { name: probs, ..Default::default() }];
+    graph.output = vec![ValueInfoProto {
+        name: probs,
+        ..Default::default()
+    }];
     Ok(declared_width)
 }
 
@@ -406,7 +443,12 @@ fn build_forest_op(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let forest = Forest::from_node(node).map_err(|e| format_err!("{e}"))?;
-    Ok((expand(ForestExpansion { forest: Arc::new(forest) }), vec![]))
+    Ok((
+        expand(ForestExpansion {
+            forest: Arc::new(forest),
+        }),
+        vec![],
+    ))
 }
 
 /// Inference-time face of the kernel: the two ONNX outputs (label, probabilities).
@@ -452,12 +494,16 @@ impl Expansion for ForestExpansion {
     ) -> TractResult<TVec<OutletId>> {
         let probs = model.wire_node(
             format!("{prefix}.forest"),
-            ForestOp { forest: self.forest.clone() },
+            ForestOp {
+                forest: self.forest.clone(),
+            },
             inputs,
         )?[0];
         let label = model.wire_node(
             format!("{prefix}.label"),
-            ForestLabelOp { forest: self.forest.clone() },
+            ForestLabelOp {
+                forest: self.forest.clone(),
+            },
             inputs,
         )?[0];
         Ok(tvec!(label, probs))
@@ -473,7 +519,9 @@ fn label_datum_type(forest: &Forest) -> DatumType {
 
 /// Checks a `[N, F]` f32 input against the forest and returns `(rows, width, data)`.
 fn rows_of<'a>(forest: &Forest, x: &'a Tensor) -> TractResult<(usize, usize, &'a [f32])> {
-    let &[n, w] = x.shape() else { bail!("expected a [N, F] input, got shape {:?}", x.shape()) };
+    let &[n, w] = x.shape() else {
+        bail!("expected a [N, F] input, got shape {:?}", x.shape())
+    };
     ensure!(
         w >= forest.n_features(),
         "input has {w} features but the trees read feature index {}",
@@ -543,8 +591,16 @@ impl EvalOp for ForestOp {
 impl TypedOp for ForestOp {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let x = inputs[0];
-        ensure!(x.datum_type == f32::datum_type(), "forest input must be f32, got {:?}", x.datum_type);
-        ensure!(x.rank() == 2, "forest input must be [N, F], got {:?}", x.shape);
+        ensure!(
+            x.datum_type == f32::datum_type(),
+            "forest input must be f32, got {:?}",
+            x.datum_type
+        );
+        ensure!(
+            x.rank() == 2,
+            "forest input must be [N, F], got {:?}",
+            x.shape
+        );
         if let Ok(w) = x.shape[1].to_usize() {
             ensure!(
                 w >= self.forest.n_features(),
@@ -605,8 +661,14 @@ impl EvalOp for ForestLabelOp {
 impl TypedOp for ForestLabelOp {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let x = inputs[0];
-        ensure!(x.rank() == 2, "forest input must be [N, F], got {:?}", x.shape);
-        Ok(tvec!(label_datum_type(&self.forest).fact(&[x.shape[0].clone()])))
+        ensure!(
+            x.rank() == 2,
+            "forest input must be [N, F], got {:?}",
+            x.shape
+        );
+        Ok(tvec!(
+            label_datum_type(&self.forest).fact(&[x.shape[0].clone()])
+        ))
     }
 
     as_op!();

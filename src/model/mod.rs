@@ -40,7 +40,12 @@ pub struct Bundle {
 impl Bundle {
     /// Loads `card.json` and its model file from a bundle directory.
     pub fn load(dir: &Path) -> Result<Bundle, ModelError> {
-        let read = |p: &Path| std::fs::read(p).map_err(|source| ModelError::Io { path: p.display().to_string(), source });
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| ModelError::Io {
+                path: p.display().to_string(),
+                source,
+            })
+        };
         let card_path = dir.join("card.json");
         let card_text = String::from_utf8(read(&card_path)?)
             .map_err(|_| ModelError::Card("card.json is not UTF-8".into()))?;
@@ -83,11 +88,18 @@ impl Bundle {
             }
         }
         let covers = Covers::new(model.forest(), &card.explain.node_covers)?;
-        Ok(Bundle { card, model, covers })
+        Ok(Bundle {
+            card,
+            model,
+            covers,
+        })
     }
 }
 
 /// Lowercase hex sha256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

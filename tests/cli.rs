@@ -1,0 +1,233 @@
+//! The `leadscore` command line, run as a user would.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_leadscore"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = bin()
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const SAMPLE: &str = "tests/fixtures/sample_events.ndjson";
+
+#[test]
+fn score_prints_one_line_per_visitor_and_reports_bad_lines() {
+    let out = run(
+        &["score", "--model", "models/default", "--events", SAMPLE],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l["visitor_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["v-cold", "v-warm", "v-hot"]);
+    for l in &lines {
+        for key in [
+            "ai_score",
+            "tier",
+            "probability",
+            "raw_probability",
+            "score_confidence",
+            "key_factors",
+            "model_version",
+            "score_timestamp",
+        ] {
+            assert!(l.get(key).is_some(), "missing {key} in {l}");
+        }
+        assert!(l["key_factors"].as_array().unwrap().len() <= 5);
+        assert!(l.get("contributions").is_none());
+    }
+    let hot = &lines[2];
+    assert_eq!(hot["lead_id"], "lead-42");
+    assert!(hot["ai_score"].as_u64().unwrap() > lines[0]["ai_score"].as_u64().unwrap());
+    let err = text(&out.stderr);
+    assert!(err.contains("line 9: invalid event JSON"), "{err}");
+    assert!(
+        err.contains("1 duplicates") && err.contains("1 bad lines"),
+        "{err}"
+    );
+}
+
+#[test]
+fn each_and_all_factors() {
+    let out = run(
+        &[
+            "score",
+            "--model",
+            "models/default",
+            "--events",
+            SAMPLE,
+            "--each",
+            "--all-factors",
+        ],
+        "",
+    );
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // One line per good event (24 good lines, one of them a duplicate, which still reports the score).
+    assert_eq!(lines.len(), 24);
+    for l in &lines {
+        let contrib = l["contributions"].as_array().unwrap();
+        assert_eq!(contrib.len(), 13);
+        let sum: f64 = contrib
+            .iter()
+            .map(|c| c["impact"].as_f64().unwrap())
+            .sum::<f64>()
+            + l["base_value"].as_f64().unwrap();
+        let p = l["raw_probability"].as_f64().unwrap();
+        // Σφ + base is the raw margin; the f32 probability carries ~1e-7 relative precision.
+        assert!(
+            (1.0 / (1.0 + (-sum).exp()) - p).abs() < 1e-6,
+            "{sum} vs {p}"
+        );
+    }
+}
+
+#[test]
+fn strict_stops_at_the_first_bad_line() {
+    let out = run(
+        &[
+            "score",
+            "--model",
+            "models/default",
+            "--events",
+            SAMPLE,
+            "--strict",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("line 9:"));
+}
+
+#[test]
+fn features_csv_from_stdin() {
+    let events = "{\"id\":\"a\",\"type\":\"page\",\"ts\":1763900000000,\"visitor_id\":\"x,1\",\"path\":\"/pricing\"}\n\nnot json\n";
+    let out = run(&["features", "--model", "models/default"], events);
+    assert!(out.status.success());
+    let csv = text(&out.stdout);
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("visitor_id,admin_pages,"), "{header}");
+    assert_eq!(header.split(',').count(), 14);
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("\"x,1\","), "{row}");
+    assert!(text(&out.stderr).contains("line 3:"));
+}
+
+#[test]
+fn site_table_replaces_the_cards() {
+    let dir = std::env::temp_dir().join(format!("leadscore-site-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let site = dir.join("site.json");
+    std::fs::write(
+        &site,
+        r#"{"page_rules":[{"prefix":"/x","tags":["product_related"]},{"prefix":"/a","tags":["administrative"]},{"prefix":"/i","tags":["informational"]}],
+           "page_stats":{"columns":["bounce_rate","exit_rate","page_value"],"pages":{"/x":[0.5,0.5,7]}}}"#,
+    )
+    .unwrap();
+    let events = "{\"id\":\"a\",\"type\":\"page\",\"ts\":1763900000000,\"visitor_id\":\"v\",\"path\":\"/x\"}\n";
+    let out = run(
+        &[
+            "features",
+            "--model",
+            "models/default",
+            "--site-table",
+            site.to_str().unwrap(),
+        ],
+        events,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let row = text(&out.stdout).lines().nth(1).unwrap().to_string();
+    // product_pages = 1 and page_value = 7 under the replacement table.
+    let cells: Vec<&str> = row.split(',').collect();
+    assert_eq!(cells[5], "1");
+    assert_eq!(cells[9], "7");
+    std::fs::write(&site, "{\"page_rules\": 3}").unwrap();
+    let out = run(
+        &[
+            "features",
+            "--model",
+            "models/default",
+            "--site-table",
+            site.to_str().unwrap(),
+        ],
+        events,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("site.json"));
+}
+
+#[test]
+fn check_passes_on_the_default_bundle_and_fails_on_a_broken_one() {
+    let out = run(&["check", "--model", "models/default"], "");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("golden: 306 rows"));
+
+    // Same bundle, golden vectors tampered with: check must fail.
+    let dir = std::env::temp_dir().join(format!("leadscore-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["card.json", "model.onnx"] {
+        std::fs::copy(root().join("models/default").join(f), dir.join(f)).unwrap();
+    }
+    let mut golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("models/default/golden.json")).unwrap(),
+    )
+    .unwrap();
+    golden["rows"][0]["lgb_prob"] = serde_json::json!(0.5);
+    std::fs::write(dir.join("golden.json"), golden.to_string()).unwrap();
+    let out = run(&["check", "--model", dir.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("FAIL"));
+
+    // A missing bundle is a clear error, not a panic.
+    let out = run(
+        &[
+            "check",
+            "--model",
+            Path::new("/nonexistent").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent/card.json"));
+}
