@@ -1,48 +1,90 @@
 //! Exact TreeSHAP (Lundberg, Erion & Lee 2018, Algorithm 2: polynomial time, path-dependent) over
 //! the very [`Forest`] that scores, with node covers from the card.
 //!
-//! Two evaluations of the same values are provided:
-//! * [`tree_shap`] / [`tree_shap_with`] (production): Algorithm 2's values computed the Linear
-//!   TreeSHAP way (Yu et al. 2022). For a leaf `l` with unique path features `F` and, per feature,
-//!   zero fraction `z` (product of cover ratios) and one fraction `o` (x follows every split on it),
-//!   the Shapley weights are Beta integrals, so `φ_i = v_l (o_i − z_i) ∫₀¹ Π_{j≠i} (z_j + (o_j − z_j) t) dt`.
-//!   Sums of these path polynomials are carried up the tree (one per node, not one per leaf and
-//!   path element) and integrated exactly with an `m`-point Gauss–Legendre rule, `2m − 1 ≥ depth`:
-//!   O(nodes · depth) per tree instead of O(leaves · depth²), about 10× faster on deep LightGBM trees.
-//! * [`tree_shap_reference`]: Algorithm 2 verbatim (EXTEND / UNWIND / UNWOUND-SUM), as in LightGBM
-//!   and shap; kept as an independent cross-check.
-//!
 //! Why this variant: it is what LightGBM's `predict(pred_contrib=True)` and shap's `TreeExplainer`
 //! (`feature_perturbation="tree_path_dependent"`) compute, so explanations match the training-side
 //! tools, and it needs no background data at run time: only how many training rows went through
 //! each node. LightGBM weights children by row counts (`internal_count` / `leaf_count`, not the
 //! hessian sums `internal_weight`); `tests/kernel.rs` checks this against `pred_contrib`.
 //!
+//! Two evaluations of the same values are provided:
+//! * [`tree_shap`] / [`tree_shap_with`] (production) compute Algorithm 2's values the Linear
+//!   TreeSHAP way (Yu et al. 2022). For a leaf with value `v` and distinct path features `F`, each
+//!   with zero fraction `z` (product of cover ratios on its splits) and one fraction `o` (1 when the
+//!   row follows all its splits, else 0), the Shapley weights are Beta integrals, so
+//!   `φ_i = v (o_i − z_i) ∫₀¹ Π_{j∈F, j≠i} (z_j + (o_j − z_j) t) dt`. Sums of these path polynomials
+//!   are carried up the tree (one per node rather than one per leaf and path element) and
+//!   integrated exactly with an `m`-point Gauss–Legendre rule, `2m ≥` the tree's largest number of
+//!   distinct features on a path: O(nodes · m) per tree instead of O(leaves · depth²).
+//! * [`tree_shap_reference`] is Algorithm 2 verbatim (EXTEND / UNWIND / UNWOUND-SUM, as in LightGBM
+//!   and shap), kept as an independent cross-check.
+//!
 //! Contributions are per feature, in margin (log-odds) units; `Σ contributions + base value` is the
 //! forest's margin for the row (up to `f32` accumulation in the kernel), including for NaN inputs,
 //! which follow each node's missing-value rule exactly as in scoring.
 
 use crate::model::error::ModelError;
-use crate::model::forest::{Branch, Forest, Node};
+use crate::model::forest::{Forest, Mode, Node};
 
 /// Relative tolerance when checking that a node's cover equals the sum of its children's.
 const COVER_TOLERANCE: f64 = 1e-6;
 
-/// One node prepared for TreeSHAP; indices are global within [`Covers::nodes`].
+/// Feature index marking a leaf in [`ShapNode`].
+const LEAF: u32 = u32::MAX;
+
+/// Largest quadrature size with a fixed-size (unrolled, allocation-free) implementation; larger
+/// trees (more than 16 distinct features on a path) take the slice-based one.
+const FAST_M: usize = 8;
+
+/// One node prepared for TreeSHAP (32 bytes); indices are global within [`Covers::nodes`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum ShapNode {
-    Branch {
-        branch: Branch,
-        /// Global index of the true child (the false child is the next node).
-        true_child: u32,
-        /// cover(true child) / cover(node).
-        frac_true: f64,
-        /// cover(false child) / cover(node).
-        frac_false: f64,
-    },
-    Leaf {
-        value: f64,
-    },
+struct ShapNode {
+    /// Branch: cover(true child) / cover(node). Leaf: the leaf value.
+    a: f64,
+    /// Branch: cover(false child) / cover(node).
+    b: f64,
+    threshold: f32,
+    /// Input column, or [`LEAF`].
+    feature: u32,
+    /// Global index of the true child (the false child is the next node).
+    true_child: u32,
+    mode: Mode,
+    missing_tracks_true: bool,
+    /// Branch: its feature is split on again below it (x-independent; lets most nodes skip the
+    /// same-feature bookkeeping).
+    repeated_below: bool,
+    /// Branch: offset in [`Covers::recips`] of `1 / q(t)` at the tree's quadrature points for the
+    /// four edges a first split on its feature can have: (true child, o = 1), (false child, o = 1),
+    /// (true child, o = 0), (false child, o = 0). Saves the divisions on the common path.
+    recips: u32,
+}
+
+impl ShapNode {
+    /// Hot child (the row's side), its cover ratio, cold child, its cover ratio. Same rule as
+    /// [`crate::model::forest::Branch::goes_true`].
+    #[inline(always)]
+    fn split(&self, node: usize, x: &[f32]) -> (usize, f64, usize, f64) {
+        if self.goes_true(x) {
+            (self.true_child as usize, self.a, node + 1, self.b)
+        } else {
+            (node + 1, self.b, self.true_child as usize, self.a)
+        }
+    }
+
+    #[inline(always)]
+    fn goes_true(&self, x: &[f32]) -> bool {
+        let v = x.get(self.feature as usize).copied().unwrap_or(f32::NAN);
+        self.mode.compare(v, self.threshold) || (self.missing_tracks_true && v.is_nan())
+    }
+}
+
+/// A Gauss–Legendre rule on [0, 1].
+#[derive(Debug, Clone, PartialEq)]
+struct Quadrature {
+    t: Vec<f64>,
+    w: Vec<f64>,
+    /// `1 / (1 - t)`.
+    inv_1mt: Vec<f64>,
 }
 
 /// Node covers (training rows through each node), validated against a forest and turned into the
@@ -50,14 +92,15 @@ enum ShapNode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Covers {
     nodes: Vec<ShapNode>,
-    tree_starts: Vec<usize>,
+    /// Per tree: first node and quadrature size.
+    trees: Vec<(usize, usize)>,
     base_value: f64,
     max_depth: usize,
     n_features: usize,
-    /// Gauss–Legendre nodes on [0, 1], their weights and `1 / (1 - t)`.
-    quad_t: Vec<f64>,
-    quad_w: Vec<f64>,
-    quad_inv_1mt: Vec<f64>,
+    /// `quadratures[m - 1]` has `m` points.
+    quadratures: Vec<Quadrature>,
+    /// Per branch, `4 m` precomputed reciprocals (see [`ShapNode::recips`]).
+    recips: Vec<f64>,
 }
 
 impl Covers {
@@ -75,8 +118,10 @@ impl Covers {
             )));
         }
         let mut nodes = Vec::with_capacity(forest.n_nodes());
-        let mut tree_starts = Vec::with_capacity(forest.n_trees() + 1);
+        let mut trees = Vec::with_capacity(forest.n_trees());
         let mut base_value = f64::from(forest.base());
+        let mut quadratures: Vec<Quadrature> = Vec::new();
+        let mut recips: Vec<f64> = Vec::new();
         for (t, (tree, covers)) in forest.trees().zip(node_covers).enumerate() {
             if tree.onnx_tree_id() != t as i64 {
                 return Err(card(format!(
@@ -100,20 +145,14 @@ impl Covers {
                     .ok()
                     .and_then(|i| covers.get(i).copied())
                     .ok_or_else(|| {
-                        card(format!(
-                            "tree {t}: node id {id} is outside 0..{}",
-                            covers.len()
-                        ))
+                        card(format!("tree {t}: node id {id} is outside 0..{}", covers.len()))
                     })?;
                 if !(c.is_finite() && c > 0.0) {
-                    return Err(card(format!(
-                        "tree {t}, node {id}: cover {c} is not positive"
-                    )));
+                    return Err(card(format!("tree {t}, node {id}: cover {c} is not positive")));
                 }
                 Ok(c)
             };
             let start = nodes.len();
-            tree_starts.push(start);
             let root_cover = cover_of(0)?;
             for (local, node) in tree.nodes().enumerate() {
                 let c = cover_of(local)?;
@@ -121,7 +160,17 @@ impl Covers {
                     Node::Leaf(leaf) => {
                         let value = f64::from(leaf.value);
                         base_value += c / root_cover * value;
-                        nodes.push(ShapNode::Leaf { value });
+                        nodes.push(ShapNode {
+                            a: value,
+                            b: 0.0,
+                            threshold: 0.0,
+                            feature: LEAF,
+                            true_child: 0,
+                            mode: Mode::Leq,
+                            missing_tracks_true: false,
+                            repeated_below: false,
+                            recips: u32::MAX,
+                        });
                     }
                     Node::Branch(branch) => {
                         let ct = cover_of(branch.true_child)?;
@@ -133,31 +182,48 @@ impl Covers {
                                 branch.onnx_id
                             )));
                         }
-                        nodes.push(ShapNode::Branch {
-                            branch,
+                        nodes.push(ShapNode {
+                            a: ct / c,
+                            b: cf / c,
+                            threshold: branch.threshold,
+                            feature: branch.feature as u32,
                             true_child: (start + branch.true_child) as u32,
-                            frac_true: ct / c,
-                            frac_false: cf / c,
+                            mode: branch.mode,
+                            missing_tracks_true: branch.missing_tracks_true,
+                            repeated_below: false,
+                            recips: u32::MAX,
                         });
                     }
                 }
             }
+            // A leaf's path polynomial has one factor per distinct feature on its path; integrands
+            // have degree below that, which m points integrate exactly when 2m >= it.
+            let m = analyse_tree(&mut nodes[start..], start).div_ceil(2).max(1);
+            while quadratures.len() < m {
+                let (t, w) = gauss_legendre(quadratures.len() + 1);
+                let inv_1mt = t.iter().map(|t| 1.0 / (1.0 - t)).collect();
+                quadratures.push(Quadrature { t, w, inv_1mt });
+            }
+            if m <= FAST_M {
+                let quad = &quadratures[m - 1];
+                for n in nodes[start..].iter_mut().filter(|n| n.feature != LEAF) {
+                    n.recips = u32::try_from(recips.len())
+                        .map_err(|_| card("too many nodes for TreeSHAP".into()))?;
+                    for (z, o) in [(n.a, 1.0), (n.b, 1.0), (n.a, 0.0), (n.b, 0.0)] {
+                        recips.extend(quad.t.iter().map(|t| 1.0 / (z + (o - z) * t)));
+                    }
+                }
+            }
+            trees.push((start, m));
         }
-        tree_starts.push(nodes.len());
-        // A leaf's path polynomial has one factor per distinct feature on its path; the integrands
-        // have degree at most that minus one, which m points integrate exactly when 2m - 1 >= it.
-        let degree = forest.max_depth().min(forest.n_features());
-        let (quad_t, quad_w) = gauss_legendre(degree.div_ceil(2).max(1));
-        let quad_inv_1mt = quad_t.iter().map(|t| 1.0 / (1.0 - t)).collect();
         Ok(Covers {
             nodes,
-            tree_starts,
+            trees,
             base_value,
             max_depth: forest.max_depth(),
             n_features: forest.n_features(),
-            quad_t,
-            quad_w,
-            quad_inv_1mt,
+            quadratures,
+            recips,
         })
     }
 
@@ -169,13 +235,48 @@ impl Covers {
 
     fn matches(&self, forest: &Forest) -> bool {
         self.nodes.len() == forest.n_nodes()
-            && self.tree_starts.len() == forest.n_trees() + 1
+            && self.trees.len() == forest.n_trees()
             && self.n_features == forest.n_features()
             && self.max_depth == forest.max_depth()
     }
+
+    fn max_m(&self) -> usize {
+        self.quadratures.len()
+    }
 }
 
-/// One element of TreeSHAP's unique path.
+/// Marks branches whose feature is split on again below them and returns the largest number of
+/// distinct features on a root-to-leaf path (`nodes` is one tree, `start` its global offset).
+fn analyse_tree(nodes: &mut [ShapNode], start: usize) -> usize {
+    let mut best = 0;
+    // Depth-first with the current path's branches; (local node, path length when pushed).
+    let mut path: Vec<usize> = Vec::new();
+    let mut stack = vec![(0usize, 0usize)];
+    while let Some((i, len)) = stack.pop() {
+        path.truncate(len);
+        let Some(&n) = nodes.get(i) else { continue };
+        if n.feature == LEAF {
+            let mut features: Vec<u32> = path.iter().filter_map(|&j| nodes.get(j)).map(|n| n.feature).collect();
+            features.sort_unstable();
+            features.dedup();
+            best = best.max(features.len());
+            continue;
+        }
+        for &j in &path {
+            if let Some(a) = nodes.get_mut(j) {
+                if a.feature == n.feature {
+                    a.repeated_below = true;
+                }
+            }
+        }
+        path.push(i);
+        stack.push(((n.true_child as usize).wrapping_sub(start), path.len()));
+        stack.push((i + 1, path.len()));
+    }
+    best
+}
+
+/// One element of Algorithm 2's unique path.
 #[derive(Debug, Clone, Copy, Default)]
 struct PathElement {
     feature: u32,
@@ -190,14 +291,16 @@ const NO_FEATURE: u32 = u32::MAX;
 /// Reusable TreeSHAP working memory; why: explaining a row then allocates nothing.
 #[derive(Debug, Clone, Default)]
 pub struct TreeShapScratch {
+    /// Per feature: (zero fraction, one fraction) while the feature is on the current path.
+    on_path: Vec<Option<(f64, f64)>>,
+    /// Per feature: sums of deeper same-feature subtrees still to subtract (`stride` values each).
+    acc: Vec<f64>,
+    stride: usize,
+    /// Slice-based evaluation (m > FAST_M): per depth, path polynomial, subtree sum, 1 / edge
+    /// factor and saved accumulator (m values each).
+    levels: Vec<f64>,
     /// Algorithm 2's unique paths, one per depth, packed.
     path: Vec<PathElement>,
-    /// Per depth: path polynomial, subtree sum, 1 / edge factor, saved accumulator (m values each).
-    levels: Vec<f64>,
-    /// Per feature: sums of deeper same-feature subtrees still to subtract (m values each).
-    acc: Vec<f64>,
-    /// Per feature: current (zero fraction, one fraction) if the feature is on the path.
-    on_path: Vec<Option<(f64, f64)>>,
 }
 
 impl TreeShapScratch {
@@ -209,19 +312,25 @@ impl TreeShapScratch {
     }
 
     fn reserve(&mut self, covers: &Covers) {
+        let stride = covers.max_m().max(FAST_M);
+        let nf = covers.n_features;
+        if self.stride != stride || self.on_path.len() != nf {
+            self.stride = stride;
+            self.on_path = vec![None; nf];
+            self.acc = vec![0.0; nf * stride];
+        }
         let d = covers.max_depth;
-        let m = covers.quad_t.len();
-        let need = (d + 2) * (d + 3) / 2;
+        let m = covers.max_m();
+        if m > FAST_M && self.levels.len() < (d + 2) * 4 * m {
+            self.levels.resize((d + 2) * 4 * m, 0.0);
+        }
+    }
+
+    fn reserve_path(&mut self, max_depth: usize) {
+        let need = (max_depth + 2) * (max_depth + 3) / 2;
         if self.path.len() < need {
             self.path.resize(need, PathElement::default());
         }
-        if self.levels.len() < (d + 2) * 4 * m {
-            self.levels.resize((d + 2) * 4 * m, 0.0);
-        }
-        self.acc.clear();
-        self.acc.resize(covers.n_features * m, 0.0);
-        self.on_path.clear();
-        self.on_path.resize(covers.n_features, None);
     }
 }
 
@@ -246,11 +355,20 @@ pub fn tree_shap_with(
         return f64::NAN;
     }
     scratch.reserve(covers);
-    let m = covers.quad_t.len();
-    let walker = Linear { covers, x, m };
-    for w in covers.tree_starts.windows(2) {
-        scratch.levels[..m].fill(1.0);
-        walker.recurse(w[0], 0, scratch, out);
+    for &(start, m) in &covers.trees {
+        let Some(quad) = covers.quadratures.get(m - 1) else { continue };
+        let (nodes, r) = (&covers.nodes, &covers.recips);
+        match m {
+            1 => Fixed::<1>::new(nodes, r, quad, x).tree(start, scratch, out),
+            2 => Fixed::<2>::new(nodes, r, quad, x).tree(start, scratch, out),
+            3 => Fixed::<3>::new(nodes, r, quad, x).tree(start, scratch, out),
+            4 => Fixed::<4>::new(nodes, r, quad, x).tree(start, scratch, out),
+            5 => Fixed::<5>::new(nodes, r, quad, x).tree(start, scratch, out),
+            6 => Fixed::<6>::new(nodes, r, quad, x).tree(start, scratch, out),
+            7 => Fixed::<7>::new(nodes, r, quad, x).tree(start, scratch, out),
+            8 => Fixed::<8>::new(nodes, r, quad, x).tree(start, scratch, out),
+            _ => Sliced { nodes, quad, x, m }.tree(start, scratch, out),
+        }
     }
     covers.base_value
 }
@@ -261,10 +379,11 @@ pub fn tree_shap_reference(forest: &Forest, covers: &Covers, x: &[f32], out: &mu
     if !prepare(forest, covers, x, out) {
         return f64::NAN;
     }
-    let mut scratch = TreeShapScratch::new(covers);
+    let mut scratch = TreeShapScratch::default();
+    scratch.reserve_path(covers.max_depth);
     let walker = Walker { nodes: &covers.nodes, x };
-    for w in covers.tree_starts.windows(2) {
-        walker.recurse(w[0], &mut scratch.path, 0, 0, 1.0, 1.0, NO_FEATURE, out);
+    for &(start, _) in &covers.trees {
+        walker.recurse(start, &mut scratch.path, 0, 0, 1.0, 1.0, NO_FEATURE, out);
     }
     covers.base_value
 }
@@ -280,104 +399,246 @@ fn prepare(forest: &Forest, covers: &Covers, x: &[f32], out: &mut [f64]) -> bool
     true
 }
 
-/// The polynomial evaluation (see the module doc). At tree depth `k`, `levels[k*4m..]` holds this
-/// node's path polynomial `p` at the quadrature nodes, then the node's subtree sum `g = Σ v_l P_l`,
-/// then `1 / q(t)` for the edge being explored, then the saved same-feature accumulator.
-struct Linear<'a> {
-    covers: &'a Covers,
+/// The polynomial evaluation with `M` quadrature points in fixed-size arrays.
+struct Fixed<'a, const M: usize> {
+    nodes: &'a [ShapNode],
+    recips: &'a [f64],
+    x: &'a [f32],
+    t: [f64; M],
+    w: [f64; M],
+    inv_1mt: [f64; M],
+}
+
+impl<'a, const M: usize> Fixed<'a, M> {
+    fn new(nodes: &'a [ShapNode], recips: &'a [f64], quad: &Quadrature, x: &'a [f32]) -> Self {
+        let arr = |v: &[f64]| -> [f64; M] {
+            let mut a = [0.0; M];
+            for (a, v) in a.iter_mut().zip(v) {
+                *a = *v;
+            }
+            a
+        };
+        Fixed {
+            nodes,
+            recips,
+            x,
+            t: arr(&quad.t),
+            w: arr(&quad.w),
+            inv_1mt: arr(&quad.inv_1mt),
+        }
+    }
+
+    fn tree(&self, root: usize, s: &mut TreeShapScratch, phi: &mut [f64]) {
+        self.recurse(root, &[1.0; M], s, phi);
+    }
+
+    /// Returns the subtree sum `Σ v_l P_l` at the quadrature points; `p` is the path polynomial.
+    fn recurse(
+        &self,
+        node: usize,
+        p: &[f64; M],
+        s: &mut TreeShapScratch,
+        phi: &mut [f64],
+    ) -> [f64; M] {
+        let Some(n) = self.nodes.get(node) else { return [0.0; M] };
+        if n.feature == LEAF {
+            return p.map(|p| p * n.a);
+        }
+        let f = n.feature as usize;
+        let goes_true = n.goes_true(self.x);
+        let (hot, hot_frac, cold, cold_frac) = if goes_true {
+            (n.true_child as usize, n.a, node + 1, n.b)
+        } else {
+            (node + 1, n.b, n.true_child as usize, n.a)
+        };
+        let outer = s.on_path.get(f).copied().flatten();
+        let (z0, o0) = outer.unwrap_or((1.0, 1.0));
+        let acc_at = f * s.stride;
+        // 1 / the feature's outer factor, which the children's polynomials drop.
+        let mut inv_outer = [1.0; M];
+        if outer.is_some() {
+            for k in 0..M {
+                inv_outer[k] = 1.0 / (z0 + (o0 - z0) * self.t[k]);
+            }
+        }
+        // The outer edge's accumulator (children splitting on f again reset it for themselves).
+        let saved: [f64; M] = match (outer, s.acc.get(acc_at..acc_at + M)) {
+            (Some(_), Some(a)) => a.try_into().unwrap_or([0.0; M]),
+            _ => [0.0; M],
+        };
+        // Precomputed reciprocals: hot edge (o = 1) then cold edge (o = 0), for a first split.
+        let table = n.recips as usize;
+        let (hot_at, cold_at) = if goes_true {
+            (table, table + 3 * M)
+        } else {
+            (table + M, table + 2 * M)
+        };
+        let mut g = [0.0; M];
+        for (c, frac, o, at) in [(hot, hot_frac, o0, hot_at), (cold, cold_frac, 0.0, cold_at)] {
+            let z = frac * z0;
+            // Edge factor q(t) = z + (o - z) t replaces the outer factor in the child's polynomial.
+            let mut recip = [0.0; M];
+            let mut child_p = [0.0; M];
+            match (outer, self.recips.get(at..at + M)) {
+                (None, Some(r)) => {
+                    for k in 0..M {
+                        recip[k] = r[k];
+                        child_p[k] = p[k] * (z + (o - z) * self.t[k]);
+                    }
+                }
+                _ if o == 0.0 => {
+                    let inv_z = 1.0 / z;
+                    for k in 0..M {
+                        recip[k] = inv_z * self.inv_1mt[k];
+                        child_p[k] = p[k] * inv_outer[k] * (z - z * self.t[k]);
+                    }
+                }
+                _ => {
+                    for k in 0..M {
+                        let q = z + (o - z) * self.t[k];
+                        recip[k] = 1.0 / q;
+                        child_p[k] = p[k] * inv_outer[k] * q;
+                    }
+                }
+            }
+            let child_g = match self.nodes.get(c) {
+                Some(leaf) if leaf.feature == LEAF => child_p.map(|p| p * leaf.a),
+                _ if n.repeated_below => {
+                    if let Some(a) = s.acc.get_mut(acc_at..acc_at + M) {
+                        a.fill(0.0);
+                    }
+                    if let Some(slot) = s.on_path.get_mut(f) {
+                        *slot = Some((z, o));
+                    }
+                    let mut child_g = self.recurse(c, &child_p, s, phi);
+                    // Only leaves whose last split on f is this edge count here: drop the
+                    // subtrees of deeper splits on f.
+                    if let Some(acc) = s.acc.get(acc_at..acc_at + M) {
+                        let mut integral = 0.0;
+                        for k in 0..M {
+                            integral += self.w[k] * (child_g[k] - acc[k]) * recip[k];
+                        }
+                        if let Some(out) = phi.get_mut(f) {
+                            *out += (o - z) * integral;
+                        }
+                    }
+                    for k in 0..M {
+                        g[k] += child_g[k];
+                        child_g[k] = 0.0;
+                    }
+                    child_g
+                }
+                _ => self.recurse(c, &child_p, s, phi),
+            };
+            if !n.repeated_below || self.nodes.get(c).is_some_and(|l| l.feature == LEAF) {
+                let mut integral = 0.0;
+                for k in 0..M {
+                    integral += self.w[k] * child_g[k] * recip[k];
+                    g[k] += child_g[k];
+                }
+                if let Some(out) = phi.get_mut(f) {
+                    *out += (o - z) * integral;
+                }
+            }
+        }
+        if n.repeated_below {
+            if let Some(slot) = s.on_path.get_mut(f) {
+                *slot = outer;
+            }
+        }
+        // This subtree is one of the deeper same-feature subtrees the outer edge subtracts.
+        if let Some(acc) = s.acc.get_mut(acc_at..acc_at + M) {
+            if outer.is_some() {
+                for k in 0..M {
+                    acc[k] = saved[k] + g[k];
+                }
+            } else if n.repeated_below {
+                acc.fill(0.0);
+            }
+        }
+        g
+    }
+}
+
+/// The same evaluation for any `m`, with per-depth slots in scratch: at depth `k`,
+/// `levels[k*4m..]` holds the path polynomial, the subtree sum, `1 / q(t)` for the edge being
+/// explored and the saved same-feature accumulator.
+struct Sliced<'a> {
+    nodes: &'a [ShapNode],
+    quad: &'a Quadrature,
     x: &'a [f32],
     m: usize,
 }
 
-impl Linear<'_> {
+impl Sliced<'_> {
+    fn tree(&self, root: usize, s: &mut TreeShapScratch, phi: &mut [f64]) {
+        if let Some(p) = s.levels.get_mut(..self.m) {
+            p.fill(1.0);
+        }
+        self.recurse(root, 0, s, phi);
+    }
+
     fn recurse(&self, node: usize, level: usize, s: &mut TreeShapScratch, phi: &mut [f64]) {
         let m = self.m;
-        // This level's slots, then the child's (which starts with the child's `p` and `g`).
         let (pb, gb, rb, sb, cb) = {
             let b = level * 4 * m;
             (b, b + m, b + 2 * m, b + 3 * m, b + 4 * m)
         };
-        if s.levels.len() < cb + 2 * m {
+        let f = self.nodes.get(node).map_or(0, |n| n.feature as usize);
+        let acc_range = f * s.stride..f * s.stride + m;
+        if s.levels.len() < cb + 2 * m || (f != LEAF as usize && s.acc.len() < acc_range.end) {
             return; // unreachable: scratch is sized for the deepest tree
         }
-        match self.covers.nodes.get(node) {
-            None => {}
-            Some(ShapNode::Leaf { value }) => {
-                let lv = &mut s.levels;
-                for q in 0..m {
-                    lv[gb + q] = value * lv[pb + q];
-                }
+        let Some(n) = self.nodes.get(node) else { return };
+        if n.feature == LEAF {
+            for k in 0..m {
+                s.levels[gb + k] = n.a * s.levels[pb + k];
             }
-            Some(ShapNode::Branch { branch, true_child, frac_true, frac_false }) => {
-                let f = branch.feature;
-                let xv = self.x.get(f).copied().unwrap_or(f32::NAN);
-                let (hot, hot_frac, cold, cold_frac) = if branch.goes_true(xv) {
-                    (*true_child as usize, *frac_true, node + 1, *frac_false)
-                } else {
-                    (node + 1, *frac_false, *true_child as usize, *frac_true)
-                };
-                let outer = s.on_path.get(f).copied().flatten();
-                let (z0, o0) = outer.unwrap_or((1.0, 1.0));
-                let acc_range = f * m..(f + 1) * m;
-                if s.acc.len() < acc_range.end {
-                    return; // unreachable: scratch is sized for the forest's features
-                }
-                if outer.is_some() {
-                    s.levels[sb..sb + m].copy_from_slice(&s.acc[acc_range.clone()]);
-                }
-                s.levels[gb..gb + m].fill(0.0);
-                let (t, inv_1mt, w) =
-                    (&self.covers.quad_t, &self.covers.quad_inv_1mt, &self.covers.quad_w);
-                for (c, frac, o) in [(hot, hot_frac, o0), (cold, cold_frac, 0.0)] {
-                    let z = frac * z0;
-                    // Edge factor q(t) = z + (o - z) t; the child's polynomial swaps the feature's
-                    // outer factor for it.
-                    let lv = &mut s.levels;
-                    let inv_z = 1.0 / z;
-                    for q in 0..m {
-                        let factor = z + (o - z) * t[q];
-                        lv[rb + q] = if o == 0.0 { inv_z * inv_1mt[q] } else { 1.0 / factor };
-                        let child_p = lv[pb + q] * factor;
-                        lv[cb + q] = if outer.is_some() {
-                            child_p / (z0 + (o0 - z0) * t[q])
-                        } else {
-                            child_p
-                        };
-                    }
-                    s.acc[acc_range.clone()].fill(0.0);
-                    if let Some(slot) = s.on_path.get_mut(f) {
-                        *slot = Some((z, o));
-                    }
-                    self.recurse(c, level + 1, s, phi);
-                    // Leaves below whose last split on f is this edge: the child's subtree sum
-                    // minus the subtrees of deeper splits on f.
-                    let lv = &mut s.levels;
-                    let acc = &s.acc[acc_range.clone()];
-                    let mut integral = 0.0;
-                    for q in 0..m {
-                        let child_g = lv[cb + m + q];
-                        integral += w[q] * (child_g - acc[q]) * lv[rb + q];
-                        lv[gb + q] += child_g;
-                    }
-                    if let Some(out) = phi.get_mut(f) {
-                        *out += (o - z) * integral;
-                    }
-                }
-                // Restore the feature's outer state; this subtree is one of the deeper same-feature
-                // subtrees the outer edge subtracts.
-                if let Some(slot) = s.on_path.get_mut(f) {
-                    *slot = outer;
-                }
-                let lv = &s.levels;
-                let acc = &mut s.acc[acc_range];
-                if outer.is_some() {
-                    for q in 0..m {
-                        acc[q] = lv[sb + q] + lv[gb + q];
-                    }
-                } else {
-                    acc.fill(0.0);
-                }
+            return;
+        }
+        let (hot, hot_frac, cold, cold_frac) = n.split(node, self.x);
+        let outer = s.on_path.get(f).copied().flatten();
+        let (z0, o0) = outer.unwrap_or((1.0, 1.0));
+        if outer.is_some() {
+            s.levels[sb..sb + m].copy_from_slice(&s.acc[acc_range.clone()]);
+        }
+        s.levels[gb..gb + m].fill(0.0);
+        let Quadrature { t, w, inv_1mt } = self.quad;
+        for (c, frac, o) in [(hot, hot_frac, o0), (cold, cold_frac, 0.0)] {
+            let z = frac * z0;
+            let lv = &mut s.levels;
+            let inv_z = 1.0 / z;
+            for k in 0..m {
+                let q = z + (o - z) * t[k];
+                lv[rb + k] = if o == 0.0 { inv_z * inv_1mt[k] } else { 1.0 / q };
+                let child_p = lv[pb + k] * q;
+                lv[cb + k] =
+                    if outer.is_some() { child_p / (z0 + (o0 - z0) * t[k]) } else { child_p };
             }
+            s.acc[acc_range.clone()].fill(0.0);
+            if let Some(slot) = s.on_path.get_mut(f) {
+                *slot = Some((z, o));
+            }
+            self.recurse(c, level + 1, s, phi);
+            let lv = &mut s.levels;
+            let acc = &s.acc[acc_range.clone()];
+            let mut integral = 0.0;
+            for k in 0..m {
+                let child_g = lv[cb + m + k];
+                integral += w[k] * (child_g - acc[k]) * lv[rb + k];
+                lv[gb + k] += child_g;
+            }
+            if let Some(out) = phi.get_mut(f) {
+                *out += (o - z) * integral;
+            }
+        }
+        if let Some(slot) = s.on_path.get_mut(f) {
+            *slot = outer;
+        }
+        let lv = &s.levels;
+        let acc = &mut s.acc[acc_range];
+        for k in 0..m {
+            acc[k] = if outer.is_some() { lv[sb + k] + lv[gb + k] } else { 0.0 };
         }
     }
 }
@@ -446,7 +707,8 @@ impl Walker<'_> {
 
         match self.nodes.get(node) {
             None => {}
-            Some(ShapNode::Leaf { value }) => {
+            Some(n) if n.feature == LEAF => {
+                let value = n.a;
                 for i in 1..=depth {
                     let w = unwound_path_sum(here, depth, i);
                     let el = here[i];
@@ -455,14 +717,9 @@ impl Walker<'_> {
                     }
                 }
             }
-            Some(ShapNode::Branch { branch, true_child, frac_true, frac_false }) => {
-                let xv = self.x.get(branch.feature).copied().unwrap_or(f32::NAN);
-                let (hot, hot_frac, cold, cold_frac) = if branch.goes_true(xv) {
-                    (*true_child as usize, *frac_true, node + 1, *frac_false)
-                } else {
-                    (node + 1, *frac_false, *true_child as usize, *frac_true)
-                };
-                let f = branch.feature as u32;
+            Some(n) => {
+                let (hot, hot_frac, cold, cold_frac) = n.split(node, self.x);
+                let f = n.feature;
                 let mut incoming_zero = 1.0;
                 let mut incoming_one = 1.0;
                 let mut depth = depth;
