@@ -145,10 +145,15 @@ impl Covers {
                     .ok()
                     .and_then(|i| covers.get(i).copied())
                     .ok_or_else(|| {
-                        card(format!("tree {t}: node id {id} is outside 0..{}", covers.len()))
+                        card(format!(
+                            "tree {t}: node id {id} is outside 0..{}",
+                            covers.len()
+                        ))
                     })?;
                 if !(c.is_finite() && c > 0.0) {
-                    return Err(card(format!("tree {t}, node {id}: cover {c} is not positive")));
+                    return Err(card(format!(
+                        "tree {t}, node {id}: cover {c} is not positive"
+                    )));
                 }
                 Ok(c)
             };
@@ -256,7 +261,11 @@ fn analyse_tree(nodes: &mut [ShapNode], start: usize) -> usize {
         path.truncate(len);
         let Some(&n) = nodes.get(i) else { continue };
         if n.feature == LEAF {
-            let mut features: Vec<u32> = path.iter().filter_map(|&j| nodes.get(j)).map(|n| n.feature).collect();
+            let mut features: Vec<u32> = path
+                .iter()
+                .filter_map(|&j| nodes.get(j))
+                .map(|n| n.feature)
+                .collect();
             features.sort_unstable();
             features.dedup();
             best = best.max(features.len());
@@ -356,7 +365,9 @@ pub fn tree_shap_with(
     }
     scratch.reserve(covers);
     for &(start, m) in &covers.trees {
-        let Some(quad) = covers.quadratures.get(m - 1) else { continue };
+        let Some(quad) = covers.quadratures.get(m - 1) else {
+            continue;
+        };
         let (nodes, r) = (&covers.nodes, &covers.recips);
         match m {
             1 => Fixed::<1>::new(nodes, r, quad, x).tree(start, scratch, out),
@@ -381,7 +392,10 @@ pub fn tree_shap_reference(forest: &Forest, covers: &Covers, x: &[f32], out: &mu
     }
     let mut scratch = TreeShapScratch::default();
     scratch.reserve_path(covers.max_depth);
-    let walker = Walker { nodes: &covers.nodes, x };
+    let walker = Walker {
+        nodes: &covers.nodes,
+        x,
+    };
     for &(start, _) in &covers.trees {
         walker.recurse(start, &mut scratch.path, 0, 0, 1.0, 1.0, NO_FEATURE, out);
     }
@@ -440,7 +454,9 @@ impl<'a, const M: usize> Fixed<'a, M> {
         s: &mut TreeShapScratch,
         phi: &mut [f64],
     ) -> [f64; M] {
-        let Some(n) = self.nodes.get(node) else { return [0.0; M] };
+        let Some(n) = self.nodes.get(node) else {
+            return [0.0; M];
+        };
         if n.feature == LEAF {
             return p.map(|p| p * n.a);
         }
@@ -457,8 +473,8 @@ impl<'a, const M: usize> Fixed<'a, M> {
         // 1 / the feature's outer factor, which the children's polynomials drop.
         let mut inv_outer = [1.0; M];
         if outer.is_some() {
-            for k in 0..M {
-                inv_outer[k] = 1.0 / (z0 + (o0 - z0) * self.t[k]);
+            for (inv, t) in inv_outer.iter_mut().zip(self.t.iter()) {
+                *inv = 1.0 / (z0 + (o0 - z0) * t);
             }
         }
         // The outer edge's accumulator (children splitting on f again reset it for themselves).
@@ -589,7 +605,9 @@ impl Sliced<'_> {
         if s.levels.len() < cb + 2 * m || (f != LEAF as usize && s.acc.len() < acc_range.end) {
             return; // unreachable: scratch is sized for the deepest tree
         }
-        let Some(n) = self.nodes.get(node) else { return };
+        let Some(n) = self.nodes.get(node) else {
+            return;
+        };
         if n.feature == LEAF {
             for k in 0..m {
                 s.levels[gb + k] = n.a * s.levels[pb + k];
@@ -610,10 +628,17 @@ impl Sliced<'_> {
             let inv_z = 1.0 / z;
             for k in 0..m {
                 let q = z + (o - z) * t[k];
-                lv[rb + k] = if o == 0.0 { inv_z * inv_1mt[k] } else { 1.0 / q };
+                lv[rb + k] = if o == 0.0 {
+                    inv_z * inv_1mt[k]
+                } else {
+                    1.0 / q
+                };
                 let child_p = lv[pb + k] * q;
-                lv[cb + k] =
-                    if outer.is_some() { child_p / (z0 + (o0 - z0) * t[k]) } else { child_p };
+                lv[cb + k] = if outer.is_some() {
+                    child_p / (z0 + (o0 - z0) * t[k])
+                } else {
+                    child_p
+                };
             }
             s.acc[acc_range.clone()].fill(0.0);
             if let Some(slot) = s.on_path.get_mut(f) {
@@ -638,7 +663,11 @@ impl Sliced<'_> {
         let lv = &s.levels;
         let acc = &mut s.acc[acc_range];
         for k in 0..m {
-            acc[k] = if outer.is_some() { lv[sb + k] + lv[gb + k] } else { 0.0 };
+            acc[k] = if outer.is_some() {
+                lv[sb + k] + lv[gb + k]
+            } else {
+                0.0
+            };
         }
     }
 }
@@ -729,8 +758,26 @@ impl Walker<'_> {
                     unwind_path(here, depth, k);
                     depth -= 1;
                 }
-                self.recurse(hot, path, start, depth + 1, hot_frac * incoming_zero, incoming_one, f, phi);
-                self.recurse(cold, path, start, depth + 1, cold_frac * incoming_zero, 0.0, f, phi);
+                self.recurse(
+                    hot,
+                    path,
+                    start,
+                    depth + 1,
+                    hot_frac * incoming_zero,
+                    incoming_one,
+                    f,
+                    phi,
+                );
+                self.recurse(
+                    cold,
+                    path,
+                    start,
+                    depth + 1,
+                    cold_frac * incoming_zero,
+                    0.0,
+                    f,
+                    phi,
+                );
             }
         }
     }
@@ -960,7 +1007,10 @@ mod tests {
             assert_eq!(tree_shap_reference(&forest, &c, &x, &mut classic), base);
             let (want, want_base) = brute_force(&forest, &covers, &x);
             for (a, b) in classic.iter().zip(&want) {
-                assert!((a - b).abs() < 1e-12, "{x:?}: Algorithm 2 {classic:?} vs {want:?}");
+                assert!(
+                    (a - b).abs() < 1e-12,
+                    "{x:?}: Algorithm 2 {classic:?} vs {want:?}"
+                );
             }
             assert!((base - want_base).abs() < 1e-12, "{base} vs {want_base}");
             for (a, b) in phi.iter().zip(&want) {

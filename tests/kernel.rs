@@ -237,8 +237,11 @@ fn tree_shap_matches_algorithm_2_on_synthetic_models() {
     for name in SYNTH {
         let f: Synth = json(name);
         let forest = Forest::from_onnx_bytes(&read(&f.model)).expect("parses");
-        let rows: Vec<Vec<f32>> =
-            f.inputs.iter().map(|r| r.iter().map(|v| v.unwrap_or(f32::NAN)).collect()).collect();
+        let rows: Vec<Vec<f32>> = f
+            .inputs
+            .iter()
+            .map(|r| r.iter().map(|v| v.unwrap_or(f32::NAN)).collect())
+            .collect();
         let covers = Covers::new(&forest, &route_covers(&forest, &rows)).expect("consistent");
         let mut scratch = TreeShapScratch::new(&covers);
         for (r, x) in rows.iter().enumerate() {
@@ -247,11 +250,17 @@ fn tree_shap_matches_algorithm_2_on_synthetic_models() {
             let base = tree_shap_with(&forest, &covers, x, &mut fast, &mut scratch);
             assert_eq!(tree_shap_reference(&forest, &covers, x, &mut slow), base);
             for (a, b) in fast.iter().zip(&slow) {
-                assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{name} row {r}: {fast:?} vs {slow:?}");
+                assert!(
+                    (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                    "{name} row {r}: {fast:?} vs {slow:?}"
+                );
             }
             let margin = f64::from(forest.margin(x));
             let total = base + fast.iter().sum::<f64>();
-            assert!((total - margin).abs() <= 1e-5 * margin.abs().max(1.0), "{name} row {r}");
+            assert!(
+                (total - margin).abs() <= 1e-5 * margin.abs().max(1.0),
+                "{name} row {r}"
+            );
         }
     }
 }
