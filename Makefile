@@ -1,6 +1,7 @@
 # leadscore — the two commands a newcomer needs:
-#   make run    the main job (at this stage: score the sample events with the embedded default model)
-#   make test   every check CI runs (format, lints, unit + integration tests, parity, bundle check)
+#   make run    the main job: local worker (wrangler dev) + demo site + webhook receiver
+#   make test   every check CI runs (format, lints, unit/integration/parity tests, bundle check,
+#               Chromium tests of the snippet and demo, end-to-end tests of the worker)
 # Both install what they need, idempotently, from the package registries only.
 
 SHELL := /bin/bash
@@ -8,21 +9,56 @@ CARGO ?= cargo
 PY := .venv/bin/python
 export RUST_BACKTRACE ?= 0
 
-.PHONY: run test venv lint rust-test check-bundle bench train clean
+.PHONY: run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test bench train clean
+
+WASM_TARGET := wasm32-unknown-unknown
+WASM_OUT := target/www/ls
+NODE_BIN := $(CURDIR)/node_modules/.bin
 
 venv: .venv/.stamp
 .venv/.stamp: models/train/requirements.txt models/train/setup.sh
 	sh models/train/setup.sh
 	touch $@
 
-run:
+# The local stack: wrangler dev (workerd) serving the worker and the demo site on
+# http://127.0.0.1:8787, plus the webhook receiver on http://127.0.0.1:8790 printing each signed
+# score event. wrangler's [build] runs `make worker`.
+run: site
+	node tests/worker/stack.mjs
+
+# The CLI on the sample journeys (what `make run` did before the browser and worker existed).
+score-sample:
 	$(CARGO) build --release --bin leadscore
 	./target/release/leadscore check --model models/default
 	./target/release/leadscore score --model models/default --events tests/fixtures/sample_events.ndjson
 
+tools:
+	.ci/tools
+
+# The browser module: the core + src/browser.rs for wasm32, wasm-bindgen (--target web), wasm-opt.
+wasm: tools
+	$(CARGO) build --lib --target $(WASM_TARGET) --profile wasm --no-default-features --features browser
+	mkdir -p $(WASM_OUT)
+	wasm-bindgen --target web --remove-name-section --remove-producers-section \
+	  --out-dir $(WASM_OUT) --out-name leadscore target/$(WASM_TARGET)/wasm/leadscore.wasm
+	$(NODE_BIN)/wasm-opt -Os --enable-bulk-memory --enable-nontrapping-float-to-int \
+	  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+	  $(WASM_OUT)/leadscore_bg.wasm -o $(WASM_OUT)/leadscore_bg.wasm
+
+# The edge worker bundle (build/): worker-build, offline with tools from ~/.cargo/bin and npm.
+# wrangler.toml's [build] runs this.
+worker: tools
+	WASM_BINDGEN_BIN=$(HOME)/.cargo/bin/wasm-bindgen ESBUILD_BIN=$(NODE_BIN)/esbuild \
+	  WASM_OPT_BIN=$(NODE_BIN)/wasm-opt worker-build --profile wasm -- --no-default-features --features worker
+
+# The demo site with the snippet, tracker and wasm, as served: target/www/.
+site: wasm
+	node www/build.mjs
+
+# One clippy pass over every front end (CLI, browser, worker), checked natively.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features browser,worker -- -D warnings
 
 rust-test: venv
 	$(CARGO) test --all-targets
@@ -30,7 +66,17 @@ rust-test: venv
 check-bundle:
 	$(CARGO) run --quiet --bin leadscore -- check --model models/default
 
-test: lint rust-test check-bundle
+# Real headless Chromium (Debian's chromium + playwright-core) on the demo site.
+browser-test: site
+	.ci/tools chromium
+	node --test --test-concurrency=1 tests/browser/*.test.mjs
+
+# End to end against wrangler dev (workerd), Durable Objects, Queues and a real webhook receiver.
+worker-test: site
+	.ci/tools chromium
+	node --test --test-concurrency=1 tests/worker/*.test.mjs
+
+test: lint rust-test check-bundle browser-test
 
 # Criterion benchmarks of the core; writes BENCHMARKS.md.
 bench:

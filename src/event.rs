@@ -301,7 +301,8 @@ pub fn query_param<'a>(url: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-fn check_id(field: &'static str, s: &str) -> Result<(), EventError> {
+/// Checks an id-like field (non-empty, ≤ [`limits::MAX_ID_LEN`] bytes, no control characters).
+pub fn check_id(field: &'static str, s: &str) -> Result<(), EventError> {
     if s.is_empty() {
         return Err(EventError::field(field, "must not be empty"));
     }

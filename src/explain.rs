@@ -53,9 +53,16 @@ struct ShapNode {
     /// Branch: its feature is split on again below it (x-independent; lets most nodes skip the
     /// same-feature bookkeeping).
     repeated_below: bool,
-    /// Branch: offset in [`Covers::recips`] of `1 / q(t)` at the tree's quadrature points for the
-    /// four edges a first split on its feature can have: (true child, o = 1), (false child, o = 1),
-    /// (true child, o = 0), (false child, o = 0). Saves the divisions on the common path.
+    /// Branch: its feature is split on above it.
+    repeated_above: bool,
+    /// Branch: zero fraction its feature already has on the path to it (product of the cover
+    /// ratios of the earlier splits on it; 1 when none). The path is fixed, so this is too.
+    z_outer: f64,
+    /// Branch: offset in [`Covers::recips`] of precomputed values at the tree's quadrature points
+    /// (`m` each), so that no division is left at run time: `w_k / q(t_k)` (quadrature weight
+    /// over edge factor, `z = ratio · z_outer`) for (true child, o = 1), (false child, o = 1),
+    /// (true child, o = 0), (false child, o = 0); then, if `repeated_above`, `1 / q_outer(t_k)` for
+    /// an outer one fraction of 1, then of 0.
     recips: u32,
 }
 
@@ -174,6 +181,8 @@ impl Covers {
                             mode: Mode::Leq,
                             missing_tracks_true: false,
                             repeated_below: false,
+                            repeated_above: false,
+                            z_outer: 1.0,
                             recips: u32::MAX,
                         });
                     }
@@ -196,6 +205,8 @@ impl Covers {
                             mode: branch.mode,
                             missing_tracks_true: branch.missing_tracks_true,
                             repeated_below: false,
+                            repeated_above: false,
+                            z_outer: 1.0,
                             recips: u32::MAX,
                         });
                     }
@@ -214,8 +225,20 @@ impl Covers {
                 for n in nodes[start..].iter_mut().filter(|n| n.feature != LEAF) {
                     n.recips = u32::try_from(recips.len())
                         .map_err(|_| card("too many nodes for TreeSHAP".into()))?;
+                    let z0 = n.z_outer;
                     for (z, o) in [(n.a, 1.0), (n.b, 1.0), (n.a, 0.0), (n.b, 0.0)] {
-                        recips.extend(quad.t.iter().map(|t| 1.0 / (z + (o - z) * t)));
+                        let z = z * z0;
+                        recips.extend(
+                            quad.t
+                                .iter()
+                                .zip(&quad.w)
+                                .map(|(t, w)| w / (z + (o - z) * t)),
+                        );
+                    }
+                    if n.repeated_above {
+                        for o in [1.0, 0.0] {
+                            recips.extend(quad.t.iter().map(|t| 1.0 / (z0 + (o - z0) * t)));
+                        }
                     }
                 }
             }
@@ -250,20 +273,25 @@ impl Covers {
     }
 }
 
-/// Marks branches whose feature is split on again below them and returns the largest number of
-/// distinct features on a root-to-leaf path (`nodes` is one tree, `start` its global offset).
+/// Marks branches whose feature is split on again below / above them, sets their outer zero
+/// fraction and returns the largest number of distinct features on a root-to-leaf path (`nodes` is
+/// one tree, `start` its global offset).
 fn analyse_tree(nodes: &mut [ShapNode], start: usize) -> usize {
     let mut best = 0;
-    // Depth-first with the current path's branches; (local node, path length when pushed).
-    let mut path: Vec<usize> = Vec::new();
-    let mut stack = vec![(0usize, 0usize)];
-    while let Some((i, len)) = stack.pop() {
+    // Depth first, keeping the current path as (branch, zero fraction its feature has below it
+    // on the path's edge).
+    let mut path: Vec<(usize, f64)> = Vec::new();
+    let mut stack = vec![(0usize, 0usize, 1.0f64)];
+    while let Some((i, len, edge_ratio)) = stack.pop() {
         path.truncate(len);
+        if let Some(last) = path.last_mut() {
+            last.1 = edge_ratio;
+        }
         let Some(&n) = nodes.get(i) else { continue };
         if n.feature == LEAF {
             let mut features: Vec<u32> = path
                 .iter()
-                .filter_map(|&j| nodes.get(j))
+                .filter_map(|&(j, _)| nodes.get(j))
                 .map(|n| n.feature)
                 .collect();
             features.sort_unstable();
@@ -271,16 +299,24 @@ fn analyse_tree(nodes: &mut [ShapNode], start: usize) -> usize {
             best = best.max(features.len());
             continue;
         }
-        for &j in &path {
+        let mut z_outer = 1.0;
+        let mut above = false;
+        for &(j, ratio) in &path {
             if let Some(a) = nodes.get_mut(j) {
                 if a.feature == n.feature {
                     a.repeated_below = true;
+                    above = true;
+                    z_outer *= ratio;
                 }
             }
         }
-        path.push(i);
-        stack.push(((n.true_child as usize).wrapping_sub(start), path.len()));
-        stack.push((i + 1, path.len()));
+        if let Some(b) = nodes.get_mut(i) {
+            b.repeated_above = above;
+            b.z_outer = z_outer;
+        }
+        path.push((i, 1.0));
+        stack.push(((n.true_child as usize).wrapping_sub(start), path.len(), n.a));
+        stack.push((i + 1, path.len(), n.b));
     }
     best
 }
@@ -419,8 +455,6 @@ struct Fixed<'a, const M: usize> {
     recips: &'a [f64],
     x: &'a [f32],
     t: [f64; M],
-    w: [f64; M],
-    inv_1mt: [f64; M],
 }
 
 impl<'a, const M: usize> Fixed<'a, M> {
@@ -437,8 +471,6 @@ impl<'a, const M: usize> Fixed<'a, M> {
             recips,
             x,
             t: arr(&quad.t),
-            w: arr(&quad.w),
-            inv_1mt: arr(&quad.inv_1mt),
         }
     }
 
@@ -447,6 +479,7 @@ impl<'a, const M: usize> Fixed<'a, M> {
     }
 
     /// Returns the subtree sum `Σ v_l P_l` at the quadrature points; `p` is the path polynomial.
+    #[inline]
     fn recurse(
         &self,
         node: usize,
@@ -454,117 +487,165 @@ impl<'a, const M: usize> Fixed<'a, M> {
         s: &mut TreeShapScratch,
         phi: &mut [f64],
     ) -> [f64; M] {
-        let Some(n) = self.nodes.get(node) else {
-            return [0.0; M];
-        };
-        if n.feature == LEAF {
-            return p.map(|p| p * n.a);
+        match self.nodes.get(node) {
+            None => [0.0; M],
+            Some(n) if n.feature == LEAF => p.map(|p| p * n.a),
+            Some(n) if !(n.repeated_above || n.repeated_below) => self.simple(node, n, p, s, phi),
+            Some(n) => self.general(node, n, p, s, phi),
         }
-        let f = n.feature as usize;
-        let goes_true = n.goes_true(self.x);
-        let (hot, hot_frac, cold, cold_frac) = if goes_true {
-            (n.true_child as usize, n.a, node + 1, n.b)
-        } else {
-            (node + 1, n.b, n.true_child as usize, n.a)
-        };
-        let outer = s.on_path.get(f).copied().flatten();
-        let (z0, o0) = outer.unwrap_or((1.0, 1.0));
-        let acc_at = f * s.stride;
-        // 1 / the feature's outer factor, which the children's polynomials drop.
-        let mut inv_outer = [1.0; M];
-        if outer.is_some() {
-            for (inv, t) in inv_outer.iter_mut().zip(self.t.iter()) {
-                *inv = 1.0 / (z0 + (o0 - z0) * t);
-            }
-        }
-        // The outer edge's accumulator (children splitting on f again reset it for themselves).
-        let saved: [f64; M] = match (outer, s.acc.get(acc_at..acc_at + M)) {
-            (Some(_), Some(a)) => a.try_into().unwrap_or([0.0; M]),
-            _ => [0.0; M],
-        };
-        // Precomputed reciprocals: hot edge (o = 1) then cold edge (o = 0), for a first split.
+    }
+
+    /// A split whose feature occurs nowhere else on its paths (the common case): o = 1 on the hot
+    /// edge, 0 on the cold one, precomputed reciprocals, no same-feature bookkeeping.
+    fn simple(
+        &self,
+        node: usize,
+        n: &ShapNode,
+        p: &[f64; M],
+        s: &mut TreeShapScratch,
+        phi: &mut [f64],
+    ) -> [f64; M] {
+        // Children in a fixed order (true, false) whatever the row: the row only picks which
+        // edge has one fraction 1, without data-dependent branches.
+        let hot_is_true = n.goes_true(self.x);
         let table = n.recips as usize;
-        let (hot_at, cold_at) = if goes_true {
+        let (o_true, o_false) = if hot_is_true { (1.0, 0.0) } else { (0.0, 1.0) };
+        let (true_at, false_at) = if hot_is_true {
             (table, table + 3 * M)
         } else {
-            (table + M, table + 2 * M)
+            (table + 2 * M, table + M)
+        };
+        let get = |at: usize| -> Option<&[f64; M]> { self.recips.get(at..at + M)?.try_into().ok() };
+        let (Some(true_wr), Some(false_wr)) = (get(true_at), get(false_at)) else {
+            return [0.0; M]; // unreachable: every branch of a fixed-size tree has its table
         };
         let mut g = [0.0; M];
-        for (c, frac, o, at) in [(hot, hot_frac, o0, hot_at), (cold, cold_frac, 0.0, cold_at)] {
+        let mut contribution = 0.0;
+        let edges = [
+            (n.true_child as usize, n.a, o_true, true_wr),
+            (node + 1, n.b, o_false, false_wr),
+        ];
+        for (c, z, o, wr) in edges {
+            let mut child_p = [0.0; M];
+            for k in 0..M {
+                child_p[k] = p[k] * (z + (o - z) * self.t[k]);
+            }
+            let child_g = self.recurse(c, &child_p, s, phi);
+            let mut integral = 0.0;
+            for k in 0..M {
+                integral += child_g[k] * wr[k];
+                g[k] += child_g[k];
+            }
+            contribution += (o - z) * integral;
+        }
+        if let Some(out) = phi.get_mut(n.feature as usize) {
+            *out += contribution;
+        }
+        g
+    }
+
+    /// A split on a feature that occurs again above or below it: the feature's factor is replaced
+    /// (not added) along the path, and each edge integrates only the leaves whose last split on
+    /// the feature it is. Zero fractions are static, one fractions (0 or 1) come from the path.
+    #[inline(never)]
+    fn general(
+        &self,
+        node: usize,
+        n: &ShapNode,
+        p: &[f64; M],
+        s: &mut TreeShapScratch,
+        phi: &mut [f64],
+    ) -> [f64; M] {
+        let f = n.feature as usize;
+        let hot_is_true = n.goes_true(self.x);
+        let o0 = match (n.repeated_above, s.on_path.get(f)) {
+            (true, Some(Some((_, o)))) => *o,
+            _ => 1.0,
+        };
+        let z0 = n.z_outer;
+        // One fractions: the hot edge inherits the outer one (0 or 1), the cold edge gets 0.
+        let (o_true, o_false) = if hot_is_true { (o0, 0.0) } else { (0.0, o0) };
+        let table = n.recips as usize;
+        let at = |is_true: bool, o: f64| {
+            table + if o == 1.0 { 0 } else { 2 * M } + if is_true { 0 } else { M }
+        };
+        let get = |at: usize| -> Option<&[f64; M]> { self.recips.get(at..at + M)?.try_into().ok() };
+        let outer_at = table + if o0 == 1.0 { 4 * M } else { 5 * M };
+        let (Some(true_wr), Some(false_wr)) = (get(at(true, o_true)), get(at(false, o_false)))
+        else {
+            return [0.0; M]; // unreachable: every branch of a fixed-size tree has its table
+        };
+        let inv_outer = match (n.repeated_above, get(outer_at)) {
+            (true, Some(r)) => *r,
+            _ => [1.0; M],
+        };
+        let acc_at = f * s.stride;
+        // The outer edge's accumulator (children splitting on f again reset it for themselves).
+        let saved: [f64; M] = match (n.repeated_above, s.acc.get(acc_at..acc_at + M)) {
+            (true, Some(a)) => a.try_into().unwrap_or([0.0; M]),
+            _ => [0.0; M],
+        };
+        let outer_slot = s.on_path.get(f).copied().flatten();
+        let mut g = [0.0; M];
+        let edges = [
+            (n.true_child as usize, n.a, o_true, true_wr),
+            (node + 1, n.b, o_false, false_wr),
+        ];
+        for (c, frac, o, wr) in edges {
             let z = frac * z0;
             // Edge factor q(t) = z + (o - z) t replaces the outer factor in the child's polynomial.
-            let mut recip = [0.0; M];
             let mut child_p = [0.0; M];
-            match (outer, self.recips.get(at..at + M)) {
-                (None, Some(r)) => {
-                    for k in 0..M {
-                        recip[k] = r[k];
-                        child_p[k] = p[k] * (z + (o - z) * self.t[k]);
+            for k in 0..M {
+                child_p[k] = p[k] * inv_outer[k] * (z + (o - z) * self.t[k]);
+            }
+            let leaf = self.nodes.get(c).filter(|l| l.feature == LEAF);
+            let child_g = match leaf {
+                Some(leaf) => child_p.map(|p| p * leaf.a),
+                None => {
+                    if n.repeated_below {
+                        if let Some(a) = s.acc.get_mut(acc_at..acc_at + M) {
+                            a.fill(0.0);
+                        }
+                        if let Some(slot) = s.on_path.get_mut(f) {
+                            *slot = Some((z, o));
+                        }
                     }
+                    self.recurse(c, &child_p, s, phi)
                 }
-                _ if o == 0.0 => {
-                    let inv_z = 1.0 / z;
+            };
+            // Only leaves whose last split on f is this edge count here: drop the subtrees of
+            // deeper splits on f (their sum is in the accumulator).
+            let mut integral = 0.0;
+            match (
+                leaf.is_none() && n.repeated_below,
+                s.acc.get(acc_at..acc_at + M),
+            ) {
+                (true, Some(acc)) => {
                     for k in 0..M {
-                        recip[k] = inv_z * self.inv_1mt[k];
-                        child_p[k] = p[k] * inv_outer[k] * (z - z * self.t[k]);
+                        integral += (child_g[k] - acc[k]) * wr[k];
                     }
                 }
                 _ => {
                     for k in 0..M {
-                        let q = z + (o - z) * self.t[k];
-                        recip[k] = 1.0 / q;
-                        child_p[k] = p[k] * inv_outer[k] * q;
+                        integral += child_g[k] * wr[k];
                     }
                 }
             }
-            let child_g = match self.nodes.get(c) {
-                Some(leaf) if leaf.feature == LEAF => child_p.map(|p| p * leaf.a),
-                _ if n.repeated_below => {
-                    if let Some(a) = s.acc.get_mut(acc_at..acc_at + M) {
-                        a.fill(0.0);
-                    }
-                    if let Some(slot) = s.on_path.get_mut(f) {
-                        *slot = Some((z, o));
-                    }
-                    let mut child_g = self.recurse(c, &child_p, s, phi);
-                    // Only leaves whose last split on f is this edge count here: drop the
-                    // subtrees of deeper splits on f.
-                    if let Some(acc) = s.acc.get(acc_at..acc_at + M) {
-                        let mut integral = 0.0;
-                        for k in 0..M {
-                            integral += self.w[k] * (child_g[k] - acc[k]) * recip[k];
-                        }
-                        if let Some(out) = phi.get_mut(f) {
-                            *out += (o - z) * integral;
-                        }
-                    }
-                    for k in 0..M {
-                        g[k] += child_g[k];
-                        child_g[k] = 0.0;
-                    }
-                    child_g
-                }
-                _ => self.recurse(c, &child_p, s, phi),
-            };
-            if !n.repeated_below || self.nodes.get(c).is_some_and(|l| l.feature == LEAF) {
-                let mut integral = 0.0;
-                for k in 0..M {
-                    integral += self.w[k] * child_g[k] * recip[k];
-                    g[k] += child_g[k];
-                }
-                if let Some(out) = phi.get_mut(f) {
-                    *out += (o - z) * integral;
-                }
+            for k in 0..M {
+                g[k] += child_g[k];
+            }
+            if let Some(out) = phi.get_mut(f) {
+                *out += (o - z) * integral;
             }
         }
         if n.repeated_below {
             if let Some(slot) = s.on_path.get_mut(f) {
-                *slot = outer;
+                *slot = outer_slot;
             }
         }
         // This subtree is one of the deeper same-feature subtrees the outer edge subtracts.
         if let Some(acc) = s.acc.get_mut(acc_at..acc_at + M) {
-            if outer.is_some() {
+            if n.repeated_above {
                 for k in 0..M {
                     acc[k] = saved[k] + g[k];
                 }

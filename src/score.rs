@@ -8,7 +8,7 @@
 //! - margin: 1 − exp(−d / `margin_logit`), where d is the distance, in calibrated log-odds, from the
 //!   score to the nearest tier boundary, since a score on a boundary could flip tier with one event.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::explain::{tree_shap, Covers};
@@ -24,7 +24,7 @@ use crate::state::{Outcome, StateConfig, VisitorState};
 pub const KEY_FACTORS: usize = 5;
 
 /// Hot, warm or cold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     /// `ai_score ≥ tiers.hot`.
@@ -58,7 +58,7 @@ impl Tier {
 }
 
 /// One feature's part in a score: its value and its TreeSHAP contribution in model log-odds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Factor {
     /// Feature name.
     pub feature: String,
@@ -69,7 +69,7 @@ pub struct Factor {
 }
 
 /// A score, as every front end reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Score {
     /// Visitor the score is for.
     pub visitor_id: String,

@@ -277,9 +277,21 @@ impl Site {
         self.default_class
     }
 
-    /// Statistics of a page path, if the site has them.
+    /// Statistics of a page path: its own row, else (ignoring a trailing `/`) the row of its
+    /// nearest ancestor below the root, so `/products/scoring/` uses `/products`' figures when it
+    /// has none of its own. The root's row is never inherited: it describes the home page only.
     pub fn stats_of(&self, path: &str) -> Option<&[f64]> {
-        self.stats.get(path).map(Vec::as_slice)
+        if let Some(v) = self.stats.get(path) {
+            return Some(v);
+        }
+        let mut p = path.trim_end_matches('/');
+        while !p.is_empty() {
+            if let Some(v) = self.stats.get(p) {
+                return Some(v);
+            }
+            p = &p[..p.rfind('/')?];
+        }
+        None
     }
 
     /// Session inactivity timeout in ms.
@@ -383,6 +395,22 @@ mod tests {
         assert_eq!(m, (1 << 1) | (1 << 2));
         assert_eq!(s.class_mask(&["nope".into()]), 0);
         assert_eq!(s.stats_of("/pricing"), Some(&[0.1][..]));
+    }
+
+    #[test]
+    fn stats_fall_back_to_the_nearest_ancestor_but_not_the_root() {
+        let t: SiteTables = serde_json::from_str(
+            r#"{"page_stats":{"columns":["v"],"pages":{"/":[9],"/a":[1],"/a/b":[2]}}}"#,
+        )
+        .unwrap();
+        let s = Site::new(t).unwrap();
+        assert_eq!(s.stats_of("/a/b/c/"), Some(&[2.0][..]));
+        assert_eq!(s.stats_of("/a/x"), Some(&[1.0][..]));
+        assert_eq!(s.stats_of("/a/"), Some(&[1.0][..]));
+        assert_eq!(s.stats_of("/"), Some(&[9.0][..]));
+        assert_eq!(s.stats_of("/ab"), None);
+        assert_eq!(s.stats_of("/zzz/a"), None);
+        assert_eq!(s.stats_of(""), None);
     }
 
     #[test]

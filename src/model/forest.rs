@@ -956,7 +956,9 @@ fn n_classes_err(n: usize) -> ModelError {
 pub(crate) fn decode_model(bytes: &[u8]) -> Result<ModelProto, ModelError> {
     use tract_onnx::tract_hir::prelude::Framework;
     let mut r = bytes;
-    tract_onnx::onnx()
+    // An empty op register: decoding needs none, and naming `tract_onnx::onnx()` here would link
+    // every ONNX op into the wasm builds.
+    tract_onnx::model::Onnx::default()
         .proto_model_for_read(&mut r)
         .map_err(|e| onnx_err(format!("not a valid ONNX protobuf: {e}")))
 }

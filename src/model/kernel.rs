@@ -128,10 +128,7 @@ impl TractModel {
             (None, None) => need.max(1),
         };
 
-        let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
-        if kernel == Kernel::Forest {
-            onnx.op_register.insert(OP_TYPE, build_forest_op);
-        }
+        let onnx = framework(kernel)?.with_ignore_value_info(true);
         let tract_err = |e: TractError| ModelError::Tract(format!("{e:#}"));
         let mut model = onnx.model_for_proto_model(&proto).map_err(tract_err)?;
         let n = model.symbols.sym("N");
@@ -141,7 +138,16 @@ impl TractModel {
         model
             .set_output_fact(0, InferenceFact::default())
             .map_err(tract_err)?;
-        let typed = model.into_optimized().map_err(tract_err)?;
+        // Typed, not optimized: the graph is one tree op (plus trivial wrappers), which tract's
+        // optimizer cannot improve, while linking it (codegen for every op family, FFT, matmul
+        // kernels) roughly doubles the wasm module.
+        let typed = match kernel {
+            Kernel::Forest => model.into_typed().map_err(tract_err)?,
+            #[cfg(not(target_arch = "wasm32"))]
+            Kernel::TractBuiltin => model.into_optimized().map_err(tract_err)?,
+            #[cfg(target_arch = "wasm32")]
+            Kernel::TractBuiltin => model.into_typed().map_err(tract_err)?,
+        };
 
         let forest = match kernel {
             Kernel::Forest => {
@@ -275,6 +281,61 @@ fn plain_f32(t: &TValue) -> Result<&[f32], ModelError> {
 
 /// Validates the graph and rewires it to a single probabilities output; returns the declared input
 /// width (when the file gives a concrete one).
+/// The ONNX framework a kernel runs under.
+///
+/// Production registers exactly the ops [`ALLOWED_OPS`] names; why: `tract_onnx::onnx()` registers
+/// every ONNX op, and since ops are looked up at run time, all of them would be linked into the
+/// wasm builds. tract's full set (with its own tree op) is kept for the native reference only.
+fn framework(kernel: Kernel) -> Result<tract_onnx::model::Onnx, ModelError> {
+    match kernel {
+        Kernel::Forest => {
+            let mut onnx = tract_onnx::model::Onnx::default();
+            let reg = &mut onnx.op_register;
+            reg.insert(OP_TYPE, build_forest_op);
+            reg.insert("Identity", |_, _| {
+                Ok((
+                    Box::<tract_onnx::tract_hir::ops::identity::Identity>::default(),
+                    vec![],
+                ))
+            });
+            reg.insert("Mul", |_, _| {
+                Ok((tract_onnx::tract_hir::ops::math::Mul.into_hir(), vec![]))
+            });
+            reg.insert("Cast", |_, node| {
+                let mut to = node.get_attr::<DatumType>("to")?;
+                if to == i64::datum_type() {
+                    to = TDim::datum_type(); // as tract-onnx does
+                }
+                Ok((Box::new(tract_onnx::tract_hir::ops::cast::cast(to)), vec![]))
+            });
+            reg.insert("Constant", |ctx, node| {
+                let value = if let Some(v) = node.get_attr_opt("value")? {
+                    ctx.load_tensor(v)?
+                } else if let Some(v) = node.get_attr_opt::<f32>("value_float")? {
+                    tensor0(v)
+                } else if let Some(v) = node.get_attr_opt::<i64>("value_int")? {
+                    tensor0(v)
+                } else {
+                    bail!("Constant: only value, value_float and value_int are supported")
+                };
+                Ok((
+                    Box::new(tract_onnx::tract_hir::ops::konst::Const::new(
+                        value.into_arc_tensor(),
+                    )?),
+                    vec![],
+                ))
+            });
+            Ok(onnx)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        Kernel::TractBuiltin => Ok(tract_onnx::onnx()),
+        #[cfg(target_arch = "wasm32")]
+        Kernel::TractBuiltin => Err(ModelError::Onnx(
+            "tract's reference tree op is not built for wasm".into(),
+        )),
+    }
+}
+
 fn prepare_graph(proto: &mut ModelProto) -> Result<Option<usize>, ModelError> {
     let onnx = |m: String| ModelError::Onnx(m);
     let graph = proto

@@ -1,0 +1,168 @@
+//! Browser front end (feature `browser`): the scorer as a wasm-bindgen class.
+//!
+//! The tracker (`www/tracker.js`) captures events and hands them over as JSON text; everything
+//! else — limits, state, features, model, calibration, explanation — happens here, in the core.
+//! The JS-facing surface is deliberately small so it stays stable while the core grows:
+//!
+//! ```js
+//! const s = new LeadScorer(visitorId, savedStateOrUndefined, pageRulesJsonOrUndefined);
+//! s.apply(eventJson, Date.now());   // "applied" | "duplicate" | "stale", throws {code, message}
+//! s.score(Date.now());              // same object as the CLI prints
+//! localStorage.x = s.save();        // Uint8Array of the compact state
+//! ```
+
+use js_sys::{Error, Reflect};
+use serde::Serialize as _;
+use wasm_bindgen::prelude::*;
+
+use crate::event::Event;
+use crate::model::Bundle;
+use crate::score::{ScoreOptions, Scorer};
+use crate::site::PageRule;
+use crate::state::{Outcome, VisitorState};
+
+/// A JS error object with a stable `code`, as the HTTP API reports `{"error":{code,message}}`.
+fn js_error(code: &str, message: impl std::fmt::Display) -> JsValue {
+    let e = Error::new(&message.to_string());
+    // Setting a property on a fresh Error cannot fail; ignore the impossible.
+    let _ = Reflect::set(&e, &"code".into(), &code.into());
+    e.into()
+}
+
+/// One visitor's scorer in the page: model (plan built once) plus that visitor's state.
+#[wasm_bindgen]
+pub struct LeadScorer {
+    scorer: Scorer,
+    state: VisitorState,
+    visitor_id: String,
+}
+
+#[wasm_bindgen]
+impl LeadScorer {
+    /// Builds the embedded default model for `visitor_id`, restoring `saved` state when it is
+    /// given and valid (a state from another model version or a corrupt one starts afresh, since
+    /// losing a visitor's history beats scoring it wrongly). `page_rules` (JSON array of
+    /// `{"prefix"|"exact", "tags"}`) replaces the card's URL → category rules.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        visitor_id: String,
+        saved: Option<Vec<u8>>,
+        page_rules: Option<String>,
+    ) -> Result<LeadScorer, JsValue> {
+        let bundle = Bundle::embedded().map_err(|e| js_error("model", e))?;
+        LeadScorer::build(bundle, visitor_id, saved, page_rules)
+    }
+
+    /// Same as the constructor with a model bundle given as bytes (`model.onnx`, `card.json`).
+    #[wasm_bindgen(js_name = fromBundle)]
+    pub fn from_bundle(
+        onnx: &[u8],
+        card_json: &str,
+        visitor_id: String,
+        saved: Option<Vec<u8>>,
+        page_rules: Option<String>,
+    ) -> Result<LeadScorer, JsValue> {
+        let card = crate::model::card::Card::parse(card_json).map_err(|e| js_error("model", e))?;
+        let bundle = Bundle::from_parts(card, onnx).map_err(|e| js_error("model", e))?;
+        LeadScorer::build(bundle, visitor_id, saved, page_rules)
+    }
+
+    fn build(
+        bundle: Bundle,
+        visitor_id: String,
+        saved: Option<Vec<u8>>,
+        page_rules: Option<String>,
+    ) -> Result<LeadScorer, JsValue> {
+        let site = match page_rules {
+            Some(text) => {
+                let rules: Vec<PageRule> =
+                    serde_json::from_str(&text).map_err(|e| js_error("invalid_config", e))?;
+                let mut site = bundle.card.site.clone();
+                site.page_rules = rules;
+                Some(site)
+            }
+            None => None,
+        };
+        let scorer = Scorer::new(bundle, site).map_err(|e| js_error("invalid_config", e))?;
+        let state = saved
+            .and_then(|b| VisitorState::from_bytes(&b, scorer.state_config()).ok())
+            .unwrap_or_else(|| scorer.new_state());
+        Ok(LeadScorer {
+            scorer,
+            state,
+            visitor_id,
+        })
+    }
+
+    /// Applies one event (JSON text, the schema of `www/event.schema.json`); `now` is the
+    /// receive time in ms, used to clamp a skewed client clock.
+    pub fn apply(&mut self, event_json: &str, now: f64) -> Result<String, JsValue> {
+        let event = Event::parse(event_json).map_err(|e| js_error(e.code(), e))?;
+        let outcome = self.scorer.apply(&mut self.state, &event, Some(now as i64));
+        Ok(match outcome {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+        }
+        .into())
+    }
+
+    /// The current score (the CLI's JSON shape; `all_factors` adds every contribution).
+    pub fn score(&self, now: f64, all_factors: Option<bool>) -> Result<JsValue, JsValue> {
+        let opts = ScoreOptions {
+            all_factors: all_factors.unwrap_or(false),
+        };
+        let s = self
+            .scorer
+            .score(&self.state, &self.visitor_id, now as i64, opts)
+            .map_err(|e| js_error("model", e))?;
+        s.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(|e| js_error("internal", e))
+    }
+
+    /// The compact state, for first-party storage.
+    pub fn save(&self) -> Vec<u8> {
+        self.state.to_bytes()
+    }
+
+    /// Forgets the visitor's history (e.g. on a consent withdrawal that asks for it).
+    pub fn reset(&mut self) {
+        self.state = self.scorer.new_state();
+    }
+
+    /// Model version of the embedded card.
+    #[wasm_bindgen(getter, js_name = modelVersion)]
+    pub fn model_version(&self) -> String {
+        self.scorer.card().model_version.clone()
+    }
+
+    /// Number of model inputs (for [`LeadScorer::probability`]).
+    #[wasm_bindgen(getter, js_name = featureCount)]
+    pub fn feature_count(&self) -> usize {
+        self.scorer.features().len()
+    }
+
+    /// The current feature vector.
+    pub fn features(&self) -> Vec<f32> {
+        self.scorer.feature_vector(&self.state)
+    }
+
+    /// Model probability of a raw feature vector (no state, no explanation): the hot path that
+    /// benchmarks compare with other runtimes.
+    pub fn probability(&self, x: &[f32]) -> Result<f64, JsValue> {
+        self.scorer
+            .probability(x)
+            .map_err(|e| js_error("invalid_input", e))
+    }
+
+    /// Full score of a raw feature vector (calibration, tier, exact TreeSHAP top factors).
+    #[wasm_bindgen(js_name = scoreVector)]
+    pub fn score_vector(&self, x: &[f32]) -> Result<JsValue, JsValue> {
+        let s = self
+            .scorer
+            .score_vector(x, ScoreOptions::default())
+            .map_err(|e| js_error("invalid_input", e))?;
+        s.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(|e| js_error("internal", e))
+    }
+}

@@ -1,0 +1,589 @@
+//! Cloudflare Worker front end (feature `worker`): HTTP API v1, a Durable Object per visitor
+//! ([`visitor`]) and the Queue consumer that delivers signed webhooks ([`delivery`]).
+//!
+//! The worker only routes, authenticates and validates envelopes; every event is parsed by the
+//! core's [`Event::parse`] and scored by the core's [`Scorer`], built once per isolate.
+//!
+//! ```text
+//! POST /v1/events ─► check origin, site key, size ─► parse events ─► VisitorObject(visitor_id)
+//!                                                      state ─► score ─► policy ─► Queue ─► webhook
+//! ```
+
+pub mod delivery;
+pub mod visitor;
+
+use std::cell::OnceCell;
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use worker::*;
+
+use crate::event::Event;
+use crate::model::Bundle;
+use crate::score::{Score, ScoreOptions, Scorer};
+
+/// Largest request body accepted (bytes).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most events in one batch.
+pub const MAX_BATCH_EVENTS: usize = 100;
+
+thread_local! {
+    static SCORER: OnceCell<Rc<Scorer>> = const { OnceCell::new() };
+}
+
+/// The isolate's scorer: the embedded bundle is parsed and its plan built on first use only.
+pub fn scorer() -> std::result::Result<Rc<Scorer>, ApiError> {
+    SCORER.with(|cell| {
+        if let Some(s) = cell.get() {
+            return Ok(s.clone());
+        }
+        let s = Bundle::embedded()
+            .and_then(|b| Scorer::new(b, None))
+            .map(Rc::new)
+            .map_err(|e| ApiError::new(500, "model", e.to_string()))?;
+        let _ = cell.set(s.clone());
+        Ok(s)
+    })
+}
+
+/// An API error: status + `{"error":{"code","message"}}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Human-readable detail.
+    pub message: String,
+    /// Seconds for `Retry-After` (429).
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    /// An error without `Retry-After`.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The JSON response.
+    pub fn response(&self) -> Result<Response> {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut r = Response::from_json(&body)?.with_status(self.status);
+        if let Some(s) = self.retry_after {
+            r.headers_mut().set("retry-after", &s.to_string())?;
+        }
+        Ok(r)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::new(500, "internal", e.to_string())
+    }
+}
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// Deployment settings from wrangler vars and secrets.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Site keys the snippet may use.
+    pub site_keys: Vec<String>,
+    /// Origins allowed to call the browser endpoints (CORS).
+    pub allowed_origins: Vec<String>,
+    /// Server-to-server bearer token (secret).
+    pub api_token: Option<String>,
+}
+
+impl Config {
+    /// Reads the settings; missing optional ones get safe defaults (no token ⇒ no server API).
+    pub fn from_env(env: &Env) -> Config {
+        let list = |name: &str| -> Vec<String> {
+            var(env, name)
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Config {
+            site_keys: list("SITE_KEYS"),
+            allowed_origins: list("ALLOWED_ORIGINS"),
+            api_token: env
+                .secret("API_TOKEN")
+                .ok()
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+/// A wrangler var (or secret) as a string.
+pub fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.to_string())
+        .or_else(|_| env.secret(name).map(|v| v.to_string()))
+        .ok()
+}
+
+/// A numeric var with a default.
+pub fn var_num<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
+    var(env, name)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// A batch from the snippet.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch<'a> {
+    site_key: String,
+    visitor_id: String,
+    #[serde(default)]
+    consent: Option<Consent>,
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+/// Consent flags sent by the snippet.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+struct Consent {
+    #[serde(default)]
+    crm: bool,
+}
+
+/// What the worker asks a visitor's Durable Object to do.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    /// The visitor.
+    pub visitor_id: String,
+    /// Whether this visitor may be forwarded to the CRM (consent and no GPC).
+    pub crm: Option<bool>,
+    /// Validated events, as JSON text.
+    pub events: Vec<String>,
+    /// Lead id to tie the visitor to (identify).
+    #[serde(default)]
+    pub lead_id: Option<String>,
+    /// Receive time (ms).
+    pub now: i64,
+}
+
+/// A per-event rejection.
+#[derive(Debug, Serialize)]
+struct Rejected {
+    index: usize,
+    code: &'static str,
+    message: String,
+}
+
+/// The Durable Object's answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    /// The visitor's score after the batch.
+    pub score: Score,
+    /// Events counted.
+    pub accepted: u32,
+    /// Events already applied before (replays).
+    pub duplicates: u32,
+    /// Events older than the de-duplication window, refused.
+    pub stale: u32,
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let cfg = Config::from_env(&env);
+    let origin = req.headers().get("origin")?;
+    let result = route(req, &env, &cfg).await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => e.response()?,
+    };
+    if let Some(o) = origin.filter(|o| cfg.allowed_origins.iter().any(|a| a == o)) {
+        let h = resp.headers_mut();
+        h.set("access-control-allow-origin", &o)?;
+        h.set("vary", "Origin")?;
+    }
+    Ok(resp)
+}
+
+async fn route(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Response> {
+    let path = req.path();
+    let method = req.method();
+    match (method, path.as_str()) {
+        (Method::Options, p) if p.starts_with("/v1/") => preflight(&req, cfg),
+        (Method::Get, "/healthz") => {
+            let s = scorer()?;
+            json(&serde_json::json!({"ok": true, "model_version": s.card().model_version}))
+        }
+        (Method::Get, "/v1/model") => model_summary(),
+        (Method::Post, "/v1/events") => post_events(&mut req, env, cfg).await,
+        (Method::Post, "/v1/identify") => post_identify(&mut req, env, cfg).await,
+        (Method::Post, "/v1/score") => {
+            bearer(&req, cfg)?;
+            post_score(&mut req).await
+        }
+        (Method::Get, p) if p.starts_with("/v1/score/") => {
+            bearer(&req, cfg)?;
+            let id = decode_path(&p["/v1/score/".len()..]);
+            get_score(env, &id).await
+        }
+        (_, p) if p.starts_with("/v1/") || p == "/healthz" => Err(ApiError::new(
+            if matches!(
+                p,
+                "/v1/events" | "/v1/identify" | "/v1/score" | "/v1/model" | "/healthz"
+            ) {
+                405
+            } else {
+                404
+            },
+            "not_found",
+            format!("no route for {} {p}", req.method()),
+        )),
+        _ => Err(ApiError::new(404, "not_found", "not found")),
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> ApiResult<Response> {
+    Ok(Response::from_json(v)?)
+}
+
+fn preflight(req: &Request, cfg: &Config) -> ApiResult<Response> {
+    check_origin(req, cfg)?;
+    let mut r = Response::empty()?.with_status(204);
+    let h = r.headers_mut();
+    h.set("access-control-allow-methods", "POST, GET, OPTIONS")?;
+    h.set(
+        "access-control-allow-headers",
+        "content-type, authorization",
+    )?;
+    h.set("access-control-max-age", "86400")?;
+    Ok(r)
+}
+
+/// Browsers send `Origin` on cross-site and on same-origin POSTs; when present it must be listed.
+fn check_origin(req: &Request, cfg: &Config) -> ApiResult<()> {
+    match req.headers().get("origin")? {
+        Some(o) if !cfg.allowed_origins.iter().any(|a| a == &o) => Err(ApiError::new(
+            403,
+            "origin_not_allowed",
+            format!("origin {o} is not allowed"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn bearer(req: &Request, cfg: &Config) -> ApiResult<()> {
+    let got = req.headers().get("authorization")?.unwrap_or_default();
+    let token = got.strip_prefix("Bearer ").unwrap_or("");
+    match &cfg.api_token {
+        Some(t) if !token.is_empty() && constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
+        _ => Err(ApiError::new(
+            401,
+            "unauthorized",
+            "a valid `Authorization: Bearer <API_TOKEN>` is required",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn decode_path(s: &str) -> String {
+    // Minimal percent-decoding for ids such as `lead%40acme.com`.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = s
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads a body up to [`MAX_BODY_BYTES`], as text.
+async fn body_text(req: &mut Request) -> ApiResult<String> {
+    if let Some(n) = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if n > MAX_BODY_BYTES {
+            return Err(too_large(n));
+        }
+    }
+    let bytes = req.bytes().await?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(too_large(bytes.len()));
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::new(400, "invalid_json", "body is not UTF-8"))
+}
+
+fn too_large(n: usize) -> ApiError {
+    ApiError::new(
+        413,
+        "body_too_large",
+        format!("body is {n} bytes; the limit is {MAX_BODY_BYTES}"),
+    )
+}
+
+fn bad_json(e: serde_json::Error) -> ApiError {
+    ApiError::new(400, "invalid_json", e.to_string())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Response> {
+    check_origin(req, cfg)?;
+    let gpc = req
+        .headers()
+        .get("sec-gpc")?
+        .is_some_and(|v| v.trim() == "1");
+    let text = body_text(req).await?;
+    let batch: Batch = serde_json::from_str(&text).map_err(bad_json)?;
+    if !cfg.site_keys.iter().any(|k| k == &batch.site_key) {
+        return Err(ApiError::new(403, "invalid_site_key", "unknown site key"));
+    }
+    crate::event::check_id("visitor_id", &batch.visitor_id)
+        .map_err(|e| ApiError::new(400, "invalid_field", e.to_string()))?;
+    if batch.events.is_empty() {
+        return Err(ApiError::new(
+            400,
+            "invalid_event",
+            "the batch has no events",
+        ));
+    }
+    if batch.events.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::new(
+            400,
+            "too_many_events",
+            format!(
+                "{} events; at most {MAX_BATCH_EVENTS} per batch",
+                batch.events.len()
+            ),
+        ));
+    }
+    let mut good = Vec::with_capacity(batch.events.len());
+    let mut rejected = Vec::new();
+    for (index, raw) in batch.events.iter().enumerate() {
+        match Event::parse(raw.get()) {
+            Ok(e) if e.visitor_id != batch.visitor_id => rejected.push(Rejected {
+                index,
+                code: "invalid_field",
+                message: "field `visitor_id`: differs from the batch's visitor_id".into(),
+            }),
+            Ok(_) => good.push(raw.get().to_string()),
+            Err(e) => rejected.push(Rejected {
+                index,
+                code: e.code(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    if good.is_empty() {
+        let first = &rejected[0];
+        return Err(ApiError::new(
+            400,
+            "invalid_event",
+            format!(
+                "every event is invalid; events[{}]: {}",
+                first.index, first.message
+            ),
+        ));
+    }
+    let crm = batch.consent.unwrap_or_default().crm && !gpc;
+    let started = now_ms();
+    let applied = visitor::call(
+        env,
+        &ApplyRequest {
+            visitor_id: batch.visitor_id.clone(),
+            crm: Some(crm),
+            events: good,
+            lead_id: None,
+            now: started,
+        },
+    )
+    .await?;
+    let mut body = serde_json::to_value(&applied)
+        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    body["rejected"] = serde_json::to_value(&rejected).unwrap_or_default();
+    let mut r = Response::from_json(&body)?;
+    r.headers_mut()
+        .set("server-timing", &format!("do;dur={}", now_ms() - started))?;
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Identify {
+    #[serde(default)]
+    site_key: Option<String>,
+    visitor_id: String,
+    lead_id: String,
+    #[serde(default)]
+    traits: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+async fn post_identify(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Response> {
+    let text = body_text(req).await?;
+    let body: Identify = serde_json::from_str(&text).map_err(bad_json)?;
+    match &body.site_key {
+        Some(k) => {
+            check_origin(req, cfg)?;
+            if !cfg.site_keys.iter().any(|s| s == k) {
+                return Err(ApiError::new(403, "invalid_site_key", "unknown site key"));
+            }
+        }
+        None => bearer(req, cfg)?,
+    }
+    let now = now_ms();
+    // An identify event through the core's own validation (lead id and trait limits).
+    let mut ev = serde_json::json!({
+        "id": format!("identify-{}", crate::webhook::webhook_id(&body.lead_id, now as u64)),
+        "type": "identify",
+        "ts": now,
+        "visitor_id": body.visitor_id,
+        "lead_id": body.lead_id,
+    });
+    if let Some(t) = body.traits {
+        ev["traits"] = serde_json::Value::Object(t);
+    }
+    let text = ev.to_string();
+    Event::parse(&text).map_err(|e| ApiError::new(400, e.code(), e.to_string()))?;
+    let applied = visitor::call(
+        env,
+        &ApplyRequest {
+            visitor_id: body.visitor_id.clone(),
+            crm: None,
+            events: vec![text],
+            lead_id: Some(body.lead_id.clone()),
+            now,
+        },
+    )
+    .await?;
+    json(&serde_json::json!({"score": applied.score}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stateless<'a> {
+    #[serde(default, borrow)]
+    events: Option<Vec<&'a RawValue>>,
+    #[serde(default)]
+    features: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+async fn post_score(req: &mut Request) -> ApiResult<Response> {
+    let text = body_text(req).await?;
+    let body: Stateless = serde_json::from_str(&text).map_err(bad_json)?;
+    let s = scorer()?;
+    let now = now_ms();
+    let score = match (body.events, body.features) {
+        (Some(events), None) => {
+            if events.len() > MAX_BATCH_EVENTS {
+                return Err(ApiError::new(
+                    400,
+                    "too_many_events",
+                    format!("at most {MAX_BATCH_EVENTS} events"),
+                ));
+            }
+            let mut state = s.new_state();
+            let mut visitor = String::new();
+            let mut last = now;
+            for (i, raw) in events.iter().enumerate() {
+                let e = Event::parse(raw.get())
+                    .map_err(|e| ApiError::new(400, e.code(), format!("events[{i}]: {e}")))?;
+                visitor.clone_from(&e.visitor_id);
+                last = e.ts;
+                s.apply(&mut state, &e, Some(now));
+            }
+            s.score(&state, &visitor, last.min(now), ScoreOptions::default())
+        }
+        (None, Some(map)) => {
+            let mut x = vec![f32::NAN; s.features().len()];
+            for (k, v) in &map {
+                let i = s
+                    .features()
+                    .names()
+                    .iter()
+                    .position(|n| n == k)
+                    .ok_or_else(|| {
+                        ApiError::new(400, "invalid_field", format!("unknown feature `{k}`"))
+                    })?;
+                x[i] = v.as_f64().ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        "invalid_field",
+                        format!("feature `{k}` must be a number"),
+                    )
+                })? as f32;
+            }
+            if let Some(i) = x.iter().position(|v| v.is_nan()) {
+                return Err(ApiError::new(
+                    400,
+                    "invalid_field",
+                    format!("feature `{}` is missing", s.features().names()[i]),
+                ));
+            }
+            s.score_vector(&x, ScoreOptions::default()).map(|mut sc| {
+                sc.score_timestamp = now;
+                sc
+            })
+        }
+        _ => {
+            return Err(ApiError::new(
+                400,
+                "invalid_field",
+                "give exactly one of `events` or `features`",
+            ))
+        }
+    }
+    .map_err(|e| ApiError::new(400, "invalid_input", e.to_string()))?;
+    json(&serde_json::json!({ "score": score }))
+}
+
+async fn get_score(env: &Env, id: &str) -> ApiResult<Response> {
+    match visitor::lookup(env, id).await? {
+        Some(score) => json(&serde_json::json!({ "score": score })),
+        None => Err(ApiError::new(
+            404,
+            "not_found",
+            format!("no visitor or lead `{id}`"),
+        )),
+    }
+}
+
+fn model_summary() -> ApiResult<Response> {
+    let s = scorer()?;
+    let c = s.card();
+    json(&serde_json::json!({
+        "model_version": c.model_version,
+        "name": c.name,
+        "n_trees": s.n_trees(),
+        "features": s.features().names(),
+        "tiers": {"hot": c.tiers.hot, "warm": c.tiers.warm},
+        "calibration": c.calibration,
+        "metrics": c.metrics,
+    }))
+}

@@ -1,0 +1,153 @@
+// The demo site served by the worker, walked by headless Chromium, ends in a signed webhook.
+//   node --test --test-concurrency=1 tests/worker/demo.test.mjs
+//
+// Assumes (the demo/tracker are written separately; selectors are by role/label/text):
+// * the demo is built into target/www (make site) and served by the worker at /;
+// * a consent banner with an "Accept" button (role button); accepting allows sending to the CRM;
+// * nav links "Pricing", "Product", "Blog", and /demo/ has a form with the labels "Name", "Work email",
+//   "Company", "Company size" (a select) and a "Request my demo" submit button;
+// * the tracker posts batches to <origin>/v1/events (fetch or sendBeacon) and exposes
+//   window.leadscore.flush() and window.leadscore.info().visitorId (used when present, not required).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { testStack, sleep, show } from "./lib.mjs";
+import { ROOT } from "./receiver.mjs";
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
+const SITE = path.join(ROOT, "target", "www", "index.html");
+const skip = !fs.existsSync(SITE) ? "target/www is not built (make site)" : !fs.existsSync(CHROMIUM) ? `${CHROMIUM} missing` : false;
+
+let S;
+let browser;
+before(async () => {
+  if (skip) return;
+  S = await testStack("demo", { EMIT_DEBOUNCE_MS: "0", BACKOFF_BASE_SECONDS: "1" });
+  const { chromium } = await import("playwright-core");
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
+});
+after(async () => {
+  await browser?.close();
+  await S?.stop();
+});
+
+test("a visitor walking the demo site (consent accepted) reaches the CRM as a signed webhook", { skip, timeout: 240_000 }, async (t) => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await ctx.newPage();
+  const posts = []; // /v1/events bodies and statuses seen by the browser
+  const consoleErrors = [];
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  ctx.on("request", (r) => {
+    if (new URL(r.url()).pathname === "/v1/events") {
+      let body = null;
+      try {
+        body = JSON.parse(r.postData() ?? "null");
+      } catch {
+        /* not JSON */
+      }
+      posts.push({ body, status: null, req: r });
+    }
+  });
+  ctx.on("response", (r) => {
+    const p = posts.find((x) => x.req === r.request());
+    if (p) p.status = r.status();
+  });
+  const visitorIds = () => new Set(posts.map((p) => p.body?.visitor_id).filter(Boolean));
+  const flush = () => page.evaluate(() => window.leadscore?.flush?.()).catch(() => {});
+  const dwell = async (ms) => {
+    for (let y = 0; y < 6; y++) {
+      await page.mouse.wheel(0, 600);
+      await sleep(ms / 6);
+    }
+  };
+
+  await page.goto(`${S.base}/`, { waitUntil: "load" });
+  const accept = page.getByRole("button", { name: /^accept/i });
+  await accept.waitFor({ state: "visible", timeout: 10_000 });
+  await accept.click();
+  await dwell(2500);
+
+  await page.getByRole("link", { name: /^blog$/i }).first().click();
+  await page.waitForURL(/\/blog\/lead-scoring-guide\/?$/);
+  await dwell(4000);
+  await page.getByRole("link", { name: /^product$/i }).first().click();
+  await page.waitForURL(/\/products\/?$/);
+  await dwell(4000);
+  await page.getByRole("link", { name: /^pricing$/i }).first().click();
+  await page.waitForURL(/\/pricing\/?$/);
+  await dwell(4000);
+  await flush();
+  await page.goto(`${S.base}/demo/`, { waitUntil: "load" });
+  await dwell(1500);
+  const email = `demo-${Date.now()}@acme.example`;
+  await page.getByLabel("Name", { exact: true }).fill("Ada Lovelace");
+  await page.getByLabel(/work email/i).fill(email);
+  await page.getByLabel("Company", { exact: true }).fill("Analytical Engines");
+  await page.getByLabel(/company size/i).selectOption({ index: 3 });
+  await page.getByRole("button", { name: /request my demo/i }).click();
+  await sleep(1000);
+  await flush();
+
+  let delivered;
+  try {
+    delivered = await S.receiver.waitFor((s) => s.events.length > 0 && s.events, { timeout: 60_000, what: "a webhook from the browser visitor" });
+  } finally {
+    const summary = posts.map((p) => `${p.status ?? "…"} ${p.body?.events?.length ?? "?"} events (${(p.body?.events ?? []).map((e) => e.type).join(",")})`);
+    t.diagnostic(`/v1/events posts from the browser: ${summary.join(" | ") || "(none)"}`);
+    if (consoleErrors.length) t.diagnostic(`browser console errors: ${consoleErrors.join(" | ")}`);
+  }
+  assert.ok(posts.length > 0, "the browser posted to /v1/events");
+  assert.ok(posts.every((p) => p.status === null || p.status === 200), `every batch accepted: ${posts.map((p) => p.status).join(",")}`);
+  const ids = visitorIds();
+  assert.equal(ids.size, 1, `one visitor id across pages: ${[...ids].join(", ")}`);
+  const [vid] = ids;
+  const info = await page.evaluate(() => window.leadscore?.info?.() ?? null).catch(() => null);
+  if (info?.visitorId) assert.equal(info.visitorId, vid);
+  const ev = delivered.find((e) => e.data.visitor_id === vid);
+  assert.ok(ev, `a webhook for ${vid}; got ${delivered.map((e) => e.data.visitor_id).join(", ")}`);
+  assert.ok(["lead.hot", "lead.score_changed"].includes(ev.type));
+  t.diagnostic(`delivered: ${ev.type} ${vid} score ${ev.data.ai_score} ${ev.data.tier} lead ${ev.data.lead_id}`);
+
+  // The worker holds the visitor's score; the form's identify tied the email to it.
+  const g = await S.api.get(`/v1/score/${encodeURIComponent(vid)}`, { auth: true });
+  assert.equal(g.status, 200, show(g));
+  let byLead;
+  for (let i = 0; i < 20; i++) {
+    byLead = await S.api.get(`/v1/score/${encodeURIComponent(email)}`, { auth: true });
+    if (byLead.status === 200) break;
+    await flush();
+    await sleep(1000);
+  }
+  assert.equal(byLead.status, 200, `score by the form's email: ${show(byLead)}`);
+  assert.equal(byLead.json.score.visitor_id, vid);
+  const talk = await page.goto(`${S.base}/pricing/`).then(() => page.getByText(/talk to sales/i).first().isVisible().catch(() => false));
+  t.diagnostic(`"Talk to sales" bar visible for this visitor after the walk: ${talk} (browser score tier ${(await page.evaluate(() => window.leadscore?.score?.()?.tier ?? null).catch(() => null))})`);
+  await ctx.close();
+});
+
+test("declining consent: scored in the browser, nothing reaches the CRM", { skip, timeout: 120_000 }, async (t) => {
+  await S.receiver.reset();
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  let posted = 0;
+  ctx.on("request", (r) => {
+    if (new URL(r.url()).pathname === "/v1/events") posted++;
+  });
+  await page.goto(`${S.base}/`, { waitUntil: "load" });
+  const decline = page.getByRole("button", { name: /^decline/i });
+  await decline.waitFor({ state: "visible", timeout: 10_000 });
+  await decline.click();
+  for (const p of ["/products/", "/pricing/", "/demo/"]) {
+    await page.goto(`${S.base}${p}`, { waitUntil: "load" });
+    await page.mouse.wheel(0, 1200);
+    await sleep(1500);
+  }
+  await page.evaluate(() => window.leadscore?.flush?.()).catch(() => {});
+  await sleep(5000);
+  const s = S.receiver.events();
+  assert.equal(s.attempts.length, 0, `webhook attempts after declining: ${JSON.stringify(s.attempts.map((a) => a.visitor_id))}`);
+  t.diagnostic(`/v1/events posts after declining: ${posted}`);
+  await ctx.close();
+});

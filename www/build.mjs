@@ -1,0 +1,93 @@
+// Assembles the served site into target/www/ (run by `make site` after `make wasm`):
+//   www/demo/**            → target/www/**  (HTML includes resolved, the minified snippet injected)
+//   www/tracker.js         → target/www/ls/tracker.js      (esbuild, minified ES module)
+//   www/snippet.js         → target/www/ls/snippet.min.js  (esbuild, minified)
+//   target/www/ls/leadscore.js + leadscore_bg.wasm          (made by `make wasm`; left in place)
+//
+// HTML pages may contain `<!--#include NAME-->` (www/demo/_partials/NAME.html, not copied) and the
+// placeholder `/*leadscore:snippet*/` inside an inline <script>, replaced by the minified snippet:
+// the demo pages carry the loader exactly as a customer pastes it.
+import { build, transform } from 'esbuild';
+import { mkdir, readdir, readFile, rm, stat, writeFile, copyFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const src = join(root, 'www');
+const demo = join(src, 'demo');
+const out = join(root, 'target', 'www');
+const ls = join(out, 'ls');
+const KEEP = new Set(['leadscore.js', 'leadscore_bg.wasm', 'leadscore.d.ts', 'leadscore_bg.wasm.d.ts']);
+
+async function* walk(dir) {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) yield* walk(p);
+    else yield p;
+  }
+}
+
+// Start clean, except for the wasm module that `make wasm` put there.
+await mkdir(ls, { recursive: true });
+for (const e of await readdir(out, { withFileTypes: true })) {
+  if (e.name !== 'ls') await rm(join(out, e.name), { recursive: true, force: true });
+}
+for (const name of await readdir(ls)) {
+  if (!KEEP.has(name)) await rm(join(ls, name), { recursive: true, force: true });
+}
+
+const target = ['es2020', 'chrome90', 'firefox90', 'safari15'];
+await build({
+  entryPoints: [join(src, 'tracker.js')],
+  outfile: join(ls, 'tracker.js'),
+  bundle: false,
+  minify: true,
+  format: 'esm',
+  target,
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+const snippet = (
+  await transform(await readFile(join(src, 'snippet.js'), 'utf8'), {
+    minify: true,
+    target: ['es2015'],
+    legalComments: 'none',
+  })
+).code.trim();
+if (snippet.includes('</script')) throw new Error('minified snippet contains </script');
+await writeFile(join(ls, 'snippet.min.js'), snippet + '\n');
+
+const partials = new Map();
+for (const name of await readdir(join(demo, '_partials')).catch(() => [])) {
+  partials.set(name.replace(/\.html$/, ''), await readFile(join(demo, '_partials', name), 'utf8'));
+}
+const include = (html, file) =>
+  html.replace(/<!--#include ([\w-]+)-->/g, (_, name) => {
+    if (!partials.has(name)) throw new Error(`${file}: no partial ${name}`);
+    return include(partials.get(name), file);
+  });
+
+let pages = 0;
+for await (const file of walk(demo)) {
+  const rel = relative(demo, file);
+  if (rel.startsWith('_partials')) continue;
+  const dest = join(out, rel);
+  await mkdir(dirname(dest), { recursive: true });
+  if (file.endsWith('.html')) {
+    let html = include(await readFile(file, 'utf8'), rel);
+    if (html.includes('/*leadscore:snippet*/')) {
+      html = html.replace('/*leadscore:snippet*/', () => snippet);
+      pages++;
+    }
+    await writeFile(dest, html);
+  } else {
+    await copyFile(file, dest);
+  }
+}
+
+for (const f of ['leadscore.js', 'leadscore_bg.wasm']) {
+  if (!(await stat(join(ls, f)).catch(() => null))) {
+    console.warn(`build.mjs: target/www/ls/${f} is missing: run \`make wasm\``);
+  }
+}
+console.log(`build.mjs: target/www ready (${pages} pages with the snippet)`);

@@ -1,0 +1,86 @@
+// Acme demo site: consent banner, leadscore debug panel, demo-request form.
+// Uses only the public `leadscore` API (works before and after the tracker has loaded).
+(function () {
+  'use strict';
+  var ls = window.leadscore;
+  var $ = function (id) { return document.getElementById(id); };
+
+  // ---- consent banner
+  var banner = $('consent-banner');
+  var decided = false;
+  try { decided = !!localStorage.getItem('ls_consent'); } catch (e) {}
+  if (banner && !decided) {
+    banner.hidden = false;
+    $('consent-accept').onclick = function () {
+      window.leadscore.consent({ analytics: true, crm: true });
+      banner.hidden = true;
+    };
+    $('consent-decline').onclick = function () {
+      window.leadscore.consent({ analytics: false, crm: false });
+      banner.hidden = true;
+    };
+  }
+
+  // ---- debug panel (always on in the demo; ?debug=0 hides it)
+  var panel = $('ls-debug');
+  if (panel && /[?&]debug=0\b/.test(location.search)) panel.remove();
+  else if (panel) {
+    panel.innerHTML =
+      '<div class="ls-debug-head"><span><span class="dot"></span>leadscore · live</span>' +
+      '<button type="button" aria-label="Collapse">–</button></div>' +
+      '<div class="ls-debug-body">' +
+      '<div class="ls-row"><span class="ls-num" data-k="score">–</span><span class="ls-tier" data-k="tier">waiting</span></div>' +
+      '<div class="ls-conf"><span>confidence</span><span class="bar"><i data-k="confbar"></i></span><span data-k="conf">–</span></div>' +
+      '<table><thead><tr><th>top factor</th><th>value</th><th>impact</th></tr></thead><tbody data-k="factors"></tbody></table>' +
+      '<div class="ls-meta" data-k="meta">loading model…</div></div>';
+    panel.querySelector('button').onclick = function () {
+      panel.classList.toggle('collapsed');
+      this.textContent = panel.classList.contains('collapsed') ? '+' : '–';
+    };
+    var k = function (n) { return panel.querySelector('[data-k="' + n + '"]'); };
+    var fmt = function (v) {
+      return typeof v !== 'number' ? String(v) : Math.abs(v) >= 100 || v === Math.round(v) ? String(Math.round(v * 10) / 10) : v.toFixed(2);
+    };
+    var render = function (s) {
+      k('score').textContent = s.ai_score;
+      var t = k('tier');
+      t.textContent = s.tier;
+      t.className = 'ls-tier tier-' + s.tier;
+      k('conf').textContent = s.score_confidence.toFixed(2);
+      k('confbar').style.width = Math.round(s.score_confidence * 100) + '%';
+      var max = Math.max.apply(null, s.key_factors.map(function (f) { return Math.abs(f.impact); }).concat([0.001]));
+      k('factors').innerHTML = s.key_factors.map(function (f) {
+        var w = Math.round(Math.abs(f.impact) / max * 100);
+        var cls = f.impact >= 0 ? 'pos' : 'neg';
+        return '<tr><td>' + f.feature.replace(/_/g, ' ') + '</td><td>' + fmt(f.value) + '</td><td class="' + cls + '">' +
+          '<span class="impact"><i style="width:' + w + '%"></i></span>' + (f.impact >= 0 ? '+' : '−') + Math.abs(f.impact).toFixed(2) + '</td></tr>';
+      }).join('');
+      meta();
+    };
+    var meta = function () {
+      var l = window.leadscore;
+      var i = l.info ? l.info() : null;
+      var s = l.score();
+      k('meta').textContent = !i ? 'loading model…' :
+        'model ' + (s ? s.model_version : i.modelVersion) + ' · ' +
+        (i.gpc ? 'GPC: nothing sent' : i.sending ? 'sending · ' + i.queued + ' queued' : 'on-device only');
+    };
+    ls.on('score', render);
+    setInterval(function () { if (window.leadscore.info) meta(); }, 2000);
+  }
+
+  // ---- demo-request form: no real submission; identify the lead, thank them.
+  var form = $('demo-request');
+  if (form) {
+    form.addEventListener('submit', function (e) {
+      e.preventDefault();
+      var f = form.elements;
+      window.leadscore.identify(f.email.value.trim(), {
+        company: f.company.value.trim(),
+        company_size: f.company_size.value,
+      });
+      form.hidden = true;
+      $('thanks').hidden = false;
+    });
+  }
+})();

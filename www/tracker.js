@@ -1,0 +1,759 @@
+// leadscore tracker: captures a visitor's behaviour as events (www/event.schema.json), scores every
+// event on the device with the wasm core (leadscore.js + leadscore_bg.wasm, next to this file),
+// personalises the page from the score and — only with an endpoint, consent and no Global Privacy
+// Control — sends the events to the edge endpoint in batches, with a persistent retry queue.
+//
+// JS never computes features or scores: it builds events, hands them to LeadScorer.apply and reads
+// LeadScorer.score. Loaded as an ES module by the snippet (www/snippet.js), which queues calls made
+// before this file has run; they are replayed here in order.
+
+const W = window;
+const D = document;
+const N = navigator;
+const H = D.documentElement;
+const P = W.performance;
+const mark = (name) => {
+  try {
+    P.mark('leadscore:' + name);
+  } catch {}
+};
+mark('load-start');
+
+const warn = (...a) => console.warn('leadscore:', ...a);
+const now = () => Date.now();
+
+// ---------------------------------------------------------------- first-party storage (ls_*)
+const get = (k) => {
+  try {
+    return localStorage.getItem('ls_' + k);
+  } catch {
+    return null;
+  }
+};
+const set = (k, v) => {
+  try {
+    localStorage.setItem('ls_' + k, v);
+    return true;
+  } catch {
+    return false;
+  }
+};
+const del = (k) => {
+  try {
+    localStorage.removeItem('ls_' + k);
+  } catch {}
+};
+const readJSON = (k, dflt) => {
+  try {
+    return JSON.parse(get(k)) ?? dflt;
+  } catch {
+    return dflt;
+  }
+};
+const COOKIE = 'ls_vid';
+const cookie = () => (D.cookie.match(/(?:^|;\s*)ls_vid=([\w-]{1,128})/) || [])[1];
+const setCookie = (v, maxAge) => {
+  try {
+    D.cookie = `${COOKIE}=${v};path=/;max-age=${maxAge};SameSite=Lax${
+      location.protocol === 'https:' ? ';Secure' : ''
+    }`;
+  } catch {}
+};
+
+const enc = new TextEncoder();
+const bytes = (s) => enc.encode(s).length;
+/** `s` cut to at most `max` UTF-8 bytes (the core refuses longer fields; cutting before apply and
+ * send keeps the browser and the server on the same event). */
+const cut = (s, max) => {
+  s = String(s);
+  if (s.length * 3 <= max || bytes(s) <= max) return s;
+  while (bytes(s) > max) s = s.slice(0, Math.floor(s.length * 0.9));
+  return s;
+};
+
+const uid = () => {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+};
+const b64 = (u8) => btoa(String.fromCharCode.apply(null, u8));
+const unb64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+
+// ---------------------------------------------------------------- configuration and state
+const cfg = {
+  endpoint: '', // e.g. "https://edge.example"; events go to `${endpoint}/v1/events`. Empty: never send.
+  siteKey: '',
+  categories: undefined, // page rules [{prefix|exact, tags}], replacing the model card's
+  consent: 'required', // 'required': send only after consent({analytics:true}); 'granted': send unless withdrawn
+  heartbeatMs: 15000, // an `engaged` event per this much engaged time
+  idleMs: 60000, // no input for this long ⇒ no longer engaged (until the next input)
+  flushMs: 2000, // batch window
+  batchSize: 20, // flush at once when this many events are waiting
+  maxQueue: 500, // persisted queue bound; the oldest are dropped beyond it
+  retryBaseMs: 1000,
+  retryMaxMs: 60000,
+  sessionMs: 30 * 60000, // for "first page of a session" (referrer); sessions themselves are the core's
+  autoPage: true,
+  fullUrl: false, // false: the url sent keeps only utm_* query parameters and drops the fragment
+};
+const MAX_EVENTS = 100;
+const MAX_BODY = 64000; // bytes, under the 64 KiB keepalive/beacon budget
+
+let inited = false;
+let scorer = null; // LeadScorer once the wasm is ready and init has run
+let failed = false; // the wasm could not load: events still go to the endpoint, unscored
+let wasm = null; // the wasm exports (memory)
+let Mod = null; // the wasm-bindgen module (LeadScorer)
+let rules; // page rules JSON for LeadScorer
+let pending = []; // events made before the scorer exists
+let current = null; // last score object
+let sig = '';
+let scoring = false; // a score is scheduled for the end of this task
+let firstScore = true;
+const handlers = { score: [] };
+
+// Visitor id: localStorage, else the first-party cookie, else new. id_persistent: true when it came
+// from storage; false when it cannot be stored (so the core counts the visitor type as unknown).
+let vid = get('vid') || cookie();
+let idPersistent = true;
+if (!vid || !/^[\w-]{1,128}$/.test(vid)) {
+  vid = uid();
+  idPersistent = set('vid', vid) ? undefined : false;
+} else set('vid', vid);
+
+const gpc = () => N.globalPrivacyControl === true;
+const consentState = () => readJSON('consent', {});
+const allowed = () => {
+  if (!cfg.endpoint || gpc()) return false;
+  const c = consentState();
+  if (c.analytics === false) return false;
+  return cfg.consent === 'granted' || c.analytics === true;
+};
+const undecided = () => !gpc() && cfg.consent !== 'granted' && consentState().analytics == null;
+const crmAllowed = () => {
+  if (gpc()) return false;
+  const c = consentState();
+  return typeof c.crm === 'boolean' ? c.crm : cfg.consent === 'granted';
+};
+
+// ---------------------------------------------------------------- wasm
+const wasmReady = (async () => {
+  const m = await import(new URL('leadscore.js', import.meta.url).href);
+  wasm = await m.default({ module_or_path: new URL('leadscore_bg.wasm', import.meta.url) });
+  mark('wasm-ready');
+  return m;
+})();
+
+async function boot() {
+  let m;
+  try {
+    m = await wasmReady;
+  } catch (e) {
+    failed = true;
+    warn('could not load the scoring module; events are not scored on this page', e);
+    const evs = pending;
+    pending = [];
+    evs.forEach(accepted);
+    return;
+  }
+  Mod = m;
+  rules = cfg.categories ? JSON.stringify(cfg.categories) : undefined;
+  let saved;
+  try {
+    saved = get('state') ? unb64(get('state')) : undefined;
+  } catch {}
+  try {
+    scorer = new m.LeadScorer(vid, saved, rules);
+  } catch (e) {
+    // Bad page rules: fall back to the card's, so the page is still scored.
+    warn('page rules refused:', e.code, e.message);
+    rules = undefined;
+    scorer = new m.LeadScorer(vid, saved, rules);
+  }
+  mark('scorer-ready');
+  const evs = pending;
+  pending = [];
+  evs.forEach((e) => process(e, true));
+  after();
+}
+
+// ---------------------------------------------------------------- events → scorer → hooks
+function event(type, extra) {
+  return Object.assign({ id: uid(), type, ts: now(), visitor_id: vid }, extra);
+}
+
+function emit(e) {
+  set('last', String(e.ts));
+  if (scorer) {
+    process(e, false);
+  } else if (failed) accepted(e);
+  else pending.push(e);
+}
+
+function process(e, quiet) {
+  try {
+    scorer.apply(JSON.stringify(e), now());
+  } catch (err) {
+    warn(`event ${e.type} refused (${err.code || 'error'}): ${err.message}`);
+    return;
+  }
+  accepted(e);
+  if (!quiet && !scoring) {
+    // One score per task however many events it made (a score costs milliseconds in wasm).
+    scoring = true;
+    queueMicrotask(after);
+  }
+}
+
+/** An event the core accepted: to the transport, then to on('event') handlers. */
+function accepted(e) {
+  enqueue(e);
+  (handlers.event || []).forEach((fn) => call(fn, e));
+}
+
+function after() {
+  scoring = false;
+  try {
+    set('state', b64(scorer.save()));
+    const s = scorer.score(now());
+    current = s;
+    if (firstScore) {
+      firstScore = false;
+      mark('first-score');
+      try {
+        P.measure('leadscore:load-to-first-score', 'leadscore:load-start', 'leadscore:first-score');
+      } catch {}
+    }
+    const k = JSON.stringify([s.ai_score, s.tier, s.key_factors]);
+    if (k === sig) return;
+    sig = k;
+    set('tier', s.tier);
+    paint();
+    D.dispatchEvent(new CustomEvent('leadscore:score', { detail: s }));
+    handlers.score.slice().forEach((fn) => call(fn, s));
+  } catch (err) {
+    warn('scoring failed:', err.code || '', err.message || err);
+  }
+}
+
+const call = (fn, s) => {
+  try {
+    fn(s);
+  } catch (err) {
+    warn('handler threw', err);
+  }
+};
+
+/** Tier class on <html>; data-ls=on|off on every personalised element. */
+function paint() {
+  if (!current) return;
+  const { tier, ai_score } = current;
+  for (const t of ['hot', 'warm', 'cold']) H.classList.toggle('ls-tier-' + t, t === tier);
+  D.querySelectorAll('[data-leadscore-show],[data-leadscore-min-score]').forEach((el) => {
+    const show = el.getAttribute('data-leadscore-show');
+    const min = el.getAttribute('data-leadscore-min-score');
+    const on =
+      (show == null || show.trim().split(/\s+/).includes(tier)) && (min == null || ai_score >= +min);
+    el.setAttribute('data-ls', on ? 'on' : 'off');
+  });
+}
+
+// ---------------------------------------------------------------- page views and engagement
+let pv = null; // current page view: {path, acc, since, ended, depths, forms}
+let lastAct = now();
+let hb = 0;
+let firstView = true;
+
+const pageUrl = () => {
+  if (cfg.fullUrl) return location.href.split('#')[0];
+  const q = new URLSearchParams(location.search);
+  for (const k of [...q.keys()]) if (!k.startsWith('utm_')) q.delete(k);
+  const s = q.toString();
+  return location.origin + location.pathname + (s ? '?' + s : '');
+};
+const visible = () => D.visibilityState === 'visible';
+let focused = D.hasFocus();
+const engagedNow = () => visible() && focused;
+
+/** Moves the open engaged segment into pv.acc (capped at lastAct + idleMs) and reopens it if the
+ * visitor is still engaged. */
+function settle(t) {
+  if (!pv) return;
+  if (pv.since) {
+    const end = Math.min(t, lastAct + cfg.idleMs);
+    if (end > pv.since) pv.acc += end - pv.since;
+    pv.since = 0;
+  }
+  if (engagedNow() && t - lastAct < cfg.idleMs) pv.since = t;
+  clearTimeout(hb);
+  if (pv.since) hb = setTimeout(beat, Math.max(50, cfg.heartbeatMs - pv.acc));
+}
+
+function beat() {
+  settle(now());
+  if (pv && pv.acc >= cfg.heartbeatMs) {
+    sendEngaged('engaged');
+    settle(now());
+  }
+}
+
+function sendEngaged(type) {
+  emit(event(type, { path: pv.path, engaged_ms: Math.min(Math.round(pv.acc), 86400000) }));
+  pv.acc = 0;
+  pv.ended = type === 'page_end';
+}
+
+function endPage() {
+  if (!pv) return;
+  settle(now());
+  if (pv.acc > 0 || !pv.ended) sendEngaged('page_end');
+}
+
+function startPage() {
+  const t = now();
+  const e = event('page', {
+    url: cut(pageUrl(), 2048),
+    path: cut(location.pathname || '/', 1024),
+    ua: cut(N.userAgent, 512),
+    tz_offset: -new Date().getTimezoneOffset() || 0,
+  });
+  if (idPersistent !== undefined) e.props = { id_persistent: idPersistent };
+  const ref = D.referrer;
+  if (firstView && ref) {
+    const last = +get('last') || 0;
+    let external = true;
+    try {
+      external = new URL(ref).host !== location.host;
+    } catch {}
+    if (external || t - last > cfg.sessionMs) e.referrer = cut(ref, 2048);
+  }
+  firstView = false;
+  pv = { path: e.path, key: location.pathname + location.search, acc: 0, since: 0, ended: false, depths: new Set(), forms: new Set() };
+  lastAct = t;
+  emit(e);
+  settle(t);
+  paint();
+}
+
+/** SPA navigation: a new page view when the path or query changed. */
+function route() {
+  if (!pv || location.pathname + location.search === pv.key) return;
+  endPage();
+  startPage();
+}
+
+function onActivity() {
+  const t = now();
+  if (t - lastAct < 1000 && pv && pv.since) return;
+  settle(t);
+  lastAct = t;
+  settle(t);
+}
+
+let scrollQueued = false;
+function onScroll() {
+  onActivity();
+  if (scrollQueued) return;
+  scrollQueued = true;
+  requestAnimationFrame(() => {
+    scrollQueued = false;
+    if (!pv) return;
+    const max = Math.max(H.scrollHeight, D.body ? D.body.scrollHeight : 0);
+    if (max <= 0) return;
+    const depth = ((W.scrollY + W.innerHeight) / max) * 100;
+    for (const d of [25, 50, 75, 100]) {
+      if (depth >= d - 0.5 && !pv.depths.has(d)) {
+        pv.depths.add(d);
+        emit(event('scroll', { path: pv.path, props: { depth: d } }));
+      }
+    }
+  });
+}
+
+const formName = (f) =>
+  cut(f.getAttribute('id') || f.getAttribute('name') || 'form' + [...D.forms].indexOf(f), 512);
+
+function listen() {
+  const opt = { capture: true, passive: true };
+  for (const t of ['pointerdown', 'pointermove', 'keydown', 'touchstart', 'wheel'])
+    W.addEventListener(t, onActivity, opt);
+  W.addEventListener('scroll', onScroll, opt);
+  W.addEventListener('focus', () => {
+    focused = true;
+    onActivity();
+  });
+  W.addEventListener('blur', () => {
+    focused = false;
+    settle(now());
+  });
+  D.addEventListener('visibilitychange', () => {
+    if (visible()) {
+      focused = D.hasFocus();
+      lastAct = now();
+      settle(lastAct);
+    } else {
+      // Hidden (tab switch, minimise, or the first step of leaving): send now with keepalive; the
+      // response is still seen if the page lives on.
+      endPage();
+      flush(false);
+    }
+  });
+  W.addEventListener('pagehide', () => {
+    endPage();
+    flush(true);
+    unloaded = true;
+  });
+  W.addEventListener('pageshow', (e) => {
+    // Back/forward cache restore: a new page view of the same page; re-send what was beaconed.
+    if (!e.persisted) return;
+    unloaded = false;
+    beaconed = new Set();
+    startPage();
+    schedule(0);
+  });
+  // SPA navigation
+  for (const m of ['pushState', 'replaceState']) {
+    const orig = history[m];
+    history[m] = function () {
+      const r = orig.apply(this, arguments);
+      try {
+        route();
+      } catch (err) {
+        warn(err);
+      }
+      return r;
+    };
+  }
+  W.addEventListener('popstate', route);
+  // Marked CTAs
+  D.addEventListener(
+    'click',
+    (e) => {
+      const el = e.target && e.target.closest && e.target.closest('[data-leadscore-cta]');
+      if (el) emit(event('click', { path: pv && pv.path, props: { cta: cut(el.getAttribute('data-leadscore-cta') || 'cta', 512) } }));
+    },
+    true,
+  );
+  // Forms: names only, never values.
+  const started = (e) => {
+    const f = e.target && e.target.form;
+    if (!f || !pv || pv.forms.has(f)) return;
+    pv.forms.add(f);
+    emit(event('form_start', { path: pv.path, props: { form: formName(f) } }));
+  };
+  D.addEventListener('input', started, true);
+  D.addEventListener('change', started, true);
+  D.addEventListener(
+    'submit',
+    (e) => {
+      const f = e.target;
+      if (f && f.tagName === 'FORM')
+        emit(event('form_submit', { path: pv && pv.path, props: { form: formName(f) } }));
+    },
+    true,
+  );
+  if (D.readyState === 'loading') D.addEventListener('DOMContentLoaded', paint);
+}
+
+// ---------------------------------------------------------------- transport
+let timer = 0;
+let timerAt = 0;
+let inflight = null; // {ids:Set, ctrl}
+let beaconed = new Set(); // ids handed to sendBeacon on this page (outcome unknown; still queued)
+let unloaded = false; // pagehide seen: no more sending from this page unless it is restored
+let attempt = 0;
+let backoffUntil = 0;
+let dropped = 0;
+let held = []; // made before a consent decision; sent if it is granted, dropped if refused
+
+const qRead = () => {
+  const q = readJSON('q', []);
+  return Array.isArray(q) ? q : [];
+};
+const qWrite = (q) => {
+  if (!q.length) del('q');
+  else if (!set('q', JSON.stringify(q))) warn('could not persist the event queue (storage full or blocked)');
+};
+
+function enqueue(e) {
+  if (!allowed()) {
+    if (cfg.endpoint && undecided() && held.length < 200) held.push(e);
+    return;
+  }
+  const q = qRead();
+  q.push(e);
+  if (q.length > cfg.maxQueue) {
+    const n = q.length - cfg.maxQueue;
+    q.splice(0, n);
+    dropped += n;
+    warn(`event queue full: dropped the ${n} oldest event(s), ${dropped} on this page so far`);
+  }
+  qWrite(q);
+  schedule(q.length >= cfg.batchSize ? 0 : cfg.flushMs);
+}
+
+function schedule(ms) {
+  const at = Math.max(now() + ms, backoffUntil);
+  if (timer && timerAt <= at) return;
+  clearTimeout(timer);
+  timerAt = at;
+  timer = setTimeout(() => {
+    timer = 0;
+    flush(false);
+  }, at - now());
+}
+
+/** The next batch: the oldest events of one visitor, ≤ MAX_EVENTS and ≤ MAX_BODY bytes. */
+function nextBatch(skip) {
+  const events = [];
+  let v;
+  let size = 0;
+  for (const e of qRead()) {
+    if (skip.has(e.id)) continue;
+    if (v === undefined) {
+      v = e.visitor_id;
+      size = bytes(body(v, [])) + 8;
+    } else if (e.visitor_id !== v) break;
+    const n = bytes(JSON.stringify(e)) + 1;
+    if (events.length === MAX_EVENTS || size + n > MAX_BODY) break;
+    events.push(e);
+    size += n;
+  }
+  return events.length ? { v, events, text: body(v, events) } : null;
+}
+
+const body = (v, events) =>
+  JSON.stringify({ site_key: cfg.siteKey, visitor_id: v, consent: { crm: crmAllowed() }, events });
+const url = () => cfg.endpoint + '/v1/events';
+
+/** Sends queued events: one batch at a time with fetch keepalive. `unloading` (pagehide): hand
+ * everything not in flight to sendBeacon. Entries stay queued until a 2xx is seen, so a beaconed
+ * event is re-sent by the next page (at-least-once; the core de-duplicates by event id). */
+function flush(unloading) {
+  if (!allowed() || unloaded) return;
+  if (unloading) {
+    if (attempt > 0) return; // endpoint failing: the persisted queue waits for the next page
+    const skip = new Set([...beaconed, ...(inflight ? inflight.ids : [])]);
+    let b;
+    while ((b = nextBatch(skip))) {
+      b.events.forEach((e) => skip.add(e.id));
+      let ok = false;
+      try {
+        ok = N.sendBeacon
+          ? N.sendBeacon(url(), new Blob([b.text], { type: 'text/plain' }))
+          : (fetch(url(), { method: 'POST', body: b.text, keepalive: true, headers: { 'content-type': 'text/plain' } }).catch(() => {}), true);
+      } catch {}
+      if (!ok) break;
+      b.events.forEach((e) => beaconed.add(e.id));
+    }
+    return;
+  }
+  if (inflight) return;
+  if (now() < backoffUntil) return schedule(0);
+  const b = nextBatch(beaconed);
+  if (!b) return;
+  const ctrl = typeof AbortController === 'function' ? new AbortController() : undefined;
+  const ids = new Set(b.events.map((e) => e.id));
+  const mine = (inflight = { ids, ctrl });
+  fetch(url(), {
+    method: 'POST',
+    body: b.text,
+    keepalive: true,
+    headers: { 'content-type': 'text/plain' },
+    signal: ctrl && ctrl.signal,
+  })
+    .then((res) => {
+      if (inflight !== mine) return;
+      inflight = null;
+      const s = res.status;
+      if (s >= 200 && s < 300) {
+        attempt = 0;
+        backoffUntil = 0;
+        remove(ids);
+      } else if (s === 408 || s === 429 || s >= 500) {
+        return retry(res.headers.get('retry-after'));
+      } else {
+        warn(`endpoint refused a batch of ${ids.size} event(s) with HTTP ${s}; dropped`);
+        remove(ids);
+      }
+      if (qRead().length) schedule(0);
+    })
+    .catch(() => {
+      if (inflight !== mine) return;
+      inflight = null;
+      retry(null);
+    });
+}
+
+function remove(ids) {
+  qWrite(qRead().filter((e) => !ids.has(e.id)));
+}
+
+function retry(after) {
+  attempt++;
+  const exp = Math.min(cfg.retryMaxMs, cfg.retryBaseMs * 2 ** (attempt - 1));
+  let wait = exp / 2 + (Math.random() * exp) / 2; // exponential backoff, jittered
+  if (after) {
+    const secs = +after;
+    const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(after) - now();
+    if (ms > 0) wait = Math.max(wait, Math.min(ms, 3600e3));
+  }
+  backoffUntil = now() + wait;
+  schedule(0);
+}
+
+// ---------------------------------------------------------------- public API
+function init(o) {
+  if (inited) {
+    warn('init called again; ignored');
+    return api;
+  }
+  inited = true;
+  for (const k in o || {}) if (o[k] !== undefined) cfg[k] = o[k];
+  cfg.endpoint = String(cfg.endpoint || '').replace(/\/+$/, '');
+  if (allowed()) setCookie(vid, 400 * 86400);
+  listen();
+  if (cfg.autoPage) startPage();
+  boot();
+  // A queue left by an earlier page (endpoint down, or beaconed without confirmation).
+  if (qRead().length) schedule(0);
+  return api;
+}
+
+const scalars = (o) => {
+  const out = {};
+  let n = 0;
+  for (const k in o || {}) {
+    const v = o[k];
+    if (n === 32 || !k || k.length > 64) continue;
+    if (typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
+    else if (typeof v === 'string') out[k] = cut(v, 512);
+    else continue;
+    n++;
+  }
+  return n ? out : undefined;
+};
+
+const TYPES = ['engaged', 'page_end', 'scroll', 'click', 'form_start', 'form_submit'];
+
+const api = {
+  version: 1,
+  init,
+  /** A page view now (automatic on init and on history changes; for anything else). */
+  page() {
+    endPage();
+    startPage();
+    return api;
+  },
+  /** track('click', {cta}) for a built-in type; anything else is a `custom` event named `type`. */
+  track(type, props) {
+    type = String(type);
+    if (type === 'page') return api.page();
+    const custom = !TYPES.includes(type);
+    const e = event(custom ? 'custom' : type, { path: pv ? pv.path : undefined });
+    if (custom) e.name = cut(type, 128);
+    const p = scalars(props);
+    if (p) e.props = p;
+    emit(e);
+    return api;
+  },
+  /** Identifies the visitor: `id` becomes lead_id (≤ 64 bytes), traits small scalars. */
+  identify(id, traits) {
+    const e = event('identify');
+    if (id != null && id !== '') e.lead_id = String(id);
+    const t = scalars(traits);
+    if (t) e.traits = t;
+    if (!e.lead_id && !e.traits) warn('identify needs an id or traits');
+    else emit(e);
+    return api;
+  },
+  /** on('score', fn): fn(score) on every score change, and at once if a score exists.
+   * on('event', fn): fn(event) for every event the scorer accepted (a copy goes to the endpoint). */
+  on(name, fn) {
+    if (typeof fn !== 'function') return api;
+    (handlers[name] = handlers[name] || []).push(fn);
+    if (name === 'score' && current && sig) call(fn, current);
+    return api;
+  },
+  off(name, fn) {
+    const l = handlers[name];
+    if (l) handlers[name] = l.filter((f) => f !== fn);
+    return api;
+  },
+  /** The current score object, or null before the first one. */
+  score: () => current,
+  /** consent({analytics, crm}): analytics=true allows sending; false stops it and clears the queue. */
+  consent(c) {
+    const next = consentState();
+    for (const k of ['analytics', 'crm']) if (typeof (c || {})[k] === 'boolean') next[k] = c[k];
+    next.ts = now();
+    set('consent', JSON.stringify(next));
+    if (next.analytics === false) {
+      held = [];
+      del('q');
+      clearTimeout(timer);
+      timer = 0;
+      if (inflight) {
+        inflight.ctrl && inflight.ctrl.abort();
+        inflight = null;
+      }
+      setCookie('', 0);
+    } else if (allowed()) {
+      setCookie(vid, 400 * 86400);
+      const h = held;
+      held = [];
+      h.forEach(enqueue);
+      schedule(0);
+    }
+    if (!undecided()) held = [];
+    return api;
+  },
+  /** Sends what is queued now. */
+  flush() {
+    flush(false);
+    return api;
+  },
+  /** Forgets this visitor on the device: new id, empty state. */
+  reset() {
+    vid = uid();
+    idPersistent = set('vid', vid) ? undefined : false;
+    del('state');
+    del('tier');
+    current = null;
+    sig = '';
+    if (scorer) {
+      scorer.free();
+      scorer = new Mod.LeadScorer(vid, undefined, rules);
+    }
+    if (cookie()) setCookie(vid, 400 * 86400);
+    return api;
+  },
+  /** Diagnostics for debug panels and tests. */
+  info: () => ({
+    visitorId: vid,
+    modelVersion: scorer ? scorer.modelVersion : null,
+    featureCount: scorer ? scorer.featureCount : null,
+    features: scorer ? Array.from(scorer.features()) : null, // in the model card's order
+    wasmMemoryBytes: wasm && wasm.memory ? wasm.memory.buffer.byteLength : null,
+    queued: qRead().length,
+    dropped,
+    sending: allowed(),
+    gpc: gpc(),
+    consent: consentState(),
+  }),
+};
+
+// ---------------------------------------------------------------- replay the snippet's queue
+const stub = W.leadscore;
+if (stub && stub.version) {
+  warn('tracker loaded twice; the second copy does nothing');
+} else {
+  W.leadscore = api;
+  for (const [m, ...args] of Array.isArray(stub) ? stub : []) {
+    try {
+      if (typeof api[m] === 'function') api[m](...args);
+    } catch (err) {
+      warn(`queued ${m} failed`, err);
+    }
+  }
+}
