@@ -99,6 +99,8 @@ impl TractModel {
         kernel: Kernel,
         width: Option<usize>,
     ) -> Result<TractModel, ModelError> {
+        #[cfg(target_arch = "wasm32")]
+        run_static_constructors_once();
         let mut proto = original.clone();
         let parsed = Arc::new(Forest::from_node(find_tree_node(&proto)?)?);
         let declared_width = prepare_graph(&mut proto)?;
@@ -281,6 +283,23 @@ fn plain_f32(t: &TValue) -> Result<&[f32], ModelError> {
 
 /// Validates the graph and rewires it to a single probabilities output; returns the declared input
 /// width (when the file gives a concrete one).
+/// Runs the module's static constructors (tract registers kernels and transforms through
+/// `inventory`) once, before tract is first used.
+///
+/// Why: unless a module calls `__wasm_call_ctors` itself, wasm-ld wraps *every* export so that it
+/// re-runs all constructors first — each JS→wasm call (even wasm-bindgen's internal allocator
+/// exports) then re-registered all of tract's kernels, tens of µs a call. Referencing it here
+/// switches the wrapping off.
+#[cfg(target_arch = "wasm32")]
+fn run_static_constructors_once() {
+    extern "C" {
+        fn __wasm_call_ctors();
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: the linker-made constructor function, with no arguments; run once per instance.
+    ONCE.call_once(|| unsafe { __wasm_call_ctors() });
+}
+
 /// The ONNX framework a kernel runs under.
 ///
 /// Production registers exactly the ops [`ALLOWED_OPS`] names; why: `tract_onnx::onnx()` registers
