@@ -45,11 +45,12 @@ wasm: tools
 	  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
 	  $(WASM_OUT)/leadscore_bg.wasm -o $(WASM_OUT)/leadscore_bg.wasm
 
-# The edge worker bundle (build/): worker-build, offline with tools from ~/.cargo/bin and npm.
+# The edge worker bundle (build/): worker-build, offline with tools from ~/.cargo/bin and npm;
+# no wasm-opt (npm binaryen runs as JS: minutes for little gain on a server-side bundle).
 # wrangler.toml's [build] runs this.
 worker: tools
 	WASM_BINDGEN_BIN=$(HOME)/.cargo/bin/wasm-bindgen ESBUILD_BIN=$(NODE_BIN)/esbuild \
-	  WASM_OPT_BIN=$(NODE_BIN)/wasm-opt worker-build --profile wasm -- --no-default-features --features worker
+	  WASM_OPT_BIN=$(NODE_BIN)/wasm-opt worker-build --profile wasm --no-opt -- --no-default-features --features worker
 
 # The demo site with the snippet, tracker and wasm, as served: target/www/.
 site: wasm
@@ -78,10 +79,14 @@ worker-test: site
 
 test: lint rust-test check-bundle browser-test
 
-# Criterion benchmarks of the core; writes BENCHMARKS.md.
-bench:
-	mkdir -p target
+# Benchmarks: criterion (native core), browser sizes and Chromium timings, worker load test;
+# writes BENCHMARKS.md. Run on a quiet machine: a build beside it inflates every figure.
+bench: site
+	mkdir -p target/artifacts
 	$(CARGO) bench --bench core -- --noplot | tee target/bench-core.log
+	node benches/browser-sizes.mjs > /dev/null
+	node --test --test-concurrency=1 tests/browser/golden.test.mjs tests/browser/journey.test.mjs
+	node benches/worker-load.mjs --start || echo "worker load test failed (see above)"
 	python3 benches/report.py "$$(grep -o 'state size: [0-9]* bytes' target/bench-core.log | head -1 | cut -d' ' -f3-)" > BENCHMARKS.md
 
 # Retrain the default model (deterministic; rewrites models/default/).

@@ -62,7 +62,60 @@ def main():
             continue
         t = "" if target is None else (f"≤ {fmt(target)} " + ("✅" if med <= target else "❌"))
         out.append(f"| {label} | {fmt(med)} | {fmt(ci['lower_bound'])} – {fmt(ci['upper_bound'])} | {t} |")
+    out += browser_section() + worker_section()
     print("\n".join(out))
+
+
+def artefact(name):
+    try:
+        with open(os.path.join(ROOT, "target", "artifacts", name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def kb(n):
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1048576:.2f} MB"
+
+
+def browser_section():
+    out = ["", "## Browser (headless Chromium, `make site`, `node benches/browser-sizes.mjs`, tests/browser)", ""]
+    sizes = artefact("browser-sizes.json")
+    if sizes:
+        budgets = {"snippet.min.js": 1024, "tracker.js": 10240, "leadscore_bg.wasm": 1048576}
+        out += ["| file | raw | gzip | brotli | gzip budget |", "|---|---|---|---|---|"]
+        for name, f in sizes["files"].items():
+            if f.get("missing"):
+                continue
+            b = budgets.get(name)
+            t = "" if b is None else f"≤ {kb(b)} " + ("✅" if f["gzip"] <= b else "❌")
+            out.append(f"| {name} | {kb(f['raw'])} | {kb(f['gzip'])} | {kb(f['brotli'])} | {t} |")
+    m = artefact("browser-metrics.json")
+    if m:
+        lt = m.get("long_tasks_during_load_ms", [])
+        out += ["", "| measured in Chromium (first load, cold cache) | value | target |", "|---|---|---|",
+                f"| tracker load start → first score | {m.get('load_start_to_first_score_ms', 0):.0f} ms | ≤ 50 ms "
+                + ("✅" if m.get("load_start_to_first_score_ms", 1e9) <= 50 else "❌") + " |",
+                f"| LeadScorer construction (model parse + plan), cold / warm | {m.get('leadscorer_construct_ms', 0):.0f} / "
+                f"{m.get('leadscorer_construct_ms_warm', 0):.0f} ms | |",
+                f"| long tasks > 50 ms during load | {len(lt)} ({', '.join(str(round(x)) for x in lt)} ms) | 0 "
+                + ("✅" if not lt else "❌") + " |",
+                f"| apply() per event / score() per call (wasm, with TreeSHAP) | {m.get('apply_us_per_event', 0):.0f} µs / "
+                f"{m.get('score_us_per_call', 0):.0f} µs | |",
+                f"| wasm linear memory | {kb(m.get('wasm_memory_bytes', 0))} | ≤ 16 MB "
+                + ("✅" if m.get("wasm_memory_bytes", 1e12) <= 16 * 1048576 else "❌") + " |"]
+    return out if len(out) > 3 else []
+
+
+def worker_section():
+    out = ["", "## Worker (wrangler dev / workerd on loopback, `node benches/worker-load.mjs`)", ""]
+    w = artefact("worker-load.json")
+    if w:
+        out += ["```json", json.dumps(w, indent=1)[:3000], "```"]
+    d = artefact("worker-dry-run.json")
+    if d:
+        out += ["", f"- `wrangler deploy --dry-run`: {d.get('text', '?')}"]
+    return out if len(out) > 3 else []
 
 
 if __name__ == "__main__":
