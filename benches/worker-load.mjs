@@ -9,7 +9,7 @@
 // state, RATE_LIMIT_PER_MIN raised so that the limiter does not shape the run). Without it a running
 // stack is used (`node tests/worker/stack.mjs`); API_TOKEN comes from .dev.vars.
 //
-// Reported: throughput, client latency per batch (p50/p90/p99/max; first batch of a visitor — a new
+// Reported: a sequential GET /healthz baseline (wrangler dev's local proxy, no scoring), throughput, client latency per batch (p50/p90/p99/max; first batch of a visitor — a new
 // Durable Object — separately), errors by status, every `Server-Timing` metric the worker returns
 // (e.g. `do;dur=` / `cpu;dur=`), and the loss check:
 //   1. Σ accepted = events sent, nothing rejected, no duplicates/stale;
@@ -129,7 +129,8 @@ async function main() {
       port: "auto",
       receiverPort: "auto",
       fresh: true,
-      vars: { RATE_LIMIT_PER_MIN: "100000" },
+      vars: { RATE_LIMIT_PER_MIN: "1000000" },
+      build: "auto",
       logFile: path.join(ROOT, "target", "wrangler-load.log"),
       receiverLog: () => {},
     });
@@ -140,6 +141,9 @@ async function main() {
   try {
     const health = await request(agent, cfg.base, "GET", "/healthz");
     if (health.status !== 200) throw new Error(`${cfg.base}/healthz: ${health.status} ${health.text ?? health.error}`);
+    // Baseline: the local proxy + router cost without a Durable Object or scoring (sequential).
+    const base = [];
+    for (let i = 0; i < 50; i++) base.push((await request(agent, cfg.base, "GET", "/healthz")).ms);
     const run = Date.now().toString(36);
     const total = cfg.batches * cfg.events;
     const start = Date.now() - total * 1000 - 60_000; // events in the recent past, 1 s apart
@@ -180,6 +184,7 @@ async function main() {
       requests: results.length,
       events_sent: sent,
       throughput: { batches_per_s: Math.round((results.length / wall) * 10) / 10, events_per_s: Math.round((sent / wall) * 10) / 10 },
+      baseline_healthz_ms_sequential: stats(base),
       latency_ms_per_batch: stats(results.map((r) => r.ms)),
       latency_ms_first_batch_new_visitor: stats(results.filter((r) => r.b === 0).map((r) => r.ms)),
       latency_ms_later_batches: stats(results.filter((r) => r.b > 0).map((r) => r.ms)),

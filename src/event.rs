@@ -142,9 +142,12 @@ pub struct Event {
 /// Why an event was refused. Codes are stable strings for HTTP error bodies.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EventError {
-    /// Not JSON, or not an event object.
+    /// Not JSON at all.
     #[error("invalid event JSON: {0}")]
     Json(String),
+    /// Valid JSON that is not an event: unknown type or field, a value of the wrong type.
+    #[error("invalid event: {0}")]
+    Schema(String),
     /// The event text is larger than [`limits::MAX_EVENT_BYTES`].
     #[error("event is {0} bytes, more than the limit of {max}", max = limits::MAX_EVENT_BYTES)]
     TooLarge(usize),
@@ -163,6 +166,7 @@ impl EventError {
     pub fn code(&self) -> &'static str {
         match self {
             EventError::Json(_) => "invalid_json",
+            EventError::Schema(_) => "invalid_field",
             EventError::TooLarge(_) => "event_too_large",
             EventError::Field { .. } => "invalid_field",
         }
@@ -182,8 +186,13 @@ impl Event {
         if text.len() > limits::MAX_EVENT_BYTES {
             return Err(EventError::TooLarge(text.len()));
         }
-        let event: Event =
-            serde_json::from_str(text).map_err(|e| EventError::Json(e.to_string()))?;
+        let event: Event = serde_json::from_str(text).map_err(|e| {
+            if e.is_data() {
+                EventError::Schema(e.to_string())
+            } else {
+                EventError::Json(e.to_string())
+            }
+        })?;
         event.validate()?;
         Ok(event)
     }
@@ -455,9 +464,13 @@ mod tests {
     #[test]
     fn rejects_unknown_types_and_fields() {
         let t = r#"{"id":"a","type":"pageview","ts":1700000000000,"visitor_id":"v","path":"/"}"#;
-        assert_eq!(Event::parse(t).unwrap_err().code(), "invalid_json");
+        assert_eq!(Event::parse(t).unwrap_err().code(), "invalid_field");
         let f = r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","x":1}"#;
-        assert_eq!(Event::parse(f).unwrap_err().code(), "invalid_json");
-        assert_eq!(Event::parse("[1,2]").unwrap_err().code(), "invalid_json");
+        assert_eq!(Event::parse(f).unwrap_err().code(), "invalid_field");
+        let ts = r#"{"id":"a","type":"page","ts":"yesterday","visitor_id":"v","path":"/"}"#;
+        assert_eq!(Event::parse(ts).unwrap_err().code(), "invalid_field");
+        assert_eq!(Event::parse("[1,2]").unwrap_err().code(), "invalid_field");
+        assert_eq!(Event::parse("{\"id\":").unwrap_err().code(), "invalid_json");
+        assert_eq!(Event::parse("not json").unwrap_err().code(), "invalid_json");
     }
 }

@@ -62,8 +62,9 @@ impl Tier {
 pub struct Factor {
     /// Feature name.
     pub feature: String,
-    /// Feature value fed to the model.
-    pub value: f32,
+    /// Feature value fed to the model (the f32 input, as its shortest decimal: `47.3`, not
+    /// `47.29999923706055`, whichever serializer — JSON, JS objects — reports it).
+    pub value: f64,
     /// Contribution to the raw log-odds (positive raises the score).
     pub impact: f64,
 }
@@ -230,7 +231,7 @@ impl Scorer {
             .zip(&phi)
             .map(|((n, v), p)| Factor {
                 feature: n.clone(),
-                value: *v,
+                value: shortest_f64(*v),
                 impact: *p,
             })
             .collect();
@@ -282,6 +283,14 @@ impl Scorer {
     }
 }
 
+/// The f64 whose shortest decimal is the f32's (for display; NaN and infinities pass through).
+pub fn shortest_f64(v: f32) -> f64 {
+    if !v.is_finite() {
+        return f64::from(v);
+    }
+    v.to_string().parse().unwrap_or(f64::from(v))
+}
+
 /// log(p / (1 − p)), clamped away from ±∞.
 pub fn logit(p: f64) -> f64 {
     let p = p.clamp(1e-12, 1.0 - 1e-12);
@@ -318,5 +327,13 @@ mod tests {
         assert_eq!(Tier::of(69, t), Tier::Warm);
         assert_eq!(Tier::of(40, t), Tier::Warm);
         assert_eq!(Tier::of(39, t), Tier::Cold);
+    }
+
+    #[test]
+    fn factor_values_print_as_their_f32() {
+        assert_eq!(shortest_f64(47.3).to_string(), "47.3");
+        assert_eq!(shortest_f64(0.1) as f32, 0.1f32);
+        assert_eq!(shortest_f64(1e-7) as f32, 1e-7f32);
+        assert!(shortest_f64(f32::NAN).is_nan());
     }
 }

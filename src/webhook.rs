@@ -64,7 +64,7 @@ pub struct KeyFactor {
     /// Feature name.
     pub feature: String,
     /// Its value.
-    pub value: f32,
+    pub value: f64,
     /// Its contribution to the log-odds (positive raises the score), 4 decimals.
     pub impact: f64,
 }
@@ -112,6 +112,10 @@ pub struct SentState {
     pub at: i64,
     /// Number of events sent so far: the next one's sequence number (stable webhook ids).
     pub seq: u64,
+    /// Lead id last sent: a newly identified visitor is news for the CRM even if its score
+    /// did not move.
+    #[serde(default)]
+    pub lead_id: Option<String>,
 }
 
 /// Outcome of [`Policy::decide`].
@@ -138,7 +142,9 @@ impl Policy {
             .iter()
             .chain(&self.thresholds)
             .any(|&t| lo < t && t <= hi);
-        let changed = score.tier != prev_tier || crossed || hi - lo >= self.delta.max(1);
+        let new_lead = score.lead_id.is_some() && score.lead_id != sent.lead_id;
+        let changed =
+            new_lead || score.tier != prev_tier || crossed || hi - lo >= self.delta.max(1);
         if !changed {
             return Decision::Nothing;
         }
@@ -171,6 +177,7 @@ pub fn make_event(kind: &str, score: &Score, sent: &mut SentState, now: i64) -> 
     sent.tier = Some(score.tier);
     sent.at = now;
     sent.seq += 1;
+    sent.lead_id.clone_from(&score.lead_id);
     ev
 }
 
@@ -340,6 +347,19 @@ mod tests {
         make_event(LEAD_HOT, &score(61, tier(61)), &mut sent, 1001);
         assert_eq!(d(&sent, 65, 9000), Decision::Nothing);
         assert_eq!(sent.seq, 3);
+        // Identifying is news even when the score stands still; then it is not news again.
+        let mut identified = score(65, tier(65));
+        identified.lead_id = Some("lead@acme.com".into());
+        assert_eq!(
+            p.decide(&sent, &identified, 60, 32, 9000),
+            Decision::Send(SCORE_CHANGED)
+        );
+        let ev = make_event(SCORE_CHANGED, &identified, &mut sent, 9000);
+        assert_eq!(ev.data.lead_id.as_deref(), Some("lead@acme.com"));
+        assert_eq!(
+            p.decide(&sent, &identified, 60, 32, 20_000),
+            Decision::Nothing
+        );
     }
 
     #[test]

@@ -72,7 +72,7 @@ fn score_prints_one_line_per_visitor_and_reports_bad_lines() {
     assert_eq!(hot["lead_id"], "lead-42");
     assert!(hot["ai_score"].as_u64().unwrap() > lines[0]["ai_score"].as_u64().unwrap());
     let err = text(&out.stderr);
-    assert!(err.contains("line 9: invalid event JSON"), "{err}");
+    assert!(err.contains("line 9: invalid event: invalid type"), "{err}");
     assert!(
         err.contains("1 duplicates") && err.contains("1 bad lines"),
         "{err}"

@@ -260,6 +260,7 @@ function paint() {
 
 // ---------------------------------------------------------------- page views and engagement
 let pv = null; // current page view: {path, acc, since, ended, depths, forms}
+let unloaded = false; // pagehide seen: no more sending from this page unless it is restored
 let lastAct = now();
 let hb = 0;
 let firstView = true;
@@ -284,7 +285,9 @@ function settle(t) {
     if (end > pv.since) pv.acc += end - pv.since;
     pv.since = 0;
   }
-  if (engagedNow() && t - lastAct < cfg.idleMs) pv.since = t;
+  // A page being left (pagehide) accrues nothing more: else the visibilitychange that follows
+  // would send a second, near-empty page_end.
+  if (!unloaded && engagedNow() && t - lastAct < cfg.idleMs) pv.since = t;
   clearTimeout(hb);
   if (pv.since) hb = setTimeout(beat, Math.max(50, cfg.heartbeatMs - pv.acc));
 }
@@ -399,9 +402,9 @@ function listen() {
     }
   });
   W.addEventListener('pagehide', () => {
+    unloaded = true;
     endPage();
     flush(true);
-    unloaded = true;
   });
   W.addEventListener('pageshow', (e) => {
     // Back/forward cache restore: a new page view of the same page; re-send what was beaconed.
@@ -460,7 +463,6 @@ let timer = 0;
 let timerAt = 0;
 let inflight = null; // {ids:Set, ctrl}
 let beaconed = new Set(); // ids handed to sendBeacon on this page (outcome unknown; still queued)
-let unloaded = false; // pagehide seen: no more sending from this page unless it is restored
 let attempt = 0;
 let backoffUntil = 0;
 let dropped = 0;

@@ -425,13 +425,19 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
         },
     )
     .await?;
-    let mut body = serde_json::to_value(&applied)
-        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
-    body["rejected"] = serde_json::to_value(&rejected).unwrap_or_default();
-    let mut r = Response::from_json(&body)?;
+    // Serialized directly (not through serde_json::Value) so f32 factor values keep their form.
+    let mut r = Response::from_json(&EventsResponse { applied, rejected })?;
     r.headers_mut()
         .set("server-timing", &format!("do;dur={}", now_ms() - started))?;
     Ok(r)
+}
+
+/// `POST /v1/events` answer.
+#[derive(Debug, Serialize)]
+struct EventsResponse {
+    #[serde(flatten)]
+    applied: ApplyResponse,
+    rejected: Vec<Rejected>,
 }
 
 #[derive(Debug, Deserialize)]

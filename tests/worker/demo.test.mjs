@@ -94,7 +94,8 @@ test("a visitor walking the demo site (consent accepted) reaches the CRM as a si
   try {
     delivered = await S.receiver.waitFor((s) => s.events.length > 0 && s.events, { timeout: 60_000, what: "a webhook from the browser visitor" });
   } finally {
-    const summary = posts.map((p) => `${p.status ?? "…"} ${p.body?.events?.length ?? "?"} events (${(p.body?.events ?? []).map((e) => e.type).join(",")})`);
+    const label = (e) => (e.type === "page" || e.type === "page_end" ? `${e.type}(${e.path ?? (e.url ? new URL(e.url).pathname : "?")})` : e.type);
+    const summary = posts.map((p) => `${p.status ?? "…"} ${p.body?.events?.length ?? "?"} events: ${(p.body?.events ?? []).map(label).join(",")}`);
     t.diagnostic(`/v1/events posts from the browser: ${summary.join(" | ") || "(none)"}`);
     if (consoleErrors.length) t.diagnostic(`browser console errors: ${consoleErrors.join(" | ")}`);
   }
@@ -122,6 +123,8 @@ test("a visitor walking the demo site (consent accepted) reaches the CRM as a si
   }
   assert.equal(byLead.status, 200, `score by the form's email: ${show(byLead)}`);
   assert.equal(byLead.json.score.visitor_id, vid);
+  const all = S.receiver.events().events.filter((e) => e.data.visitor_id === vid);
+  t.diagnostic(`deliveries for the visitor: ${all.map((e) => `${e.type} ${e.data.ai_score} lead=${e.data.lead_id}`).join(" | ")}`);
   const talk = await page.goto(`${S.base}/pricing/`).then(() => page.getByText(/talk to sales/i).first().isVisible().catch(() => false));
   t.diagnostic(`"Talk to sales" bar visible for this visitor after the walk: ${talk} (browser score tier ${(await page.evaluate(() => window.leadscore?.score?.()?.tier ?? null).catch(() => null))})`);
   await ctx.close();

@@ -158,6 +158,8 @@ export async function testStack(name, vars = {}) {
     logFile: path.join(ROOT, "target", `worker-test-${name}.log`),
     // WORKER_TEST_CONFIG: another wrangler config (e.g. a stand-in worker to dry-run the tests).
     config: process.env.WORKER_TEST_CONFIG || undefined,
+    // Rebuild only when build/ is older than its sources; LEADSCORE_STACK_BUILD=1 always rebuilds.
+    build: process.env.LEADSCORE_STACK_BUILD === "1" ? true : "auto",
     receiverLog: (l) => fs.appendFileSync(rlog, `${new Date().toISOString()} ${l}\n`),
   });
   return { ...s, api: client(s.base, { token: s.devVars.API_TOKEN }), receiverLogFile: rlog };
