@@ -42,7 +42,7 @@ impl LeadScorer {
     /// Builds the embedded default model for `visitor_id`, restoring `saved` state when it is
     /// given and valid (a state from another model version or a corrupt one starts afresh, since
     /// losing a visitor's history beats scoring it wrongly). `page_rules` (JSON array of
-    /// `{"prefix"|"exact", "tags"}`) replaces the card's URL → category rules.
+    /// `{"prefix"|"exact", "tags"}`) are tried before the card's URL → category rules.
     #[wasm_bindgen(constructor)]
     pub fn new(
         visitor_id: String,
@@ -77,8 +77,10 @@ impl LeadScorer {
             Some(text) => {
                 let rules: Vec<PageRule> =
                     serde_json::from_str(&text).map_err(|e| js_error("invalid_config", e))?;
+                // The site's rules first, the card's after them: a site only has to name the
+                // paths it lays out differently, and every tag the model's features use stays known.
                 let mut site = bundle.card.site.clone();
-                site.page_rules = rules;
+                site.page_rules = rules.into_iter().chain(site.page_rules).collect();
                 Some(site)
             }
             None => None,

@@ -83,7 +83,7 @@ const unb64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
 const cfg = {
   endpoint: '', // e.g. "https://edge.example"; events go to `${endpoint}/v1/events`. Empty: never send.
   siteKey: '',
-  categories: undefined, // page rules [{prefix|exact, tags}], replacing the model card's
+  categories: undefined, // page rules [{prefix|exact, tags}], tried before the model card's
   consent: 'required', // 'required': send only after consent({analytics:true}); 'granted': send unless withdrawn
   heartbeatMs: 15000, // an `engaged` event per this much engaged time
   idleMs: 60000, // no input for this long ⇒ no longer engaged (until the next input)
