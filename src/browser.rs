@@ -17,7 +17,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::event::Event;
 use crate::model::Bundle;
-use crate::score::{ScoreOptions, Scorer};
+use crate::score::{Score, ScoreOptions, Scorer};
 use crate::site::PageRule;
 use crate::state::{Outcome, VisitorState};
 
@@ -118,8 +118,7 @@ impl LeadScorer {
             .scorer
             .score(&self.state, &self.visitor_id, now as i64, opts)
             .map_err(|e| js_error("model", e))?;
-        s.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-            .map_err(|e| js_error("internal", e))
+        score_to_js(&s)
     }
 
     /// The compact state, for first-party storage.
@@ -164,7 +163,12 @@ impl LeadScorer {
             .scorer
             .score_vector(x, ScoreOptions::default())
             .map_err(|e| js_error("invalid_input", e))?;
-        s.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-            .map_err(|e| js_error("internal", e))
+        score_to_js(&s)
     }
+}
+
+/// A score as a plain JS object (maps as objects, the CLI's JSON shape).
+fn score_to_js(s: &Score) -> Result<JsValue, JsValue> {
+    s.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| js_error("internal", e))
 }

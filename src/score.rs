@@ -223,29 +223,23 @@ impl Scorer {
         let ai_score = (probability * 100.0).round().clamp(0.0, 100.0) as u8;
         let mut phi = vec![0.0; x.len()];
         let base = tree_shap(self.model.forest(), &self.covers, x, &mut phi);
-        let mut all: Vec<Factor> = self
-            .features
-            .names()
-            .iter()
-            .zip(x)
-            .zip(&phi)
-            .map(|((n, v), p)| Factor {
-                feature: n.clone(),
-                value: shortest_f64(*v),
-                impact: *p,
-            })
-            .collect();
-        let mut key = all.clone();
-        key.sort_by(|a, b| {
-            b.impact
+        // Factors are built only for what is reported: five by default, every one on request.
+        let names = self.features.names();
+        let factor = |i: usize| Factor {
+            feature: names[i].clone(),
+            value: shortest_f64(x[i]),
+            impact: phi[i],
+        };
+        let mut order: Vec<usize> = (0..x.len()).filter(|&i| phi[i] != 0.0).collect();
+        order.sort_by(|&a, &b| {
+            phi[b]
                 .abs()
-                .total_cmp(&a.impact.abs())
-                .then_with(|| a.feature.cmp(&b.feature))
+                .total_cmp(&phi[a].abs())
+                .then_with(|| names[a].cmp(&names[b]))
         });
-        key.retain(|f| f.impact != 0.0);
-        key.truncate(KEY_FACTORS);
+        let key = order.iter().take(KEY_FACTORS).map(|&i| factor(i)).collect();
         let (contributions, base_value) = if opts.all_factors {
-            (Some(std::mem::take(&mut all)), Some(base))
+            (Some((0..x.len()).map(factor).collect()), Some(base))
         } else {
             (None, None)
         };

@@ -204,9 +204,9 @@ pub enum SecretError {
     Malformed,
 }
 
-/// A decoded `whsec_` signing secret.
+/// A decoded `whsec_` signing secret, kept as its keyed HMAC so signing and verifying share it.
 #[derive(Clone)]
-pub struct Secret(Vec<u8>);
+pub struct Secret(Hmac<Sha256>);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -228,23 +228,24 @@ impl Secret {
         if !(24..=64).contains(&key.len()) {
             return Err(SecretError::Malformed);
         }
-        Ok(Secret(key))
+        Hmac::<Sha256>::new_from_slice(&key)
+            .map(Secret)
+            .map_err(|_| SecretError::Malformed)
+    }
+
+    /// The MAC over the signed content `"{id}.{timestamp}.{body}"`.
+    fn mac(&self, id: &str, timestamp: i64, body: &str) -> Hmac<Sha256> {
+        let mut mac = self.0.clone();
+        mac.update(format!("{id}.{timestamp}.").as_bytes());
+        mac.update(body.as_bytes());
+        mac
     }
 }
 
 /// `v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>` (timestamp in seconds).
 pub fn sign(secret: &Secret, id: &str, timestamp: i64, body: &str) -> String {
     use base64::Engine as _;
-    let mut mac = match Hmac::<Sha256>::new_from_slice(&secret.0) {
-        Ok(m) => m,
-        Err(_) => unreachable!("HMAC takes keys of any length"),
-    };
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body.as_bytes());
-    let tag = mac.finalize().into_bytes();
+    let tag = secret.mac(id, timestamp, body).finalize().into_bytes();
     format!(
         "v1,{}",
         base64::engine::general_purpose::STANDARD.encode(tag)
@@ -254,11 +255,7 @@ pub fn sign(secret: &Secret, id: &str, timestamp: i64, body: &str) -> String {
 /// Verifies a `webhook-signature` header (space-separated `v1,<sig>` list) in constant time.
 pub fn verify(secret: &Secret, id: &str, timestamp: i64, body: &str, header: &str) -> bool {
     use base64::Engine as _;
-    let mut mac = match Hmac::<Sha256>::new_from_slice(&secret.0) {
-        Ok(m) => m,
-        Err(_) => return false,
-    };
-    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    let mac = secret.mac(id, timestamp, body);
     header
         .split(' ')
         .filter_map(|s| s.strip_prefix("v1,"))

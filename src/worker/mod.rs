@@ -167,11 +167,8 @@ pub struct ApplyRequest {
     pub visitor_id: String,
     /// Whether this visitor may be forwarded to the CRM (consent and no GPC).
     pub crm: Option<bool>,
-    /// Validated events, as JSON text.
+    /// Validated events, as JSON text (an identify event carries the lead id).
     pub events: Vec<String>,
-    /// Lead id to tie the visitor to (identify).
-    #[serde(default)]
-    pub lead_id: Option<String>,
     /// Receive time (ms).
     pub now: i64,
 }
@@ -420,7 +417,6 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
             visitor_id: batch.visitor_id.clone(),
             crm: Some(crm),
             events: good,
-            lead_id: None,
             now: started,
         },
     )
@@ -483,7 +479,6 @@ async fn post_identify(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<
             visitor_id: body.visitor_id.clone(),
             crm: None,
             events: vec![text],
-            lead_id: Some(body.lead_id.clone()),
             now,
         },
     )
