@@ -54,14 +54,14 @@ fn measure(rows: &[Vec<f32>], passes: usize, mut f: impl FnMut(&[f32]) -> f64) -
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let Ok(text) = std::fs::read_to_string(VECTORS) else {
-        eprintln!("compare: no {VECTORS} (run `python3 benches/vectors.py`); nothing to measure");
-        return;
-    };
-    if args.iter().any(|a| a == "--test") {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not (then: build check only).
+    if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    let Ok(text) = std::fs::read_to_string(VECTORS) else {
+        eprintln!("compare: no {VECTORS} (run `benches/vectors.py`); nothing to measure");
+        return;
+    };
     let passes = std::env::var("LEADSCORE_BENCH_PASSES")
         .ok()
         .and_then(|p| p.parse().ok())
