@@ -37,6 +37,8 @@ const quantile = (sorted, q) => sorted[Math.round((sorted.length - 1) * q)];
 async function measure(name, fn) {
   const probs = [];
   for (const r of rows) probs.push(Number(await fn(r)));
+  // Two more warm-up passes: V8 tiers hot wasm/JS functions up while they run.
+  for (let p = 0; p < 2; p++) for (const r of rows) await fn(r);
   const ns = new Float64Array(rows.length * PASSES);
   let k = 0;
   for (let p = 0; p < PASSES; p++) {

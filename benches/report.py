@@ -237,7 +237,7 @@ def write_plot(c):
         el.append(f'<line x1="{x(d):.1f}" y1="{T}" x2="{x(d):.1f}" y2="{H - B}" stroke="#ddd"/>')
         el.append(f'<text x="{x(d):.1f}" y="{H - B + 15}" text-anchor="middle">{fmt(d)}</text>')
         d *= 10
-    for q in (0, 0.5, 0.99, 1):
+    for q in (0, 0.25, 0.5, 0.75, 1):
         el.append(f'<line x1="{L}" y1="{y(q):.1f}" x2="{W - R}" y2="{y(q):.1f}" stroke="#ddd"/>')
         el.append(f'<text x="{L - 5}" y="{y(q) + 4:.1f}" text-anchor="end">{q:g}</text>')
     el.append(f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">latency per call (log scale)</text>')
