@@ -968,9 +968,9 @@ mod tests {
         // … and after absorbing as many other visitors as allowed.
         for k in 0..MAX_MERGED {
             let mut o = VisitorState::new(&c);
-            let t = format!(r#","path":"/pricing","tz_offset":-600"#);
+            let t = r#","path":"/pricing","tz_offset":-600"#;
             o.apply(
-                &ev(&format!("o{k}"), "page", T0 + 9_000 + k as i64, &t),
+                &ev(&format!("o{k}"), "page", T0 + 9_000 + k as i64, t),
                 &c,
                 None,
             );
