@@ -1,9 +1,9 @@
-//! Property tests: no input makes the parser, the state update or the state decoder panic, and the
-//! state stays within its 1 KB budget whatever arrives.
+//! Property tests: no input makes the parser, the state update, the state decoder or a merge of
+//! two states panic, and the state stays within its 1 KB budget whatever arrives.
 
 use leadscore::event::Event;
 use leadscore::site::{Site, SiteTables};
-use leadscore::state::{StateConfig, VisitorState};
+use leadscore::state::{StateConfig, VisitorState, MAX_MERGED};
 use proptest::prelude::*;
 
 /// A site with the most page classes and stats allowed, so sizes are worst case.
@@ -125,5 +125,48 @@ proptest! {
         let mut b = bytes.clone();
         if !b.is_empty() { b[0] = leadscore::state::STATE_VERSION; }
         let _ = VisitorState::from_bytes(&b, &cfg);
+    }
+
+    #[test]
+    fn merging_any_states_never_panics_and_stays_bounded(
+        a in prop::collection::vec(any_event(), 0..120),
+        b in prop::collection::vec(any_event(), 0..120),
+        now in prop::option::of(1_700_000_000_000i64..1_800_000_000_000),
+        junk in prop::collection::vec(any::<u8>(), 0..1200),
+        ids in prop::collection::vec("[a-c]{1,2}", 1..12),
+    ) {
+        let cfg = cfg();
+        let state = |events: &[String]| {
+            let mut s = VisitorState::new(&cfg);
+            for text in events {
+                if let Ok(e) = Event::parse(text) {
+                    s.apply(&e, &cfg, now);
+                }
+            }
+            s
+        };
+        let (sa, sb) = (state(&a), state(&b));
+        let mut decoded = junk.clone();
+        if !decoded.is_empty() { decoded[0] = leadscore::state::STATE_VERSION; }
+        let odd = VisitorState::from_bytes(&decoded, &cfg).ok();
+        // Any decodable state (its strings are not bounded like applied events'): no panic.
+        if let Some(odd) = &odd {
+            let mut x = sa.clone();
+            let _ = x.merge("self", "odd", odd, &cfg);
+            let mut y = odd.clone();
+            let _ = y.merge("odd", "self", &sa, &cfg);
+        }
+        // States built from events, merged in every order and repeatedly: bounded.
+        let mut s = sa.clone();
+        for (i, id) in ids.iter().enumerate() {
+            let other = if i % 2 == 0 { &sb } else { &sa };
+            let _ = s.merge("self", id, other, &cfg);
+            let mut o = other.clone();
+            let _ = o.merge(id, "self", &s, &cfg);
+        }
+        prop_assert!(s.merged.len() <= MAX_MERGED);
+        let bytes = s.to_bytes();
+        prop_assert!(bytes.len() <= 1024, "{} bytes", bytes.len());
+        prop_assert_eq!(VisitorState::from_bytes(&bytes, &cfg).unwrap(), s);
     }
 }

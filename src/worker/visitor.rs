@@ -4,8 +4,27 @@
 //! Stored under one key: the core's compact state plus what was last sent to the CRM, the
 //! visitor's CRM consent, a rate window and the pending (debounced) send. An alarm fires either
 //! when a debounced send is due or when the visitor has been idle for the retention period
-//! (then everything is deleted). Lead ids get their own object (`lead:<id>`) pointing at the
-//! visitor that identified last, so `GET /v1/score/<lead>` works.
+//! (then everything is deleted).
+//!
+//! **Leads.** A lead id gets its own directory object (`lead:<id>`) listing the lead's visitors
+//! (at most [`MAX_LEAD_VISITORS`], the oldest dropped first) and naming the *merged view*: the
+//! visitor that joined the lead last. When an identify event (from `POST /v1/identify` or in a
+//! batch) is applied to visitor V with lead L:
+//! 1. V joins `lead:L`; if V is new to the lead it becomes the merged view, and the directory
+//!    answers with the lead's other visitors, the previous merged view first;
+//! 2. V fetches each one's state (internal `GET /state`) that its state has not absorbed yet and
+//!    merges them into its own with the core's [`VisitorState::merge`], the most complete state
+//!    first (so a previous merged view brings its sources along and they are not fetched again);
+//! 3. V's score, stored state and webhooks from then on cover the lead's whole history, and
+//!    `GET /v1/score/L` answers with V's score.
+//!
+//! Replays count nothing twice: a merged state remembers its sources, so a repeated identify
+//! (same or new event id) finds nothing left to merge. The other devices keep their own objects:
+//! their later events update their own state, score and webhooks (with their `visitor_id`), not
+//! the merged view, which holds each of them as it was when merged (a state is an aggregate, so
+//! merging it again would count its earlier part twice). A device already in the lead that
+//! identifies again does not take over the merged view. The webhook of V is sent by V's policy
+//! like any other change of V's score.
 
 use std::cell::RefCell;
 
@@ -14,9 +33,9 @@ use serde::{Deserialize, Serialize};
 use worker::*;
 
 use super::{now_ms, scorer, var_num, ApiError, ApplyRequest, ApplyResponse};
-use crate::event::Event;
-use crate::score::{Score, ScoreOptions};
-use crate::state::{Outcome, VisitorState};
+use crate::event::{Event, EventType};
+use crate::score::{Score, ScoreOptions, Scorer};
+use crate::state::{Merge, Outcome, VisitorState};
 use crate::webhook::{make_event, webhook_id, Decision, Policy, SentState};
 
 /// Durable Object binding name (wrangler.toml).
@@ -24,6 +43,8 @@ pub const BINDING: &str = "VISITORS";
 /// Queue producer binding name (wrangler.toml).
 pub const QUEUE: &str = "SCORE_EVENTS";
 const KEY: &str = "v";
+/// Most visitor ids a lead directory entry keeps (the core merges at most as many sources).
+pub const MAX_LEAD_VISITORS: usize = crate::state::MAX_MERGED;
 
 /// What one visitor object keeps.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -41,9 +62,27 @@ struct Record {
     pending: Option<i64>,
     /// Last activity (ms).
     seen: i64,
-    /// Lead directory entries: the visitor this lead id points to.
+    /// Lead directory entries: the lead's merged view (the visitor that joined last).
     #[serde(default)]
     lead_of: Option<String>,
+    /// Lead directory entries: the lead's visitors, in the order they joined.
+    #[serde(default)]
+    lead_visitors: Vec<String>,
+}
+
+/// A lead directory entry's answer to a visitor joining it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LeadMembers {
+    /// The lead's other visitors, the merged view first, then the newest first.
+    others: Vec<String>,
+}
+
+/// A visitor object's state, for merging into another visitor of the same lead.
+#[derive(Debug, Serialize, Deserialize)]
+struct Exported {
+    visitor_id: String,
+    /// As [`Record::state`].
+    state: String,
 }
 
 /// A message on the score-events queue: the webhook id is fixed here, once, so every retry of
@@ -141,9 +180,10 @@ impl DurableObject for VisitorObject {
             },
             (Method::Get, "/score") => self.current().await,
             (Method::Post, "/lead") => match req.text().await {
-                Ok(visitor) => self.point_lead(visitor).await,
+                Ok(visitor) => self.join_lead(visitor).await,
                 Err(e) => Err(ApiError::from(e)),
             },
+            (Method::Get, "/state") => self.export().await,
             _ => Err(ApiError::new(404, "not_found", "no such object route")),
         };
         match result {
@@ -234,12 +274,15 @@ impl VisitorObject {
         rec.rate_count += n;
 
         let mut vs = decode_state(&rec, &sc);
-        let lead_before = vs.lead_id.clone();
         let (mut accepted, mut duplicates, mut stale) = (0, 0, 0);
+        let mut identified = false;
         for text in &req.events {
             let Ok(ev) = Event::parse(text) else { continue }; // validated by the worker
             match sc.apply(&mut vs, &ev, Some(now)) {
-                Outcome::Applied => accepted += 1,
+                Outcome::Applied => {
+                    accepted += 1;
+                    identified |= ev.kind == EventType::Identify && ev.lead_id.is_some();
+                }
                 Outcome::Duplicate => duplicates += 1,
                 Outcome::Stale => stale += 1,
             }
@@ -249,16 +292,18 @@ impl VisitorObject {
         }
         rec.seen = now;
         rec.state = base64::engine::general_purpose::STANDARD.encode(vs.to_bytes());
-        let score = sc
+        let mut score = sc
             .score(&vs, &rec.visitor_id, now, ScoreOptions::default())
             .map_err(|e| ApiError::new(500, "model", e.to_string()))?;
         if accepted > 0 {
             self.maybe_send(&mut rec, &score, now).await?;
         }
         self.save(&rec).await?;
-        if vs.lead_id != lead_before {
-            if let Some(lead) = &vs.lead_id {
-                self.register_lead(lead, &rec.visitor_id).await?;
+        // Every applied identify (not only a new lead id): a join that failed half-way is retried
+        // by the next one, and merging is idempotent.
+        if let (true, Some(lead)) = (identified, vs.lead_id.clone()) {
+            if let Some(merged) = self.merge_lead(&sc, &lead, &req.visitor_id, now).await? {
+                score = merged;
             }
         }
         let out = ApplyResponse {
@@ -307,23 +352,118 @@ impl VisitorObject {
         Ok(())
     }
 
-    async fn register_lead(&self, lead: &str, visitor: &str) -> Result<()> {
+    /// Joins `lead`'s directory entry and merges the states of the lead's other visitors that
+    /// this visitor has not absorbed yet (see the module docs). Returns the new score when
+    /// anything was merged.
+    async fn merge_lead(
+        &self,
+        sc: &Scorer,
+        lead: &str,
+        visitor: &str,
+        now: i64,
+    ) -> std::result::Result<Option<Score>, ApiError> {
         let ns = self.env.durable_object(BINDING)?;
         let stub = ns.id_from_name(&format!("lead:{lead}"))?.get_stub()?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_body(Some(visitor.to_string().into()));
-        stub.fetch_with_request(Request::new_with_init("https://visitor/lead", &init)?)
+        let mut resp = stub
+            .fetch_with_request(Request::new_with_init("https://visitor/lead", &init)?)
             .await?;
-        Ok(())
+        let members: LeadMembers = serde_json::from_str(&resp.text().await?)
+            .map_err(|e| ApiError::new(500, "internal", format!("lead directory: {e}")))?;
+
+        let mine = match self.load().await? {
+            Some(rec) => decode_state(&rec, sc),
+            None => return Ok(None),
+        };
+        let mut sources = Vec::new();
+        for other in members.others {
+            if other == visitor || mine.has_merged(&other) {
+                continue;
+            }
+            let stub = ns.id_from_name(&other)?.get_stub()?;
+            let mut resp = stub.fetch_with_str("https://visitor/state").await?;
+            if resp.status_code() != 200 {
+                continue; // expired (retention) or never sent an event
+            }
+            let Ok(ex) = serde_json::from_str::<Exported>(&resp.text().await?) else {
+                continue;
+            };
+            let state = base64::engine::general_purpose::STANDARD
+                .decode(&ex.state)
+                .ok()
+                .and_then(|b| VisitorState::from_bytes(&b, sc.state_config()).ok());
+            if let Some(state) = state.filter(|_| ex.visitor_id == other) {
+                sources.push((other, state));
+            }
+        }
+        if sources.is_empty() {
+            return Ok(None);
+        }
+        // The most complete state first: a previous merged view brings its own sources along.
+        sources.sort_by_key(|(_, s)| std::cmp::Reverse(s.merged.len()));
+
+        // Re-read: other requests to this object may have run while the states were fetched.
+        let mut rec = self.load().await?.unwrap_or_default();
+        let mut vs = decode_state(&rec, sc);
+        let mut merged = 0;
+        for (id, state) in &sources {
+            match vs.merge(visitor, id, state, sc.state_config()) {
+                Ok(Merge::Merged) => merged += 1,
+                Ok(_) => {}
+                Err(e) => return Err(ApiError::new(500, "internal", e.to_string())),
+            }
+        }
+        if merged == 0 {
+            return Ok(None);
+        }
+        rec.state = base64::engine::general_purpose::STANDARD.encode(vs.to_bytes());
+        let score = sc
+            .score(&vs, visitor, now, ScoreOptions::default())
+            .map_err(|e| ApiError::new(500, "model", e.to_string()))?;
+        self.maybe_send(&mut rec, &score, now).await?;
+        self.save(&rec).await?;
+        Ok(Some(score))
     }
 
-    async fn point_lead(&self, visitor: String) -> std::result::Result<Response, ApiError> {
+    /// A lead directory entry: records `visitor` as one of the lead's visitors and answers with
+    /// the others. A visitor new to the lead becomes its merged view.
+    async fn join_lead(&self, visitor: String) -> std::result::Result<Response, ApiError> {
         let mut rec = self.load().await?.unwrap_or_default();
-        rec.lead_of = Some(visitor);
+        if rec.lead_visitors.is_empty() {
+            // Entries written before the list knew only the visitor they pointed at.
+            rec.lead_visitors.extend(rec.lead_of.clone());
+        }
+        let mut others: Vec<String> = Vec::new();
+        for v in rec.lead_of.iter().chain(rec.lead_visitors.iter().rev()) {
+            if *v != visitor && !others.contains(v) {
+                others.push(v.clone());
+            }
+        }
+        if !rec.lead_visitors.contains(&visitor) {
+            if rec.lead_visitors.len() >= MAX_LEAD_VISITORS {
+                rec.lead_visitors.remove(0);
+            }
+            rec.lead_visitors.push(visitor.clone());
+            rec.lead_of = Some(visitor);
+        }
         rec.seen = now_ms();
         self.save(&rec).await?;
-        Ok(Response::ok("ok")?)
+        Ok(Response::from_json(&LeadMembers { others })?)
+    }
+
+    /// A visitor object's state for another visitor of the same lead (lead entries have none).
+    async fn export(&self) -> std::result::Result<Response, ApiError> {
+        match self.load().await? {
+            Some(rec) if rec.lead_of.is_none() && !rec.state.is_empty() => {
+                Ok(Response::from_json(&Exported {
+                    visitor_id: rec.visitor_id,
+                    state: rec.state,
+                })?)
+            }
+            _ => Err(ApiError::new(404, "not_found", "no visitor state")),
+        }
     }
 
     async fn current(&self) -> std::result::Result<Response, ApiError> {
