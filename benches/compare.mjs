@@ -30,6 +30,9 @@ const require = createRequire(import.meta.url);
 const vectors = JSON.parse(readFileSync(join(BENCH, 'dec_vectors.json'), 'utf8'));
 const rows = vectors.rows.map((r) => Float32Array.from(r));
 
+/** Largest |p − LightGBM's p| over the rows. */
+const maxAbsDiff = (probs) => probs.reduce((m, p, i) => Math.max(m, Math.abs(p - vectors.lgb[i])), 0);
+
 /** The quantile q of sorted numbers. */
 const quantile = (sorted, q) => sorted[Math.round((sorted.length - 1) * q)];
 
@@ -59,8 +62,6 @@ async function measure(name, fn) {
 
 /** Common shape of every engine's result (native ones come from JSON with the same fields). */
 function summarize(name, sortedNs, mean, probs) {
-  let maxDiff = 0;
-  probs.forEach((p, i) => { maxDiff = Math.max(maxDiff, Math.abs(p - vectors.lgb[i])); });
   const cdf = [];
   for (let i = 0; i <= 100; i++) cdf.push(quantile(sortedNs, i / 100));
   return {
@@ -69,7 +70,7 @@ function summarize(name, sortedNs, mean, probs) {
     p50_ns: quantile(sortedNs, 0.5),
     p99_ns: quantile(sortedNs, 0.99),
     mean_ns: mean,
-    max_abs_diff_vs_lightgbm: maxDiff,
+    max_abs_diff_vs_lightgbm: maxAbsDiff(probs),
     cdf_ns: cdf,
   };
 }
@@ -84,15 +85,13 @@ function native(name, file, key) {
     return { engine: name, missing: `${file} missing or unreadable` };
   }
   const r = key ? doc[key] : doc;
-  let maxDiff = 0;
-  r.probs.forEach((p, i) => { maxDiff = Math.max(maxDiff, Math.abs(p - vectors.lgb[i])); });
   return {
     engine: name,
     calls: r.calls,
     p50_ns: r.p50_ns,
     p99_ns: r.p99_ns,
     mean_ns: r.mean_ns,
-    max_abs_diff_vs_lightgbm: maxDiff,
+    max_abs_diff_vs_lightgbm: maxAbsDiff(r.probs),
     cdf_ns: r.cdf_ns,
     load_ms: doc.load_ms,
   };
@@ -106,13 +105,19 @@ async function leadscoreWasm() {
   return { mod, scorer: new mod.LeadScorer('bench', undefined, undefined) };
 }
 
-async function ortSession(pkg) {
+/** onnxruntime (web or node) set up the same way for the warm and the cold runs: one thread. */
+function ortRuntime(pkg) {
   const ort = require(pkg);
   const opts = { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all' };
   if (pkg === 'onnxruntime-web') {
     ort.env.wasm.numThreads = 1;
     opts.executionProviders = ['wasm'];
   }
+  return { ort, opts };
+}
+
+async function ortSession(pkg) {
+  const { ort, opts } = ortRuntime(pkg);
   const session = await ort.InferenceSession.create(readFileSync(MODEL), opts);
   const input = session.inputNames[0];
   const run = async (r) => {
@@ -150,12 +155,7 @@ async function coldOnce(engine) {
   }
   const pkg = engine === 'ort-web' ? 'onnxruntime-web' : 'onnxruntime-node';
   const bytes = readFileSync(MODEL);
-  const ort = require(pkg);
-  const opts = { intraOpNumThreads: 1, interOpNumThreads: 1 };
-  if (engine === 'ort-web') {
-    ort.env.wasm.numThreads = 1;
-    opts.executionProviders = ['wasm'];
-  }
+  const { ort, opts } = ortRuntime(pkg);
   const t0 = performance.now();
   // The first session creation also instantiates onnxruntime's wasm (read from node_modules).
   const session = await ort.InferenceSession.create(bytes, opts);
