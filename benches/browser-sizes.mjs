@@ -11,7 +11,7 @@ const dir = join(root, 'target', 'www', 'ls');
 const budgets = { 'snippet.min.js': 1024, 'tracker.js': 10240 }; // gzip bytes (issue budgets)
 const files = {};
 let missing = false;
-for (const name of ['snippet.min.js', 'tracker.js', 'leadscore.js', 'leadscore_bg.wasm']) {
+for (const name of ['snippet.min.js', 'tracker.js', 'score-worker.js', 'leadscore.js', 'leadscore_bg.wasm']) {
   let buf;
   try {
     buf = readFileSync(join(dir, name));

@@ -1,6 +1,7 @@
 // Assembles the served site into target/www/ (run by `make site` after `make wasm`):
 //   www/demo/**            → target/www/**  (HTML includes resolved, the minified snippet injected)
 //   www/tracker.js         → target/www/ls/tracker.js      (esbuild, minified ES module)
+//   www/score-worker.js    → target/www/ls/score-worker.js (the scoring engine the tracker runs in a Worker)
 //   www/snippet.js         → target/www/ls/snippet.min.js  (esbuild, minified)
 //   target/www/ls/leadscore.js + leadscore_bg.wasm          (made by `make wasm`; left in place)
 //
@@ -38,8 +39,8 @@ for (const name of await readdir(ls)) {
 
 const target = ['es2020', 'chrome90', 'firefox90', 'safari15'];
 await build({
-  entryPoints: [join(src, 'tracker.js')],
-  outfile: join(ls, 'tracker.js'),
+  entryPoints: [join(src, 'tracker.js'), join(src, 'score-worker.js')],
+  outdir: ls,
   bundle: false,
   minify: true,
   format: 'esm',

@@ -1,11 +1,12 @@
 // leadscore tracker: captures a visitor's behaviour as events (www/event.schema.json), scores every
-// event on the device with the wasm core (leadscore.js + leadscore_bg.wasm, next to this file),
-// personalises the page from the score and — only with an endpoint, consent and no Global Privacy
-// Control — sends the events to the edge endpoint in batches, with a persistent retry queue.
+// event on the device with the wasm core, run off the main thread in a Worker (score-worker.js,
+// next to this file), personalises the page from the score and — only with an endpoint, consent and
+// no Global Privacy Control — sends the events to the edge endpoint in batches, with a persistent
+// retry queue.
 //
-// JS never computes features or scores: it builds events, hands them to LeadScorer.apply and reads
-// LeadScorer.score. Loaded as an ES module by the snippet (www/snippet.js), which queues calls made
-// before this file has run; they are replayed here in order.
+// JS never computes features or scores: it builds events, hands them to the engine (LeadScorer.apply)
+// and reads back its score. Loaded as an ES module by the snippet (www/snippet.js), which queues
+// calls made before this file has run; they are replayed here in order.
 
 const W = window;
 const D = document;
@@ -100,15 +101,10 @@ const MAX_EVENTS = 100;
 const MAX_BODY = 64000; // bytes, under the 64 KiB keepalive/beacon budget
 
 let inited = false;
-let scorer = null; // LeadScorer once the wasm is ready and init has run
-let failed = false; // the wasm could not load: events still go to the endpoint, unscored
-let wasm = null; // the wasm exports (memory)
-let Mod = null; // the wasm-bindgen module (LeadScorer)
+let failed = false; // the engine could not load: events still go to the endpoint, unscored
 let rules; // page rules JSON for LeadScorer
-let pending = []; // events made before the scorer exists
 let current = null; // last score object
 let sig = '';
-let scoring = false; // a score is scheduled for the end of this task
 let firstScore = true;
 const handlers = { score: [] };
 
@@ -136,104 +132,154 @@ const crmAllowed = () => {
   return typeof c.crm === 'boolean' ? c.crm : cfg.consent === 'granted';
 };
 
-// ---------------------------------------------------------------- wasm
-const wasmReady = (async () => {
-  const m = await import(new URL('leadscore.js', import.meta.url).href);
-  wasm = await m.default({ module_or_path: new URL('leadscore_bg.wasm', import.meta.url) });
-  mark('wasm-ready');
-  return m;
-})();
+// ---------------------------------------------------------------- scoring engine (score-worker.js)
+// Events go to the transport at once (nothing made is lost if the page goes away) and to the engine
+// in one batch per task; its answer carries the score, the saved state and refusals, in order.
+const ENGINE = new URL('score-worker.js', import.meta.url);
+let send = null; // (msg) => void into the engine; null while it is being made
+let initMsg = null; // the current scorer's init (re-sent if the engine has to be remade)
+let gen = 0; // bumped by reset(): answers for an older visitor are ignored
+let outbox = []; // events made and not yet posted
+let sent = []; // posted batches not yet answered, oldest first: {gen, events, msg}
+let draining = false;
+let meta = {}; // modelVersion, featureCount, features, memory, from the engine's answers
 
-async function boot() {
-  let m;
+const post = (msg) => send && send(msg);
+
+/** The engine in a module Worker; in the page where a Worker cannot run it (another origin, …). */
+function startEngine() {
   try {
-    m = await wasmReady;
-  } catch (e) {
-    failed = true;
-    warn('could not load the scoring module; events are not scored on this page', e);
-    const evs = pending;
-    pending = [];
-    evs.forEach(accepted);
-    return;
+    const w = new Worker(ENGINE, { type: 'module' });
+    w.onmessage = (e) => fromEngine(e.data);
+    w.onerror = (e) => {
+      e.preventDefault();
+      w.terminate();
+      if (!meta.modelVersion) inPage();
+    };
+    send = (m) => w.postMessage(m);
+    meta.thread = 'worker';
+  } catch {
+    inPage();
   }
-  Mod = m;
-  rules = cfg.categories ? JSON.stringify(cfg.categories) : undefined;
+}
+
+async function inPage() {
+  send = null;
+  try {
+    const m = await import(ENGINE.href);
+    send = m.engine((msg) => fromEngine(msg));
+    meta.thread = 'page';
+  } catch (e) {
+    return fromEngine({ t: 'failed', message: String(e) });
+  }
+  if (initMsg) send(initMsg);
+  sent.forEach((b) => send(b.msg));
+}
+
+/** Creates the scorer for `vid` from the saved state and the events a left page had not seen scored. */
+function boot() {
   let saved;
   try {
     saved = get('state') ? unb64(get('state')) : undefined;
   } catch {}
-  try {
-    scorer = new m.LeadScorer(vid, saved, rules);
-  } catch (e) {
-    // Bad page rules: fall back to the card's, so the page is still scored.
-    warn('page rules refused:', e.code, e.message);
-    rules = undefined;
-    scorer = new m.LeadScorer(vid, saved, rules);
-  }
-  mark('scorer-ready');
-  const evs = pending;
-  pending = [];
-  evs.forEach((e) => process(e, true));
-  after();
+  const unscored = readJSON('unscored', []);
+  del('unscored');
+  rules = cfg.categories ? JSON.stringify(cfg.categories) : undefined;
+  initMsg = { t: 'init', vid, saved, rules };
+  post(initMsg);
+  // Already sent to the endpoint by their page; the core ignores those it has seen (event ids).
+  if (Array.isArray(unscored)) outbox = unscored.filter((e) => e && e.visitor_id === vid).concat(outbox);
+  drain();
+  // Events the engine has not answered for when the page goes: scored by the next page.
+  const keep = () => {
+    const evs = sent.filter((b) => b.gen === gen).flatMap((b) => b.events).concat(outbox);
+    if (evs.length) set('unscored', JSON.stringify(evs.slice(-200)));
+  };
+  W.addEventListener('pagehide', keep);
+  D.addEventListener('visibilitychange', () => D.visibilityState === 'hidden' && keep());
 }
 
-// ---------------------------------------------------------------- events → scorer → hooks
+function drain() {
+  draining = false;
+  if (!initMsg || !outbox.length) return;
+  if (failed) {
+    outbox.forEach(accepted);
+    outbox = [];
+    return;
+  }
+  const b = { gen, events: outbox };
+  outbox = [];
+  b.msg = { t: 'events', events: b.events.map((e) => JSON.stringify(e)), now: now() };
+  sent.push(b);
+  post(b.msg);
+}
+
+function fromEngine(m) {
+  if (m.t === 'ready') {
+    const { modelVersion, featureCount, loadMs, constructMs } = m;
+    Object.assign(meta, { modelVersion, featureCount, loadMs, constructMs });
+    if (m.rulesRefused) {
+      warn('page rules refused:', m.rulesRefused.code, m.rulesRefused.message);
+      rules = undefined;
+    }
+    mark('scorer-ready');
+  } else if (m.t === 'failed') {
+    failed = true;
+    warn('could not load the scoring module; events are not scored on this page:', m.message);
+    sent.forEach((b) => b.events.forEach(accepted));
+    sent = [];
+    drain();
+  } else if (m.t === 'applied') {
+    const b = sent.shift();
+    if (!b || b.gen !== gen) return;
+    const bad = new Set(m.refused.map((r) => r.i));
+    m.refused.forEach((r) => warn(`event ${b.events[r.i].type} refused (${r.code}): ${r.message}`));
+    b.events.forEach((e, i) => bad.has(i) || accepted(e));
+    set('state', b64(m.state));
+    meta.features = m.features;
+    meta.memory = m.memory;
+    if (m.error) warn('scoring failed:', m.error.code, m.error.message);
+    if (m.score) scored(m.score);
+  }
+}
+
+// ---------------------------------------------------------------- events → engine → hooks
 function event(type, extra) {
   return Object.assign({ id: uid(), type, ts: now(), visitor_id: vid }, extra);
 }
 
 function emit(e) {
   set('last', String(e.ts));
-  if (scorer) {
-    process(e, false);
-  } else if (failed) accepted(e);
-  else pending.push(e);
-}
-
-function process(e, quiet) {
-  try {
-    scorer.apply(JSON.stringify(e), now());
-  } catch (err) {
-    warn(`event ${e.type} refused (${err.code || 'error'}): ${err.message}`);
-    return;
-  }
-  accepted(e);
-  if (!quiet && !scoring) {
-    // One score per task however many events it made (a score costs milliseconds in wasm).
-    scoring = true;
-    queueMicrotask(after);
+  if (inited) enqueue(e);
+  outbox.push(e);
+  if (initMsg && !draining) {
+    // One batch, so one score, per task however many events it made.
+    draining = true;
+    queueMicrotask(drain);
   }
 }
 
-/** An event the core accepted: to the transport, then to on('event') handlers. */
+/** An event the core accepted: to on('event') handlers. */
 function accepted(e) {
-  enqueue(e);
   (handlers.event || []).forEach((fn) => call(fn, e));
 }
 
-function after() {
-  scoring = false;
-  try {
-    set('state', b64(scorer.save()));
-    const s = scorer.score(now());
-    current = s;
-    if (firstScore) {
-      firstScore = false;
-      mark('first-score');
-      try {
-        P.measure('leadscore:load-to-first-score', 'leadscore:load-start', 'leadscore:first-score');
-      } catch {}
-    }
-    const k = JSON.stringify([s.ai_score, s.tier, s.key_factors]);
-    if (k === sig) return;
-    sig = k;
-    set('tier', s.tier);
-    paint();
-    D.dispatchEvent(new CustomEvent('leadscore:score', { detail: s }));
-    handlers.score.slice().forEach((fn) => call(fn, s));
-  } catch (err) {
-    warn('scoring failed:', err.code || '', err.message || err);
+function scored(s) {
+  current = s;
+  if (firstScore) {
+    firstScore = false;
+    mark('first-score');
+    try {
+      P.measure('leadscore:load-to-first-score', 'leadscore:load-start', 'leadscore:first-score');
+    } catch {}
   }
+  const k = JSON.stringify([s.ai_score, s.tier, s.key_factors]);
+  if (k === sig) return;
+  sig = k;
+  set('tier', s.tier);
+  paint();
+  D.dispatchEvent(new CustomEvent('leadscore:score', { detail: s }));
+  handlers.score.slice().forEach((fn) => call(fn, s));
 }
 
 const call = (fn, s) => {
@@ -614,6 +660,7 @@ function init(o) {
   for (const k in o || {}) if (o[k] !== undefined) cfg[k] = o[k];
   cfg.endpoint = String(cfg.endpoint || '').replace(/\/+$/, '');
   if (allowed()) setCookie(vid, 400 * 86400);
+  outbox.forEach(enqueue); // made before init
   listen();
   if (cfg.autoPage) startPage();
   boot();
@@ -670,7 +717,7 @@ const api = {
     return api;
   },
   /** on('score', fn): fn(score) on every score change, and at once if a score exists.
-   * on('event', fn): fn(event) for every event the scorer accepted (a copy goes to the endpoint). */
+   * on('event', fn): fn(event) for every event the scorer accepted (every event made goes to the endpoint). */
   on(name, fn) {
     if (typeof fn !== 'function') return api;
     (handlers[name] = handlers[name] || []).push(fn);
@@ -723,20 +770,20 @@ const api = {
     del('tier');
     current = null;
     sig = '';
-    if (scorer) {
-      scorer.free();
-      scorer = new Mod.LeadScorer(vid, undefined, rules);
-    }
+    gen++;
+    outbox = outbox.filter((e) => e.visitor_id === vid);
+    if (initMsg) post((initMsg = { t: 'init', vid, rules }));
     if (cookie()) setCookie(vid, 400 * 86400);
     return api;
   },
   /** Diagnostics for debug panels and tests. */
   info: () => ({
     visitorId: vid,
-    modelVersion: scorer ? scorer.modelVersion : null,
-    featureCount: scorer ? scorer.featureCount : null,
-    features: scorer ? Array.from(scorer.features()) : null, // in the model card's order
-    wasmMemoryBytes: wasm && wasm.memory ? wasm.memory.buffer.byteLength : null,
+    modelVersion: meta.modelVersion ?? null,
+    featureCount: meta.featureCount ?? null,
+    features: meta.features ?? null, // in the model card's order, as of the last answer
+    wasmMemoryBytes: meta.memory ?? null,
+    engine: { thread: meta.thread ?? null, loadMs: meta.loadMs ?? null, constructMs: meta.constructMs ?? null },
     queued: qRead().length,
     dropped,
     sending: allowed(),
@@ -750,6 +797,7 @@ const stub = W.leadscore;
 if (stub && stub.version) {
   warn('tracker loaded twice; the second copy does nothing');
 } else {
+  startEngine();
   W.leadscore = api;
   for (const [m, ...args] of Array.isArray(stub) ? stub : []) {
     try {

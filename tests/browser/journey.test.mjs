@@ -62,9 +62,11 @@ test('a visitor walking the demo site turns hot, and the page follows the score'
     return {
       snippet_ms: at('snippet'),
       tracker_load_start_ms: at('load-start'),
-      wasm_ready_ms: at('wasm-ready'),
       scorer_ready_ms: at('scorer-ready'),
-      leadscorer_construct_ms: at('scorer-ready') - at('wasm-ready'),
+      // Inside the engine (a Worker, off the main thread): module fetch+compile+instantiate, model load.
+      engine_thread: window.leadscore.info().engine.thread,
+      engine_wasm_load_ms: window.leadscore.info().engine.loadMs,
+      leadscorer_construct_ms: window.leadscore.info().engine.constructMs,
       first_score_ms: at('first-score'),
       load_start_to_first_score_ms: at('first-score') - at('load-start'),
       snippet_to_first_score_ms: at('first-score') - at('snippet'),

@@ -1,4 +1,5 @@
-// Size budgets of the issue: loader ≤ 1 KB and tracker ≤ 10 KB, gzipped (level 9) and minified.
+// Size budgets of the issue: loader ≤ 1 KB and tracker ≤ 10 KB, gzipped (level 9) and minified. The
+// tracker's budget covers its scoring engine (score-worker.js) too: both are the snippet's JS.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -10,7 +11,8 @@ const gz = (f) => gzipSync(readFileSync(join(WWW, 'ls', f)), { level: 9 }).lengt
 
 test('snippet ≤ 1 KB and tracker ≤ 10 KB gzipped', { skip: siteMissing() }, () => {
   assert.ok(gz('snippet.min.js') <= 1024, `snippet.min.js: ${gz('snippet.min.js')} B gzip`);
-  assert.ok(gz('tracker.js') <= 10240, `tracker.js: ${gz('tracker.js')} B gzip`);
+  const tracker = gz('tracker.js') + gz('score-worker.js');
+  assert.ok(tracker <= 10240, `tracker.js + score-worker.js: ${tracker} B gzip`);
   // The served pages carry the real minified loader, not the source.
   const html = readFileSync(join(WWW, 'pricing', 'index.html'), 'utf8');
   assert.ok(html.includes(readFileSync(join(WWW, 'ls', 'snippet.min.js'), 'utf8').trim()));

@@ -142,3 +142,53 @@ test('SPA routes, hidden pages and engaged time', { skip }, async () => {
   assert.deepEqual(warnings, []);
   await context.close();
 });
+
+test('the engine runs in a Worker; without Workers it runs in the page and scores the same', { skip }, async () => {
+  const run = async (noWorker) => {
+    const context = await browser.newContext();
+    if (noWorker) await context.addInitScript(() => delete window.Worker);
+    const p = await context.newPage();
+    const warnings = [];
+    p.on('console', (m) => m.type() === 'warning' && warnings.push(m.text()));
+    await p.goto(site.origin + '/app/');
+    await p.waitForFunction(() => window.leadscore.version && window.leadscore.score());
+    await p.evaluate(() => {
+      window.leadscore.track('click', { cta: 'demo' });
+      window.leadscore.track('form_start');
+      window.leadscore.identify('lead-9', { company_size: 120 });
+    });
+    await p.waitForFunction(() => window.leadscore.score()?.lead_id === 'lead-9');
+    const out = await p.evaluate(() => ({ s: window.leadscore.score(), info: window.leadscore.info() }));
+    await context.close();
+    return { ...out, warnings };
+  };
+  const worker = await run(false);
+  const page = await run(true);
+  assert.equal(worker.info.engine.thread, 'worker');
+  assert.equal(page.info.engine.thread, 'page');
+  for (const r of [worker, page]) {
+    assert.deepEqual(r.warnings, []);
+    assert.equal(r.info.featureCount, r.info.features.length);
+    assert.ok(r.info.wasmMemoryBytes > 0);
+  }
+  assert.deepEqual(page.info.features.slice(0, 6), worker.info.features.slice(0, 6), 'same counts from the same walk');
+  assert.equal(page.s.tier, worker.s.tier);
+  assert.deepEqual(page.s.key_factors.map((f) => f.feature), worker.s.key_factors.map((f) => f.feature));
+});
+
+test('events a page made before its engine answered are scored by the next page', { skip }, async () => {
+  const context = await browser.newContext();
+  const p = await context.newPage();
+  // First page: the engine's script is held back, so nothing it is sent can be answered before leaving.
+  await p.route('**/ls/score-worker.js', () => {});
+  await p.goto(site.origin + '/app/');
+  await p.waitForFunction(() => window.leadscore && window.leadscore.version);
+  await p.evaluate(() => window.leadscore.identify('lead-carried', { company_size: 40 }));
+  assert.equal(await p.evaluate(() => window.leadscore.score()), null, 'not scored on the first page');
+  await p.unroute('**/ls/score-worker.js');
+  await p.goto(site.origin + '/app/');
+  const s = await p.waitForFunction(() => window.leadscore.score()?.lead_id, null, { timeout: 10000 }).then((h) => h.jsonValue());
+  assert.equal(s, 'lead-carried');
+  assert.equal(await p.evaluate(() => localStorage.getItem('ls_unscored')), null, 'read once, then deleted');
+  await context.close();
+});
