@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use leadscore::event::Event;
-use leadscore::explain::tree_shap;
+use leadscore::explain::{tree_shap, ShapMemo};
 use leadscore::model::Bundle;
 use leadscore::score::{ScoreOptions, Scorer};
 use leadscore::state::VisitorState;
@@ -71,6 +71,28 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("score_with_treeshap_per_visitor", |b| {
         b.iter(|| scorer.score(black_box(&state), "v-hot", 0, ScoreOptions::default()))
+    });
+    // Every sample journey event by event, as the browser and the worker score: the memo keeps
+    // each tree's last contributions, so an event recomputes only the trees it changed.
+    let mut steps: Vec<(bool, VisitorState)> = Vec::new();
+    for v in ["v-hot", "v-warm", "v-cold"] {
+        let mut s = scorer.new_state();
+        for (k, e) in events.iter().filter(|e| e.visitor_id == v).enumerate() {
+            scorer.apply(&mut s, e, None);
+            steps.push((k == 0, s.clone()));
+        }
+    }
+    c.bench_function("score_with_treeshap_per_event_memo", |b| {
+        let mut memo = ShapMemo::default();
+        let mut i = 0;
+        b.iter(|| {
+            let (first, s) = &steps[i % steps.len()];
+            i += 1;
+            if *first {
+                memo.clear();
+            }
+            scorer.score_with_memo(black_box(s), "v", 0, ScoreOptions::default(), &mut memo)
+        })
     });
     let bytes = state.to_bytes();
     println!("state size: {} bytes serialized (postcard)", bytes.len());

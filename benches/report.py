@@ -16,6 +16,7 @@ ROWS = [
     ("model_predict_row", "model probability, one row, through the tract plan", None),
     ("treeshap_row", "exact TreeSHAP, one row", None),
     ("score_with_treeshap_per_visitor", "features + score + TreeSHAP + calibration (full Score)", 50_000),
+    ("score_with_treeshap_per_event_memo", "the same after each event of the sample journeys, with the visitor's TreeSHAP memo", 50_000),
     ("state_serialize", "state serialize (postcard)", None),
     ("state_deserialize", "state deserialize + shape check", None),
 ]
@@ -167,6 +168,21 @@ def compare_section():
     for e in c["explained"]:
         if not e.get("missing"):
             out.append(f"| {e['engine']} | {fmt(e['p50_ns'])} | {fmt(e['p99_ns'])} | {fmt(e['mean_ns'])} |")
+    j = None
+    try:
+        with open(os.path.join(ROOT, "target", "bench", "native.json")) as f:
+            j = json.load(f).get("journeys")
+    except (OSError, ValueError):
+        pass
+    if j:
+        out += ["", f"Per event along {j['visitors']} December visitors' journeys ({j['events']:,} events from the parity "
+                "converter, native): the full score after each event, TreeSHAP from scratch vs with the visitor's "
+                f"memo (only trees whose split decisions changed are recomputed: {j['trees_recomputed_mean']:.1f} of "
+                f"{j['n_trees']} per event on average; scores differing: {j['mismatches']}).", "",
+                "| score + TreeSHAP per event (native) | p50 | p99 | mean |", "|---|---|---|---|"]
+        for key, label in [("full", "from scratch"), ("memo", "with the visitor's memo (browser, worker)")]:
+            e = j[key]
+            out.append(f"| {label} | {fmt(e['p50_ns'])} | {fmt(e['p99_ns'])} | {fmt(e['mean_ns'])} |")
     out += ["", "| cold start (fresh node process; median of runs) | total | split |", "|---|---|---|"]
     cold = {}
     for e in c["cold_start"]:

@@ -16,6 +16,7 @@ use serde::Serialize as _;
 use wasm_bindgen::prelude::*;
 
 use crate::event::Event;
+use crate::explain::ShapMemo;
 use crate::model::Bundle;
 use crate::score::{Score, ScoreOptions, Scorer};
 use crate::site::PageRule;
@@ -35,6 +36,8 @@ pub struct LeadScorer {
     scorer: Scorer,
     state: VisitorState,
     visitor_id: String,
+    /// The last explanation, tree by tree: a score after an event recomputes only what it changed.
+    memo: ShapMemo,
 }
 
 #[wasm_bindgen]
@@ -93,6 +96,7 @@ impl LeadScorer {
             scorer,
             state,
             visitor_id,
+            memo: ShapMemo::default(),
         })
     }
 
@@ -110,13 +114,19 @@ impl LeadScorer {
     }
 
     /// The current score (the CLI's JSON shape; `all_factors` adds every contribution).
-    pub fn score(&self, now: f64, all_factors: Option<bool>) -> Result<JsValue, JsValue> {
+    pub fn score(&mut self, now: f64, all_factors: Option<bool>) -> Result<JsValue, JsValue> {
         let opts = ScoreOptions {
             all_factors: all_factors.unwrap_or(false),
         };
         let s = self
             .scorer
-            .score(&self.state, &self.visitor_id, now as i64, opts)
+            .score_with_memo(
+                &self.state,
+                &self.visitor_id,
+                now as i64,
+                opts,
+                &mut self.memo,
+            )
             .map_err(|e| js_error("model", e))?;
         score_to_js(&s)
     }

@@ -101,6 +101,8 @@ pub struct Covers {
     nodes: Vec<ShapNode>,
     /// Per tree: first node and quadrature size.
     trees: Vec<(usize, usize)>,
+    /// Per tree: what [`tree_shap_memo`] needs to tell whether a row changes the tree's values.
+    memo_keys: Vec<TreeKey>,
     base_value: f64,
     max_depth: usize,
     n_features: usize,
@@ -129,6 +131,7 @@ impl Covers {
         let mut base_value = f64::from(forest.base());
         let mut quadratures: Vec<Quadrature> = Vec::new();
         let mut recips: Vec<f64> = Vec::new();
+        let mut memo_keys = Vec::with_capacity(forest.n_trees());
         for (t, (tree, covers)) in forest.trees().zip(node_covers).enumerate() {
             if tree.onnx_tree_id() != t as i64 {
                 return Err(card(format!(
@@ -243,10 +246,12 @@ impl Covers {
                 }
             }
             trees.push((start, m));
+            memo_keys.push(TreeKey::of(&nodes[start..], start));
         }
         Ok(Covers {
             nodes,
             trees,
+            memo_keys,
             base_value,
             max_depth: forest.max_depth(),
             n_features: forest.n_features(),
@@ -346,6 +351,8 @@ pub struct TreeShapScratch {
     levels: Vec<f64>,
     /// Algorithm 2's unique paths, one per depth, packed.
     path: Vec<PathElement>,
+    /// One tree's contributions, added to the row's in tree order.
+    tree_phi: Vec<f64>,
 }
 
 impl TreeShapScratch {
@@ -363,6 +370,7 @@ impl TreeShapScratch {
             self.stride = stride;
             self.on_path = vec![None; nf];
             self.acc = vec![0.0; nf * stride];
+            self.tree_phi = vec![0.0; nf];
         }
         let d = covers.max_depth;
         let m = covers.max_m();
@@ -400,21 +408,168 @@ pub fn tree_shap_with(
         return f64::NAN;
     }
     scratch.reserve(covers);
+    let mut phi = std::mem::take(&mut scratch.tree_phi);
     for &(start, m) in &covers.trees {
-        let Some(quad) = covers.quadratures.get(m - 1) else {
+        phi.fill(0.0);
+        explain_tree(covers, start, m, x, scratch, &mut phi);
+        for (o, p) in out.iter_mut().zip(&phi) {
+            *o += p;
+        }
+    }
+    scratch.tree_phi = phi;
+    covers.base_value
+}
+
+/// Adds one tree's contributions for `x` into `phi` (zeroed by the caller).
+fn explain_tree(
+    covers: &Covers,
+    start: usize,
+    m: usize,
+    x: &[f32],
+    scratch: &mut TreeShapScratch,
+    phi: &mut [f64],
+) {
+    let Some(quad) = covers.quadratures.get(m - 1) else {
+        return;
+    };
+    let (nodes, r) = (&covers.nodes, &covers.recips);
+    match m {
+        1 => Fixed::<1>::new(nodes, r, quad, x).tree(start, scratch, phi),
+        2 => Fixed::<2>::new(nodes, r, quad, x).tree(start, scratch, phi),
+        3 => Fixed::<3>::new(nodes, r, quad, x).tree(start, scratch, phi),
+        4 => Fixed::<4>::new(nodes, r, quad, x).tree(start, scratch, phi),
+        5 => Fixed::<5>::new(nodes, r, quad, x).tree(start, scratch, phi),
+        6 => Fixed::<6>::new(nodes, r, quad, x).tree(start, scratch, phi),
+        7 => Fixed::<7>::new(nodes, r, quad, x).tree(start, scratch, phi),
+        8 => Fixed::<8>::new(nodes, r, quad, x).tree(start, scratch, phi),
+        _ => Sliced { nodes, quad, x, m }.tree(start, scratch, phi),
+    }
+}
+
+/// Which rows a tree cannot tell apart: a tree's contributions depend on the row only through the
+/// side each of its splits sends it to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TreeKey {
+    /// Global indices of the tree's nodes.
+    nodes: (usize, usize),
+    /// Bit `f` (bit 63 for every `f ≥ 63`): the tree splits on feature `f`.
+    features: u64,
+    /// The tree has at most 64 branches, so its decisions fit one `u64`.
+    fits: bool,
+}
+
+impl TreeKey {
+    /// `tree`: one tree's nodes, the root (global index `start`) first.
+    fn of(tree: &[ShapNode], start: usize) -> TreeKey {
+        let branches = tree.iter().filter(|n| n.feature != LEAF);
+        TreeKey {
+            nodes: (start, start + tree.len()),
+            features: branches
+                .clone()
+                .fold(0, |m, n| m | feature_bit(n.feature as usize)),
+            fits: branches.count() <= 64,
+        }
+    }
+
+    /// The row's decisions at every split, in node order.
+    fn decisions(&self, nodes: &[ShapNode], x: &[f32]) -> u64 {
+        let tree = nodes.get(self.nodes.0..self.nodes.1).unwrap_or_default();
+        tree.iter()
+            .filter(|n| n.feature != LEAF)
+            .fold(0u64, |k, n| (k << 1) | u64::from(n.goes_true(x)))
+    }
+}
+
+fn feature_bit(f: usize) -> u64 {
+    1u64 << f.min(63)
+}
+
+/// The last explained row of one visitor, tree by tree; why: between two events of a visitor most
+/// trees send the row down the same sides, and then their contributions are the same, so
+/// [`tree_shap_memo`] recomputes only the others. Exact: a tree whose decisions are unchanged would
+/// repeat the very same floating-point operations.
+#[derive(Debug, Clone, Default)]
+pub struct ShapMemo {
+    /// The row last explained.
+    x: Vec<f32>,
+    /// Per tree: its decisions for `x` (meaningful when `known`).
+    keys: Vec<u64>,
+    known: Vec<bool>,
+    /// Per tree, `n_features` contributions each.
+    phi: Vec<f64>,
+    scratch: TreeShapScratch,
+    recomputed: usize,
+}
+
+impl ShapMemo {
+    /// Trees the last [`tree_shap_memo`] call had to recompute; why: benchmarks report it.
+    pub fn recomputed(&self) -> usize {
+        self.recomputed
+    }
+
+    /// Forgets the last row (the next call recomputes every tree).
+    pub fn clear(&mut self) {
+        self.x.clear();
+        self.known.fill(false);
+    }
+}
+
+/// [`tree_shap`] for the next row of the same visitor: the same values to the bit, recomputing only
+/// the trees whose split decisions differ from the previous row's (see [`ShapMemo`]).
+pub fn tree_shap_memo(
+    forest: &Forest,
+    covers: &Covers,
+    x: &[f32],
+    out: &mut [f64],
+    memo: &mut ShapMemo,
+) -> f64 {
+    if !prepare(forest, covers, x, out) {
+        return f64::NAN;
+    }
+    let nf = covers.n_features;
+    let nt = covers.trees.len();
+    if memo.known.len() != nt || memo.phi.len() != nt * nf {
+        memo.keys = vec![0; nt];
+        memo.known = vec![false; nt];
+        memo.phi = vec![0.0; nt * nf];
+        memo.x.clear();
+    }
+    memo.scratch.reserve(covers);
+    let Some(x) = x.get(..nf) else {
+        return f64::NAN; // unreachable: `prepare` checked the width
+    };
+    let changed = if memo.x.len() == nf {
+        x.iter()
+            .zip(&memo.x)
+            .enumerate()
+            .filter(|(_, (a, b))| a.to_bits() != b.to_bits())
+            .fold(0, |m, (f, _)| m | feature_bit(f))
+    } else {
+        u64::MAX
+    };
+    memo.recomputed = 0;
+    for (t, (&(start, m), key)) in covers.trees.iter().zip(&covers.memo_keys).enumerate() {
+        if memo.known[t] && key.features & changed == 0 {
+            continue;
+        }
+        let k = key.decisions(&covers.nodes, x);
+        if memo.known[t] && memo.keys[t] == k {
+            continue;
+        }
+        let Some(phi) = memo.phi.get_mut(t * nf..(t + 1) * nf) else {
             continue;
         };
-        let (nodes, r) = (&covers.nodes, &covers.recips);
-        match m {
-            1 => Fixed::<1>::new(nodes, r, quad, x).tree(start, scratch, out),
-            2 => Fixed::<2>::new(nodes, r, quad, x).tree(start, scratch, out),
-            3 => Fixed::<3>::new(nodes, r, quad, x).tree(start, scratch, out),
-            4 => Fixed::<4>::new(nodes, r, quad, x).tree(start, scratch, out),
-            5 => Fixed::<5>::new(nodes, r, quad, x).tree(start, scratch, out),
-            6 => Fixed::<6>::new(nodes, r, quad, x).tree(start, scratch, out),
-            7 => Fixed::<7>::new(nodes, r, quad, x).tree(start, scratch, out),
-            8 => Fixed::<8>::new(nodes, r, quad, x).tree(start, scratch, out),
-            _ => Sliced { nodes, quad, x, m }.tree(start, scratch, out),
+        phi.fill(0.0);
+        explain_tree(covers, start, m, x, &mut memo.scratch, phi);
+        memo.keys[t] = k;
+        memo.known[t] = key.fits;
+        memo.recomputed += 1;
+    }
+    memo.x.clear();
+    memo.x.extend_from_slice(x);
+    for phi in memo.phi.chunks_exact(nf) {
+        for (o, p) in out.iter_mut().zip(phi) {
+            *o += p;
         }
     }
     covers.base_value

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
-use crate::explain::{tree_shap, Covers};
+use crate::explain::{tree_shap, tree_shap_memo, Covers, ShapMemo};
 use crate::features::FeatureSet;
 use crate::model::card::{Calibration, Card, Tiers};
 use crate::model::error::ModelError;
@@ -200,8 +200,32 @@ impl Scorer {
         at: i64,
         opts: ScoreOptions,
     ) -> Result<Score, ModelError> {
+        self.score_state(state, visitor_id, at, opts, None)
+    }
+
+    /// [`Scorer::score`] for a front end that scores one visitor event after event: the same score,
+    /// with TreeSHAP recomputed only for the trees the new events changed (see [`ShapMemo`]).
+    pub fn score_with_memo(
+        &self,
+        state: &VisitorState,
+        visitor_id: &str,
+        at: i64,
+        opts: ScoreOptions,
+        memo: &mut ShapMemo,
+    ) -> Result<Score, ModelError> {
+        self.score_state(state, visitor_id, at, opts, Some(memo))
+    }
+
+    fn score_state(
+        &self,
+        state: &VisitorState,
+        visitor_id: &str,
+        at: i64,
+        opts: ScoreOptions,
+        memo: Option<&mut ShapMemo>,
+    ) -> Result<Score, ModelError> {
         let x = self.feature_vector(state);
-        let mut s = self.score_vector(&x, opts)?;
+        let mut s = self.score_x(&x, opts, memo)?;
         s.visitor_id = visitor_id.to_string();
         s.lead_id = state.lead_id.clone();
         s.score_timestamp = at;
@@ -211,6 +235,15 @@ impl Scorer {
 
     /// Scores a raw feature vector (stateless scoring; confidence assumes full evidence).
     pub fn score_vector(&self, x: &[f32], opts: ScoreOptions) -> Result<Score, ModelError> {
+        self.score_x(x, opts, None)
+    }
+
+    fn score_x(
+        &self,
+        x: &[f32],
+        opts: ScoreOptions,
+        memo: Option<&mut ShapMemo>,
+    ) -> Result<Score, ModelError> {
         if x.len() != self.features.len() {
             return Err(ModelError::Card(format!(
                 "expected {} features, got {}",
@@ -222,7 +255,11 @@ impl Scorer {
         let probability = calibrate(raw, self.card.calibration);
         let ai_score = (probability * 100.0).round().clamp(0.0, 100.0) as u8;
         let mut phi = vec![0.0; x.len()];
-        let base = tree_shap(self.model.forest(), &self.covers, x, &mut phi);
+        let forest = self.model.forest();
+        let base = match memo {
+            Some(memo) => tree_shap_memo(forest, &self.covers, x, &mut phi, memo),
+            None => tree_shap(forest, &self.covers, x, &mut phi),
+        };
         // Factors are built only for what is reported: five by default, every one on request.
         let names = self.features.names();
         let factor = |i: usize| Factor {

@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use leadscore::explain::{tree_shap, tree_shap_reference, tree_shap_with, Covers, TreeShapScratch};
+use leadscore::explain::{
+    tree_shap, tree_shap_memo, tree_shap_reference, tree_shap_with, Covers, ShapMemo,
+    TreeShapScratch,
+};
 use leadscore::model::error::ModelError;
 use leadscore::model::forest::{Forest, Node};
 use leadscore::model::kernel::TractModel;
@@ -230,19 +233,29 @@ fn tree_shap_matches_lightgbm_pred_contrib() {
     assert!(checked >= 95);
 }
 
+/// Rows with JSON `null` as NaN.
+fn rows_of(inputs: &[Vec<Option<f32>>]) -> Vec<Vec<f32>> {
+    inputs
+        .iter()
+        .map(|r| r.iter().map(|v| v.unwrap_or(f32::NAN)).collect())
+        .collect()
+}
+
+/// A synthetic fixture, its forest, covers from routing its rows, and the rows.
+fn synthetic(name: &str) -> (Synth, Forest, Covers, Vec<Vec<f32>>) {
+    let f: Synth = json(name);
+    let forest = Forest::from_onnx_bytes(&read(&f.model)).expect("parses");
+    let rows = rows_of(&f.inputs);
+    let covers = Covers::new(&forest, &route_covers(&forest, &rows)).expect("consistent");
+    (f, forest, covers, rows)
+}
+
 /// The fast evaluation against Algorithm 2 verbatim, on models with every branch mode, repeated
 /// features along paths, NaN and shuffled node ids (covers from routing the fixture's rows).
 #[test]
 fn tree_shap_matches_algorithm_2_on_synthetic_models() {
     for name in SYNTH {
-        let f: Synth = json(name);
-        let forest = Forest::from_onnx_bytes(&read(&f.model)).expect("parses");
-        let rows: Vec<Vec<f32>> = f
-            .inputs
-            .iter()
-            .map(|r| r.iter().map(|v| v.unwrap_or(f32::NAN)).collect())
-            .collect();
-        let covers = Covers::new(&forest, &route_covers(&forest, &rows)).expect("consistent");
+        let (f, forest, covers, rows) = synthetic(name);
         let mut scratch = TreeShapScratch::new(&covers);
         for (r, x) in rows.iter().enumerate() {
             let mut fast = vec![0.0; f.n_features];
@@ -262,6 +275,51 @@ fn tree_shap_matches_algorithm_2_on_synthetic_models() {
                 "{name} row {r}"
             );
         }
+    }
+}
+
+/// The per-visitor memo gives [`tree_shap`]'s values to the bit, whatever changed between rows: a
+/// walk where one feature at a time takes the next row's value (NaN included), on every fixture.
+#[test]
+fn tree_shap_memo_is_tree_shap_to_the_bit() {
+    let lgbm: Lgbm = json("lgbm.json");
+    let mut cases: Vec<(String, Forest, Covers, Vec<Vec<f32>>)> = Vec::new();
+    let forest = Forest::from_onnx_bytes(&read(&lgbm.model)).expect("parses");
+    let covers = Covers::new(&forest, &lgbm.covers_count).expect("covers");
+    cases.push(("lgbm".into(), forest, covers, rows_of(&lgbm.inputs)));
+    for name in SYNTH {
+        let (_, forest, covers, rows) = synthetic(name);
+        cases.push((name.to_string(), forest, covers, rows));
+    }
+    for (name, forest, covers, rows) in &cases {
+        let p = forest.n_features();
+        let mut memo = ShapMemo::default();
+        let (mut saved, mut steps) = (0usize, 0usize);
+        let mut x = rows[0].clone();
+        for (r, next) in rows.iter().enumerate().skip(1).take(40) {
+            for j in 0..p {
+                x[j] = next[j];
+                let mut want = vec![0.0; p];
+                let mut got = vec![0.0; p];
+                let base = tree_shap(forest, covers, &x, &mut want);
+                assert_eq!(
+                    tree_shap_memo(forest, covers, &x, &mut got, &mut memo),
+                    base
+                );
+                let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{name} row {r} feature {j}");
+                saved += forest.n_trees() - memo.recomputed();
+                steps += 1;
+            }
+            // The same row again: nothing to recompute.
+            let mut again = vec![0.0; p];
+            tree_shap_memo(forest, covers, &x, &mut again, &mut memo);
+            assert_eq!(memo.recomputed(), 0, "{name} row {r}");
+        }
+        assert!(
+            saved > 0,
+            "{name}: the memo never skipped a tree in {steps} steps"
+        );
     }
 }
 
@@ -467,4 +525,42 @@ fn route_covers(forest: &Forest, rows: &[Vec<f32>]) -> Vec<Vec<f64>> {
             by_id
         })
         .collect()
+}
+
+/// Front ends score a visitor event after event with a memo: the scores are the scores, to the bit.
+#[test]
+fn scores_with_the_memo_are_the_scores() {
+    use leadscore::event::Event;
+    use leadscore::model::Bundle;
+    use leadscore::score::{ScoreOptions, Scorer};
+    let scorer = Scorer::new(Bundle::embedded().expect("bundle"), None).expect("scorer");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sample_events.ndjson"),
+    )
+    .expect("sample events");
+    let events: Vec<Event> = text
+        .lines()
+        .filter_map(|l| Event::parse(l).ok()) // the fixture also holds bad lines, for the CLI
+        .collect();
+    let mut skipped = 0;
+    for v in ["v-hot", "v-warm", "v-cold"] {
+        let mut state = scorer.new_state();
+        let mut memo = ShapMemo::default();
+        for e in events.iter().filter(|e| e.visitor_id == v) {
+            scorer.apply(&mut state, e, None);
+            let opts = ScoreOptions { all_factors: true };
+            let a = scorer.score(&state, v, 0, opts).expect("score");
+            let b = scorer
+                .score_with_memo(&state, v, 0, opts, &mut memo)
+                .expect("score");
+            assert_eq!(
+                serde_json::to_string(&a).expect("json"),
+                serde_json::to_string(&b).expect("json"),
+                "{v} after {}",
+                e.id
+            );
+            skipped += scorer.n_trees() - memo.recomputed();
+        }
+    }
+    assert!(skipped > 0, "the memo never skipped a tree");
 }

@@ -34,6 +34,7 @@ use worker::*;
 
 use super::{now_ms, scorer, var_num, ApiError, ApplyRequest, ApplyResponse};
 use crate::event::{Event, EventType};
+use crate::explain::ShapMemo;
 use crate::score::{Score, ScoreOptions, Scorer};
 use crate::state::{Merge, Outcome, VisitorState};
 use crate::webhook::{make_event, webhook_id, Decision, Policy, SentState};
@@ -161,6 +162,9 @@ pub struct VisitorObject {
     state: State,
     env: Env,
     cache: RefCell<Option<Record>>,
+    /// The last explanation, tree by tree, while this object stays in memory: a batch's score
+    /// recomputes TreeSHAP only for the trees its events changed.
+    memo: RefCell<ShapMemo>,
 }
 
 impl DurableObject for VisitorObject {
@@ -169,6 +173,7 @@ impl DurableObject for VisitorObject {
             state,
             env,
             cache: RefCell::new(None),
+            memo: RefCell::new(ShapMemo::default()),
         }
     }
 
@@ -292,8 +297,9 @@ impl VisitorObject {
         }
         rec.seen = now;
         rec.state = base64::engine::general_purpose::STANDARD.encode(vs.to_bytes());
+        let opts = ScoreOptions::default();
         let mut score = sc
-            .score(&vs, &rec.visitor_id, now, ScoreOptions::default())
+            .score_with_memo(&vs, &rec.visitor_id, now, opts, &mut self.memo.borrow_mut())
             .map_err(|e| ApiError::new(500, "model", e.to_string()))?;
         if accepted > 0 {
             self.maybe_send(&mut rec, &score, now).await?;
