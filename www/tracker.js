@@ -152,9 +152,10 @@ function startEngine() {
     const w = new Worker(ENGINE, { type: 'module' });
     w.onmessage = (e) => fromEngine(e.data);
     w.onerror = (e) => {
+      // Not loadable (e.g. another origin) or broken: the same engine in the page takes over.
       e.preventDefault();
       w.terminate();
-      if (!meta.modelVersion) inPage();
+      inPage();
     };
     send = (m) => w.postMessage(m);
     meta.thread = 'worker';
@@ -172,16 +173,23 @@ async function inPage() {
   } catch (e) {
     return fromEngine({ t: 'failed', message: String(e) });
   }
-  if (initMsg) send(initMsg);
+  // From the last saved state, with the current visitor's unanswered batches.
+  sent = sent.filter((b) => b.gen === gen);
+  if (initMsg) send((initMsg = { ...initMsg, saved: savedState() }));
   sent.forEach((b) => send(b.msg));
 }
 
+const savedState = () => {
+  try {
+    return get('state') ? unb64(get('state')) : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
 /** Creates the scorer for `vid` from the saved state and the events a left page had not seen scored. */
 function boot() {
-  let saved;
-  try {
-    saved = get('state') ? unb64(get('state')) : undefined;
-  } catch {}
+  const saved = savedState();
   const unscored = readJSON('unscored', []);
   del('unscored');
   rules = cfg.categories ? JSON.stringify(cfg.categories) : undefined;
@@ -189,7 +197,7 @@ function boot() {
   post(initMsg);
   // Already sent to the endpoint by their page; the core ignores those it has seen (event ids).
   if (Array.isArray(unscored)) outbox = unscored.filter((e) => e && e.visitor_id === vid).concat(outbox);
-  drain();
+  soon(); // after the rest of the snippet's queue: one first batch, one first score
   // Events the engine has not answered for when the page goes: scored by the next page.
   const keep = () => {
     const evs = sent.filter((b) => b.gen === gen).flatMap((b) => b.events).concat(outbox);
@@ -197,6 +205,14 @@ function boot() {
   };
   W.addEventListener('pagehide', keep);
   D.addEventListener('visibilitychange', () => D.visibilityState === 'hidden' && keep());
+}
+
+/** Posts the outbox at the end of this task: one batch, so one score, however many events it made. */
+function soon() {
+  if (!draining) {
+    draining = true;
+    queueMicrotask(drain);
+  }
 }
 
 function drain() {
@@ -252,11 +268,7 @@ function emit(e) {
   set('last', String(e.ts));
   if (inited) enqueue(e);
   outbox.push(e);
-  if (initMsg && !draining) {
-    // One batch, so one score, per task however many events it made.
-    draining = true;
-    queueMicrotask(drain);
-  }
+  if (initMsg) soon();
 }
 
 /** An event the core accepted: to on('event') handlers. */

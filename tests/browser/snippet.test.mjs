@@ -143,10 +143,15 @@ test('SPA routes, hidden pages and engaged time', { skip }, async () => {
   await context.close();
 });
 
-test('the engine runs in a Worker; without Workers it runs in the page and scores the same', { skip }, async () => {
-  const run = async (noWorker) => {
+test('the engine runs in a Worker; without Workers, or if the Worker fails, it runs in the page and scores the same', { skip }, async () => {
+  const run = async (how) => {
     const context = await browser.newContext();
-    if (noWorker) await context.addInitScript(() => delete window.Worker);
+    if (how === 'no Worker') await context.addInitScript(() => delete window.Worker);
+    if (how === 'Worker fails') {
+      // The Worker's script fails once (as a cross-origin or broken one would); the page's import works.
+      let first = true;
+      await context.route('**/ls/score-worker.js', (r) => (first ? ((first = false), r.fulfill({ status: 404, body: '' })) : r.continue()));
+    }
     const p = await context.newPage();
     const warnings = [];
     p.on('console', (m) => m.type() === 'warning' && warnings.push(m.text()));
@@ -162,11 +167,14 @@ test('the engine runs in a Worker; without Workers it runs in the page and score
     await context.close();
     return { ...out, warnings };
   };
-  const worker = await run(false);
-  const page = await run(true);
+  const worker = await run('Worker');
+  const page = await run('no Worker');
+  const fallback = await run('Worker fails');
   assert.equal(worker.info.engine.thread, 'worker');
   assert.equal(page.info.engine.thread, 'page');
-  for (const r of [worker, page]) {
+  assert.equal(fallback.info.engine.thread, 'page');
+  assert.equal(fallback.s.tier, worker.s.tier);
+  for (const r of [worker, page, fallback]) {
     assert.deepEqual(r.warnings, []);
     assert.equal(r.info.featureCount, r.info.features.length);
     assert.ok(r.info.wasmMemoryBytes > 0);
