@@ -30,13 +30,17 @@ struct Vectors {
     ids: Vec<usize>,
 }
 
+/// The `p` quantile of sorted values (0 when there are none).
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
 fn quantiles(mut ns: Vec<f64>) -> String {
     ns.sort_by(|a, b| a.total_cmp(b));
-    let q = |p: f64| {
-        ns.get(((ns.len().max(1) - 1) as f64 * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let q = |p: f64| quantile(&ns, p);
     let mean = ns.iter().sum::<f64>() / ns.len().max(1) as f64;
     format!(
         "{{\"calls\":{},\"p50_ns\":{},\"p99_ns\":{},\"mean_ns\":{mean}}}",
@@ -119,7 +123,7 @@ fn measure(rows: &[Vec<f32>], passes: usize, mut f: impl FnMut(&[f32]) -> f64) -
     }
     let mean = t.elapsed().as_nanos() as f64 / (rows.len() * passes) as f64;
     ns.sort_by(|a, b| a.total_cmp(b));
-    let q = |p: f64| ns[((ns.len() - 1) as f64 * p).round() as usize];
+    let q = |p: f64| quantile(&ns, p);
     let probs: Vec<String> = first.iter().map(|p| format!("{p:?}")).collect();
     let cdf: Vec<String> = (0..=100)
         .map(|i| q(f64::from(i) / 100.0).to_string())

@@ -408,6 +408,8 @@ pub fn tree_shap_with(
         return f64::NAN;
     }
     scratch.reserve(covers);
+    // Tree by tree, then summed in tree order: the very additions `tree_shap_memo` makes, so both
+    // give the same bits.
     let mut phi = std::mem::take(&mut scratch.tree_phi);
     for &(start, m) in &covers.trees {
         phi.fill(0.0);
