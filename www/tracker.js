@@ -198,13 +198,20 @@ function boot() {
   // Already sent to the endpoint by their page; the core ignores those it has seen (event ids).
   if (Array.isArray(unscored)) outbox = unscored.filter((e) => e && e.visitor_id === vid).concat(outbox);
   soon(); // after the rest of the snippet's queue: one first batch, one first score
-  // Events the engine has not answered for when the page goes: scored by the next page.
-  const keep = () => {
-    const evs = sent.filter((b) => b.gen === gen).flatMap((b) => b.events).concat(outbox);
-    if (evs.length) set('unscored', JSON.stringify(evs.slice(-200)));
-  };
   W.addEventListener('pagehide', keep);
   D.addEventListener('visibilitychange', () => D.visibilityState === 'hidden' && keep());
+}
+
+/** Events the engine has not answered for when the page may go: scored by the next page. A page that
+ * lives on (only hidden) rewrites the list as answers come, so no scored event is carried. */
+let kept = false;
+function keep() {
+  const evs = sent.filter((b) => b.gen === gen).flatMap((b) => b.events).concat(outbox);
+  if (evs.length) kept = set('unscored', JSON.stringify(evs.slice(-200)));
+  else if (kept) {
+    del('unscored');
+    kept = false;
+  }
 }
 
 /** Posts the outbox at the end of this task: one batch, so one score, however many events it made. */
@@ -237,6 +244,7 @@ function fromEngine(m) {
     if (m.rulesRefused) {
       warn('page rules refused:', m.rulesRefused.code, m.rulesRefused.message);
       rules = undefined;
+      if (initMsg) initMsg = { ...initMsg, rules }; // a remade engine is not refused again
     }
     mark('scorer-ready');
   } else if (m.t === 'failed') {
@@ -252,6 +260,7 @@ function fromEngine(m) {
     m.refused.forEach((r) => warn(`event ${b.events[r.i].type} refused (${r.code}): ${r.message}`));
     b.events.forEach((e, i) => bad.has(i) || accepted(e));
     set('state', b64(m.state));
+    if (kept) keep();
     meta.features = m.features;
     meta.memory = m.memory;
     if (m.error) warn('scoring failed:', m.error.code, m.error.message);

@@ -198,5 +198,15 @@ test('events a page made before its engine answered are scored by the next page'
   const s = await p.waitForFunction(() => window.leadscore.score()?.lead_id, null, { timeout: 10000 }).then((h) => h.jsonValue());
   assert.equal(s, 'lead-carried');
   assert.equal(await p.evaluate(() => localStorage.getItem('ls_unscored')), null, 'read once, then deleted');
+  // Hidden with an event in flight, then answered while the page lives on: nothing is left to carry.
+  const kept = await p.evaluate(() => {
+    window.leadscore.identify('lead-hidden');
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+    document.dispatchEvent(new Event('visibilitychange'));
+    return localStorage.getItem('ls_unscored');
+  });
+  assert.match(kept ?? '', /lead-hidden/, 'the in-flight event is kept when the page is hidden');
+  await p.waitForFunction(() => window.leadscore.score()?.lead_id === 'lead-hidden');
+  assert.equal(await p.evaluate(() => localStorage.getItem('ls_unscored')), null, 'cleared once scored');
   await context.close();
 });
