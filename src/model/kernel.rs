@@ -32,7 +32,8 @@ use crate::model::forest::{decode_model, find_tree_node, ClassLabels, Forest, OP
 
 /// Op types a served graph may contain; why: the onnxmltools wrapping (`Identity`, `Cast` for the
 /// label, `Mul` by a constant one) is harmless, anything else means a model we did not validate.
-/// `ZipMap` is accepted too but removed before parsing.
+/// `ZipMap` is accepted too but removed before parsing, and `Mul` must be by a constant 1, which is
+/// folded away (see [`fold_mul_by_one`]).
 pub const ALLOWED_OPS: &[&str] = &[OP_TYPE, "Identity", "Cast", "Mul", "Constant"];
 
 /// ONNX `TensorProto.DataType.FLOAT`.
@@ -99,8 +100,6 @@ impl TractModel {
         kernel: Kernel,
         width: Option<usize>,
     ) -> Result<TractModel, ModelError> {
-        #[cfg(target_arch = "wasm32")]
-        run_static_constructors_once();
         let mut proto = original.clone();
         let parsed = Arc::new(Forest::from_node(find_tree_node(&proto)?)?);
         let declared_width = prepare_graph(&mut proto)?;
@@ -281,23 +280,22 @@ fn plain_f32(t: &TValue) -> Result<&[f32], ModelError> {
         .map_err(|e| ModelError::Tract(format!("{e:#}")))
 }
 
-/// Validates the graph and rewires it to a single probabilities output; returns the declared input
-/// width (when the file gives a concrete one).
-/// Runs the module's static constructors (tract registers kernels and transforms through
-/// `inventory`) once, before tract is first used.
+/// Never called: it only makes the module reference `__wasm_call_ctors`.
 ///
-/// Why: unless a module calls `__wasm_call_ctors` itself, wasm-ld wraps *every* export so that it
-/// re-runs all constructors first — each JS→wasm call (even wasm-bindgen's internal allocator
-/// exports) then re-registered all of tract's kernels, tens of µs a call. Referencing it here
-/// switches the wrapping off.
+/// Why: tract registers runtimes, model transforms and linalg kernels through `inventory` static
+/// constructors, none of which our plan (one tree op, `Identity`, `Const`, `Cast`) uses. A module
+/// that never references `__wasm_call_ctors` gets *every* export wrapped by wasm-ld so that it runs
+/// all constructors first (tens of µs per JS→wasm call); referencing it switches the wrapping off,
+/// and since nothing calls it, `www/wasm-gc.mjs` can drop the constructors and all they alone reach
+/// from the browser module (measured: 1.42 → 0.8 MB gzipped).
 #[cfg(target_arch = "wasm32")]
-fn run_static_constructors_once() {
+#[doc(hidden)]
+pub fn static_constructors_are_not_run() {
     extern "C" {
         fn __wasm_call_ctors();
     }
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    // SAFETY: the linker-made constructor function, with no arguments; run once per instance.
-    ONCE.call_once(|| unsafe { __wasm_call_ctors() });
+    // SAFETY: the linker-made constructor function, with no arguments. Never called (see above).
+    unsafe { __wasm_call_ctors() }
 }
 
 /// The ONNX framework a kernel runs under.
@@ -316,9 +314,6 @@ fn framework(kernel: Kernel) -> Result<tract_onnx::model::Onnx, ModelError> {
                     Box::<tract_onnx::tract_hir::ops::identity::Identity>::default(),
                     vec![],
                 ))
-            });
-            reg.insert("Mul", |_, _| {
-                Ok((tract_onnx::tract_hir::ops::math::Mul.into_hir(), vec![]))
             });
             reg.insert("Cast", |_, node| {
                 let mut to = node.get_attr::<DatumType>("to")?;
@@ -355,6 +350,8 @@ fn framework(kernel: Kernel) -> Result<tract_onnx::model::Onnx, ModelError> {
     }
 }
 
+/// Validates the graph and rewires it to a single probabilities output; returns the declared input
+/// width (when the file gives a concrete one).
 fn prepare_graph(proto: &mut ModelProto) -> Result<Option<usize>, ModelError> {
     let onnx = |m: String| ModelError::Onnx(m);
     let graph = proto
@@ -514,7 +511,89 @@ fn prepare_graph(proto: &mut ModelProto) -> Result<Option<usize>, ModelError> {
         name: probs,
         ..Default::default()
     }];
+    fold_mul_by_one(graph)?;
     Ok(declared_width)
+}
+
+/// Turns each `Mul` by a constant one (onnxmltools multiplies the probabilities by an initializer
+/// `one`) into an `Identity` and drops the constants nothing reads any more; refuses any other
+/// `Mul`. Why: tract's element-wise arithmetic (every datum type, broadcasting, its rewrites) is
+/// about a sixth of the browser module, for a multiplication that changes nothing.
+fn fold_mul_by_one(graph: &mut tract_onnx::pb::GraphProto) -> Result<(), ModelError> {
+    let constant_one = |name: &str, graph: &tract_onnx::pb::GraphProto| -> bool {
+        let tensor = graph
+            .initializer
+            .iter()
+            .find(|t| t.name == name)
+            .or_else(|| {
+                graph
+                    .node
+                    .iter()
+                    .filter(|n| n.op_type == "Constant" && n.output.iter().any(|o| o == name))
+                    .flat_map(|n| n.attribute.iter())
+                    .find(|a| a.name == "value")
+                    .and_then(|a| a.t.as_ref())
+            });
+        tensor.is_some_and(all_ones)
+    };
+    let mut folds = Vec::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        if node.op_type != "Mul" {
+            continue;
+        }
+        let other = match node.input.as_slice() {
+            [a, b] if constant_one(b, graph) => a.clone(),
+            [a, b] if constant_one(a, graph) => b.clone(),
+            _ => {
+                return Err(ModelError::Onnx(format!(
+                    "Mul node {:?}: only a multiplication by a constant 1 is supported",
+                    node.name
+                )))
+            }
+        };
+        folds.push((i, other));
+    }
+    for (i, other) in folds {
+        if let Some(node) = graph.node.get_mut(i) {
+            node.op_type = "Identity".into();
+            node.input = vec![other];
+        }
+    }
+    let read: HashSet<String> = graph.node.iter().flat_map(|n| n.input.clone()).collect();
+    graph
+        .node
+        .retain(|n| n.op_type != "Constant" || n.output.iter().any(|o| read.contains(o)));
+    let unread = |name: &str| !read.contains(name);
+    let dropped: HashSet<String> = graph
+        .initializer
+        .iter()
+        .filter(|t| unread(&t.name))
+        .map(|t| t.name.clone())
+        .collect();
+    graph.initializer.retain(|t| !dropped.contains(&t.name));
+    graph.input.retain(|i| !dropped.contains(&i.name));
+    Ok(())
+}
+
+/// A float or double tensor, non-empty, every value exactly 1.
+fn all_ones(t: &tract_onnx::pb::TensorProto) -> bool {
+    const DOUBLE: i32 = 11;
+    let values: Vec<f64> = match t.data_type {
+        ONNX_FLOAT if !t.float_data.is_empty() => t.float_data.iter().map(|&v| v.into()).collect(),
+        ONNX_FLOAT => t
+            .raw_data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).into())
+            .collect(),
+        DOUBLE if !t.double_data.is_empty() => t.double_data.clone(),
+        DOUBLE => t
+            .raw_data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect(),
+        _ => return false,
+    };
+    !values.is_empty() && values.iter().all(|&v| v == 1.0)
 }
 
 /// Op builder registered for `TreeEnsembleClassifier`: parses the node into a [`Forest`].
@@ -762,5 +841,47 @@ mod tests {
     fn garbage_bytes_are_an_onnx_error() {
         let e = TractModel::load(b"definitely not protobuf").unwrap_err();
         assert!(matches!(e, ModelError::Onnx(_)), "{e}");
+    }
+
+    fn default_graph() -> ModelProto {
+        decode_model(crate::model::embedded::ONNX).unwrap()
+    }
+
+    fn ops(proto: &ModelProto) -> Vec<String> {
+        let g = proto.graph.as_ref().unwrap();
+        g.node.iter().map(|n| n.op_type.clone()).collect()
+    }
+
+    #[test]
+    fn a_mul_by_a_constant_one_is_folded_away() {
+        let mut proto = default_graph();
+        assert!(ops(&proto).contains(&"Mul".to_string()));
+        prepare_graph(&mut proto).unwrap();
+        assert_eq!(
+            ops(&proto),
+            ["TreeEnsembleClassifier", "Identity", "Identity"]
+        );
+        let g = proto.graph.as_ref().unwrap();
+        assert!(g.initializer.is_empty(), "the constant one is dropped");
+        assert_eq!(g.output[0].name, "probabilities");
+        assert_eq!(g.node[2].input, ["lgbmprobabilities"]);
+    }
+
+    #[test]
+    fn any_other_mul_is_refused() {
+        for (float_data, raw_data) in [
+            (vec![2.0f32], vec![]),
+            (vec![], 0.5f32.to_le_bytes().to_vec()),
+            (vec![1.0, 3.0], vec![]),
+            (vec![], vec![]),
+        ] {
+            let mut proto = default_graph();
+            let g = proto.graph.as_mut().unwrap();
+            let one = g.initializer.iter_mut().find(|t| t.name == "one").unwrap();
+            one.float_data = float_data;
+            one.raw_data = raw_data;
+            let e = prepare_graph(&mut proto).unwrap_err().to_string();
+            assert!(e.contains("only a multiplication by a constant 1"), "{e}");
+        }
     }
 }
