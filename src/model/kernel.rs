@@ -101,8 +101,10 @@ impl TractModel {
         width: Option<usize>,
     ) -> Result<TractModel, ModelError> {
         let mut proto = original.clone();
-        let parsed = Arc::new(Forest::from_node(find_tree_node(&proto)?)?);
+        find_tree_node(&proto)?; // the clearest error first, for a graph without (one) tree op
         let declared_width = prepare_graph(&mut proto)?;
+        let tree_node = find_tree_node(&proto)?;
+        let parsed = Arc::new(Forest::from_node(tree_node)?);
         let need = parsed.n_features();
         if let Some(d) = declared_width {
             if d < need {
@@ -131,7 +133,17 @@ impl TractModel {
 
         let onnx = framework(kernel)?.with_ignore_value_info(true);
         let tract_err = |e: TractError| ModelError::Tract(format!("{e:#}"));
-        let mut model = onnx.model_for_proto_model(&proto).map_err(tract_err)?;
+        if kernel == Kernel::Forest {
+            PARSED.with(|p| {
+                p.replace(Some((
+                    std::ptr::from_ref(tree_node) as usize,
+                    parsed.clone(),
+                )))
+            });
+        }
+        let model = onnx.model_for_proto_model(&proto);
+        PARSED.with(|p| p.take());
+        let mut model = model.map_err(tract_err)?;
         let n = model.symbols.sym("N");
         model
             .set_input_fact(0, f32::fact(&[n.to_dim(), width.to_dim()]).into())
@@ -597,17 +609,26 @@ fn all_ones(t: &tract_onnx::pb::TensorProto) -> bool {
 }
 
 /// Op builder registered for `TreeEnsembleClassifier`: parses the node into a [`Forest`].
+thread_local! {
+    /// The forest [`TractModel::build`] already parsed, with the address of the node it came from.
+    /// Why: parsing the trees is the costliest step of loading, and an op builder is a plain `fn`
+    /// that cannot capture it; handing it over here saves parsing the same node twice.
+    static PARSED: std::cell::RefCell<Option<(usize, Arc<Forest>)>> = const { std::cell::RefCell::new(None) };
+}
+
 fn build_forest_op(
     _ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let forest = Forest::from_node(node).map_err(|e| format_err!("{e}"))?;
-    Ok((
-        expand(ForestExpansion {
-            forest: Arc::new(forest),
-        }),
-        vec![],
-    ))
+    let handed = PARSED.with(|p| match &*p.borrow() {
+        Some((at, forest)) if *at == std::ptr::from_ref(node) as usize => Some(forest.clone()),
+        _ => None,
+    });
+    let forest = match handed {
+        Some(f) => f,
+        None => Arc::new(Forest::from_node(node).map_err(|e| format_err!("{e}"))?),
+    };
+    Ok((expand(ForestExpansion { forest }), vec![]))
 }
 
 /// Inference-time face of the kernel: the two ONNX outputs (label, probabilities).
