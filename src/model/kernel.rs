@@ -608,7 +608,6 @@ fn all_ones(t: &tract_onnx::pb::TensorProto) -> bool {
     !values.is_empty() && values.iter().all(|&v| v == 1.0)
 }
 
-/// Op builder registered for `TreeEnsembleClassifier`: parses the node into a [`Forest`].
 thread_local! {
     /// The forest [`TractModel::build`] already parsed, with the address of the node it came from.
     /// Why: parsing the trees is the costliest step of loading, and an op builder is a plain `fn`
@@ -616,6 +615,8 @@ thread_local! {
     static PARSED: std::cell::RefCell<Option<(usize, Arc<Forest>)>> = const { std::cell::RefCell::new(None) };
 }
 
+/// Op builder registered for `TreeEnsembleClassifier`: the forest [`TractModel::build`] handed over,
+/// or the node parsed into a [`Forest`].
 fn build_forest_op(
     _ctx: &ParsingContext,
     node: &NodeProto,
