@@ -239,15 +239,21 @@ const dataSyms = symbols
 const dataRelocs = new Map(); // symbol index → relocations inside its bytes
 const orphanDataRelocs = []; // inside no symbol: kept, conservatively
 {
-  relocs.data.sort((a, b) => a.offset - b.offset);
-  // symbols may nest or overlap (aliases): attribute each relocation to every symbol covering it
-  let lo = 0;
+  // Symbols may nest or overlap (aliases): a relocation belongs to every symbol covering it. Going
+  // back from the last symbol starting at or before it, stop once no earlier symbol reaches it.
+  const reach = [];
+  dataSyms.forEach((d, k) => reach.push(Math.max(d.to, k ? reach[k - 1] : 0)));
   for (const rel of relocs.data) {
-    while (lo < dataSyms.length && dataSyms[lo].to <= rel.offset && dataSyms[lo].from < rel.offset) lo++;
+    let hi = dataSyms.length - 1;
+    for (let lo = 0; lo <= hi; ) {
+      const mid = (lo + hi) >> 1;
+      if (dataSyms[mid].from <= rel.offset) lo = mid + 1;
+      else hi = mid - 1;
+    }
     let covered = false;
-    for (let k = Math.max(0, lo - 64); k < dataSyms.length && dataSyms[k].from <= rel.offset; k++) {
+    for (let k = hi; k >= 0 && reach[k] > rel.offset; k--) {
       const d = dataSyms[k];
-      if (d.from <= rel.offset && rel.offset < d.to) {
+      if (rel.offset < d.to) {
         covered = true;
         if (!dataRelocs.has(d.i)) dataRelocs.set(d.i, []);
         dataRelocs.get(d.i).push(rel);
