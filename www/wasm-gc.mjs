@@ -5,7 +5,7 @@
 // Why: tract registers runtimes, model transforms and linalg kernels through `inventory`, i.e.
 // static constructors, and wasm-ld keeps the constructors of every object file with one live
 // symbol as GC roots. Through them the whole optimizer, every op's codegen, convolutions and
-// matmul kernels stay in the module although our plan (one tree op, Identity, Const) never
+// matmul kernels stay in the module although our plan (one tree op, Identity, Const, Cast) never
 // reaches them, and the constructors are never run (nothing calls `__wasm_call_ctors`).
 //
 // This is wasm-ld's own mark phase redone from the relocations `--emit-relocs` leaves in the
