@@ -6,22 +6,37 @@
 // come from LeadScorer.score.
 //
 // In (one at a time, in order):
-//   {t:'init', vid, saved?: Uint8Array, rules?: string}      create the scorer (replaces any)
+//   {t:'module', module?: WebAssembly.Module}                 the module the page compiled (Worker
+//                                                             only; none: fetch it here)
+//   {t:'init', vid, saved?: Uint8Array, rules?: string, wasm?: 'page'}
+//                                                             create the scorer (replaces any);
+//                                                             'page': the module comes as above
 //   {t:'events', events: [JSON string], now}                  apply in order, then score once
 // Out:
-//   {t:'ready', modelVersion, featureCount, rulesRefused?: {code, message}, loadMs, constructMs}
+//   {t:'ready', modelVersion, featureCount, rulesRefused?: {code, message}, loadMs, constructMs,
+//    wasm: 'page' | 'fetched'}                                where the module came from
 //   {t:'failed', message}                                     the module or model could not load
 //   {t:'applied', refused: [{i, code, message}], score, state: Uint8Array, features, memory}
 
 const t0 = performance.now();
-// The module's bytes are fetched while its JS glue loads: one round trip instead of two.
-const wasmResponse = fetch(new URL('leadscore_bg.wasm', import.meta.url));
-wasmResponse.catch(() => {}); // reported through wasmReady
-const wasmReady = (async () => {
-  const m = await import(new URL('leadscore.js', import.meta.url).href);
-  const exports = await m.default({ module_or_path: wasmResponse });
-  return { m, exports, loadMs: performance.now() - t0 };
-})();
+const inWorker = typeof WorkerGlobalScope !== 'undefined' && self instanceof WorkerGlobalScope;
+const glue = import(new URL('leadscore.js', import.meta.url).href);
+glue.catch(() => {}); // reported through load()
+const fetchWasm = () => fetch(new URL('leadscore_bg.wasm', import.meta.url));
+// In the page the module's bytes are fetched while its JS glue loads: one round trip instead of
+// two. In a Worker the page has usually started it before this script even ran ({t:'module'}).
+const early = inWorker ? null : fetchWasm();
+early?.catch(() => {});
+let fromPage; // resolves with the page's WebAssembly.Module, or undefined
+const pageModule = new Promise((r) => (fromPage = r));
+let wasmReady;
+const load = (byPage) =>
+  (wasmReady ||= (async () => {
+    const given = byPage ? await pageModule : undefined;
+    const m = await glue;
+    const exports = await m.default({ module_or_path: given || early || fetchWasm() });
+    return { m, exports, loadMs: performance.now() - t0, wasm: given ? 'page' : 'fetched' };
+  })());
 
 const plain = (e) => ({ code: (e && e.code) || 'error', message: String((e && e.message) || e) });
 
@@ -31,11 +46,12 @@ export function engine(post) {
   let mod;
   let memory;
   let loadMs;
+  let wasm;
 
   async function handle(msg) {
     if (msg.t === 'init') {
       try {
-        ({ m: mod, exports: { memory }, loadMs } = await wasmReady);
+        ({ m: mod, exports: { memory }, loadMs, wasm } = await load(inWorker && msg.wasm === 'page'));
       } catch (e) {
         return post({ t: 'failed', message: plain(e).message });
       }
@@ -55,7 +71,7 @@ export function engine(post) {
       }
       const constructMs = performance.now() - t;
       const { modelVersion, featureCount } = scorer;
-      return post({ t: 'ready', modelVersion, featureCount, rulesRefused, loadMs, constructMs });
+      return post({ t: 'ready', modelVersion, featureCount, rulesRefused, loadMs, constructMs, wasm });
     }
     if (msg.t === 'events' && scorer) {
       const refused = [];
@@ -97,7 +113,8 @@ export function engine(post) {
 }
 
 // In a Worker: wire the engine to postMessage.
-if (typeof WorkerGlobalScope !== 'undefined' && self instanceof WorkerGlobalScope) {
+if (inWorker) {
   const handle = engine((m, transfer) => self.postMessage(m, transfer || []));
-  self.onmessage = (e) => handle(e.data);
+  // The module bypasses the engine's queue: an init already in it may be waiting for it.
+  self.onmessage = (e) => (e.data?.t === 'module' ? fromPage(e.data.module) : handle(e.data));
 }

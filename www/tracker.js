@@ -159,6 +159,14 @@ function startEngine() {
     };
     send = (m) => w.postMessage(m);
     meta.thread = 'worker';
+    // The module downloads and compiles here while the Worker starts, which then gets it compiled
+    // (init says so with wasm: 'page'); if that fails here, the Worker fetches it itself.
+    const give = (module) => w.postMessage({ t: 'module', module });
+    try {
+      WebAssembly.compileStreaming(fetch(new URL('leadscore_bg.wasm', ENGINE))).then(give, () => give());
+    } catch {
+      give();
+    }
   } catch {
     inPage();
   }
@@ -193,7 +201,7 @@ function boot() {
   const unscored = readJSON('unscored', []);
   del('unscored');
   rules = cfg.categories ? JSON.stringify(cfg.categories) : undefined;
-  initMsg = { t: 'init', vid, saved, rules };
+  initMsg = { t: 'init', vid, saved, rules, wasm: 'page' };
   post(initMsg);
   // Already sent to the endpoint by their page; the core ignores those it has seen (event ids).
   if (Array.isArray(unscored)) outbox = unscored.filter((e) => e && e.visitor_id === vid).concat(outbox);
@@ -239,8 +247,8 @@ function drain() {
 
 function fromEngine(m) {
   if (m.t === 'ready') {
-    const { modelVersion, featureCount, loadMs, constructMs } = m;
-    Object.assign(meta, { modelVersion, featureCount, loadMs, constructMs });
+    const { modelVersion, featureCount, loadMs, constructMs, wasm } = m;
+    Object.assign(meta, { modelVersion, featureCount, loadMs, constructMs, wasm });
     if (m.rulesRefused) {
       warn('page rules refused:', m.rulesRefused.code, m.rulesRefused.message);
       rules = undefined;
@@ -804,7 +812,12 @@ const api = {
     featureCount: meta.featureCount ?? null,
     features: meta.features ?? null, // in the model card's order, as of the last answer
     wasmMemoryBytes: meta.memory ?? null,
-    engine: { thread: meta.thread ?? null, loadMs: meta.loadMs ?? null, constructMs: meta.constructMs ?? null },
+    engine: {
+      thread: meta.thread ?? null,
+      wasm: meta.wasm ?? null,
+      loadMs: meta.loadMs ?? null,
+      constructMs: meta.constructMs ?? null,
+    },
     queued: qRead().length,
     dropped,
     sending: allowed(),

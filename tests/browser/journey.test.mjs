@@ -65,6 +65,7 @@ test('a visitor walking the demo site turns hot, and the page follows the score'
       scorer_ready_ms: at('scorer-ready'),
       // Inside the engine (a Worker, off the main thread): module fetch+compile+instantiate, model load.
       engine_thread: window.leadscore.info().engine.thread,
+      engine_wasm_from: window.leadscore.info().engine.wasm,
       engine_wasm_load_ms: window.leadscore.info().engine.loadMs,
       leadscorer_construct_ms: window.leadscore.info().engine.constructMs,
       first_score_ms: at('first-score'),

@@ -152,6 +152,12 @@ test('the engine runs in a Worker; without Workers, or if the Worker fails, it r
       let first = true;
       await context.route('**/ls/score-worker.js', (r) => (first ? ((first = false), r.fulfill({ status: 404, body: '' })) : r.continue()));
     }
+    if (how === 'module not compiled by the page') {
+      // The page's download fails (the first request of the module is the page's): the Worker
+      // fetches it itself.
+      let first = true;
+      await context.route('**/ls/leadscore_bg.wasm', (r) => (first ? ((first = false), r.fulfill({ status: 503, body: '' })) : r.continue()));
+    }
     const p = await context.newPage();
     const warnings = [];
     p.on('console', (m) => m.type() === 'warning' && warnings.push(m.text()));
@@ -170,11 +176,17 @@ test('the engine runs in a Worker; without Workers, or if the Worker fails, it r
   const worker = await run('Worker');
   const page = await run('no Worker');
   const fallback = await run('Worker fails');
+  const ownFetch = await run('module not compiled by the page');
   assert.equal(worker.info.engine.thread, 'worker');
+  assert.equal(worker.info.engine.wasm, 'page', 'the Worker got the module the page compiled');
   assert.equal(page.info.engine.thread, 'page');
   assert.equal(fallback.info.engine.thread, 'page');
+  assert.equal(ownFetch.info.engine.thread, 'worker');
+  assert.equal(ownFetch.info.engine.wasm, 'fetched');
+  for (const r of [page, fallback]) assert.equal(r.info.engine.wasm, 'fetched');
   assert.equal(fallback.s.tier, worker.s.tier);
-  for (const r of [worker, page, fallback]) {
+  assert.equal(ownFetch.s.tier, worker.s.tier);
+  for (const r of [worker, page, fallback, ownFetch]) {
     assert.deepEqual(r.warnings, []);
     assert.equal(r.info.featureCount, r.info.features.length);
     assert.ok(r.info.wasmMemoryBytes > 0);
