@@ -161,7 +161,13 @@ function startEngine() {
     meta.thread = 'worker';
     // The module downloads and compiles here while the Worker starts, which then gets it compiled
     // (init says so with wasm: 'page'); if that fails here, the Worker fetches it itself.
-    const give = (module) => w.postMessage({ t: 'module', module });
+    const give = (module) => {
+      try {
+        w.postMessage({ t: 'module', module });
+      } catch {
+        w.postMessage({ t: 'module' }); // a module this browser cannot pass to a Worker
+      }
+    };
     try {
       WebAssembly.compileStreaming(fetch(new URL('leadscore_bg.wasm', ENGINE))).then(give, () => give());
     } catch {
