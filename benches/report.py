@@ -80,7 +80,7 @@ def kb(n):
 
 
 def browser_section():
-    out = ["", "## Browser (headless Chromium, `make site`, `node benches/browser-sizes.mjs`, tests/browser)", ""]
+    out = ["", "## Browser (headless Chromium, `make site`, `node benches/browser-sizes.mjs`, `node benches/first-score.mjs`, tests/browser)", ""]
     sizes = artefact("browser-sizes.json")
     if sizes:
         budgets = {"snippet.min.js": 1024, "tracker.js": 10240, "leadscore_bg.wasm": 1048576}
@@ -94,8 +94,16 @@ def browser_section():
     m = artefact("browser-metrics.json")
     if m:
         lt = m.get("long_tasks_during_load_ms", [])
-        out += ["", "| measured in Chromium (first load, cold cache) | value | target |", "|---|---|---|",
-                f"| tracker load start → first score | {m.get('load_start_to_first_score_ms', 0):.0f} ms | ≤ 50 ms "
+        out += ["", "| measured in Chromium (first load, cold cache) | value | target |", "|---|---|---|"]
+        for name, label in [("first-score.json", "loopback"), ("first-score-delay60.json", "60 ms added to every request")]:
+            f = artefact(name)
+            if f:
+                fs = f["first_score_ms"]
+                out.append(f"| tracker load start → first score, median of {f['runs']} first visits ({label}) | "
+                           f"{fs['median']:.0f} ms (min {fs['min']:.0f}, max {fs['max']:.0f}; module ready "
+                           f"{f['wasm_load_ms_median']:.0f} ms, model construct {f['construct_ms_median']:.0f} ms) | ≤ 50 ms "
+                           + ("✅" if fs["median"] <= 50 else "❌") + " |")
+        out += [f"| the same, the journey test's one first visit | {m.get('load_start_to_first_score_ms', 0):.0f} ms | ≤ 50 ms "
                 + ("✅" if m.get("load_start_to_first_score_ms", 1e9) <= 50 else "❌") + " |",
                 f"| LeadScorer construction (model parse + plan), cold / warm | {m.get('leadscorer_construct_ms', 0):.0f} / "
                 f"{m.get('leadscorer_construct_ms_warm', 0):.0f} ms | |",
