@@ -1,7 +1,8 @@
 // Assembles the served site into target/www/ (run by `make site` after `make wasm`):
 //   www/demo/**            → target/www/**  (HTML includes resolved, the minified snippet injected)
 //   www/tracker.js         → target/www/ls/tracker.js      (esbuild, minified ES module)
-//   www/score-worker.js    → target/www/ls/score-worker.js (the scoring engine the tracker runs in a Worker)
+//   www/score-worker.js    → target/www/ls/score-worker.js (the scoring engine the tracker runs in a Worker,
+//                            with wasm-bindgen's glue target/www/ls/leadscore.js bundled in)
 //   www/snippet.js         → target/www/ls/snippet.min.js  (esbuild, minified)
 //   target/www/ls/leadscore.js + leadscore_bg.wasm          (made by `make wasm`; left in place)
 //
@@ -41,7 +42,9 @@ const target = ['es2020', 'chrome90', 'firefox90', 'safari15'];
 await build({
   entryPoints: [join(src, 'tracker.js'), join(src, 'score-worker.js')],
   outdir: ls,
-  bundle: false,
+  // score-worker.js takes wasm-bindgen's glue in (one request less before the module can start)
+  bundle: true,
+  alias: { 'leadscore-wasm-glue': join(ls, 'leadscore.js') },
   minify: true,
   format: 'esm',
   target,

@@ -1,4 +1,4 @@
-// leadscore scoring engine: the wasm core (leadscore.js + leadscore_bg.wasm, next to this file)
+// leadscore scoring engine: the wasm core (leadscore_bg.wasm, next to this file, and its glue)
 // behind messages. tracker.js runs it in a dedicated Worker, so that compiling the module, loading
 // the model (about 100 ms on a cold page) and TreeSHAP never block the page's main thread; where a
 // Worker cannot be made (the tracker served from another origin, no Worker support) it runs the
@@ -18,13 +18,15 @@
 //   {t:'failed', message}                                     the module or model could not load
 //   {t:'applied', refused: [{i, code, message}], score, state: Uint8Array, features, memory}
 
+// wasm-bindgen's JS glue (target/www/ls/leadscore.js), bundled into this file by www/build.mjs:
+// no round trip of its own before the module can be instantiated.
+import * as glue from 'leadscore-wasm-glue';
+
 const t0 = performance.now();
 const inWorker = typeof WorkerGlobalScope !== 'undefined' && self instanceof WorkerGlobalScope;
-const glue = import(new URL('leadscore.js', import.meta.url).href);
-glue.catch(() => {}); // reported through load()
 const fetchWasm = () => fetch(new URL('leadscore_bg.wasm', import.meta.url));
-// In the page the module's bytes are fetched while its JS glue loads: one round trip instead of
-// two. In a Worker the page has usually started it before this script even ran ({t:'module'}).
+// In the page the module's bytes are fetched as soon as this script runs. In a Worker the page has
+// usually started it before this script even ran ({t:'module'}).
 const early = inWorker ? null : fetchWasm();
 early?.catch(() => {});
 let fromPage; // resolves with the page's WebAssembly.Module, or undefined
@@ -33,9 +35,8 @@ let wasmReady;
 const load = (byPage) =>
   (wasmReady ||= (async () => {
     const given = byPage ? await pageModule : undefined;
-    const m = await glue;
-    const exports = await m.default({ module_or_path: given || early || fetchWasm() });
-    return { m, exports, loadMs: performance.now() - t0, wasm: given ? 'page' : 'fetched' };
+    const exports = await glue.default({ module_or_path: given || early || fetchWasm() });
+    return { m: glue, exports, loadMs: performance.now() - t0, wasm: given ? 'page' : 'fetched' };
   })());
 
 const plain = (e) => ({ code: (e && e.code) || 'error', message: String((e && e.message) || e) });
