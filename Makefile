@@ -37,7 +37,7 @@ tools:
 
 # The browser module: the core + src/browser.rs for wasm32, linked with its relocations kept so
 # that www/wasm-gc.mjs can drop what only tract's static constructors reach (1.42 → 0.8 MB
-# gzipped), then wasm-bindgen (--target web).
+# gzipped; 0.66 MB with the Mul fold in src/model/kernel.rs), then wasm-bindgen (--target web).
 # No wasm-opt: measured, `-Os` made the module 15 % smaller raw but 5 % *larger* gzipped
 # (2.23 vs 2.13 MB), no faster, and npm binaryen takes minutes.
 WASM_LINKED := target/$(WASM_TARGET)/wasm/leadscore.wasm
