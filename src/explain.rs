@@ -13,7 +13,8 @@
 //!   with zero fraction `z` (product of cover ratios on its splits) and one fraction `o` (1 when the
 //!   row follows all its splits, else 0), the Shapley weights are Beta integrals, so
 //!   `φ_i = v (o_i − z_i) ∫₀¹ Π_{j∈F, j≠i} (z_j + (o_j − z_j) t) dt`. Sums of these path polynomials
-//!   are carried up the tree (one per node rather than one per leaf and path element) and
+//!   are carried up the tree (one per node rather than one per leaf and path element; divided by
+//!   the node's own path polynomial, which leaves no division at run time) and
 //!   integrated exactly with an `m`-point Gauss–Legendre rule, `2m ≥` the tree's largest number of
 //!   distinct features on a path: O(nodes · m) per tree instead of O(leaves · depth²).
 //! * [`tree_shap_reference`] is Algorithm 2 verbatim (EXTEND / UNWIND / UNWOUND-SUM, as in LightGBM
@@ -58,11 +59,10 @@ struct ShapNode {
     /// Branch: zero fraction its feature already has on the path to it (product of the cover
     /// ratios of the earlier splits on it; 1 when none). The path is fixed, so this is too.
     z_outer: f64,
-    /// Branch: offset in [`Covers::recips`] of precomputed values at the tree's quadrature points
-    /// (`m` each), so that no division is left at run time: `w_k / q(t_k)` (quadrature weight
-    /// over edge factor, `z = ratio · z_outer`) for (true child, o = 1), (false child, o = 1),
-    /// (true child, o = 0), (false child, o = 0); then, if `repeated_above`, `1 / q_outer(t_k)` for
-    /// an outer one fraction of 1, then of 0.
+    /// Branch with `repeated_above` (in a tree of at most [`FAST_M`] points): offset in
+    /// [`Covers::recips`] of `1 / q_outer(t_k)` at the tree's `m` quadrature points for an outer one
+    /// fraction of 1, then of 0 (`q_outer = z_outer + (o − z_outer) t`), so that no division is
+    /// left at run time.
     recips: u32,
 }
 
@@ -108,7 +108,8 @@ pub struct Covers {
     n_features: usize,
     /// `quadratures[m - 1]` has `m` points.
     quadratures: Vec<Quadrature>,
-    /// Per branch, `4 m` precomputed reciprocals (see [`ShapNode::recips`]).
+    /// Per branch with its feature above it, `2 m` precomputed reciprocals (see
+    /// [`ShapNode::recips`]).
     recips: Vec<f64>,
 }
 
@@ -225,23 +226,12 @@ impl Covers {
             }
             if m <= FAST_M {
                 let quad = &quadratures[m - 1];
-                for n in nodes[start..].iter_mut().filter(|n| n.feature != LEAF) {
+                for n in nodes[start..].iter_mut().filter(|n| n.repeated_above) {
                     n.recips = u32::try_from(recips.len())
                         .map_err(|_| card("too many nodes for TreeSHAP".into()))?;
                     let z0 = n.z_outer;
-                    for (z, o) in [(n.a, 1.0), (n.b, 1.0), (n.a, 0.0), (n.b, 0.0)] {
-                        let z = z * z0;
-                        recips.extend(
-                            quad.t
-                                .iter()
-                                .zip(&quad.w)
-                                .map(|(t, w)| w / (z + (o - z) * t)),
-                        );
-                    }
-                    if n.repeated_above {
-                        for o in [1.0, 0.0] {
-                            recips.extend(quad.t.iter().map(|t| 1.0 / (z0 + (o - z0) * t)));
-                        }
+                    for o in [1.0, 0.0] {
+                        recips.extend(quad.t.iter().map(|t| 1.0 / (z0 + (o - z0) * t)));
                     }
                 }
             }
@@ -343,6 +333,8 @@ const NO_FEATURE: u32 = u32::MAX;
 pub struct TreeShapScratch {
     /// Per feature: (zero fraction, one fraction) while the feature is on the current path.
     on_path: Vec<Option<(f64, f64)>>,
+    /// Per feature: its one fraction on the current path (1 when not on it); fixed-size evaluation.
+    one: Vec<f64>,
     /// Per feature: sums of deeper same-feature subtrees still to subtract (`stride` values each).
     acc: Vec<f64>,
     stride: usize,
@@ -369,6 +361,7 @@ impl TreeShapScratch {
         if self.stride != stride || self.on_path.len() != nf {
             self.stride = stride;
             self.on_path = vec![None; nf];
+            self.one = vec![1.0; nf];
             self.acc = vec![0.0; nf * stride];
             self.tree_phi = vec![0.0; nf];
         }
@@ -376,6 +369,12 @@ impl TreeShapScratch {
         let m = covers.max_m();
         if m > FAST_M && self.levels.len() < (d + 2) * 4 * m {
             self.levels.resize((d + 2) * 4 * m, 0.0);
+        }
+    }
+
+    fn set_one(&mut self, f: usize, o: f64) {
+        if let Some(slot) = self.one.get_mut(f) {
+            *slot = o;
         }
     }
 
@@ -607,11 +606,18 @@ fn prepare(forest: &Forest, covers: &Covers, x: &[f32], out: &mut [f64]) -> bool
 }
 
 /// The polynomial evaluation with `M` quadrature points in fixed-size arrays.
+///
+/// It carries the path polynomial `p` down and, up, the subtree sum divided by it,
+/// `S_n = G_n / p_n` (`G_n = Σ_l v_l P_l` over the leaves below `n`). Why: the edge integral
+/// `∫ G_c / q_c` becomes `∫ p_n S_c` (times `1 / q_outer` for a repeated feature), so no
+/// reciprocal of an edge factor is needed, and a leaf child is just `S = v`, with no call and no
+/// polynomial of its own.
 struct Fixed<'a, const M: usize> {
     nodes: &'a [ShapNode],
     recips: &'a [f64],
     x: &'a [f32],
     t: [f64; M],
+    w: [f64; M],
 }
 
 impl<'a, const M: usize> Fixed<'a, M> {
@@ -628,32 +634,44 @@ impl<'a, const M: usize> Fixed<'a, M> {
             recips,
             x,
             t: arr(&quad.t),
+            w: arr(&quad.w),
         }
     }
 
     fn tree(&self, root: usize, s: &mut TreeShapScratch, phi: &mut [f64]) {
-        self.recurse(root, &[1.0; M], s, phi);
+        // A tree that is a single leaf contributes nothing.
+        self.child(root, &[1.0; M], &[1.0; M], s, phi);
     }
 
-    /// Returns the subtree sum `Σ v_l P_l` at the quadrature points; `p` is the path polynomial.
-    #[inline]
-    fn recurse(
+    /// `S` of node `c`, whose path polynomial is `p · q` (`q`: the edge factor into `c`).
+    #[inline(always)]
+    fn child(
         &self,
-        node: usize,
+        c: usize,
         p: &[f64; M],
+        q: &[f64; M],
         s: &mut TreeShapScratch,
         phi: &mut [f64],
     ) -> [f64; M] {
-        match self.nodes.get(node) {
+        match self.nodes.get(c) {
             None => [0.0; M],
-            Some(n) if n.feature == LEAF => p.map(|p| p * n.a),
-            Some(n) if !(n.repeated_above || n.repeated_below) => self.simple(node, n, p, s, phi),
-            Some(n) => self.general(node, n, p, s, phi),
+            Some(n) if n.feature == LEAF => [n.a; M],
+            Some(n) => {
+                let mut pc = [0.0; M];
+                for k in 0..M {
+                    pc[k] = p[k] * q[k];
+                }
+                if n.repeated_above || n.repeated_below {
+                    self.general(c, n, &pc, s, phi)
+                } else {
+                    self.simple(c, n, &pc, s, phi)
+                }
+            }
         }
     }
 
-    /// A split whose feature occurs nowhere else on its paths (the common case): o = 1 on the hot
-    /// edge, 0 on the cold one, precomputed reciprocals, no same-feature bookkeeping.
+    /// A split whose feature occurs nowhere else on its paths (the common case): one fraction 1
+    /// on the hot edge, 0 on the cold one, no same-feature bookkeeping.
     fn simple(
         &self,
         node: usize,
@@ -664,46 +682,35 @@ impl<'a, const M: usize> Fixed<'a, M> {
     ) -> [f64; M] {
         // Children in a fixed order (true, false) whatever the row: the row only picks which
         // edge has one fraction 1, without data-dependent branches.
-        let hot_is_true = n.goes_true(self.x);
-        let table = n.recips as usize;
-        let (o_true, o_false) = if hot_is_true { (1.0, 0.0) } else { (0.0, 1.0) };
-        let (true_at, false_at) = if hot_is_true {
-            (table, table + 3 * M)
+        let (o_true, o_false) = if n.goes_true(self.x) {
+            (1.0, 0.0)
         } else {
-            (table + 2 * M, table + M)
+            (0.0, 1.0)
         };
-        let get = |at: usize| -> Option<&[f64; M]> { self.recips.get(at..at + M)?.try_into().ok() };
-        let (Some(true_wr), Some(false_wr)) = (get(true_at), get(false_at)) else {
-            return [0.0; M]; // unreachable: every branch of a fixed-size tree has its table
-        };
-        let mut g = [0.0; M];
-        let mut contribution = 0.0;
-        let edges = [
-            (n.true_child as usize, n.a, o_true, true_wr),
-            (node + 1, n.b, o_false, false_wr),
-        ];
-        for (c, z, o, wr) in edges {
-            let mut child_p = [0.0; M];
-            for k in 0..M {
-                child_p[k] = p[k] * (z + (o - z) * self.t[k]);
-            }
-            let child_g = self.recurse(c, &child_p, s, phi);
-            let mut integral = 0.0;
-            for k in 0..M {
-                integral += child_g[k] * wr[k];
-                g[k] += child_g[k];
-            }
-            contribution += (o - z) * integral;
+        // Edge factors q = z + (o − z) t.
+        let (dt, df) = (o_true - n.a, o_false - n.b);
+        let qt = self.t.map(|t| n.a + dt * t);
+        let qf = self.t.map(|t| n.b + df * t);
+        let st = self.child(n.true_child as usize, p, &qt, s, phi);
+        let sf = self.child(node + 1, p, &qf, s, phi);
+        // φ_f += Σ_edges (o − z) ∫ p S_child; S = Σ_edges q S_child.
+        let mut sn = [0.0; M];
+        let mut integral = 0.0;
+        for k in 0..M {
+            sn[k] = qt[k] * st[k] + qf[k] * sf[k];
+            integral += self.w[k] * p[k] * (dt * st[k] + df * sf[k]);
         }
         if let Some(out) = phi.get_mut(n.feature as usize) {
-            *out += contribution;
+            *out += integral;
         }
-        g
+        sn
     }
 
-    /// A split on a feature that occurs again above or below it: the feature's factor is replaced
-    /// (not added) along the path, and each edge integrates only the leaves whose last split on
-    /// the feature it is. Zero fractions are static, one fractions (0 or 1) come from the path.
+    /// A split on a feature that occurs again above or below it: the feature's outer factor
+    /// `q_outer = z0 + (o0 − z0) t` is replaced (not multiplied) along the path. Each edge
+    /// integrates its whole subtree; a split with the feature above then takes its own subtree
+    /// back out of the outer edge's integral, so each leaf counts once, for its last split on the
+    /// feature. Zero fractions are static, one fractions (0 or 1) come from the path.
     #[inline(never)]
     fn general(
         &self,
@@ -714,103 +721,54 @@ impl<'a, const M: usize> Fixed<'a, M> {
         phi: &mut [f64],
     ) -> [f64; M] {
         let f = n.feature as usize;
-        let hot_is_true = n.goes_true(self.x);
-        let o0 = match (n.repeated_above, s.on_path.get(f)) {
-            (true, Some(Some((_, o)))) => *o,
-            _ => 1.0,
-        };
+        // The one fraction the feature has on the path (1 when it is not on it: every split on
+        // it restores the slot on the way up).
+        let o0 = s.one.get(f).copied().unwrap_or(1.0);
         let z0 = n.z_outer;
-        // One fractions: the hot edge inherits the outer one (0 or 1), the cold edge gets 0.
-        let (o_true, o_false) = if hot_is_true { (o0, 0.0) } else { (0.0, o0) };
-        let table = n.recips as usize;
-        let at = |is_true: bool, o: f64| {
-            table + if o == 1.0 { 0 } else { 2 * M } + if is_true { 0 } else { M }
+        let inv_outer = if n.repeated_above {
+            let at = n.recips as usize + if o0 == 1.0 { 0 } else { M };
+            let r: Option<&[f64; M]> = self.recips.get(at..at + M).and_then(|r| r.try_into().ok());
+            r.copied().unwrap_or([1.0; M]) // the fallback is unreachable: tables are built
+        } else {
+            [1.0; M]
         };
-        let get = |at: usize| -> Option<&[f64; M]> { self.recips.get(at..at + M)?.try_into().ok() };
-        let outer_at = table + if o0 == 1.0 { 4 * M } else { 5 * M };
-        let (Some(true_wr), Some(false_wr)) = (get(at(true, o_true)), get(at(false, o_false)))
-        else {
-            return [0.0; M]; // unreachable: every branch of a fixed-size tree has its table
-        };
-        let inv_outer = match (n.repeated_above, get(outer_at)) {
-            (true, Some(r)) => *r,
-            _ => [1.0; M],
-        };
-        let acc_at = f * s.stride;
-        // The outer edge's accumulator (children splitting on f again reset it for themselves).
-        let saved: [f64; M] = match (n.repeated_above, s.acc.get(acc_at..acc_at + M)) {
-            (true, Some(a)) => a.try_into().unwrap_or([0.0; M]),
-            _ => [0.0; M],
-        };
-        let outer_slot = s.on_path.get(f).copied().flatten();
-        let mut g = [0.0; M];
-        let edges = [
-            (n.true_child as usize, n.a, o_true, true_wr),
-            (node + 1, n.b, o_false, false_wr),
-        ];
-        for (c, frac, o, wr) in edges {
-            let z = frac * z0;
-            // Edge factor q(t) = z + (o - z) t replaces the outer factor in the child's polynomial.
-            let mut child_p = [0.0; M];
-            for k in 0..M {
-                child_p[k] = p[k] * inv_outer[k] * (z + (o - z) * self.t[k]);
-            }
-            let leaf = self.nodes.get(c).filter(|l| l.feature == LEAF);
-            let child_g = match leaf {
-                Some(leaf) => child_p.map(|p| p * leaf.a),
-                None => {
-                    if n.repeated_below {
-                        if let Some(a) = s.acc.get_mut(acc_at..acc_at + M) {
-                            a.fill(0.0);
-                        }
-                        if let Some(slot) = s.on_path.get_mut(f) {
-                            *slot = Some((z, o));
-                        }
-                    }
-                    self.recurse(c, &child_p, s, phi)
-                }
-            };
-            // Only leaves whose last split on f is this edge count here: drop the subtrees of
-            // deeper splits on f (their sum is in the accumulator).
-            let mut integral = 0.0;
-            match (
-                leaf.is_none() && n.repeated_below,
-                s.acc.get(acc_at..acc_at + M),
-            ) {
-                (true, Some(acc)) => {
-                    for k in 0..M {
-                        integral += (child_g[k] - acc[k]) * wr[k];
-                    }
-                }
-                _ => {
-                    for k in 0..M {
-                        integral += child_g[k] * wr[k];
-                    }
-                }
-            }
-            for k in 0..M {
-                g[k] += child_g[k];
-            }
-            if let Some(out) = phi.get_mut(f) {
-                *out += (o - z) * integral;
-            }
+        let mut pq = [0.0; M];
+        for k in 0..M {
+            pq[k] = p[k] * inv_outer[k];
         }
+        // The hot edge inherits the outer one fraction, the cold edge gets 0.
+        let (o_true, o_false) = if n.goes_true(self.x) {
+            (o0, 0.0)
+        } else {
+            (0.0, o0)
+        };
+        let (zt, zf) = (n.a * z0, n.b * z0);
+        let (dt, df) = (o_true - zt, o_false - zf);
+        let qt = self.t.map(|t| zt + dt * t);
+        let qf = self.t.map(|t| zf + df * t);
         if n.repeated_below {
-            if let Some(slot) = s.on_path.get_mut(f) {
-                *slot = outer_slot;
-            }
+            s.set_one(f, o_true);
         }
-        // This subtree is one of the deeper same-feature subtrees the outer edge subtracts.
-        if let Some(acc) = s.acc.get_mut(acc_at..acc_at + M) {
-            if n.repeated_above {
-                for k in 0..M {
-                    acc[k] = saved[k] + g[k];
-                }
-            } else if n.repeated_below {
-                acc.fill(0.0);
-            }
+        let st = self.child(n.true_child as usize, &pq, &qt, s, phi);
+        if n.repeated_below {
+            s.set_one(f, o_false);
         }
-        g
+        let sf = self.child(node + 1, &pq, &qf, s, phi);
+        if n.repeated_below {
+            s.set_one(f, o0);
+        }
+        // The outer edge's share of this subtree, taken back out (0 without a split above).
+        let e0 = if n.repeated_above { o0 - z0 } else { 0.0 };
+        let mut sn = [0.0; M];
+        let mut integral = 0.0;
+        for k in 0..M {
+            sn[k] = inv_outer[k] * (qt[k] * st[k] + qf[k] * sf[k]);
+            integral += self.w[k] * pq[k] * (dt * st[k] + df * sf[k] - e0 * sn[k]);
+        }
+        if let Some(out) = phi.get_mut(f) {
+            *out += integral;
+        }
+        sn
     }
 }
 
