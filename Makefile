@@ -40,21 +40,28 @@ tools:
 # gzipped; 0.66 MB with the Mul fold in src/model/kernel.rs), then wasm-bindgen (--target web).
 # No wasm-opt: measured, `-Os` made the module 15 % smaller raw but 5 % *larger* gzipped
 # (2.23 vs 2.13 MB), no faster, and npm binaryen takes minutes.
+# Both wasm builds are file targets: a second `make run` with nothing changed rebuilds nothing.
 WASM_LINKED := target/$(WASM_TARGET)/wasm/leadscore.wasm
-wasm: tools
+RUST_INPUTS := $(shell find src -name '*.rs') Cargo.toml Cargo.lock $(wildcard models/default/*)
+WASM_MODULE := $(WASM_OUT)/leadscore_bg.wasm
+wasm: $(WASM_MODULE)
+$(WASM_MODULE): $(RUST_INPUTS) www/wasm-gc.mjs | tools
 	$(CARGO) rustc --lib --target $(WASM_TARGET) --profile wasm --no-default-features --features browser \
 	  -- -C link-arg=--emit-relocs
 	node www/wasm-gc.mjs $(WASM_LINKED) $(WASM_LINKED:.wasm=.gc.wasm)
 	mkdir -p $(WASM_OUT)
 	wasm-bindgen --target web --remove-name-section --remove-producers-section \
 	  --out-dir $(WASM_OUT) --out-name leadscore $(WASM_LINKED:.wasm=.gc.wasm)
+	touch $@
 
 # The edge worker bundle (build/): worker-build, offline with tools from ~/.cargo/bin and npm;
 # no wasm-opt (npm binaryen runs as JS: minutes for little gain on a server-side bundle).
 # wrangler.toml's [build] runs this.
-worker: tools
+worker: build/index.js
+build/index.js: $(RUST_INPUTS) wrangler.toml | tools
 	WASM_BINDGEN_BIN=$(HOME)/.cargo/bin/wasm-bindgen ESBUILD_BIN=$(NODE_BIN)/esbuild \
 	  WASM_OPT_BIN=$(NODE_BIN)/wasm-opt worker-build --profile wasm --no-opt -- --no-default-features --features worker
+	touch $@
 
 # The demo site with the snippet, tracker and wasm, as served: target/www/.
 site: wasm

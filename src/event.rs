@@ -131,6 +131,10 @@ pub struct Event {
     /// Lead id given by `identify`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lead_id: Option<String>,
+    /// The site backend's signature of `lead_id` (see [`crate::identity`]): only the worker can
+    /// check it; without it an identify is a claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_signature: Option<String>,
     /// Small map of event properties (`depth`, `cta`, `form`, `id_persistent`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub props: BTreeMap<String, Value>,
@@ -201,7 +205,7 @@ impl Event {
     pub fn validate(&self) -> Result<(), EventError> {
         use limits::*;
         check_id("id", &self.id)?;
-        check_id("visitor_id", &self.visitor_id)?;
+        check_visitor_id(&self.visitor_id)?;
         if !(MIN_TS..=MAX_TS).contains(&self.ts) {
             return Err(EventError::field(
                 "ts",
@@ -239,6 +243,20 @@ impl Event {
         if let Some(lead) = &self.lead_id {
             check_id("lead_id", lead)?;
             check_len("lead_id", Some(lead), MAX_LEAD_ID_LEN)?;
+        }
+        if let Some(sig) = &self.lead_signature {
+            if self.lead_id.is_none() {
+                return Err(EventError::field(
+                    "lead_signature",
+                    "signs a `lead_id`, and there is none",
+                ));
+            }
+            if !crate::identity::is_signature_shaped(sig) {
+                return Err(EventError::field(
+                    "lead_signature",
+                    "must be 64 hex digits (HMAC-SHA256 of the lead id)",
+                ));
+            }
         }
         check_map("props", &self.props)?;
         check_map("traits", &self.traits)?;
@@ -325,6 +343,22 @@ pub fn check_id(field: &'static str, s: &str) -> Result<(), EventError> {
         return Err(EventError::field(
             field,
             "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Prefix of the lead directory's names: no visitor id may start with it, so that a visitor can
+/// never be taken for a lead.
+pub const RESERVED_VISITOR_PREFIX: &str = "lead:";
+
+/// Checks a visitor id: an id-like field outside the reserved namespace.
+pub fn check_visitor_id(s: &str) -> Result<(), EventError> {
+    check_id("visitor_id", s)?;
+    if s.starts_with(RESERVED_VISITOR_PREFIX) {
+        return Err(EventError::field(
+            "visitor_id",
+            format!("must not start with `{RESERVED_VISITOR_PREFIX}` (reserved for leads)"),
         ));
     }
     Ok(())
@@ -459,6 +493,42 @@ mod tests {
             Event::parse(&text),
             Err(EventError::Field { field: "props", .. })
         ));
+    }
+
+    #[test]
+    fn reserves_the_lead_namespace_and_checks_signatures() {
+        let t = r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"lead:x@acme.example","path":"/"}"#;
+        let e = Event::parse(t).unwrap_err();
+        assert!(e.to_string().contains("reserved"), "{e}");
+        let sig = "a".repeat(64);
+        let ok = format!(
+            r#"{{"id":"a","type":"identify","ts":1700000000000,"visitor_id":"v","lead_id":"l@x","lead_signature":"{sig}"}}"#
+        );
+        assert_eq!(
+            Event::parse(&ok).unwrap().lead_signature.as_deref(),
+            Some(sig.as_str())
+        );
+        for bad in [
+            r#"{"id":"a","type":"identify","ts":1700000000000,"visitor_id":"v","lead_id":"l@x","lead_signature":"abc"}"#,
+            r#"{"id":"a","type":"identify","ts":1700000000000,"visitor_id":"v","traits":{"k":1},"lead_signature":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
+        ] {
+            let e = Event::parse(bad).unwrap_err();
+            assert!(e.to_string().contains("lead_signature"), "{e}");
+        }
+    }
+
+    /// Map keys are limited in UTF-8 bytes (the tracker measures them the same way): 32 "é" are
+    /// 64 bytes and pass, 33 do not, though both are fewer than 64 UTF-16 units.
+    #[test]
+    fn map_keys_are_measured_in_utf8_bytes() {
+        let ev = |k: &str| {
+            format!(
+                r#"{{"id":"a","type":"click","ts":1700000000000,"visitor_id":"v","props":{{"{k}":1}}}}"#
+            )
+        };
+        assert!(Event::parse(&ev(&"é".repeat(32))).is_ok());
+        assert!(Event::parse(&ev(&"é".repeat(33))).is_err());
+        assert!(Event::parse(&ev(&"é".repeat(40))).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod event;
 pub mod explain;
 pub mod features;
+pub mod identity;
 pub mod model;
 pub mod score;
 pub mod site;

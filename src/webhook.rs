@@ -8,7 +8,9 @@
 //!   (`lead.hot`) and goes at once. A change held back by the debounce is sent when the window ends.
 //! * [`sign`]: [Standard Webhooks](https://www.standardwebhooks.com/) — `webhook-signature:
 //!   v1,<base64 HMAC-SHA256 of "id.timestamp.body">` with a `whsec_<base64 key>` secret.
-//! * [`backoff_seconds`]: exponential with full jitter, honouring `Retry-After`.
+//! * [`retry_delay_seconds`]: [`RETRY_SCHEDULE_SECONDS`], Standard Webhooks' schedule (5 s, 5 min,
+//!   30 min, 2 h, 5 h, 10 h, 10 h after the first attempt: 27 h 35 min in all), each wait stretched
+//!   by up to 10 % of jitter and never shorter than the receiver's `Retry-After`.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -56,6 +58,9 @@ pub struct ScoreData {
     pub previous_score: Option<u8>,
     /// The tier last sent for this visitor, if any.
     pub previous_tier: Option<String>,
+    /// Whether `lead_id` was verified (signed by the site's backend, or set by a bearer caller);
+    /// `false` means the visitor only claimed it (a form fill), and the CRM decides what to trust.
+    pub verified: bool,
 }
 
 /// A factor, rounded for the wire.
@@ -155,8 +160,15 @@ impl Policy {
     }
 }
 
-/// Builds the event to send and advances `sent` (call only when sending).
-pub fn make_event(kind: &str, score: &Score, sent: &mut SentState, now: i64) -> ScoreEvent {
+/// Builds the event to send and advances `sent` (call only when sending); `verified` says whether
+/// the score's lead id was verified.
+pub fn make_event(
+    kind: &str,
+    score: &Score,
+    verified: bool,
+    sent: &mut SentState,
+    now: i64,
+) -> ScoreEvent {
     let ev = ScoreEvent {
         kind: kind.to_string(),
         timestamp: now,
@@ -171,6 +183,7 @@ pub fn make_event(kind: &str, score: &Score, sent: &mut SentState, now: i64) -> 
             score_confidence: score.score_confidence,
             previous_score: sent.score,
             previous_tier: sent.tier.map(|t| t.as_str().to_string()),
+            verified: verified && score.lead_id.is_some(),
         },
     };
     sent.score = Some(score.ai_score);
@@ -266,24 +279,51 @@ pub fn verify(secret: &Secret, id: &str, timestamp: i64, body: &str, header: &st
         })
 }
 
-/// Seconds to wait before delivery attempt `attempt + 1` (attempt counts from 1): the receiver's
-/// `Retry-After` when it gave one (capped), else full jitter over `base · 2^(attempt−1)` capped at
-/// `cap`; `unit` is a uniform random number in [0, 1).
-pub fn backoff_seconds(
-    attempt: u32,
+/// Waits between delivery attempts (seconds), Standard Webhooks' schedule: the first attempt at
+/// once, then these. With one attempt per step, a receiver may be down for 27 h 35 min and still
+/// get everything; `max_retries` in wrangler.toml equals this length (a test checks it).
+pub const RETRY_SCHEDULE_SECONDS: [u32; 7] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000];
+
+/// Longest wait Cloudflare Queues accept for one retry (12 h).
+pub const MAX_RETRY_DELAY_SECONDS: u32 = 43_200;
+
+/// Seconds to wait before the next attempt of a delivery first enqueued `elapsed_ms` ago.
+///
+/// Queues do not tell a consumer a message's attempt count, so the step is found from the time:
+/// the next attempt is due at the first point of the cumulative schedule after `elapsed_ms`
+/// (attempts made late, e.g. after a long `Retry-After`, skip the points they missed; past the
+/// last point the last step repeats). `scale` compresses time (tests: 120 makes 30 min last 15 s);
+/// `unit` ∈ [0, 1) adds up to 10 % of the step as jitter, always later, so a jittered attempt
+/// never lands before its point. The receiver's `Retry-After` (real seconds) is a lower bound.
+/// The result is at least 1 s and at most [`MAX_RETRY_DELAY_SECONDS`].
+pub fn retry_delay_seconds(
+    elapsed_ms: i64,
     retry_after: Option<u32>,
-    base: u32,
-    cap: u32,
+    scale: f64,
     unit: f64,
 ) -> u32 {
-    if let Some(r) = retry_after {
-        return r.min(cap).max(1);
+    let scale = if scale.is_finite() && scale > 0.0 {
+        scale
+    } else {
+        1.0
+    };
+    let elapsed = elapsed_ms.max(0) as f64 / 1000.0 * scale; // simulated seconds
+    let mut point = 0.0;
+    let mut wait = None;
+    for &step in &RETRY_SCHEDULE_SECONDS {
+        point += f64::from(step);
+        if point > elapsed {
+            wait = Some((point - elapsed, f64::from(step)));
+            break;
+        }
     }
-    let exp = u64::from(base.max(1)) << attempt.saturating_sub(1).min(20);
-    let ceiling = exp.min(u64::from(cap.max(1))) as f64;
-    // Full jitter, but never less than half the ceiling: bounded retries stay spread out.
-    let s = ceiling * (0.5 + 0.5 * unit.clamp(0.0, 1.0));
-    (s.round() as u32).max(1)
+    let last = f64::from(RETRY_SCHEDULE_SECONDS[RETRY_SCHEDULE_SECONDS.len() - 1]);
+    let (wait, step) = wait.unwrap_or((last, last));
+    let simulated = wait + 0.1 * step * unit.clamp(0.0, 1.0);
+    let real = (simulated / scale)
+        .ceil()
+        .max(f64::from(retry_after.unwrap_or(0)));
+    (real as u32).clamp(1, MAX_RETRY_DELAY_SECONDS)
 }
 
 /// `Retry-After` as seconds (delta-seconds form only; an HTTP date is ignored).
@@ -331,17 +371,17 @@ mod tests {
         let d = |sent: &SentState, s: u8, now| p.decide(sent, &score(s, tier(s)), 60, 32, now);
         assert_eq!(d(&sent, 5, 0), Decision::Nothing); // a new, cold, low visitor
         assert_eq!(d(&sent, 12, 0), Decision::Send(SCORE_CHANGED)); // moved by delta
-        make_event(SCORE_CHANGED, &score(12, tier(12)), &mut sent, 0);
+        make_event(SCORE_CHANGED, &score(12, tier(12)), false, &mut sent, 0);
         assert_eq!(d(&sent, 20, 10), Decision::Nothing);
         assert_eq!(d(&sent, 33, 10), Decision::Later(1000)); // tier change, debounced
         assert_eq!(d(&sent, 33, 1000), Decision::Send(SCORE_CHANGED));
-        let ev = make_event(SCORE_CHANGED, &score(45, tier(45)), &mut sent, 1000);
+        let ev = make_event(SCORE_CHANGED, &score(45, tier(45)), false, &mut sent, 1000);
         assert_eq!(ev.data.previous_score, Some(12));
         assert_eq!(ev.data.previous_tier.as_deref(), Some("cold"));
         assert_eq!(ev.data.key_factors[0].impact, 0.1235);
         assert_eq!(d(&sent, 51, 5000), Decision::Send(SCORE_CHANGED)); // threshold 50 crossed
         assert_eq!(d(&sent, 61, 1001), Decision::Send(LEAD_HOT)); // alerts skip the debounce
-        make_event(LEAD_HOT, &score(61, tier(61)), &mut sent, 1001);
+        make_event(LEAD_HOT, &score(61, tier(61)), false, &mut sent, 1001);
         assert_eq!(d(&sent, 65, 9000), Decision::Nothing);
         assert_eq!(sent.seq, 3);
         // Identifying is news even when the score stands still; then it is not news again.
@@ -351,8 +391,9 @@ mod tests {
             p.decide(&sent, &identified, 60, 32, 9000),
             Decision::Send(SCORE_CHANGED)
         );
-        let ev = make_event(SCORE_CHANGED, &identified, &mut sent, 9000);
+        let ev = make_event(SCORE_CHANGED, &identified, true, &mut sent, 9000);
         assert_eq!(ev.data.lead_id.as_deref(), Some("lead@acme.com"));
+        assert!(ev.data.verified);
         assert_eq!(
             p.decide(&sent, &identified, 60, 32, 20_000),
             Decision::Nothing
@@ -411,17 +452,73 @@ mod tests {
     }
 
     #[test]
-    fn backoff() {
-        assert_eq!(backoff_seconds(1, Some(7), 2, 300, 0.9), 7);
-        assert_eq!(backoff_seconds(1, Some(9999), 2, 300, 0.9), 300);
-        assert_eq!(backoff_seconds(1, None, 2, 300, 0.0), 1);
-        assert_eq!(backoff_seconds(1, None, 2, 300, 0.999), 2);
-        assert_eq!(backoff_seconds(4, None, 2, 300, 0.0), 8);
-        assert_eq!(backoff_seconds(30, None, 2, 300, 0.999), 300);
+    fn retry_schedule() {
+        let total: u32 = RETRY_SCHEDULE_SECONDS.iter().sum();
+        assert!(total >= 24 * 3600, "the schedule spans a day");
+        assert!(RETRY_SCHEDULE_SECONDS
+            .iter()
+            .all(|&s| s <= MAX_RETRY_DELAY_SECONDS));
+        // Attempt 1 failed at once: wait 5 s; attempt 2 failed 6 s in: the 5-minute point.
+        assert_eq!(retry_delay_seconds(0, None, 1.0, 0.0), 5);
+        assert_eq!(retry_delay_seconds(6_000, None, 1.0, 0.0), 299);
+        assert_eq!(retry_delay_seconds(306_000, None, 1.0, 0.0), 1_799);
+        // Jitter only ever delays, by at most 10 % of the step.
+        assert_eq!(retry_delay_seconds(6_000, None, 1.0, 0.999), 329);
+        // Past the last point: the last step again.
+        assert_eq!(retry_delay_seconds(200_000_000, None, 1.0, 0.0), 36_000);
+        // Retry-After is a lower bound, capped at the queue's maximum.
+        assert_eq!(retry_delay_seconds(0, Some(60), 1.0, 0.0), 60);
+        assert_eq!(
+            retry_delay_seconds(0, Some(1 << 30), 1.0, 0.0),
+            MAX_RETRY_DELAY_SECONDS
+        );
+        // Scaled time: 120× makes the 30-minute step 15 s.
+        assert_eq!(retry_delay_seconds(2_542, None, 120.0, 0.0), 15);
+        assert_eq!(retry_delay_seconds(0, None, 1e9, 0.0), 1);
+        assert_eq!(retry_delay_seconds(0, None, f64::NAN, 0.0), 5);
         assert_eq!(parse_retry_after(Some(" 12 ")), Some(12));
         assert_eq!(
             parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
             None
         );
+    }
+
+    /// Following the schedule attempt after attempt reaches the end after the schedule's span
+    /// with exactly one attempt per step.
+    #[test]
+    fn retry_schedule_walks_every_step() {
+        let mut t_ms = 0i64;
+        let mut waits = Vec::new();
+        for _ in 0..RETRY_SCHEDULE_SECONDS.len() {
+            let w = retry_delay_seconds(t_ms, None, 1.0, 0.5);
+            waits.push(w);
+            t_ms += i64::from(w) * 1000 + 800; // the attempt itself takes a moment
+        }
+        let expect: Vec<u32> = RETRY_SCHEDULE_SECONDS.to_vec();
+        for (w, s) in waits.iter().zip(&expect) {
+            assert!(
+                *w as f64 >= *s as f64 * 0.95 - 2.0 && *w as f64 <= *s as f64 * 1.1 + 1.0,
+                "{waits:?}"
+            );
+        }
+    }
+
+    /// The queue's `max_retries` is the schedule's length: one retry per step.
+    #[test]
+    fn wrangler_max_retries_is_the_schedules_length() {
+        let toml = include_str!("../wrangler.toml");
+        let consumer = toml
+            .split("[[queues.consumers]]")
+            .skip(1)
+            .find(|c| c.contains("queue = \"leadscore-score-events\""))
+            .unwrap();
+        let n: usize = consumer
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("max_retries = "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(n, RETRY_SCHEDULE_SECONDS.len());
     }
 }

@@ -709,7 +709,7 @@ const scalars = (o) => {
   let n = 0;
   for (const k in o || {}) {
     const v = o[k];
-    if (n === 32 || !k || k.length > 64) continue;
+    if (n === 32 || !k || bytes(k) > 64) continue; // UTF-8 bytes, the core's rule
     if (typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
     else if (typeof v === 'string') out[k] = cut(v, 512);
     else continue;
@@ -741,10 +741,13 @@ const api = {
     emit(e);
     return api;
   },
-  /** Identifies the visitor: `id` becomes lead_id (≤ 64 bytes), traits small scalars. */
-  identify(id, traits) {
+  /** Identifies the visitor: `id` becomes lead_id (≤ 64 bytes), traits small scalars.
+   * `{signature}`: the site backend's HMAC of `id` (verified by the worker; without it the
+   * identify is a claim, which never joins the visitor to the lead's other devices). */
+  identify(id, traits, opts) {
     const e = event('identify');
     if (id != null && id !== '') e.lead_id = String(id);
+    if (e.lead_id && opts && typeof opts.signature === 'string') e.lead_signature = opts.signature;
     const t = scalars(traits);
     if (t) e.traits = t;
     if (!e.lead_id && !e.traits) warn('identify needs an id or traits');

@@ -1,22 +1,39 @@
-//! Queue consumer: signs each score event (Standard Webhooks) and POSTs it to the CRM webhook,
-//! 5 s timeout; a failure is retried by the queue after a backoff with jitter (or the receiver's
-//! `Retry-After`); after the queue's last try the message goes to the dead-letter queue.
+//! Queue consumer: signs each score event (Standard Webhooks) and POSTs it to the CRM webhook.
 //!
-//! The queue does not expose a message's attempt count to Rust, so the backoff exponent is
-//! derived from the time since the first enqueue: each wait is about as long as all before it,
-//! which is exponential backoff by construction.
+//! A batch's messages are delivered concurrently (a batch holds at most `max_batch_size`, 10, so
+//! that is the bound), each with a 5 s timeout, and each is acked or retried on its own: one slow
+//! receiver does not hold up the others. A failed attempt is retried by the queue on the
+//! Standard Webhooks schedule ([`retry_delay_seconds`], 27 h 35 min in all), honouring the
+//! receiver's `Retry-After`; after the last retry the queue moves the message to the dead-letter
+//! queue, whose consumer ([`super::deadletter`]) keeps it in R2 until it is replayed.
 
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
+use futures_util::future::{join_all, select, Either};
+use serde::{Deserialize, Serialize};
 use worker::*;
 
-use super::visitor::Delivery;
-use super::{now_ms, var, var_num};
-use crate::webhook::{backoff_seconds, parse_retry_after, sign, Secret};
+use super::{deadletter, now_ms, var, var_num};
+use crate::webhook::{parse_retry_after, retry_delay_seconds, sign, Secret};
 
 /// Per-attempt timeout.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// The score-events queue (wrangler.toml).
+pub const QUEUE_NAME: &str = "leadscore-score-events";
+/// Its dead-letter queue (wrangler.toml).
+pub const DLQ_NAME: &str = "leadscore-score-events-dlq";
+
+/// A message on the score-events queue: the webhook id is fixed when the event is made, so every
+/// retry and every replay of this delivery carries the same `webhook-id`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    /// `webhook-id`.
+    pub id: String,
+    /// JSON body to sign and send.
+    pub body: String,
+    /// When it was (first, or last re-) enqueued (ms): the retry schedule counts from here.
+    pub enqueued: i64,
+}
 
 enum Attempt {
     Delivered,
@@ -28,30 +45,43 @@ enum Attempt {
 
 #[event(queue)]
 async fn consume(batch: MessageBatch<Delivery>, env: Env, _ctx: Context) -> Result<()> {
+    if batch.queue() == DLQ_NAME {
+        return deadletter::keep(batch, &env).await;
+    }
     let url = var(&env, "WEBHOOK_URL").unwrap_or_default();
     let secret = var(&env, "WEBHOOK_SECRET").and_then(|s| Secret::parse(&s).ok());
-    let base = var_num(&env, "BACKOFF_BASE_SECONDS", 5u32);
-    let cap = var_num(&env, "BACKOFF_CAP_SECONDS", 600u32);
-    for msg in batch.messages()? {
+    // Tests compress the schedule (e.g. 120: the 30-minute step takes 15 s); production: 1.
+    let scale = var_num(&env, "DELIVERY_TIME_SCALE", 1.0f64);
+    let messages = batch.messages()?;
+    let attempts = messages.iter().map(|msg| {
         let d = msg.body();
-        let outcome = match (&secret, url.is_empty()) {
-            (None, _) => Attempt::Failed {
-                retry_after: None,
-                why: "WEBHOOK_SECRET is missing or not whsec_<base64>".into(),
-            },
-            (_, true) => Attempt::Failed {
-                retry_after: None,
-                why: "WEBHOOK_URL is not set".into(),
-            },
-            (Some(s), false) => deliver(&url, s, d).await,
-        };
+        let (secret, url) = (&secret, &url);
+        async move {
+            match (secret, url.is_empty()) {
+                (None, _) => Attempt::Failed {
+                    retry_after: None,
+                    why: "WEBHOOK_SECRET is missing or not whsec_<base64>".into(),
+                },
+                (_, true) => Attempt::Failed {
+                    retry_after: None,
+                    why: "WEBHOOK_URL is not set".into(),
+                },
+                (Some(s), false) => deliver(url, s, d).await,
+            }
+        }
+    });
+    let outcomes = join_all(attempts).await;
+    for (msg, outcome) in messages.iter().zip(outcomes) {
         match outcome {
             Attempt::Delivered => msg.ack(),
             Attempt::Failed { retry_after, why } => {
-                let elapsed = ((now_ms() - d.enqueued).max(0) / 1000) as u32;
-                let attempt = 1 + (elapsed / base.max(1) + 1).ilog2();
-                let delay =
-                    backoff_seconds(attempt, retry_after, base, cap, js_sys::Math::random());
+                let d = msg.body();
+                let delay = retry_delay_seconds(
+                    now_ms() - d.enqueued,
+                    retry_after,
+                    scale,
+                    js_sys::Math::random(),
+                );
                 console_warn!("webhook {} failed ({why}); retry in {delay} s", d.id);
                 msg.retry_with_options(
                     &QueueRetryOptionsBuilder::new()

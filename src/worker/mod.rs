@@ -1,5 +1,6 @@
 //! Cloudflare Worker front end (feature `worker`): HTTP API v1, a Durable Object per visitor
-//! ([`visitor`]) and the Queue consumer that delivers signed webhooks ([`delivery`]).
+//! ([`visitor`]), the Queue consumer that delivers signed webhooks ([`delivery`]) and the store of
+//! deliveries that exhausted their retries ([`deadletter`]).
 //!
 //! The worker only routes, authenticates and validates envelopes; every event is parsed by the
 //! core's [`Event::parse`] and scored by the core's [`Scorer`], built once per isolate.
@@ -9,6 +10,7 @@
 //!                                                      state ─► score ─► policy ─► Queue ─► webhook
 //! ```
 
+pub mod deadletter;
 pub mod delivery;
 pub mod visitor;
 
@@ -19,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use worker::*;
 
-use crate::event::Event;
+use crate::event::{Event, EventType};
+use crate::identity::IdentitySecret;
 use crate::model::Bundle;
 use crate::score::{Score, ScoreOptions, Scorer};
 
@@ -27,6 +30,8 @@ use crate::score::{Score, ScoreOptions, Scorer};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Most events in one batch.
 pub const MAX_BATCH_EVENTS: usize = 100;
+/// Longest request path (bytes) the worker answers; longer gets `414 uri_too_long`.
+pub const MAX_PATH_BYTES: usize = 2048;
 
 thread_local! {
     static SCORER: OnceCell<Rc<Scorer>> = const { OnceCell::new() };
@@ -58,6 +63,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for `Retry-After` (429).
     pub retry_after: Option<u32>,
+    /// Methods for `Allow` (405).
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -68,6 +75,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -77,6 +85,9 @@ impl ApiError {
         let mut r = Response::from_json(&body)?.with_status(self.status);
         if let Some(s) = self.retry_after {
             r.headers_mut().set("retry-after", &s.to_string())?;
+        }
+        if let Some(a) = self.allow {
+            r.headers_mut().set("allow", a)?;
         }
         Ok(r)
     }
@@ -88,7 +99,7 @@ impl From<Error> for ApiError {
     }
 }
 
-type ApiResult<T> = std::result::Result<T, ApiError>;
+pub(crate) type ApiResult<T> = std::result::Result<T, ApiError>;
 
 /// Deployment settings from wrangler vars and secrets.
 #[derive(Debug, Clone)]
@@ -99,6 +110,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Server-to-server bearer token (secret).
     pub api_token: Option<String>,
+    /// Key the site's backend signs lead ids with (secret); none ⇒ no identify is verified.
+    pub identity: Option<IdentitySecret>,
 }
 
 impl Config {
@@ -122,6 +135,27 @@ impl Config {
                 .ok()
                 .map(|s| s.to_string())
                 .filter(|s| !s.is_empty()),
+            identity: env
+                .secret("IDENTITY_SECRET")
+                .ok()
+                .and_then(|s| IdentitySecret::new(&s.to_string()).ok()),
+        }
+    }
+
+    /// Checks a lead signature: `Ok(())` when it signs `lead`, else the error to answer.
+    fn verify_lead(&self, lead: &str, signature: &str) -> ApiResult<()> {
+        match &self.identity {
+            None => Err(ApiError::new(
+                403,
+                "invalid_signature",
+                "lead signatures cannot be checked: IDENTITY_SECRET is not configured",
+            )),
+            Some(k) if k.verify(lead, signature) => Ok(()),
+            Some(_) => Err(ApiError::new(
+                403,
+                "invalid_signature",
+                "`lead_signature` does not sign this lead id",
+            )),
         }
     }
 }
@@ -155,6 +189,7 @@ struct Batch<'a> {
 
 /// Consent flags sent by the snippet.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Consent {
     #[serde(default)]
     crm: bool,
@@ -171,6 +206,10 @@ pub struct ApplyRequest {
     pub events: Vec<String>,
     /// Receive time (ms).
     pub now: i64,
+    /// The lead id this request proved (a checked `lead_signature`, or a bearer caller): only a
+    /// verified lead joins a lead directory and merges the lead's other visitors.
+    #[serde(default)]
+    pub verified_lead: Option<String>,
 }
 
 /// A per-event rejection.
@@ -196,6 +235,7 @@ pub struct ApplyResponse {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    console_error_panic_hook_once();
     let cfg = Config::from_env(&env);
     let origin = req.headers().get("origin")?;
     let result = route(req, &env, &cfg).await;
@@ -211,9 +251,44 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     Ok(resp)
 }
 
+/// Panics print where they happened (the default in wasm is a bare `unreachable`).
+fn console_error_panic_hook_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            console_error!("panic: {info}");
+        }))
+    });
+}
+
+/// The methods each API path answers (for `405` and its `Allow` header).
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    match path {
+        "/healthz" | "/v1/model" | "/v1/deliveries/failed" => Some("GET, HEAD"),
+        "/v1/events" | "/v1/identify" => Some("POST, OPTIONS"),
+        "/v1/score" | "/v1/deliveries/replay" => Some("POST"),
+        p if p.starts_with("/v1/score/") => Some("GET, HEAD"),
+        _ => None,
+    }
+}
+
 async fn route(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Response> {
     let path = req.path();
-    let method = req.method();
+    if path.len() > MAX_PATH_BYTES {
+        return Err(ApiError::new(
+            414,
+            "uri_too_long",
+            format!(
+                "the path is {} bytes; the limit is {MAX_PATH_BYTES}",
+                path.len()
+            ),
+        ));
+    }
+    // HEAD is GET without a body (the runtime drops the body).
+    let method = match req.method() {
+        Method::Head => Method::Get,
+        m => m,
+    };
     match (method, path.as_str()) {
         (Method::Options, p) if p.starts_with("/v1/") => preflight(&req, cfg),
         (Method::Get, "/healthz") => {
@@ -229,23 +304,41 @@ async fn route(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Response>
         }
         (Method::Get, p) if p.starts_with("/v1/score/") => {
             bearer(&req, cfg)?;
-            let id = decode_path(&p["/v1/score/".len()..]);
-            get_score(env, &id).await
+            let id = decode_path(&p["/v1/score/".len()..])?;
+            let kind = query(&req, "kind")?;
+            get_score(env, &id, kind.as_deref()).await
         }
-        (_, p) if p.starts_with("/v1/") || p == "/healthz" => Err(ApiError::new(
-            if matches!(
-                p,
-                "/v1/events" | "/v1/identify" | "/v1/score" | "/v1/model" | "/healthz"
-            ) {
-                405
-            } else {
-                404
-            },
-            "not_found",
-            format!("no route for {} {p}", req.method()),
-        )),
-        _ => Err(ApiError::new(404, "not_found", "not found")),
+        (Method::Get, "/v1/deliveries/failed") => {
+            bearer(&req, cfg)?;
+            deadletter::list(&req, env).await
+        }
+        (Method::Post, "/v1/deliveries/replay") => {
+            bearer(&req, cfg)?;
+            let text = body_text(&mut req).await?;
+            deadletter::replay(&text, env).await
+        }
+        (m, p) => match allowed_methods(p) {
+            Some(allow) => {
+                let mut e = ApiError::new(
+                    405,
+                    "method_not_allowed",
+                    format!("{m:?} is not allowed on {p}; allowed: {allow}"),
+                );
+                e.allow = Some(allow);
+                Err(e)
+            }
+            None => Err(ApiError::new(404, "not_found", format!("no route for {p}"))),
+        },
     }
+}
+
+/// A query parameter, percent-decoded.
+fn query(req: &Request, key: &str) -> ApiResult<Option<String>> {
+    let url = req.url()?;
+    Ok(url
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned()))
 }
 
 fn json<T: Serialize>(v: &T) -> ApiResult<Response> {
@@ -277,11 +370,18 @@ fn check_origin(req: &Request, cfg: &Config) -> ApiResult<()> {
     }
 }
 
+/// `Authorization: Bearer <API_TOKEN>`; the scheme is case-insensitive (RFC 7235), the token is
+/// compared in constant time.
 fn bearer(req: &Request, cfg: &Config) -> ApiResult<()> {
+    use subtle::ConstantTimeEq as _;
     let got = req.headers().get("authorization")?.unwrap_or_default();
-    let token = got.strip_prefix("Bearer ").unwrap_or("");
+    let token = got
+        .trim()
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, t)| t.trim());
     match &cfg.api_token {
-        Some(t) if !token.is_empty() && constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(t) if !token.is_empty() && bool::from(t.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
         _ => Err(ApiError::new(
             401,
             "unauthorized",
@@ -290,35 +390,19 @@ fn bearer(req: &Request, cfg: &Config) -> ApiResult<()> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// A path segment, percent-decoded (ids such as `lead%40acme.com`); must be UTF-8.
+fn decode_path(s: &str) -> ApiResult<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| ApiError::new(400, "invalid_field", "the id in the path is not UTF-8"))
 }
 
-fn decode_path(s: &str) -> String {
-    // Minimal percent-decoding for ids such as `lead%40acme.com`.
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = s
-            .get(i + 1..i + 3)
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Reads a body up to [`MAX_BODY_BYTES`], as text.
+/// Reads a body up to [`MAX_BODY_BYTES`], as text. The body is read chunk by chunk and reading
+/// stops at the limit, so a body with no (or a false) `content-length` never costs more memory
+/// than the limit.
 async fn body_text(req: &mut Request) -> ApiResult<String> {
+    use futures_util::StreamExt as _;
     if let Some(n) = req
         .headers()
         .get("content-length")?
@@ -328,9 +412,19 @@ async fn body_text(req: &mut Request) -> ApiResult<String> {
             return Err(too_large(n));
         }
     }
-    let bytes = req.bytes().await?;
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(too_large(bytes.len()));
+    let mut bytes = Vec::new();
+    if let Ok(mut stream) = req.stream() {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ApiError::new(
+                    413,
+                    "body_too_large",
+                    format!("body is more than {MAX_BODY_BYTES} bytes, the limit"),
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
     }
     String::from_utf8(bytes).map_err(|_| ApiError::new(400, "invalid_json", "body is not UTF-8"))
 }
@@ -362,7 +456,7 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
     if !cfg.site_keys.iter().any(|k| k == &batch.site_key) {
         return Err(ApiError::new(403, "invalid_site_key", "unknown site key"));
     }
-    crate::event::check_id("visitor_id", &batch.visitor_id)
+    crate::event::check_visitor_id(&batch.visitor_id)
         .map_err(|e| ApiError::new(400, "invalid_field", e.to_string()))?;
     if batch.events.is_empty() {
         return Err(ApiError::new(
@@ -383,6 +477,7 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
     }
     let mut good = Vec::with_capacity(batch.events.len());
     let mut rejected = Vec::new();
+    let mut verified_lead = None;
     for (index, raw) in batch.events.iter().enumerate() {
         match Event::parse(raw.get()) {
             Ok(e) if e.visitor_id != batch.visitor_id => rejected.push(Rejected {
@@ -390,7 +485,24 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
                 code: "invalid_field",
                 message: "field `visitor_id`: differs from the batch's visitor_id".into(),
             }),
-            Ok(_) => good.push(raw.get().to_string()),
+            Ok(e) => {
+                // A signed identify proves its lead; a wrong signature refuses the event (it
+                // would otherwise pass as a claim and hide the site's misconfiguration).
+                if let (EventType::Identify, Some(lead), Some(sig)) =
+                    (e.kind, &e.lead_id, &e.lead_signature)
+                {
+                    if let Err(err) = cfg.verify_lead(lead, sig) {
+                        rejected.push(Rejected {
+                            index,
+                            code: err.code,
+                            message: err.message,
+                        });
+                        continue;
+                    }
+                    verified_lead = Some(lead.clone());
+                }
+                good.push(raw.get().to_string());
+            }
             Err(e) => rejected.push(Rejected {
                 index,
                 code: e.code(),
@@ -418,6 +530,7 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
             crm: Some(crm),
             events: good,
             now: started,
+            verified_lead,
         },
     )
     .await?;
@@ -443,22 +556,38 @@ struct Identify {
     site_key: Option<String>,
     visitor_id: String,
     lead_id: String,
+    /// The site backend's signature of `lead_id` (see [`crate::identity`]).
+    #[serde(default)]
+    lead_signature: Option<String>,
     #[serde(default)]
     traits: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// Ties a visitor to a lead. Verified (a good `lead_signature`, or a bearer caller): the visitor
+/// joins the lead and merges its other devices. Otherwise a claim: the visitor is tagged with the
+/// lead id and traits, and nothing of any other visitor is read or changed.
 async fn post_identify(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Response> {
     let text = body_text(req).await?;
     let body: Identify = serde_json::from_str(&text).map_err(bad_json)?;
-    match &body.site_key {
+    let trusted_server = match &body.site_key {
         Some(k) => {
             check_origin(req, cfg)?;
             if !cfg.site_keys.iter().any(|s| s == k) {
                 return Err(ApiError::new(403, "invalid_site_key", "unknown site key"));
             }
+            false
         }
-        None => bearer(req, cfg)?,
+        None => {
+            bearer(req, cfg)?;
+            true
+        }
+    };
+    crate::event::check_visitor_id(&body.visitor_id)
+        .map_err(|e| ApiError::new(400, "invalid_field", e.to_string()))?;
+    if let Some(sig) = &body.lead_signature {
+        cfg.verify_lead(&body.lead_id, sig)?;
     }
+    let verified = trusted_server || body.lead_signature.is_some();
     let now = now_ms();
     // An identify event through the core's own validation (lead id and trait limits).
     let mut ev = serde_json::json!({
@@ -480,10 +609,11 @@ async fn post_identify(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<
             crm: None,
             events: vec![text],
             now,
+            verified_lead: verified.then(|| body.lead_id.clone()),
         },
     )
     .await?;
-    json(&serde_json::json!({"score": applied.score}))
+    json(&serde_json::json!({"score": applied.score, "verified": verified}))
 }
 
 #[derive(Debug, Deserialize)]
@@ -502,6 +632,13 @@ async fn post_score(req: &mut Request) -> ApiResult<Response> {
     let now = now_ms();
     let score = match (body.events, body.features) {
         (Some(events), None) => {
+            if events.is_empty() {
+                return Err(ApiError::new(
+                    400,
+                    "invalid_event",
+                    "`events` is empty: give at least one event",
+                ));
+            }
             if events.len() > MAX_BATCH_EVENTS {
                 return Err(ApiError::new(
                     400,
@@ -532,13 +669,14 @@ async fn post_score(req: &mut Request) -> ApiResult<Response> {
                     .ok_or_else(|| {
                         ApiError::new(400, "invalid_field", format!("unknown feature `{k}`"))
                     })?;
-                x[i] = v.as_f64().ok_or_else(|| {
+                let value = v.as_f64().map(|f| f as f32).filter(|f| f.is_finite());
+                x[i] = value.ok_or_else(|| {
                     ApiError::new(
                         400,
                         "invalid_field",
-                        format!("feature `{k}` must be a number"),
+                        format!("feature `{k}` must be a finite number within ±3.4e38"),
                     )
-                })? as f32;
+                })?;
             }
             if let Some(i) = x.iter().position(|v| v.is_nan()) {
                 return Err(ApiError::new(
@@ -564,15 +702,30 @@ async fn post_score(req: &mut Request) -> ApiResult<Response> {
     json(&serde_json::json!({ "score": score }))
 }
 
-async fn get_score(env: &Env, id: &str) -> ApiResult<Response> {
-    match visitor::lookup(env, id).await? {
-        Some(score) => json(&serde_json::json!({ "score": score })),
-        None => Err(ApiError::new(
-            404,
-            "not_found",
-            format!("no visitor or lead `{id}`"),
-        )),
+/// `kind`: `lead` (a verified lead's merged view), `visitor`, or none (a lead first, then a visitor).
+async fn get_score(env: &Env, id: &str, kind: Option<&str>) -> ApiResult<Response> {
+    let kinds: &[visitor::Kind] = match kind {
+        None => &[visitor::Kind::Lead, visitor::Kind::Visitor],
+        Some("lead") => &[visitor::Kind::Lead],
+        Some("visitor") => &[visitor::Kind::Visitor],
+        Some(other) => {
+            return Err(ApiError::new(
+                400,
+                "invalid_field",
+                format!("`kind` must be `lead` or `visitor`, not `{other}`"),
+            ))
+        }
+    };
+    for &k in kinds {
+        if let Some(score) = visitor::lookup(env, id, k).await? {
+            return json(&serde_json::json!({ "score": score, "kind": k.as_str() }));
+        }
     }
+    Err(ApiError::new(
+        404,
+        "not_found",
+        format!("no {} `{id}`", kind.unwrap_or("visitor or lead")),
+    ))
 }
 
 fn model_summary() -> ApiResult<Response> {

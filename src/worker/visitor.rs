@@ -6,25 +6,31 @@
 //! when a debounced send is due or when the visitor has been idle for the retention period
 //! (then everything is deleted).
 //!
-//! **Leads.** A lead id gets its own directory object (`lead:<id>`) listing the lead's visitors
-//! (at most [`MAX_LEAD_VISITORS`], the oldest dropped first) and naming the *merged view*: the
-//! visitor that joined the lead last. When an identify event (from `POST /v1/identify` or in a
-//! batch) is applied to visitor V with lead L:
-//! 1. V joins `lead:L`; if V is new to the lead it becomes the merged view, and the directory
-//!    answers with the lead's other visitors, the previous merged view first;
+//! **Leads.** A lead id gets its own directory object (`lead:<id>`; no visitor id may start with
+//! `lead:`) listing the lead's visitors (at most [`MAX_LEAD_VISITORS`], the oldest dropped first)
+//! and naming the *merged view*: the CRM-consented visitor that joined the lead last. Only a
+//! **verified** identify (the site backend's signature of the lead id, or a bearer caller; see
+//! [`crate::identity`]) joins a lead. When one is applied to visitor V with lead L:
+//! 1. V joins `lead:L`; if V is new to the lead and has CRM consent it becomes the merged view, and
+//!    the directory answers with the lead's other visitors, the previous merged view first;
 //! 2. V fetches each one's state (internal `GET /state`) that its state has not absorbed yet and
-//!    merges them into its own with the core's [`VisitorState::merge`], the most complete state
-//!    first (so a previous merged view brings its sources along and they are not fetched again);
-//! 3. V's score, stored state and webhooks from then on cover the lead's whole history, and
-//!    `GET /v1/score/L` answers with V's score.
+//!    merges those **with CRM consent** into its own with the core's [`VisitorState::merge`], the
+//!    most complete state first (so a previous merged view brings its sources along and they are
+//!    not fetched again); a visitor without consent is never merged (its behaviour must not reach
+//!    the CRM through another device) and may be merged later, once it consents;
+//! 3. then, once, V's score goes through the webhook policy: the CRM hears of the merged score, not
+//!    of the pre-merge one first; `GET /v1/score/L` answers with V's score.
+//!
+//! An unverified identify (a form fill, a claim) tags V's own state with the lead id and traits —
+//! its webhooks say `"verified": false` — and reads or changes nothing of any other visitor. A
+//! claim never replaces a lead V has verified.
 //!
 //! Replays count nothing twice: a merged state remembers its sources, so a repeated identify
 //! (same or new event id) finds nothing left to merge. The other devices keep their own objects:
 //! their later events update their own state, score and webhooks (with their `visitor_id`), not
 //! the merged view, which holds each of them as it was when merged (a state is an aggregate, so
 //! merging it again would count its earlier part twice). A device already in the lead that
-//! identifies again does not take over the merged view. The webhook of V is sent by V's policy
-//! like any other change of V's score.
+//! identifies again does not take over the merged view.
 
 use std::cell::RefCell;
 
@@ -32,12 +38,17 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use worker::*;
 
-use super::{now_ms, scorer, var_num, ApiError, ApplyRequest, ApplyResponse};
+use super::delivery::Delivery;
+use super::{now_ms, scorer, var, var_num, ApiError, ApplyRequest, ApplyResponse};
 use crate::event::{Event, EventType};
 use crate::explain::ShapMemo;
 use crate::score::{Score, ScoreOptions, Scorer};
 use crate::state::{Merge, Outcome, VisitorState};
 use crate::webhook::{make_event, webhook_id, Decision, Policy, SentState};
+
+/// If a batch that merges a lead stops half-way (the isolate dies while fetching the lead's
+/// states), its score change is still sent: by the alarm, this long after the batch.
+const MERGE_GRACE_MS: i64 = 10_000;
 
 /// Durable Object binding name (wrangler.toml).
 pub const BINDING: &str = "VISITORS";
@@ -69,6 +80,51 @@ struct Record {
     /// Lead directory entries: the lead's visitors, in the order they joined.
     #[serde(default)]
     lead_visitors: Vec<String>,
+    /// The lead id this visitor proved (see [`crate::identity`]); a claimed lead id is only in
+    /// the core state.
+    #[serde(default)]
+    verified_lead: Option<String>,
+    /// Lead directory entries: the lead id the entry is for.
+    #[serde(default)]
+    lead: Option<String>,
+}
+
+/// What a visitor tells a lead directory when it joins.
+#[derive(Debug, Serialize, Deserialize)]
+struct Join {
+    /// The lead (the directory entry learns its own name from its first join).
+    lead: String,
+    visitor: String,
+    /// Its CRM consent: only a consented visitor becomes the lead's merged view.
+    crm: bool,
+}
+
+/// Which object `GET /v1/score/{id}` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A verified lead's merged view (the `lead:<id>` directory).
+    Lead,
+    /// A visitor id.
+    Visitor,
+}
+
+impl Kind {
+    /// `lead` or `visitor`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Lead => "lead",
+            Kind::Visitor => "visitor",
+        }
+    }
+}
+
+/// Retention as milliseconds; `RETENTION_DAYS` may be fractional (tests use seconds' worth).
+fn retention_ms(env: &Env) -> i64 {
+    let days = var(env, "RETENTION_DAYS")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|d| d.is_finite() && *d >= 0.0)
+        .unwrap_or(30.0);
+    (days * 86_400_000.0) as i64
 }
 
 /// A lead directory entry's answer to a visitor joining it.
@@ -84,18 +140,9 @@ struct Exported {
     visitor_id: String,
     /// As [`Record::state`].
     state: String,
-}
-
-/// A message on the score-events queue: the webhook id is fixed here, once, so every retry of
-/// this delivery carries the same `webhook-id`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Delivery {
-    /// `webhook-id`.
-    pub id: String,
-    /// JSON body to sign and send.
-    pub body: String,
-    /// When it was first enqueued (ms), for backoff.
-    pub enqueued: i64,
+    /// The visitor's CRM consent: a state without it is never merged.
+    #[serde(default)]
+    crm: bool,
 }
 
 /// Sends an apply request to the visitor's object and returns its answer.
@@ -140,20 +187,27 @@ pub async fn call(env: &Env, req: &ApplyRequest) -> std::result::Result<ApplyRes
     serde_json::from_str(&text).map_err(|e| ApiError::new(500, "internal", e.to_string()))
 }
 
-/// The current score of a visitor id or a lead id, if known.
-pub async fn lookup(env: &Env, id: &str) -> std::result::Result<Option<Score>, ApiError> {
+/// The current score of a lead (its merged view) or of a visitor, if known.
+pub async fn lookup(
+    env: &Env,
+    id: &str,
+    kind: Kind,
+) -> std::result::Result<Option<Score>, ApiError> {
     let ns = env.durable_object(BINDING)?;
-    for name in [format!("lead:{id}"), id.to_string()] {
-        let stub = ns.id_from_name(&name)?.get_stub()?;
-        let mut resp = stub.fetch_with_str("https://visitor/score").await?;
-        if resp.status_code() == 200 {
-            let text = resp.text().await?;
-            let score: Score = serde_json::from_str(&text)
-                .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
-            return Ok(Some(score));
-        }
+    let name = match kind {
+        Kind::Lead => format!("lead:{id}"),
+        Kind::Visitor if id.starts_with(crate::event::RESERVED_VISITOR_PREFIX) => return Ok(None),
+        Kind::Visitor => id.to_string(),
+    };
+    let stub = ns.id_from_name(&name)?.get_stub()?;
+    let mut resp = stub.fetch_with_str("https://visitor/score").await?;
+    if resp.status_code() != 200 {
+        return Ok(None);
     }
-    Ok(None)
+    let text = resp.text().await?;
+    let score: Score =
+        serde_json::from_str(&text).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    Ok(Some(score))
 }
 
 /// One visitor (or one lead directory entry).
@@ -178,17 +232,22 @@ impl DurableObject for VisitorObject {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let for_lead = req.url().ok().and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "lead")
+                .map(|(_, v)| v.into_owned())
+        });
         let result = match (req.method(), req.path().as_str()) {
             (Method::Post, "/apply") => match req.text().await {
                 Ok(text) => self.apply(&text).await,
                 Err(e) => Err(ApiError::from(e)),
             },
-            (Method::Get, "/score") => self.current().await,
+            (Method::Get, "/score") => self.current(for_lead.as_deref()).await,
             (Method::Post, "/lead") => match req.text().await {
-                Ok(visitor) => self.join_lead(visitor).await,
+                Ok(text) => self.join_lead(&text).await,
                 Err(e) => Err(ApiError::from(e)),
             },
-            (Method::Get, "/state") => self.export().await,
+            (Method::Get, "/state") => self.export(for_lead.as_deref()).await,
             _ => Err(ApiError::new(404, "not_found", "no such object route")),
         };
         match result {
@@ -202,8 +261,8 @@ impl DurableObject for VisitorObject {
             return Response::ok("empty");
         };
         let now = now_ms();
-        let retention = var_num(&self.env, "RETENTION_DAYS", 30i64) * 86_400_000;
-        if now >= rec.seen + retention {
+        if now >= rec.seen + retention_ms(&self.env) {
+            self.state.storage().delete_alarm().await?;
             self.state.storage().delete_all().await?;
             *self.cache.borrow_mut() = None;
             return Response::ok("expired");
@@ -243,12 +302,15 @@ impl VisitorObject {
     async fn save(&self, rec: &Record) -> Result<()> {
         self.state.storage().put(KEY, rec).await?;
         *self.cache.borrow_mut() = Some(rec.clone());
-        // One alarm serves both purposes: the earlier of a pending send and expiry.
-        let retention = var_num(&self.env, "RETENTION_DAYS", 30i64) * 86_400_000;
-        let at = rec
-            .pending
-            .map_or(rec.seen + retention, |p| p.min(rec.seen + retention));
-        self.state.storage().set_alarm(at).await?;
+        // One alarm serves both purposes: the earlier of a pending send and expiry. The runtime
+        // takes an i64 as an offset from now (not as an epoch time), so pass the offset.
+        let expiry = rec.seen + retention_ms(&self.env);
+        let at = rec.pending.map_or(expiry, |p| p.min(expiry));
+        let offset = (at - now_ms()).max(0);
+        self.state
+            .storage()
+            .set_alarm(std::time::Duration::from_millis(offset as u64))
+            .await?;
         Ok(())
     }
 
@@ -282,7 +344,16 @@ impl VisitorObject {
         let (mut accepted, mut duplicates, mut stale) = (0, 0, 0);
         let mut identified = false;
         for text in &req.events {
-            let Ok(ev) = Event::parse(text) else { continue }; // validated by the worker
+            let Ok(mut ev) = Event::parse(text) else {
+                continue;
+            }; // validated by the worker
+            if ev.kind == EventType::Identify && ev.lead_id.is_some() {
+                let proven = req.verified_lead.is_some() && req.verified_lead == ev.lead_id;
+                let other_verified = rec.verified_lead.is_some() && rec.verified_lead != ev.lead_id;
+                if !proven && other_verified {
+                    ev.lead_id = None; // a claim never replaces a verified lead; traits still count
+                }
+            }
             match sc.apply(&mut vs, &ev, Some(now)) {
                 Outcome::Applied => {
                     accepted += 1;
@@ -295,23 +366,44 @@ impl VisitorObject {
         if let Some(c) = req.crm {
             rec.crm = c;
         }
+        // A verified identify: the lead is proven for this visitor (the state's lead id is the
+        // last identify's, so it is the verified one unless a later event of the batch differs).
+        let merge_lead = match &req.verified_lead {
+            Some(l) if vs.lead_id.as_ref() == Some(l) => {
+                rec.verified_lead = Some(l.clone());
+                Some(l.clone())
+            }
+            _ => None,
+        };
+        let _ = identified;
         rec.seen = now;
         rec.state = base64::engine::general_purpose::STANDARD.encode(vs.to_bytes());
+        let mut merged = false;
+        // Every verified identify (not only a new lead id): a join that failed half-way is
+        // retried by the next one, and merging is idempotent. The score change is sent once,
+        // after the merge; the alarm sends it if the merge never finishes.
+        if let Some(lead) = merge_lead {
+            if accepted > 0 {
+                rec.pending = Some(
+                    rec.pending
+                        .map_or(now + MERGE_GRACE_MS, |p| p.min(now + MERGE_GRACE_MS)),
+                );
+            }
+            self.save(&rec).await?;
+            merged = self
+                .merge_lead(&sc, &lead, &req.visitor_id, rec.crm)
+                .await?;
+            rec = self.load().await?.unwrap_or(rec);
+            vs = decode_state(&rec, &sc);
+        }
         let opts = ScoreOptions::default();
-        let mut score = sc
+        let score = sc
             .score_with_memo(&vs, &rec.visitor_id, now, opts, &mut self.memo.borrow_mut())
             .map_err(|e| ApiError::new(500, "model", e.to_string()))?;
-        if accepted > 0 {
+        if accepted > 0 || merged {
             self.maybe_send(&mut rec, &score, now).await?;
         }
         self.save(&rec).await?;
-        // Every applied identify (not only a new lead id): a join that failed half-way is retried
-        // by the next one, and merging is idempotent.
-        if let (true, Some(lead)) = (identified, vs.lead_id.clone()) {
-            if let Some(merged) = self.merge_lead(&sc, &lead, &req.visitor_id, now).await? {
-                score = merged;
-            }
-        }
         let out = ApplyResponse {
             score,
             accepted,
@@ -340,8 +432,12 @@ impl VisitorObject {
             Decision::Nothing => {}
             Decision::Later(at) => rec.pending = Some(rec.pending.map_or(at, |p| p.min(at))),
             Decision::Send(kind) => {
+                // `sent` advances on a copy and is kept only once the queue has the message: a
+                // failed enqueue fails the request (nothing is saved, the client retries).
                 let id = webhook_id(&rec.visitor_id, rec.sent.seq);
-                let ev = make_event(kind, score, &mut rec.sent, now);
+                let verified = rec.verified_lead.is_some() && rec.verified_lead == score.lead_id;
+                let mut sent = rec.sent.clone();
+                let ev = make_event(kind, score, verified, &mut sent, now);
                 let body =
                     serde_json::to_string(&ev).map_err(|e| Error::RustError(e.to_string()))?;
                 self.env
@@ -352,27 +448,34 @@ impl VisitorObject {
                         enqueued: now,
                     })
                     .await?;
+                rec.sent = sent;
                 rec.pending = None;
             }
         }
         Ok(())
     }
 
-    /// Joins `lead`'s directory entry and merges the states of the lead's other visitors that
-    /// this visitor has not absorbed yet (see the module docs). Returns the new score when
+    /// Joins `lead`'s directory entry and merges the CRM-consented states of the lead's other
+    /// visitors that this visitor has not absorbed yet (see the module docs) into the stored
+    /// record. Sends nothing: the caller scores and applies the policy once. Returns whether
     /// anything was merged.
     async fn merge_lead(
         &self,
         sc: &Scorer,
         lead: &str,
         visitor: &str,
-        now: i64,
-    ) -> std::result::Result<Option<Score>, ApiError> {
+        crm: bool,
+    ) -> std::result::Result<bool, ApiError> {
         let ns = self.env.durable_object(BINDING)?;
         let stub = ns.id_from_name(&format!("lead:{lead}"))?.get_stub()?;
+        let join = serde_json::to_string(&Join {
+            lead: lead.to_string(),
+            visitor: visitor.to_string(),
+            crm,
+        })
+        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
         let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(visitor.to_string().into()));
+        init.with_method(Method::Post).with_body(Some(join.into()));
         let mut resp = stub
             .fetch_with_request(Request::new_with_init("https://visitor/lead", &init)?)
             .await?;
@@ -381,7 +484,7 @@ impl VisitorObject {
 
         let mine = match self.load().await? {
             Some(rec) => decode_state(&rec, sc),
-            None => return Ok(None),
+            None => return Ok(false),
         };
         let mut sources = Vec::new();
         for other in members.others {
@@ -389,13 +492,21 @@ impl VisitorObject {
                 continue;
             }
             let stub = ns.id_from_name(&other)?.get_stub()?;
-            let mut resp = stub.fetch_with_str("https://visitor/state").await?;
+            let mut resp = stub
+                .fetch_with_str(&format!(
+                    "https://visitor/state?lead={}",
+                    percent_encoding::utf8_percent_encode(lead, percent_encoding::NON_ALPHANUMERIC)
+                ))
+                .await?;
             if resp.status_code() != 200 {
-                continue; // expired (retention) or never sent an event
+                continue; // expired (retention), never sent an event, or no longer this lead's
             }
             let Ok(ex) = serde_json::from_str::<Exported>(&resp.text().await?) else {
                 continue;
             };
+            if !ex.crm {
+                continue; // no CRM consent: its behaviour must never reach the CRM
+            }
             let state = base64::engine::general_purpose::STANDARD
                 .decode(&ex.state)
                 .ok()
@@ -405,7 +516,7 @@ impl VisitorObject {
             }
         }
         if sources.is_empty() {
-            return Ok(None);
+            return Ok(false);
         }
         // The most complete state first: a previous merged view brings its own sources along.
         sources.sort_by_key(|(_, s)| std::cmp::Reverse(s.merged.len()));
@@ -422,20 +533,19 @@ impl VisitorObject {
             }
         }
         if merged == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         rec.state = base64::engine::general_purpose::STANDARD.encode(vs.to_bytes());
-        let score = sc
-            .score(&vs, visitor, now, ScoreOptions::default())
-            .map_err(|e| ApiError::new(500, "model", e.to_string()))?;
-        self.maybe_send(&mut rec, &score, now).await?;
         self.save(&rec).await?;
-        Ok(Some(score))
+        Ok(true)
     }
 
-    /// A lead directory entry: records `visitor` as one of the lead's visitors and answers with
-    /// the others. A visitor new to the lead becomes its merged view.
-    async fn join_lead(&self, visitor: String) -> std::result::Result<Response, ApiError> {
+    /// A lead directory entry: records a verified visitor as one of the lead's visitors and
+    /// answers with the others. A consented visitor new to the lead becomes its merged view.
+    async fn join_lead(&self, text: &str) -> std::result::Result<Response, ApiError> {
+        let join: Join = serde_json::from_str(text)
+            .map_err(|e| ApiError::new(500, "internal", format!("lead join: {e}")))?;
+        let visitor = join.visitor;
         let mut rec = self.load().await?.unwrap_or_default();
         if rec.lead_visitors.is_empty() {
             // Entries written before the list knew only the visitor they pointed at.
@@ -452,40 +562,71 @@ impl VisitorObject {
                 rec.lead_visitors.remove(0);
             }
             rec.lead_visitors.push(visitor.clone());
-            rec.lead_of = Some(visitor);
+            if join.crm {
+                rec.lead_of = Some(visitor);
+            }
+        } else if join.crm && rec.lead_of.is_none() {
+            rec.lead_of = Some(visitor); // the first of the lead's visitors to consent
         }
+        rec.lead = Some(join.lead);
         rec.seen = now_ms();
         self.save(&rec).await?;
         Ok(Response::from_json(&LeadMembers { others })?)
     }
 
-    /// A visitor object's state for another visitor of the same lead (lead entries have none).
-    async fn export(&self) -> std::result::Result<Response, ApiError> {
+    /// A visitor object's state for another visitor of the same lead (lead entries have none),
+    /// only while this visitor's verified lead is that lead.
+    async fn export(&self, lead: Option<&str>) -> std::result::Result<Response, ApiError> {
         match self.load().await? {
-            Some(rec) if rec.lead_of.is_none() && !rec.state.is_empty() => {
+            Some(rec)
+                if rec.lead_visitors.is_empty()
+                    && !rec.state.is_empty()
+                    && lead.is_some()
+                    && rec.verified_lead.as_deref() == lead =>
+            {
                 Ok(Response::from_json(&Exported {
                     visitor_id: rec.visitor_id,
                     state: rec.state,
+                    crm: rec.crm,
                 })?)
             }
             _ => Err(ApiError::new(404, "not_found", "no visitor state")),
         }
     }
 
-    async fn current(&self) -> std::result::Result<Response, ApiError> {
+    /// This visitor's score; for a lead entry, its merged view's. `for_lead`: asked on behalf of
+    /// that lead's entry, answered only while this visitor is the lead's, verified and consented.
+    async fn current(&self, for_lead: Option<&str>) -> std::result::Result<Response, ApiError> {
         let Some(rec) = self.load().await? else {
             return Err(ApiError::new(404, "not_found", "unknown"));
         };
-        if let Some(v) = rec.lead_of {
-            // A lead entry: answer with its visitor's score.
+        if !rec.lead_visitors.is_empty() || rec.lead_of.is_some() {
+            // A lead entry: answer with its merged view's score.
+            let Some(v) = rec.lead_of else {
+                return Err(ApiError::new(404, "not_found", "no consented visitor"));
+            };
+            let lead = rec.lead.unwrap_or_default();
             let ns = self.env.durable_object(BINDING)?;
             let stub = ns.id_from_name(&v)?.get_stub()?;
-            let mut resp = stub.fetch_with_str("https://visitor/score").await?;
+            let mut resp = stub
+                .fetch_with_str(&format!(
+                    "https://visitor/score?lead={}",
+                    percent_encoding::utf8_percent_encode(
+                        &lead,
+                        percent_encoding::NON_ALPHANUMERIC
+                    )
+                ))
+                .await?;
             let status = resp.status_code();
             let text = resp.text().await?;
             return Ok(Response::ok(text)?
                 .with_status(status)
                 .with_headers(Headers::from_iter([("content-type", "application/json")])));
+        }
+        if let Some(lead) = for_lead {
+            if rec.verified_lead.as_deref() != Some(lead) || !rec.crm {
+                return Err(ApiError::new(404, "not_found", "not this lead's visitor"));
+            }
         }
         let sc = scorer()?;
         let vs = decode_state(&rec, &sc);

@@ -4,7 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
-import { testStack, journey, pathJourney, syntheticEvents, batch, checkScore, checkError, card, show, SITE_KEY, HOT_THEN_DROP } from "./lib.mjs";
+import { testStack, journey, pathJourney, syntheticEvents, batch, checkScore, checkError, card, show, signLead, SITE_KEY, HOT_THEN_DROP } from "./lib.mjs";
 
 const RUN = crypto.randomBytes(3).toString("hex");
 const vid = (name) => `v-${RUN}-${name}`;
@@ -15,7 +15,7 @@ let S; // the stack
 let api;
 
 before(async () => {
-  S = await testStack("api", { EMIT_DEBOUNCE_MS: "0", BACKOFF_BASE_SECONDS: "1", RATE_LIMIT_PER_MIN: String(RATE) });
+  S = await testStack("api", { EMIT_DEBOUNCE_MS: "0", RATE_LIMIT_PER_MIN: String(RATE) });
   api = S.api;
 });
 after(async () => {
@@ -231,22 +231,38 @@ test("site key, origin and CORS", async () => {
   assert.equal(beacon.json.accepted, 2);
 });
 
-test("POST /v1/identify attaches a lead id (site key or bearer)", async () => {
+test("POST /v1/identify attaches a lead id (site key or bearer); only a verified one makes the lead", async () => {
   const v = vid("ident");
   const lead = `${v}@acme.example`;
   const e = await api.events(batch(v, pathJourney(v, HOT_THEN_DROP.slice(0, 2))));
   assert.equal(e.status, 200, show(e));
-  const r = await api.post("/v1/identify", { site_key: SITE_KEY, visitor_id: v, lead_id: lead, traits: { company_size: 250 } });
+  // A claim (no signature): the visitor is tagged, the lead is not made.
+  const claim = await api.post("/v1/identify", { site_key: SITE_KEY, visitor_id: v, lead_id: lead, traits: { company_size: 250 } });
+  assert.equal(claim.status, 200, show(claim));
+  assert.equal(claim.json.verified, false);
+  checkScore(assert, claim.json.score, { visitor: v, lead, features: FEATURES, tiers: CARD.tiers });
+  checkError(assert, await api.get(`/v1/score/${encodeURIComponent(lead)}`, { auth: true }), 404, "not_found");
+  // Signed by the site's backend: verified, and the lead's score follows this visitor.
+  const r = await api.post("/v1/identify", { site_key: SITE_KEY, visitor_id: v, lead_id: lead, lead_signature: signLead(S.devVars.IDENTITY_SECRET, lead) });
   assert.equal(r.status, 200, show(r));
-  checkScore(assert, r.json.score, { visitor: v, lead, features: FEATURES, tiers: CARD.tiers });
+  assert.equal(r.json.verified, true);
   const g = await api.get(`/v1/score/${encodeURIComponent(lead)}`, { auth: true });
   assert.equal(g.status, 200, show(g));
   assert.equal(g.json.score.visitor_id, v);
+  assert.equal(g.json.kind, "lead");
+  const gl = await api.get(`/v1/score/${encodeURIComponent(lead)}?kind=lead`, { auth: true });
+  assert.equal(gl.status, 200, show(gl));
+  checkError(assert, await api.get(`/v1/score/${encodeURIComponent(lead)}?kind=visitor`, { auth: true }), 404, "not_found");
+  checkError(assert, await api.get(`/v1/score/${encodeURIComponent(lead)}?kind=x`, { auth: true }), 400, "invalid_field");
+  // A wrong signature is refused, not downgraded to a claim.
+  const forged = await api.post("/v1/identify", { site_key: SITE_KEY, visitor_id: v, lead_id: lead, lead_signature: "0".repeat(64) });
+  checkError(assert, forged, 403, "invalid_signature");
 
   const v2 = vid("ident-bearer");
   const r2 = await api.post("/v1/identify", { visitor_id: v2, lead_id: `${v2}@acme.example` }, { auth: true });
   assert.equal(r2.status, 200, show(r2));
   assert.equal(r2.json.score.lead_id, `${v2}@acme.example`);
+  assert.equal(r2.json.verified, true, "a bearer caller is the site's backend: verified");
   const r3 = await api.post("/v1/identify", { visitor_id: v2, lead_id: "x@acme.example" });
   assert.ok(r3.status === 401 || r3.status === 403, `identify without site key or token: ${show(r3)}`);
   checkError(assert, r3, r3.status);

@@ -25,7 +25,7 @@ let browser;
 const walked = new Set(); // visitors of earlier tests: their deliveries (retries, late scores) may still arrive
 before(async () => {
   if (skip) return;
-  S = await testStack("demo", { EMIT_DEBOUNCE_MS: "0", BACKOFF_BASE_SECONDS: "1" });
+  S = await testStack("demo", { EMIT_DEBOUNCE_MS: "0" });
   const { chromium } = await import("playwright-core");
   browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
 });

@@ -1,4 +1,5 @@
 // Helpers shared by the worker end-to-end tests and the load test.
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { ROOT } from "./receiver.mjs";
@@ -145,6 +146,11 @@ export const HOT_THEN_DROP = [
   ["page_end", "/signup", 30000],
   ["page", "/blog"],
 ];
+
+/** The site backend's signature of a lead id (src/identity.rs): hex HMAC-SHA256 keyed with IDENTITY_SECRET. */
+export function signLead(secret, lead) {
+  return crypto.createHmac("sha256", Buffer.from(secret.trim(), "utf8")).update(lead, "utf8").digest("hex");
+}
 
 /** Starts one stack for a test file, on free ports, with fresh state and its own logs. */
 export async function testStack(name, vars = {}) {

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
-import { testStack, pathJourney, batch, checkScore, card, show, SITE_KEY } from "./lib.mjs";
+import { testStack, pathJourney, batch, checkScore, card, show, signLead, SITE_KEY } from "./lib.mjs";
 
 const RUN = crypto.randomBytes(3).toString("hex");
 const vid = (name) => `v-${RUN}-${name}`;
@@ -14,6 +14,8 @@ const CARD = card();
 const FEATURES = CARD.features.map((f) => f.name);
 let S;
 let api;
+/** The lead id's signature, as the site's backend gives it to the page (a verified identify). */
+const sig = (lead) => signLead(S.devVars.IDENTITY_SECRET, lead);
 
 before(async () => {
   S = await testStack("merge", { EMIT_DEBOUNCE_MS: "0" });
@@ -71,7 +73,7 @@ test("devices of one lead merge on identify; the lead's score is the core's scor
 
   // Device A browses products ~20 minutes ago and identifies in its batch (the snippet's identify()).
   const evA = pathJourney(a, [["page", "/products/scoring"], ["page_end", "/products/scoring", 40000], ["page", "/products/enrichment"], ["page_end", "/products/enrichment", 30000]], { now, endAgoMs: 20 * 60_000 });
-  evA.push({ id: `${a}-identify`, type: "identify", ts: evA.at(-1).ts + 1000, visitor_id: a, lead_id: lead, traits: { company_size: 250 } });
+  evA.push({ id: `${a}-identify`, type: "identify", ts: evA.at(-1).ts + 1000, visitor_id: a, lead_id: lead, lead_signature: sig(lead), traits: { company_size: 250 } });
   const ra = await send(a, evA);
   assert.equal(ra.json.accepted, evA.length, show(ra));
   checkScore(assert, ra.json.score, { visitor: a, lead, features: FEATURES, tiers: CARD.tiers });
@@ -84,7 +86,7 @@ test("devices of one lead merge on identify; the lead's score is the core's scor
   sameScore(rb.json.score, await coreScore(evB), "device B alone");
 
   // B identifies as the same lead: B's object fetches A's state and merges it.
-  const idBody = { site_key: SITE_KEY, visitor_id: b, lead_id: lead };
+  const idBody = { site_key: SITE_KEY, visitor_id: b, lead_id: lead, lead_signature: sig(lead) };
   const id1 = await api.post("/v1/identify", idBody);
   assert.equal(id1.status, 200, show(id1));
   checkScore(assert, id1.json.score, { visitor: b, lead, features: FEATURES, tiers: CARD.tiers });
@@ -129,7 +131,7 @@ test("devices of one lead merge on identify; the lead's score is the core's scor
   // A third device identifies in its own batch: it merges B's view (which holds A) and not A again.
   const evC = pathJourney(c, [["page", "/demo"], ["page_end", "/demo", 25000]], { now: Date.now(), endAgoMs: 60_000 });
   const close3 = closing(c, 3, "/demo");
-  const evC1 = [...evC, identifyEvent(c, lead, close3.ts - 100), close3];
+  const evC1 = [...evC, { ...identifyEvent(c, lead, close3.ts - 100), lead_signature: sig(lead) }, close3];
   const r3 = await send(c, evC1);
   assert.equal(r3.json.accepted, evC1.length, show(r3));
   sameScore(r3.json.score, await coreScore([...evA, ...evB2, ...evC1]), "C after merging B (and A through B)");

@@ -12,7 +12,8 @@
 //     GET  /_events  every verified delivery (`events`: first accepted delivery per id, in order;
 //                    `ids`: per id: attempts, accepted, duplicates, statuses), every attempt
 //                    (`attempts`, incl. those answered with a failure mode), `rejected`, `mode`
-//     POST /_mode    {"mode": "ok" | "fail500" | "fail503-retry-after" | "hang", "retry_after": 1}
+//     POST /_mode    {"mode": "ok" | "fail500" | "fail503-retry-after" | "hang", "retry_after": 1,
+//                     "hang_visitors": [ids whose deliveries hang in any mode]}
 //     POST /_reset   forgets everything, mode back to ok
 //
 // As a module: `startReceiver({port, host, secret, toleranceSeconds, log})` →
@@ -128,6 +129,7 @@ export function startReceiver({
   let retryAfter = 1;
   let state;
   const hanging = new Set();
+  let hangVisitors = new Set(); // visitor ids whose deliveries hang whatever the mode
   const waiters = new Set();
   const reset = () => {
     state = { events: [], ids: new Map(), attempts: [], rejected: 0, rejections: [], duplicates: 0 };
@@ -142,6 +144,7 @@ export function startReceiver({
     if (!MODES.has(m)) throw new Error(`unknown mode ${m}`);
     mode = m;
     if (opts.retry_after != null) retryAfter = Math.max(0, Math.floor(Number(opts.retry_after)));
+    hangVisitors = new Set(opts.hang_visitors ?? []);
     // Requests already hanging stay unanswered until the sender gives up (its timeout) or close().
     logLine(`· receiver mode: ${m}${m === "fail503-retry-after" ? ` (Retry-After: ${retryAfter})` : ""}`);
   };
@@ -197,7 +200,7 @@ export function startReceiver({
     }
     rec.attempts += 1;
 
-    if (mode === "hang") {
+    if (mode === "hang" || hangVisitors.has(attempt.visitor_id)) {
       attempt.status = "hang";
       rec.statuses.push("hang");
       hanging.add(res);

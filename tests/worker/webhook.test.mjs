@@ -1,6 +1,7 @@
 // End-to-end webhook tests: events → Durable Object → score → Queue → signed POST to a real receiver.
 //   node --test --test-concurrency=1 tests/worker/webhook.test.mjs
-// One stack for the file, no debounce and 1 s backoff base so retries are quick.
+// One stack for the file, no debounce, and the retry schedule (27.5 h) compressed 3600× so that
+// exhausting it takes about 30 s.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
@@ -14,13 +15,14 @@ const vid = (name) => `v-${RUN}-${name}`;
 const CARD = card();
 const FEATURES = CARD.features.map((f) => f.name);
 const DELIVERY_TIMEOUT = 90_000;
-const BASE = 1; // BACKOFF_BASE_SECONDS
-const CAP = 4; // BACKOFF_CAP_SECONDS: keeps exhausting max_retries short; ≥ the Retry-After used below
+const SCALE = 3600; // DELIVERY_TIME_SCALE
+// Standard Webhooks' schedule (src/webhook.rs RETRY_SCHEDULE_SECONDS), seconds after the previous attempt.
+const SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000];
 let S;
 let R; // the receiver
 
 before(async () => {
-  S = await testStack("webhook", { EMIT_DEBOUNCE_MS: "0", BACKOFF_BASE_SECONDS: String(BASE), BACKOFF_CAP_SECONDS: String(CAP), EMIT_DELTA: "10" });
+  S = await testStack("webhook", { EMIT_DEBOUNCE_MS: "0", DELIVERY_TIME_SCALE: String(SCALE), EMIT_DELTA: "10" });
   R = S.receiver;
 });
 after(async () => {
@@ -46,7 +48,7 @@ async function sentinel(tag) {
   await sleep(2000);
 }
 
-function checkPayload(ev, score, { type, previousScore = null, previousTier = null }) {
+function checkPayload(ev, score, { type, previousScore = null, previousTier = null, verified = false }) {
   assert.match(ev.id, /^msg_[0-9a-f]{24}$/, `webhook-id ${ev.id}`);
   assert.equal(ev.type, type);
   assert.ok(Number.isInteger(ev.timestamp) && Math.abs(ev.timestamp - Date.now()) < 120_000, `timestamp (ms) ${ev.timestamp}`);
@@ -54,7 +56,7 @@ function checkPayload(ev, score, { type, previousScore = null, previousTier = nu
   const d = ev.data;
   assert.deepEqual(
     Object.keys(d).sort(),
-    ["ai_score", "key_factors", "lead_id", "model_version", "previous_score", "previous_tier", "score_confidence", "score_timestamp", "tier", "visitor_id"],
+    ["ai_score", "key_factors", "lead_id", "model_version", "previous_score", "previous_tier", "score_confidence", "score_timestamp", "tier", "verified", "visitor_id"],
   );
   assert.equal(d.visitor_id, score.visitor_id);
   assert.equal(d.lead_id, score.lead_id ?? null);
@@ -65,6 +67,7 @@ function checkPayload(ev, score, { type, previousScore = null, previousTier = nu
   assert.equal(d.score_confidence, score.score_confidence);
   assert.equal(d.previous_score, previousScore);
   assert.equal(d.previous_tier, previousTier);
+  assert.equal(d.verified, verified, "verified: whether the lead id was proven");
   // The score's factors, value as the same f32 (the API and the webhook may print it differently),
   // impact rounded to 4 decimals.
   const want = score.key_factors.map((f) => ({ feature: f.feature, value: Math.fround(f.value), impact: Math.round(f.impact * 1e4) / 1e4 }));
@@ -215,26 +218,53 @@ test("503 with Retry-After: the next attempt waits for it", async () => {
   }
 });
 
-test("retries are bounded: a receiver that never recovers gets max_retries + 1 attempts, then nothing", async (t) => {
+test("retries follow the schedule, then the dead-letter queue keeps the delivery in R2 until it is replayed with the same webhook-id", async (t) => {
   const toml = fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
-  const maxRetries = Number(/max_retries\s*=\s*(\d+)/.exec(toml)?.[1] ?? 3);
+  const consumer = toml.split("[[queues.consumers]]").find((b) => /queue = "leadscore-score-events"\n/.test(b));
+  const maxRetries = Number(/max_retries\s*=\s*(\d+)/.exec(consumer ?? "")?.[1]);
+  assert.equal(maxRetries, SCHEDULE.length, "max_retries = one retry per step of the schedule");
   const v = vid("dead");
   R.setMode("fail500");
   try {
     await sendHot(v);
-    // Worst case: every backoff at its ceiling min(BASE·2^(k−1), CAP), plus queue batching slack.
-    let budget = 0;
-    for (let k = 1; k <= maxRetries; k++) budget += Math.min(BASE * 2 ** (k - 1), CAP) * 1000 + 2000;
+    // The schedule's span compressed, plus 1 s floors and queue batching slack per attempt.
+    const budget = (SCHEDULE.reduce((a, b) => a + b, 0) * 1.1 * 1000) / SCALE + SCHEDULE.length * 3000;
     await R.waitFor((s) => attemptsOf(s, v).length >= maxRetries + 1, { timeout: budget + 30_000, what: `${maxRetries + 1} attempts for ${v}` });
-    await sleep(CAP * 1000 * 2 + 5000);
+    const failed = await waitForFailed(v, 30_000);
     const att = attemptsOf(R.events(), v);
-    t.diagnostic(`dead receiver: ${att.length} attempts over ${((att[att.length - 1].at - att[0].at) / 1000).toFixed(1)} s (max_retries = ${maxRetries})`);
+    const span = (att[att.length - 1].at - att[0].at) / 1000;
+    t.diagnostic(`dead receiver: ${att.length} attempts over ${span.toFixed(1)} s real = ${((span * SCALE) / 3600).toFixed(1)} h simulated (max_retries = ${maxRetries})`);
     assert.equal(att.length, maxRetries + 1, `attempts for a receiver that never recovers (max_retries = ${maxRetries})`);
+    assert.ok(span * SCALE >= 24 * 3600, `the attempts span at least a day of simulated time: ${((span * SCALE) / 3600).toFixed(1)} h`);
     assert.equal(new Set(att.map((a) => a.id)).size, 1);
+    assert.equal(failed.id, att[0].id, "the kept delivery has the webhook-id of the attempts");
+    assert.equal(failed.type, "lead.hot");
+    // Nothing arrives on its own any more; a replay delivers it with the same id.
     R.setMode("ok");
     await sentinel("dead");
-    assert.equal(eventsOf(R.events(), v).length, 0, "nothing delivered after the last retry (the message went to the dead-letter queue)");
+    assert.equal(eventsOf(R.events(), v).length, 0, "nothing delivered after the last retry");
+    const bad = await S.api.post("/v1/deliveries/replay", { ids: [failed.id] });
+    assert.equal(bad.status, 401, show(bad));
+    const rp = await S.api.post("/v1/deliveries/replay", { ids: [failed.id, "msg_000000000000000000000000"] }, { auth: true });
+    assert.equal(rp.status, 200, show(rp));
+    assert.deepEqual(rp.json, { replayed: [failed.id], missing: ["msg_000000000000000000000000"] });
+    const [ev] = await R.waitFor((s) => eventsOf(s, v).length && eventsOf(s, v), { timeout: DELIVERY_TIMEOUT, what: `replayed delivery for ${v}` });
+    assert.equal(ev.id, failed.id, "replayed with the same webhook-id");
+    const after = await S.api.get("/v1/deliveries/failed", { auth: true });
+    assert.ok(!after.json.deliveries.some((d) => d.id === failed.id), "a replayed delivery leaves the failed list");
   } finally {
     R.setMode("ok");
   }
 });
+
+async function waitForFailed(v, timeout) {
+  const t0 = Date.now();
+  for (;;) {
+    const r = await S.api.get("/v1/deliveries/failed", { auth: true });
+    assert.equal(r.status, 200, show(r));
+    const d = r.json.deliveries.find((x) => x.visitor_id === v);
+    if (d) return d;
+    if (Date.now() - t0 > timeout) assert.fail(`no failed delivery kept for ${v}: ${show(r)}`);
+    await sleep(1000);
+  }
+}

@@ -1,0 +1,257 @@
+// Reliability and security of the worker, one test per defect found by probing it (see the README's
+// threat model): alarms that fire, bodies that stop at the limit, consent kept through merges, leads
+// no one can take over, slow receivers that hold up no one, reserved ids, the HTTP contract, one
+// webhook per identify.
+//   node --test --test-concurrency=1 tests/worker/reliability.test.mjs
+// The stack runs with a real debounce (EMIT_DEBOUNCE_MS) and a retention of seconds, so the Durable
+// Object alarms must really fire for the debounced send and the deletion to happen.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { testStack, journey, pathJourney, syntheticEvents, batch, checkScore, checkError, card, show, sleep, signLead, SITE_KEY, HOT_THEN_DROP } from "./lib.mjs";
+
+const RUN = crypto.randomBytes(3).toString("hex");
+const vid = (name) => `v-${RUN}-${name}`;
+const CARD = card();
+const FEATURES = CARD.features.map((f) => f.name);
+const DEBOUNCE_MS = 4000;
+const RETENTION_S = 25; // RETENTION_DAYS = 25 s
+let S;
+let api;
+let R;
+const sig = (lead) => signLead(S.devVars.IDENTITY_SECRET, lead);
+const eventsOf = (s, v) => s.events.filter((e) => e.data?.visitor_id === v);
+const attemptsOf = (s, v) => s.attempts.filter((a) => a.visitor_id === v);
+
+before(async () => {
+  S = await testStack("reliability", { EMIT_DEBOUNCE_MS: String(DEBOUNCE_MS), RETENTION_DAYS: String(RETENTION_S / 86400) });
+  api = S.api;
+  R = S.receiver;
+});
+after(async () => {
+  await S?.stop();
+});
+
+async function send(v, events, { consent = { crm: true }, headers } = {}) {
+  const r = await api.events(batch(v, events, { consent }), { headers });
+  assert.equal(r.status, 200, show(r));
+  return r;
+}
+
+/** The core's score of `events` replayed into one state (stateless route). */
+async function coreScore(events) {
+  const one = events.map((e) => ({ ...e, visitor_id: "expected" })).sort((x, y) => x.ts - y.ts);
+  const r = await api.post("/v1/score", { events: one }, { auth: true });
+  assert.equal(r.status, 200, show(r));
+  return r.json.score;
+}
+
+/** A hot visitor delivered: everything queued before it had its chance. */
+async function sentinel(tag) {
+  const v = vid(`sentinel-${tag}`);
+  await send(v, journey("v-hot", { visitor: v }));
+  await R.waitFor((s) => eventsOf(s, v).length > 0, { timeout: 60_000, what: `sentinel ${v}` });
+  await sleep(1500);
+}
+
+test("defect 1a: a debounced score change is sent by the Durable Object alarm", async () => {
+  const v = vid("debounce");
+  const evs = pathJourney(v, HOT_THEN_DROP);
+  const r1 = await send(v, evs.slice(0, 3));
+  assert.equal(r1.json.score.tier, "hot", show(r1));
+  await R.waitFor((s) => eventsOf(s, v).length >= 1, { timeout: 30_000, what: `lead.hot for ${v}` });
+  const r2 = await send(v, evs.slice(3));
+  assert.ok(r1.json.score.ai_score - r2.json.score.ai_score >= 10, `drop ≥ 10: ${r1.json.score.ai_score} → ${r2.json.score.ai_score}`);
+  const sentAt = Date.now();
+  // Within the debounce window nothing is sent; the alarm sends the held-back change when it ends.
+  const evs2 = await R.waitFor((s) => eventsOf(s, v).length >= 2 && eventsOf(s, v), { timeout: DEBOUNCE_MS + 30_000, what: `debounced change for ${v}` });
+  const [hot, change] = evs2;
+  assert.equal(hot.type, "lead.hot");
+  assert.equal(change.type, "lead.score_changed");
+  assert.equal(change.data.ai_score, r2.json.score.ai_score);
+  assert.equal(change.data.previous_score, r1.json.score.ai_score);
+  assert.ok(change.received_at - hot.received_at >= DEBOUNCE_MS - 1500, `sent after the debounce window: ${change.received_at - hot.received_at} ms after lead.hot`);
+  assert.ok(change.received_at >= sentAt, "sent after the drop");
+});
+
+test("defect 1b: a visitor idle for RETENTION_DAYS is deleted by its alarm", async () => {
+  const v = vid("retention");
+  await send(v, syntheticEvents(v, 3));
+  const g = await api.get(`/v1/score/${v}`, { auth: true });
+  assert.equal(g.status, 200, show(g));
+  const t0 = Date.now();
+  let last;
+  for (;;) {
+    await sleep(2000);
+    last = await api.get(`/v1/score/${v}?kind=visitor`, { auth: true });
+    if (last.status === 404) break;
+    assert.ok(Date.now() - t0 < (RETENTION_S + 40) * 1000, `still there ${((Date.now() - t0) / 1000).toFixed(0)} s after its last event (retention ${RETENTION_S} s): ${show(last)}`);
+  }
+  checkError(assert, last, 404, "not_found");
+  assert.ok(Date.now() - t0 >= (RETENTION_S - 3) * 1000, `deleted only after the retention: ${Date.now() - t0} ms`);
+});
+
+test("defect 2: a chunked body with no content-length stops at the limit (413), and the worker keeps serving", async () => {
+  const chunk = new Uint8Array(64 * 1024).fill(0x20);
+  let sent = 0;
+  const body = new ReadableStream({
+    pull(c) {
+      if (sent >= 8 * 1024 * 1024) return c.close();
+      sent += chunk.length;
+      c.enqueue(chunk);
+    },
+  });
+  const r = await fetch(new URL("/v1/events", S.base), { method: "POST", body, duplex: "half", headers: { "content-type": "application/json" } });
+  const text = await r.text();
+  assert.equal(r.status, 413, text);
+  assert.equal(JSON.parse(text).error.code, "body_too_large");
+  assert.ok(sent < 8 * 1024 * 1024, `the worker stopped reading before the end of the stream (${sent} bytes pulled)`);
+  const v = vid("after-chunked");
+  const ok = await send(v, syntheticEvents(v, 2));
+  assert.equal(ok.json.accepted, 2);
+});
+
+test("defect 3: an opted-out device's behaviour never reaches the CRM through a merge", async () => {
+  for (const [name, opt] of [["gpc", { headers: { "sec-gpc": "1" } }], ["no-crm", { consent: { crm: false } }]]) {
+    const lead = `optout-${name}-${RUN}@acme.example`;
+    const a = vid(`optout-${name}-a`);
+    const b = vid(`optout-${name}-b`);
+    const evA = [...journey("v-hot", { visitor: a, lead }).filter((e) => e.type !== "identify"), { id: `${a}-id`, type: "identify", ts: Date.now() - 500, visitor_id: a, lead_id: lead, lead_signature: sig(lead) }];
+    const ra = await send(a, evA, opt);
+    assert.equal(ra.json.score.tier, "hot", show(ra));
+    const evB = pathJourney(b, [["page", "/blog"], ["page_end", "/blog", 3000]]);
+    await send(b, evB);
+    const idB = await api.post("/v1/identify", { site_key: SITE_KEY, visitor_id: b, lead_id: lead, lead_signature: sig(lead) });
+    assert.equal(idB.status, 200, show(idB));
+    // B's score is B's own: A's hot journey was not merged.
+    const own = await coreScore([...evB, { id: "x", type: "identify", ts: Date.now(), visitor_id: b, lead_id: lead }]);
+    assert.equal(idB.json.score.ai_score, own.ai_score, `${name}: B after identify ${idB.json.score.ai_score}, B alone ${own.ai_score}`);
+    const g = await api.get(`/v1/score/${encodeURIComponent(lead)}`, { auth: true });
+    assert.equal(g.status, 200, show(g));
+    assert.equal(g.json.score.visitor_id, b, `${name}: the lead's view is the consented device`);
+    assert.equal(g.json.score.ai_score, own.ai_score, `${name}: the lead's score holds nothing of A`);
+    await sentinel(`optout-${name}`);
+    const s = R.events();
+    assert.deepEqual(attemptsOf(s, a), [], `${name}: nothing sent for A`);
+    for (const e of eventsOf(s, b)) assert.ok(e.data.ai_score <= own.ai_score + 1, `${name}: B's webhook carries A's behaviour: ${JSON.stringify(e.data)}`);
+    assert.ok(!s.events.some((e) => e.data.lead_id === lead && e.type === "lead.hot"), `${name}: no lead.hot for the lead`);
+  }
+});
+
+test("defect 4: the public site key cannot take over a lead", async () => {
+  const lead = `ceo-${RUN}@bigcorp.example`;
+  const victim = vid("victim");
+  const attacker = vid("attacker");
+  const evV = journey("v-hot", { visitor: victim, lead }).filter((e) => e.type !== "identify");
+  await send(victim, evV);
+  const vi = await api.post("/v1/identify", { site_key: SITE_KEY, visitor_id: victim, lead_id: lead, lead_signature: sig(lead) });
+  assert.equal(vi.status, 200, show(vi));
+  assert.equal(vi.json.verified, true);
+  const victimScore = (await api.get(`/v1/score/${encodeURIComponent(lead)}`, { auth: true })).json.score;
+  assert.equal(victimScore.visitor_id, victim);
+
+  // The attacker claims the lead with the public site key: its own visitor is tagged, nothing else.
+  const junk = syntheticEvents(attacker, 3);
+  await send(attacker, junk);
+  const claim = await api.post("/v1/identify", { site_key: SITE_KEY, visitor_id: attacker, lead_id: lead });
+  assert.equal(claim.status, 200, show(claim));
+  assert.equal(claim.json.verified, false);
+  assert.equal(claim.json.score.visitor_id, attacker);
+  const own = await coreScore([...junk, { id: "x", type: "identify", ts: Date.now(), visitor_id: attacker, lead_id: lead }]);
+  assert.equal(claim.json.score.ai_score, own.ai_score, "the claim answers with the attacker's own score, not the victim's");
+  assert.deepEqual(claim.json.score.key_factors.map((f) => [f.feature, f.value]), own.key_factors.map((f) => [f.feature, f.value]), "no factor value of the victim");
+  // A claim in a batch, and a forged signature, change nothing either.
+  const more = syntheticEvents(attacker, 5, { offset: 3 });
+  more.push({ id: `${attacker}-claim`, type: "identify", ts: Date.now(), visitor_id: attacker, lead_id: lead });
+  await send(attacker, more);
+  const forged = await api.events(batch(attacker, [{ id: `${attacker}-forged`, type: "identify", ts: Date.now(), visitor_id: attacker, lead_id: lead, lead_signature: "ab".repeat(32) }]));
+  checkError(assert, forged, 400, "invalid_event");
+  assert.match(forged.json.error.message, /lead_signature/);
+  const after = await api.get(`/v1/score/${encodeURIComponent(lead)}`, { auth: true });
+  assert.equal(after.status, 200, show(after));
+  assert.equal(after.json.score.visitor_id, victim, "GET /v1/score/{lead} still follows the victim");
+  assert.equal(after.json.score.ai_score, victimScore.ai_score);
+  await sentinel("takeover");
+  const s = R.events();
+  for (const e of eventsOf(s, attacker)) assert.equal(e.data.verified, false, `the attacker's webhooks say verified: false: ${JSON.stringify(e.data)}`);
+  for (const e of s.events.filter((x) => x.data.lead_id === lead && x.data.verified)) assert.equal(e.data.visitor_id, victim);
+  // Someone else's visitor id: events are accepted (ids are unguessable), but the answer is that visitor's own.
+});
+
+test("defect 5: one hanging receiver does not hold up the other deliveries of the batch", async () => {
+  await sentinel("pre-hang");
+  const slow = [1, 2, 3, 4, 5].map((i) => vid(`slow-${i}`));
+  const fast = vid("fast");
+  R.setMode("ok", { hang_visitors: slow });
+  try {
+    for (const v of slow) send(v, journey("v-hot", { visitor: v })); // not awaited: one batch of the queue
+    await sleep(100);
+    await send(fast, journey("v-hot", { visitor: fast }));
+    const [ev] = await R.waitFor((s) => eventsOf(s, fast).length && eventsOf(s, fast), { timeout: 60_000, what: `delivery for ${fast}` });
+    await R.waitFor((s) => slow.every((v) => attemptsOf(s, v).some((a) => a.closed_after_ms !== undefined)), { timeout: 60_000, what: "the hanging attempts to be abandoned" });
+    const s = R.events();
+    const firstGiveUp = Math.min(...slow.map((v) => { const a = attemptsOf(s, v).find((x) => x.closed_after_ms !== undefined); return a.at + a.closed_after_ms; }));
+    assert.ok(ev.received_at < firstGiveUp, `the healthy delivery arrived ${ev.received_at - firstGiveUp} ms after the first hanging one was abandoned`);
+  } finally {
+    R.setMode("ok");
+  }
+});
+
+test("defect 7: visitor ids cannot enter the lead namespace", async () => {
+  const fake = "lead:x@acme.example";
+  const r = await api.events(batch(fake, syntheticEvents(fake, 2)));
+  checkError(assert, r, 400, "invalid_field");
+  assert.match(r.json.error.message, /reserved/);
+  checkError(assert, await api.post("/v1/identify", { site_key: SITE_KEY, visitor_id: fake, lead_id: "x@acme.example" }), 400, "invalid_field");
+  checkError(assert, await api.get(`/v1/score/${encodeURIComponent("x@acme.example")}`, { auth: true }), 404, "not_found");
+});
+
+test("defect 8: the HTTP contract — 405 with Allow, HEAD, empty events, non-finite features, strict consent, long paths, bearer scheme", async () => {
+  const m = await api.request("DELETE", "/v1/events");
+  checkError(assert, m, 405, "method_not_allowed");
+  assert.equal(m.headers.get("allow"), "POST, OPTIONS");
+  const g = await api.get("/v1/identify");
+  checkError(assert, g, 405, "method_not_allowed");
+  const h = await fetch(new URL("/healthz", S.base), { method: "HEAD" });
+  assert.equal(h.status, 200);
+  checkError(assert, await api.post("/v1/score", { events: [] }, { auth: true }), 400, "invalid_event");
+  const zeros = Object.fromEntries(FEATURES.map((f) => [f, 0]));
+  checkError(assert, await api.post("/v1/score", { features: { ...zeros, product_pages: 1e39 } }, { auth: true }), 400, "invalid_field");
+  const v = vid("consent");
+  checkError(assert, await api.events({ site_key: SITE_KEY, visitor_id: v, consent: { crm: true, marketing: true }, events: syntheticEvents(v, 1) }), 400, "invalid_json");
+  const deep = "[".repeat(10_000) + "]".repeat(10_000);
+  const d = await api.request("POST", "/v1/events", { raw: `{"site_key":"${SITE_KEY}","visitor_id":"${v}","consent":{"x":${deep}},"events":[]}`, headers: { "content-type": "application/json" } });
+  checkError(assert, d, 400, "invalid_json");
+  const long = await api.get(`/v1/score/${"a".repeat(3000)}`, { auth: true });
+  checkError(assert, long, 414, "uri_too_long");
+  const huge = await api.get(`/v1/${"a".repeat(100_000)}`);
+  assert.equal(huge.status, 414, show(huge));
+  if (huge.json) checkError(assert, huge, 414, "uri_too_long");
+  const lower = await api.get(`/v1/score/${vid("nobody")}`, { headers: { authorization: `bearer ${S.devVars.API_TOKEN}` } });
+  checkError(assert, lower, 404, "not_found"); // authenticated (not 401), just unknown
+  const tab = await api.get(`/v1/score/${vid("nobody")}`, { headers: { authorization: `BEARER  ${S.devVars.API_TOKEN}` } });
+  checkError(assert, tab, 404, "not_found");
+  checkError(assert, await api.get(`/v1/score/${vid("nobody")}`, { headers: { authorization: `Basic ${S.devVars.API_TOKEN}` } }), 401, "unauthorized");
+});
+
+test("defect 9: identify sends one webhook, after the merge", async () => {
+  const lead = `merge-once-${RUN}@acme.example`;
+  const a = vid("once-a");
+  const b = vid("once-b");
+  const evA = journey("v-hot", { visitor: a, lead }).filter((e) => e.type !== "identify");
+  evA.push({ id: `${a}-id`, type: "identify", ts: Date.now() - 300, visitor_id: a, lead_id: lead, lead_signature: sig(lead) });
+  await send(a, evA);
+  const evB = pathJourney(b, [["page", "/blog"], ["page_end", "/blog", 2000]]);
+  await send(b, evB);
+  await sentinel("pre-once");
+  const before = eventsOf(R.events(), b).length;
+  const id = await api.post("/v1/identify", { site_key: SITE_KEY, visitor_id: b, lead_id: lead, lead_signature: sig(lead) });
+  assert.equal(id.status, 200, show(id));
+  checkScore(assert, id.json.score, { visitor: b, lead, features: FEATURES, tiers: CARD.tiers });
+  await sentinel("once");
+  const evs = eventsOf(R.events(), b).slice(before);
+  assert.equal(evs.length, 1, `one webhook for the identify: ${evs.map((e) => `${e.type} ${e.data.ai_score}`).join(", ")}`);
+  assert.equal(evs[0].data.ai_score, id.json.score.ai_score, "the webhook carries the merged score");
+  assert.equal(evs[0].data.lead_id, lead);
+  assert.equal(evs[0].data.verified, true);
+});
