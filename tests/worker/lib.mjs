@@ -1,6 +1,7 @@
 // Helpers shared by the worker end-to-end tests and the load test.
 import crypto from "node:crypto";
 import fs from "node:fs";
+import http from "node:http";
 import path from "node:path";
 import { ROOT } from "./receiver.mjs";
 
@@ -146,6 +147,43 @@ export const HOT_THEN_DROP = [
   ["page_end", "/signup", 30000],
   ["page", "/blog"],
 ];
+
+/**
+ * POSTs a chunked body (no content-length) of `totalBytes` to `url`, writing 64 KB chunks as fast as
+ * the connection takes them, until the server answers or closes. Resolves {status, text, sentBytes}
+ * (status null when the connection was closed without an answer).
+ */
+export function chunkedUpload(url, totalBytes, { headers = {} } = {}) {
+  return new Promise((resolve) => {
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    let sent = 0;
+    let done = false;
+    const finish = (v) => {
+      if (!done) {
+        done = true;
+        resolve({ ...v, sentBytes: sent });
+      }
+    };
+    const req = http.request(url, { method: "POST", headers: { "content-type": "application/json", ...headers } });
+    req.on("response", (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => (text += d));
+      res.on("end", () => finish({ status: res.statusCode, text }));
+      res.on("error", () => finish({ status: res.statusCode, text }));
+      req.destroyed || sent >= totalBytes || req.destroy();
+    });
+    req.on("error", () => finish({ status: null, text: "" }));
+    const pump = () => {
+      while (!done && !req.destroyed && sent < totalBytes) {
+        sent += chunk.length;
+        if (!req.write(chunk)) return req.once("drain", pump);
+      }
+      if (sent >= totalBytes && !req.destroyed) req.end();
+    };
+    pump();
+  });
+}
 
 /** The site backend's signature of a lead id (src/identity.rs): hex HMAC-SHA256 keyed with IDENTITY_SECRET. */
 export function signLead(secret, lead) {
