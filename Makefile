@@ -9,7 +9,7 @@ CARGO ?= cargo
 PY := .venv/bin/python
 export RUST_BACKTRACE ?= 0
 
-.PHONY: run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test bench train clean
+.PHONY: run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test bench train clean
 
 WASM_TARGET := wasm32-unknown-unknown
 WASM_OUT := target/www/ls
@@ -89,6 +89,13 @@ worker-test: site
 	node --test --test-concurrency=1 tests/worker/*.test.mjs
 
 test: lint rust-test check-bundle browser-test worker-test
+
+# The fault suite at full size (CI runs its short version inside worker-test): the CRM down for 30
+# simulated minutes, workerd killed mid-load (200 visitors, compared with the CLI), 10 parallel
+# 100 MB chunked uploads; plus the webhook suite's dead-letter path.
+fault-test: site
+	.ci/tools chromium
+	LEADSCORE_FAULT_FULL=1 node --test --test-concurrency=1 tests/worker/fault.test.mjs tests/worker/webhook.test.mjs
 
 # Benchmarks: criterion (native core); side by side with onnxruntime-web/-node and the compiled-tree
 # limit on the December holdout vectors (benches/compare.mjs); browser sizes and Chromium timings;
