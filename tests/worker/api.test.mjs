@@ -49,7 +49,8 @@ test("GET /healthz and GET /v1/model describe the default model", async () => {
 test("a hot journey is scored; stateful and stateless scores agree; the score is stored", async () => {
   const now = Date.now();
   const v = vid("hot");
-  const evs = journey("v-hot", { visitor: v, lead: `${v}@acme.example`, now });
+  // The journey's identify is signed by the site's backend (verified), so the lead id finds the visitor.
+  const evs = journey("v-hot", { visitor: v, lead: `${v}@acme.example`, now }).map((e) => (e.lead_id ? { ...e, lead_signature: signLead(S.devVars.IDENTITY_SECRET, e.lead_id) } : e));
   const r = await api.events(batch(v, evs));
   assert.equal(r.status, 200, show(r));
   assert.equal(r.json.accepted, evs.length, show(r));

@@ -220,7 +220,7 @@ test("503 with Retry-After: the next attempt waits for it", async () => {
 
 test("retries follow the schedule, then the dead-letter queue keeps the delivery in R2 until it is replayed with the same webhook-id", async (t) => {
   const toml = fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
-  const consumer = toml.split("[[queues.consumers]]").find((b) => /queue = "leadscore-score-events"\n/.test(b));
+  const consumer = toml.split("[[queues.consumers]]").slice(1).find((b) => /queue = "leadscore-score-events"\n/.test(b));
   const maxRetries = Number(/max_retries\s*=\s*(\d+)/.exec(consumer ?? "")?.[1]);
   assert.equal(maxRetries, SCHEDULE.length, "max_retries = one retry per step of the schedule");
   const v = vid("dead");
