@@ -10,7 +10,7 @@ use worker::*;
 
 use super::delivery::Delivery;
 use super::visitor::QUEUE;
-use super::{now_ms, ApiError, ApiResult};
+use super::{now_ms, query, ApiError, ApiResult};
 
 /// R2 binding (wrangler.toml).
 pub const BUCKET: &str = "DATA";
@@ -69,13 +69,7 @@ pub async fn keep(batch: MessageBatch<Delivery>, env: &Env) -> Result<()> {
 
 /// `GET /v1/deliveries/failed?limit=&cursor=`: kept deliveries, oldest key order, paginated.
 pub async fn list(req: &Request, env: &Env) -> ApiResult<Response> {
-    let url = req.url()?;
-    let param = |k: &str| {
-        url.query_pairs()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.into_owned())
-    };
-    let limit = match param("limit") {
+    let limit = match query(req, "limit")? {
         None => MAX_PAGE,
         Some(v) => v
             .parse::<u32>()
@@ -91,7 +85,7 @@ pub async fn list(req: &Request, env: &Env) -> ApiResult<Response> {
     };
     let bucket = env.bucket(BUCKET)?;
     let mut l = bucket.list().prefix(PREFIX).limit(limit);
-    if let Some(c) = param("cursor") {
+    if let Some(c) = query(req, "cursor")? {
         l = l.cursor(c);
     }
     let objects = l.execute().await?;

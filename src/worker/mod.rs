@@ -333,7 +333,7 @@ async fn route(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Response>
 }
 
 /// A query parameter, percent-decoded.
-fn query(req: &Request, key: &str) -> ApiResult<Option<String>> {
+pub(crate) fn query(req: &Request, key: &str) -> ApiResult<Option<String>> {
     let url = req.url()?;
     Ok(url
         .query_pairs()

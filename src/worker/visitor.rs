@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use worker::*;
 
 use super::delivery::Delivery;
-use super::{now_ms, scorer, var, var_num, ApiError, ApplyRequest, ApplyResponse};
+use super::{now_ms, query, scorer, var_num, ApiError, ApplyRequest, ApplyResponse};
 use crate::event::{Event, EventType};
 use crate::explain::ShapMemo;
 use crate::score::{Score, ScoreOptions, Scorer};
@@ -89,6 +89,13 @@ struct Record {
     lead: Option<String>,
 }
 
+impl Record {
+    /// Whether this record is a lead directory entry (older entries knew only `lead_of`).
+    fn is_lead_entry(&self) -> bool {
+        self.lead.is_some() || self.lead_of.is_some() || !self.lead_visitors.is_empty()
+    }
+}
+
 /// What a visitor tells a lead directory when it joins.
 #[derive(Debug, Serialize, Deserialize)]
 struct Join {
@@ -120,11 +127,16 @@ impl Kind {
 
 /// Retention as milliseconds; `RETENTION_DAYS` may be fractional (tests use seconds' worth).
 fn retention_ms(env: &Env) -> i64 {
-    let days = var(env, "RETENTION_DAYS")
-        .and_then(|v| v.trim().parse::<f64>().ok())
+    let days = Some(var_num(env, "RETENTION_DAYS", 30.0f64))
         .filter(|d| d.is_finite() && *d >= 0.0)
         .unwrap_or(30.0);
     (days * 86_400_000.0) as i64
+}
+
+/// An internal route of another object, asked on behalf of `lead`.
+fn for_lead_url(route: &str, lead: &str) -> String {
+    let lead = percent_encoding::utf8_percent_encode(lead, percent_encoding::NON_ALPHANUMERIC);
+    format!("https://visitor/{route}?lead={lead}")
 }
 
 /// A lead directory entry's answer to a visitor joining it.
@@ -232,11 +244,7 @@ impl DurableObject for VisitorObject {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let for_lead = req.url().ok().and_then(|u| {
-            u.query_pairs()
-                .find(|(k, _)| k == "lead")
-                .map(|(_, v)| v.into_owned())
-        });
+        let for_lead = query(&req, "lead").ok().flatten();
         let result = match (req.method(), req.path().as_str()) {
             (Method::Post, "/apply") => match req.text().await {
                 Ok(text) => self.apply(&text).await,
@@ -342,23 +350,20 @@ impl VisitorObject {
 
         let mut vs = decode_state(&rec, &sc);
         let (mut accepted, mut duplicates, mut stale) = (0, 0, 0);
-        let mut identified = false;
         for text in &req.events {
             let Ok(mut ev) = Event::parse(text) else {
                 continue;
             }; // validated by the worker
             if ev.kind == EventType::Identify && ev.lead_id.is_some() {
-                let proven = req.verified_lead.is_some() && req.verified_lead == ev.lead_id;
+                // (`ev.lead_id` is set here, so equality with it implies `Some`.)
+                let proven = req.verified_lead == ev.lead_id;
                 let other_verified = rec.verified_lead.is_some() && rec.verified_lead != ev.lead_id;
                 if !proven && other_verified {
                     ev.lead_id = None; // a claim never replaces a verified lead; traits still count
                 }
             }
             match sc.apply(&mut vs, &ev, Some(now)) {
-                Outcome::Applied => {
-                    accepted += 1;
-                    identified |= ev.kind == EventType::Identify && ev.lead_id.is_some();
-                }
+                Outcome::Applied => accepted += 1,
                 Outcome::Duplicate => duplicates += 1,
                 Outcome::Stale => stale += 1,
             }
@@ -375,7 +380,6 @@ impl VisitorObject {
             }
             _ => None,
         };
-        let _ = identified;
         rec.seen = now;
         rec.state = base64::engine::general_purpose::STANDARD.encode(vs.to_bytes());
         let mut merged = false;
@@ -492,12 +496,7 @@ impl VisitorObject {
                 continue;
             }
             let stub = ns.id_from_name(&other)?.get_stub()?;
-            let mut resp = stub
-                .fetch_with_str(&format!(
-                    "https://visitor/state?lead={}",
-                    percent_encoding::utf8_percent_encode(lead, percent_encoding::NON_ALPHANUMERIC)
-                ))
-                .await?;
+            let mut resp = stub.fetch_with_str(&for_lead_url("state", lead)).await?;
             if resp.status_code() != 200 {
                 continue; // expired (retention), never sent an event, or no longer this lead's
             }
@@ -579,7 +578,7 @@ impl VisitorObject {
     async fn export(&self, lead: Option<&str>) -> std::result::Result<Response, ApiError> {
         match self.load().await? {
             Some(rec)
-                if rec.lead_visitors.is_empty()
+                if !rec.is_lead_entry()
                     && !rec.state.is_empty()
                     && lead.is_some()
                     && rec.verified_lead.as_deref() == lead =>
@@ -600,7 +599,7 @@ impl VisitorObject {
         let Some(rec) = self.load().await? else {
             return Err(ApiError::new(404, "not_found", "unknown"));
         };
-        if !rec.lead_visitors.is_empty() || rec.lead_of.is_some() {
+        if rec.is_lead_entry() {
             // A lead entry: answer with its merged view's score.
             let Some(v) = rec.lead_of else {
                 return Err(ApiError::new(404, "not_found", "no consented visitor"));
@@ -608,15 +607,7 @@ impl VisitorObject {
             let lead = rec.lead.unwrap_or_default();
             let ns = self.env.durable_object(BINDING)?;
             let stub = ns.id_from_name(&v)?.get_stub()?;
-            let mut resp = stub
-                .fetch_with_str(&format!(
-                    "https://visitor/score?lead={}",
-                    percent_encoding::utf8_percent_encode(
-                        &lead,
-                        percent_encoding::NON_ALPHANUMERIC
-                    )
-                ))
-                .await?;
+            let mut resp = stub.fetch_with_str(&for_lead_url("score", &lead)).await?;
             let status = resp.status_code();
             let text = resp.text().await?;
             return Ok(Response::ok(text)?
