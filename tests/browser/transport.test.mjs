@@ -2,7 +2,7 @@
 // endpoint is back), batches respect their limits, a refused batch is dropped, the queue is bounded.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, madeEvents, recordEvents, scoreOf, siteMissing, startReceiver, startStatic, until } from './helpers.mjs';
+import { launch, madeEvents, recordEvents, schemaErrors, scoreOf, siteMissing, startReceiver, startStatic, until } from './helpers.mjs';
 
 const skip = siteMissing();
 let browser, site, rx;
@@ -117,5 +117,31 @@ test('batches: ≤ 100 events and ≤ 64 KB each; a 4xx batch is dropped; the qu
   assert.ok(!kept.includes(0), 'the oldest was dropped');
   assert.ok(warnings.some((w) => /dropped the \d+ oldest/.test(w)));
   rx.mode = 'ok';
+  await context.close();
+});
+
+test('map keys are measured in UTF-8 bytes, as the core measures them: 32 × "é" is kept, 33 × "é" dropped', { skip }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  rx.mode = 'ok';
+  await page.goto(site.origin + '/');
+  await scoreOf(page);
+  const n0 = rx.accepted.length;
+  const fits = 'é'.repeat(32); // 32 characters, 64 UTF-8 bytes: the limit
+  const over = 'é'.repeat(33); // 33 characters (under 64 UTF-16 units), 66 bytes: over it
+  await page.evaluate(([a, b]) => {
+    window.leadscore.track('keys', { [a]: 1, [b]: 2 });
+    window.leadscore.identify('keys@acme.example', { [a]: 'kept', [b]: 'dropped' });
+    window.leadscore.flush();
+  }, [fits, over]);
+  const sent = await until(() => {
+    const evs = rx.accepted.slice(n0).flatMap((q) => q.body.events);
+    const t = evs.find((e) => e.name === 'keys');
+    const i = evs.find((e) => e.type === 'identify');
+    return t && i && { t, i };
+  }, 10000, 'the track and identify events');
+  assert.deepEqual(Object.keys(sent.t.props), [fits], 'track props keep the 64-byte key only');
+  assert.deepEqual(Object.keys(sent.i.traits), [fits], 'identify traits keep the 64-byte key only');
+  assert.ok(rx.accepted.slice(n0).every((q) => q.body.events.every((e) => schemaErrors(e).length === 0)), 'every event passes the schema');
   await context.close();
 });

@@ -165,3 +165,52 @@ test("declining consent: scored in the browser, nothing reaches the CRM", { skip
   if (info.vid) assert.ok(!s.events.some((e) => e.data.visitor_id === info.vid), "no delivery for the declined visitor");
   await ctx.close();
 });
+
+test("signing in through the demo backend is a verified identify: the lead follows this visitor", { skip, timeout: 180_000 }, async (t) => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  // The page learns where its backend is (the stack picked a free port); the secret never reaches it.
+  await ctx.addInitScript((url) => {
+    window.ACME_BACKEND = url;
+  }, S.backend.url);
+  const page = await ctx.newPage();
+  const pageText = [];
+  page.on("response", async (r) => {
+    if (r.url().startsWith(S.backend.url)) pageText.push(await r.text().catch(() => ""));
+  });
+  await page.goto(`${S.base}/pricing/`, { waitUntil: "load" });
+  await page.getByRole("button", { name: /^accept/i }).click();
+  await page.mouse.wheel(0, 1500);
+  await sleep(1500);
+  await page.goto(`${S.base}/demo/`, { waitUntil: "load" });
+  const email = `signed-${Date.now()}@acme.example`;
+  const form = page.locator("#sign-in");
+  await form.getByLabel(/account email/i).fill(email);
+  await form.getByLabel("Password", { exact: true }).fill("wrong");
+  await form.getByRole("button", { name: /^sign in$/i }).click();
+  await page.getByText(/password "demo"/i).waitFor({ timeout: 10_000 });
+  await form.getByLabel("Password", { exact: true }).fill("demo");
+  await form.getByRole("button", { name: /^sign in$/i }).click();
+  await page.getByText(`Signed in as ${email}`).waitFor({ timeout: 10_000 });
+  await page.screenshot({ path: path.join(ROOT, "target", "demo-signed-in.png") });
+  const vid = await page.evaluate(() => window.leadscore.info().visitorId);
+  walked.add(vid);
+  assert.ok(!pageText.some((b) => b.includes(S.devVars.IDENTITY_SECRET)), "the backend never sends its secret to the page");
+  assert.deepEqual(S.backend.logins().map((l) => l.lead_id), [email], "one successful sign-in");
+
+  // The verified identify joins the lead: GET /v1/score/{lead}?kind=lead answers with this visitor.
+  let byLead;
+  for (let i = 0; i < 30; i++) {
+    await page.evaluate(() => window.leadscore.flush());
+    byLead = await S.api.get(`/v1/score/${encodeURIComponent(email)}?kind=lead`, { auth: true });
+    if (byLead.status === 200) break;
+    await sleep(500);
+  }
+  assert.equal(byLead.status, 200, `the signed-in lead is known: ${show(byLead)}`);
+  assert.equal(byLead.json.kind, "lead");
+  assert.equal(byLead.json.score.visitor_id, vid, show(byLead));
+  const hook = await S.receiver.waitFor((s) => s.events.find((e) => e.data.lead_id === email), { timeout: 60_000, what: `a webhook for ${email}` });
+  assert.equal(hook.data.verified, true, `the CRM is told the identify was verified: ${JSON.stringify(hook.data)}`);
+  assert.equal(hook.data.visitor_id, vid);
+  t.diagnostic(`signed in ${email}: ${hook.type} score ${hook.data.ai_score} ${hook.data.tier}, verified ${hook.data.verified}`);
+  await ctx.close();
+});

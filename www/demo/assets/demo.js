@@ -69,7 +69,7 @@
     setInterval(function () { if (window.leadscore.info) meta(); }, 2000);
   }
 
-  // ---- demo-request form: no real submission; identify the lead, thank them.
+  // ---- demo-request form: no real submission; the email is a claim (unverified identify).
   var form = $('demo-request');
   if (form) {
     form.addEventListener('submit', function (e) {
@@ -81,6 +81,43 @@
       });
       form.hidden = true;
       $('thanks').hidden = false;
+    });
+  }
+
+  // ---- sign-in: Acme's own backend checks the password and signs the account id with a secret
+  // only it and the worker hold; the page passes that signature on, so this identify is verified.
+  // Backend address: window.ACME_BACKEND, ?backend=URL (kept for the tab), else the local stack's.
+  var signin = $('sign-in');
+  if (signin) {
+    var backend = window.ACME_BACKEND;
+    var q = /[?&]backend=([^&]+)/.exec(location.search);
+    try {
+      if (q) sessionStorage.setItem('acme_backend', decodeURIComponent(q[1]));
+      backend = backend || sessionStorage.getItem('acme_backend');
+    } catch (e) {}
+    backend = backend || 'http://127.0.0.1:8791';
+    var status = $('sign-in-status');
+    var say = function (text, ok) { status.textContent = text; status.className = 'signin-status ' + (ok ? 'ok' : 'err'); };
+    signin.addEventListener('submit', function (e) {
+      e.preventDefault();
+      var f = signin.elements;
+      var button = signin.querySelector('button');
+      button.disabled = true;
+      fetch(backend.replace(/\/$/, '') + '/login', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ email: f.email.value, password: f.password.value }),
+      }).then(function (r) {
+        return r.json().then(function (b) { return { ok: r.ok, body: b }; });
+      }).then(function (r) {
+        if (!r.ok) throw new Error(r.body && r.body.error ? r.body.error.message : 'sign-in failed');
+        window.leadscore.identify(r.body.lead_id, r.body.traits, { signature: r.body.lead_signature });
+        window.leadscore.flush && window.leadscore.flush();
+        f.password.value = '';
+        say('Signed in as ' + r.body.lead_id + ' (verified by our server).', true);
+      }).catch(function (err) {
+        say(err && err.message && !/fetch/i.test(err.message) ? err.message : 'The sign-in server is not reachable.', false);
+      }).then(function () { button.disabled = false; });
     });
   }
 })();

@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+// The demo site's own backend (what a customer's server does in production), no dependencies.
+//
+//   node tests/worker/demo-backend.mjs [--port 8791] [--origin http://127.0.0.1:8787 ...]
+//       reads IDENTITY_SECRET from the environment, else from .dev.vars at the repository root.
+//
+// POST /login {"email", "password"} checks a demo account (any well-formed email, password "demo")
+// and answers {lead_id, lead_signature, traits}: the lead id (the email, trimmed and lowercased) and
+// the hex HMAC-SHA256 of it under IDENTITY_SECRET — the "user hash" the page passes to
+// `leadscore.identify(lead_id, traits, {signature})` so the worker trusts the identify. The secret
+// stays here: the page only ever sees the signature of the account it signed into.
+// CORS: only the listed origins (the worker serving the demo site) may call it.
+//
+// As a module: `startDemoBackend({port, host, secret, origins, log})` → {url, loginUrl, port, close(), logins()}.
+
+import http from "node:http";
+import crypto from "node:crypto";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { readDevVars } from "./receiver.mjs";
+
+export const DEFAULT_BACKEND_PORT = 8791;
+export const DEMO_PASSWORD = "demo";
+const MAX_BODY = 4096;
+const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,190}\.[^\s@]{1,63}$/;
+
+/** Hex HMAC-SHA256 of the lead id, the rule `src/identity.rs` verifies. */
+export function signLead(secret, leadId) {
+  return crypto.createHmac("sha256", Buffer.from(secret.trim(), "utf8")).update(leadId, "utf8").digest("hex");
+}
+
+function answer(res, status, body, headers = {}) {
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", ...headers });
+  res.end(JSON.stringify(body));
+}
+
+const error = (res, status, code, message, headers) => answer(res, status, { error: { code, message } }, headers);
+
+function readJson(req) {
+  return new Promise((resolve) => {
+    let size = 0;
+    const chunks = [];
+    req.on("data", (c) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        resolve({ tooLarge: true });
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on("end", () => {
+      try {
+        resolve({ value: JSON.parse(Buffer.concat(chunks).toString("utf8")) });
+      } catch {
+        resolve({ bad: true });
+      }
+    });
+    req.on("error", () => resolve({ bad: true }));
+  });
+}
+
+/** Starts the demo backend; resolves once it listens. */
+export function startDemoBackend({ port = DEFAULT_BACKEND_PORT, host = "127.0.0.1", secret, origins = [], log = () => {} } = {}) {
+  if (typeof secret !== "string" || Buffer.byteLength(secret.trim()) < 16) throw new Error("demo backend: IDENTITY_SECRET must hold at least 16 bytes");
+  const allowed = new Set(origins);
+  const logins = [];
+  const server = http.createServer(async (req, res) => {
+    const origin = req.headers.origin;
+    const cors = origin && allowed.has(origin) ? { "access-control-allow-origin": origin, vary: "Origin" } : {};
+    const url = new URL(req.url, "http://backend");
+    if (url.pathname !== "/login") return error(res, 404, "not_found", "only POST /login", cors);
+    if (origin && !allowed.has(origin)) return error(res, 403, "origin_not_allowed", `origin ${origin} may not sign in here`);
+    if (req.method === "OPTIONS") {
+      res.writeHead(204, { ...cors, "access-control-allow-methods": "POST", "access-control-allow-headers": "content-type", "access-control-max-age": "600" });
+      return res.end();
+    }
+    if (req.method !== "POST") return error(res, 405, "method_not_allowed", "use POST", { ...cors, allow: "POST, OPTIONS" });
+    const body = await readJson(req);
+    if (body.tooLarge) return error(res, 413, "body_too_large", `at most ${MAX_BODY} bytes`, cors);
+    if (body.bad || typeof body.value !== "object" || body.value === null) return error(res, 400, "invalid_json", "send {\"email\", \"password\"}", cors);
+    const email = typeof body.value.email === "string" ? body.value.email.trim().toLowerCase() : "";
+    if (!EMAIL.test(email)) return error(res, 400, "invalid_email", "a work email is required", cors);
+    if (body.value.password !== DEMO_PASSWORD) return error(res, 401, "wrong_password", `demo accounts use the password "${DEMO_PASSWORD}"`, cors);
+    const traits = { company: email.split("@")[1], plan: "trial" };
+    logins.push({ lead_id: email, at: Date.now() });
+    log(`demo backend: signed in ${email}`);
+    return answer(res, 200, { lead_id: email, lead_signature: signLead(secret, email), traits }, cors);
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      const p = server.address().port;
+      const url = `http://${host}:${p}`;
+      resolve({ url, loginUrl: `${url}/login`, port: p, logins: () => [...logins], close: () => new Promise((r) => server.close(() => r())) });
+    });
+  });
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  let port = DEFAULT_BACKEND_PORT;
+  const origins = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--port") port = Number(args[++i]);
+    else if (args[i] === "--origin") origins.push(args[++i]);
+    else {
+      console.error("usage: node tests/worker/demo-backend.mjs [--port 8791] [--origin URL ...]");
+      process.exit(2);
+    }
+  }
+  const secret = process.env.IDENTITY_SECRET ?? readDevVars().IDENTITY_SECRET;
+  if (!origins.length) origins.push("http://127.0.0.1:8787", "http://localhost:8787");
+  const b = await startDemoBackend({ port, secret, origins, log: (l) => console.log(l) });
+  console.log(`demo backend on ${b.loginUrl} for ${origins.join(", ")}`);
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((e) => {
+    console.error(e.message);
+    process.exit(1);
+  });
+}
