@@ -9,7 +9,7 @@ CARGO ?= cargo
 PY := .venv/bin/python
 export RUST_BACKTRACE ?= 0
 
-.PHONY: run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test bench train clean
+.PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test bench train clean
 
 WASM_TARGET := wasm32-unknown-unknown
 WASM_OUT := target/www/ls
@@ -35,9 +35,14 @@ score-sample:
 tools:
 	.ci/tools
 
+# Files generated from the Rust sources (www/tracker/limits.js, www/event.schema.json); tests/generated.rs
+# fails when a committed copy is stale.
+generate:
+	LEADSCORE_BLESS=1 $(CARGO) test --quiet --test integration generated::
+
 # The browser module: the core + src/browser.rs for wasm32, linked with its relocations kept so
 # that www/wasm-gc.mjs can drop what only tract's static constructors reach (1.42 → 0.8 MB
-# gzipped; 0.66 MB with the Mul fold in src/model/kernel.rs), then wasm-bindgen (--target web).
+# gzipped; 0.66 MB with the Mul fold in src/model/graph.rs), then wasm-bindgen (--target web).
 # No wasm-opt: measured, `-Os` made the module 15 % smaller raw but 5 % *larger* gzipped
 # (2.23 vs 2.13 MB), no faster, and npm binaryen takes minutes.
 # Both wasm builds are file targets: a second `make run` with nothing changed rebuilds nothing.
@@ -81,12 +86,12 @@ check-bundle:
 # Real headless Chromium (Debian's chromium + playwright-core) on the demo site.
 browser-test: site
 	.ci/tools chromium
-	node --test --test-concurrency=1 tests/browser/*.test.mjs
+	LEADSCORE_STRICT=1 node --test --test-concurrency=1 tests/browser/*.test.mjs
 
 # End to end against wrangler dev (workerd), Durable Objects, Queues and a real webhook receiver.
 worker-test: site
 	.ci/tools chromium
-	node --test --test-concurrency=1 tests/worker/*.test.mjs
+	LEADSCORE_STRICT=1 node --test --test-concurrency=1 tests/worker/*.test.mjs
 
 test: lint rust-test check-bundle browser-test worker-test
 
@@ -95,7 +100,7 @@ test: lint rust-test check-bundle browser-test worker-test
 # 100 MB chunked uploads; plus the webhook suite's dead-letter path.
 fault-test: site
 	.ci/tools chromium
-	LEADSCORE_FAULT_FULL=1 node --test --test-concurrency=1 tests/worker/fault.test.mjs tests/worker/webhook.test.mjs
+	LEADSCORE_STRICT=1 LEADSCORE_FAULT_FULL=1 node --test --test-concurrency=1 tests/worker/fault.test.mjs tests/worker/webhook.test.mjs
 
 # Benchmarks: criterion (native core); side by side with onnxruntime-web/-node and the compiled-tree
 # limit on the December holdout vectors (benches/compare.mjs); browser sizes and Chromium timings;

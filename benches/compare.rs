@@ -8,6 +8,7 @@
 //! score + TreeSHAP timed from scratch and with the visitor's [`ShapMemo`]. Under
 //! `cargo test --all-targets` (no `--bench` argument), or without the vectors file, it measures
 //! nothing and exits successfully.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -3,6 +3,8 @@
 //!
 //! Inputs are the hand-made sample journeys (tests/fixtures/sample_events.ndjson) scored with the
 //! embedded default model: the same path an event takes in the worker.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+#![allow(missing_docs)] // criterion_group! generates an undocumented public function
 
 use std::hint::black_box;
 

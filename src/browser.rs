@@ -15,6 +15,7 @@ use js_sys::{Error, Reflect};
 use serde::Serialize as _;
 use wasm_bindgen::prelude::*;
 
+use crate::error_code::ErrorCode;
 use crate::event::Event;
 use crate::explain::ShapMemo;
 use crate::model::Bundle;
@@ -23,10 +24,10 @@ use crate::site::PageRule;
 use crate::state::{Outcome, VisitorState};
 
 /// A JS error object with a stable `code`, as the HTTP API reports `{"error":{code,message}}`.
-fn js_error(code: &str, message: impl std::fmt::Display) -> JsValue {
+fn js_error(code: ErrorCode, message: impl std::fmt::Display) -> JsValue {
     let e = Error::new(&message.to_string());
     // Setting a property on a fresh Error cannot fail; ignore the impossible.
-    let _ = Reflect::set(&e, &"code".into(), &code.into());
+    let _ = Reflect::set(&e, &"code".into(), &code.as_str().into());
     e.into()
 }
 
@@ -52,7 +53,7 @@ impl LeadScorer {
         saved: Option<Vec<u8>>,
         page_rules: Option<String>,
     ) -> Result<LeadScorer, JsValue> {
-        let bundle = Bundle::embedded().map_err(|e| js_error("model", e))?;
+        let bundle = Bundle::embedded().map_err(|e| js_error(ErrorCode::Model, e))?;
         LeadScorer::build(bundle, visitor_id, saved, page_rules)
     }
 
@@ -65,8 +66,9 @@ impl LeadScorer {
         saved: Option<Vec<u8>>,
         page_rules: Option<String>,
     ) -> Result<LeadScorer, JsValue> {
-        let card = crate::model::card::Card::parse(card_json).map_err(|e| js_error("model", e))?;
-        let bundle = Bundle::from_parts(card, onnx).map_err(|e| js_error("model", e))?;
+        let card = crate::model::card::Card::parse(card_json)
+            .map_err(|e| js_error(ErrorCode::Model, e))?;
+        let bundle = Bundle::from_parts(card, onnx).map_err(|e| js_error(ErrorCode::Model, e))?;
         LeadScorer::build(bundle, visitor_id, saved, page_rules)
     }
 
@@ -76,19 +78,18 @@ impl LeadScorer {
         saved: Option<Vec<u8>>,
         page_rules: Option<String>,
     ) -> Result<LeadScorer, JsValue> {
+        // A panic (a bug: input errors are values) then says where it happened on the console.
+        console_error_panic_hook::set_once();
         let site = match page_rules {
             Some(text) => {
-                let rules: Vec<PageRule> =
-                    serde_json::from_str(&text).map_err(|e| js_error("invalid_config", e))?;
-                // The site's rules first, the card's after them: a site only has to name the
-                // paths it lays out differently, and every tag the model's features use stays known.
-                let mut site = bundle.card.site.clone();
-                site.page_rules = rules.into_iter().chain(site.page_rules).collect();
-                Some(site)
+                let rules: Vec<PageRule> = serde_json::from_str(&text)
+                    .map_err(|e| js_error(ErrorCode::InvalidConfig, e))?;
+                Some(bundle.card.site.clone().with_rules_first(rules))
             }
             None => None,
         };
-        let scorer = Scorer::new(bundle, site).map_err(|e| js_error("invalid_config", e))?;
+        let scorer =
+            Scorer::new(bundle, site).map_err(|e| js_error(ErrorCode::InvalidConfig, e))?;
         let state = saved
             .and_then(|b| VisitorState::from_bytes(&b, scorer.state_config()).ok())
             .unwrap_or_else(|| scorer.new_state());
@@ -127,7 +128,7 @@ impl LeadScorer {
                 opts,
                 &mut self.memo,
             )
-            .map_err(|e| js_error("model", e))?;
+            .map_err(|e| js_error(ErrorCode::Model, e))?;
         score_to_js(&s)
     }
 
@@ -163,7 +164,7 @@ impl LeadScorer {
     pub fn probability(&self, x: &[f32]) -> Result<f64, JsValue> {
         self.scorer
             .probability(x)
-            .map_err(|e| js_error("invalid_input", e))
+            .map_err(|e| js_error(ErrorCode::InvalidInput, e))
     }
 
     /// Full score of a raw feature vector (calibration, tier, exact TreeSHAP top factors).
@@ -172,7 +173,7 @@ impl LeadScorer {
         let s = self
             .scorer
             .score_vector(x, ScoreOptions::default())
-            .map_err(|e| js_error("invalid_input", e))?;
+            .map_err(|e| js_error(ErrorCode::InvalidInput, e))?;
         score_to_js(&s)
     }
 }
@@ -180,5 +181,5 @@ impl LeadScorer {
 /// A score as a plain JS object (maps as objects, the CLI's JSON shape).
 fn score_to_js(s: &Score) -> Result<JsValue, JsValue> {
     s.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| js_error("internal", e))
+        .map_err(|e| js_error(ErrorCode::Internal, e))
 }

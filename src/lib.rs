@@ -1,15 +1,24 @@
 //! leadscore: real-time predictive lead scoring.
 //!
-//! The modules follow the data's path: [`event`] → [`state`] → [`features`] → [`model`] → [`score`]
-//! → [`explain`]. Front ends (CLI, browser, worker) are thin shells over [`score::Scorer`].
+//! The modules follow the data's path: [`event`] → [`state`] → [`features`] → [`model`] →
+//! [`explain`] → [`score`] → sinks ([`webhook`]); each imports only modules before it (README,
+//! "Invariants"). [`identity`], [`rate_limit`], [`lead`] and [`error_code`] are rules the worker
+//! applies, kept here to be tested natively. Front ends (CLI, browser, worker) are thin shells
+//! over [`score::Scorer`].
+
+// Unit tests may unwrap: a panic there is a failed test. Everywhere else `[lints]` denies it.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 #[cfg(feature = "browser")]
 pub mod browser;
+pub mod error_code;
 pub mod event;
 pub mod explain;
 pub mod features;
 pub mod identity;
+pub mod lead;
 pub mod model;
+pub mod rate_limit;
 pub mod score;
 pub mod site;
 pub mod state;

@@ -11,11 +11,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
-use crate::explain::{tree_shap, tree_shap_memo, Covers, ShapMemo};
+use crate::explain::{tree_shap, tree_shap_memo, Explainer, ShapMemo};
 use crate::features::FeatureSet;
 use crate::model::card::{Calibration, Card, Tiers};
 use crate::model::error::ModelError;
-use crate::model::kernel::TractModel;
+use crate::model::plan::Plan;
 use crate::model::Bundle;
 use crate::site::{Site, SiteTables};
 use crate::state::{Outcome, StateConfig, VisitorState};
@@ -108,12 +108,37 @@ pub struct ScoreOptions {
     pub all_factors: bool,
 }
 
+/// What a batch of events did to one visitor's state; why: every front end (CLI, worker, browser)
+/// reports the same three counts, counted one way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Events counted into the state.
+    pub applied: u32,
+    /// Events whose id was applied before (nothing changed).
+    pub duplicates: u32,
+    /// Events older than the de-duplication window, refused.
+    pub stale: u32,
+}
+
+impl Tally {
+    /// Counts one outcome; returns it (for callers that also act on it).
+    pub fn count(&mut self, outcome: Outcome) -> Outcome {
+        let n = match outcome {
+            Outcome::Applied => &mut self.applied,
+            Outcome::Duplicate => &mut self.duplicates,
+            Outcome::Stale => &mut self.stale,
+        };
+        *n = n.saturating_add(1);
+        outcome
+    }
+}
+
 /// A loaded model ready to score visitors.
 #[derive(Debug)]
 pub struct Scorer {
     card: Card,
-    model: TractModel,
-    covers: Covers,
+    plan: Plan,
+    explainer: Explainer,
     features: FeatureSet,
     cfg: StateConfig,
 }
@@ -121,25 +146,21 @@ pub struct Scorer {
 impl Scorer {
     /// Builds a scorer from a bundle, optionally replacing its site tables.
     pub fn new(bundle: Bundle, site: Option<SiteTables>) -> Result<Scorer, ModelError> {
-        let Bundle {
-            mut card,
-            model,
-            covers,
-        } = bundle;
+        let Bundle { mut card, plan } = bundle;
+        let explainer = Explainer::new(plan.forest(), &card.explain.node_covers)?;
         if let Some(s) = site {
             card.site = s;
         }
-        let site = Site::new(card.site.clone()).map_err(|e| ModelError::Card(e.to_string()))?;
-        let features =
-            FeatureSet::new(&card.features, &site).map_err(|e| ModelError::Card(e.to_string()))?;
+        let site = Site::new(card.site.clone())?;
+        let features = FeatureSet::new(&card.features, &site)?;
         let cfg = StateConfig {
             site,
             half_lives: features.half_lives().to_vec(),
         };
         Ok(Scorer {
             card,
-            model,
-            covers,
+            plan,
+            explainer,
             features,
             cfg,
         })
@@ -152,17 +173,17 @@ impl Scorer {
 
     /// Number of trees in the model.
     pub fn n_trees(&self) -> usize {
-        self.model.forest().n_trees()
+        self.plan.forest().n_trees()
     }
 
     /// Model probability (uncalibrated) of a feature vector: the hot path without explanation.
     pub fn probability(&self, x: &[f32]) -> Result<f64, ModelError> {
-        Ok(f64::from(self.model.predict(x)?))
+        Ok(f64::from(self.plan.predict(x)?))
     }
 
     /// The parsed trees and their covers (for TreeSHAP and the exact margin).
-    pub fn trees(&self) -> (&crate::model::forest::Forest, &Covers) {
-        (self.model.forest(), &self.covers)
+    pub fn trees(&self) -> (&crate::model::forest::Forest, &Explainer) {
+        (self.plan.forest(), &self.explainer)
     }
 
     /// Compiled features.
@@ -183,6 +204,20 @@ impl Scorer {
     /// Applies one event to a visitor's state (`now`: receive time, for clock clamping).
     pub fn apply(&self, state: &mut VisitorState, event: &Event, now: Option<i64>) -> Outcome {
         state.apply(event, &self.cfg, now)
+    }
+
+    /// Applies events in order to one visitor's state and counts what each did.
+    pub fn apply_all<'a>(
+        &self,
+        state: &mut VisitorState,
+        events: impl IntoIterator<Item = &'a Event>,
+        now: Option<i64>,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        for e in events {
+            tally.count(state.apply(e, &self.cfg, now));
+        }
+        tally
     }
 
     /// The feature vector of a state.
@@ -251,14 +286,14 @@ impl Scorer {
                 x.len()
             )));
         }
-        let raw = f64::from(self.model.predict(x)?);
+        let raw = f64::from(self.plan.predict(x)?);
         let probability = calibrate(raw, self.card.calibration);
         let ai_score = (probability * 100.0).round().clamp(0.0, 100.0) as u8;
         let mut phi = vec![0.0; x.len()];
-        let forest = self.model.forest();
+        let forest = self.plan.forest();
         let base = match memo {
-            Some(memo) => tree_shap_memo(forest, &self.covers, x, &mut phi, memo),
-            None => tree_shap(forest, &self.covers, x, &mut phi),
+            Some(memo) => tree_shap_memo(forest, &self.explainer, x, &mut phi, memo),
+            None => tree_shap(forest, &self.explainer, x, &mut phi),
         };
         // Factors are built only for what is reported: five by default, every one on request.
         let names = self.features.names();

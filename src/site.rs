@@ -44,6 +44,15 @@ pub struct SiteTables {
     pub special_day_width_days: i32,
 }
 
+impl SiteTables {
+    /// These tables with a site's own page rules tried before the card's; why: a site only names
+    /// the paths it lays out differently, and every tag the model's features use stays known.
+    pub fn with_rules_first(mut self, rules: Vec<PageRule>) -> SiteTables {
+        self.page_rules = rules.into_iter().chain(self.page_rules).collect();
+        self
+    }
+}
+
 fn default_timeout() -> u32 {
     30
 }

@@ -326,9 +326,54 @@ pub fn retry_delay_seconds(
     (real as u32).clamp(1, MAX_RETRY_DELAY_SECONDS)
 }
 
-/// `Retry-After` as seconds (delta-seconds form only; an HTTP date is ignored).
-pub fn parse_retry_after(value: Option<&str>) -> Option<u32> {
-    value?.trim().parse::<u32>().ok()
+/// `Retry-After` as whole seconds from `now_ms`: delta-seconds (digits only), or an HTTP-date in
+/// the IMF-fixdate form RFC 9110 requires senders to use (`Wed, 21 Oct 2015 07:28:00 GMT`; rounded
+/// up; a date in the past is 0). Anything else, obsolete date forms included, is `None`: the
+/// header is ignored. The tracker follows the same rule (`www/tracker/retry.js`); both are tested
+/// on `tests/fixtures/retry_after.json`.
+pub fn parse_retry_after(value: Option<&str>, now_ms: i64) -> Option<u32> {
+    let v = value?.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return v.parse::<u32>().ok();
+    }
+    let at_ms = parse_imf_fixdate(v)?;
+    let wait = (at_ms - now_ms).max(0);
+    u32::try_from((wait + 999) / 1000).ok()
+}
+
+/// Milliseconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn parse_imf_fixdate(v: &str) -> Option<i64> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let b = v.as_bytes();
+    // ASCII first: the slices below must fall on character boundaries.
+    if b.len() != 29 || !v.is_ascii() {
+        return None;
+    }
+    if &v[3..5] != ", " || &v[25..] != " GMT" || !DAYS.contains(&&v[..3]) {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let t = v.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (day, year) = (num(5..7)?, num(12..16)?);
+    let month = MONTHS.iter().position(|m| *m == &v[8..11])? as u32 + 1;
+    let (h, m, s) = (num(17..19)?, num(20..22)?, num(23..25)?);
+    let seps = [(7, b' '), (11, b' '), (16, b' '), (19, b':'), (22, b':')];
+    if seps.iter().any(|&(i, c)| b[i] != c) || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    let days = crate::site::days_from_civil(i32::try_from(year).ok()?, month, day);
+    // A day that does not exist in the month (31 Feb) does not round-trip.
+    if crate::site::civil_from_days(days) != (i32::try_from(year).ok()?, month, day) {
+        return None;
+    }
+    Some(((days * 24 + i64::from(h)) * 60 + i64::from(m)) * 60_000 + i64::from(s) * 1000)
 }
 
 #[cfg(test)]
@@ -476,11 +521,32 @@ mod tests {
         assert_eq!(retry_delay_seconds(2_542, None, 120.0, 0.0), 15);
         assert_eq!(retry_delay_seconds(0, None, 1e9, 0.0), 1);
         assert_eq!(retry_delay_seconds(0, None, f64::NAN, 0.0), 5);
-        assert_eq!(parse_retry_after(Some(" 12 ")), Some(12));
-        assert_eq!(
-            parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
-            None
-        );
+    }
+
+    /// The shared Retry-After cases (the tracker's test reads the same file).
+    #[test]
+    fn retry_after_follows_the_shared_cases() {
+        #[derive(serde::Deserialize)]
+        struct Cases {
+            now_ms: i64,
+            cases: Vec<Case>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Case {
+            value: Option<String>,
+            seconds: Option<u32>,
+        }
+        let text = include_str!("../tests/fixtures/retry_after.json");
+        let cases: Cases = serde_json::from_str(text).unwrap();
+        assert!(cases.cases.len() >= 20);
+        for c in &cases.cases {
+            assert_eq!(
+                parse_retry_after(c.value.as_deref(), cases.now_ms),
+                c.seconds,
+                "Retry-After {:?}",
+                c.value
+            );
+        }
     }
 
     /// Following the schedule attempt after attempt reaches the end after the schedule's span

@@ -1,4 +1,5 @@
 //! Bundle validation: every way a card can disagree with itself or its model fails with a clear message.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,5 @@
 //! Every feature kind on hand-made event sequences, through the public state + feature API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use leadscore::event::Event;
 use leadscore::features::{FeatureSet, FeatureSpec};

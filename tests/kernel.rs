@@ -1,17 +1,17 @@
 //! The tree kernel and TreeSHAP against independent references: onnxruntime (synthetic models using
 //! every branch mode, NaN tracking, shuffled ids, base values), tract's built-in op and LightGBM
 //! (`raw_score`, `pred_contrib`). Fixtures: `tests/fixtures/trees/make_trees.py`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use leadscore::explain::{
-    tree_shap, tree_shap_memo, tree_shap_reference, tree_shap_with, Covers, ShapMemo,
+    tree_shap, tree_shap_memo, tree_shap_reference, tree_shap_with, Explainer, ShapMemo,
     TreeShapScratch,
 };
 use leadscore::model::error::ModelError;
 use leadscore::model::forest::{Forest, Node};
-use leadscore::model::kernel::TractModel;
+use leadscore::model::plan::Plan;
 use serde::Deserialize;
 
 fn dir() -> PathBuf {
@@ -74,7 +74,7 @@ fn kernel_matches_onnxruntime_on_synthetic_models() {
     for name in SYNTH {
         let f: Synth = json(name);
         let bytes = read(&f.model);
-        let model = TractModel::load(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let model = Plan::load(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(model.n_features(), f.n_features, "{name}");
         assert_eq!(model.forest().n_trees(), f.n_trees, "{name}");
         let rows = flatten(&f.inputs);
@@ -136,9 +136,9 @@ fn kernel_matches_onnxruntime_on_synthetic_models() {
 fn kernel_matches_onnxruntime_and_tract_builtin_on_lightgbm() {
     let f: Lgbm = json("lgbm.json");
     let bytes = read(&f.model);
-    let ours = TractModel::load(&bytes).expect("loads");
-    let reference = TractModel::load_reference(&bytes).expect("tract's own op loads");
-    let zipmap = TractModel::load(&read(&f.model_zipmap)).expect("ZipMap export loads");
+    let ours = Plan::load(&bytes).expect("loads");
+    let reference = Plan::load_reference(&bytes).expect("tract's own op loads");
+    let zipmap = Plan::load(&read(&f.model_zipmap)).expect("ZipMap export loads");
     assert_eq!(ours.n_features(), f.n_features);
     assert_eq!(ours.forest().n_trees(), f.n_trees);
     let rows = flatten(&f.inputs);
@@ -188,9 +188,9 @@ fn kernel_matches_onnxruntime_and_tract_builtin_on_lightgbm() {
 #[test]
 fn tree_shap_matches_lightgbm_pred_contrib() {
     let f: Lgbm = json("lgbm.json");
-    let model = TractModel::load(&read(&f.model)).expect("loads");
+    let model = Plan::load(&read(&f.model)).expect("loads");
     let forest = model.forest();
-    let covers = Covers::new(forest, &f.covers_count).expect("covers match the trees");
+    let covers = Explainer::new(forest, &f.covers_count).expect("covers match the trees");
     let rows = flatten(&f.inputs);
     let p = f.n_features;
     let mut scratch = TreeShapScratch::new(&covers);
@@ -242,11 +242,11 @@ fn rows_of(inputs: &[Vec<Option<f32>>]) -> Vec<Vec<f32>> {
 }
 
 /// A synthetic fixture, its forest, covers from routing its rows, and the rows.
-fn synthetic(name: &str) -> (Synth, Forest, Covers, Vec<Vec<f32>>) {
+fn synthetic(name: &str) -> (Synth, Forest, Explainer, Vec<Vec<f32>>) {
     let f: Synth = json(name);
     let forest = Forest::from_onnx_bytes(&read(&f.model)).expect("parses");
     let rows = rows_of(&f.inputs);
-    let covers = Covers::new(&forest, &route_covers(&forest, &rows)).expect("consistent");
+    let covers = Explainer::new(&forest, &route_covers(&forest, &rows)).expect("consistent");
     (f, forest, covers, rows)
 }
 
@@ -283,9 +283,9 @@ fn tree_shap_matches_algorithm_2_on_synthetic_models() {
 #[test]
 fn tree_shap_memo_is_tree_shap_to_the_bit() {
     let lgbm: Lgbm = json("lgbm.json");
-    let mut cases: Vec<(String, Forest, Covers, Vec<Vec<f32>>)> = Vec::new();
+    let mut cases: Vec<(String, Forest, Explainer, Vec<Vec<f32>>)> = Vec::new();
     let forest = Forest::from_onnx_bytes(&read(&lgbm.model)).expect("parses");
-    let covers = Covers::new(&forest, &lgbm.covers_count).expect("covers");
+    let covers = Explainer::new(&forest, &lgbm.covers_count).expect("covers");
     cases.push(("lgbm".into(), forest, covers, rows_of(&lgbm.inputs)));
     for name in SYNTH {
         let (_, forest, covers, rows) = synthetic(name);
@@ -329,7 +329,8 @@ fn tree_shap_memo_is_tree_shap_to_the_bit() {
 fn lightgbm_covers_are_row_counts_not_hessian_sums() {
     let f: Lgbm = json("lgbm.json");
     let forest = Forest::from_onnx_bytes(&read(&f.model)).expect("parses");
-    let covers = Covers::new(&forest, &f.covers_weight).expect("hessian sums are consistent too");
+    let covers =
+        Explainer::new(&forest, &f.covers_weight).expect("hessian sums are consistent too");
     let rows = flatten(&f.inputs);
     let p = f.n_features;
     let mut worst = 0f64;
@@ -357,19 +358,19 @@ fn covers_must_fit_the_forest() {
     let mut bad = f.covers_count.clone();
     bad[3][0] += 1.0; // root no longer the sum of its children
     assert!(matches!(
-        Covers::new(&forest, &bad),
+        Explainer::new(&forest, &bad),
         Err(ModelError::Card(_))
     ));
     let mut bad = f.covers_count.clone();
     bad.pop();
     assert!(matches!(
-        Covers::new(&forest, &bad),
+        Explainer::new(&forest, &bad),
         Err(ModelError::Card(_))
     ));
     let mut bad = f.covers_count.clone();
     bad[0].push(1.0);
     assert!(matches!(
-        Covers::new(&forest, &bad),
+        Explainer::new(&forest, &bad),
         Err(ModelError::Card(_))
     ));
     let mut bad = f.covers_count.clone();
@@ -382,7 +383,7 @@ fn covers_must_fit_the_forest() {
         .expect("tree 0 has a leaf");
     bad[0][leaf as usize] = 0.0;
     assert!(matches!(
-        Covers::new(&forest, &bad),
+        Explainer::new(&forest, &bad),
         Err(ModelError::Card(_))
     ));
 }
@@ -393,7 +394,7 @@ fn broken_models_are_rejected_with_clear_errors() {
     assert!(cases.len() >= 10);
     for (name, expect) in cases {
         let bytes = read(&format!("broken/{name}.onnx"));
-        match TractModel::load(&bytes) {
+        match Plan::load(&bytes) {
             Ok(m) => panic!("{name}: loaded {m:?}"),
             Err(e @ ModelError::Onnx(_)) => {
                 let msg = e.to_string();
@@ -410,90 +411,20 @@ fn broken_models_are_rejected_with_clear_errors() {
 #[test]
 fn input_width_is_checked() {
     let f: Synth = json("synth_mixed.json");
-    let model = TractModel::load(&read(&f.model)).expect("loads");
+    let model = Plan::load(&read(&f.model)).expect("loads");
     let w = model.n_features();
     assert!(model.predict(&vec![0.0; w + 1]).is_err());
     assert!(model.predict(&vec![0.0; w - 1]).is_err());
     assert!(model.predict_batch(&vec![0.0; 2 * w], 3).is_err());
     assert!(model.predict_batch(&[], 0).expect("empty batch").is_empty());
     // The file declares its width: another one is refused.
-    let e = TractModel::load(&read(&f.model)).and_then(|m| m.with_input_width(w + 2));
+    let e = Plan::load(&read(&f.model)).and_then(|m| m.with_input_width(w + 2));
     assert!(matches!(e, Err(ModelError::Onnx(_))));
-    let same = TractModel::load(&read(&f.model)).and_then(|m| m.with_input_width(w));
+    let same = Plan::load(&read(&f.model)).and_then(|m| m.with_input_width(w));
     assert!(same.is_ok());
 }
 
-/// Latency of one row through the plan and of one TreeSHAP explanation. Run with
-/// `cargo test --release --test kernel -- --ignored --nocapture timing`; set `LEADSCORE_TIMING_ONNX`
-/// to time another model (covers are then derived by routing random rows).
-#[test]
-#[ignore]
-fn timing() {
-    let bytes = match std::env::var("LEADSCORE_TIMING_ONNX") {
-        Ok(p) => std::fs::read(p).expect("model file"),
-        Err(_) => read("lgbm.onnx"),
-    };
-    let model = TractModel::load(&bytes).expect("loads");
-    let forest = model.forest();
-    let w = model.n_features();
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
-    };
-    let rows: Vec<Vec<f32>> = (0..256)
-        .map(|i| {
-            (0..w)
-                .map(|_| if i % 7 == 0 { f32::NAN } else { rnd() })
-                .collect()
-        })
-        .collect();
-    let covers =
-        Covers::new(forest, &route_covers(forest, &rows)).expect("routed covers are consistent");
-
-    // Fastest of 40 passes over 256 rows: robust to other work on a shared machine.
-    let fastest = |v: Vec<f64>| v.into_iter().fold(f64::INFINITY, f64::min);
-    let time = |f: &mut dyn FnMut(&[f32])| -> f64 {
-        for r in &rows {
-            f(r);
-        }
-        let mut per = Vec::new();
-        for _ in 0..40 {
-            let t = Instant::now();
-            for r in &rows {
-                f(r);
-            }
-            per.push(t.elapsed().as_secs_f64() * 1e6 / rows.len() as f64);
-        }
-        fastest(per)
-    };
-    let mut sink = 0f64;
-    let predict = time(&mut |r| sink += f64::from(model.predict(r).expect("runs")));
-    let kernel = time(&mut |r| sink += f64::from(forest.probability(r)));
-    let mut phi = vec![0.0; w];
-    let mut scratch = TreeShapScratch::new(&covers);
-    let shap = time(&mut |r| sink += tree_shap_with(forest, &covers, r, &mut phi, &mut scratch));
-    let shap_alloc = time(&mut |r| sink += tree_shap(forest, &covers, r, &mut phi));
-    let shap_classic = time(&mut |r| sink += tree_shap_reference(forest, &covers, r, &mut phi));
-    let reference = TractModel::load_reference(&bytes).expect("loads");
-    let t = Instant::now();
-    for r in rows.iter().take(32) {
-        sink += f64::from(reference.predict(r).expect("runs"));
-    }
-    let builtin = t.elapsed().as_secs_f64() * 1e6 / 32.0; // mean of 32 rows
-    println!(
-        "{} trees, {} nodes, max depth {}: TractModel::predict {predict:.2} µs, bare kernel \
-         {kernel:.2} µs, tree_shap {shap:.2} µs ({shap_alloc:.2} µs allocating scratch, Algorithm 2 \
-         {shap_classic:.2} µs), tract built-in op {builtin:.1} µs per row (sink {sink:.1})",
-        forest.n_trees(),
-        forest.n_nodes(),
-        forest.max_depth()
-    );
-}
-
-/// Covers from routing rows through each tree: leaf = hits + 1, branch = sum of children.
+/// Node covers from routing rows through each tree: leaf = hits + 1, branch = sum of children.
 fn route_covers(forest: &Forest, rows: &[Vec<f32>]) -> Vec<Vec<f64>> {
     forest
         .trees()

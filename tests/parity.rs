@@ -8,6 +8,7 @@
 //! The converter output (~200 MB) is not committed: this test runs the converter into `target/parity/`
 //! with the project venv (`make test` creates it), or reads `LEADSCORE_SHOPPERS_EVENTS` and
 //! `LEADSCORE_SHOPPERS_TABLES` when set.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -1,5 +1,6 @@
 //! Property tests: no input makes the parser, the state update, the state decoder or a merge of
 //! two states panic, and the state stays within its 1 KB budget whatever arrives.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use leadscore::event::Event;
 use leadscore::site::{Site, SiteTables};

@@ -9,7 +9,8 @@
 //
 // What it does, synchronously and in well under 1 KB:
 // - defines `window.leadscore` as a queue: every call made before the tracker has loaded is recorded
-//   and replayed, in order, by the tracker (Segment analytics.js style);
+//   with its time and replayed, in order, by the tracker (Segment analytics.js style); a reference to
+//   this stub kept by page code keeps working after load (the tracker forwards its methods);
 // - injects a <style> that hides personalised elements (`data-leadscore-show`, `data-leadscore-min-score`)
 //   until the tracker has decided on them, so no visitor sees content meant for another tier;
 // - puts the tier saved on the last visit on <html> (`ls-tier-hot|warm|cold`), so a returning hot
@@ -22,10 +23,16 @@
   // Already set up by an earlier copy, or the tracker is already running.
   if (ls.invoked || !ls.push) return;
   ls.invoked = 1;
+  // Read by the tracker (leadscore.info().snippetVersion): which loader a page carries.
+  ls.SNIPPET_VERSION = '2';
   var h = d.documentElement;
+  // Each call is stamped when it is made (c.t), so a queued page view or identify keeps its own
+  // time when the tracker replays it.
   var stub = function (m) {
     return function () {
-      ls.push([m].concat([].slice.call(arguments)));
+      var c = [m].concat([].slice.call(arguments));
+      c.t = +new Date();
+      ls.push(c);
       return ls;
     };
   };

@@ -8,6 +8,25 @@
 // and reads back its score. Loaded as an ES module by the snippet (www/snippet.js), which queues
 // calls made before this file has run; they are replayed here in order.
 
+import {
+  MAX_BATCH_EVENTS,
+  MAX_BODY_BYTES,
+  MAX_ENGAGED_MS,
+  MAX_ID_LEN,
+  MAX_KEY_LEN,
+  MAX_LEAD_ID_LEN,
+  MAX_MAP_ENTRIES,
+  MAX_PATH_LEN,
+  MAX_UA_LEN,
+  MAX_URL_LEN,
+  MAX_VALUE_LEN,
+} from './tracker/limits.js'; // generated from src/event/limits.rs
+import { retryWaitMs } from './tracker/retry.js';
+import { cfg } from './tracker/config.js';
+import { allowed, consentState, crmAllowed, gpc, undecided } from './tracker/consent.js';
+import { VID, cookie, del, get, readJSON, set, setCookie } from './tracker/storage.js';
+import { b64, bytes, cut, uid, unb64 } from './tracker/text.js';
+
 const W = window;
 const D = document;
 const N = navigator;
@@ -23,82 +42,10 @@ mark('load-start');
 const warn = (...a) => console.warn('leadscore:', ...a);
 const now = () => Date.now();
 
-// ---------------------------------------------------------------- first-party storage (ls_*)
-const get = (k) => {
-  try {
-    return localStorage.getItem('ls_' + k);
-  } catch {
-    return null;
-  }
-};
-const set = (k, v) => {
-  try {
-    localStorage.setItem('ls_' + k, v);
-    return true;
-  } catch {
-    return false;
-  }
-};
-const del = (k) => {
-  try {
-    localStorage.removeItem('ls_' + k);
-  } catch {}
-};
-const readJSON = (k, dflt) => {
-  try {
-    return JSON.parse(get(k)) ?? dflt;
-  } catch {
-    return dflt;
-  }
-};
-const COOKIE = 'ls_vid';
-const cookie = () => (D.cookie.match(/(?:^|;\s*)ls_vid=([\w-]{1,128})/) || [])[1];
-const setCookie = (v, maxAge) => {
-  try {
-    D.cookie = `${COOKIE}=${v};path=/;max-age=${maxAge};SameSite=Lax${
-      location.protocol === 'https:' ? ';Secure' : ''
-    }`;
-  } catch {}
-};
-
-const enc = new TextEncoder();
-const bytes = (s) => enc.encode(s).length;
-/** `s` cut to at most `max` UTF-8 bytes (the core refuses longer fields; cutting before apply and
- * send keeps the browser and the server on the same event). */
-const cut = (s, max) => {
-  s = String(s);
-  if (s.length * 3 <= max || bytes(s) <= max) return s;
-  while (bytes(s) > max) s = s.slice(0, Math.floor(s.length * 0.9));
-  return s;
-};
-
-const uid = () => {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-};
-const b64 = (u8) => btoa(String.fromCharCode.apply(null, u8));
-const unb64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
-
 // ---------------------------------------------------------------- configuration and state
-const cfg = {
-  endpoint: '', // e.g. "https://edge.example"; events go to `${endpoint}/v1/events`. Empty: never send.
-  siteKey: '',
-  categories: undefined, // page rules [{prefix|exact, tags}], tried before the model card's
-  consent: 'required', // 'required': send only after consent({analytics:true}); 'granted': send unless withdrawn
-  heartbeatMs: 15000, // an `engaged` event per this much engaged time
-  idleMs: 60000, // no input for this long ⇒ no longer engaged (until the next input)
-  flushMs: 2000, // batch window
-  batchSize: 20, // flush at once when this many events are waiting
-  maxQueue: 500, // persisted queue bound; the oldest are dropped beyond it
-  retryBaseMs: 1000,
-  retryMaxMs: 60000,
-  sessionMs: 30 * 60000, // for "first page of a session" (referrer); sessions themselves are the core's
-  autoPage: true,
-  fullUrl: false, // false: the url sent keeps only utm_* query parameters and drops the fragment
-};
-const MAX_EVENTS = 100;
-const MAX_BODY = 64000; // bytes, under the 64 KiB keepalive/beacon budget
+const MAX_EVENTS = MAX_BATCH_EVENTS;
+// Bytes: under the 64 KiB keepalive/beacon budget (and the worker's body limit).
+const MAX_BODY = Math.min(64000, MAX_BODY_BYTES);
 
 let inited = false;
 let failed = false; // the engine could not load: events still go to the endpoint, unscored
@@ -112,25 +59,10 @@ const handlers = { score: [] };
 // from storage; false when it cannot be stored (so the core counts the visitor type as unknown).
 let vid = get('vid') || cookie();
 let idPersistent = true;
-if (!vid || !/^[\w-]{1,128}$/.test(vid)) {
+if (!vid || !VID.test(vid)) {
   vid = uid();
   idPersistent = set('vid', vid) ? undefined : false;
 } else set('vid', vid);
-
-const gpc = () => N.globalPrivacyControl === true;
-const consentState = () => readJSON('consent', {});
-const allowed = () => {
-  if (!cfg.endpoint || gpc()) return false;
-  const c = consentState();
-  if (c.analytics === false) return false;
-  return cfg.consent === 'granted' || c.analytics === true;
-};
-const undecided = () => !gpc() && cfg.consent !== 'granted' && consentState().analytics == null;
-const crmAllowed = () => {
-  if (gpc()) return false;
-  const c = consentState();
-  return typeof c.crm === 'boolean' ? c.crm : cfg.consent === 'granted';
-};
 
 // ---------------------------------------------------------------- scoring engine (score-worker.js)
 // Events go to the transport at once (nothing made is lost if the page goes away) and to the engine
@@ -283,8 +215,11 @@ function fromEngine(m) {
 }
 
 // ---------------------------------------------------------------- events → engine → hooks
+/** While a call queued by the snippet is replayed: the time it was made (its events' `ts`). */
+let callTime = null;
+
 function event(type, extra) {
-  return Object.assign({ id: uid(), type, ts: now(), visitor_id: vid }, extra);
+  return Object.assign({ id: uid(), type, ts: callTime ?? now(), visitor_id: vid }, extra);
 }
 
 function emit(e) {
@@ -382,7 +317,7 @@ function beat() {
 }
 
 function sendEngaged(type) {
-  emit(event(type, { path: pv.path, engaged_ms: Math.min(Math.round(pv.acc), 86400000) }));
+  emit(event(type, { path: pv.path, engaged_ms: Math.min(Math.round(pv.acc), MAX_ENGAGED_MS) }));
   pv.acc = 0;
   pv.ended = type === 'page_end';
 }
@@ -396,9 +331,9 @@ function endPage() {
 function startPage() {
   const t = now();
   const e = event('page', {
-    url: cut(pageUrl(), 2048),
-    path: cut(location.pathname || '/', 1024),
-    ua: cut(N.userAgent, 512),
+    url: cut(pageUrl(), MAX_URL_LEN),
+    path: cut(location.pathname || '/', MAX_PATH_LEN),
+    ua: cut(N.userAgent, MAX_UA_LEN),
     tz_offset: -new Date().getTimezoneOffset() || 0,
   });
   if (idPersistent !== undefined) e.props = { id_persistent: idPersistent };
@@ -409,7 +344,7 @@ function startPage() {
     try {
       external = new URL(ref).host !== location.host;
     } catch {}
-    if (external || t - last > cfg.sessionMs) e.referrer = cut(ref, 2048);
+    if (external || t - last > cfg.sessionMs) e.referrer = cut(ref, MAX_URL_LEN);
   }
   firstView = false;
   pv = { path: e.path, key: location.pathname + location.search, acc: 0, since: 0, ended: false, depths: new Set(), forms: new Set() };
@@ -455,7 +390,7 @@ function onScroll() {
 }
 
 const formName = (f) =>
-  cut(f.getAttribute('id') || f.getAttribute('name') || 'form' + [...D.forms].indexOf(f), 512);
+  cut(f.getAttribute('id') || f.getAttribute('name') || 'form' + [...D.forms].indexOf(f), MAX_VALUE_LEN);
 
 function listen() {
   const opt = { capture: true, passive: true };
@@ -514,7 +449,7 @@ function listen() {
     'click',
     (e) => {
       const el = e.target && e.target.closest && e.target.closest('[data-leadscore-cta]');
-      if (el) emit(event('click', { path: pv && pv.path, props: { cta: cut(el.getAttribute('data-leadscore-cta') || 'cta', 512) } }));
+      if (el) emit(event('click', { path: pv && pv.path, props: { cta: cut(el.getAttribute('data-leadscore-cta') || 'cta', MAX_VALUE_LEN) } }));
     },
     true,
   );
@@ -674,14 +609,7 @@ function remove(ids) {
 
 function retry(after) {
   attempt++;
-  const exp = Math.min(cfg.retryMaxMs, cfg.retryBaseMs * 2 ** (attempt - 1));
-  let wait = exp / 2 + (Math.random() * exp) / 2; // exponential backoff, jittered
-  if (after) {
-    const secs = +after;
-    const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(after) - now();
-    if (ms > 0) wait = Math.max(wait, Math.min(ms, 3600e3));
-  }
-  backoffUntil = now() + wait;
+  backoffUntil = now() + retryWaitMs(attempt, cfg.retryBaseMs, cfg.retryMaxMs, Math.random(), after, now());
   schedule(0);
 }
 
@@ -709,9 +637,9 @@ const scalars = (o) => {
   let n = 0;
   for (const k in o || {}) {
     const v = o[k];
-    if (n === 32 || !k || bytes(k) > 64) continue; // UTF-8 bytes, the core's rule
+    if (n === MAX_MAP_ENTRIES || !k || bytes(k) > MAX_KEY_LEN) continue; // UTF-8 bytes, the core's rule
     if (typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
-    else if (typeof v === 'string') out[k] = cut(v, 512);
+    else if (typeof v === 'string') out[k] = cut(v, MAX_VALUE_LEN);
     else continue;
     n++;
   }
@@ -735,18 +663,21 @@ const api = {
     if (type === 'page') return api.page();
     const custom = !TYPES.includes(type);
     const e = event(custom ? 'custom' : type, { path: pv ? pv.path : undefined });
-    if (custom) e.name = cut(type, 128);
+    if (custom) e.name = cut(type, MAX_ID_LEN);
     const p = scalars(props);
     if (p) e.props = p;
     emit(e);
     return api;
   },
-  /** Identifies the visitor: `id` becomes lead_id (≤ 64 bytes), traits small scalars.
+  /** Identifies the visitor: `id` becomes lead_id (≤ MAX_LEAD_ID_LEN bytes), traits small scalars.
    * `{signature}`: the site backend's HMAC of `id` (verified by the worker; without it the
    * identify is a claim, which never joins the visitor to the lead's other devices). */
   identify(id, traits, opts) {
     const e = event('identify');
-    if (id != null && id !== '') e.lead_id = String(id);
+    if (id != null && id !== '') {
+      if (bytes(String(id)) <= MAX_LEAD_ID_LEN) e.lead_id = String(id);
+      else warn(`identify: the id is more than ${MAX_LEAD_ID_LEN} bytes; ignored`);
+    }
     if (e.lead_id && opts && typeof opts.signature === 'string') e.lead_signature = opts.signature;
     const t = scalars(traits);
     if (t) e.traits = t;
@@ -832,6 +763,7 @@ const api = {
     sending: allowed(),
     gpc: gpc(),
     consent: consentState(),
+    snippetVersion: api.snippetVersion ?? null,
   }),
 };
 
@@ -842,11 +774,29 @@ if (stub && stub.version) {
 } else {
   startEngine();
   W.leadscore = api;
-  for (const [m, ...args] of Array.isArray(stub) ? stub : []) {
+  const run = (call) => {
+    const [m, ...args] = call;
+    // A stamp from the snippet, if plausible (not in the future, not before this page's navigation).
+    const t = Number(call.t);
+    callTime = t > 0 && t <= now() && t >= now() - (P ? P.now() : 0) - 1000 ? Math.round(t) : null;
     try {
       if (typeof api[m] === 'function') api[m](...args);
     } catch (err) {
       warn(`queued ${m} failed`, err);
+    } finally {
+      callTime = null;
     }
+  };
+  if (Array.isArray(stub)) {
+    api.snippetVersion = stub.SNIPPET_VERSION ?? null;
+    const queued = stub.splice(0, stub.length);
+    // Page code may have kept a reference to the stub (`const ls = window.leadscore`): its methods
+    // and push now reach the tracker, as Segment's snippet does once analytics.js has loaded.
+    for (const k of Object.keys(api)) if (typeof api[k] === 'function') stub[k] = api[k];
+    stub.push = (...calls) => {
+      for (const c of calls) if (Array.isArray(c)) run(c);
+      return stub.length;
+    };
+    for (const c of queued) run(c);
   }
 }

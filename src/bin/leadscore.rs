@@ -11,7 +11,7 @@ use leadscore::event::Event;
 use leadscore::model::codegen;
 use leadscore::model::error::ModelError;
 use leadscore::model::Bundle;
-use leadscore::score::{ScoreOptions, Scorer};
+use leadscore::score::{ScoreOptions, Scorer, Tally};
 use leadscore::site::SiteTables;
 use leadscore::state::{Outcome, VisitorState};
 
@@ -150,15 +150,10 @@ fn run_stream(input: &Input, mode: Mode) -> Result<ExitCode, CliError> {
     let stdout = std::io::stdout();
     let mut w = BufWriter::new(stdout.lock());
     let io_err = |e: std::io::Error| CliError::Msg(format!("writing output: {e}"));
-    if let Mode::Features = mode {
-        let mut header = vec!["visitor_id".to_string()];
-        header.extend(scorer.features().names().iter().cloned());
-        let header: Vec<String> = header.iter().map(|h| csv_field(h)).collect();
-        writeln!(w, "{}", header.join(",")).map_err(io_err)?;
-    }
     let mut states: HashMap<String, VisitorState> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
-    let (mut applied, mut dupes, mut stale, mut bad) = (0u64, 0u64, 0u64, 0u64);
+    let mut tally = Tally::default();
+    let mut bad = 0u64;
     for (i, line) in BufReader::new(reader).lines().enumerate() {
         let lineno = i + 1;
         let parsed = line.map_err(|e| e.to_string()).and_then(|l| {
@@ -186,13 +181,8 @@ fn run_stream(input: &Input, mode: Mode) -> Result<ExitCode, CliError> {
             order.push(event.visitor_id.clone());
             scorer.new_state()
         });
-        match scorer.apply(state, &event, None) {
-            Outcome::Applied => applied += 1,
-            Outcome::Duplicate => dupes += 1,
-            Outcome::Stale => {
-                eprintln!("line {lineno}: event {:?} is older than the visitor's de-duplication window; not applied", event.id);
-                stale += 1
-            }
+        if tally.count(scorer.apply(state, &event, None)) == Outcome::Stale {
+            eprintln!("line {lineno}: event {:?} is older than the visitor's de-duplication window; not applied", event.id);
         }
         if let Mode::Score {
             each: true,
@@ -202,30 +192,44 @@ fn run_stream(input: &Input, mode: Mode) -> Result<ExitCode, CliError> {
             emit_score(&scorer, &mut w, &event.visitor_id, state, all_factors)?;
         }
     }
-    for id in &order {
-        let Some(state) = states.get(id) else {
-            continue;
-        };
-        match mode {
-            Mode::Score {
-                each: false,
-                all_factors,
-            } => emit_score(&scorer, &mut w, id, state, all_factors)?,
-            Mode::Features => {
-                let mut row = csv_field(id);
-                for f in scorer.feature_vector(state) {
-                    row.push(',');
-                    row.push_str(&f.to_string());
+    match mode {
+        Mode::Score {
+            each: false,
+            all_factors,
+        } => {
+            for id in &order {
+                if let Some(state) = states.get(id) {
+                    emit_score(&scorer, &mut w, id, state, all_factors)?;
                 }
-                writeln!(w, "{row}").map_err(io_err)?;
             }
-            Mode::Score { each: true, .. } => {}
         }
+        Mode::Features => {
+            let csv_err = |e: csv::Error| CliError::Msg(format!("writing output: {e}"));
+            let mut out = csv::Writer::from_writer(&mut w);
+            let names = scorer.features().names();
+            out.write_record(std::iter::once("visitor_id").chain(names.iter().map(String::as_str)))
+                .map_err(csv_err)?;
+            for id in &order {
+                if let Some(state) = states.get(id) {
+                    let values = scorer
+                        .feature_vector(state)
+                        .into_iter()
+                        .map(|f| f.to_string());
+                    out.write_record(std::iter::once(id.clone()).chain(values))
+                        .map_err(csv_err)?;
+                }
+            }
+            out.flush().map_err(io_err)?;
+        }
+        Mode::Score { each: true, .. } => {}
     }
     w.flush().map_err(io_err)?;
     eprintln!(
-        "leadscore: {} visitors, {applied} events applied, {dupes} duplicates, {stale} stale, {bad} bad lines",
-        order.len()
+        "leadscore: {} visitors, {} events applied, {} duplicates, {} stale, {bad} bad lines",
+        order.len(),
+        tally.applied,
+        tally.duplicates,
+        tally.stale
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -240,14 +244,6 @@ fn emit_score(
     let score = s.score(st, id, st.last_ts, ScoreOptions { all_factors })?;
     let line = serde_json::to_string(&score).map_err(|e| CliError::Msg(e.to_string()))?;
     writeln!(w, "{line}").map_err(|e| CliError::Msg(format!("writing output: {e}")))
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// Golden vectors written by the training pipeline next to the model.
@@ -270,6 +266,8 @@ struct GoldenRow {
 const PROB_TOL: f64 = 1e-5;
 /// Largest tolerated |Δ| between our TreeSHAP and LightGBM's pred_contrib.
 const SHAP_TOL: f64 = 1e-5;
+/// Largest tolerated |Σφ + base − margin| (TreeSHAP is additive; the kernel sums leaves in f32).
+const SUM_TOL: f64 = 1e-4;
 
 fn codegen(dir: &Path, lang: CodegenLang) -> Result<ExitCode, CliError> {
     let bundle = Bundle::load(dir)?;
@@ -277,7 +275,7 @@ fn codegen(dir: &Path, lang: CodegenLang) -> Result<ExitCode, CliError> {
         CodegenLang::Rust => codegen::Lang::Rust,
         CodegenLang::Js => codegen::Lang::Js,
     };
-    let src = codegen::generate(bundle.model.forest(), lang);
+    let src = codegen::generate(bundle.plan.forest(), lang);
     std::io::stdout()
         .write_all(src.as_bytes())
         .map_err(|e| CliError::Msg(format!("writing the code: {e}")))?;
@@ -324,12 +322,14 @@ fn check(dir: &Path) -> Result<ExitCode, CliError> {
             || dor > PROB_TOL
             || ds > SHAP_TOL
             || !(ds.is_finite())
+            || dsum.is_nan()
+            || dsum > SUM_TOL
             || contrib.len() + 1 != g.lgb_contrib.len()
         {
             failures += 1;
             if failures <= 5 {
                 println!(
-                    "FAIL row {}: p {p} lgb {} ort {} shapΔ {ds:e}",
+                    "FAIL row {}: p {p} lgb {} ort {} shapΔ {ds:e} |Σφ+base − margin| {dsum:e}",
                     g.row, g.lgb_prob, g.ort_prob
                 );
             }
@@ -344,7 +344,7 @@ fn check(dir: &Path) -> Result<ExitCode, CliError> {
         golden.rows.len()
     );
     if failures > 0 {
-        println!("FAIL {failures} golden rows out of tolerance ({PROB_TOL:e} probability, {SHAP_TOL:e} TreeSHAP)");
+        println!("FAIL {failures} golden rows out of tolerance ({PROB_TOL:e} probability, {SHAP_TOL:e} TreeSHAP, {SUM_TOL:e} additivity)");
         return Ok(ExitCode::from(1));
     }
     println!("ok");

@@ -3,14 +3,11 @@
 //! This is the one implementation of every feature: it builds the training matrix (via
 //! `leadscore features`) and serves. Kinds and parameters are documented in `models/README.md`.
 
-pub mod channel;
-pub mod useragent;
-
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::Value;
+use crate::event::{channel, useragent, Value};
 use crate::site::Site;
 use crate::state::{Counts, StateConfig, VisitorState, MAX_HALF_LIVES};
 
@@ -145,6 +142,30 @@ impl FeatureSet {
     /// Whether there are no features.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
+    }
+
+    /// The input vector from features given by name (`POST /v1/score {features}`): every feature
+    /// must be given, once, as a finite number that fits an `f32`; why: a vector with a silent
+    /// default would score something the caller did not send.
+    pub fn vector_from_named<'a>(
+        &self,
+        named: impl IntoIterator<Item = (&'a str, Option<f64>)>,
+    ) -> Result<Vec<f32>, String> {
+        let mut x = vec![f32::NAN; self.len()];
+        for (k, v) in named {
+            let i = self
+                .names
+                .iter()
+                .position(|n| n == k)
+                .ok_or_else(|| format!("unknown feature `{k}`"))?;
+            let value = v.map(|f| f as f32).filter(|f| f.is_finite());
+            x[i] = value
+                .ok_or_else(|| format!("feature `{k}` must be a finite number within ±3.4e38"))?;
+        }
+        match x.iter().position(|v| v.is_nan()) {
+            Some(i) => Err(format!("feature `{}` is missing", self.names[i])),
+            None => Ok(x),
+        }
     }
 
     /// Half-lives the state must accumulate for `engagement_velocity` features.

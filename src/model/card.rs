@@ -118,8 +118,7 @@ pub struct Explain {
 impl Card {
     /// Parses and checks a card's own consistency (the model file is checked when loaded).
     pub fn parse(text: &str) -> Result<Card, ModelError> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| ModelError::Card(e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_str(text)?;
         match v.get("schema_version").and_then(|s| s.as_u64()) {
             Some(n) if n == u64::from(CARD_SCHEMA_VERSION) => {}
             Some(n) => {
@@ -129,7 +128,7 @@ impl Card {
             }
             None => return Err(ModelError::Card("missing schema_version".into())),
         }
-        let card: Card = serde_json::from_value(v).map_err(|e| ModelError::Card(e.to_string()))?;
+        let card: Card = serde_json::from_value(v)?;
         card.check()?;
         Ok(card)
     }

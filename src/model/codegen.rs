@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn generated_code_has_one_expression_per_tree() {
         let bundle = crate::model::Bundle::embedded().unwrap();
-        let forest = bundle.model.forest();
+        let forest = bundle.plan.forest();
         for lang in [Lang::Rust, Lang::Js] {
             let src = generate(forest, lang);
             assert_eq!(src.matches("s += tree_").count(), forest.n_trees());

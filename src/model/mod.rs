@@ -1,23 +1,24 @@
 //! The model bundle: `card.json` + `model.onnx`, loaded and validated once, then run through tract.
 //!
-//! tract parses the ONNX graph and runs the plan; its `TreeEnsembleClassifier` is replaced by our flat
-//! tree kernel ([`kernel`]), and the same parsed trees ([`forest`]) feed TreeSHAP, so the trees that
-//! score are the trees that explain.
+//! tract parses the ONNX graph and runs the plan ([`plan`]); its `TreeEnsembleClassifier` is served
+//! by our flat tree kernel ([`forest`]), whose parsed trees also feed TreeSHAP (`crate::explain`,
+//! which sits above this module), so the trees that score are the trees that explain.
 
 pub mod card;
 pub mod codegen;
 pub mod error;
 pub mod forest;
-pub mod kernel;
+pub mod graph;
+pub mod plan;
+pub mod tree_op;
 
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::explain::Covers;
 use card::Card;
 use error::ModelError;
-use kernel::TractModel;
+use plan::Plan;
 
 /// The default model, embedded at build time so every front end has one without file access.
 pub mod embedded {
@@ -33,9 +34,7 @@ pub struct Bundle {
     /// The card.
     pub card: Card,
     /// The runnable tract plan (with our tree kernel).
-    pub model: TractModel,
-    /// Node covers for TreeSHAP, checked against the trees.
-    pub covers: Covers,
+    pub plan: Plan,
 }
 
 impl Bundle {
@@ -71,7 +70,7 @@ impl Bundle {
                 )));
             }
         }
-        let model = TractModel::load(onnx)?;
+        let model = Plan::load(onnx)?;
         let n = card.features.len();
         if model.n_features() > n {
             return Err(ModelError::Card(format!(
@@ -88,12 +87,7 @@ impl Bundle {
                 )));
             }
         }
-        let covers = Covers::new(model.forest(), &card.explain.node_covers)?;
-        Ok(Bundle {
-            card,
-            model,
-            covers,
-        })
+        Ok(Bundle { card, plan: model })
     }
 }
 

@@ -8,9 +8,9 @@
 use serde::{Deserialize, Serialize};
 use worker::*;
 
-use super::delivery::Delivery;
-use super::visitor::QUEUE;
+use super::outbox::{Delivery, QUEUE};
 use super::{now_ms, query, ApiError, ApiResult};
+use crate::error_code::ErrorCode;
 
 /// R2 binding (wrangler.toml).
 pub const BUCKET: &str = "DATA";
@@ -78,7 +78,7 @@ pub async fn list(req: &Request, env: &Env) -> ApiResult<Response> {
             .ok_or_else(|| {
                 ApiError::new(
                     400,
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     format!("`limit` must be 1 to {MAX_PAGE}"),
                 )
             })?,
@@ -130,7 +130,7 @@ struct Replay {
 /// Puts kept deliveries back on the queue (same `webhook-id`, same body, fresh schedule).
 pub async fn replay(text: &str, env: &Env) -> ApiResult<Response> {
     let body: Replay = serde_json::from_str(text)
-        .map_err(|e| ApiError::new(400, "invalid_json", e.to_string()))?;
+        .map_err(|e| ApiError::new(400, ErrorCode::InvalidJson, e.to_string()))?;
     let bucket = env.bucket(BUCKET)?;
     let ids: Vec<String> = match (body.ids, body.all) {
         (Some(ids), false) if !ids.is_empty() && ids.len() <= MAX_PAGE as usize => ids,
@@ -152,7 +152,7 @@ pub async fn replay(text: &str, env: &Env) -> ApiResult<Response> {
         _ => {
             return Err(ApiError::new(
                 400,
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("give `ids` (1 to {MAX_PAGE} webhook ids) or `all: true`"),
             ))
         }

@@ -10,30 +10,14 @@
 use std::time::Duration;
 
 use futures_util::future::{join_all, select, Either};
-use serde::{Deserialize, Serialize};
 use worker::*;
 
+use super::outbox::{Delivery, DLQ_NAME};
 use super::{deadletter, now_ms, var, var_num};
 use crate::webhook::{parse_retry_after, retry_delay_seconds, sign, Secret};
 
 /// Per-attempt timeout.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
-/// The score-events queue (wrangler.toml).
-pub const QUEUE_NAME: &str = "leadscore-score-events";
-/// Its dead-letter queue (wrangler.toml).
-pub const DLQ_NAME: &str = "leadscore-score-events-dlq";
-
-/// A message on the score-events queue: the webhook id is fixed when the event is made, so every
-/// retry and every replay of this delivery carries the same `webhook-id`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Delivery {
-    /// `webhook-id`.
-    pub id: String,
-    /// JSON body to sign and send.
-    pub body: String,
-    /// When it was (first, or last re-) enqueued (ms): the retry schedule counts from here.
-    pub enqueued: i64,
-}
 
 enum Attempt {
     Delivered,
@@ -45,6 +29,7 @@ enum Attempt {
 
 #[event(queue)]
 async fn consume(batch: MessageBatch<Delivery>, env: Env, _ctx: Context) -> Result<()> {
+    console_error_panic_hook::set_once();
     if batch.queue() == DLQ_NAME {
         return deadletter::keep(batch, &env).await;
     }
@@ -140,6 +125,7 @@ async fn deliver(url: &str, secret: &Secret, d: &Delivery) -> Attempt {
         Either::Left((Ok(resp), _)) => Attempt::Failed {
             retry_after: parse_retry_after(
                 resp.headers().get("retry-after").ok().flatten().as_deref(),
+                now_ms(),
             ),
             why: format!("HTTP {}", resp.status_code()),
         },

@@ -12,6 +12,9 @@
 
 pub mod deadletter;
 pub mod delivery;
+pub mod outbox;
+// `#[durable_object]` generates JS glue (a class and its methods) that carries no docs.
+#[allow(missing_docs)]
 pub mod visitor;
 
 use std::cell::OnceCell;
@@ -21,15 +24,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use worker::*;
 
+use crate::error_code::ErrorCode;
 use crate::event::{Event, EventType};
 use crate::identity::IdentitySecret;
 use crate::model::Bundle;
 use crate::score::{Score, ScoreOptions, Scorer};
 
-/// Largest request body accepted (bytes).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Most events in one batch.
-pub const MAX_BATCH_EVENTS: usize = 100;
+pub use crate::event::limits::{MAX_BATCH_EVENTS, MAX_BODY_BYTES};
 /// Longest request path (bytes) the worker answers; longer gets `414 uri_too_long`.
 pub const MAX_PATH_BYTES: usize = 2048;
 
@@ -46,7 +47,7 @@ pub fn scorer() -> std::result::Result<Rc<Scorer>, ApiError> {
         let s = Bundle::embedded()
             .and_then(|b| Scorer::new(b, None))
             .map(Rc::new)
-            .map_err(|e| ApiError::new(500, "model", e.to_string()))?;
+            .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
         let _ = cell.set(s.clone());
         Ok(s)
     })
@@ -58,7 +59,7 @@ pub struct ApiError {
     /// HTTP status.
     pub status: u16,
     /// Stable machine-readable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// Human-readable detail.
     pub message: String,
     /// Seconds for `Retry-After` (429).
@@ -69,7 +70,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error without `Retry-After`.
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -95,7 +96,7 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        ApiError::new(500, "internal", e.to_string())
+        ApiError::new(500, ErrorCode::Internal, e.to_string())
     }
 }
 
@@ -147,13 +148,13 @@ impl Config {
         match &self.identity {
             None => Err(ApiError::new(
                 403,
-                "invalid_signature",
+                ErrorCode::InvalidSignature,
                 "lead signatures cannot be checked: IDENTITY_SECRET is not configured",
             )),
             Some(k) if k.verify(lead, signature) => Ok(()),
             Some(_) => Err(ApiError::new(
                 403,
-                "invalid_signature",
+                ErrorCode::InvalidSignature,
                 "`lead_signature` does not sign this lead id",
             )),
         }
@@ -216,7 +217,7 @@ pub struct ApplyRequest {
 #[derive(Debug, Serialize)]
 struct Rejected {
     index: usize,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
@@ -235,7 +236,7 @@ pub struct ApplyResponse {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    console_error_panic_hook_once();
+    console_error_panic_hook::set_once();
     let cfg = Config::from_env(&env);
     let origin = req.headers().get("origin")?;
     let result = route(req, &env, &cfg).await;
@@ -249,16 +250,6 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         h.set("vary", "Origin")?;
     }
     Ok(resp)
-}
-
-/// Panics print where they happened (the default in wasm is a bare `unreachable`).
-fn console_error_panic_hook_once() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            console_error!("panic: {info}");
-        }))
-    });
 }
 
 /// The methods each API path answers (for `405` and its `Allow` header).
@@ -277,7 +268,7 @@ async fn route(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Response>
     if path.len() > MAX_PATH_BYTES {
         return Err(ApiError::new(
             414,
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             format!(
                 "the path is {} bytes; the limit is {MAX_PATH_BYTES}",
                 path.len()
@@ -321,13 +312,17 @@ async fn route(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Response>
             Some(allow) => {
                 let mut e = ApiError::new(
                     405,
-                    "method_not_allowed",
+                    ErrorCode::MethodNotAllowed,
                     format!("{m:?} is not allowed on {p}; allowed: {allow}"),
                 );
                 e.allow = Some(allow);
                 Err(e)
             }
-            None => Err(ApiError::new(404, "not_found", format!("no route for {p}"))),
+            None => Err(ApiError::new(
+                404,
+                ErrorCode::NotFound,
+                format!("no route for {p}"),
+            )),
         },
     }
 }
@@ -363,7 +358,7 @@ fn check_origin(req: &Request, cfg: &Config) -> ApiResult<()> {
     match req.headers().get("origin")? {
         Some(o) if !cfg.allowed_origins.iter().any(|a| a == &o) => Err(ApiError::new(
             403,
-            "origin_not_allowed",
+            ErrorCode::OriginNotAllowed,
             format!("origin {o} is not allowed"),
         )),
         _ => Ok(()),
@@ -384,7 +379,7 @@ fn bearer(req: &Request, cfg: &Config) -> ApiResult<()> {
         Some(t) if !token.is_empty() && bool::from(t.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
         _ => Err(ApiError::new(
             401,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "a valid `Authorization: Bearer <API_TOKEN>` is required",
         )),
     }
@@ -395,7 +390,13 @@ fn decode_path(s: &str) -> ApiResult<String> {
     percent_encoding::percent_decode_str(s)
         .decode_utf8()
         .map(|c| c.into_owned())
-        .map_err(|_| ApiError::new(400, "invalid_field", "the id in the path is not UTF-8"))
+        .map_err(|_| {
+            ApiError::new(
+                400,
+                ErrorCode::InvalidField,
+                "the id in the path is not UTF-8",
+            )
+        })
 }
 
 /// Most bytes of an oversized body read (and dropped) before the connection is cut: answering
@@ -436,20 +437,21 @@ async fn body_text(req: &mut Request) -> ApiResult<String> {
     if total > MAX_BODY_BYTES {
         return Err(ApiError::new(
             413,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!(
                 "body is more than {MAX_BODY_BYTES} bytes (the limit); {} read and dropped",
                 total.min(MAX_DRAIN_BYTES + 1)
             ),
         ));
     }
-    String::from_utf8(bytes).map_err(|_| ApiError::new(400, "invalid_json", "body is not UTF-8"))
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::new(400, ErrorCode::InvalidJson, "body is not UTF-8"))
 }
 
 fn body_error(e: wasm_bindgen::JsValue) -> ApiError {
     ApiError::new(
         400,
-        "invalid_body",
+        ErrorCode::InvalidBody,
         format!("the body could not be read: {e:?}"),
     )
 }
@@ -521,13 +523,13 @@ impl BodyReader {
 fn too_large(n: usize) -> ApiError {
     ApiError::new(
         413,
-        "body_too_large",
+        ErrorCode::BodyTooLarge,
         format!("body is {n} bytes; the limit is {MAX_BODY_BYTES}"),
     )
 }
 
 fn bad_json(e: serde_json::Error) -> ApiError {
-    ApiError::new(400, "invalid_json", e.to_string())
+    ApiError::new(400, ErrorCode::InvalidJson, e.to_string())
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -543,21 +545,25 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
     let text = body_text(req).await?;
     let batch: Batch = serde_json::from_str(&text).map_err(bad_json)?;
     if !cfg.site_keys.iter().any(|k| k == &batch.site_key) {
-        return Err(ApiError::new(403, "invalid_site_key", "unknown site key"));
+        return Err(ApiError::new(
+            403,
+            ErrorCode::InvalidSiteKey,
+            "unknown site key",
+        ));
     }
     crate::event::check_visitor_id(&batch.visitor_id)
-        .map_err(|e| ApiError::new(400, "invalid_field", e.to_string()))?;
+        .map_err(|e| ApiError::new(400, ErrorCode::InvalidField, e.to_string()))?;
     if batch.events.is_empty() {
         return Err(ApiError::new(
             400,
-            "invalid_event",
+            ErrorCode::InvalidEvent,
             "the batch has no events",
         ));
     }
     if batch.events.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::new(
             400,
-            "too_many_events",
+            ErrorCode::TooManyEvents,
             format!(
                 "{} events; at most {MAX_BATCH_EVENTS} per batch",
                 batch.events.len()
@@ -571,7 +577,7 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
         match Event::parse(raw.get()) {
             Ok(e) if e.visitor_id != batch.visitor_id => rejected.push(Rejected {
                 index,
-                code: "invalid_field",
+                code: ErrorCode::InvalidField,
                 message: "field `visitor_id`: differs from the batch's visitor_id".into(),
             }),
             Ok(e) => {
@@ -603,7 +609,7 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
         let first = &rejected[0];
         return Err(ApiError::new(
             400,
-            "invalid_event",
+            ErrorCode::InvalidEvent,
             format!(
                 "every event is invalid; events[{}]: {}",
                 first.index, first.message
@@ -662,7 +668,11 @@ async fn post_identify(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<
         Some(k) => {
             check_origin(req, cfg)?;
             if !cfg.site_keys.iter().any(|s| s == k) {
-                return Err(ApiError::new(403, "invalid_site_key", "unknown site key"));
+                return Err(ApiError::new(
+                    403,
+                    ErrorCode::InvalidSiteKey,
+                    "unknown site key",
+                ));
             }
             false
         }
@@ -672,7 +682,7 @@ async fn post_identify(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<
         }
     };
     crate::event::check_visitor_id(&body.visitor_id)
-        .map_err(|e| ApiError::new(400, "invalid_field", e.to_string()))?;
+        .map_err(|e| ApiError::new(400, ErrorCode::InvalidField, e.to_string()))?;
     if let Some(sig) = &body.lead_signature {
         cfg.verify_lead(&body.lead_id, sig)?;
     }
@@ -724,56 +734,37 @@ async fn post_score(req: &mut Request) -> ApiResult<Response> {
             if events.is_empty() {
                 return Err(ApiError::new(
                     400,
-                    "invalid_event",
+                    ErrorCode::InvalidEvent,
                     "`events` is empty: give at least one event",
                 ));
             }
             if events.len() > MAX_BATCH_EVENTS {
                 return Err(ApiError::new(
                     400,
-                    "too_many_events",
+                    ErrorCode::TooManyEvents,
                     format!("at most {MAX_BATCH_EVENTS} events"),
                 ));
             }
+            let parsed = events
+                .iter()
+                .enumerate()
+                .map(|(i, raw)| {
+                    Event::parse(raw.get())
+                        .map_err(|e| ApiError::new(400, e.code(), format!("events[{i}]: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let mut state = s.new_state();
-            let mut visitor = String::new();
-            let mut last = now;
-            for (i, raw) in events.iter().enumerate() {
-                let e = Event::parse(raw.get())
-                    .map_err(|e| ApiError::new(400, e.code(), format!("events[{i}]: {e}")))?;
-                visitor.clone_from(&e.visitor_id);
-                last = e.ts;
-                s.apply(&mut state, &e, Some(now));
-            }
-            s.score(&state, &visitor, last.min(now), ScoreOptions::default())
+            s.apply_all(&mut state, &parsed, Some(now));
+            let (visitor, last) = parsed
+                .last()
+                .map_or(("", now), |e| (e.visitor_id.as_str(), e.ts));
+            s.score(&state, visitor, last.min(now), ScoreOptions::default())
         }
         (None, Some(map)) => {
-            let mut x = vec![f32::NAN; s.features().len()];
-            for (k, v) in &map {
-                let i = s
-                    .features()
-                    .names()
-                    .iter()
-                    .position(|n| n == k)
-                    .ok_or_else(|| {
-                        ApiError::new(400, "invalid_field", format!("unknown feature `{k}`"))
-                    })?;
-                let value = v.as_f64().map(|f| f as f32).filter(|f| f.is_finite());
-                x[i] = value.ok_or_else(|| {
-                    ApiError::new(
-                        400,
-                        "invalid_field",
-                        format!("feature `{k}` must be a finite number within ±3.4e38"),
-                    )
-                })?;
-            }
-            if let Some(i) = x.iter().position(|v| v.is_nan()) {
-                return Err(ApiError::new(
-                    400,
-                    "invalid_field",
-                    format!("feature `{}` is missing", s.features().names()[i]),
-                ));
-            }
+            let x = s
+                .features()
+                .vector_from_named(map.iter().map(|(k, v)| (k.as_str(), v.as_f64())))
+                .map_err(|m| ApiError::new(400, ErrorCode::InvalidField, m))?;
             s.score_vector(&x, ScoreOptions::default()).map(|mut sc| {
                 sc.score_timestamp = now;
                 sc
@@ -782,12 +773,12 @@ async fn post_score(req: &mut Request) -> ApiResult<Response> {
         _ => {
             return Err(ApiError::new(
                 400,
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "give exactly one of `events` or `features`",
             ))
         }
     }
-    .map_err(|e| ApiError::new(400, "invalid_input", e.to_string()))?;
+    .map_err(|e| ApiError::new(400, ErrorCode::InvalidInput, e.to_string()))?;
     json(&serde_json::json!({ "score": score }))
 }
 
@@ -800,7 +791,7 @@ async fn get_score(env: &Env, id: &str, kind: Option<&str>) -> ApiResult<Respons
         Some(other) => {
             return Err(ApiError::new(
                 400,
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("`kind` must be `lead` or `visitor`, not `{other}`"),
             ))
         }
@@ -812,7 +803,7 @@ async fn get_score(env: &Env, id: &str, kind: Option<&str>) -> ApiResult<Respons
     }
     Err(ApiError::new(
         404,
-        "not_found",
+        ErrorCode::NotFound,
         format!("no {} `{id}`", kind.unwrap_or("visitor or lead")),
     ))
 }

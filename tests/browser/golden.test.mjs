@@ -4,9 +4,19 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, artifacts, launch, siteMissing, startStatic } from './helpers.mjs';
+import { ROOT, artifacts, launch, missingInputs, siteMissing, startStatic } from './helpers.mjs';
+import { GOLDEN, goldenText, newerThan } from './make_golden.mjs';
 
 const skip = siteMissing();
+const CLI = join(ROOT, process.env.LEADSCORE_BIN || 'target/debug/leadscore');
+const noCli = missingInputs([[CLI, 'build the CLI (cargo build --bin leadscore)']]);
+
+// The snapshot is made by the native CLI: it must be what the CLI makes from these sources now.
+test('tests/fixtures/browser_golden.json is what the CLI makes now', { skip: noCli }, () => {
+  const newer = newerThan(CLI);
+  assert.deepEqual(newer, [], `the CLI binary is older than its sources: rebuild it (cargo build --bin leadscore)`);
+  assert.ok(readFileSync(GOLDEN, 'utf8') === goldenText(CLI), 'stale golden file: run `node tests/browser/make_golden.mjs` and commit it');
+});
 const golden = JSON.parse(readFileSync(join(ROOT, 'tests/fixtures/browser_golden.json'), 'utf8'));
 let browser, site;
 

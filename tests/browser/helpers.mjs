@@ -1,11 +1,13 @@
 // Shared helpers for the browser tests: a static server for target/www, a fake events endpoint,
-// headless Chromium, and a small validator for www/event.schema.json.
+// headless Chromium, and the event schema's validator (ajv).
 import { createServer } from 'node:http';
 import { readFile, stat, mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join, extname, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import Ajv2020 from 'ajv/dist/2020.js';
+import * as L from '../../www/tracker/limits.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const WWW = join(ROOT, 'target', 'www');
@@ -22,16 +24,31 @@ const TYPES = {
   '.svg': 'image/svg+xml',
 };
 
-/** Whether the site has been built with the wasm module (skip reason otherwise). */
-export function siteMissing() {
-  for (const f of ['ls/leadscore.js', 'ls/leadscore_bg.wasm', 'ls/tracker.js', 'ls/snippet.min.js', 'index.html']) {
+/**
+ * A skip reason when an input of the suites is missing (the built site, Chromium), else false.
+ * Under `make test` and CI (LEADSCORE_STRICT or CI set) a missing input throws instead: a suite
+ * that skips there could never fail.
+ */
+export function missingInputs(needs) {
+  for (const [file, how] of needs) {
     try {
-      readFileSync(join(WWW, f));
+      readFileSync(file);
     } catch {
-      return `target/www/${f} missing: run \`make site\``;
+      const why = `${file.startsWith(ROOT) ? file.slice(ROOT.length + 1) : file} missing: ${how}`;
+      if (process.env.LEADSCORE_STRICT || process.env.CI) throw new Error(`${why} (a missing input fails under make test/CI)`);
+      return why;
     }
   }
   return false;
+}
+
+/** Whether the site has been built with the wasm module, and Chromium is there (skip reason otherwise). */
+export function siteMissing() {
+  const site = ['ls/leadscore.js', 'ls/leadscore_bg.wasm', 'ls/tracker.js', 'ls/snippet.min.js', 'index.html'];
+  return missingInputs([
+    ...site.map((f) => [join(WWW, f), 'run `make site`']),
+    [process.env.CHROMIUM || '/usr/bin/chromium', 'run `.ci/tools chromium`'],
+  ]);
 }
 
 export const snippetText = () => readFileSync(join(WWW, 'ls', 'snippet.min.js'), 'utf8').trim();
@@ -196,49 +213,36 @@ export async function artifacts() {
 }
 
 // ---------------------------------------------------------------- www/event.schema.json, checked
-const schema = JSON.parse(readFileSync(join(ROOT, 'www', 'event.schema.json'), 'utf8'));
+// By a real JSON Schema validator (ajv, draft 2020-12), plus the byte rule the schema cannot say
+// (its maxLength counts characters; the core counts UTF-8 bytes), from the generated limits.
+// strictRequired off: `required` inside if/then names properties declared at the top level, as JSON Schema allows.
+const ajv = new Ajv2020({ allErrors: true, strict: true, strictRequired: false });
+const validateEvent = ajv.compile(JSON.parse(readFileSync(join(ROOT, 'www', 'event.schema.json'), 'utf8')));
 const byteLen = (s) => Buffer.byteLength(s, 'utf8');
+const BYTE_LIMITS = {
+  id: L.MAX_ID_LEN,
+  visitor_id: L.MAX_ID_LEN,
+  name: L.MAX_ID_LEN,
+  lead_id: L.MAX_LEAD_ID_LEN,
+  url: L.MAX_URL_LEN,
+  referrer: L.MAX_URL_LEN,
+  path: L.MAX_PATH_LEN,
+  ua: L.MAX_UA_LEN,
+};
 
-function checkValue(v, spec, where, errs) {
-  if (spec.$ref) spec = schema.$defs[spec.$ref.split('/').pop()];
-  if (spec.enum && !spec.enum.includes(v)) errs.push(`${where}: ${JSON.stringify(v)} not in enum`);
-  const t = spec.type;
-  if (t === 'string') {
-    if (typeof v !== 'string') return errs.push(`${where}: not a string`);
-    if (spec.minLength && v.length < spec.minLength) errs.push(`${where}: too short`);
-    if (spec.maxLength && byteLen(v) > spec.maxLength) errs.push(`${where}: longer than ${spec.maxLength}`);
-    if (spec.pattern && !new RegExp(spec.pattern).test(v)) errs.push(`${where}: does not match ${spec.pattern}`);
-  } else if (t === 'integer' || t === 'number') {
-    if (typeof v !== 'number' || (t === 'integer' && !Number.isInteger(v))) return errs.push(`${where}: not an ${t}`);
-    if (spec.minimum !== undefined && v < spec.minimum) errs.push(`${where}: below ${spec.minimum}`);
-    if (spec.maximum !== undefined && v > spec.maximum) errs.push(`${where}: above ${spec.maximum}`);
-  } else if (t === 'object') {
-    if (!v || typeof v !== 'object' || Array.isArray(v)) return errs.push(`${where}: not an object`);
-    const keys = Object.keys(v);
-    if (spec.maxProperties && keys.length > spec.maxProperties) errs.push(`${where}: too many entries`);
-    for (const k of keys) {
-      if (k.length < 1 || k.length > 64) errs.push(`${where}.${k}: bad key length`);
-      const x = v[k];
-      const ok = typeof x === 'boolean' || (typeof x === 'number' && Number.isFinite(x)) || (typeof x === 'string' && byteLen(x) <= 512);
-      if (!ok) errs.push(`${where}.${k}: not a small scalar`);
+/** Errors of one event against www/event.schema.json and the byte limits ([] when valid). */
+export function schemaErrors(e) {
+  const errs = validateEvent(e) ? [] : validateEvent.errors.map((x) => `${x.instancePath || '/'} ${x.message}`);
+  if (!e || typeof e !== 'object') return errs;
+  for (const [k, max] of Object.entries(BYTE_LIMITS)) {
+    if (typeof e[k] === 'string' && byteLen(e[k]) > max) errs.push(`/${k} is more than ${max} bytes`);
+  }
+  for (const m of ['props', 'traits']) {
+    for (const [k, v] of Object.entries(e[m] && typeof e[m] === 'object' ? e[m] : {})) {
+      if (byteLen(k) > L.MAX_KEY_LEN) errs.push(`/${m} key ${JSON.stringify(k)} is more than ${L.MAX_KEY_LEN} bytes`);
+      if (typeof v === 'string' && byteLen(v) > L.MAX_VALUE_LEN) errs.push(`/${m}/${k} is more than ${L.MAX_VALUE_LEN} bytes`);
     }
   }
-}
-
-/** Errors of one event against www/event.schema.json ([] when valid). */
-export function schemaErrors(e) {
-  const errs = [];
-  if (!e || typeof e !== 'object') return ['not an object'];
-  for (const k of schema.required) if (!(k in e)) errs.push(`missing ${k}`);
-  for (const [k, v] of Object.entries(e)) {
-    const spec = schema.properties[k];
-    if (!spec) errs.push(`unknown field ${k}`);
-    else checkValue(v, spec, k, errs);
-  }
-  if (e.type === 'page' && !('path' in e) && !('url' in e)) errs.push('page without path/url');
-  if (e.type === 'custom' && !('name' in e)) errs.push('custom without name');
-  if (e.type === 'identify' && !('lead_id' in e) && !('traits' in e)) errs.push('identify without lead_id/traits');
-  if (e.type !== 'identify' && 'traits' in e) errs.push('traits outside identify');
   return errs;
 }
 

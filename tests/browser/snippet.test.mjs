@@ -15,6 +15,8 @@ leadscore.init({ siteKey: "k1", endpoint: "${ep}", consent: "granted", flushMs: 
 window.__stubAtCall = Array.isArray(window.leadscore);
 leadscore.identify("lead-7", { plan: "pro", seats: 40, nested: { no: 1 } });
 leadscore.on("score", function (s) { (window.__calls = window.__calls || []).push(s); });
+window.__stubRef = window.leadscore; // page code keeping a reference to the stub
+window.__trackAt = Date.now();
 leadscore.track("pricing_calculator_used", { seats: 40 });
 window.__scoreBefore = leadscore.score();
 </script>
@@ -87,6 +89,13 @@ test('queued calls are replayed and a second snippet changes nothing', { skip },
   assert.equal(evs[2].name, 'pricing_calculator_used');
   assert.ok(rx.accepted.every((q) => q.body.site_key === 'k1'), 'the first init wins');
   assert.equal(new Set(evs.map((e) => e.id)).size, evs.length, 'no duplicate events');
+  // The queued track keeps the time it was made, not the replay's (the tracker was held 400 ms).
+  const trackAt = await p.evaluate(() => window.__trackAt);
+  assert.ok(evs[2].ts >= trackAt && evs[2].ts - trackAt < 300, `queued call stamped when made: ts ${evs[2].ts}, called at ${trackAt}`);
+  assert.equal(await p.evaluate(() => window.leadscore.info().snippetVersion), '2', 'the tracker reads the snippet version');
+  // A call on the kept stub reference after load still reaches the tracker.
+  await p.evaluate(() => window.__stubRef.track('late_on_stub_ref', { n: 1 }));
+  await until(() => rx.events().some((e) => e.name === 'late_on_stub_ref'), 5000, 'the late call on the stub reference');
   await context.close();
 });
 

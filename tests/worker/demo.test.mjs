@@ -10,15 +10,18 @@
 //   window.leadscore.flush() and window.leadscore.info().visitorId (used when present, not required).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import fs from "node:fs";
 import path from "node:path";
 import { testStack, sleep, show } from "./lib.mjs";
 import { ROOT } from "./receiver.mjs";
+import { missingInputs } from "../browser/helpers.mjs";
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
 const SITE = path.join(ROOT, "target", "www", "index.html");
-const skip = !fs.existsSync(SITE) ? "target/www is not built (make site)" : !fs.existsSync(CHROMIUM) ? `${CHROMIUM} missing` : false;
+const skip = missingInputs([
+  [SITE, "run `make site`"],
+  [CHROMIUM, "run `.ci/tools chromium`"],
+]);
 
 let S;
 let browser;

@@ -7,7 +7,7 @@
 //! (then everything is deleted).
 //!
 //! **Leads.** A lead id gets its own directory object (`lead:<id>`; no visitor id may start with
-//! `lead:`) listing the lead's visitors (at most [`MAX_LEAD_VISITORS`], the oldest dropped first)
+//! `lead:`) listing the lead's visitors (at most [`crate::lead::MAX_LEAD_VISITORS`], the oldest dropped first)
 //! and naming the *merged view*: the CRM-consented visitor that joined the lead last. Only a
 //! **verified** identify (the site backend's signature of the lead id, or a bearer caller; see
 //! [`crate::identity`]) joins a lead. When one is applied to visitor V with lead L:
@@ -32,18 +32,22 @@
 //! merging it again would count its earlier part twice). A device already in the lead that
 //! identifies again does not take over the merged view.
 
+mod lead;
+
 use std::cell::RefCell;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use worker::*;
 
-use super::delivery::Delivery;
+use super::outbox::{Delivery, QUEUE};
 use super::{now_ms, query, scorer, var_num, ApiError, ApplyRequest, ApplyResponse};
+use crate::error_code::ErrorCode;
 use crate::event::{Event, EventType};
 use crate::explain::ShapMemo;
-use crate::score::{Score, ScoreOptions, Scorer};
-use crate::state::{Merge, Outcome, VisitorState};
+use crate::rate_limit::RateWindow;
+use crate::score::{Score, ScoreOptions};
+use crate::state::VisitorState;
 use crate::webhook::{make_event, webhook_id, Decision, Policy, SentState};
 
 /// If a batch that merges a lead stops half-way (the isolate dies while fetching the lead's
@@ -52,11 +56,7 @@ const MERGE_GRACE_MS: i64 = 10_000;
 
 /// Durable Object binding name (wrangler.toml).
 pub const BINDING: &str = "VISITORS";
-/// Queue producer binding name (wrangler.toml).
-pub const QUEUE: &str = "SCORE_EVENTS";
 const KEY: &str = "v";
-/// Most visitor ids a lead directory entry keeps (the core merges at most as many sources).
-pub const MAX_LEAD_VISITORS: usize = crate::state::MAX_MERGED;
 
 /// What one visitor object keeps.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -96,16 +96,6 @@ impl Record {
     }
 }
 
-/// What a visitor tells a lead directory when it joins.
-#[derive(Debug, Serialize, Deserialize)]
-struct Join {
-    /// The lead (the directory entry learns its own name from its first join).
-    lead: String,
-    visitor: String,
-    /// Its CRM consent: only a consented visitor becomes the lead's merged view.
-    crm: bool,
-}
-
 /// Which object `GET /v1/score/{id}` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -139,13 +129,6 @@ fn for_lead_url(route: &str, lead: &str) -> String {
     format!("https://visitor/{route}?lead={lead}")
 }
 
-/// A lead directory entry's answer to a visitor joining it.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct LeadMembers {
-    /// The lead's other visitors, the merged view first, then the newest first.
-    others: Vec<String>,
-}
-
 /// A visitor object's state, for merging into another visitor of the same lead.
 #[derive(Debug, Serialize, Deserialize)]
 struct Exported {
@@ -161,8 +144,8 @@ struct Exported {
 pub async fn call(env: &Env, req: &ApplyRequest) -> std::result::Result<ApplyResponse, ApiError> {
     let ns = env.durable_object(BINDING)?;
     let stub = ns.id_from_name(&req.visitor_id)?.get_stub()?;
-    let body =
-        serde_json::to_string(req).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let body = serde_json::to_string(req)
+        .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(body.into()));
     let r = Request::new_with_init("https://visitor/apply", &init)?;
@@ -176,17 +159,13 @@ pub async fn call(env: &Env, req: &ApplyRequest) -> std::result::Result<ApplyRes
         }
         #[derive(Deserialize)]
         struct EB {
-            code: String,
+            code: ErrorCode,
             message: String,
         }
+        // The object's own error, passed on with its code (an unknown code reads as internal).
         let (code, message) = serde_json::from_str::<E>(&text)
             .map(|e| (e.error.code, e.error.message))
-            .unwrap_or_else(|_| ("internal".into(), text.clone()));
-        let code: &'static str = match code.as_str() {
-            "rate_limited" => "rate_limited",
-            "invalid_field" => "invalid_field",
-            _ => "internal",
-        };
+            .unwrap_or_else(|_| (ErrorCode::Internal, text.clone()));
         let mut err = ApiError::new(status, code, message);
         if status == 429 {
             err.retry_after = resp
@@ -196,7 +175,7 @@ pub async fn call(env: &Env, req: &ApplyRequest) -> std::result::Result<ApplyRes
         }
         return Err(err);
     }
-    serde_json::from_str(&text).map_err(|e| ApiError::new(500, "internal", e.to_string()))
+    serde_json::from_str(&text).map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))
 }
 
 /// The current score of a lead (its merged view) or of a visitor, if known.
@@ -217,8 +196,8 @@ pub async fn lookup(
         return Ok(None);
     }
     let text = resp.text().await?;
-    let score: Score =
-        serde_json::from_str(&text).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let score: Score = serde_json::from_str(&text)
+        .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
     Ok(Some(score))
 }
 
@@ -244,6 +223,7 @@ impl DurableObject for VisitorObject {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        console_error_panic_hook::set_once();
         let for_lead = query(&req, "lead").ok().flatten();
         let result = match (req.method(), req.path().as_str()) {
             (Method::Post, "/apply") => match req.text().await {
@@ -256,7 +236,11 @@ impl DurableObject for VisitorObject {
                 Err(e) => Err(ApiError::from(e)),
             },
             (Method::Get, "/state") => self.export(for_lead.as_deref()).await,
-            _ => Err(ApiError::new(404, "not_found", "no such object route")),
+            _ => Err(ApiError::new(
+                404,
+                ErrorCode::NotFound,
+                "no such object route",
+            )),
         };
         match result {
             Ok(r) => Ok(r),
@@ -265,6 +249,7 @@ impl DurableObject for VisitorObject {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        console_error_panic_hook::set_once();
         let Some(mut rec) = self.load().await? else {
             return Response::ok("empty");
         };
@@ -324,7 +309,7 @@ impl VisitorObject {
 
     async fn apply(&self, text: &str) -> std::result::Result<Response, ApiError> {
         let req: ApplyRequest = serde_json::from_str(text)
-            .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+            .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
         let sc = scorer()?;
         let now = req.now.max(now_ms());
         let mut rec = self.load().await?.unwrap_or_default();
@@ -332,28 +317,31 @@ impl VisitorObject {
 
         // Rate limit per visitor and minute, counted in events.
         let limit = var_num(&self.env, "RATE_LIMIT_PER_MIN", 600u32);
-        if now - rec.rate_window >= 60_000 {
-            rec.rate_window = now;
-            rec.rate_count = 0;
-        }
-        let n = req.events.len() as u32;
-        if rec.rate_count + n > limit {
+        let mut window = RateWindow {
+            start: rec.rate_window,
+            count: rec.rate_count,
+        };
+        let n = u32::try_from(req.events.len()).unwrap_or(u32::MAX);
+        let admitted = window.admit(now, n, limit);
+        (rec.rate_window, rec.rate_count) = (window.start, window.count);
+        if let Err(retry_after) = admitted {
             let mut e = ApiError::new(
                 429,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!("more than {limit} events per minute for this visitor"),
             );
-            e.retry_after = Some((((rec.rate_window + 60_000 - now) / 1000) as u32).max(1));
+            e.retry_after = Some(retry_after);
             return Err(e);
         }
-        rec.rate_count += n;
 
         let mut vs = decode_state(&rec, &sc);
-        let (mut accepted, mut duplicates, mut stale) = (0, 0, 0);
-        for text in &req.events {
-            let Ok(mut ev) = Event::parse(text) else {
-                continue;
-            }; // validated by the worker
+        // Validated by the worker; an event that no longer parses is skipped, not counted.
+        let mut events: Vec<Event> = req
+            .events
+            .iter()
+            .filter_map(|t| Event::parse(t).ok())
+            .collect();
+        for ev in &mut events {
             if ev.kind == EventType::Identify && ev.lead_id.is_some() {
                 // (`ev.lead_id` is set here, so equality with it implies `Some`.)
                 let proven = req.verified_lead == ev.lead_id;
@@ -362,12 +350,9 @@ impl VisitorObject {
                     ev.lead_id = None; // a claim never replaces a verified lead; traits still count
                 }
             }
-            match sc.apply(&mut vs, &ev, Some(now)) {
-                Outcome::Applied => accepted += 1,
-                Outcome::Duplicate => duplicates += 1,
-                Outcome::Stale => stale += 1,
-            }
         }
+        let tally = sc.apply_all(&mut vs, &events, Some(now));
+        let (accepted, duplicates, stale) = (tally.applied, tally.duplicates, tally.stale);
         if let Some(c) = req.crm {
             rec.crm = c;
         }
@@ -403,7 +388,7 @@ impl VisitorObject {
         let opts = ScoreOptions::default();
         let score = sc
             .score_with_memo(&vs, &rec.visitor_id, now, opts, &mut self.memo.borrow_mut())
-            .map_err(|e| ApiError::new(500, "model", e.to_string()))?;
+            .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
         if accepted > 0 || merged {
             self.maybe_send(&mut rec, &score, now).await?;
         }
@@ -459,120 +444,6 @@ impl VisitorObject {
         Ok(())
     }
 
-    /// Joins `lead`'s directory entry and merges the CRM-consented states of the lead's other
-    /// visitors that this visitor has not absorbed yet (see the module docs) into the stored
-    /// record. Sends nothing: the caller scores and applies the policy once. Returns whether
-    /// anything was merged.
-    async fn merge_lead(
-        &self,
-        sc: &Scorer,
-        lead: &str,
-        visitor: &str,
-        crm: bool,
-    ) -> std::result::Result<bool, ApiError> {
-        let ns = self.env.durable_object(BINDING)?;
-        let stub = ns.id_from_name(&format!("lead:{lead}"))?.get_stub()?;
-        let join = serde_json::to_string(&Join {
-            lead: lead.to_string(),
-            visitor: visitor.to_string(),
-            crm,
-        })
-        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(join.into()));
-        let mut resp = stub
-            .fetch_with_request(Request::new_with_init("https://visitor/lead", &init)?)
-            .await?;
-        let members: LeadMembers = serde_json::from_str(&resp.text().await?)
-            .map_err(|e| ApiError::new(500, "internal", format!("lead directory: {e}")))?;
-
-        let mine = match self.load().await? {
-            Some(rec) => decode_state(&rec, sc),
-            None => return Ok(false),
-        };
-        let mut sources = Vec::new();
-        for other in members.others {
-            if other == visitor || mine.has_merged(&other) {
-                continue;
-            }
-            let stub = ns.id_from_name(&other)?.get_stub()?;
-            let mut resp = stub.fetch_with_str(&for_lead_url("state", lead)).await?;
-            if resp.status_code() != 200 {
-                continue; // expired (retention), never sent an event, or no longer this lead's
-            }
-            let Ok(ex) = serde_json::from_str::<Exported>(&resp.text().await?) else {
-                continue;
-            };
-            if !ex.crm {
-                continue; // no CRM consent: its behaviour must never reach the CRM
-            }
-            let state = base64::engine::general_purpose::STANDARD
-                .decode(&ex.state)
-                .ok()
-                .and_then(|b| VisitorState::from_bytes(&b, sc.state_config()).ok());
-            if let Some(state) = state.filter(|_| ex.visitor_id == other) {
-                sources.push((other, state));
-            }
-        }
-        if sources.is_empty() {
-            return Ok(false);
-        }
-        // The most complete state first: a previous merged view brings its own sources along.
-        sources.sort_by_key(|(_, s)| std::cmp::Reverse(s.merged.len()));
-
-        // Re-read: other requests to this object may have run while the states were fetched.
-        let mut rec = self.load().await?.unwrap_or_default();
-        let mut vs = decode_state(&rec, sc);
-        let mut merged = 0;
-        for (id, state) in &sources {
-            match vs.merge(visitor, id, state, sc.state_config()) {
-                Ok(Merge::Merged) => merged += 1,
-                Ok(_) => {}
-                Err(e) => return Err(ApiError::new(500, "internal", e.to_string())),
-            }
-        }
-        if merged == 0 {
-            return Ok(false);
-        }
-        rec.state = base64::engine::general_purpose::STANDARD.encode(vs.to_bytes());
-        self.save(&rec).await?;
-        Ok(true)
-    }
-
-    /// A lead directory entry: records a verified visitor as one of the lead's visitors and
-    /// answers with the others. A consented visitor new to the lead becomes its merged view.
-    async fn join_lead(&self, text: &str) -> std::result::Result<Response, ApiError> {
-        let join: Join = serde_json::from_str(text)
-            .map_err(|e| ApiError::new(500, "internal", format!("lead join: {e}")))?;
-        let visitor = join.visitor;
-        let mut rec = self.load().await?.unwrap_or_default();
-        if rec.lead_visitors.is_empty() {
-            // Entries written before the list knew only the visitor they pointed at.
-            rec.lead_visitors.extend(rec.lead_of.clone());
-        }
-        let mut others: Vec<String> = Vec::new();
-        for v in rec.lead_of.iter().chain(rec.lead_visitors.iter().rev()) {
-            if *v != visitor && !others.contains(v) {
-                others.push(v.clone());
-            }
-        }
-        if !rec.lead_visitors.contains(&visitor) {
-            if rec.lead_visitors.len() >= MAX_LEAD_VISITORS {
-                rec.lead_visitors.remove(0);
-            }
-            rec.lead_visitors.push(visitor.clone());
-            if join.crm {
-                rec.lead_of = Some(visitor);
-            }
-        } else if join.crm && rec.lead_of.is_none() {
-            rec.lead_of = Some(visitor); // the first of the lead's visitors to consent
-        }
-        rec.lead = Some(join.lead);
-        rec.seen = now_ms();
-        self.save(&rec).await?;
-        Ok(Response::from_json(&LeadMembers { others })?)
-    }
-
     /// A visitor object's state for another visitor of the same lead (lead entries have none),
     /// only while this visitor's verified lead is that lead.
     async fn export(&self, lead: Option<&str>) -> std::result::Result<Response, ApiError> {
@@ -589,7 +460,7 @@ impl VisitorObject {
                     crm: rec.crm,
                 })?)
             }
-            _ => Err(ApiError::new(404, "not_found", "no visitor state")),
+            _ => Err(ApiError::new(404, ErrorCode::NotFound, "no visitor state")),
         }
     }
 
@@ -597,12 +468,16 @@ impl VisitorObject {
     /// that lead's entry, answered only while this visitor is the lead's, verified and consented.
     async fn current(&self, for_lead: Option<&str>) -> std::result::Result<Response, ApiError> {
         let Some(rec) = self.load().await? else {
-            return Err(ApiError::new(404, "not_found", "unknown"));
+            return Err(ApiError::new(404, ErrorCode::NotFound, "unknown"));
         };
         if rec.is_lead_entry() {
             // A lead entry: answer with its merged view's score.
             let Some(v) = rec.lead_of else {
-                return Err(ApiError::new(404, "not_found", "no consented visitor"));
+                return Err(ApiError::new(
+                    404,
+                    ErrorCode::NotFound,
+                    "no consented visitor",
+                ));
             };
             let lead = rec.lead.unwrap_or_default();
             let ns = self.env.durable_object(BINDING)?;
@@ -616,14 +491,18 @@ impl VisitorObject {
         }
         if let Some(lead) = for_lead {
             if rec.verified_lead.as_deref() != Some(lead) || !rec.crm {
-                return Err(ApiError::new(404, "not_found", "not this lead's visitor"));
+                return Err(ApiError::new(
+                    404,
+                    ErrorCode::NotFound,
+                    "not this lead's visitor",
+                ));
             }
         }
         let sc = scorer()?;
         let vs = decode_state(&rec, &sc);
         let score = sc
             .score(&vs, &rec.visitor_id, now_ms(), ScoreOptions::default())
-            .map_err(|e| ApiError::new(500, "model", e.to_string()))?;
+            .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
         Ok(Response::from_json(&score)?)
     }
 }

@@ -4,40 +4,16 @@
 //! Limits keep one visitor's traffic from costing unbounded memory anywhere it is parsed: the browser,
 //! the worker (per request) and the CLI (per line).
 
+pub mod channel;
+pub mod limits;
+pub mod schema;
+pub mod useragent;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Hard limits on an event. Exceeding any is an [`EventError`], never a truncation: silently changed
-/// data would score differently on the browser and the server.
-pub mod limits {
-    /// Largest accepted JSON text of one event, in bytes.
-    pub const MAX_EVENT_BYTES: usize = 16 * 1024;
-    /// Longest `id`, `visitor_id`, `lead_id` or custom `name`.
-    pub const MAX_ID_LEN: usize = 128;
-    /// Longest `lead_id` (it is kept in visitor state, which has a 1 KB budget).
-    pub const MAX_LEAD_ID_LEN: usize = 64;
-    /// Longest `url` or `referrer`.
-    pub const MAX_URL_LEN: usize = 2048;
-    /// Longest `path`.
-    pub const MAX_PATH_LEN: usize = 1024;
-    /// Longest user agent.
-    pub const MAX_UA_LEN: usize = 512;
-    /// Most entries in `props` or in `traits`.
-    pub const MAX_MAP_ENTRIES: usize = 32;
-    /// Longest key in `props` or `traits`.
-    pub const MAX_KEY_LEN: usize = 64;
-    /// Longest string value in `props` or `traits`.
-    pub const MAX_VALUE_LEN: usize = 512;
-    /// Largest `engaged_ms` of one event: a heartbeat or page end never covers more than a day.
-    pub const MAX_ENGAGED_MS: f64 = 86_400_000.0;
-    /// Accepted timestamps: 2000-01-01 … 2100-01-01 (ms since the Unix epoch).
-    pub const MIN_TS: i64 = 946_684_800_000;
-    /// See [`MIN_TS`].
-    pub const MAX_TS: i64 = 4_102_444_800_000;
-    /// Largest accepted `|tz_offset|` in minutes (UTC−14 … UTC+14).
-    pub const MAX_TZ_OFFSET: i32 = 14 * 60;
-}
+use crate::error_code::ErrorCode;
 
 /// What happened. Unknown types are rejected rather than ignored so a typo is not silently dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,12 +143,12 @@ pub enum EventError {
 
 impl EventError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            EventError::Json(_) => "invalid_json",
-            EventError::Schema(_) => "invalid_field",
-            EventError::TooLarge(_) => "event_too_large",
-            EventError::Field { .. } => "invalid_field",
+            EventError::Json(_) => ErrorCode::InvalidJson,
+            EventError::Schema(_) => ErrorCode::InvalidField,
+            EventError::TooLarge(_) => ErrorCode::EventTooLarge,
+            EventError::Field { .. } => ErrorCode::InvalidField,
         }
     }
 
@@ -481,7 +457,10 @@ mod tests {
             })
         ));
         let big = " ".repeat(limits::MAX_EVENT_BYTES + 1);
-        assert_eq!(Event::parse(&big).unwrap_err().code(), "event_too_large");
+        assert_eq!(
+            Event::parse(&big).unwrap_err().code(),
+            ErrorCode::EventTooLarge
+        );
         let many: Vec<String> = (0..=limits::MAX_MAP_ENTRIES)
             .map(|i| format!("\"k{i}\":1"))
             .collect();
@@ -534,13 +513,25 @@ mod tests {
     #[test]
     fn rejects_unknown_types_and_fields() {
         let t = r#"{"id":"a","type":"pageview","ts":1700000000000,"visitor_id":"v","path":"/"}"#;
-        assert_eq!(Event::parse(t).unwrap_err().code(), "invalid_field");
+        assert_eq!(Event::parse(t).unwrap_err().code(), ErrorCode::InvalidField);
         let f = r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","x":1}"#;
-        assert_eq!(Event::parse(f).unwrap_err().code(), "invalid_field");
+        assert_eq!(Event::parse(f).unwrap_err().code(), ErrorCode::InvalidField);
         let ts = r#"{"id":"a","type":"page","ts":"yesterday","visitor_id":"v","path":"/"}"#;
-        assert_eq!(Event::parse(ts).unwrap_err().code(), "invalid_field");
-        assert_eq!(Event::parse("[1,2]").unwrap_err().code(), "invalid_field");
-        assert_eq!(Event::parse("{\"id\":").unwrap_err().code(), "invalid_json");
-        assert_eq!(Event::parse("not json").unwrap_err().code(), "invalid_json");
+        assert_eq!(
+            Event::parse(ts).unwrap_err().code(),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            Event::parse("[1,2]").unwrap_err().code(),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            Event::parse("{\"id\":").unwrap_err().code(),
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(
+            Event::parse("not json").unwrap_err().code(),
+            ErrorCode::InvalidJson
+        );
     }
 }

@@ -1,0 +1,11 @@
+//! The integration tests: one binary (each test binary links tract), one module per subject.
+//! Run one subject with `cargo test --test integration parity::`.
+
+mod bundle;
+mod cli;
+mod features;
+mod generated;
+mod kernel;
+mod parity;
+mod robustness;
+mod state;
