@@ -2,15 +2,15 @@
 // event on the device with the wasm core, run off the main thread in a Worker (score-worker.js,
 // next to this file), personalises the page from the score and — only with an endpoint, consent and
 // no Global Privacy Control — sends the events to the edge endpoint in batches, with a persistent
-// retry queue.
+// retry queue (./tracker/transport.js). This file is the entry: engine hand-off, capture,
+// personalisation and the public API; ./tracker/ holds config, consent, storage, text, transport,
+// the retry policy and the limits generated from the core.
 //
 // JS never computes features or scores: it builds events, hands them to the engine (LeadScorer.apply)
 // and reads back its score. Loaded as an ES module by the snippet (www/snippet.js), which queues
 // calls made before this file has run; they are replayed here in order.
 
 import {
-  MAX_BATCH_EVENTS,
-  MAX_BODY_BYTES,
   MAX_ENGAGED_MS,
   MAX_ID_LEN,
   MAX_KEY_LEN,
@@ -21,11 +21,11 @@ import {
   MAX_URL_LEN,
   MAX_VALUE_LEN,
 } from './tracker/limits.js'; // generated from src/event/limits.rs
-import { retryWaitMs } from './tracker/retry.js';
 import { cfg } from './tracker/config.js';
-import { allowed, consentState, crmAllowed, gpc, undecided } from './tracker/consent.js';
+import { allowed, consentState, gpc, undecided } from './tracker/consent.js';
 import { VID, cookie, del, get, readJSON, set, setCookie } from './tracker/storage.js';
 import { b64, bytes, cut, uid, unb64 } from './tracker/text.js';
+import { dropHeld, droppedCount, enqueue, flush, pageLeft, qRead, releaseHeld, schedule, stopSending, unloaded } from './tracker/transport.js';
 
 const W = window;
 const D = document;
@@ -43,9 +43,6 @@ const warn = (...a) => console.warn('leadscore:', ...a);
 const now = () => Date.now();
 
 // ---------------------------------------------------------------- configuration and state
-const MAX_EVENTS = MAX_BATCH_EVENTS;
-// Bytes: under the 64 KiB keepalive/beacon budget (and the worker's body limit).
-const MAX_BODY = Math.min(64000, MAX_BODY_BYTES);
 
 let inited = false;
 let failed = false; // the engine could not load: events still go to the endpoint, unscored
@@ -276,7 +273,6 @@ function paint() {
 
 // ---------------------------------------------------------------- page views and engagement
 let pv = null; // current page view: {path, acc, since, ended, depths, forms}
-let unloaded = false; // pagehide seen: no more sending from this page unless it is restored
 let lastAct = now();
 let hb = 0;
 let firstView = true;
@@ -418,15 +414,14 @@ function listen() {
     }
   });
   W.addEventListener('pagehide', () => {
-    unloaded = true;
+    pageLeft(true);
     endPage();
     flush(true);
   });
   W.addEventListener('pageshow', (e) => {
     // Back/forward cache restore: a new page view of the same page; re-send what was beaconed.
     if (!e.persisted) return;
-    unloaded = false;
-    beaconed = new Set();
+    pageLeft(false);
     startPage();
     schedule(0);
   });
@@ -472,145 +467,6 @@ function listen() {
     true,
   );
   if (D.readyState === 'loading') D.addEventListener('DOMContentLoaded', paint);
-}
-
-// ---------------------------------------------------------------- transport
-let timer = 0;
-let timerAt = 0;
-let inflight = null; // {ids:Set, ctrl}
-let beaconed = new Set(); // ids handed to sendBeacon on this page (outcome unknown; still queued)
-let attempt = 0;
-let backoffUntil = 0;
-let dropped = 0;
-let held = []; // made before a consent decision; sent if it is granted, dropped if refused
-
-const qRead = () => {
-  const q = readJSON('q', []);
-  return Array.isArray(q) ? q : [];
-};
-const qWrite = (q) => {
-  if (!q.length) del('q');
-  else if (!set('q', JSON.stringify(q))) warn('could not persist the event queue (storage full or blocked)');
-};
-
-function enqueue(e) {
-  if (!allowed()) {
-    if (cfg.endpoint && undecided() && held.length < 200) held.push(e);
-    return;
-  }
-  const q = qRead();
-  q.push(e);
-  if (q.length > cfg.maxQueue) {
-    const n = q.length - cfg.maxQueue;
-    q.splice(0, n);
-    dropped += n;
-    warn(`event queue full: dropped the ${n} oldest event(s), ${dropped} on this page so far`);
-  }
-  qWrite(q);
-  schedule(q.length >= cfg.batchSize ? 0 : cfg.flushMs);
-}
-
-function schedule(ms) {
-  const at = Math.max(now() + ms, backoffUntil);
-  if (timer && timerAt <= at) return;
-  clearTimeout(timer);
-  timerAt = at;
-  timer = setTimeout(() => {
-    timer = 0;
-    flush(false);
-  }, at - now());
-}
-
-/** The next batch: the oldest events of one visitor, ≤ MAX_EVENTS and ≤ MAX_BODY bytes. */
-function nextBatch(skip) {
-  const events = [];
-  let v;
-  let size = 0;
-  for (const e of qRead()) {
-    if (skip.has(e.id)) continue;
-    if (v === undefined) {
-      v = e.visitor_id;
-      size = bytes(body(v, [])) + 8;
-    } else if (e.visitor_id !== v) break;
-    const n = bytes(JSON.stringify(e)) + 1;
-    if (events.length === MAX_EVENTS || size + n > MAX_BODY) break;
-    events.push(e);
-    size += n;
-  }
-  return events.length ? { v, events, text: body(v, events) } : null;
-}
-
-const body = (v, events) =>
-  JSON.stringify({ site_key: cfg.siteKey, visitor_id: v, consent: { crm: crmAllowed() }, events });
-const url = () => cfg.endpoint + '/v1/events';
-
-/** Sends queued events: one batch at a time with fetch keepalive. `unloading` (pagehide): hand
- * everything not in flight to sendBeacon. Entries stay queued until a 2xx is seen, so a beaconed
- * event is re-sent by the next page (at-least-once; the core de-duplicates by event id). */
-function flush(unloading) {
-  if (!allowed() || unloaded) return;
-  if (unloading) {
-    if (attempt > 0) return; // endpoint failing: the persisted queue waits for the next page
-    const skip = new Set([...beaconed, ...(inflight ? inflight.ids : [])]);
-    let b;
-    while ((b = nextBatch(skip))) {
-      b.events.forEach((e) => skip.add(e.id));
-      let ok = false;
-      try {
-        ok = N.sendBeacon
-          ? N.sendBeacon(url(), new Blob([b.text], { type: 'text/plain' }))
-          : (fetch(url(), { method: 'POST', body: b.text, keepalive: true, headers: { 'content-type': 'text/plain' } }).catch(() => {}), true);
-      } catch {}
-      if (!ok) break;
-      b.events.forEach((e) => beaconed.add(e.id));
-    }
-    return;
-  }
-  if (inflight) return;
-  if (now() < backoffUntil) return schedule(0);
-  const b = nextBatch(beaconed);
-  if (!b) return;
-  const ctrl = typeof AbortController === 'function' ? new AbortController() : undefined;
-  const ids = new Set(b.events.map((e) => e.id));
-  const mine = (inflight = { ids, ctrl });
-  fetch(url(), {
-    method: 'POST',
-    body: b.text,
-    keepalive: true,
-    headers: { 'content-type': 'text/plain' },
-    signal: ctrl && ctrl.signal,
-  })
-    .then((res) => {
-      if (inflight !== mine) return;
-      inflight = null;
-      const s = res.status;
-      if (s >= 200 && s < 300) {
-        attempt = 0;
-        backoffUntil = 0;
-        remove(ids);
-      } else if (s === 408 || s === 429 || s >= 500) {
-        return retry(res.headers.get('retry-after'));
-      } else {
-        warn(`endpoint refused a batch of ${ids.size} event(s) with HTTP ${s}; dropped`);
-        remove(ids);
-      }
-      if (qRead().length) schedule(0);
-    })
-    .catch(() => {
-      if (inflight !== mine) return;
-      inflight = null;
-      retry(null);
-    });
-}
-
-function remove(ids) {
-  qWrite(qRead().filter((e) => !ids.has(e.id)));
-}
-
-function retry(after) {
-  attempt++;
-  backoffUntil = now() + retryWaitMs(attempt, cfg.retryBaseMs, cfg.retryMaxMs, Math.random(), after, now());
-  schedule(0);
 }
 
 // ---------------------------------------------------------------- public API
@@ -707,23 +563,13 @@ const api = {
     next.ts = now();
     set('consent', JSON.stringify(next));
     if (next.analytics === false) {
-      held = [];
-      del('q');
-      clearTimeout(timer);
-      timer = 0;
-      if (inflight) {
-        inflight.ctrl && inflight.ctrl.abort();
-        inflight = null;
-      }
+      stopSending();
       setCookie('', 0);
     } else if (allowed()) {
       setCookie(vid, 400 * 86400);
-      const h = held;
-      held = [];
-      h.forEach(enqueue);
-      schedule(0);
+      releaseHeld();
     }
-    if (!undecided()) held = [];
+    if (!undecided()) dropHeld();
     return api;
   },
   /** Sends what is queued now. */
@@ -759,7 +605,7 @@ const api = {
       constructMs: meta.constructMs ?? null,
     },
     queued: qRead().length,
-    dropped,
+    dropped: droppedCount(),
     sending: allowed(),
     gpc: gpc(),
     consent: consentState(),

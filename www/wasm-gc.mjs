@@ -1,6 +1,7 @@
 // Dead-code removal for the browser module that the linker cannot do.
 //
 //   node www/wasm-gc.mjs IN.wasm OUT.wasm     (IN linked with `-C link-arg=--emit-relocs`)
+//   import { gc } from './wasm-gc.mjs'        (tests: tests/browser/wasm-gc.test.mjs)
 //
 // Why: tract registers runtimes, model transforms and linalg kernels through `inventory`, i.e.
 // static constructors, and wasm-ld keeps the constructors of every object file with one live
@@ -16,18 +17,19 @@
 // the table and data addresses stay as they are), and unmarked data bytes are zeroed. The
 // relocation and linking sections are dropped. Prints what it removed.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
-const [, , input, output] = process.argv;
-if (!input || !output) {
-  console.error('usage: node www/wasm-gc.mjs IN.wasm OUT.wasm');
-  process.exit(2);
-}
+/** Why a module cannot be collected (the module is left as it is). */
+export class WasmGcError extends Error {}
+
+/**
+ * Collects `bin` (a linked module with its relocations); returns the new module and what went:
+ * `{wasm, functions, deadFunctions: [{index, name}], deadCodeBytes, zeroedDataBytes}`.
+ */
+export function gc(bin) {
 const fail = (msg) => {
-  console.error(`wasm-gc: ${input}: ${msg}`);
-  process.exit(1);
+  throw new WasmGcError(msg);
 };
-
-const bin = readFileSync(input);
 
 /** A cursor over `bin`. */
 class Reader {
@@ -363,8 +365,32 @@ for (const s of sections) {
   } else out.push(bin.subarray(s.start, s.end));
 }
 const result = Buffer.concat(out);
-writeFileSync(output, result);
-console.log(
-  `wasm-gc: ${deadFuncs} of ${bodies.length} functions unreachable (${(deadCodeBytes / 1024).toFixed(0)} KB of code), ` +
-    `${(zeroed / 1024).toFixed(0)} KB of dead data zeroed; ${(bin.length / 1024).toFixed(0)} → ${(result.length / 1024).toFixed(0)} KB`,
-);
+const name = (f) => symbols.find((s) => s.kind === 0 && !(s.flags & FLAG_UNDEFINED) && s.index === f)?.name ?? null;
+const deadFunctions = [];
+bodies.forEach((_, k) => liveFuncs[importedFuncs + k] || deadFunctions.push({ index: importedFuncs + k, name: name(importedFuncs + k) }));
+return { wasm: result, functions: bodies.length, deadFunctions, deadCodeBytes, zeroedDataBytes: zeroed };
+}
+
+function main() {
+  const [, , input, output] = process.argv;
+  if (!input || !output) {
+    console.error('usage: node www/wasm-gc.mjs IN.wasm OUT.wasm');
+    process.exit(2);
+  }
+  const bin = readFileSync(input);
+  let r;
+  try {
+    r = gc(bin);
+  } catch (e) {
+    if (!(e instanceof WasmGcError)) throw e;
+    console.error(`wasm-gc: ${input}: ${e.message}`);
+    process.exit(1);
+  }
+  writeFileSync(output, r.wasm);
+  console.log(
+    `wasm-gc: ${r.deadFunctions.length} of ${r.functions} functions unreachable (${(r.deadCodeBytes / 1024).toFixed(0)} KB of code), ` +
+      `${(r.zeroedDataBytes / 1024).toFixed(0)} KB of dead data zeroed; ${(bin.length / 1024).toFixed(0)} → ${(r.wasm.length / 1024).toFixed(0)} KB`,
+  );
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) main();
