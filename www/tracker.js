@@ -2,9 +2,10 @@
 // event on the device with the wasm core, run off the main thread in a Worker (score-worker.js,
 // next to this file), personalises the page from the score and — only with an endpoint, consent and
 // no Global Privacy Control — sends the events to the edge endpoint in batches, with a persistent
-// retry queue (./tracker/transport.js). This file is the entry: engine hand-off, capture,
-// personalisation and the public API; ./tracker/ holds config, consent, storage, text, transport,
-// the retry policy and the limits generated from the core.
+// retry queue. This file is the entry: the visitor id, events, capture (page views, engagement,
+// scroll, CTAs, forms) and the public API; ./tracker/ holds the rest by concern: config, consent,
+// storage, text, util, engine (the scorer's Worker), hooks (what a score does on the page),
+// transport, retry (the policy) and limits (generated from the core).
 //
 // JS never computes features or scores: it builds events, hands them to the engine (LeadScorer.apply)
 // and reads back its score. Loaded as an ES module by the snippet (www/snippet.js), which queues
@@ -24,33 +25,22 @@ import {
 import { cfg } from './tracker/config.js';
 import { allowed, consentState, gpc, undecided } from './tracker/consent.js';
 import { VID, cookie, del, get, readJSON, set, setCookie } from './tracker/storage.js';
-import { b64, bytes, cut, uid, unb64 } from './tracker/text.js';
+import { bytes, cut, uid } from './tracker/text.js';
+import { boot, meta, newVisitor, startEngine, toEngine, unscored } from './tracker/engine.js';
+import { call, current, forgetScore, handlers, hasScore, paint } from './tracker/hooks.js';
 import { dropHeld, droppedCount, enqueue, flush, pageLeft, qRead, releaseHeld, schedule, stopSending, unloaded } from './tracker/transport.js';
+import { mark, now, warn } from './tracker/util.js';
 
 const W = window;
 const D = document;
 const N = navigator;
 const H = D.documentElement;
 const P = W.performance;
-const mark = (name) => {
-  try {
-    P.mark('leadscore:' + name);
-  } catch {}
-};
 mark('load-start');
-
-const warn = (...a) => console.warn('leadscore:', ...a);
-const now = () => Date.now();
 
 // ---------------------------------------------------------------- configuration and state
 
 let inited = false;
-let failed = false; // the engine could not load: events still go to the endpoint, unscored
-let rules; // page rules JSON for LeadScorer
-let current = null; // last score object
-let sig = '';
-let firstScore = true;
-const handlers = { score: [] };
 
 // Visitor id: localStorage, else the first-party cookie, else new. id_persistent: true when it came
 // from storage; false when it cannot be stored (so the core counts the visitor type as unknown).
@@ -60,156 +50,6 @@ if (!vid || !VID.test(vid)) {
   vid = uid();
   idPersistent = set('vid', vid) ? undefined : false;
 } else set('vid', vid);
-
-// ---------------------------------------------------------------- scoring engine (score-worker.js)
-// Events go to the transport at once (nothing made is lost if the page goes away) and to the engine
-// in one batch per task; its answer carries the score, the saved state and refusals, in order.
-const ENGINE = new URL('score-worker.js', import.meta.url);
-let send = null; // (msg) => void into the engine; null while it is being made
-let initMsg = null; // the current scorer's init (re-sent if the engine has to be remade)
-let gen = 0; // bumped by reset(): answers for an older visitor are ignored
-let outbox = []; // events made and not yet posted
-let sent = []; // posted batches not yet answered, oldest first: {gen, events, msg}
-let draining = false;
-let meta = {}; // modelVersion, featureCount, features, memory, from the engine's answers
-
-const post = (msg) => send && send(msg);
-
-/** The engine in a module Worker; in the page where a Worker cannot run it (another origin, …). */
-function startEngine() {
-  try {
-    const w = new Worker(ENGINE, { type: 'module' });
-    w.onmessage = (e) => fromEngine(e.data);
-    w.onerror = (e) => {
-      // Not loadable (e.g. another origin) or broken: the same engine in the page takes over.
-      e.preventDefault();
-      w.terminate();
-      inPage();
-    };
-    send = (m) => w.postMessage(m);
-    meta.thread = 'worker';
-    // The module downloads and compiles here while the Worker starts, which then gets it compiled
-    // (init says so with wasm: 'page'); if that fails here, the Worker fetches it itself.
-    const give = (module) => {
-      try {
-        w.postMessage({ t: 'module', module });
-      } catch {
-        w.postMessage({ t: 'module' }); // a module this browser cannot pass to a Worker
-      }
-    };
-    try {
-      WebAssembly.compileStreaming(fetch(new URL('leadscore_bg.wasm', ENGINE))).then(give, () => give());
-    } catch {
-      give();
-    }
-  } catch {
-    inPage();
-  }
-}
-
-async function inPage() {
-  send = null;
-  try {
-    const m = await import(ENGINE.href);
-    send = m.engine((msg) => fromEngine(msg));
-    meta.thread = 'page';
-  } catch (e) {
-    return fromEngine({ t: 'failed', message: String(e) });
-  }
-  // From the last saved state, with the current visitor's unanswered batches.
-  sent = sent.filter((b) => b.gen === gen);
-  if (initMsg) send((initMsg = { ...initMsg, saved: savedState() }));
-  sent.forEach((b) => send(b.msg));
-}
-
-const savedState = () => {
-  try {
-    return get('state') ? unb64(get('state')) : undefined;
-  } catch {
-    return undefined;
-  }
-};
-
-/** Creates the scorer for `vid` from the saved state and the events a left page had not seen scored. */
-function boot() {
-  const saved = savedState();
-  const unscored = readJSON('unscored', []);
-  del('unscored');
-  rules = cfg.categories ? JSON.stringify(cfg.categories) : undefined;
-  initMsg = { t: 'init', vid, saved, rules, wasm: 'page' };
-  post(initMsg);
-  // Already sent to the endpoint by their page; the core ignores those it has seen (event ids).
-  if (Array.isArray(unscored)) outbox = unscored.filter((e) => e && e.visitor_id === vid).concat(outbox);
-  soon(); // after the rest of the snippet's queue: one first batch, one first score
-  W.addEventListener('pagehide', keep);
-  D.addEventListener('visibilitychange', () => D.visibilityState === 'hidden' && keep());
-}
-
-/** Events the engine has not answered for when the page may go: scored by the next page. A page that
- * lives on (only hidden) rewrites the list as answers come, so no scored event is carried. */
-let kept = false;
-function keep() {
-  const evs = sent.filter((b) => b.gen === gen).flatMap((b) => b.events).concat(outbox);
-  if (evs.length) kept = set('unscored', JSON.stringify(evs.slice(-200)));
-  else if (kept) {
-    del('unscored');
-    kept = false;
-  }
-}
-
-/** Posts the outbox at the end of this task: one batch, so one score, however many events it made. */
-function soon() {
-  if (!draining) {
-    draining = true;
-    queueMicrotask(drain);
-  }
-}
-
-function drain() {
-  draining = false;
-  if (!initMsg || !outbox.length) return;
-  if (failed) {
-    outbox.forEach(accepted);
-    outbox = [];
-    return;
-  }
-  const b = { gen, events: outbox };
-  outbox = [];
-  b.msg = { t: 'events', events: b.events.map((e) => JSON.stringify(e)), now: now() };
-  sent.push(b);
-  post(b.msg);
-}
-
-function fromEngine(m) {
-  if (m.t === 'ready') {
-    const { modelVersion, featureCount, loadMs, constructMs, wasm } = m;
-    Object.assign(meta, { modelVersion, featureCount, loadMs, constructMs, wasm });
-    if (m.rulesRefused) {
-      warn('page rules refused:', m.rulesRefused.code, m.rulesRefused.message);
-      rules = undefined;
-      if (initMsg) initMsg = { ...initMsg, rules }; // a remade engine is not refused again
-    }
-    mark('scorer-ready');
-  } else if (m.t === 'failed') {
-    failed = true;
-    warn('could not load the scoring module; events are not scored on this page:', m.message);
-    sent.forEach((b) => b.events.forEach(accepted));
-    sent = [];
-    drain();
-  } else if (m.t === 'applied') {
-    const b = sent.shift();
-    if (!b || b.gen !== gen) return;
-    const bad = new Set(m.refused.map((r) => r.i));
-    m.refused.forEach((r) => warn(`event ${b.events[r.i].type} refused (${r.code}): ${r.message}`));
-    b.events.forEach((e, i) => bad.has(i) || accepted(e));
-    set('state', b64(m.state));
-    if (kept) keep();
-    meta.features = m.features;
-    meta.memory = m.memory;
-    if (m.error) warn('scoring failed:', m.error.code, m.error.message);
-    if (m.score) scored(m.score);
-  }
-}
 
 // ---------------------------------------------------------------- events → engine → hooks
 /** While a call queued by the snippet is replayed: the time it was made (its events' `ts`). */
@@ -222,53 +62,7 @@ function event(type, extra) {
 function emit(e) {
   set('last', String(e.ts));
   if (inited) enqueue(e);
-  outbox.push(e);
-  if (initMsg) soon();
-}
-
-/** An event the core accepted: to on('event') handlers. */
-function accepted(e) {
-  (handlers.event || []).forEach((fn) => call(fn, e));
-}
-
-function scored(s) {
-  current = s;
-  if (firstScore) {
-    firstScore = false;
-    mark('first-score');
-    try {
-      P.measure('leadscore:load-to-first-score', 'leadscore:load-start', 'leadscore:first-score');
-    } catch {}
-  }
-  const k = JSON.stringify([s.ai_score, s.tier, s.key_factors]);
-  if (k === sig) return;
-  sig = k;
-  set('tier', s.tier);
-  paint();
-  D.dispatchEvent(new CustomEvent('leadscore:score', { detail: s }));
-  handlers.score.slice().forEach((fn) => call(fn, s));
-}
-
-const call = (fn, s) => {
-  try {
-    fn(s);
-  } catch (err) {
-    warn('handler threw', err);
-  }
-};
-
-/** Tier class on <html>; data-ls=on|off on every personalised element. */
-function paint() {
-  if (!current) return;
-  const { tier, ai_score } = current;
-  for (const t of ['hot', 'warm', 'cold']) H.classList.toggle('ls-tier-' + t, t === tier);
-  D.querySelectorAll('[data-leadscore-show],[data-leadscore-min-score]').forEach((el) => {
-    const show = el.getAttribute('data-leadscore-show');
-    const min = el.getAttribute('data-leadscore-min-score');
-    const on =
-      (show == null || show.trim().split(/\s+/).includes(tier)) && (min == null || ai_score >= +min);
-    el.setAttribute('data-ls', on ? 'on' : 'off');
-  });
+  toEngine(e);
 }
 
 // ---------------------------------------------------------------- page views and engagement
@@ -479,10 +273,10 @@ function init(o) {
   for (const k in o || {}) if (o[k] !== undefined) cfg[k] = o[k];
   cfg.endpoint = String(cfg.endpoint || '').replace(/\/+$/, '');
   if (allowed()) setCookie(vid, 400 * 86400);
-  outbox.forEach(enqueue); // made before init
+  unscored().forEach(enqueue); // made before init
   listen();
   if (cfg.autoPage) startPage();
-  boot();
+  boot(vid);
   // A queue left by an earlier page (endpoint down, or beaconed without confirmation).
   if (qRead().length) schedule(0);
   return api;
@@ -546,7 +340,7 @@ const api = {
   on(name, fn) {
     if (typeof fn !== 'function') return api;
     (handlers[name] = handlers[name] || []).push(fn);
-    if (name === 'score' && current && sig) call(fn, current);
+    if (name === 'score' && hasScore()) call(fn, current);
     return api;
   },
   off(name, fn) {
@@ -583,11 +377,8 @@ const api = {
     idPersistent = set('vid', vid) ? undefined : false;
     del('state');
     del('tier');
-    current = null;
-    sig = '';
-    gen++;
-    outbox = outbox.filter((e) => e.visitor_id === vid);
-    if (initMsg) post((initMsg = { t: 'init', vid, rules }));
+    forgetScore();
+    newVisitor(vid);
     if (cookie()) setCookie(vid, 400 * 86400);
     return api;
   },

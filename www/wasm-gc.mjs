@@ -19,6 +19,18 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
+/** Unsigned LEB128 bytes of `n`. */
+export const uleb = (n) => {
+  const b = [];
+  do {
+    let x = n & 0x7f;
+    n = Math.floor(n / 128);
+    if (n) x |= 0x80;
+    b.push(x);
+  } while (n);
+  return Buffer.from(b);
+};
+
 /** Why a module cannot be collected (the module is left as it is). */
 export class WasmGcError extends Error {}
 
@@ -319,16 +331,6 @@ while (queue.length) queue.pop()();
 
 // Sweep: dead bodies become `unreachable`; dead data bytes (not also covered by a live symbol) zero.
 const out = [];
-const uleb = (n) => {
-  const b = [];
-  do {
-    let x = n & 0x7f;
-    n = Math.floor(n / 128);
-    if (n) x |= 0x80;
-    b.push(x);
-  } while (n);
-  return Buffer.from(b);
-};
 const STUB = Buffer.from([0x03, 0x00, 0x00, 0x0b]); // size 3: no locals, unreachable, end
 let deadFuncs = 0;
 let deadCodeBytes = 0;

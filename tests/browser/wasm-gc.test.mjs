@@ -2,19 +2,10 @@
 // kind keeps what it names, what nothing live names goes, and what it cannot prove is refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { gc, WasmGcError } from '../../www/wasm-gc.mjs';
+import { gc, uleb as ulebBytes, WasmGcError } from '../../www/wasm-gc.mjs';
 
 // ---------------------------------------------------------------- a tiny linked-module builder
-const uleb = (n) => {
-  const b = [];
-  do {
-    let x = n & 0x7f;
-    n = Math.floor(n / 128);
-    if (n) x |= 0x80;
-    b.push(x);
-  } while (n);
-  return b;
-};
+const uleb = (n) => [...ulebBytes(n)];
 /** Fixed 5-byte LEBs, as the linker leaves them where a relocation may rewrite them. */
 const uleb5 = (n) => [0, 1, 2, 3, 4].map((i) => ((n >>> (7 * i)) & 0x7f) | (i < 4 ? 0x80 : 0));
 const sleb5 = (n) => uleb5(n >>> 0).map((b, i) => (i === 4 ? b & 0x7f & (n < 0 ? 0x7f : 0x07) : b));

@@ -8,10 +8,9 @@ import { MAX_BATCH_EVENTS, MAX_BODY_BYTES } from './limits.js';
 import { retryWaitMs } from './retry.js';
 import { del, readJSON, set } from './storage.js';
 import { bytes } from './text.js';
+import { now, warn } from './util.js';
 
 const N = navigator;
-const warn = (...a) => console.warn('leadscore:', ...a);
-const now = () => Date.now();
 const MAX_EVENTS = MAX_BATCH_EVENTS;
 // Bytes: under the 64 KiB keepalive/beacon budget (and the worker's body limit).
 const MAX_BODY = Math.min(64000, MAX_BODY_BYTES);
