@@ -38,7 +38,7 @@ fn the_default_bundle_loads_from_disk_and_embedded() {
     let disk = Scorer::new(Bundle::load(&default_dir()).unwrap(), None).unwrap();
     let emb = Scorer::new(Bundle::embedded().unwrap(), None).unwrap();
     assert_eq!(disk.card(), emb.card());
-    assert_eq!(disk.features().len(), disk.card().model.n_features);
+    assert_eq!(disk.features().len(), disk.card().onnx_file.n_features);
 }
 
 #[test]

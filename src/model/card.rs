@@ -19,8 +19,9 @@ pub struct Card {
     pub name: String,
     /// Version string carried on every score.
     pub model_version: String,
-    /// Model file facts.
-    pub model: ModelFile,
+    /// Facts about the ONNX file (`"model"` in card.json).
+    #[serde(rename = "model")]
+    pub onnx_file: ModelFile,
     /// Model inputs, in order.
     pub features: Vec<FeatureSpec>,
     /// Site tables.
@@ -138,11 +139,11 @@ impl Card {
         if self.model_version.is_empty() || self.model_version.len() > 64 {
             return bad("model_version must be 1 to 64 characters".into());
         }
-        if self.features.len() != self.model.n_features {
+        if self.features.len() != self.onnx_file.n_features {
             return bad(format!(
                 "{} features listed but model.n_features is {}",
                 self.features.len(),
-                self.model.n_features
+                self.onnx_file.n_features
             ));
         }
         if self.tiers.hot > 100 || self.tiers.warm > self.tiers.hot {

@@ -50,7 +50,7 @@ impl Bundle {
         let card_text = String::from_utf8(read(&card_path)?)
             .map_err(|_| ModelError::Card("card.json is not UTF-8".into()))?;
         let card = Card::parse(&card_text)?;
-        let onnx = read(&dir.join(&card.model.file))?;
+        let onnx = read(&dir.join(&card.onnx_file.file))?;
         Bundle::from_parts(card, &onnx)
     }
 
@@ -61,12 +61,12 @@ impl Bundle {
 
     /// Builds a bundle from a parsed card and the model bytes, validating one against the other.
     pub fn from_parts(card: Card, onnx: &[u8]) -> Result<Bundle, ModelError> {
-        if let Some(want) = &card.model.sha256 {
+        if let Some(want) = &card.onnx_file.sha256 {
             let got = sha256_hex(onnx);
             if !want.eq_ignore_ascii_case(&got) {
                 return Err(ModelError::Card(format!(
                     "model.sha256 is {want} but {} hashes to {got}",
-                    card.model.file
+                    card.onnx_file.file
                 )));
             }
         }
@@ -79,7 +79,7 @@ impl Bundle {
             )));
         }
         let model = model.with_input_width(n)?;
-        if let Some(t) = card.model.n_trees {
+        if let Some(t) = card.onnx_file.n_trees {
             if t != model.forest().n_trees() {
                 return Err(ModelError::Card(format!(
                     "model.n_trees is {t} but the ONNX file has {}",
