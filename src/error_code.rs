@@ -51,6 +51,39 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order the OpenAPI document lists them (`www/openapi.yaml` is checked
+    /// against this by `tests/generated.rs`).
+    pub const ALL: [ErrorCode; 19] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidField,
+        ErrorCode::InvalidEvent,
+        ErrorCode::EventTooLarge,
+        ErrorCode::TooManyEvents,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::InvalidBody,
+        ErrorCode::InvalidSiteKey,
+        ErrorCode::OriginNotAllowed,
+        ErrorCode::Unauthorized,
+        ErrorCode::InvalidSignature,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::UriTooLong,
+        ErrorCode::RateLimited,
+        ErrorCode::InvalidInput,
+        ErrorCode::InvalidConfig,
+        ErrorCode::Model,
+        ErrorCode::Internal,
+    ];
+
+    /// The OpenAPI line that lists the codes (the one place a document repeats them).
+    pub fn openapi_enum_line() -> String {
+        let names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        format!(
+            "              enum: [{}] # generated from src/error_code.rs",
+            names.join(", ")
+        )
+    }
+
     /// The code's wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -101,6 +134,13 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", code.as_str()));
             assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
         }
+        for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
+            // In declaration order, `Internal` last: a new code not added to ALL fails here.
+            assert_eq!(code as usize, i);
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+        assert_eq!(ErrorCode::Internal as usize, ErrorCode::ALL.len() - 1);
         let unknown: ErrorCode = serde_json::from_str("\"brand_new_code\"").unwrap();
         assert_eq!(unknown, ErrorCode::Internal);
     }
