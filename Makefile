@@ -50,12 +50,17 @@ WASM_LINKED := target/$(WASM_TARGET)/wasm/leadscore.wasm
 RUST_INPUTS := $(shell find src -name '*.rs') Cargo.toml Cargo.lock $(wildcard models/default/*)
 WASM_MODULE := $(WASM_OUT)/leadscore_bg.wasm
 wasm: $(WASM_MODULE)
+# `make -B site WASM_STUB_NAMES=1`: a debugging build in which a collected function reached at run
+# time names itself in the trap's stack ("wasm-gc stub: <symbol>"); the names cost size, so the
+# shipped module has none.
+WASM_GC_FLAGS := $(if $(WASM_STUB_NAMES),--name-stubs)
+WASM_NAME_SECTION := $(if $(WASM_STUB_NAMES),,--remove-name-section)
 $(WASM_MODULE): $(RUST_INPUTS) www/wasm-gc.mjs | tools
 	$(CARGO) rustc --lib --target $(WASM_TARGET) --profile wasm --no-default-features --features browser \
 	  -- -C link-arg=--emit-relocs
-	node www/wasm-gc.mjs $(WASM_LINKED) $(WASM_LINKED:.wasm=.gc.wasm)
+	node www/wasm-gc.mjs $(WASM_LINKED) $(WASM_LINKED:.wasm=.gc.wasm) $(WASM_GC_FLAGS)
 	mkdir -p $(WASM_OUT)
-	wasm-bindgen --target web --remove-name-section --remove-producers-section \
+	wasm-bindgen --target web $(WASM_NAME_SECTION) --remove-producers-section \
 	  --out-dir $(WASM_OUT) --out-name leadscore $(WASM_LINKED:.wasm=.gc.wasm)
 	touch $@
 

@@ -1,6 +1,6 @@
 // Dead-code removal for the browser module that the linker cannot do.
 //
-//   node www/wasm-gc.mjs IN.wasm OUT.wasm     (IN linked with `-C link-arg=--emit-relocs`)
+//   node www/wasm-gc.mjs IN.wasm OUT.wasm [--name-stubs]   (IN linked with `-C link-arg=--emit-relocs`)
 //   import { gc } from './wasm-gc.mjs'        (tests: tests/browser/wasm-gc.test.mjs)
 //
 // Why: tract registers runtimes, model transforms and linalg kernels through `inventory`, i.e.
@@ -34,11 +34,17 @@ export const uleb = (n) => {
 /** Why a module cannot be collected (the module is left as it is). */
 export class WasmGcError extends Error {}
 
+/** What a stubbed function is called in the name section `nameStubs` writes. */
+export const STUB_PREFIX = 'wasm-gc stub: ';
+
 /**
  * Collects `bin` (a linked module with its relocations); returns the new module and what went:
  * `{wasm, functions, deadFunctions: [{index, name}], deadCodeBytes, zeroedDataBytes}`.
+ * `nameStubs`: replace the name section by one naming each stubbed function `STUB_PREFIX + symbol`,
+ * so that a stub reached at run time says which it was in the trap's stack (a debugging build:
+ * the names cost size, and wasm-bindgen must then keep the name section).
  */
-export function gc(bin) {
+export function gc(bin, { nameStubs = false } = {}) {
 const fail = (msg) => {
   throw new WasmGcError(msg);
 };
@@ -358,31 +364,44 @@ let zeroed = 0;
     }
   }
 }
+const name = (f) => symbols.find((s) => s.kind === 0 && !(s.flags & FLAG_UNDEFINED) && s.index === f)?.name ?? null;
+const deadFunctions = [];
+bodies.forEach((_, k) => liveFuncs[importedFuncs + k] || deadFunctions.push({ index: importedFuncs + k, name: name(importedFuncs + k) }));
 out.push(bin.subarray(0, 8));
 for (const s of sections) {
   if (s.id === 0 && (s.name === 'linking' || s.name.startsWith('reloc.'))) continue;
+  if (nameStubs && s.id === 0 && s.name === 'name') continue;
   if (s === code || s === data) {
     const payload = s === code ? Buffer.concat(codeParts) : dataBytes;
     out.push(Buffer.from([s.id]), uleb(payload.length), payload);
   } else out.push(bin.subarray(s.start, s.end));
 }
+if (nameStubs) {
+  // The "name" section's function-names subsection (id 1): a vector of (index, name), by index.
+  const str = (t) => Buffer.concat([uleb(Buffer.byteLength(t)), Buffer.from(t)]);
+  const names = Buffer.concat([
+    uleb(deadFunctions.length),
+    ...deadFunctions.map((f) => Buffer.concat([uleb(f.index), str(STUB_PREFIX + (f.name ?? `#${f.index}`))])),
+  ]);
+  const payload = Buffer.concat([str('name'), Buffer.from([1]), uleb(names.length), names]);
+  out.push(Buffer.from([0]), uleb(payload.length), payload);
+}
 const result = Buffer.concat(out);
-const name = (f) => symbols.find((s) => s.kind === 0 && !(s.flags & FLAG_UNDEFINED) && s.index === f)?.name ?? null;
-const deadFunctions = [];
-bodies.forEach((_, k) => liveFuncs[importedFuncs + k] || deadFunctions.push({ index: importedFuncs + k, name: name(importedFuncs + k) }));
 return { wasm: result, functions: bodies.length, deadFunctions, deadCodeBytes, zeroedDataBytes: zeroed };
 }
 
 function main() {
-  const [, , input, output] = process.argv;
+  const args = process.argv.slice(2);
+  const nameStubs = args.includes('--name-stubs');
+  const [input, output] = args.filter((a) => a !== '--name-stubs');
   if (!input || !output) {
-    console.error('usage: node www/wasm-gc.mjs IN.wasm OUT.wasm');
+    console.error('usage: node www/wasm-gc.mjs IN.wasm OUT.wasm [--name-stubs]');
     process.exit(2);
   }
   const bin = readFileSync(input);
   let r;
   try {
-    r = gc(bin);
+    r = gc(bin, { nameStubs });
   } catch (e) {
     if (!(e instanceof WasmGcError)) throw e;
     console.error(`wasm-gc: ${input}: ${e.message}`);

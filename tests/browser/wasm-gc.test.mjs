@@ -2,7 +2,7 @@
 // kind keeps what it names, what nothing live names goes, and what it cannot prove is refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { gc, uleb as ulebBytes, WasmGcError } from '../../www/wasm-gc.mjs';
+import { gc, STUB_PREFIX, uleb as ulebBytes, WasmGcError } from '../../www/wasm-gc.mjs';
 
 // ---------------------------------------------------------------- a tiny linked-module builder
 const uleb = (n) => [...ulebBytes(n)];
@@ -24,7 +24,7 @@ const WITH_ADDEND = new Set([3, 4, 5]);
  * [...] | {reloc, sym}}] laid out in one segment at address 0; exports: function names.
  * Functions come after one imported function (index 0), so defined indices start at 1.
  */
-function build({ funcs, data = [], exports = [], symbolless = [] }) {
+function build({ funcs, data = [], exports = [], symbolless = [], table = [] }) {
   const symNames = [...funcs.map((f) => f.name).filter((n) => !symbolless.includes(n)), ...data.map((d) => d.name)];
   const symIndex = (n) => {
     const i = symNames.indexOf(n);
@@ -90,12 +90,17 @@ function build({ funcs, data = [], exports = [], symbolless = [] }) {
     section(3, vec(funcs.map(() => [0]))),
     section(5, vec([[0, 1]])), // one memory, 1 page
     section(7, vec(exports.map((n) => [...str(n), 0, ...uleb(funcIndex(n))]))),
+    // `table`: functions in an indirect-call table from slot 1, as the linker lays out addresses taken.
+    ...(table.length
+      ? [section(9, vec([[0, 0x41, 1, 0x0b, ...vec(table.map((n) => uleb(funcIndex(n))))]]))]
+      : []),
     section(10, [...uleb(funcs.length), ...bodies.flat()]),
     section(11, dataPayload),
     custom('linking', [2, 8, ...uleb(symtab.length), ...symtab]),
   ];
-  const codeSectionIndex = 5; // position of the code section in `sections`
-  const dataSectionIndex = 6;
+  if (table.length) sections.splice(3, 0, section(4, vec([[0x70, 0, table.length + 1]]))); // funcref, min
+  const codeSectionIndex = sections.findIndex((s) => s[0] === 10); // position of the code section
+  const dataSectionIndex = codeSectionIndex + 1;
   sections.push(custom('reloc.CODE', [...uleb(codeSectionIndex), ...vec(codeRelocs.map((r) => [r.type, ...uleb(r.offset), ...uleb(r.index), ...(WITH_ADDEND.has(r.type) ? [0] : [])]))]));
   if (dataRelocs.length) sections.push(custom('reloc.DATA', [...uleb(dataSectionIndex), ...rel(dataRelocs, dataPayloadStart + segSize.length)]));
   return Buffer.from([0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...sections.flat()]);
@@ -155,6 +160,39 @@ test('the same module with the dead function exported: nothing goes', () => {
   const r = gc(bin);
   assert.deepEqual(dead(r), []);
   assert.equal(r.zeroedDataBytes, 0);
+});
+
+test('a stub reached at run time (an indirect call no relocation names) says which it was with nameStubs', () => {
+  // `main` calls table slot 1 through a computed index: no relocation names `target`, so it is
+  // collected although the call reaches it — the case a wrong mark would produce.
+  const callSlot1 = { op: [0x41, 1, 0x11, 0, 0] }; // i32.const 1; call_indirect (type 0) table 0
+  const bin = build({
+    funcs: [
+      { name: 'main', body: [call('helper'), callSlot1] },
+      { name: 'helper', body: [] },
+      { name: 'target', body: [] },
+    ],
+    exports: ['main'],
+    table: ['target'],
+  });
+  assert.ok(WebAssembly.validate(bin), 'the hand-made input is a valid module');
+  const reached = (wasm) => {
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(wasm), { env: { host() {} } });
+    try {
+      inst.exports.main();
+    } catch (e) {
+      assert.ok(e instanceof WebAssembly.RuntimeError, String(e));
+      return e.stack;
+    }
+    assert.fail('the stub did not trap');
+  };
+  const plain = gc(bin);
+  assert.deepEqual(dead(plain), ['target']);
+  assert.ok(!reached(plain.wasm).includes(STUB_PREFIX), 'no names unless asked');
+  const named = gc(bin, { nameStubs: true });
+  assert.ok(WebAssembly.validate(named.wasm));
+  assert.match(reached(named.wasm), new RegExp(`${STUB_PREFIX}target`), 'the trap names the stub');
+  assert.equal(WebAssembly.Module.customSections(new WebAssembly.Module(named.wasm), 'name').length, 1);
 });
 
 test('refused: a live __wasm_call_ctors, a live function with no symbol, a module without relocations', () => {
