@@ -21,7 +21,7 @@ use crate::explain::ShapMemo;
 use crate::model::Bundle;
 use crate::score::{Score, ScoreOptions, Scorer};
 use crate::site::PageRule;
-use crate::state::{Outcome, VisitorState};
+use crate::state::{Apply, VisitorState};
 
 /// A JS error object with a stable `code`, as the HTTP API reports `{"error":{code,message}}`.
 fn js_error(code: ErrorCode, message: impl std::fmt::Display) -> JsValue {
@@ -107,9 +107,9 @@ impl LeadScorer {
         let event = Event::parse(event_json).map_err(|e| js_error(e.code(), e))?;
         let outcome = self.scorer.apply(&mut self.state, &event, Some(now as i64));
         Ok(match outcome {
-            Outcome::Applied => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Stale => "stale",
+            Apply::Applied => "applied",
+            Apply::Duplicate => "duplicate",
+            Apply::Stale => "stale",
         }
         .into())
     }

@@ -18,7 +18,7 @@ use crate::model::error::ModelError;
 use crate::model::plan::Plan;
 use crate::model::Bundle;
 use crate::site::{Site, SiteTables};
-use crate::state::{Outcome, StateConfig, VisitorState};
+use crate::state::{Apply, StateConfig, VisitorState};
 
 /// Number of `key_factors` reported.
 pub const KEY_FACTORS: usize = 5;
@@ -122,11 +122,11 @@ pub struct Tally {
 
 impl Tally {
     /// Counts one outcome; returns it (for callers that also act on it).
-    pub fn count(&mut self, outcome: Outcome) -> Outcome {
+    pub fn count(&mut self, outcome: Apply) -> Apply {
         let n = match outcome {
-            Outcome::Applied => &mut self.applied,
-            Outcome::Duplicate => &mut self.duplicates,
-            Outcome::Stale => &mut self.stale,
+            Apply::Applied => &mut self.applied,
+            Apply::Duplicate => &mut self.duplicates,
+            Apply::Stale => &mut self.stale,
         };
         *n = n.saturating_add(1);
         outcome
@@ -202,7 +202,7 @@ impl Scorer {
     }
 
     /// Applies one event to a visitor's state (`now`: receive time, for clock clamping).
-    pub fn apply(&self, state: &mut VisitorState, event: &Event, now: Option<i64>) -> Outcome {
+    pub fn apply(&self, state: &mut VisitorState, event: &Event, now: Option<i64>) -> Apply {
         state.apply(event, &self.cfg, now)
     }
 

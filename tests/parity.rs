@@ -135,7 +135,7 @@ fn engine_reproduces_every_dataset_row_and_tract_matches_lightgbm_and_onnxruntim
             .or_insert_with(|| scorer.new_state());
         assert_eq!(
             scorer.apply(st, &e, None),
-            leadscore::state::Outcome::Applied,
+            leadscore::state::Apply::Applied,
             "line {}",
             i + 1
         );

@@ -7,7 +7,7 @@ use leadscore::event::{Event, Value};
 use leadscore::features::{FeatureSet, FeatureSpec};
 use leadscore::site::{Site, SiteTables};
 use leadscore::state::{
-    Merge, Outcome, StateConfig, StateError, VisitorState, DEDUP_WINDOW, MAX_AGE_MS, MAX_FUTURE_MS,
+    Apply, Merge, StateConfig, StateError, VisitorState, DEDUP_WINDOW, MAX_AGE_MS, MAX_FUTURE_MS,
     MAX_MERGED,
 };
 use proptest::prelude::*;
@@ -49,11 +49,11 @@ fn replays_change_nothing() {
         .collect();
     let mut s = VisitorState::new(&c);
     for e in &events {
-        assert_eq!(s.apply(e, &c, None), Outcome::Applied);
+        assert_eq!(s.apply(e, &c, None), Apply::Applied);
     }
     let before = s.clone();
     for e in &events {
-        assert_ne!(s.apply(e, &c, None), Outcome::Applied, "{}", e.id);
+        assert_ne!(s.apply(e, &c, None), Apply::Applied, "{}", e.id);
     }
     assert_eq!(s, before);
     assert_eq!(s.session.counts.pages, 100);
@@ -494,7 +494,7 @@ fn bounded_sources_and_dedup_memory() {
             T0 + i * 1000,
             r#","path":"/pricing""#,
         );
-        assert_ne!(s.apply(&e, &c, None), Outcome::Applied);
+        assert_ne!(s.apply(&e, &c, None), Apply::Applied);
     }
     // A small state takes the other's newest ids into its free slots.
     let mut small = visitor("s", T0, 3);
@@ -502,7 +502,7 @@ fn bounded_sources_and_dedup_memory() {
     small.merge("s", "t", &other, &c).unwrap();
     assert_eq!(small.recent_ids.len(), DEDUP_WINDOW);
     let e = ev("t19", "page", T0 + 5000 + 19_000, r#","path":"/pricing""#);
-    assert_eq!(small.apply(&e, &c, None), Outcome::Duplicate);
+    assert_eq!(small.apply(&e, &c, None), Apply::Duplicate);
     // A shape mismatch is an error, not a panic.
     let mut bad = visitor("b", T0, 2);
     bad.views.pop();

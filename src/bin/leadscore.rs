@@ -13,7 +13,7 @@ use leadscore::model::error::ModelError;
 use leadscore::model::Bundle;
 use leadscore::score::{ScoreOptions, Scorer, Tally};
 use leadscore::site::SiteTables;
-use leadscore::state::{Outcome, VisitorState};
+use leadscore::state::{Apply, VisitorState};
 
 #[derive(Parser)]
 #[command(
@@ -181,7 +181,7 @@ fn run_stream(input: &Input, mode: Mode) -> Result<ExitCode, CliError> {
             order.push(event.visitor_id.clone());
             scorer.new_state()
         });
-        if tally.count(scorer.apply(state, &event, None)) == Outcome::Stale {
+        if tally.count(scorer.apply(state, &event, None)) == Apply::Stale {
             eprintln!("line {lineno}: event {:?} is older than the visitor's de-duplication window; not applied", event.id);
         }
         if let Mode::Score {

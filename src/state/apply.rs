@@ -5,7 +5,7 @@ use crate::event::{useragent, Event, EventType};
 
 impl VisitorState {
     /// Applies one validated event. `now` is the receive time (ms) where there is one, for clamping.
-    pub fn apply(&mut self, event: &Event, cfg: &StateConfig, now: Option<i64>) -> Outcome {
+    pub fn apply(&mut self, event: &Event, cfg: &StateConfig, now: Option<i64>) -> Apply {
         let mut ts = event.ts;
         if let Some(now) = now {
             ts = ts.clamp(
@@ -15,10 +15,10 @@ impl VisitorState {
         }
         let id = fnv1a(&event.id).to_le_bytes();
         if self.recent_ids.contains(&id) {
-            return Outcome::Duplicate;
+            return Apply::Duplicate;
         }
         if !self.is_empty() && ts <= self.stale_before {
-            return Outcome::Stale;
+            return Apply::Stale;
         }
         self.remember(id, ts);
 
@@ -140,7 +140,7 @@ impl VisitorState {
             }
             EventType::Custom => {}
         }
-        Outcome::Applied
+        Apply::Applied
     }
 
     fn start_session(&mut self, ts: i64, tz: i32, cfg: &StateConfig) {

@@ -7,8 +7,8 @@
 //!
 //! Rules:
 //! - **Idempotency**: the ids of the last [`DEDUP_WINDOW`] events are kept; an event whose id is
-//!   among them is a [`Outcome::Duplicate`]. Once an id is evicted, every event at or before the
-//!   evicted event's time is refused as [`Outcome::Stale`] (it may be a replay), so a replayed batch of
+//!   among them is a [`Apply::Duplicate`]. Once an id is evicted, every event at or before the
+//!   evicted event's time is refused as [`Apply::Stale`] (it may be a replay), so a replayed batch of
 //!   any size counts once. The reorder window is therefore the last 16 events.
 //! - **Order**: aggregates are sums, counts and maxima, so events inside the window may arrive in any
 //!   order. An event older than the current session (by more than the inactivity timeout) counts
@@ -51,7 +51,7 @@ pub const STATE_VERSION: u8 = 2;
 
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Apply {
     /// The event was counted.
     Applied,
     /// The same id was applied before: nothing changed.

@@ -1,0 +1,234 @@
+//! The learning loop's logs: what the worker appends (through a Queue, to R2) and what `leadscore
+//! dataset` reads back. One record type per log, one NDJSON line per record.
+//!
+//! Objects are gzip NDJSON under `<kind>/dt=YYYY-MM-DD/<batch>.ndjson.gz`, partitioned by the
+//! record's own time ([`Record::time`]: an event's `ts`, a score's time, an outcome's `ts`), so a
+//! backfill lands on the days it happened. Delivery is at least once: a reader de-duplicates by
+//! [`Record::key`] and keeps the first copy (copies are identical).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::event::Event;
+use crate::outcome::Outcome;
+
+/// A log, and the first segment of its object keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    /// Accepted events.
+    Events,
+    /// Served scores.
+    Scores,
+    /// CRM outcomes.
+    Outcomes,
+}
+
+impl LogKind {
+    /// Every log.
+    pub const ALL: [LogKind; 3] = [LogKind::Events, LogKind::Scores, LogKind::Outcomes];
+
+    /// The name in object keys and in `/v1/export/{kind}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Events => "events",
+            LogKind::Scores => "scores",
+            LogKind::Outcomes => "outcomes",
+        }
+    }
+
+    /// Reads a name written by [`LogKind::as_str`].
+    pub fn parse(s: &str) -> Option<LogKind> {
+        LogKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The key prefix of one day's objects: `events/dt=2026-12-03/`.
+    pub fn day_prefix(self, day: &str) -> String {
+        format!("{}/dt={day}/", self.as_str())
+    }
+}
+
+/// How an event reached the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventSource {
+    /// `POST /v1/events` or `/v1/identify`: live, its `ts` clamped to the receive time.
+    Live,
+    /// `POST /v1/import`: history, with its own timestamp.
+    Import,
+}
+
+/// How an outcome reached the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeSource {
+    /// `POST /v1/outcomes`.
+    Api,
+    /// `POST /v1/outcomes/hubspot`.
+    Hubspot,
+}
+
+/// An accepted event as the engine applied it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventRecord {
+    /// Receive time (ms).
+    pub received_at: i64,
+    /// Live or imported.
+    pub source: EventSource,
+    /// The client's own `ts`, where the engine clamped it (the event's `ts` is the clamped time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ts: Option<i64>,
+    /// The event, `ts` as applied; the worker fills `ua` from the request where the client sent none.
+    pub event: Event,
+}
+
+/// A served score: what the page or the CRM was told, with the inputs that made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreRecord {
+    /// `<visitor id>/<n>`: the visitor's n-th served score (n is kept in its state object).
+    pub id: String,
+    /// The visitor scored.
+    pub visitor_id: String,
+    /// Its lead, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<String>,
+    /// When the score was served (ms).
+    pub ts: i64,
+    /// The bundle that scored.
+    pub model_version: String,
+    /// The feature vector, by name.
+    pub features: BTreeMap<String, f64>,
+    /// The model's probability before calibration.
+    pub raw_probability: f64,
+    /// Calibrated probability.
+    pub probability: f64,
+    /// 0–100.
+    pub ai_score: u8,
+    /// hot / warm / cold.
+    pub tier: String,
+}
+
+/// An accepted outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeRecord {
+    /// Receive time (ms).
+    pub received_at: i64,
+    /// Which route took it.
+    pub source: OutcomeSource,
+    /// The outcome.
+    pub outcome: Outcome,
+}
+
+/// One line of any log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "log", rename_all = "snake_case")]
+pub enum Record {
+    /// An accepted event.
+    Event(EventRecord),
+    /// A served score.
+    Score(ScoreRecord),
+    /// An accepted outcome.
+    Outcome(OutcomeRecord),
+}
+
+impl Record {
+    /// The log it belongs to.
+    pub fn kind(&self) -> LogKind {
+        match self {
+            Record::Event(_) => LogKind::Events,
+            Record::Score(_) => LogKind::Scores,
+            Record::Outcome(_) => LogKind::Outcomes,
+        }
+    }
+
+    /// The time that partitions it (ms).
+    pub fn time(&self) -> i64 {
+        match self {
+            Record::Event(r) => r.event.ts,
+            Record::Score(r) => r.ts,
+            Record::Outcome(r) => r.outcome.ts,
+        }
+    }
+
+    /// What a reader de-duplicates on: event ids are unique per visitor, score and outcome ids
+    /// per log.
+    pub fn key(&self) -> String {
+        match self {
+            Record::Event(r) => format!("{}\u{1f}{}", r.event.visitor_id, r.event.id),
+            Record::Score(r) => r.id.clone(),
+            Record::Outcome(r) => r.outcome.id.clone(),
+        }
+    }
+}
+
+/// The UTC day `YYYY-MM-DD` of a time in ms (proleptic Gregorian; Howard Hinnant's days-to-civil).
+pub fn day_of(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The first ms of a UTC day written `YYYY-MM-DD`, or `None` if it is not one.
+pub fn day_start(day: &str) -> Option<i64> {
+    let mut it = day.splitn(3, '-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: i64 = it.next()?.parse().ok()?;
+    let d: i64 = it.next()?.parse().ok()?;
+    if day.len() != 10 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Hinnant's days-from-civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let ms = (era * 146_097 + doe - 719_468) * 86_400_000;
+    (day_of(ms) == day).then_some(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_round_trip_and_match_known_dates() {
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(day_of(-1), "1969-12-31");
+        assert_eq!(day_of(951_782_400_000), "2000-02-29");
+        assert_eq!(day_of(1_796_256_000_000), "2026-12-03");
+        assert_eq!(day_start("2026-12-03"), Some(1_796_256_000_000));
+        assert_eq!(day_start("2026-02-30"), None);
+        assert_eq!(day_start("2026-2-3"), None);
+        for ms in (946_684_800_000i64..4_102_444_800_000).step_by(86_400_000 * 37 + 12_345) {
+            let d = day_of(ms);
+            let start = day_start(&d).unwrap();
+            assert!(start <= ms && ms < start + 86_400_000, "{d}");
+        }
+    }
+
+    #[test]
+    fn records_say_their_log_time_and_key() {
+        let line = r#"{"log":"outcome","received_at":5,"source":"api","outcome":{"id":"o1","lead_id":"a@b.c","type":"won","ts":1796256000000}}"#;
+        let r: Record = serde_json::from_str(line).unwrap();
+        assert_eq!(r.kind(), LogKind::Outcomes);
+        assert_eq!(r.time(), 1_796_256_000_000);
+        assert_eq!(r.key(), "o1");
+        assert_eq!(LogKind::parse("scores"), Some(LogKind::Scores));
+        assert_eq!(
+            LogKind::Events.day_prefix("2026-12-03"),
+            "events/dt=2026-12-03/"
+        );
+    }
+}
