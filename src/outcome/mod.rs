@@ -4,6 +4,11 @@
 //!
 //! An outcome is a fact with its own time (`ts`, when it happened in the CRM), idempotent by `id`:
 //! the same outcome sent twice is one outcome.
+//!
+//! [`hubspot`] reads HubSpot's own webhooks (signature v3, events, a stage → outcome table) into
+//! outcomes.
+
+pub mod hubspot;
 
 use serde::{Deserialize, Serialize};
 
