@@ -5,6 +5,7 @@ mod bundle;
 mod cli;
 mod features;
 mod generated;
+mod hubspot;
 mod kernel;
 mod parity;
 mod robustness;

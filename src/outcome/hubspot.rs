@@ -122,8 +122,9 @@ pub const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
 pub const MIN_SECRET_BYTES: usize = 16;
 /// Most events in one request: HubSpot sends at most 100.
 pub const MAX_EVENTS: usize = 100;
-/// Largest accepted body. A documented event is 250–400 bytes, so a full batch of 100 is about
-/// 40 KB; 256 KiB leaves room for long property values and bounds the parse.
+/// Largest accepted body. An event shaped as documented is 200–340 bytes of compact JSON (the
+/// fixtures in `tests/fixtures/hubspot/`), so a full batch of 100 is about 35 KB; 256 KiB leaves
+/// room for long property values and still bounds the parse.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Prefix of the outcome ids made from HubSpot events.
 pub const OUTCOME_ID_PREFIX: &str = "hubspot:";
