@@ -213,9 +213,23 @@ impl Scorer {
         events: impl IntoIterator<Item = &'a Event>,
         now: Option<i64>,
     ) -> Tally {
+        self.apply_all_with(state, events, now, |_| {})
+    }
+
+    /// [`Scorer::apply_all`], handing each event that was counted (not a duplicate, not stale) to
+    /// `applied`: what the worker logs.
+    pub fn apply_all_with<'a>(
+        &self,
+        state: &mut VisitorState,
+        events: impl IntoIterator<Item = &'a Event>,
+        now: Option<i64>,
+        mut applied: impl FnMut(&'a Event),
+    ) -> Tally {
         let mut tally = Tally::default();
         for e in events {
-            tally.count(state.apply(e, &self.cfg, now));
+            if tally.count(state.apply(e, &self.cfg, now)) == Apply::Applied {
+                applied(e);
+            }
         }
         tally
     }

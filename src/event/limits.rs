@@ -39,6 +39,15 @@ pub const MAX_BATCH_EVENTS: usize = 100;
 /// Largest request body the worker reads, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+// The server-to-server routes (bearer): not the tracker's concern, so not in [`named`].
+
+/// Most events in one `POST /v1/import` batch (of any number of visitors).
+pub const MAX_IMPORT_EVENTS: usize = 1000;
+/// Largest `POST /v1/import` body, in bytes.
+pub const MAX_IMPORT_BODY_BYTES: usize = 1024 * 1024;
+/// Largest `POST /v1/outcomes` (or `/v1/outcomes/hubspot`) body, in bytes.
+pub const MAX_OUTCOMES_BODY_BYTES: usize = 256 * 1024;
+
 /// Every limit as `(name, value)`, in the order they are written out: what [`js_module`] and the
 /// schema template (`@NAME@`) are filled from.
 pub fn named() -> Vec<(&'static str, String)> {

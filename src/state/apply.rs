@@ -3,16 +3,22 @@
 use super::*;
 use crate::event::{useragent, Event, EventType};
 
+/// The time the engine counts an event at: its client `ts`, clamped to [`MAX_AGE_MS`] behind and
+/// [`MAX_FUTURE_MS`] ahead of the receive time `now` where there is one (what the event log keeps).
+pub fn clamp_ts(ts: i64, now: Option<i64>) -> i64 {
+    match now {
+        Some(now) => ts.clamp(
+            now.saturating_sub(MAX_AGE_MS),
+            now.saturating_add(MAX_FUTURE_MS),
+        ),
+        None => ts,
+    }
+}
+
 impl VisitorState {
     /// Applies one validated event. `now` is the receive time (ms) where there is one, for clamping.
     pub fn apply(&mut self, event: &Event, cfg: &StateConfig, now: Option<i64>) -> Apply {
-        let mut ts = event.ts;
-        if let Some(now) = now {
-            ts = ts.clamp(
-                now.saturating_sub(MAX_AGE_MS),
-                now.saturating_add(MAX_FUTURE_MS),
-            );
-        }
+        let ts = clamp_ts(event.ts, now);
         let id = fnv1a(&event.id).to_le_bytes();
         if self.recent_ids.contains(&id) {
             return Apply::Duplicate;

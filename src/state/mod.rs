@@ -218,6 +218,8 @@ pub enum StateError {
 
 /// 64-bit FNV-1a: stable across builds and platforms, unlike `std`'s hasher, because hashes persist.
 mod apply;
+
+pub use apply::clamp_ts;
 mod codec;
 mod merge;
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_util::future::{join_all, select, Either};
 use worker::*;
 
+use super::logs::{self, LOG_QUEUE_NAME};
 use super::outbox::{Delivery, DLQ_NAME};
 use super::{deadletter, now_ms, var, var_num};
 use crate::webhook::{parse_retry_after, retry_delay_seconds, sign, Secret};
@@ -32,6 +33,9 @@ async fn consume(batch: MessageBatch<Delivery>, env: Env, _ctx: Context) -> Resu
     console_error_panic_hook::set_once();
     if batch.queue() == DLQ_NAME {
         return deadletter::keep(batch, &env).await;
+    }
+    if batch.queue() == LOG_QUEUE_NAME {
+        return logs::write(batch, &env).await;
     }
     let url = var(&env, "WEBHOOK_URL").unwrap_or_default();
     let secret = var(&env, "WEBHOOK_SECRET").and_then(|s| Secret::parse(&s).ok());

@@ -1,6 +1,8 @@
 //! Cloudflare Worker front end (feature `worker`): HTTP API v1, a Durable Object per visitor
-//! ([`visitor`]), the Queue consumer that delivers signed webhooks ([`delivery`]) and the store of
-//! deliveries that exhausted their retries ([`deadletter`]).
+//! ([`visitor`]), the Queue consumer that delivers signed webhooks ([`delivery`]), the store of
+//! deliveries that exhausted their retries ([`deadletter`]), and the learning loop's way in and
+//! out: history ([`import`]), CRM outcomes ([`outcomes`]), the logs ([`logs`], Queue → R2) and
+//! their export ([`export`]).
 //!
 //! The worker only routes, authenticates and validates envelopes; every event is parsed by the
 //! core's [`Event::parse`] and scored by the core's [`Scorer`], built once per isolate.
@@ -8,11 +10,19 @@
 //! ```text
 //! POST /v1/events ─► check origin, site key, size ─► parse events ─► VisitorObject(visitor_id)
 //!                                                      state ─► score ─► policy ─► Queue ─► webhook
+//!                                                        └─ events, score ─► logs Queue ─► R2
+//! POST /v1/import ─► VisitorObject (own timestamps, no webhook) ─► logs Queue ─► R2
+//! POST /v1/outcomes ─► VisitorObject(visitor | lead:<id>) (idempotent by id) ─► logs Queue ─► R2
+//! GET /v1/export/{log} ◄─ R2 (gzip NDJSON per log and day)
 //! ```
 
 pub mod deadletter;
 pub mod delivery;
+pub mod export;
+pub mod import;
+pub mod logs;
 pub mod outbox;
+pub mod outcomes;
 // `#[durable_object]` generates JS glue (a class and its methods) that carries no docs.
 #[allow(missing_docs)]
 pub mod visitor;
@@ -194,6 +204,10 @@ struct Batch<'a> {
 struct Consent {
     #[serde(default)]
     crm: bool,
+    /// The visitor allowed analytics (the tracker sends nothing otherwise; an older tracker that
+    /// does not say so is not logged).
+    #[serde(default)]
+    analytics: bool,
 }
 
 /// What the worker asks a visitor's Durable Object to do.
@@ -211,21 +225,30 @@ pub struct ApplyRequest {
     /// verified lead joins a lead directory and merges the lead's other visitors.
     #[serde(default)]
     pub verified_lead: Option<String>,
+    /// Whether this visitor may be logged for retraining (analytics consent and no GPC); `None`
+    /// keeps what the visitor's last batch said.
+    #[serde(default)]
+    pub analytics: Option<bool>,
+    /// History (`POST /v1/import`): applied at its own timestamps (no clamping), always logged, no
+    /// rate limit, never forwarded to the CRM, no score computed.
+    #[serde(default)]
+    pub import: bool,
 }
 
-/// A per-event rejection.
+/// A per-item rejection (events, outcomes): the rest of the batch is accepted.
 #[derive(Debug, Serialize)]
-struct Rejected {
-    index: usize,
-    code: ErrorCode,
-    message: String,
+pub(crate) struct Rejected {
+    pub(crate) index: usize,
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
 }
 
 /// The Durable Object's answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ApplyResponse {
-    /// The visitor's score after the batch.
-    pub score: Score,
+    /// The visitor's score after the batch (none for an import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<Score>,
     /// Events counted.
     pub accepted: u32,
     /// Events already applied before (replays).
@@ -257,8 +280,8 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
         "/healthz" | "/v1/model" | "/v1/deliveries/failed" => Some("GET, HEAD"),
         "/v1/events" | "/v1/identify" => Some("POST, OPTIONS"),
-        "/v1/score" | "/v1/deliveries/replay" => Some("POST"),
-        p if p.starts_with("/v1/score/") => Some("GET, HEAD"),
+        "/v1/score" | "/v1/deliveries/replay" | "/v1/import" | "/v1/outcomes" => Some("POST"),
+        p if p.starts_with("/v1/score/") || p.starts_with("/v1/export/") => Some("GET, HEAD"),
         _ => None,
     }
 }
@@ -298,6 +321,18 @@ async fn route(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Response>
             let id = decode_path(&p["/v1/score/".len()..])?;
             let kind = query(&req, "kind")?;
             get_score(env, &id, kind.as_deref()).await
+        }
+        (Method::Post, "/v1/import") => {
+            bearer(&req, cfg)?;
+            import::import(&mut req, env).await
+        }
+        (Method::Post, "/v1/outcomes") => {
+            bearer(&req, cfg)?;
+            outcomes::post(&mut req, env).await
+        }
+        (Method::Get, p) if p.starts_with("/v1/export/") => {
+            bearer(&req, cfg)?;
+            export::export(&req, env, &p["/v1/export/".len()..]).await
         }
         (Method::Get, "/v1/deliveries/failed") => {
             bearer(&req, cfg)?;
@@ -367,7 +402,7 @@ fn check_origin(req: &Request, cfg: &Config) -> ApiResult<()> {
 
 /// `Authorization: Bearer <API_TOKEN>`; the scheme is case-insensitive (RFC 7235), the token is
 /// compared in constant time.
-fn bearer(req: &Request, cfg: &Config) -> ApiResult<()> {
+pub(crate) fn bearer(req: &Request, cfg: &Config) -> ApiResult<()> {
     use subtle::ConstantTimeEq as _;
     let got = req.headers().get("authorization")?.unwrap_or_default();
     let token = got
@@ -410,13 +445,18 @@ pub const MAX_DRAIN_BYTES: usize = 128 * 1024 * 1024;
 /// it the chunks are only counted and dropped, up to [`MAX_DRAIN_BYTES`], then the stream is
 /// cancelled.
 async fn body_text(req: &mut Request) -> ApiResult<String> {
+    body_text_up_to(req, MAX_BODY_BYTES).await
+}
+
+/// [`body_text`] with another limit (the server-to-server routes take larger batches).
+pub(crate) async fn body_text_up_to(req: &mut Request, max: usize) -> ApiResult<String> {
     if let Some(n) = req
         .headers()
         .get("content-length")?
         .and_then(|v| v.parse::<usize>().ok())
     {
-        if n > MAX_BODY_BYTES {
-            return Err(too_large(n));
+        if n > max {
+            return Err(too_large(n, max));
         }
     }
     let Some(stream) = req.inner().body() else {
@@ -430,16 +470,16 @@ async fn body_text(req: &mut Request) -> ApiResult<String> {
             reader.cancel();
             break;
         }
-        if total <= MAX_BODY_BYTES {
+        if total <= max {
             bytes.extend_from_slice(&chunk.to_vec());
         }
     }
-    if total > MAX_BODY_BYTES {
+    if total > max {
         return Err(ApiError::new(
             413,
             ErrorCode::BodyTooLarge,
             format!(
-                "body is more than {MAX_BODY_BYTES} bytes (the limit); {} read and dropped",
+                "body is more than {max} bytes (the limit); {} read and dropped",
                 total.min(MAX_DRAIN_BYTES + 1)
             ),
         ));
@@ -520,15 +560,15 @@ impl BodyReader {
     }
 }
 
-fn too_large(n: usize) -> ApiError {
+fn too_large(n: usize, max: usize) -> ApiError {
     ApiError::new(
         413,
         ErrorCode::BodyTooLarge,
-        format!("body is {n} bytes; the limit is {MAX_BODY_BYTES}"),
+        format!("body is {n} bytes; the limit is {max}"),
     )
 }
 
-fn bad_json(e: serde_json::Error) -> ApiError {
+pub(crate) fn bad_json(e: serde_json::Error) -> ApiError {
     ApiError::new(400, ErrorCode::InvalidJson, e.to_string())
 }
 
@@ -616,7 +656,9 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
             ),
         ));
     }
-    let crm = batch.consent.unwrap_or_default().crm && !gpc;
+    let consent = batch.consent.unwrap_or_default();
+    let crm = consent.crm && !gpc;
+    let analytics = consent.analytics && !gpc;
     let started = now_ms();
     let applied = visitor::call(
         env,
@@ -626,6 +668,8 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
             events: good,
             now: started,
             verified_lead,
+            analytics: Some(analytics),
+            import: false,
         },
     )
     .await?;
@@ -709,6 +753,8 @@ async fn post_identify(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<
             events: vec![text],
             now,
             verified_lead: verified.then(|| body.lead_id.clone()),
+            analytics: None,
+            import: false,
         },
     )
     .await?;

@@ -86,7 +86,7 @@ function nextBatch(skip) {
 }
 
 const body = (v, events) =>
-  JSON.stringify({ site_key: cfg.siteKey, visitor_id: v, consent: { crm: crmAllowed() }, events });
+  JSON.stringify({ site_key: cfg.siteKey, visitor_id: v, consent: { analytics: allowed(), crm: crmAllowed() }, events });
 const url = () => cfg.endpoint + '/v1/events';
 
 /** Sends queued events: one batch at a time with fetch keepalive. `unloading` (pagehide): hand

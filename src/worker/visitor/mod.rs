@@ -40,11 +40,13 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use worker::*;
 
+use super::logs;
 use super::outbox::{Delivery, QUEUE};
 use super::{now_ms, query, scorer, var_num, ApiError, ApplyRequest, ApplyResponse};
 use crate::error_code::ErrorCode;
 use crate::event::{Event, EventType};
 use crate::explain::ShapMemo;
+use crate::log::EventSource;
 use crate::rate_limit::RateWindow;
 use crate::score::{Score, ScoreOptions};
 use crate::state::VisitorState;
@@ -87,6 +89,28 @@ struct Record {
     /// Lead directory entries: the lead id the entry is for.
     #[serde(default)]
     lead: Option<String>,
+    /// Consent to log this visitor for retraining (latest batch's; see [`super::logs`]).
+    #[serde(default)]
+    analytics: bool,
+    /// Scores logged so far: the next score record's id is `<visitor>/<n + 1>`.
+    #[serde(default)]
+    scores_logged: u64,
+    /// The latest CRM outcomes about this visitor or lead (at most [`MAX_KEPT_OUTCOMES`]): their
+    /// ids make a replayed outcome a duplicate.
+    #[serde(default)]
+    outcomes: Vec<KeptOutcome>,
+}
+
+/// Outcomes a visitor or lead object remembers (the outcome log keeps them all).
+pub const MAX_KEPT_OUTCOMES: usize = 32;
+
+/// An outcome as its object keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct KeptOutcome {
+    id: String,
+    #[serde(rename = "type")]
+    kind: crate::outcome::OutcomeType,
+    ts: i64,
 }
 
 impl Record {
@@ -138,6 +162,51 @@ struct Exported {
     /// The visitor's CRM consent: a state without it is never merged.
     #[serde(default)]
     crm: bool,
+}
+
+/// What `POST /v1/outcomes` asks a visitor or lead object to keep.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OutcomesRequest {
+    /// The object's name: a visitor id or `lead:<id>`.
+    pub object: String,
+    /// The lead, for a lead's object.
+    pub lead: Option<String>,
+    /// Validated outcomes about it.
+    pub outcomes: Vec<crate::outcome::Outcome>,
+    /// Receive time (ms).
+    pub received_at: i64,
+    /// Which route took them.
+    pub source: crate::log::OutcomeSource,
+}
+
+/// A visitor or lead object's answer to [`OutcomesRequest`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct OutcomesResponse {
+    /// Outcomes kept and logged.
+    pub accepted: u32,
+    /// Outcomes it already had (replays).
+    pub duplicates: u32,
+}
+
+/// Sends outcomes to their visitor's or lead's object.
+pub async fn keep_outcomes(
+    env: &Env,
+    req: &OutcomesRequest,
+) -> std::result::Result<OutcomesResponse, ApiError> {
+    let ns = env.durable_object(BINDING)?;
+    let stub = ns.id_from_name(&req.object)?.get_stub()?;
+    let body = serde_json::to_string(req)
+        .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let r = Request::new_with_init("https://visitor/outcomes", &init)?;
+    let mut resp = stub.fetch_with_request(r).await?;
+    let status = resp.status_code();
+    let text = resp.text().await?;
+    if status != 200 {
+        return Err(ApiError::new(status, ErrorCode::Internal, text));
+    }
+    serde_json::from_str(&text).map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))
 }
 
 /// Sends an apply request to the visitor's object and returns its answer.
@@ -236,6 +305,10 @@ impl DurableObject for VisitorObject {
                 Err(e) => Err(ApiError::from(e)),
             },
             (Method::Get, "/state") => self.export(for_lead.as_deref()).await,
+            (Method::Post, "/outcomes") => match req.text().await {
+                Ok(text) => self.keep_outcomes(&text).await,
+                Err(e) => Err(ApiError::from(e)),
+            },
             _ => Err(ApiError::new(
                 404,
                 ErrorCode::NotFound,
@@ -315,6 +388,14 @@ impl VisitorObject {
         let mut rec = self.load().await?.unwrap_or_default();
         rec.visitor_id.clone_from(&req.visitor_id);
 
+        if let Some(a) = req.analytics {
+            rec.analytics = a;
+        }
+        let log = req.import || rec.analytics;
+        if req.import {
+            return self.import(rec, &req, &sc, now).await;
+        }
+
         // Rate limit per visitor and minute, counted in events.
         let limit = var_num(&self.env, "RATE_LIMIT_PER_MIN", 600u32);
         let mut window = RateWindow {
@@ -351,7 +432,12 @@ impl VisitorObject {
                 }
             }
         }
-        let tally = sc.apply_all(&mut vs, &events, Some(now));
+        let mut records = Vec::new();
+        let tally = sc.apply_all_with(&mut vs, &events, Some(now), |e| {
+            if log {
+                records.push(logs::event_record(e, now, EventSource::Live));
+            }
+        });
         let (accepted, duplicates, stale) = (tally.applied, tally.duplicates, tally.stale);
         if let Some(c) = req.crm {
             rec.crm = c;
@@ -372,6 +458,9 @@ impl VisitorObject {
         // retried by the next one, and merging is idempotent. The score change is sent once,
         // after the merge; the alarm sends it if the merge never finishes.
         if let Some(lead) = merge_lead {
+            // Logged before the first save: a failed send fails the request, which the client
+            // retries; once the state is saved, a retry would count as duplicates and log nothing.
+            logs::send(&self.env, std::mem::take(&mut records)).await?;
             if accepted > 0 {
                 rec.pending = Some(
                     rec.pending
@@ -392,14 +481,96 @@ impl VisitorObject {
         if accepted > 0 || merged {
             self.maybe_send(&mut rec, &score, now).await?;
         }
+        if log {
+            rec.scores_logged += 1;
+            records.push(logs::score_record(&sc, &vs, &score, rec.scores_logged));
+        }
+        // Before the save, as above: at least once.
+        logs::send(&self.env, records).await?;
         self.save(&rec).await?;
         let out = ApplyResponse {
-            score,
+            score: Some(score),
             accepted,
             duplicates,
             stale,
         };
         Ok(Response::from_json(&out)?)
+    }
+
+    /// Keeps CRM outcomes about this visitor or lead: a known id is a duplicate; the others are
+    /// remembered (the latest [`MAX_KEPT_OUTCOMES`]) and logged, the log first (at least once).
+    async fn keep_outcomes(&self, text: &str) -> std::result::Result<Response, ApiError> {
+        let req: OutcomesRequest = serde_json::from_str(text)
+            .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
+        let mut rec = self.load().await?.unwrap_or_default();
+        if rec.visitor_id.is_empty() && !rec.is_lead_entry() {
+            match &req.lead {
+                Some(l) => rec.lead = Some(l.clone()),
+                None => rec.visitor_id.clone_from(&req.object),
+            }
+        }
+        let (mut accepted, mut duplicates) = (0u32, 0u32);
+        let mut records = Vec::new();
+        for o in req.outcomes {
+            if rec.outcomes.iter().any(|k| k.id == o.id) {
+                duplicates += 1;
+                continue;
+            }
+            accepted += 1;
+            rec.outcomes.push(KeptOutcome {
+                id: o.id.clone(),
+                kind: o.kind,
+                ts: o.ts,
+            });
+            if rec.outcomes.len() > MAX_KEPT_OUTCOMES {
+                rec.outcomes.remove(0);
+            }
+            records.push(crate::log::Record::Outcome(crate::log::OutcomeRecord {
+                received_at: req.received_at,
+                source: req.source,
+                outcome: o,
+            }));
+        }
+        if accepted > 0 {
+            rec.seen = rec.seen.max(req.received_at);
+            logs::send(&self.env, records).await?;
+            self.save(&rec).await?;
+        }
+        Ok(Response::from_json(&OutcomesResponse {
+            accepted,
+            duplicates,
+        })?)
+    }
+
+    /// History: applied at its own timestamps and logged; no rate limit, no score, no webhook
+    /// (the CRM hears of the visitor's next live change, scored on the whole history).
+    async fn import(
+        &self,
+        mut rec: Record,
+        req: &ApplyRequest,
+        sc: &crate::score::Scorer,
+        now: i64,
+    ) -> std::result::Result<Response, ApiError> {
+        let mut vs = decode_state(&rec, sc);
+        let events: Vec<Event> = req
+            .events
+            .iter()
+            .filter_map(|t| Event::parse(t).ok())
+            .collect();
+        let mut records = Vec::new();
+        let tally = sc.apply_all_with(&mut vs, &events, None, |e| {
+            records.push(logs::event_record(e, now, EventSource::Import));
+        });
+        rec.seen = now;
+        rec.state = base64::engine::general_purpose::STANDARD.encode(vs.to_bytes());
+        logs::send(&self.env, records).await?;
+        self.save(&rec).await?;
+        Ok(Response::from_json(&ApplyResponse {
+            score: None,
+            accepted: tally.applied,
+            duplicates: tally.duplicates,
+            stale: tally.stale,
+        })?)
     }
 
     /// Applies the policy; enqueues a delivery or schedules a debounced one.

@@ -1,0 +1,138 @@
+//! `POST /v1/import` (bearer, server to server): history. Events of any number of visitors, each
+//! applied at its own timestamp — not clamped to the receive time, as analytics vendors' import
+//! APIs take backfills — with the same validation and de-duplication as live events; logged like
+//! them (source `import`), never forwarded to the CRM as a live score change. This is how a
+//! customer loads history, and how a replay rebuilds the logs.
+//!
+//! Each visitor's events go to its object in the batch's order; the visitors are processed
+//! [`CONCURRENCY`] at a time. An event older than what a visitor's state already holds beyond its
+//! de-duplication window counts as stale (import history before live traffic, or into new visitor
+//! ids). If any visitor's object fails, the answer is an error and the whole batch may be sent
+//! again: what was applied counts as duplicates the second time.
+
+use std::collections::HashMap;
+
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use worker::*;
+
+use super::{
+    bad_json, body_text_up_to, now_ms, visitor, ApiError, ApiResult, ApplyRequest, Rejected,
+};
+use crate::error_code::ErrorCode;
+use crate::event::limits::{MAX_IMPORT_BODY_BYTES, MAX_IMPORT_EVENTS};
+use crate::event::Event;
+
+/// Visitor objects called at once.
+pub const CONCURRENCY: usize = 16;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBatch<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+/// `POST /v1/import` answer.
+#[derive(Debug, Default, Serialize)]
+struct ImportResponse {
+    visitors: usize,
+    accepted: u32,
+    duplicates: u32,
+    stale: u32,
+    rejected: Vec<Rejected>,
+}
+
+/// The route (the caller checked the bearer token).
+pub async fn import(req: &mut Request, env: &Env) -> ApiResult<Response> {
+    let text = body_text_up_to(req, MAX_IMPORT_BODY_BYTES).await?;
+    let batch: ImportBatch = serde_json::from_str(&text).map_err(bad_json)?;
+    if batch.events.is_empty() {
+        return Err(ApiError::new(
+            400,
+            ErrorCode::InvalidEvent,
+            "the batch has no events",
+        ));
+    }
+    if batch.events.len() > MAX_IMPORT_EVENTS {
+        return Err(ApiError::new(
+            400,
+            ErrorCode::TooManyEvents,
+            format!(
+                "{} events; at most {MAX_IMPORT_EVENTS} per import batch",
+                batch.events.len()
+            ),
+        ));
+    }
+    let mut out = ImportResponse::default();
+    let mut visitors: Vec<(String, Vec<String>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, raw) in batch.events.iter().enumerate() {
+        match Event::parse(raw.get()) {
+            Ok(e) => {
+                let k = *index.entry(e.visitor_id.clone()).or_insert_with(|| {
+                    visitors.push((e.visitor_id.clone(), Vec::new()));
+                    visitors.len() - 1
+                });
+                visitors[k].1.push(raw.get().to_string());
+            }
+            Err(e) => out.rejected.push(Rejected {
+                index: i,
+                code: e.code(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    if visitors.is_empty() {
+        let first = &out.rejected[0];
+        return Err(ApiError::new(
+            400,
+            ErrorCode::InvalidEvent,
+            format!(
+                "every event is invalid; events[{}]: {}",
+                first.index, first.message
+            ),
+        ));
+    }
+    let now = now_ms();
+    out.visitors = visitors.len();
+    let mut failed: Vec<(String, ApiError)> = Vec::new();
+    for chunk in visitors.chunks(CONCURRENCY) {
+        let calls = chunk.iter().map(|(visitor_id, events)| async move {
+            let req = ApplyRequest {
+                visitor_id: visitor_id.clone(),
+                crm: None,
+                events: events.clone(),
+                now,
+                verified_lead: None,
+                analytics: None,
+                import: true,
+            };
+            (visitor_id, visitor::call(env, &req).await)
+        });
+        for (visitor_id, result) in join_all(calls).await {
+            match result {
+                Ok(r) => {
+                    out.accepted += r.accepted;
+                    out.duplicates += r.duplicates;
+                    out.stale += r.stale;
+                }
+                Err(e) => failed.push((visitor_id.clone(), e)),
+            }
+        }
+    }
+    if let Some((v, e)) = failed.first() {
+        return Err(ApiError::new(
+            503,
+            ErrorCode::Internal,
+            format!(
+                "{} of {} visitors failed (first: {v}: {}); the import is idempotent: send the batch again",
+                failed.len(),
+                out.visitors,
+                e.message
+            ),
+        ));
+    }
+    Ok(Response::from_json(&out)?)
+}

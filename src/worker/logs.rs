@@ -1,0 +1,183 @@
+//! The learning loop's logs (records: [`crate::log`]): every accepted event and served score of a
+//! visitor with analytics consent, every import and every CRM outcome.
+//!
+//! Producers (the visitor objects) put one queue message per request, holding that request's
+//! records as NDJSON lines with their log and day; the consumer ([`write`]) turns each queue batch
+//! into one gzip NDJSON object per (log, day) in R2, `<log>/dt=YYYY-MM-DD/<sha256>.ndjson.gz`:
+//! R2 is written per batch (up to `max_batch_size` requests), never per request. The key is the
+//! hash of the object's text, so a batch written twice (a retry after a partial failure) overwrites
+//! the same objects; what at-least-once delivery still repeats, a reader de-duplicates by
+//! [`crate::log::Record::key`].
+//!
+//! Retention: objects are kept until deleted; in production an R2 lifecycle rule per prefix
+//! (`events/`, `scores/`, `outcomes/`) expires them (README, "Logs").
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use worker::*;
+
+use super::deadletter::BUCKET;
+use crate::event::Event;
+use crate::log::{day_of, EventRecord, EventSource, LogKind, Record, ScoreRecord};
+use crate::score::{Score, Scorer};
+use crate::state::{clamp_ts, VisitorState};
+
+/// Queue producer binding (wrangler.toml).
+pub const LOG_QUEUE: &str = "LOGS";
+/// The logs queue's name (wrangler.toml): the consumer tells its batches apart by it.
+pub const LOG_QUEUE_NAME: &str = "leadscore-logs";
+/// Largest message the producer sends (Queues take 128 KB): a request's records are split.
+pub const MAX_MESSAGE_BYTES: usize = 100 * 1024;
+
+/// One record, serialized, with where it goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Line {
+    /// Its log.
+    pub log: LogKind,
+    /// Its partition day (`YYYY-MM-DD`).
+    pub day: String,
+    /// The record's JSON.
+    pub json: String,
+}
+
+/// A message on the logs queue.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogMessage {
+    /// The records of one request (or part of one).
+    pub lines: Vec<Line>,
+}
+
+/// The record of an applied event: `ts` as the engine counted it (clamped for live events).
+pub fn event_record(e: &Event, received_at: i64, source: EventSource) -> Record {
+    let now = (source == EventSource::Live).then_some(received_at);
+    let ts = clamp_ts(e.ts, now);
+    let mut event = e.clone();
+    event.ts = ts;
+    Record::Event(EventRecord {
+        received_at,
+        source,
+        client_ts: (ts != e.ts).then_some(e.ts),
+        event,
+    })
+}
+
+/// The record of a served score: `n` is the visitor's count of logged scores.
+pub fn score_record(sc: &Scorer, state: &VisitorState, score: &Score, n: u64) -> Record {
+    let x = sc.feature_vector(state);
+    let features = sc
+        .features()
+        .names()
+        .iter()
+        .zip(x)
+        .map(|(name, v)| (name.clone(), crate::score::shortest_f64(v)))
+        .collect();
+    Record::Score(ScoreRecord {
+        id: format!("{}/{n}", score.visitor_id),
+        visitor_id: score.visitor_id.clone(),
+        lead_id: score.lead_id.clone(),
+        ts: score.score_timestamp,
+        model_version: score.model_version.clone(),
+        features,
+        raw_probability: score.raw_probability,
+        probability: score.probability,
+        ai_score: score.ai_score,
+        tier: score.tier.as_str().to_string(),
+    })
+}
+
+/// Puts records on the logs queue (nothing when there are none), split into messages below
+/// [`MAX_MESSAGE_BYTES`]. An error fails the request, which the client retries.
+pub async fn send(env: &Env, records: Vec<Record>) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let queue = env.queue(LOG_QUEUE)?;
+    let mut message = LogMessage::default();
+    let mut size = 0;
+    for r in records {
+        let json = serde_json::to_string(&r).map_err(|e| Error::RustError(e.to_string()))?;
+        if size + json.len() > MAX_MESSAGE_BYTES && !message.lines.is_empty() {
+            queue.send(std::mem::take(&mut message)).await?;
+            size = 0;
+        }
+        size += json.len() + 32;
+        message.lines.push(Line {
+            log: r.kind(),
+            day: day_of(r.time()),
+            json,
+        });
+    }
+    queue.send(message).await
+}
+
+/// The object key of one (log, day) part of a batch.
+pub fn object_key(log: LogKind, day: &str, text: &[u8]) -> String {
+    let hash = Sha256::digest(text);
+    let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}{hex}.ndjson.gz", log.day_prefix(day))
+}
+
+fn gzip(text: &[u8]) -> Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(text)
+        .map_err(|e| Error::RustError(e.to_string()))?;
+    enc.finish().map_err(|e| Error::RustError(e.to_string()))
+}
+
+/// The logs queue's consumer: one object per (log, day) of the batch; every message acked once
+/// all are written, else every message retried (rewriting an object is harmless: same key).
+pub async fn write<T>(batch: MessageBatch<T>, env: &Env) -> Result<()> {
+    let bucket = env.bucket(BUCKET)?;
+    let mut parts: BTreeMap<(LogKind, String), Vec<u8>> = BTreeMap::new();
+    let mut messages = Vec::new();
+    let mut lines = 0usize;
+    for raw in batch.raw_iter() {
+        match Message::<LogMessage>::try_from(raw) {
+            Ok(m) => {
+                for l in &m.body().lines {
+                    let text = parts.entry((l.log, l.day.clone())).or_default();
+                    text.extend_from_slice(l.json.as_bytes());
+                    text.push(b'\n');
+                    lines += 1;
+                }
+                messages.push(m);
+            }
+            // Not a log message: it can never be written, and retrying it would loop.
+            Err(e) => console_error!("logs: a message that is not a log message is dropped: {e}"),
+        }
+    }
+    let mut failed = None;
+    for ((log, day), text) in &parts {
+        let key = object_key(*log, day, text);
+        let written = match gzip(text) {
+            Ok(gz) => bucket.put(&key, gz).execute().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            failed = Some(format!("{key}: {e}"));
+            break;
+        }
+    }
+    match failed {
+        None => {
+            for m in &messages {
+                m.ack();
+            }
+            console_log!(
+                "logs: {} messages, {lines} records → {} objects",
+                messages.len(),
+                parts.len()
+            );
+        }
+        Some(why) => {
+            console_error!("logs: batch not written ({why}); retrying");
+            for m in &messages {
+                m.retry();
+            }
+        }
+    }
+    Ok(())
+}
