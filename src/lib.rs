@@ -18,6 +18,7 @@ pub mod features;
 pub mod identity;
 pub mod lead;
 pub mod log;
+pub mod metrics;
 pub mod model;
 pub mod outcome;
 pub mod rate_limit;
