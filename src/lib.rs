@@ -11,6 +11,7 @@
 
 #[cfg(feature = "browser")]
 pub mod browser;
+pub mod compare;
 pub mod error_code;
 pub mod event;
 pub mod explain;
@@ -18,6 +19,7 @@ pub mod features;
 pub mod identity;
 pub mod lead;
 pub mod log;
+pub mod metrics;
 pub mod model;
 pub mod outcome;
 pub mod rate_limit;

@@ -3,6 +3,7 @@
 
 mod bundle;
 mod cli;
+mod compare;
 mod features;
 mod generated;
 mod hubspot;

@@ -1,5 +1,5 @@
 //! `leadscore`: the native front end: score event files, build training features, check bundles,
-//! export the trees as code.
+//! export the trees as code, and gate a retrained bundle against the active one (`compare`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use leadscore::compare::{self, CompareError, Criteria, DatasetFacts, HeldOut, Needs};
 use leadscore::event::Event;
 use leadscore::model::codegen;
 use leadscore::model::error::ModelError;
@@ -50,6 +51,10 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
     },
+    /// Publish gate: score the active and a candidate bundle on the same held-out rows of a
+    /// `leadscore dataset` CSV and print both models' metrics and a verdict as JSON. Exit code:
+    /// 0 promote, 3 keep the active (candidate worse), 4 insufficient data, 2 bad input.
+    Compare(CompareArgs),
     /// Print the trees as straight-line code (the compiled-tree speed limit in BENCHMARKS.md).
     Codegen {
         /// Bundle directory (card.json + model.onnx).
@@ -59,6 +64,38 @@ enum Command {
         #[arg(long, value_enum)]
         lang: CodegenLang,
     },
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Bundle serving today.
+    #[arg(long)]
+    active: PathBuf,
+    /// Retrained bundle that would replace it.
+    #[arg(long)]
+    candidate: PathBuf,
+    /// Training set CSV (`leadscore dataset`): decision_ts, label and each bundle's features.
+    #[arg(long)]
+    dataset: PathBuf,
+    /// Judge rows with decision_ts ≥ this (ms); default: the candidate card's
+    /// `training.holdout_from`, else every row.
+    #[arg(long)]
+    holdout_from: Option<i64>,
+    /// Fewest held-out rows for a verdict.
+    #[arg(long, default_value_t = Criteria::default().min_rows)]
+    min_rows: u64,
+    /// Fewest held-out positives for a verdict.
+    #[arg(long, default_value_t = Criteria::default().min_positives)]
+    min_positives: u64,
+    /// How far the candidate's AUC may fall below the active's.
+    #[arg(long, default_value_t = Criteria::default().auc_margin)]
+    auc_margin: f64,
+    /// How far the candidate's ECE may rise above the active's.
+    #[arg(long, default_value_t = Criteria::default().ece_margin)]
+    ece_margin: f64,
+    /// Write the verdict into the candidate's card.json under `metrics.publish_gate`.
+    #[arg(long)]
+    record: bool,
 }
 
 /// Languages `codegen` writes.
@@ -106,6 +143,7 @@ fn main() -> ExitCode {
         Command::Features { input } => run_stream(&input, Mode::Features),
         Command::Check { model } => check(&model),
         Command::Codegen { model, lang } => codegen(&model, lang),
+        Command::Compare(args) => run_compare(&args),
     };
     match result {
         Ok(code) => code,
@@ -349,4 +387,144 @@ fn check(dir: &Path) -> Result<ExitCode, CliError> {
     }
     println!("ok");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A reader that hashes what passes through it: the dataset's sha256 without a second read.
+struct Hashing<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Reads the held-out rows of a dataset CSV; returns them and the file's sha256.
+fn read_held_out(
+    path: &Path,
+    needs: &[Needs<'_>],
+    holdout_from: Option<i64>,
+) -> Result<(HeldOut, String), CliError> {
+    let name = path.display();
+    let file = std::fs::File::open(path).map_err(|e| CliError::Msg(format!("{name}: {e}")))?;
+    let at = |line: u64, e: &dyn std::fmt::Display| CliError::Msg(format!("{name}:{line}: {e}"));
+    let data_err = |e: CompareError| match e {
+        CompareError::Data { line, message } => at(line, &message),
+        other => CliError::Msg(format!("{name}: {other}")),
+    };
+    let csv_err = |e: csv::Error| match e.position() {
+        Some(p) => at(p.line(), &e),
+        None => CliError::Msg(format!("{name}: {e}")),
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(Hashing {
+            inner: BufReader::new(file),
+            hasher: sha2::Digest::new(),
+        });
+    let header = rdr.headers().map_err(csv_err)?.clone();
+    let mut rows = HeldOut::new(header.iter(), needs, holdout_from).map_err(data_err)?;
+    let mut record = csv::StringRecord::new();
+    while rdr.read_record(&mut record).map_err(csv_err)? {
+        let line = record.position().map_or(0, |p| p.line());
+        rows.push(line, record.iter()).map_err(data_err)?;
+    }
+    let mut rest = rdr.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink())
+        .map_err(|e| CliError::Msg(format!("{name}: {e}")))?;
+    let digest = sha2::Digest::finalize(rest.hasher);
+    let sha = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok((rows, sha))
+}
+
+fn run_compare(args: &CompareArgs) -> Result<ExitCode, CliError> {
+    let load = |dir: &Path| -> Result<Scorer, CliError> {
+        let at = |e: ModelError| CliError::Msg(format!("{}: {e}", dir.display()));
+        Scorer::new(Bundle::load(dir).map_err(at)?, None).map_err(at)
+    };
+    let active = load(&args.active)?;
+    let candidate = load(&args.candidate)?;
+    let card_path = args.candidate.join("card.json");
+    let (holdout_from, source) = match args.holdout_from {
+        Some(t) => (Some(t), "--holdout-from".to_string()),
+        None => match compare::card_holdout_from(candidate.card())
+            .map_err(|e| CliError::Msg(format!("{}: {e}", args.candidate.display())))?
+        {
+            Some(t) => (Some(t), "the candidate card's training.holdout_from".into()),
+            None => (
+                None,
+                "none (the candidate card records no training.holdout_from): every row".into(),
+            ),
+        },
+    };
+    let needs = [
+        Needs {
+            role: "active",
+            card: active.card(),
+        },
+        Needs {
+            role: "candidate",
+            card: candidate.card(),
+        },
+    ];
+    let (rows, sha256) = read_held_out(&args.dataset, &needs, holdout_from)?;
+    let criteria = Criteria {
+        min_rows: args.min_rows,
+        min_positives: args.min_positives,
+        auc_margin: args.auc_margin,
+        ece_margin: args.ece_margin,
+    };
+    for (name, m) in [
+        ("--auc-margin", criteria.auc_margin),
+        ("--ece-margin", criteria.ece_margin),
+    ] {
+        if !(m.is_finite() && m >= 0.0) {
+            return Err(CliError::Msg(format!(
+                "{name} {m} must be a finite number ≥ 0"
+            )));
+        }
+    }
+    let facts = DatasetFacts {
+        file: args.dataset.display().to_string(),
+        sha256,
+        rows_read: rows.rows_read(),
+        holdout_from,
+        holdout_from_source: source,
+        rows: rows.len() as u64,
+        positives: rows.positives(),
+    };
+    let result = compare::compare(&active, &candidate, &rows, &criteria, facts)
+        .map_err(|e| CliError::Msg(e.to_string()))?;
+    let json = serde_json::to_string_pretty(&result).map_err(|e| CliError::Msg(e.to_string()))?;
+    println!("{json}");
+    let decision = result.verdict.verdict;
+    if args.record {
+        let text = std::fs::read_to_string(&card_path)
+            .map_err(|e| CliError::Msg(format!("{}: {e}", card_path.display())))?;
+        let out = compare::record_in_card(&text, &result.record())
+            .map_err(|e| CliError::Msg(format!("{}: {e}", args.candidate.display())))?;
+        let tmp = card_path.with_extension("json.tmp");
+        std::fs::write(&tmp, out)
+            .and_then(|()| std::fs::rename(&tmp, &card_path))
+            .map_err(|e| CliError::Msg(format!("{}: {e}", card_path.display())))?;
+        eprintln!(
+            "leadscore: verdict recorded in {} (metrics.{})",
+            card_path.display(),
+            compare::RECORD_KEY
+        );
+    }
+    eprintln!(
+        "leadscore: compare: {} held-out rows ({} positives): {}",
+        result.dataset.rows,
+        result.dataset.positives,
+        serde_json::to_value(decision)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::from(decision.exit_code()))
 }
