@@ -12,7 +12,7 @@
 //!                                                      state ─► score ─► policy ─► Queue ─► webhook
 //!                                                        └─ events, score ─► logs Queue ─► R2
 //! POST /v1/import ─► VisitorObject (own timestamps, no webhook) ─► logs Queue ─► R2
-//! POST /v1/outcomes ─► VisitorObject(visitor | lead:<id>) (idempotent by id) ─► logs Queue ─► R2
+//! POST /v1/outcomes[/hubspot] ─► VisitorObject(visitor | lead:<id>) (idempotent by id) ─► logs Queue ─► R2
 //! GET /v1/export/{log} ◄─ R2 (gzip NDJSON per log and day)
 //! ```
 
@@ -280,7 +280,11 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
         "/healthz" | "/v1/model" | "/v1/deliveries/failed" => Some("GET, HEAD"),
         "/v1/events" | "/v1/identify" => Some("POST, OPTIONS"),
-        "/v1/score" | "/v1/deliveries/replay" | "/v1/import" | "/v1/outcomes" => Some("POST"),
+        "/v1/score"
+        | "/v1/deliveries/replay"
+        | "/v1/import"
+        | "/v1/outcomes"
+        | "/v1/outcomes/hubspot" => Some("POST"),
         p if p.starts_with("/v1/score/") || p.starts_with("/v1/export/") => Some("GET, HEAD"),
         _ => None,
     }
@@ -326,6 +330,7 @@ async fn route(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Response>
             bearer(&req, cfg)?;
             import::import(&mut req, env).await
         }
+        (Method::Post, "/v1/outcomes/hubspot") => outcomes::hubspot(&mut req, env).await,
         (Method::Post, "/v1/outcomes") => {
             bearer(&req, cfg)?;
             outcomes::post(&mut req, env).await

@@ -128,3 +128,92 @@ pub async fn post(req: &mut Request, env: &Env) -> ApiResult<Response> {
     keep(env, good, OutcomeSource::Api, &mut answer).await?;
     Ok(Response::from_json(&answer)?)
 }
+
+/// `POST /v1/outcomes/hubspot`: HubSpot's webhook subscriptions, signed with the app's client
+/// secret (`HUBSPOT_CLIENT_SECRET`; `X-HubSpot-Signature-v3`, stale timestamps refused, see
+/// [`crate::outcome::hubspot`]). Stages map to outcome types by `HUBSPOT_STAGE_MAP` (JSON; the
+/// documented default otherwise). A contact is the lead whose id is the contact's HubSpot id; a
+/// deal's outcomes go to the leads of the contacts associated with it (`deal.associationChange`
+/// subscriptions; a contact linked later receives the deal's earlier outcomes). Retries carry the
+/// same `eventId`, so they are duplicates. Any error answers non-2xx and HubSpot retries.
+pub async fn hubspot(req: &mut Request, env: &Env) -> ApiResult<Response> {
+    use crate::outcome::hubspot::{self as hs, EventKind, HubspotObject};
+    let unauthorized = |m: String| ApiError::new(401, ErrorCode::InvalidSignature, m);
+    let secret = super::var(env, "HUBSPOT_CLIENT_SECRET")
+        .ok_or_else(|| {
+            unauthorized("HubSpot outcomes are not configured (no HUBSPOT_CLIENT_SECRET)".into())
+        })
+        .and_then(|s| hs::ClientSecret::new(&s).map_err(|e| unauthorized(e.to_string())))?;
+    let ts = req.headers().get(hs::TIMESTAMP_HEADER)?;
+    let sig = req.headers().get(hs::SIGNATURE_HEADER)?;
+    let uri = req.url()?.to_string();
+    let body = body_text_up_to(req, hs::MAX_BODY_BYTES).await?;
+    hs::verify_signature_v3(
+        &secret,
+        "POST",
+        &uri,
+        body.as_bytes(),
+        ts.as_deref(),
+        sig.as_deref(),
+        now_ms(),
+    )
+    .map_err(|e| ApiError::new(401, e.code(), e.to_string()))?;
+    let events = hs::parse_events(body.as_bytes())
+        .map_err(|e| ApiError::new(400, e.code(), e.to_string()))?;
+    let map = match super::var(env, "HUBSPOT_STAGE_MAP") {
+        Some(t) => hs::StageMap::from_json(&t)
+            .map_err(|e| ApiError::new(500, ErrorCode::InvalidConfig, e.to_string()))?,
+        None => hs::StageMap::default(),
+    };
+    let bad = |e: crate::outcome::OutcomeError| ApiError::new(400, e.code(), e.to_string());
+    let mut outcomes = Vec::new();
+    let mut ignored = 0u32;
+    let deal_outcome = |id: String, kind, ts| visitor::DealOutcome { id, kind, ts };
+    let for_contact = |contact: &str, o: &visitor::DealOutcome| Outcome {
+        id: format!("{}:{contact}", o.id),
+        lead_id: Some(contact.to_string()),
+        visitor_id: None,
+        kind: o.kind,
+        ts: o.ts,
+        value: None,
+    };
+    for ev in &events {
+        let update = match (&ev.kind, hs::to_outcome(ev, &map)) {
+            (EventKind::DealContact(link), _) => visitor::DealUpdate {
+                deal: link.deal_id.clone(),
+                link: Some((link.contact_id.clone(), link.removed)),
+                outcome: None,
+            },
+            (_, Some(o)) => match &o.object {
+                HubspotObject::Contact(id) => {
+                    outcomes.push(o.for_lead(id).map_err(bad)?);
+                    continue;
+                }
+                HubspotObject::Deal(id) => visitor::DealUpdate {
+                    deal: id.clone(),
+                    link: None,
+                    outcome: Some(deal_outcome(o.id.clone(), o.kind, o.ts)),
+                },
+            },
+            _ => {
+                ignored += 1;
+                continue;
+            }
+        };
+        for (contact, o) in visitor::update_deal(env, &update).await?.due {
+            let o = for_contact(&contact, &o);
+            o.validate().map_err(bad)?;
+            outcomes.push(o);
+        }
+    }
+    let mut answer = OutcomesAnswer::default();
+    if !outcomes.is_empty() {
+        keep(env, outcomes, OutcomeSource::Hubspot, &mut answer).await?;
+    }
+    Ok(Response::from_json(&serde_json::json!({
+        "events": events.len(),
+        "accepted": answer.accepted,
+        "duplicates": answer.duplicates,
+        "ignored": ignored,
+    }))?)
+}

@@ -191,6 +191,62 @@ test("POST /v1/outcomes: kept and logged once per id; bad items listed by index"
   assert.equal(won.source, "api");
 });
 
+/** A HubSpot webhook request as HubSpot signs it (v3: method + URI + body + timestamp, HMAC-SHA256, base64). */
+function hubspotRequest(events, { timestamp = Date.now(), secret = S.devVars.HUBSPOT_CLIENT_SECRET, tamper } = {}) {
+  const uri = new URL("/v1/outcomes/hubspot", S.base).toString();
+  const raw = JSON.stringify(events);
+  const sig = crypto.createHmac("sha256", secret).update(`POST${uri}${raw}${timestamp}`).digest("base64");
+  return api.request("POST", "/v1/outcomes/hubspot", {
+    raw: tamper ? tamper(raw) : raw,
+    headers: { "content-type": "application/json", "x-hubspot-signature-v3": sig, "x-hubspot-request-timestamp": String(timestamp) },
+  });
+}
+
+test("POST /v1/outcomes/hubspot: signed requests only; stages mapped; eventId replays and deals through their contacts", async () => {
+  const base = Number.parseInt(crypto.randomBytes(4).toString("hex"), 16);
+  const contact = String(900_000 + (base % 100_000));
+  const deal = String(base);
+  const at = Date.UTC(2025, 4, 2, 9, 0, 0);
+  const ev = (n, o) => ({ eventId: base + n, subscriptionId: 1, portalId: 62515, appId: 7, occurredAt: at + n, attemptNumber: 0, changeSource: "CRM_UI", ...o });
+  const lifecycle = ev(1, { subscriptionType: "contact.propertyChange", objectId: Number(contact), propertyName: "lifecyclestage", propertyValue: "customer" });
+  const created = ev(2, { subscriptionType: "contact.creation", objectId: Number(contact) });
+  const r = await hubspotRequest([lifecycle, created]);
+  assert.equal(r.status, 200, show(r));
+  assert.deepEqual([r.json.accepted, r.json.duplicates, r.json.ignored], [1, 0, 1], show(r));
+  // HubSpot's retry carries the same eventId.
+  const retry = await hubspotRequest([{ ...lifecycle, attemptNumber: 1 }]);
+  assert.deepEqual([retry.json.accepted, retry.json.duplicates], [0, 1], show(retry));
+  // Tampered body, stale or future timestamp, wrong secret, no signature: refused, nothing kept.
+  const other = ev(9, { subscriptionType: "contact.propertyChange", objectId: 1, propertyName: "lifecyclestage", propertyValue: "customer" });
+  checkError(assert, await hubspotRequest([other], { tamper: (t) => t.replace('"objectId":1', '"objectId":2') }), 401, "invalid_signature");
+  checkError(assert, await hubspotRequest([other], { timestamp: Date.now() - 6 * 60_000 }), 401, "invalid_signature");
+  checkError(assert, await hubspotRequest([other], { timestamp: Date.now() + 6 * 60_000 }), 401, "invalid_signature");
+  checkError(assert, await hubspotRequest([other], { secret: "another-secret-of-the-right-size" }), 401, "invalid_signature");
+  checkError(assert, await api.request("POST", "/v1/outcomes/hubspot", { body: [other] }), 401, "invalid_signature");
+  checkError(assert, await hubspotRequest({ not: "an array" }), 400);
+  // A deal won before HubSpot tells which contact it belongs to: kept on the deal, given to the
+  // contact's lead once the association arrives; an open stage maps to opportunity.
+  const won = ev(3, { subscriptionType: "deal.propertyChange", objectId: Number(deal), propertyName: "dealstage", propertyValue: "closedwon" });
+  const w = await hubspotRequest([won]);
+  assert.deepEqual([w.status, w.json.accepted], [200, 0], show(w));
+  const link = ev(4, { subscriptionType: "deal.associationChange", associationType: "DEAL_TO_CONTACT", fromObjectId: Number(deal), toObjectId: Number(contact), associationRemoved: false, isPrimaryAssociation: true });
+  const l = await hubspotRequest([link]);
+  assert.deepEqual([l.status, l.json.accepted], [200, 1], show(l));
+  const l2 = await hubspotRequest([link]);
+  assert.equal(l2.json.accepted, 0, `a repeated association gives nothing twice: ${show(l2)}`);
+  const recs = await waitForLog("outcomes", at - DAY, at + DAY, (rs) => {
+    const m = rs.filter((x) => x.outcome.lead_id === contact);
+    return m.length >= 2 && m;
+  }, "HubSpot outcomes");
+  const byId = Object.fromEntries(distinct(recs, (x) => x.outcome.id).map((x) => [x.outcome.id, x]));
+  assert.deepEqual(Object.keys(byId).sort(), [`hubspot:${base + 1}`, `hubspot:${base + 3}:${contact}`].sort());
+  for (const x of Object.values(byId)) {
+    assert.equal(x.source, "hubspot");
+    assert.equal(x.outcome.type, "customer");
+  }
+  assert.equal(byId[`hubspot:${base + 3}:${contact}`].outcome.ts, at + 3, "the deal's occurredAt");
+});
+
 test("every new route refuses bad input with a JSON error and writes nothing", async () => {
   const now = Date.now();
   // Wrong or missing token.

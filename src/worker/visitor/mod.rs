@@ -99,6 +99,68 @@ struct Record {
     /// ids make a replayed outcome a duplicate.
     #[serde(default)]
     outcomes: Vec<KeptOutcome>,
+    /// A HubSpot deal's object (`lead:hubspot-deal:<id>`): the contacts associated with it.
+    #[serde(default)]
+    deal_contacts: Vec<String>,
+    /// A HubSpot deal's object: its outcomes so far (each contact that joins later gets them).
+    #[serde(default)]
+    deal_outcomes: Vec<DealOutcome>,
+}
+
+/// A HubSpot deal's outcome, before it is given to the deal's contacts' leads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DealOutcome {
+    /// `hubspot:<eventId>`.
+    pub id: String,
+    /// What it means.
+    #[serde(rename = "type")]
+    pub kind: crate::outcome::OutcomeType,
+    /// `occurredAt`.
+    pub ts: i64,
+}
+
+/// What the HubSpot route tells a deal's object: a contact linked or unlinked, or an outcome.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DealUpdate {
+    /// The deal's id.
+    pub deal: String,
+    /// A contact linked (`false`) or unlinked (`true`).
+    pub link: Option<(String, bool)>,
+    /// An outcome of the deal.
+    pub outcome: Option<DealOutcome>,
+}
+
+/// A deal object's answer: the outcomes each contact must now receive.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DealAnswer {
+    /// (contact id, outcome).
+    pub due: Vec<(String, DealOutcome)>,
+}
+
+/// Sends a [`DealUpdate`] to the deal's object.
+pub async fn update_deal(
+    env: &Env,
+    update: &DealUpdate,
+) -> std::result::Result<DealAnswer, ApiError> {
+    let ns = env.durable_object(BINDING)?;
+    let name = format!(
+        "{}hubspot-deal:{}",
+        crate::event::RESERVED_VISITOR_PREFIX,
+        update.deal
+    );
+    let stub = ns.id_from_name(&name)?.get_stub()?;
+    let body = serde_json::to_string(update)
+        .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let r = Request::new_with_init("https://visitor/deal", &init)?;
+    let mut resp = stub.fetch_with_request(r).await?;
+    let status = resp.status_code();
+    let text = resp.text().await?;
+    if status != 200 {
+        return Err(ApiError::new(status, ErrorCode::Internal, text));
+    }
+    serde_json::from_str(&text).map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))
 }
 
 /// Outcomes a visitor or lead object remembers (the outcome log keeps them all).
@@ -305,6 +367,10 @@ impl DurableObject for VisitorObject {
                 Err(e) => Err(ApiError::from(e)),
             },
             (Method::Get, "/state") => self.export(for_lead.as_deref()).await,
+            (Method::Post, "/deal") => match req.text().await {
+                Ok(text) => self.update_deal(&text).await,
+                Err(e) => Err(ApiError::from(e)),
+            },
             (Method::Post, "/outcomes") => match req.text().await {
                 Ok(text) => self.keep_outcomes(&text).await,
                 Err(e) => Err(ApiError::from(e)),
@@ -540,6 +606,44 @@ impl VisitorObject {
             accepted,
             duplicates,
         })?)
+    }
+
+    /// A HubSpot deal's links and outcomes: a new contact receives every outcome so far, a new
+    /// outcome goes to every linked contact (at most [`MAX_KEPT_OUTCOMES`] of each are kept).
+    async fn update_deal(&self, text: &str) -> std::result::Result<Response, ApiError> {
+        let up: DealUpdate = serde_json::from_str(text)
+            .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
+        let mut rec = self.load().await?.unwrap_or_default();
+        rec.lead = Some(format!("hubspot-deal:{}", up.deal));
+        let mut answer = DealAnswer::default();
+        match up.link {
+            Some((contact, true)) => rec.deal_contacts.retain(|c| c != &contact),
+            Some((contact, false)) if !rec.deal_contacts.contains(&contact) => {
+                for o in &rec.deal_outcomes {
+                    answer.due.push((contact.clone(), o.clone()));
+                }
+                rec.deal_contacts.push(contact);
+                if rec.deal_contacts.len() > MAX_KEPT_OUTCOMES {
+                    rec.deal_contacts.remove(0);
+                }
+            }
+            _ => {}
+        }
+        if let Some(o) = up.outcome {
+            if !rec.deal_outcomes.iter().any(|k| k.id == o.id) {
+                rec.deal_outcomes.push(o.clone());
+                if rec.deal_outcomes.len() > MAX_KEPT_OUTCOMES {
+                    rec.deal_outcomes.remove(0);
+                }
+            }
+            // Every linked contact, also for a retried event: their objects de-duplicate by id.
+            for c in &rec.deal_contacts {
+                answer.due.push((c.clone(), o.clone()));
+            }
+        }
+        rec.seen = now_ms();
+        self.save(&rec).await?;
+        Ok(Response::from_json(&answer)?)
     }
 
     /// History: applied at its own timestamps and logged; no rate limit, no score, no webhook
