@@ -11,6 +11,7 @@
 
 #[cfg(feature = "browser")]
 pub mod browser;
+pub mod dataset;
 pub mod error_code;
 pub mod event;
 pub mod explain;
