@@ -12,6 +12,7 @@
 #[cfg(feature = "browser")]
 pub mod browser;
 pub mod compare;
+pub mod dataset;
 pub mod error_code;
 pub mod event;
 pub mod explain;

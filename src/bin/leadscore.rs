@@ -1,5 +1,6 @@
-//! `leadscore`: the native front end: score event files, build training features, check bundles,
-//! export the trees as code, and gate a retrained bundle against the active one (`compare`).
+//! `leadscore`: the native front end: score event files, build training features and point-in-time
+//! training sets (`dataset`), check bundles, export the trees as code, and gate a retrained bundle
+//! against the active one (`compare`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -8,11 +9,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use leadscore::compare::{self, CompareError, Criteria, DatasetFacts, HeldOut, Needs};
+use leadscore::dataset::{self, By, Inputs, LineError, Options, Shard};
 use leadscore::event::Event;
 use leadscore::model::codegen;
 use leadscore::model::error::ModelError;
 use leadscore::model::Bundle;
-use leadscore::score::{ScoreOptions, Scorer, Tally};
+use leadscore::outcome::OutcomeType;
+use leadscore::score::{shortest_f64, ScoreOptions, Scorer, Tally};
 use leadscore::site::SiteTables;
 use leadscore::state::{Apply, VisitorState};
 
@@ -45,6 +48,10 @@ enum Command {
         #[command(flatten)]
         input: Input,
     },
+    /// Build a point-in-time training set from logged events and outcomes: CSV rows of
+    /// `subject_kind,subject_id,decision_ts,outcome_ts,label` then the card's features (README,
+    /// "Training sets"); a JSON summary on stderr.
+    Dataset(DatasetArgs),
     /// Validate a bundle and replay its golden vectors; exits non-zero on any failure.
     Check {
         /// Bundle directory (card.json + model.onnx [+ golden.json]).
@@ -123,6 +130,49 @@ struct Input {
     strict: bool,
 }
 
+#[derive(Args)]
+struct DatasetArgs {
+    /// Bundle directory (card.json + model.onnx).
+    #[arg(long)]
+    model: PathBuf,
+    /// JSON file replacing the card's site tables.
+    #[arg(long)]
+    site_table: Option<PathBuf>,
+    /// Event log: an NDJSON file or a directory (recursively: *.ndjson, *.ndjson.gz).
+    #[arg(long)]
+    events: PathBuf,
+    /// Outcome log: an NDJSON file or a directory (recursively: *.ndjson, *.ndjson.gz).
+    #[arg(long)]
+    outcomes: PathBuf,
+    /// The outcome type that labels a row 1 (qualified, opportunity, customer/won, disqualified/lost).
+    #[arg(long)]
+    label: String,
+    /// Label window and episode gap: 90d, 12h, 30m or ms.
+    #[arg(long, default_value = "90d")]
+    window: String,
+    /// Whom rows are about.
+    #[arg(long, value_enum, default_value = "visitor")]
+    by: ByArg,
+    /// Build as of this time (ms or YYYY-MM-DD); default: the latest event or outcome read.
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Build only shard i of n (subjects by FNV-1a of their id), e.g. 0/4.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Output CSV file, or `-` for standard output.
+    #[arg(long)]
+    out: String,
+}
+
+/// `--by` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ByArg {
+    /// One visitor id.
+    Visitor,
+    /// A lead id (visitors before identifying are their own subjects).
+    Lead,
+}
+
 /// A failure that ends the run, with the message for stderr.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
@@ -141,6 +191,7 @@ fn main() -> ExitCode {
             all_factors,
         } => run_stream(&input, Mode::Score { each, all_factors }),
         Command::Features { input } => run_stream(&input, Mode::Features),
+        Command::Dataset(args) => build_dataset(&args),
         Command::Check { model } => check(&model),
         Command::Codegen { model, lang } => codegen(&model, lang),
         Command::Compare(args) => run_compare(&args),
@@ -155,7 +206,11 @@ fn main() -> ExitCode {
 }
 
 fn load(input: &Input) -> Result<Scorer, CliError> {
-    let site = match &input.site_table {
+    load_scorer(&input.model, input.site_table.as_deref())
+}
+
+fn load_scorer(model: &Path, site_table: Option<&Path>) -> Result<Scorer, CliError> {
+    let site = match site_table {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| CliError::Msg(format!("{}: {e}", p.display())))?;
@@ -165,7 +220,141 @@ fn load(input: &Input) -> Result<Scorer, CliError> {
         }
         None => None,
     };
-    Ok(Scorer::new(Bundle::load(&input.model)?, site)?)
+    Ok(Scorer::new(Bundle::load(model)?, site)?)
+}
+
+/// The NDJSON files of a log: the file itself, or every `*.ndjson` / `*.ndjson.gz` under a
+/// directory, in path order (input order decides ties, so it must not depend on the file system).
+fn log_files(path: &Path) -> Result<Vec<PathBuf>, CliError> {
+    let err = |p: &Path, e: std::io::Error| CliError::Msg(format!("{}: {e}", p.display()));
+    let meta = std::fs::metadata(path).map_err(|e| err(path, e))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| err(&dir, e))? {
+            let p = entry.map_err(|e| err(&dir, e))?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if p.is_dir() {
+                dirs.push(p);
+            } else if name.ends_with(".ndjson") || name.ends_with(".ndjson.gz") {
+                files.push(p);
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(CliError::Msg(format!(
+            "{}: no *.ndjson or *.ndjson.gz files in this directory",
+            path.display()
+        )));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Feeds every line of a log's files to `add`; an error names the file and line.
+fn read_log(
+    path: &Path,
+    mut add: impl FnMut(&str) -> Result<(), LineError>,
+) -> Result<(), CliError> {
+    for file in log_files(path)? {
+        let err =
+            |line: usize, what: String| CliError::Msg(format!("{}:{line}: {what}", file.display()));
+        let f = std::fs::File::open(&file).map_err(|e| err(0, e.to_string()))?;
+        let raw: Box<dyn Read> = if file.extension().is_some_and(|x| x == "gz") {
+            Box::new(flate2::read::MultiGzDecoder::new(f))
+        } else {
+            Box::new(f)
+        };
+        let mut reader = BufReader::with_capacity(1 << 18, raw);
+        let mut line = String::new();
+        for lineno in 1.. {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => add(&line).map_err(|e| err(lineno, e.to_string()))?,
+                Err(e) => return Err(err(lineno, e.to_string())),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn build_dataset(args: &DatasetArgs) -> Result<ExitCode, CliError> {
+    let start = std::time::Instant::now();
+    let msg = |e: dataset::DatasetError| CliError::Msg(e.to_string());
+    let label = OutcomeType::parse(&args.label).ok_or_else(|| {
+        CliError::Msg(format!(
+            "--label {:?}: expected one of qualified, opportunity, customer (won), disqualified (lost)",
+            args.label
+        ))
+    })?;
+    let opts = Options {
+        label,
+        window_ms: dataset::parse_window(&args.window).map_err(msg)?,
+        by: match args.by {
+            ByArg::Visitor => By::Visitor,
+            ByArg::Lead => By::Lead,
+        },
+        as_of: args
+            .as_of
+            .as_deref()
+            .map(dataset::parse_as_of)
+            .transpose()
+            .map_err(msg)?,
+        shard: args
+            .shard
+            .as_deref()
+            .map(Shard::parse)
+            .transpose()
+            .map_err(msg)?,
+    };
+    let scorer = load_scorer(&args.model, args.site_table.as_deref())?;
+    let mut inputs = Inputs::new(opts).map_err(msg)?;
+    read_log(&args.events, |l| inputs.add_event_line(l))?;
+    read_log(&args.outcomes, |l| inputs.add_outcome_line(l))?;
+    let set = inputs.build(&scorer).map_err(msg)?;
+
+    let out: Box<dyn Write> = if args.out == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(
+            std::fs::File::create(&args.out)
+                .map_err(|e| CliError::Msg(format!("{}: {e}", args.out)))?,
+        )
+    };
+    let csv_err = |e: csv::Error| CliError::Msg(format!("writing {}: {e}", args.out));
+    let mut w = csv::Writer::from_writer(BufWriter::new(out));
+    let names = scorer.features().names();
+    let head = [
+        "subject_kind",
+        "subject_id",
+        "decision_ts",
+        "outcome_ts",
+        "label",
+    ];
+    w.write_record(head.into_iter().chain(names.iter().map(String::as_str)))
+        .map_err(csv_err)?;
+    let mut record = Vec::with_capacity(head.len() + names.len());
+    for row in &set.rows {
+        record.clear();
+        record.push(row.kind.as_str().to_string());
+        record.push(row.subject_id.clone());
+        record.push(row.decision_ts.to_string());
+        record.push(row.outcome_ts.map(|t| t.to_string()).unwrap_or_default());
+        record.push(row.label().to_string());
+        record.extend(row.features.iter().map(|&v| shortest_f64(v).to_string()));
+        w.write_record(&record).map_err(csv_err)?;
+    }
+    w.flush()
+        .map_err(|e| CliError::Msg(format!("writing {}: {e}", args.out)))?;
+    drop(w);
+    let summary = set.summary.timed(start.elapsed().as_secs_f64());
+    let json = serde_json::to_string(&summary).map_err(|e| CliError::Msg(e.to_string()))?;
+    eprintln!("{json}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What a stream run prints.

@@ -1,0 +1,411 @@
+//! The row definition of [`super`], one subject at a time: whose events and outcomes, episodes,
+//! labels, censoring, and the state at each decision time.
+
+use std::collections::HashMap;
+
+use super::input::{Inputs, Logged};
+use super::{By, Dataset, DatasetError, Row, Shard, SubjectKind, Summary};
+use crate::event::EventType;
+use crate::outcome::{Outcome, Subject};
+use crate::score::Scorer;
+use crate::state::VisitorState;
+
+/// A visitor's identifies that name a lead: (ts, input order, lead), in applied order.
+type Joins<'a> = Vec<(i64, u64, &'a str)>;
+
+fn joins(events: &[Logged]) -> Joins<'_> {
+    events
+        .iter()
+        .filter(|l| l.event.kind == EventType::Identify)
+        .filter_map(|l| Some((l.event.ts, l.seq, l.event.lead_id.as_deref()?)))
+        .collect()
+}
+
+/// The first outcome time and how many outcomes a subject got.
+#[derive(Default, Clone, Copy)]
+struct Applied {
+    first: Option<i64>,
+    count: u64,
+}
+
+impl Applied {
+    fn add(&mut self, ts: i64) {
+        self.first = Some(self.first.map_or(ts, |t| t.min(ts)));
+        self.count += 1;
+    }
+}
+
+fn min_ts(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// What every subject needs, and what the build has made so far.
+struct Builder<'s> {
+    scorer: &'s Scorer,
+    window: i64,
+    shard: Option<Shard>,
+    rows: Vec<Row>,
+    summary: Summary,
+}
+
+/// What a row at decision time d is.
+enum Verdict {
+    Positive(i64),
+    Negative,
+    Censored,
+}
+
+impl Builder<'_> {
+    fn in_shard(&self, id: &str) -> bool {
+        self.shard.is_none_or(|s| s.keeps(id))
+    }
+
+    /// Label and censoring of the row at `d`: positive when t* ∈ (d, d + W] (t* > d always, as
+    /// only events before t* make rows), a negative when (d, d + W] ends by `observed_until`.
+    fn verdict(&mut self, d: i64, t_star: Option<i64>, observed_until: i64) -> Verdict {
+        let end = d.saturating_add(self.window);
+        let v = match t_star {
+            Some(t) if t <= end => Verdict::Positive(t),
+            _ if end <= observed_until => Verdict::Negative,
+            _ => Verdict::Censored,
+        };
+        match v {
+            Verdict::Positive(_) => self.summary.positives += 1,
+            Verdict::Negative => self.summary.negatives += 1,
+            Verdict::Censored => self.summary.censored += 1,
+        }
+        v
+    }
+
+    /// Indices of the episode ends among `n` times sorted ascending (`ts(i)`): where the next
+    /// time is more than W later, and the last.
+    fn episode_ends(&self, n: usize, ts: impl Fn(usize) -> i64) -> Vec<usize> {
+        (0..n)
+            .filter(|&i| i + 1 == n || ts(i + 1) - ts(i) > self.window)
+            .collect()
+    }
+
+    /// Counts a subject with `total` events of which `usable` precede t*; false when no row can
+    /// come of it.
+    fn start_subject(&mut self, total: usize, usable: usize) -> bool {
+        if total == 0 {
+            return false;
+        }
+        self.summary.subjects += 1;
+        self.summary.events_after_conversion_ignored += (total - usable) as u64;
+        if usable == 0 {
+            self.summary.converted_before_any_event += 1;
+            return false;
+        }
+        true
+    }
+
+    /// A subject made of one visitor's events (sorted, already cut to the subject's span).
+    fn visitor(
+        &mut self,
+        kind: SubjectKind,
+        id: &str,
+        events: &[Logged],
+        t_star: Option<i64>,
+        observed_until: i64,
+    ) {
+        let usable = match t_star {
+            Some(t) => &events[..events.partition_point(|l| l.event.ts < t)],
+            None => events,
+        };
+        if !self.start_subject(events.len(), usable.len()) {
+            return;
+        }
+        let scorer = self.scorer;
+        let mut state = scorer.new_state();
+        let mut applied = 0;
+        for end in self.episode_ends(usable.len(), |i| usable[i].event.ts) {
+            let d = usable[end].event.ts;
+            let outcome_ts = match self.verdict(d, t_star, observed_until) {
+                Verdict::Positive(t) => Some(t),
+                Verdict::Negative => None,
+                Verdict::Censored => continue,
+            };
+            for l in &usable[applied..=end] {
+                scorer.apply(&mut state, &l.event, None);
+            }
+            applied = end + 1;
+            self.rows.push(Row {
+                kind,
+                subject_id: id.to_string(),
+                decision_ts: d,
+                outcome_ts,
+                features: scorer.feature_vector(&state),
+            });
+        }
+    }
+
+    /// A lead subject: its members' events from their joins on make the episodes; each row's
+    /// state merges the members that joined by its decision time.
+    fn lead(
+        &mut self,
+        lead: &str,
+        mut members: Vec<Member<'_>>,
+        t_star: Option<i64>,
+        as_of: i64,
+    ) -> Result<(), DatasetError> {
+        let mut times: Vec<(i64, u64)> = members
+            .iter()
+            .flat_map(|m| {
+                let from = m.events.partition_point(|l| l.event.ts < m.join.0);
+                m.events[from..].iter().map(|l| (l.event.ts, l.seq))
+            })
+            .collect();
+        times.sort_unstable();
+        let usable = match t_star {
+            Some(t) => &times[..times.partition_point(|&(ts, _)| ts < t)],
+            None => &times[..],
+        };
+        if !self.start_subject(times.len(), usable.len()) {
+            return Ok(());
+        }
+        // The latest joiner first: the worker's merged view is the visitor that joined last.
+        members.sort_by_key(|m| std::cmp::Reverse(m.join));
+        let scorer = self.scorer;
+        let cfg = scorer.state_config();
+        for end in self.episode_ends(usable.len(), |i| usable[i].0) {
+            let d = usable[end].0;
+            let outcome_ts = match self.verdict(d, t_star, as_of) {
+                Verdict::Positive(t) => Some(t),
+                Verdict::Negative => None,
+                Verdict::Censored => continue,
+            };
+            let mut merged: Option<(&str, VisitorState)> = None;
+            for m in members.iter_mut().filter(|m| m.join.0 <= d) {
+                let upto = m.events.partition_point(|l| l.event.ts <= d);
+                for l in &m.events[m.applied..upto] {
+                    scorer.apply(&mut m.state, &l.event, None);
+                }
+                m.applied = m.applied.max(upto);
+                match &mut merged {
+                    None => merged = Some((m.visitor, m.state.clone())),
+                    Some((own, state)) => {
+                        state.merge(own, m.visitor, &m.state, cfg)?;
+                    }
+                }
+            }
+            let features = match &merged {
+                Some((_, state)) => scorer.feature_vector(state),
+                None => scorer.feature_vector(&scorer.new_state()),
+            };
+            self.rows.push(Row {
+                kind: SubjectKind::Lead,
+                subject_id: lead.to_string(),
+                decision_ts: d,
+                outcome_ts,
+                features,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A visitor of a lead: when it joined (its first identify naming the lead), its events, and its
+/// state so far.
+struct Member<'a> {
+    visitor: &'a str,
+    join: (i64, u64),
+    events: &'a [Logged],
+    state: VisitorState,
+    applied: usize,
+}
+
+pub(super) fn build(inputs: Inputs, scorer: &Scorer) -> Result<Dataset, DatasetError> {
+    let Inputs {
+        opts,
+        mut visitors,
+        outcomes,
+        latest,
+        events_read,
+        outcomes_read,
+        duplicates,
+        other_types,
+        other_shards,
+        ..
+    } = inputs;
+    let as_of = opts.as_of.or(latest).unwrap_or(0);
+    let mut late = 0u64;
+    for list in visitors.values_mut() {
+        let before = list.len();
+        list.retain(|l| l.event.ts <= as_of);
+        late += (before - list.len()) as u64;
+        // Stable: events with the same ts stay in input order, the order they were applied in.
+        list.sort_by_key(|l| l.event.ts);
+    }
+    visitors.retain(|_, list| !list.is_empty());
+    let before = outcomes.len();
+    let outcomes: Vec<Outcome> = outcomes.into_iter().filter(|o| o.ts <= as_of).collect();
+    late += (before - outcomes.len()) as u64;
+
+    let mut b = Builder {
+        scorer,
+        window: opts.window_ms,
+        shard: opts.shard,
+        rows: Vec::new(),
+        summary: Summary {
+            events_read,
+            outcomes_read,
+            duplicates_dropped: duplicates,
+            after_as_of_ignored: late,
+            outcomes_of_other_types: other_types,
+            events_in_other_shards: other_shards,
+            as_of,
+            ..Summary::default()
+        },
+    };
+    let joined: HashMap<&str, Joins<'_>> = visitors
+        .iter()
+        .map(|(v, list)| (v.as_str(), joins(list)))
+        .collect();
+    match opts.by {
+        By::Visitor => by_visitor(&mut b, &visitors, &joined, &outcomes, as_of),
+        By::Lead => by_lead(&mut b, &visitors, &joined, &outcomes, as_of)?,
+    }
+    let mut rows = b.rows;
+    rows.sort_by(|x, y| {
+        (x.decision_ts, x.kind, &x.subject_id).cmp(&(y.decision_ts, y.kind, &y.subject_id))
+    });
+    let mut summary = b.summary;
+    summary.rows = rows.len() as u64;
+    Ok(Dataset { rows, summary })
+}
+
+fn by_visitor(
+    b: &mut Builder<'_>,
+    visitors: &HashMap<String, Vec<Logged>>,
+    joined: &HashMap<&str, Joins<'_>>,
+    outcomes: &[Outcome],
+    as_of: i64,
+) {
+    let mut of_visitor: HashMap<&str, Applied> = HashMap::new();
+    let mut of_lead: HashMap<&str, Vec<i64>> = HashMap::new();
+    for o in outcomes {
+        match o.subject() {
+            Subject::Visitor(v) => of_visitor.entry(v).or_default().add(o.ts),
+            Subject::Lead(l) => of_lead.entry(l).or_default().push(o.ts),
+        }
+    }
+    for list in of_lead.values_mut() {
+        list.sort_unstable();
+    }
+    // Per lead, the earliest identify of a visitor built here: its outcomes before that are
+    // nobody's.
+    let mut first_join: HashMap<&str, i64> = HashMap::new();
+    for (v, events) in visitors {
+        if !b.in_shard(v) {
+            continue;
+        }
+        let mut t_star = of_visitor.get(v.as_str()).and_then(|a| a.first);
+        let mut own: HashMap<&str, i64> = HashMap::new();
+        for &(ts, _, lead) in joined.get(v.as_str()).into_iter().flatten() {
+            own.entry(lead).or_insert(ts);
+        }
+        for (lead, join) in own {
+            let j = first_join.entry(lead).or_insert(join);
+            *j = (*j).min(join);
+            if let Some(list) = of_lead.get(lead) {
+                t_star = min_ts(
+                    t_star,
+                    list.get(list.partition_point(|&t| t < join)).copied(),
+                );
+            }
+        }
+        b.visitor(SubjectKind::Visitor, v, events, t_star, as_of);
+    }
+    for (v, a) in &of_visitor {
+        if b.in_shard(v) && !visitors.contains_key(*v) {
+            b.summary.outcomes_unmatched += a.count;
+        }
+    }
+    for (lead, list) in &of_lead {
+        let from = first_join.get(lead).copied().unwrap_or(i64::MAX);
+        b.summary.outcomes_unmatched += list.iter().filter(|&&t| t < from).count() as u64;
+    }
+}
+
+fn by_lead(
+    b: &mut Builder<'_>,
+    visitors: &HashMap<String, Vec<Logged>>,
+    joined: &HashMap<&str, Joins<'_>>,
+    outcomes: &[Outcome],
+    as_of: i64,
+) -> Result<(), DatasetError> {
+    let mut of_visitor: HashMap<&str, Applied> = HashMap::new();
+    let mut of_lead: HashMap<&str, Applied> = HashMap::new();
+    for o in outcomes {
+        match o.subject() {
+            Subject::Lead(l) => of_lead.entry(l).or_default().add(o.ts),
+            Subject::Visitor(v) => {
+                // The lead of the visitor's latest identify by then, else the visitor itself.
+                let list = joined.get(v).map(Vec::as_slice).unwrap_or_default();
+                match list[..list.partition_point(|&(ts, _, _)| ts <= o.ts)].last() {
+                    Some(&(_, _, lead)) => of_lead.entry(lead).or_default().add(o.ts),
+                    None => of_visitor.entry(v).or_default().add(o.ts),
+                }
+            }
+        }
+    }
+    let mut members: HashMap<&str, Vec<Member<'_>>> = HashMap::new();
+    for (v, events) in visitors {
+        let list = joined
+            .get(v.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut seen: Vec<&str> = Vec::new();
+        for &(ts, seq, lead) in list {
+            if seen.contains(&lead) {
+                continue;
+            }
+            seen.push(lead);
+            if b.in_shard(lead) {
+                members.entry(lead).or_default().push(Member {
+                    visitor: v,
+                    join: (ts, seq),
+                    events,
+                    state: b.scorer.new_state(),
+                    applied: 0,
+                });
+            }
+        }
+        if !b.in_shard(v) {
+            continue;
+        }
+        // Its own subject until its first identify with a lead id (T_v), observed until then.
+        let (own, observed_until) = match list.first() {
+            Some(&(t_v, _, _)) => (
+                &events[..events.partition_point(|l| l.event.ts < t_v)],
+                as_of.min(t_v - 1),
+            ),
+            None => (&events[..], as_of),
+        };
+        let applied = of_visitor.get(v.as_str()).copied().unwrap_or_default();
+        if own.is_empty() {
+            b.summary.outcomes_unmatched += applied.count;
+        }
+        b.visitor(SubjectKind::Visitor, v, own, applied.first, observed_until);
+    }
+    for (v, a) in &of_visitor {
+        if b.in_shard(v) && !visitors.contains_key(*v) {
+            b.summary.outcomes_unmatched += a.count;
+        }
+    }
+    for (lead, a) in &of_lead {
+        if b.in_shard(lead) && !members.contains_key(lead) {
+            b.summary.outcomes_unmatched += a.count;
+        }
+    }
+    for (lead, list) in members {
+        let t_star = of_lead.get(lead).and_then(|a| a.first);
+        b.lead(lead, list, t_star, as_of)?;
+    }
+    Ok(())
+}
