@@ -144,7 +144,7 @@ bench: site venv
 SHOPPERS_CSV := ../shared/data/online_shoppers/online_shoppers_intention.csv
 train: venv
 	$(PY) models/train/train.py --table $(SHOPPERS_CSV) --label Revenue --card models/train/default.card.json \
-	  --name default --split holdout:Month=Dec
+	  --name default --split holdout:Month=Dec --date 20261123
 
 clean:
 	rm -rf target/parity

@@ -9,3 +9,4 @@ mod kernel;
 mod parity;
 mod robustness;
 mod state;
+mod trainer;

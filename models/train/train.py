@@ -144,10 +144,14 @@ def load_template(path: str) -> dict:
     return t
 
 
-def code_key(v) -> str:
-    """The `values` key of a feature value: the shortest decimal of its float32 ("8", "0.5")."""
-    f = float(np.float32(v))
-    return str(int(f)) if f.is_integer() else repr(f)
+def f32_text(v) -> str:
+    """The shortest decimal of a float32, as Rust prints it ("8", "0.5", "47.3"): the `values` key of a
+    feature value and the dataset's cell text."""
+    s = str(np.float32(v))
+    return s[:-2] if s.endswith(".0") else s
+
+
+code_key = f32_text
 
 
 def read_csv(path: str) -> tuple[list[str], list[list[str]], list[int]]:
@@ -236,6 +240,10 @@ def table_matrix(path, header, rows, lines, specs) -> np.ndarray:
                 del spec["encoding"]
             else:
                 spec["encoding"] = enc
+                if "codes" in spec.get("params", {}):
+                    print(f"train.py: feature {spec['name']!r}: encoding learned from column \"{cols[0]}\" "
+                          f"({', '.join(f'{k} {v}' for k, v in enc.items())}); the engine's params.codes must give "
+                          "the same live values the same numbers", file=sys.stderr)
         enc = spec.get("encoding")
         if enc is not None and not isinstance(enc, dict):
             raise InputError(f"feature {spec['name']!r}: \"encoding\" is an object (value → number) or \"auto\"")
@@ -535,7 +543,7 @@ class XGBoost:
                 seen += 1
                 if nid >= len(cov):
                     cov.extend([0.0] * (nid + 1 - len(cov)))
-                cov[nid] = float(tr["sum_hessian"][x])
+                cov[nid] = float(np.float32(tr["sum_hessian"][x]))
                 if left[x] != -1:
                     assert a["nodes_modes"][i] == "BRANCH_LT", (t, nid, a["nodes_modes"][i])
                     assert a["nodes_featureids"][i] == tr["split_indices"][x], (t, nid)
@@ -557,9 +565,10 @@ class XGBoost:
         out = []
         for tr in self._trees(b):
             out.append({"left": tr["left_children"], "right": tr["right_children"], "feat": tr["split_indices"],
-                        "thr": [float(v) for v in tr["split_conditions"]],
-                        "val": [float(v) for v in tr["split_conditions"]],
-                        "covers": {"hessian": [float(v) for v in tr["sum_hessian"]]}})
+                        # float32, as XGBoost compares: the JSON's decimals are not always the float32's
+                        "thr": [float(np.float32(v)) for v in tr["split_conditions"]],
+                        "val": [float(np.float32(v)) for v in tr["split_conditions"]],
+                        "covers": {"hessian": [float(np.float32(v)) for v in tr["sum_hessian"]]}})
         return out, self.base_margin(b), True
 
     def versions(self):
@@ -768,7 +777,9 @@ def run(args) -> None:
     specs = [dict(f) for f in tpl["features"]]
     names = [s["name"] for s in specs]
     tset = tpl.get("train", {})
-    part = dict({"fit": "training rows", "holdout": "holdout"}, **tpl.get("part_names", {}))
+    split_key = args.split or ("time:decision_ts" if args.dataset else "random")
+    named = tpl.get("part_names", {}).get(split_key)  # names of the two parts under this split, if given
+    part = dict({"fit": "training rows", "holdout": "holdout"}, **(named or {}))
     tnotes = tpl.get("training", {})
     max_trees = int(tset.get("max_trees", MAX_TREES))
     lib = {"lightgbm": LightGBM, "xgboost": XGBoost}[args.library]()
@@ -785,6 +796,10 @@ def run(args) -> None:
             exp = f'"{want[k]}"' if k < len(want) else "nothing"
             raise InputError(f"{data_path}:1: column {k + 1} is {got} but {exp} was expected (the dataset header is "
                              f"{', '.join(DATASET_COLUMNS)} and then the card's features in input order)")
+        for s in specs:
+            if s.get("encoding") == "auto":
+                raise InputError(f"{tpl_path}: feature {s['name']!r}: \"encoding\": \"auto\" is for --table "
+                                 "(a dataset's features are the engine's numbers)")
         X = np.zeros((len(rows), len(names)), dtype=np.float32)
         for j, n in enumerate(names):
             c = len(DATASET_COLUMNS) + j
@@ -895,6 +910,12 @@ def run(args) -> None:
         if not (0 < hot_share and 0 < warm_share and hot_share + warm_share < 1):
             raise InputError("--hot-share and --warm-share must be positive with a sum below 1")
         hot, warm = capacity_tiers(p_cal[test], hot_share, warm_share)
+        got = ai_scores(p_cal[test])
+        for what, t, want in (("hot", hot, hot_share), ("hot + warm", warm, hot_share + warm_share)):
+            share = float((got >= t).mean())
+            if abs(share - want) > 0.02:
+                print(f"train.py: tiers by capacity: {what} holds {share:.1%} of the held-out rows, not "
+                      f"{want:.0%}: scores tie at the threshold (ai_score {t})", file=sys.stderr)
         tiers_text = (f"by sales capacity: hot = the ai_score threshold whose share of the held-out rows "
                       f"({part['holdout']}) is closest to {hot_share:.0%}, warm = the threshold closest to "
                       f"{hot_share + warm_share:.0%} (hot + warm); each tier's held-out rows, positives and rate "
@@ -960,7 +981,7 @@ def run(args) -> None:
 
     # ---- metrics
     from sklearn.metrics import brier_score_loss, roc_auc_score
-    m_test = metrics(y[test], p_cal[test], part["holdout"] if "holdout" in tpl.get("part_names", {}) else holdout_name, {
+    m_test = metrics(y[test], p_cal[test], part["holdout"] if named else holdout_name, {
         "auc_uncalibrated": round(float(roc_auc_score(y[test], p_lib[test])), 6),
         "brier_uncalibrated": round(float(brier_score_loss(y[test], p_lib[test])), 6),
         "tiers": tier_stats(test, p_cal)})
