@@ -183,6 +183,9 @@ def read_csv(path: str) -> tuple[list[str], list[list[str]], list[int]]:
             raise InputError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})")
     if not rows:
         raise InputError(f"{path}: no data rows")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise InputError(f'{path}:1: column "{twice[0]}" appears more than once in the header')
     return header, rows, lines
 
 
@@ -192,7 +195,7 @@ LABELS = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0}
 def parse_label(cell: str, where: str, col: str) -> int:
     v = LABELS.get(cell.strip().lower())
     if v is None:
-        raise InputError(f'{where}: column "{col}": {cell!r} is not 0/1, true/false or yes/no'.replace("'", '"'))
+        raise InputError(f'{where}: column "{col}": "{cell}" is not 0/1, true/false or yes/no')
     return v
 
 
