@@ -49,7 +49,7 @@
     var factorText = function (f) {
       var name = f.label || f.feature.replace(/_/g, ' ');
       var value = f.display != null ? f.display : fmt(f.value);
-      return esc(name) + ': ' + esc(value) + ' ' + (f.impact >= 0 ? '↑' : '↓');
+      return esc(name) + ': ' + esc(value) + ' <span style="color:' + (f.impact >= 0 ? '#4ade80">↑' : '#f87171">↓') + '</span>';
     };
     var render = function (s) {
       k('score').textContent = s.ai_score;
@@ -62,7 +62,9 @@
       k('factors').innerHTML = s.key_factors.map(function (f) {
         var w = Math.round(Math.abs(f.impact) / max * 100);
         var cls = f.impact >= 0 ? 'pos' : 'neg';
-        return '<tr><td class="' + cls + '" title="' + esc(f.feature + ' = ' + f.value) + '">' + factorText(f) + '</td><td class="' + cls + '">' +
+        // the labels are longer than the feature names: wrap instead of cutting them off
+        return '<tr><td style="white-space:normal;max-width:none" title="' + esc(f.feature + ' = ' + f.value) + '">' +
+          factorText(f) + '</td><td class="' + cls + '">' +
           '<span class="impact"><i style="width:' + w + '%"></i></span>' + (f.impact >= 0 ? '+' : '−') + Math.abs(f.impact).toFixed(2) + '</td></tr>';
       }).join('');
       meta();
