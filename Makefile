@@ -139,9 +139,12 @@ bench: site venv
 	$(NODE22) node benches/compare.mjs
 	python3 benches/report.py "$$(grep -o 'state size: [0-9]* bytes' target/bench-core.log | head -1 | cut -d' ' -f3-)" > BENCHMARKS.md
 
-# Retrain the default model (deterministic; rewrites models/default/).
+# Retrain the default model (deterministic; rewrites models/default/): the general trainer on the Online
+# Shoppers CSV with the default template, December held out; the bundle must pass `leadscore check`.
+SHOPPERS_CSV := ../shared/data/online_shoppers/online_shoppers_intention.csv
 train: venv
-	$(PY) models/train/train.py
+	$(PY) models/train/train.py --table $(SHOPPERS_CSV) --label Revenue --card models/train/default.card.json \
+	  --name default --split holdout:Month=Dec --date 20261123
 
 clean:
 	rm -rf target/parity

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::explain::{tree_shap, tree_shap_memo, Explainer, ShapMemo};
-use crate::features::FeatureSet;
+use crate::features::{FeatureSet, FeatureSpec};
 use crate::model::card::{Calibration, Card, Tiers};
 use crate::model::error::ModelError;
 use crate::model::plan::Plan;
@@ -57,14 +57,21 @@ impl Tier {
     }
 }
 
-/// One feature's part in a score: its value and its TreeSHAP contribution in model log-odds.
+/// One feature's part in a score: its value and its TreeSHAP contribution in model log-odds, with
+/// the card's names for both so that a salesperson can read it ("Traffic source: Email").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Factor {
     /// Feature name.
     pub feature: String,
+    /// The card's label for the feature (its name when the card has none).
+    #[serde(default)]
+    pub label: String,
     /// Feature value fed to the model (the f32 input, as its shortest decimal: `47.3`, not
     /// `47.29999923706055`, whichever serializer — JSON, JS objects — reports it).
     pub value: f64,
+    /// The card's name for this value of a coded feature (`"Email"` for channel 8), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
     /// Contribution to the raw log-odds (positive raises the score).
     pub impact: f64,
 }
@@ -141,6 +148,37 @@ pub struct Scorer {
     explainer: Explainer,
     features: FeatureSet,
     cfg: StateConfig,
+    names: Vec<FactorNames>,
+}
+
+/// What a factor says about one feature, read from its card entry once.
+#[derive(Debug, Clone)]
+struct FactorNames {
+    label: String,
+    /// (value, display name), from the card's `values`.
+    values: Vec<(f32, String)>,
+}
+
+impl FactorNames {
+    fn of(spec: &FeatureSpec) -> FactorNames {
+        let values = spec
+            .values
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.parse::<f32>().ok()?, v.clone())))
+            .collect();
+        FactorNames {
+            label: spec.label.clone().unwrap_or_else(|| spec.name.clone()),
+            values,
+        }
+    }
+
+    fn display(&self, x: f32) -> Option<String> {
+        self.values
+            .iter()
+            .find(|(v, _)| *v == x)
+            .map(|(_, d)| d.clone())
+    }
 }
 
 impl Scorer {
@@ -153,6 +191,7 @@ impl Scorer {
         }
         let site = Site::new(card.site.clone())?;
         let features = FeatureSet::new(&card.features, &site)?;
+        let names = card.features.iter().map(FactorNames::of).collect();
         let cfg = StateConfig {
             site,
             half_lives: features.half_lives().to_vec(),
@@ -163,6 +202,7 @@ impl Scorer {
             explainer,
             features,
             cfg,
+            names,
         })
     }
 
@@ -301,7 +341,7 @@ impl Scorer {
             )));
         }
         let raw = f64::from(self.plan.predict(x)?);
-        let probability = calibrate(raw, self.card.calibration);
+        let probability = calibrate(raw, &self.card.calibration);
         let ai_score = (probability * 100.0).round().clamp(0.0, 100.0) as u8;
         let mut phi = vec![0.0; x.len()];
         let forest = self.plan.forest();
@@ -313,7 +353,9 @@ impl Scorer {
         let names = self.features.names();
         let factor = |i: usize| Factor {
             feature: names[i].clone(),
+            label: self.names[i].label.clone(),
             value: shortest_f64(x[i]),
+            display: self.names[i].display(x[i]),
             impact: phi[i],
         };
         let mut order: Vec<usize> = (0..x.len()).filter(|&i| phi[i] != 0.0).collect();
@@ -383,11 +425,51 @@ pub fn sigmoid(z: f64) -> f64 {
 }
 
 /// Applies a card's calibration to a model probability.
-pub fn calibrate(p: f64, c: Calibration) -> f64 {
+pub fn calibrate(p: f64, c: &Calibration) -> f64 {
     match c {
         Calibration::Platt { a, b } => sigmoid(a * logit(p) + b),
+        Calibration::Isotonic { x, y } => interp(p, x, y),
         Calibration::None => p,
     }
+}
+
+/// `numpy.interp(p, x, y)`, operation for operation (so the trainer's metrics are what serving
+/// computes): linear between breakpoints, `y[0]` / `y[n−1]` beyond the ends; `x` strictly
+/// increasing (checked when the card is read). NaN passes through.
+fn interp(p: f64, x: &[f64], y: &[f64]) -> f64 {
+    let (Some(&x0), Some(&xn), Some(&y0), Some(&yn)) = (x.first(), x.last(), y.first(), y.last())
+    else {
+        return p;
+    };
+    if p.is_nan() {
+        return p;
+    }
+    if p < x0 {
+        return y0;
+    }
+    if p >= xn {
+        return yn;
+    }
+    // x[j] <= p < x[j + 1]
+    let j = x.partition_point(|&v| v <= p).saturating_sub(1);
+    let (Some(&xj), Some(&xk), Some(&yj), Some(&yk)) =
+        (x.get(j), x.get(j + 1), y.get(j), y.get(j + 1))
+    else {
+        return yn;
+    };
+    if xj == p {
+        return yj;
+    }
+    let slope = (yk - yj) / (xk - xj);
+    let v = slope * (p - xj) + yj;
+    if v.is_nan() {
+        let w = slope * (p - xk) + yk;
+        if w.is_nan() && yj == yk {
+            return yj;
+        }
+        return w;
+    }
+    v
 }
 
 #[cfg(test)]
@@ -397,16 +479,71 @@ mod tests {
     #[test]
     fn calibration_and_tiers() {
         let c = Calibration::Platt { a: 1.0, b: 0.0 };
-        assert!((calibrate(0.3, c) - 0.3).abs() < 1e-12);
+        assert!((calibrate(0.3, &c) - 0.3).abs() < 1e-12);
         let c = Calibration::Platt { a: 2.0, b: 0.5 };
         let want = 1.0 / (1.0 + (-(2.0 * (0.3f64 / 0.7).ln() + 0.5)).exp());
-        assert!((calibrate(0.3, c) - want).abs() < 1e-12);
-        assert_eq!(calibrate(0.42, Calibration::None), 0.42);
+        assert!((calibrate(0.3, &c) - want).abs() < 1e-12);
+        assert_eq!(calibrate(0.42, &Calibration::None), 0.42);
         let t = Tiers { hot: 70, warm: 40 };
         assert_eq!(Tier::of(70, t), Tier::Hot);
         assert_eq!(Tier::of(69, t), Tier::Warm);
         assert_eq!(Tier::of(40, t), Tier::Warm);
         assert_eq!(Tier::of(39, t), Tier::Cold);
+    }
+
+    /// The reference is sklearn's IsotonicRegression fitted by `tests/fixtures/isotonic/
+    /// make_reference.py`, queried through numpy.interp and through sklearn's own predict.
+    #[test]
+    fn isotonic_matches_sklearn_and_numpy() {
+        use serde_json::value::RawValue;
+        // Breakpoints through serde_json, as a card's are (15 significant digits, which its
+        // default float parser reads exactly); queries and answers (17 digits) through the
+        // correctly rounded `str::parse`.
+        #[derive(Deserialize)]
+        struct Reference {
+            x: Vec<f64>,
+            y: Vec<f64>,
+            queries: Vec<Box<RawValue>>,
+            interp: Vec<Box<RawValue>>,
+            predict: Vec<Box<RawValue>>,
+        }
+        let exact = |v: &[Box<RawValue>]| -> Vec<f64> {
+            v.iter().map(|r| r.get().parse().unwrap()).collect()
+        };
+        let r: Reference =
+            serde_json::from_str(include_str!("../tests/fixtures/isotonic/reference.json"))
+                .unwrap();
+        let (queries, interp, predict) = (exact(&r.queries), exact(&r.interp), exact(&r.predict));
+        assert!(r.x.len() > 20 && queries.len() > 2 * r.x.len());
+        let c = Calibration::Isotonic {
+            x: r.x.clone(),
+            y: r.y.clone(),
+        };
+        for (k, q) in queries.iter().enumerate() {
+            let got = calibrate(*q, &c);
+            assert_eq!(got.to_bits(), interp[k].to_bits(), "query {k} = {q}");
+            assert!((got - predict[k]).abs() < 1e-9, "query {k} = {q}");
+        }
+        // Flat beyond the ends, exact on the breakpoints.
+        assert_eq!(calibrate(0.0, &c), r.y[0]);
+        assert_eq!(calibrate(1.0, &c), r.y[r.y.len() - 1]);
+        assert_eq!(calibrate(r.x[5], &c), r.y[5]);
+    }
+
+    #[test]
+    fn isotonic_small_cases() {
+        let c = Calibration::Isotonic {
+            x: vec![0.2, 0.6],
+            y: vec![0.1, 0.5],
+        };
+        assert_eq!(calibrate(0.0, &c), 0.1);
+        assert!((calibrate(0.4, &c) - 0.3).abs() < 1e-15);
+        assert_eq!(calibrate(0.9, &c), 0.5);
+        let one = Calibration::Isotonic {
+            x: vec![0.5],
+            y: vec![0.25],
+        };
+        assert_eq!((calibrate(0.1, &one), calibrate(0.9, &one)), (0.25, 0.25));
     }
 
     #[test]

@@ -63,13 +63,19 @@ pub struct ScoreData {
     pub verified: bool,
 }
 
-/// A factor, rounded for the wire.
+/// A factor, rounded for the wire, with the card's names so that a CRM user can read it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyFactor {
     /// Feature name.
     pub feature: String,
+    /// The card's label for the feature (its name when the card has none).
+    #[serde(default)]
+    pub label: String,
     /// Its value.
     pub value: f64,
+    /// The card's name for the value, where it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
     /// Its contribution to the log-odds (positive raises the score), 4 decimals.
     pub impact: f64,
 }
@@ -78,7 +84,9 @@ impl From<&Factor> for KeyFactor {
     fn from(f: &Factor) -> Self {
         KeyFactor {
             feature: f.feature.clone(),
+            label: f.label.clone(),
             value: f.value,
+            display: f.display.clone(),
             impact: (f.impact * 1e4).round() / 1e4,
         }
     }
@@ -390,8 +398,10 @@ mod tests {
             raw_probability: 0.0,
             score_confidence: 0.5,
             key_factors: vec![Factor {
-                feature: "product_seconds".into(),
-                value: 120.0,
+                feature: "channel".into(),
+                label: "Traffic source".into(),
+                value: 8.0,
+                display: Some("Email".into()),
                 impact: 0.123456,
             }],
             model_version: "m".into(),
@@ -424,6 +434,11 @@ mod tests {
         assert_eq!(ev.data.previous_score, Some(12));
         assert_eq!(ev.data.previous_tier.as_deref(), Some("cold"));
         assert_eq!(ev.data.key_factors[0].impact, 0.1235);
+        let f = &ev.data.key_factors[0];
+        assert_eq!(
+            (f.label.as_str(), f.display.as_deref()),
+            ("Traffic source", Some("Email"))
+        );
         assert_eq!(d(&sent, 51, 5000), Decision::Send(SCORE_CHANGED)); // threshold 50 crossed
         assert_eq!(d(&sent, 61, 1001), Decision::Send(LEAD_HOT)); // alerts skip the debounce
         make_event(LEAD_HOT, &score(61, tier(61)), false, &mut sent, 1001);

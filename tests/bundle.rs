@@ -73,7 +73,54 @@ fn card_errors_are_clear() {
         ),
         (
             Box::new(|c| c["calibration"] = json!({"method": "isotonic"})),
-            "isotonic",
+            "missing field `x`",
+        ),
+        (
+            Box::new(|c| c["calibration"] = json!({"method": "spline"})),
+            "unknown variant `spline`",
+        ),
+        (
+            Box::new(|c| {
+                c["calibration"] =
+                    json!({"method": "isotonic", "x": [0.1, 0.5], "y": [0.1, 0.2, 0.3]})
+            }),
+            "isotonic calibration: x has 2 breakpoints but y has 3",
+        ),
+        (
+            Box::new(|c| {
+                c["calibration"] = json!({"method": "isotonic", "x": [0.1, 0.5, 0.4], "y": [0.1, 0.2, 0.3]})
+            }),
+            "isotonic calibration: x must be strictly increasing, but x[2] = 0.4 follows x[1] = 0.5",
+        ),
+        (
+            Box::new(|c| {
+                c["calibration"] = json!({"method": "isotonic", "x": [0.1, 0.2], "y": [0.3, 0.2]})
+            }),
+            "isotonic calibration: y must be non-decreasing, but y[1] = 0.2 follows y[0] = 0.3",
+        ),
+        (
+            Box::new(|c| {
+                c["calibration"] = json!({"method": "isotonic", "x": [0.1, 1.5], "y": [0.1, 0.2]})
+            }),
+            "isotonic calibration: x[1] = 1.5 is outside [0, 1]",
+        ),
+        (
+            Box::new(|c| {
+                c["calibration"] = json!({"method": "isotonic", "x": [0.1, 0.5], "y": [-0.1, 0.2]})
+            }),
+            "isotonic calibration: y[0] = -0.1 is outside [0, 1]",
+        ),
+        (
+            Box::new(|c| c["calibration"] = json!({"method": "isotonic", "x": [], "y": []})),
+            "isotonic calibration: needs at least one breakpoint",
+        ),
+        (
+            Box::new(|c| c["features"][10]["values"] = json!({"email": "Email"})),
+            "feature `channel`: values key \"email\" is not a number",
+        ),
+        (
+            Box::new(|c| c["features"][10]["colour"] = json!("red")),
+            "unknown field `colour`",
         ),
         (
             Box::new(|c| c["model"]["sha256"] = json!("00")),
@@ -146,4 +193,60 @@ fn missing_files_name_the_path() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("/nonexistent/bundle/card.json"), "{e}");
+}
+
+#[test]
+fn an_isotonic_card_scores_through_its_breakpoints() {
+    let mut c = card_json();
+    c["calibration"] = json!({"method": "isotonic", "x": [0.0, 0.5, 1.0], "y": [0.0, 0.2, 0.9]});
+    let card = Card::parse(&c.to_string()).unwrap();
+    let s = Scorer::new(Bundle::from_parts(card, &onnx()).unwrap(), None).unwrap();
+    let x = [
+        3.0, 40.0, 0.0, 0.0, 12.0, 600.0, 0.01, 0.02, 25.0, 0.0, 2.0, 1.0, 0.0,
+    ];
+    let score = s.score_vector(&x, Default::default()).unwrap();
+    let p = score.raw_probability;
+    let want = if p <= 0.5 {
+        0.4 * p
+    } else {
+        0.2 + 1.4 * (p - 0.5)
+    };
+    assert!(
+        (score.probability - want).abs() < 1e-12,
+        "{p} → {}",
+        score.probability
+    );
+}
+
+/// Factors carry the card's label for the feature and, for a coded value, its display name.
+#[test]
+fn factors_carry_labels_and_display_names() {
+    let mut c = card_json();
+    c["features"][10]["label"] = json!("Traffic source");
+    c["features"][10]["values"] = json!({"8": "Email", "2": "Google search"});
+    c["features"][11].as_object_mut().unwrap().remove("label");
+    let card = Card::parse(&c.to_string()).unwrap();
+    let s = Scorer::new(Bundle::from_parts(card, &onnx()).unwrap(), None).unwrap();
+    let x = [
+        3.0, 40.0, 0.0, 0.0, 12.0, 600.0, 0.01, 0.02, 25.0, 0.0, 8.0, 1.0, 0.0,
+    ];
+    let opts = leadscore::score::ScoreOptions { all_factors: true };
+    let all = s.score_vector(&x, opts).unwrap().contributions.unwrap();
+    let channel = &all[10];
+    assert_eq!(channel.feature, "channel");
+    assert_eq!(channel.label, "Traffic source");
+    assert_eq!(channel.display.as_deref(), Some("Email"));
+    assert_eq!(all[11].label, "visitor_type", "no label: the name");
+    let text = serde_json::to_string(channel).unwrap();
+    assert!(
+        text.starts_with(r#"{"feature":"channel","label":"Traffic source","value":8.0,"display":"Email","impact":"#),
+        "{text}"
+    );
+    // A value without a display name has no `display` field.
+    let x2 = [
+        3.0, 40.0, 0.0, 0.0, 12.0, 600.0, 0.01, 0.02, 25.0, 0.0, 5.0, 1.0, 0.0,
+    ];
+    let f = &s.score_vector(&x2, opts).unwrap().contributions.unwrap()[10];
+    assert!(f.display.is_none());
+    assert!(serde_json::to_value(f).unwrap().get("display").is_none());
 }

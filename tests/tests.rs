@@ -11,3 +11,4 @@ mod kernel;
 mod parity;
 mod robustness;
 mod state;
+mod trainer;

@@ -1,60 +1,60 @@
 #!/usr/bin/env python3
-"""Train the default leadscore model on the Online Shoppers dataset and write the bundle models/default/.
+"""Train a leadscore model bundle (model.onnx, card.json, golden.json, parity_probs.csv) from a CSV and a card
+template, and gate it with `leadscore check`.
 
-Writes model.onnx (one binary TreeEnsembleClassifier, ZipMap off), card.json (features, demo site tables,
-Platt calibration, tiers, TreeSHAP node covers, provenance, metrics), golden.json (golden vectors for
-`leadscore check`) and parity_probs.csv (LightGBM vs onnxruntime probability of every dataset row).
+Two inputs (models/train/README.md has every flag):
 
-Features are dataset columns the Rust engine reproduces from live events (see shoppers_events.py);
-Month and Region are never used. Split: test = December (reported only). On Feb-Nov, the whole pipeline is
-cross-validated (seeded, label-stratified 5 folds): the tree count is where the folds' mean validation
-logloss is lowest (early stopping over five held-out slices instead of one), the model is then trained on
-all of Feb-Nov, and Platt calibration is fitted on the out-of-fold margins (every row held out from the
-model that scored it). Hyperparameters were chosen on Feb-Nov only (see README.md).
+    train.py --dataset FILE.csv --card TEMPLATE.json --name NAME [--out DIR]
+        a point-in-time training set as `leadscore dataset` writes it: subject_kind, subject_id,
+        decision_ts (ms), outcome_ts, label (0/1), then the card's features in input order; held out:
+        the latest --holdout share by decision_ts (card: training.holdout_from, ms).
+    train.py --table FILE.csv --label COLUMN --card TEMPLATE.json --name NAME [--split ...]
+        cold start: any CSV; the template maps columns to features (`column`, `encoding`, or
+        "encoding": "auto", learned from the data and written into the card).
 
-Deterministic: fixed seeds, deterministic LightGBM, fixed dates; the same CSV gives the same files.
+The template is a card's `features` (+ `site`, and settings: calibration, tiers, train params); the
+trainer fills in the rest. On the rows that are not held out the whole pipeline is cross-validated
+(seeded, label-stratified folds, grouped by subject when subjects repeat): the tree count is where the
+folds' mean validation logloss is lowest, the model is trained on all of them with that count, and the
+calibration (Platt or isotonic) is fitted on the out-of-fold predictions. The held-out slice is only
+reported (and, with --hot-share/--warm-share, sets the tier thresholds by sales capacity).
 
-    .venv/bin/python models/train/train.py            # from the repo root
+Deterministic: fixed seeds, deterministic LightGBM/XGBoost, no wall clock (the date comes from the
+template, --date or the data); the same inputs give byte-identical files. The default model is one
+configuration (`make train`): models/train/default.card.json on the Online Shoppers CSV.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import hashlib
 import json
 import math
 import os
+import shlex
+import subprocess
 import sys
 import time
 
-import lightgbm as lgb
 import numpy as np
-import onnx
-import onnxmltools
-import onnxruntime as ort
-import sklearn
-from onnxmltools.convert.common.data_types import FloatTensorType
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
-from sklearn.model_selection import StratifiedKFold
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-DATA_REL = "../shared/data/online_shoppers/online_shoppers_intention.csv"  # relative to the repo root
-NAME = "default"
-DATE = "20261123"  # fixed model date (model_version); never the wall clock
-SPLIT_SEED = 20261123  # golden-row sample
+DATASET_COLUMNS = ["subject_kind", "subject_id", "decision_ts", "outcome_ts", "label"]
+SPLIT_SEED = 20261123  # golden-row sample and the random split
 TRAIN_SEED = 7
 CV_FOLDS = 5
 CV_SEED = 11
 MAX_TREES = 800
 TARGET_OPSET = 15
 GOLDEN_ROWS = 300
+ISOTONIC_DIGITS = 15  # breakpoints are written with 15 significant digits: serde_json reads them exactly
 
-# Chosen on Feb-Nov only: seeded 5-fold CV (AUC; logloss as tie-break), learning rate by the nested
-# check's pre-declared cost rule (the fewest nodes within noise of the best). See README.md.
-PARAMS = {
+# LightGBM: chosen on Feb-Nov of the default data only: seeded 5-fold CV (AUC; logloss as tie-break),
+# learning rate by the nested check's pre-declared cost rule (the fewest nodes within noise of the best).
+LGB_PARAMS = {
     "objective": "binary",
     "metric": "binary_logloss",
     "num_leaves": 31,
@@ -74,168 +74,230 @@ PARAMS = {
     "num_threads": 2,
     "verbose": -1,
 }
-MONOTONE = {"PageValues": 1}
-
-CODES = json.load(open(os.path.join(HERE, "codes.json")))
-VISITOR_ENCODING = {"New_Visitor": 0, "Returning_Visitor": 1, "Other": 2}
-WEEKEND_ENCODING = {"FALSE": 0, "TRUE": 1}
-CATS = ["administrative", "informational", "product_related"]
-
-
-def feature_specs() -> list[dict]:
-    """Model inputs in order: card `features` entries (kind + params + dataset column)."""
-    def pv(name, cats, column):
-        return {"name": name, "kind": "page_views", "params": {"categories": cats, "scope": "session"},
-                "column": column}
-
-    def es(name, cats, column):
-        return {"name": name, "kind": "engaged_seconds", "params": {"categories": cats, "scope": "session"},
-                "column": column}
-
-    def stat(name, s, column):
-        return {"name": name, "kind": "page_stat_mean", "params": {"stat": s}, "column": column}
-
-    return [
-        pv("admin_pages", ["administrative"], "Administrative"),
-        es("admin_seconds", ["administrative"], "Administrative_Duration"),
-        pv("info_pages", ["informational"], "Informational"),
-        es("info_seconds", ["informational"], "Informational_Duration"),
-        pv("product_pages", ["product_related"], "ProductRelated"),
-        es("product_seconds", ["product_related"], "ProductRelated_Duration"),
-        stat("bounce_rate", "bounce_rate", "BounceRates"),
-        stat("exit_rate", "exit_rate", "ExitRates"),
-        stat("page_value", "page_value", "PageValues"),
-        {"name": "special_day", "kind": "special_day", "params": {}, "column": "SpecialDay"},
-        {"name": "channel", "kind": "channel",
-         "params": {"touch": "first", "scope": "session", "codes": CODES["channel"], "default": 0},
-         "column": "TrafficType"},
-        {"name": "visitor_type", "kind": "visitor_type",
-         "params": {"codes": {"new": 0, "returning": 1, "unknown": 2}},
-         "column": "VisitorType", "encoding": VISITOR_ENCODING},
-        {"name": "weekend", "kind": "weekend", "params": {}, "column": "Weekend", "encoding": WEEKEND_ENCODING},
-    ]
+# XGBoost: the same shape (depth-limited instead of leaf-limited; min_child_weight is a hessian sum,
+# ~ rows · p(1 - p)); not tuned.
+XGB_PARAMS = {
+    "objective": "binary:logistic",
+    "eval_metric": "logloss",
+    "tree_method": "hist",
+    "max_depth": 5,
+    "eta": 0.12,
+    "min_child_weight": 5.0,
+    "lambda": 5.0,
+    "colsample_bytree": 0.8,
+    "subsample": 1.0,
+    "seed": TRAIN_SEED,
+    "nthread": 2,
+    "verbosity": 0,
+}
 
 
-def demo_site(rows: list[dict]) -> dict:
-    """Site tables of the demo B2B / e-commerce site. page_stats: per-category typical values, estimated
-    from the dataset (median row stats of sessions that stayed in one category), rounded."""
-    def med(sel, col):
-        v = sorted(float(r[col]) for r in rows if sel(r))
-        return v[len(v) // 2]
-
-    def q(sel, col, p):
-        v = sorted(float(r[col]) for r in rows if sel(r) and float(r[col]) > 0)
-        return v[int(p * (len(v) - 1))]
-
-    only = {
-        "administrative": lambda r: int(r["Administrative"]) > 0 and int(r["ProductRelated"]) == 0
-        and int(r["Informational"]) == 0,
-        "informational": lambda r: int(r["Informational"]) > 0 and int(r["Administrative"]) == 0,
-        "product_related": lambda r: int(r["ProductRelated"]) > 0 and int(r["Administrative"]) == 0
-        and int(r["Informational"]) == 0,
-    }
-    typ = {c: [round(med(only[c], "BounceRates"), 3), round(med(only[c], "ExitRates"), 3)] for c in CATS}
-    anyp = lambda r: True  # noqa: E731
-    pv_mid = round(q(anyp, "PageValues", 0.5), 1)   # median page value of pages that precede purchases
-    pv_high = round(q(anyp, "PageValues", 0.9), 1)  # top decile
-    a, i, p = typ["administrative"], typ["informational"], typ["product_related"]
-    pages = {
-        "/": [0.02, 0.03, 0.0],
-        "/products": [p[0], p[1], round(pv_mid / 2, 1)],
-        "/pricing": [round(p[0] / 2, 3), round(p[1] / 2, 3), pv_high],
-        "/demo": [round(a[0] / 2, 3), round(a[1] / 2, 3), pv_high],
-        "/signup": [a[0], a[1], pv_mid],
-        "/login": [a[0], a[1], 0.0],
-        "/account": [a[0], a[1], 0.0],
-        "/cart": [round(p[0] / 2, 3), p[1], pv_mid],
-        "/checkout": [round(p[0] / 2, 3), p[1], pv_high],
-        "/blog": [i[0], i[1], 0.0],
-        "/docs": [i[0], i[1], 0.0],
-        "/help": [i[0], i[1], 0.0],
-        "/about": [i[0], i[1], 0.0],
-    }
-    return {
-        "timezone_offset_minutes": 0,
-        "session_timeout_minutes": 30,
-        "page_rules": [
-            {"prefix": "/account", "tags": ["administrative"]},
-            {"prefix": "/login", "tags": ["administrative"]},
-            {"prefix": "/signup", "tags": ["administrative"]},
-            {"prefix": "/demo", "tags": ["administrative", "demo"]},
-            {"prefix": "/blog", "tags": ["informational"]},
-            {"prefix": "/docs", "tags": ["informational"]},
-            {"prefix": "/help", "tags": ["informational"]},
-            {"prefix": "/about", "tags": ["informational"]},
-            {"prefix": "/products", "tags": ["product_related"]},
-            {"prefix": "/pricing", "tags": ["product_related", "pricing"]},
-            {"prefix": "/cart", "tags": ["product_related"]},
-            {"prefix": "/checkout", "tags": ["product_related"]},
-        ],
-        "default_tags": ["other"],
-        "page_stats": {"columns": ["bounce_rate", "exit_rate", "page_value"], "pages": pages},
-        "special_days": [{"month": 2, "day": 14}, {"month": 5, "weekday": 7, "nth": 2}],
-        "special_day_peak_days_before": 7,
-        "special_day_width_days": 5,
-    }
+class InputError(Exception):
+    """Bad input (CSV, template, flags): printed as one line, exit code 2, no traceback."""
 
 
-# ---------------------------------------------------------------------------------------------------
+# ---- reading the template and the CSV ----------------------------------------------------------------
 
-def column(rows: list[dict], spec: dict) -> np.ndarray:
-    """float32 feature values of a card feature from the dataset (sums in f64, then float32)."""
-    enc = spec.get("encoding")
-    total = np.zeros(len(rows))
-    for c in spec["column"].split("+"):
-        if enc:
-            total += np.array([enc[r[c]] for r in rows], dtype=np.float64)
-        else:
-            total += np.array([float(r[c]) for r in rows], dtype=np.float64)
-    return total.astype(np.float32)
+def load_template(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            t = json.load(f)
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror}")
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: not JSON: {e.msg}")
+    if not isinstance(t, dict) or not isinstance(t.get("features"), list) or not t["features"]:
+        raise InputError(f"{path}: a card template is an object with a non-empty \"features\" list")
+    base = os.path.dirname(os.path.abspath(path))
+
+    def resolve(v):  # "@FILE#KEY" → FILE's KEY (FILE beside the template)
+        if isinstance(v, str) and v.startswith("@") and "#" in v:
+            file, key = v[1:].split("#", 1)
+            try:
+                with open(os.path.join(base, file), encoding="utf-8") as f:
+                    return json.load(f)[key]
+            except (OSError, json.JSONDecodeError, KeyError) as e:
+                raise InputError(f"{path}: cannot resolve {v!r}: {e}")
+        if isinstance(v, dict):
+            return {k: resolve(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [resolve(x) for x in v]
+        return v
+
+    t = resolve(t)
+    names = set()
+    for i, f in enumerate(t["features"]):
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str) or not isinstance(f.get("kind"), str):
+            raise InputError(f"{path}: features[{i}] needs a \"name\" and a \"kind\"")
+        if f["name"] in names:
+            raise InputError(f"{path}: feature {f['name']!r} is listed twice")
+        names.add(f["name"])
+        if f.get("values") == "@codes":  # display names of the kind's codes
+            codes = f.get("params", {}).get("codes")
+            if not isinstance(codes, dict):
+                raise InputError(f"{path}: feature {f['name']!r}: \"values\": \"@codes\" needs params.codes")
+            shown = t.get("display_names", {})
+            by_code: dict = {}
+            for live, code in codes.items():
+                by_code.setdefault(code_key(code), []).append(shown.get(live, live.replace("_", " ").capitalize()))
+            f["values"] = {k: " / ".join(v) for k, v in by_code.items()}
+    return t
 
 
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
+def f32_text(v) -> str:
+    """The shortest decimal of a float32, as Rust prints it ("8", "0.5", "47.3"): the `values` key of a
+    feature value and the dataset's cell text."""
+    s = str(np.float32(v))
+    return s[:-2] if s.endswith(".0") else s
 
 
-def cv_tree_count(params: dict, X: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray, list]:
-    """Whole-pipeline CV on the given rows: seeded, label-stratified folds; returns the tree count with
-    the lowest mean validation logloss, the out-of-fold margins at that count and the mean curve."""
-    folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=CV_SEED).split(X, y)
-    runs = []
-    for tr, va in folds:
-        dtr = lgb.Dataset(X[tr], y[tr], free_raw_data=False)
-        dva = lgb.Dataset(X[va], y[va], reference=dtr)
-        ev: dict = {}
-        b = lgb.train(params, dtr, num_boost_round=MAX_TREES, valid_sets=[dva], valid_names=["v"],
-                      callbacks=[lgb.record_evaluation(ev)])
-        runs.append((va, b, ev["v"]["binary_logloss"]))
-    curve = np.mean([c for _, _, c in runs], axis=0)
-    best = int(np.argmin(curve)) + 1
-    assert best < MAX_TREES, "the CV curve is still falling at MAX_TREES"
-    oof = np.zeros(len(y))
-    for va, b, _ in runs:
-        oof[va] = b.predict(X[va], raw_score=True, num_iteration=best)
-    return best, oof, curve.tolist()
+code_key = f32_text
 
 
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
+def read_csv(path: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, rows and each row's line number (where the record ends)."""
+    try:
+        f = open(path, newline="", encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror}")
+    rows, lines = [], []
+    with f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError(f"{path}: empty file")
+        except csv.Error as e:
+            raise InputError(f"{path}:1: {e}")
+        try:
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise InputError(f"{path}:{reader.line_num}: {len(row)} cells, the header has {len(header)}")
+                rows.append(row)
+                lines.append(reader.line_num)
+        except csv.Error as e:
+            raise InputError(f"{path}:{reader.line_num}: {e}")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})")
+    if not rows:
+        raise InputError(f"{path}: no data rows")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise InputError(f'{path}:1: column "{twice[0]}" appears more than once in the header')
+    return header, rows, lines
 
 
-def metrics(y, p, name: str, extra: dict | None = None) -> dict:
-    m = {"period": name, "rows": int(len(y)), "positives": int(y.sum()),
-         "auc": round(float(roc_auc_score(y, p)), 6),
-         "brier": round(float(brier_score_loss(y, p)), 6),
-         "logloss": round(float(log_loss(y, p, labels=[0, 1])), 6),
-         "mean_prob": round(float(p.mean()), 6), "positive_rate": round(float(y.mean()), 6)}
-    if extra:
-        m.update(extra)
-    return m
+LABELS = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0}
 
+
+def parse_label(cell: str, where: str, col: str) -> int:
+    v = LABELS.get(cell.strip().lower())
+    if v is None:
+        raise InputError(f'{where}: column "{col}": "{cell}" is not 0/1, true/false or yes/no')
+    return v
+
+
+def parse_number(cell: str, where: str, col: str) -> float:
+    try:
+        v = float(cell)
+    except ValueError:
+        v = None
+    if v is None or not math.isfinite(v):
+        raise InputError(f'{where}: column "{col}": "{cell}" is not a number')
+    return v
+
+
+def auto_encoding(values: list[str]) -> dict | None:
+    """None when every cell is a number; false/true (no/yes) → 0/1; else sorted distinct values → 0..n-1."""
+    distinct = sorted(set(values))
+    try:
+        if all(math.isfinite(float(v)) for v in distinct):
+            return None
+    except ValueError:
+        pass
+    lower = {v.strip().lower() for v in distinct}
+    for f, t in (("false", "true"), ("no", "yes")):
+        if lower <= {f, t}:
+            return {v: (1 if v.strip().lower() == t else 0) for v in distinct}
+    return {v: i for i, v in enumerate(distinct)}
+
+
+def table_matrix(path, header, rows, lines, specs) -> np.ndarray:
+    """float32 features of a table (sums of columns in f64, then float32), with auto encodings filled in."""
+    idx = {h: i for i, h in enumerate(header)}
+    X = np.zeros((len(rows), len(specs)), dtype=np.float32)
+    for j, spec in enumerate(specs):
+        if not isinstance(spec.get("column"), str):
+            raise InputError(f"feature {spec['name']!r} has no \"column\" (the table path reads every feature from one)")
+        cols = [c.strip() for c in spec["column"].split("+")]
+        for c in cols:
+            if c not in idx:
+                raise InputError(f'{path}:1: no column "{c}" (feature {spec["name"]!r})')
+        if spec.get("encoding") == "auto":
+            if len(cols) > 1:
+                raise InputError(f"feature {spec['name']!r}: \"encoding\": \"auto\" needs a single column")
+            enc = auto_encoding([r[idx[cols[0]]] for r in rows])
+            if enc is None:
+                del spec["encoding"]
+            else:
+                spec["encoding"] = enc
+                if "codes" in spec.get("params", {}):
+                    print(f"train.py: feature {spec['name']!r}: encoding learned from column \"{cols[0]}\" "
+                          f"({', '.join(f'{k} {v}' for k, v in enc.items())}); the engine's params.codes must give "
+                          "the same live values the same numbers", file=sys.stderr)
+        enc = spec.get("encoding")
+        if enc is not None and not isinstance(enc, dict):
+            raise InputError(f"feature {spec['name']!r}: \"encoding\" is an object (value → number) or \"auto\"")
+        total = np.zeros(len(rows))
+        for c in cols:
+            k = idx[c]
+            if enc is not None:
+                vals = []
+                for r, line in zip(rows, lines):
+                    if r[k] not in enc:
+                        known = ", ".join(map(str, list(enc)[:8]))
+                        raise InputError(f'{path}:{line}: column "{c}": "{r[k]}" is not in the encoding of '
+                                         f'{spec["name"]!r} ({known})')
+                    vals.append(enc[r[k]])
+                total += np.array(vals, dtype=np.float64)
+            else:
+                total += np.array([parse_number(r[k], f"{path}:{line}", c) for r, line in zip(rows, lines)],
+                                  dtype=np.float64)
+        X[:, j] = total.astype(np.float32)
+    return X
+
+
+def parse_time(cell: str, where: str, col: str) -> float:
+    """A number (e.g. ms since the epoch) or an ISO date/time (→ ms, UTC when no offset is given)."""
+    try:
+        v = float(cell)
+        if math.isfinite(v):
+            return v
+    except ValueError:
+        pass
+    try:
+        t = dt.datetime.fromisoformat(cell.strip())
+    except ValueError:
+        raise InputError(f'{where}: column "{col}": "{cell}" is neither a number nor an ISO date')
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.timestamp() * 1000.0
+
+
+def time_split(t: np.ndarray, share: float):
+    """The latest `share` of rows by t: every row at or after the first held-out time (ties stay together)."""
+    order = np.argsort(t, kind="stable")
+    n_fit = len(t) - int(round(share * len(t)))
+    if n_fit <= 0 or n_fit >= len(t):
+        raise InputError(f"--holdout {share} leaves no rows on one side of the split")
+    t0 = t[order[n_fit]]
+    test = t >= t0
+    return np.flatnonzero(~test), np.flatnonzero(test), t0
+
+
+# ---- libraries ---------------------------------------------------------------------------------------
 
 def floor32(t: float) -> np.float32:
     """Largest float32 <= t: for float32 x, `x <= t` iff `x <= floor32(t)` (exact LightGBM parity)."""
@@ -245,88 +307,289 @@ def floor32(t: float) -> np.float32:
     return f
 
 
-def tree_nodes(onnx_model) -> tuple[onnx.NodeProto, dict]:
+def tree_nodes(onnx_model):
+    import onnx
     node = [n for n in onnx_model.graph.node if n.op_type == "TreeEnsembleClassifier"]
     assert len(node) == 1, "expected one TreeEnsembleClassifier"
-    return node[0], {a.name: a for a in node[0].attribute}
+    attr = {a.name: a for a in node[0].attribute}
+    g = lambda k: list(onnx.helper.get_attribute_value(attr[k])) if k in attr else None  # noqa: E731
+    return attr, g
 
 
-def map_trees(onnx_model, dump: dict) -> tuple[list, list, int]:
-    """Walks each ONNX tree and the LightGBM dump tree in parallel from the root.
-
-    Returns per tree, per ONNX node id: (count cover, hessian cover), and sets every ONNX threshold to
-    floor32 of the LightGBM double threshold. Asserts features, modes and thresholds agree."""
-    node, attr = tree_nodes(onnx_model)
-    g = lambda k: list(onnx.helper.get_attribute_value(attr[k]))  # noqa: E731
-    tids, nids, feats, vals = g("nodes_treeids"), g("nodes_nodeids"), g("nodes_featureids"), g("nodes_values")
-    modes = [m.decode() if isinstance(m, bytes) else m for m in g("nodes_modes")]
-    tnext, fnext = g("nodes_truenodeids"), g("nodes_falsenodeids")
-    where = {(t, n): i for i, (t, n) in enumerate(zip(tids, nids))}
-    trees = dump["tree_info"]
-    assert len(set(tids)) == len(trees)
-    counts, hess = [], []
-    changed = 0
-    for t, info in enumerate(trees):
-        ids = [n for tt, n in zip(tids, nids) if tt == t]
-        children = {tnext[where[(t, n)]] for n in ids if modes[where[(t, n)]] != "LEAF"} | \
-                   {fnext[where[(t, n)]] for n in ids if modes[where[(t, n)]] != "LEAF"}
-        roots = [n for n in ids if n not in children]
-        assert len(roots) == 1
-        cnt = [0] * (max(ids) + 1)
-        hes = [0.0] * (max(ids) + 1)
-        stack = [(roots[0], info["tree_structure"])]
-        seen = 0
-        while stack:
-            nid, lg = stack.pop()
-            i = where[(t, nid)]
-            seen += 1
-            if "split_index" in lg:
-                assert modes[i] == "BRANCH_LEQ" and lg["decision_type"] == "<=", (t, nid, modes[i])
-                assert feats[i] == lg["split_feature"], (t, nid)
-                thr = float(lg["threshold"])
-                assert np.float32(vals[i]) == np.float32(thr), (t, nid, vals[i], thr)
-                f = floor32(thr)
-                if f != np.float32(vals[i]):
-                    changed += 1
-                vals[i] = float(f)
-                cnt[nid], hes[nid] = int(lg["internal_count"]), float(lg["internal_weight"])
-                stack.append((tnext[i], lg["left_child"]))
-                stack.append((fnext[i], lg["right_child"]))
-            else:
-                assert modes[i] == "LEAF", (t, nid)
-                cnt[nid], hes[nid] = int(lg["leaf_count"]), float(lg["leaf_weight"])
-        assert seen == len(ids), (t, seen, len(ids))
-        counts.append(cnt)
-        hess.append(hes)
-    attr["nodes_values"].CopyFrom(onnx.helper.make_attribute("nodes_values", vals))
-    return counts, hess, changed
+def onnx_trees(onnx_model):
+    """Per ONNX tree: (root id, where[(t, n)] → attribute index) and the attribute lists."""
+    attr, g = tree_nodes(onnx_model)
+    a = {k: g(k) for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values",
+                           "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true")}
+    a["nodes_modes"] = [m.decode() if isinstance(m, bytes) else m for m in g("nodes_modes")]
+    where = {(t, n): i for i, (t, n) in enumerate(zip(a["nodes_treeids"], a["nodes_nodeids"]))}
+    roots = {}
+    for t in sorted(set(a["nodes_treeids"])):
+        ids = [n for tt, n in zip(a["nodes_treeids"], a["nodes_nodeids"]) if tt == t]
+        kids = set()
+        for n in ids:
+            i = where[(t, n)]
+            if a["nodes_modes"][i] != "LEAF":
+                kids |= {a["nodes_truenodeids"][i], a["nodes_falsenodeids"][i]}
+        r = [n for n in ids if n not in kids]
+        assert len(r) == 1
+        roots[t] = (r[0], len(ids))
+    return attr, a, where, roots
 
 
-# ---- TreeSHAP (Lundberg et al. 2018, Algorithm 2), used only to check which cover LightGBM uses ----
+class LightGBM:
+    name = "lightgbm"
+    defaults = LGB_PARAMS
+    cover_name = "count"
 
-def _tree_arrays(tree: dict):
-    left, right, feat, thr, val, cnt, hes = [], [], [], [], [], [], []
+    def __init__(self):
+        import lightgbm
+        self.lgb = lightgbm
 
-    def add(n):
-        k = len(left)
-        for a in (left, right, feat, thr, val, cnt, hes):
-            a.append(None)
-        if "split_index" in n:
-            feat[k], thr[k] = n["split_feature"], float(n["threshold"])
-            cnt[k], hes[k], val[k] = n["internal_count"], n["internal_weight"], n["internal_value"]
-            left[k] = add(n["left_child"])
-            right[k] = add(n["right_child"])
-        else:
-            left[k] = right[k] = -1
-            cnt[k], hes[k], val[k] = n["leaf_count"], n["leaf_weight"], n["leaf_value"]
-        return k
+    def params(self, base: dict, monotone: list[int]) -> dict:
+        return dict(base, monotone_constraints=monotone)
 
-    add(tree["tree_structure"])
-    return left, right, feat, thr, val, cnt, hes
+    def cv_runs(self, params, X, y, folds, max_trees):
+        runs = []
+        for tr, va in folds:
+            dtr = self.lgb.Dataset(X[tr], y[tr], free_raw_data=False)
+            dva = self.lgb.Dataset(X[va], y[va], reference=dtr)
+            ev: dict = {}
+            b = self.lgb.train(params, dtr, num_boost_round=max_trees, valid_sets=[dva], valid_names=["v"],
+                               callbacks=[self.lgb.record_evaluation(ev)])
+            runs.append((va, b, ev["v"]["binary_logloss"]))
+        return runs
+
+    def margin(self, b, X, n=None):
+        return b.predict(X, raw_score=True, num_iteration=n)
+
+    def prob(self, b, X):
+        return b.predict(X)
+
+    def contrib(self, b, X):
+        return b.predict(X, pred_contrib=True)
+
+    def train(self, params, X, y, n, names):
+        b = self.lgb.train(params, self.lgb.Dataset(X, y, feature_name=names), num_boost_round=n)
+        assert b.num_trees() == n
+        return b
+
+    def to_onnx(self, b, n_features, model_name):
+        import onnxmltools
+        from onnxmltools.convert.common.data_types import FloatTensorType
+        return onnxmltools.convert_lightgbm(
+            b, name=model_name, initial_types=[("input", FloatTensorType([None, n_features]))],
+            zipmap=False, target_opset=TARGET_OPSET)
+
+    def map_trees(self, onnx_model, b):
+        """Walks each ONNX tree and the LightGBM dump tree in parallel from the root.
+
+        Returns per tree, per ONNX node id, the row count cover; sets every ONNX threshold to floor32 of
+        the LightGBM double threshold. Asserts features, modes and thresholds agree."""
+        import onnx
+        attr, a, where, roots = onnx_trees(onnx_model)
+        vals, feats, modes = a["nodes_values"], a["nodes_featureids"], a["nodes_modes"]
+        trees = b.dump_model()["tree_info"]
+        assert len(roots) == len(trees)
+        counts, changed = [], 0
+        for t, info in enumerate(trees):
+            root, n_ids = roots[t]
+            cnt = [0] * n_ids
+            stack = [(root, info["tree_structure"])]
+            seen = 0
+            while stack:
+                nid, lg = stack.pop()
+                i = where[(t, nid)]
+                seen += 1
+                if nid >= len(cnt):
+                    cnt.extend([0] * (nid + 1 - len(cnt)))
+                if "split_index" in lg:
+                    assert modes[i] == "BRANCH_LEQ" and lg["decision_type"] == "<=", (t, nid, modes[i])
+                    assert feats[i] == lg["split_feature"], (t, nid)
+                    thr = float(lg["threshold"])
+                    assert np.float32(vals[i]) == np.float32(thr), (t, nid, vals[i], thr)
+                    f = floor32(thr)
+                    if f != np.float32(vals[i]):
+                        changed += 1
+                    vals[i] = float(f)
+                    cnt[nid] = int(lg["internal_count"])
+                    stack.append((a["nodes_truenodeids"][i], lg["left_child"]))
+                    stack.append((a["nodes_falsenodeids"][i], lg["right_child"]))
+                else:
+                    assert modes[i] == "LEAF", (t, nid)
+                    cnt[nid] = int(lg["leaf_count"])
+            assert seen == n_ids, (t, seen, n_ids)
+            counts.append(cnt)
+        attr["nodes_values"].CopyFrom(onnx.helper.make_attribute("nodes_values", vals))
+        return counts, {
+            "converter": "onnxmltools.convert_lightgbm(zipmap=False)",
+            "thresholds": "every nodes_values entry set to the largest float32 <= the LightGBM double threshold "
+                          f"(exact parity for float32 inputs); {changed} of them differ from round-to-nearest",
+        }
+
+    def shap_trees(self, b):
+        """Per tree: arrays for the Python TreeSHAP check, with both candidate covers; split `x <= t`."""
+        out = []
+        for tree in b.dump_model()["tree_info"]:
+            left, right, feat, thr, val, cnt, hes = [], [], [], [], [], [], []
+
+            def add(n):
+                k = len(left)
+                for arr in (left, right, feat, thr, val, cnt, hes):
+                    arr.append(None)
+                if "split_index" in n:
+                    feat[k], thr[k] = n["split_feature"], float(n["threshold"])
+                    cnt[k], hes[k], val[k] = n["internal_count"], n["internal_weight"], n["internal_value"]
+                    left[k] = add(n["left_child"])
+                    right[k] = add(n["right_child"])
+                else:
+                    left[k] = right[k] = -1
+                    cnt[k], hes[k], val[k] = n["leaf_count"], n["leaf_weight"], n["leaf_value"]
+                return k
+
+            add(tree["tree_structure"])
+            out.append({"left": left, "right": right, "feat": feat, "thr": thr, "val": val,
+                        "covers": {"count": cnt, "hessian": hes}})
+        return out, 0.0, False
+
+    def versions(self):
+        return {"lightgbm": self.lgb.__version__}
+
+    def notes(self):
+        return {
+            "tree_count": "argmin of the folds' mean validation binary_logloss (one early stopping over five "
+                          "held-out slices)",
+            "node_covers": "LightGBM internal_count / leaf_count (training rows reaching the node), indexed by "
+                           "ONNX nodes_nodeids; LightGBM pred_contrib TreeSHAP uses these counts, not hessian sums",
+        }
 
 
-def tree_shap(x, arrays, cover, phi):
-    left, right, feat, thr, val = arrays[:5]
+class XGBoost:
+    name = "xgboost"
+    defaults = XGB_PARAMS
+    cover_name = "hessian"
+
+    def __init__(self):
+        try:
+            import xgboost
+        except ImportError:
+            raise InputError("--library xgboost: the xgboost package is not installed (sh models/train/setup.sh)")
+        self.xgb = xgboost
+
+    def params(self, base: dict, monotone: list[int]) -> dict:
+        return dict(base, monotone_constraints="(" + ",".join(str(m) for m in monotone) + ")")
+
+    def cv_runs(self, params, X, y, folds, max_trees):
+        runs = []
+        for tr, va in folds:
+            dtr = self.xgb.DMatrix(X[tr], y[tr])
+            dva = self.xgb.DMatrix(X[va], y[va])
+            ev: dict = {}
+            b = self.xgb.train(params, dtr, num_boost_round=max_trees, evals=[(dva, "v")], evals_result=ev,
+                               verbose_eval=False)
+            runs.append((va, b, ev["v"]["logloss"]))
+        return runs
+
+    def margin(self, b, X, n=None):
+        rng = (0, n) if n else (0, 0)
+        return b.predict(self.xgb.DMatrix(X), output_margin=True, iteration_range=rng).astype(np.float64)
+
+    def prob(self, b, X):
+        return b.predict(self.xgb.DMatrix(X)).astype(np.float64)
+
+    def contrib(self, b, X):
+        return b.predict(self.xgb.DMatrix(X), pred_contribs=True).astype(np.float64)
+
+    def train(self, params, X, y, n, names):
+        # no feature names: onnxmltools maps XGBoost's f0, f1, … to input columns
+        b = self.xgb.train(params, self.xgb.DMatrix(X, y), num_boost_round=n)
+        assert b.num_boosted_rounds() == n
+        return b
+
+    def to_onnx(self, b, n_features, model_name):
+        import onnxmltools
+        from onnxmltools.convert.common.data_types import FloatTensorType
+        return onnxmltools.convert_xgboost(
+            b, name=model_name, initial_types=[("input", FloatTensorType([None, n_features]))],
+            target_opset=TARGET_OPSET)
+
+    def _trees(self, b):
+        raw = json.loads(b.save_raw("json"))
+        return raw["learner"]["gradient_booster"]["model"]["trees"]
+
+    def base_margin(self, b) -> float:
+        cfg = json.loads(b.save_config())
+        p = float(cfg["learner"]["learner_model_param"]["base_score"].strip("[]"))
+        return math.log(p / (1 - p))
+
+    def map_trees(self, onnx_model, b):
+        """Walks each ONNX tree and XGBoost's own tree arrays in parallel from the root (true child = left
+        = `x < t`). Returns per tree, per ONNX node id, XGBoost's `sum_hessian`: the cover its TreeSHAP
+        (pred_contribs) weights children by. Asserts features, modes, thresholds, missing-value directions
+        and leaf values agree (thresholds are float32 in XGBoost: nothing to adjust)."""
+        attr, a, where, roots = onnx_trees(onnx_model)
+        _, g = tree_nodes(onnx_model)
+        leaf_w = {(t, n): w for t, n, w in zip(g("class_treeids"), g("class_nodeids"), g("class_weights"))}
+        miss = a["nodes_missing_value_tracks_true"] or [0] * len(a["nodes_modes"])
+        trees = self._trees(b)
+        assert len(roots) == len(trees)
+        covers = []
+        for t, tr in enumerate(trees):
+            root, n_ids = roots[t]
+            left, right = tr["left_children"], tr["right_children"]
+            cov = [0.0] * n_ids
+            stack = [(root, 0)]
+            seen = 0
+            while stack:
+                nid, x = stack.pop()
+                i = where[(t, nid)]
+                seen += 1
+                if nid >= len(cov):
+                    cov.extend([0.0] * (nid + 1 - len(cov)))
+                cov[nid] = float(np.float32(tr["sum_hessian"][x]))
+                if left[x] != -1:
+                    assert a["nodes_modes"][i] == "BRANCH_LT", (t, nid, a["nodes_modes"][i])
+                    assert a["nodes_featureids"][i] == tr["split_indices"][x], (t, nid)
+                    assert np.float32(a["nodes_values"][i]) == np.float32(tr["split_conditions"][x]), (t, nid)
+                    assert bool(miss[i]) == bool(tr["default_left"][x]), (t, nid)
+                    stack.append((a["nodes_truenodeids"][i], left[x]))
+                    stack.append((a["nodes_falsenodeids"][i], right[x]))
+                else:
+                    assert a["nodes_modes"][i] == "LEAF", (t, nid)
+                    assert np.float32(leaf_w[(t, nid)]) == np.float32(tr["split_conditions"][x]), (t, nid)
+            assert seen == n_ids, (t, seen, n_ids)
+            covers.append(cov)
+        return covers, {
+            "converter": "onnxmltools.convert_xgboost",
+            "thresholds": "XGBoost's float32 thresholds as they are (BRANCH_LT: x < t, exact on float32 inputs)",
+        }
+
+    def shap_trees(self, b):
+        out = []
+        for tr in self._trees(b):
+            out.append({"left": tr["left_children"], "right": tr["right_children"], "feat": tr["split_indices"],
+                        # float32, as XGBoost compares: the JSON's decimals are not always the float32's
+                        "thr": [float(np.float32(v)) for v in tr["split_conditions"]],
+                        "val": [float(np.float32(v)) for v in tr["split_conditions"]],
+                        "covers": {"hessian": [float(np.float32(v)) for v in tr["sum_hessian"]]}})
+        return out, self.base_margin(b), True
+
+    def versions(self):
+        return {"xgboost": self.xgb.__version__}
+
+    def notes(self):
+        return {
+            "tree_count": "argmin of the folds' mean validation logloss (one early stopping over the held-out "
+                          "folds)",
+            "node_covers": "XGBoost sum_hessian (hessian sums of the training rows reaching the node), indexed by "
+                           "ONNX nodes_nodeids; XGBoost's pred_contribs TreeSHAP weights children by these",
+        }
+
+
+# ---- TreeSHAP (Lundberg et al. 2018, Algorithm 2), used only to check which cover the library uses ----
+
+def tree_shap(x, tree, cover, phi, strict):
+    left, right, feat, thr, val = tree["left"], tree["right"], tree["feat"], tree["thr"], tree["val"]
 
     def extend(m, pz, po, pi):
         l = len(m)
@@ -372,7 +635,8 @@ def tree_shap(x, arrays, cover, phi):
             for i in range(1, len(m)):
                 phi[m[i][0]] += unwound_sum(m, i) * (m[i][2] - m[i][1]) * val[j]
             return
-        hot, cold = (left[j], right[j]) if x[feat[j]] <= thr[j] else (right[j], left[j])
+        goes_left = x[feat[j]] < thr[j] if strict else x[feat[j]] <= thr[j]
+        hot, cold = (left[j], right[j]) if goes_left else (right[j], left[j])
         iz = io = 1.0
         k = next((k for k in range(1, len(m)) if m[k][0] == feat[j]), None)
         if k is not None:
@@ -386,77 +650,306 @@ def tree_shap(x, arrays, cover, phi):
     return sum(cover[k] / cover[0] * val[k] for k in leaves)
 
 
-def shap_check(dump: dict, X: np.ndarray, contrib: np.ndarray) -> dict:
-    trees = [_tree_arrays(t) for t in dump["tree_info"]]
+def shap_check(lib, booster, X: np.ndarray, contrib: np.ndarray) -> dict:
+    trees, base, strict = lib.shap_trees(booster)
     err = {}
-    for name, ci in (("count", 5), ("hessian", 6)):
+    for name in trees[0]["covers"]:
         worst = 0.0
         for r in range(len(X)):
             phi = np.zeros(X.shape[1] + 1)
-            for a in trees:
-                if len(a[0]) == 1:  # a single leaf: only the bias
-                    phi[-1] += a[4][0]
+            phi[-1] = base
+            for tr in trees:
+                if len(tr["left"]) == 1:  # a single leaf: only the bias
+                    phi[-1] += tr["val"][0]
                     continue
-                phi[-1] += tree_shap(X[r].astype(np.float64), a, a[ci], phi)
+                phi[-1] += tree_shap(X[r].astype(np.float64), tr, tr["covers"][name], phi, strict)
             worst = max(worst, float(np.abs(phi - contrib[r]).max()))
         err[name] = worst
     return err
 
 
-# ---------------------------------------------------------------------------------------------------
+# ---- pipeline ----------------------------------------------------------------------------------------
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default=os.path.normpath(os.path.join(REPO, DATA_REL)))
-    ap.add_argument("--out", default=os.path.join(REPO, "models", NAME))
-    args = ap.parse_args()
-    t0 = time.perf_counter()
-    os.makedirs(args.out, exist_ok=True)
+def sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
 
-    with open(args.data, newline="") as f:
-        rows = list(csv.DictReader(f))
-    specs = feature_specs()
-    names = [s["name"] for s in specs]
-    X = np.column_stack([column(rows, s) for s in specs])
-    y = np.array([r["Revenue"] == "TRUE" for r in rows], dtype=np.int64)
-    dec = np.array([r["Month"] == "Dec" for r in rows])
-    pool = np.flatnonzero(~dec)  # Feb-Nov
-    test = np.flatnonzero(dec)
 
-    params = dict(PARAMS, monotone_constraints=[MONOTONE.get(s["column"], 0) for s in specs])
-    best, oof, curve = cv_tree_count(params, X[pool], y[pool])
-    booster = lgb.train(params, lgb.Dataset(X[pool], y[pool], feature_name=names), num_boost_round=best)
-    assert booster.num_trees() == best
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
 
-    raw = booster.predict(X, raw_score=True)
-    p_lgb = booster.predict(X)
+
+def cv_folds(y: np.ndarray, groups: np.ndarray | None):
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    if groups is None:
+        return list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=CV_SEED).split(np.zeros(len(y)), y))
+    return list(StratifiedGroupKFold(CV_FOLDS, shuffle=True, random_state=CV_SEED).split(
+        np.zeros(len(y)), y, groups))
+
+
+def cv_tree_count(lib, params, X, y, folds, max_trees):
+    """Whole-pipeline CV: the tree count with the lowest mean validation logloss, the out-of-fold margins at
+    that count and the mean curve."""
+    runs = lib.cv_runs(params, X, y, folds, max_trees)
+    curve = np.mean([c for _, _, c in runs], axis=0)
+    best = int(np.argmin(curve)) + 1
+    if best >= max_trees:
+        raise InputError(f"the CV logloss is still falling at {max_trees} trees: raise train.max_trees")
+    oof = np.zeros(len(y))
+    for va, b, _ in runs:
+        oof[va] = lib.margin(b, X[va], best)
+    return best, oof, curve.tolist()
+
+
+def fit_platt(margin, y):
+    from sklearn.linear_model import LogisticRegression
     cal = LogisticRegression(C=np.inf, solver="lbfgs", tol=1e-10, max_iter=1000)
-    cal.fit(oof.reshape(-1, 1), y[pool])
-    a, b = float(cal.coef_[0][0]), float(cal.intercept_[0])
-    p_cal = sigmoid(a * raw + b)
-    p_oof = sigmoid(a * oof + b)  # Feb-Nov, each row scored by a model that did not see it
+    cal.fit(margin.reshape(-1, 1), y)
+    return float(cal.coef_[0][0]), float(cal.intercept_[0])
 
-    # tiers on ai_score = 100 * calibrated probability (out-of-fold, Feb-Nov): hot ~ top decile;
-    # warm = twice the average conversion rate
-    sc = np.sort(100 * p_oof)[::-1]
-    hot = int(math.floor(sc[int(0.10 * len(sc))]))
-    warm = int(round(200 * y[pool].mean()))
 
-    def tier_stats(idx, p=p_cal):
+def fit_isotonic(p, y):
+    """Breakpoints of sklearn's IsotonicRegression on raw probabilities, 15 significant digits."""
+    from sklearn.isotonic import IsotonicRegression
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(p, y)
+    r = lambda v: [float(f"{x:.{ISOTONIC_DIGITS}g}") for x in v]  # noqa: E731
+    return r(iso.X_thresholds_), r(iso.y_thresholds_)
+
+
+def apply_cal(cal: dict, margin: np.ndarray) -> np.ndarray:
+    if cal["method"] == "platt":
+        return sigmoid(cal["a"] * margin + cal["b"])
+    if cal["method"] == "isotonic":
+        return np.interp(sigmoid(margin), cal["x"], cal["y"])
+    return sigmoid(margin)
+
+
+def calibration_choice(oof, y, folds) -> dict:
+    """Cross-fitted calibrators on the out-of-fold margins: for each CV fold, Platt and isotonic fitted on
+    the other folds' out-of-fold predictions and scored on it (log loss, clipped at 1e-15)."""
+    from sklearn.metrics import log_loss
+    pred = {"platt": np.zeros(len(y)), "isotonic": np.zeros(len(y))}
+    for tr, va in folds:
+        a, b = fit_platt(oof[tr], y[tr])
+        pred["platt"][va] = sigmoid(a * oof[va] + b)
+        x, yy = fit_isotonic(sigmoid(oof[tr]), y[tr])
+        pred["isotonic"][va] = np.interp(sigmoid(oof[va]), x, yy)
+    loss = {k: round(float(log_loss(y, np.clip(v, 1e-15, 1 - 1e-15), labels=[0, 1])), 6) for k, v in pred.items()}
+    return {"platt_logloss": loss["platt"], "isotonic_logloss": loss["isotonic"],
+            "auto_picks": "isotonic" if loss["isotonic"] < loss["platt"] else "platt"}
+
+
+def metrics(y, p, name: str, extra: dict | None = None) -> dict:
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+    m = {"period": name, "rows": int(len(y)), "positives": int(y.sum()),
+         "auc": round(float(roc_auc_score(y, p)), 6) if 0 < y.sum() < len(y) else None,
+         "brier": round(float(brier_score_loss(y, p)), 6),
+         "logloss": round(float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])), 6),
+         "mean_prob": round(float(p.mean()), 6), "positive_rate": round(float(y.mean()), 6)}
+    if extra:
+        m.update(extra)
+    return m
+
+
+def ai_scores(p: np.ndarray) -> np.ndarray:
+    """ai_score as the scorer computes it: round(100 p), half away from zero, clamped."""
+    return np.clip(np.floor(100 * p + 0.5), 0, 100)
+
+
+def capacity_tiers(p_test: np.ndarray, hot_share: float, warm_share: float) -> tuple[int, int]:
+    """Thresholds whose held-out shares come closest to hot_share and hot_share + warm_share (ties: the
+    higher threshold, i.e. the smaller tier)."""
+    s = ai_scores(p_test)
+
+    def pick(share, hi):
+        cands = range(hi, 0, -1)
+        return min(cands, key=lambda t: (abs(float((s >= t).mean()) - share), -t))
+
+    hot = pick(hot_share, 100)
+    warm = pick(hot_share + warm_share, hot)
+    return hot, warm
+
+
+def run(args) -> None:
+    t0 = time.perf_counter()
+    tpl_path = args.card
+    tpl = load_template(tpl_path)
+    specs = [dict(f) for f in tpl["features"]]
+    names = [s["name"] for s in specs]
+    tset = tpl.get("train", {})
+    split_key = args.split or ("time:decision_ts" if args.dataset else "random")
+    named = tpl.get("part_names", {}).get(split_key)  # names of the two parts under this split, if given
+    part = dict({"fit": "training rows", "holdout": "holdout"}, **(named or {}))
+    tnotes = tpl.get("training", {})
+    max_trees = int(tset.get("max_trees", MAX_TREES))
+    lib = {"lightgbm": LightGBM, "xgboost": XGBoost}[args.library]()
+
+    groups = None
+    holdout_from = None
+    if args.dataset:
+        data_path = args.dataset
+        header, rows, lines = read_csv(data_path)
+        want = DATASET_COLUMNS + names
+        if header != want:
+            k = next((i for i, (h, w) in enumerate(zip(header, want)) if h != w), min(len(header), len(want)))
+            got = f'"{header[k]}"' if k < len(header) else "nothing"
+            exp = f'"{want[k]}"' if k < len(want) else "nothing"
+            raise InputError(f"{data_path}:1: column {k + 1} is {got} but {exp} was expected (the dataset header is "
+                             f"{', '.join(DATASET_COLUMNS)} and then the card's features in input order)")
+        for s in specs:
+            if s.get("encoding") == "auto":
+                raise InputError(f"{tpl_path}: feature {s['name']!r}: \"encoding\": \"auto\" is for --table "
+                                 "(a dataset's features are the engine's numbers)")
+        X = np.zeros((len(rows), len(names)), dtype=np.float32)
+        for j, n in enumerate(names):
+            c = len(DATASET_COLUMNS) + j
+            X[:, j] = np.array([parse_number(r[c], f"{data_path}:{line}", n) for r, line in zip(rows, lines)],
+                               dtype=np.float64).astype(np.float32)
+        y = np.array([parse_label(r[4], f"{data_path}:{line}", "label") for r, line in zip(rows, lines)],
+                     dtype=np.int64)
+        ts = []
+        for r, line in zip(rows, lines):
+            try:
+                ts.append(int(r[2]))
+            except ValueError:
+                raise InputError(f'{data_path}:{line}: column "decision_ts": "{r[2]}" is not an integer (ms)')
+        ts = np.array(ts, dtype=np.int64)
+        pool, test, cut = time_split(ts, args.holdout)
+        holdout_from = int(cut)
+        holdout_rule = f"holdout = decision_ts >= {holdout_from} (the latest {args.holdout:.0%} of decisions)"
+        holdout_name = f"latest {args.holdout:.0%} by decision_ts"
+        subjects = np.array([r[0] + "\x00" + r[1] for r in rows])
+        if len(set(subjects[pool])) < len(pool):
+            _, groups = np.unique(subjects[pool], return_inverse=True)
+        label_text = "label (dataset)"
+    else:
+        data_path = args.table
+        if not args.label:
+            raise InputError("--table needs --label COLUMN")
+        header, rows, lines = read_csv(data_path)
+        if args.label not in header:
+            raise InputError(f'{data_path}:1: no column "{args.label}" (the --label column)')
+        li = header.index(args.label)
+        y = np.array([parse_label(r[li], f"{data_path}:{line}", args.label) for r, line in zip(rows, lines)],
+                     dtype=np.int64)
+        X = table_matrix(data_path, header, rows, lines, specs)
+        split = args.split or "random"
+        if split == "random":
+            rs = np.random.RandomState(SPLIT_SEED)
+            held = np.zeros(len(rows), dtype=bool)
+            held[rs.permutation(len(rows))[:int(round(args.holdout * len(rows)))]] = True
+            pool, test = np.flatnonzero(~held), np.flatnonzero(held)
+            holdout_rule = f"holdout = a seeded random {args.holdout:.0%} of the rows (seed {SPLIT_SEED})"
+            holdout_name = f"random {args.holdout:.0%}"
+        elif split.startswith("time:"):
+            col = split[5:]
+            if col not in header:
+                raise InputError(f'{data_path}:1: no column "{col}" (the --split time column)')
+            ci = header.index(col)
+            tv = np.array([parse_time(r[ci], f"{data_path}:{line}", col) for r, line in zip(rows, lines)])
+            pool, test, cut = time_split(tv, args.holdout)
+            holdout_from = int(cut) if float(cut).is_integer() else float(cut)
+            holdout_rule = f"holdout = {col} >= {holdout_from} (the latest {args.holdout:.0%})"
+            holdout_name = f"latest {args.holdout:.0%} by {col}"
+        elif split.startswith("holdout:") and "=" in split:
+            col, vals = split[8:].split("=", 1)
+            if col not in header:
+                raise InputError(f'{data_path}:1: no column "{col}" (the --split holdout column)')
+            ci, vals = header.index(col), vals.split(",")
+            held = np.array([r[ci] in vals for r in rows])
+            pool, test = np.flatnonzero(~held), np.flatnonzero(held)
+            holdout_rule = f"test = {col} == {' or '.join(vals)}"
+            holdout_name = ",".join(vals)
+        else:
+            raise InputError(f"--split {split!r}: expected time:COLUMN, random or holdout:COLUMN=VALUE[,VALUE]")
+        label_text = f"{args.label} is 1, true or yes"
+    if len(pool) == 0 or len(test) == 0:
+        raise InputError(f"the split leaves {len(pool)} rows to train on and {len(test)} held out")
+    for what, idx in (("training rows", pool), ("held-out rows", test)):
+        if not 0 < y[idx].sum() < len(idx):
+            raise InputError(f"the {what} have only one label value ({int(y[idx].sum())} positives of {len(idx)})")
+
+    # ---- fit
+    mono = tset.get("monotone", {})
+    for k in mono:
+        if k not in names:
+            raise InputError(f"{tpl_path}: train.monotone names {k!r}, which is not a feature")
+    params = lib.params(dict(lib.defaults, **tset.get("params", {}).get(lib.name, {})),
+                        [int(mono.get(n, 0)) for n in names])
+    folds = cv_folds(y[pool], groups)
+    best, oof, curve = cv_tree_count(lib, params, X[pool], y[pool], folds, max_trees)
+    booster = lib.train(params, X[pool], y[pool], best, names)
+    raw = lib.margin(booster, X)
+    p_lib = lib.prob(booster, X)
+
+    choice = calibration_choice(oof, y[pool], folds)
+    method = args.calibration or tpl.get("calibration", "auto")
+    if method not in ("auto", "platt", "isotonic"):
+        raise InputError(f"calibration {method!r}: expected auto, platt or isotonic")
+    chosen = choice["auto_picks"] if method == "auto" else method
+    if chosen == "platt":
+        a, b = fit_platt(oof, y[pool])
+        cal = {"method": "platt", "a": a, "b": b}
+        cal_text = ("Platt: logistic regression (no penalty) of the label on the out-of-fold margins logit(p) of "
+                    f"the CV models over {part['fit']}; p' = sigmoid(a*logit(p) + b)")
+    else:
+        bx, by = fit_isotonic(sigmoid(oof), y[pool])
+        cal = {"method": "isotonic", "x": bx, "y": by}
+        cal_text = ("isotonic: sklearn IsotonicRegression (increasing, y in [0, 1]) of the label on the out-of-fold "
+                    f"probabilities p of the CV models over {part['fit']}; breakpoints to {ISOTONIC_DIGITS} "
+                    "significant digits; p' = numpy.interp(p, x, y), flat beyond the ends")
+    p_cal = apply_cal(cal, raw)
+    p_oof = apply_cal(cal, oof)  # each fit row scored by a model that did not see it
+
+    # ---- tiers on ai_score = 100 * calibrated probability
+    hot_share = args.hot_share if args.hot_share is not None else tpl.get("tiers", {}).get("hot_share")
+    warm_share = args.warm_share if args.warm_share is not None else tpl.get("tiers", {}).get("warm_share")
+    if (hot_share is None) != (warm_share is None):
+        raise InputError("--hot-share and --warm-share go together")
+    if hot_share is not None:
+        if not (0 < hot_share and 0 < warm_share and hot_share + warm_share < 1):
+            raise InputError("--hot-share and --warm-share must be positive with a sum below 1")
+        hot, warm = capacity_tiers(p_cal[test], hot_share, warm_share)
+        got = ai_scores(p_cal[test])
+        for what, t, want in (("hot", hot, hot_share), ("hot + warm", warm, hot_share + warm_share)):
+            share = float((got >= t).mean())
+            if abs(share - want) > 0.02:
+                print(f"train.py: tiers by capacity: {what} holds {share:.1%} of the held-out rows, not "
+                      f"{want:.0%}: scores tie at the threshold (ai_score {t})", file=sys.stderr)
+        tiers_text = (f"by sales capacity: hot = the ai_score threshold whose share of the held-out rows "
+                      f"({part['holdout']}) is closest to {hot_share:.0%}, warm = the threshold closest to "
+                      f"{hot_share + warm_share:.0%} (hot + warm); each tier's held-out rows, positives and rate "
+                      "in metrics.holdout.tiers")
+    else:
+        sc = np.sort(100 * p_oof)[::-1]
+        hot = int(math.floor(sc[int(0.10 * len(sc))]))
+        warm = int(round(200 * y[pool].mean()))
+        tiers_text = (f"ai_score = 100 * calibrated probability; hot = floor of the 90th percentile of the "
+                      f"out-of-fold ai_score on {part['fit']} (hot ~ top decile); warm = twice {part['fit']}'s "
+                      "conversion rate, in ai_score points")
+    hot, warm = max(0, min(100, hot)), max(0, min(100, warm))
+    warm = min(warm, hot)
+
+    def tier_stats(idx, p):
         s = 100 * p[idx]
         out = {}
         for tname, lo, hi in (("hot", hot, 1e9), ("warm", warm, hot), ("cold", -1, warm)):
             m = (s >= lo) & (s < hi)
             out[tname] = {"share": round(float(m.mean()), 4),
-                          "conversion": round(float(y[idx][m].mean()), 4) if m.any() else None}
+                          "conversion": round(float(y[idx][m].mean()), 4) if m.any() else None,
+                          "rows": int(m.sum()), "positives": int(y[idx][m].sum())}
         return out
 
     # ---- export
-    onnx_model = onnxmltools.convert_lightgbm(
-        booster, name="leadscore_default", initial_types=[("input", FloatTensorType([None, len(specs)]))],
-        zipmap=False, target_opset=TARGET_OPSET)
-    dump = booster.dump_model()
-    covers, hessians, changed = map_trees(onnx_model, dump)
+    import onnx
+    import onnxruntime as ort
+    out_dir = args.out or os.path.join(REPO, "models", args.name)
+    os.makedirs(out_dir, exist_ok=True)
+    onnx_model = lib.to_onnx(booster, len(specs), f"leadscore_{args.name}")
+    covers, export_notes = lib.map_trees(onnx_model, booster)
     onnx_model.producer_name, onnx_model.producer_version = "leadscore-train", "1"
     # onnxmltools emits opset_import in hash-dependent order: sort it so the file is byte-stable
     opsets = sorted((o.domain, o.version) for o in onnx_model.opset_import)
@@ -464,7 +957,7 @@ def main() -> None:
     onnx_model.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets)
     onnx.checker.check_model(onnx_model)
     ops = sorted({(n.domain, n.op_type) for n in onnx_model.graph.node})
-    model_path = os.path.join(args.out, "model.onnx")
+    model_path = os.path.join(out_dir, "model.onnx")
     with open(model_path, "wb") as f:
         f.write(onnx_model.SerializeToString(deterministic=True))
     model_sha = sha256(model_path)
@@ -475,120 +968,212 @@ def main() -> None:
     sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
     outs = [o.name for o in sess.get_outputs()]
     p_ort = sess.run(None, {"input": X})[outs.index("probabilities")][:, 1].astype(np.float64)
-    parity = float(np.abs(p_ort - p_lgb).max())
+    parity = float(np.abs(p_ort - p_lib).max())
     assert parity < 1e-5, parity
 
-    # TreeSHAP: which cover reproduces LightGBM pred_contrib?
+    # TreeSHAP: which cover reproduces the library's own contributions?
     rs = np.random.RandomState(SPLIT_SEED + 1)
-    golden_rows = sorted(set(rs.choice(len(rows), GOLDEN_ROWS, replace=False).tolist())
-                         | {i for i in range(len(rows)) if X[i, :6:2].sum() == 0})
-    contrib = booster.predict(X[golden_rows], pred_contrib=True)
-    shap_err = shap_check(dump, X[golden_rows[:12]], contrib[:12])
-    assert shap_err["count"] < 1e-9, shap_err
-    assert np.allclose(contrib.sum(axis=1), raw[golden_rows], atol=1e-9)
+    page_views = [j for j, s in enumerate(specs) if s["kind"] == "page_views"]
+    no_pages = {i for i in range(len(X)) if X[i, page_views].sum() == 0} if page_views else set()
+    golden_rows = sorted(set(rs.choice(len(X), min(GOLDEN_ROWS, len(X)), replace=False).tolist()) | no_pages)
+    contrib = lib.contrib(booster, X[golden_rows])
+    shap_err = shap_check(lib, booster, X[golden_rows[:12]], contrib[:12])
+    shap_tol = 1e-9 if lib.name == "lightgbm" else 1e-5  # XGBoost's contributions are float32
+    assert shap_err[lib.cover_name] < shap_tol, shap_err
+    assert np.allclose(contrib.sum(axis=1), raw[golden_rows], atol=1e-9 if lib.name == "lightgbm" else 1e-4)
 
     # ---- metrics
-    m_test = metrics(y[test], p_cal[test], "Dec", {
-        "auc_uncalibrated": round(float(roc_auc_score(y[test], p_lgb[test])), 6),
-        "brier_uncalibrated": round(float(brier_score_loss(y[test], p_lgb[test])), 6),
-        "tiers": tier_stats(test)})
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+    m_test = metrics(y[test], p_cal[test], part["holdout"] if named else holdout_name, {
+        "auc_uncalibrated": round(float(roc_auc_score(y[test], p_lib[test])), 6),
+        "brier_uncalibrated": round(float(brier_score_loss(y[test], p_lib[test])), 6),
+        "tiers": tier_stats(test, p_cal)})
     oof_all = np.full(len(y), np.nan)
     oof_all[pool] = p_oof
-    m_oof = metrics(y[pool], p_oof, "Feb-Nov out-of-fold (5 folds, the models of the CV)", {
+    m_oof = metrics(y[pool], p_oof, f"{part['fit']} out-of-fold ({CV_FOLDS} folds, the models of the CV)", {
         "brier_uncalibrated": round(float(brier_score_loss(y[pool], sigmoid(oof))), 6),
         "tiers": tier_stats(pool, oof_all)})
-    m_train = metrics(y[pool], p_cal[pool], "Feb-Nov, in sample (the shipped model was trained on it)")
+    m_train = metrics(y[pool], p_cal[pool], f"{part['fit']}, in sample (the shipped model was trained on it)")
 
     # ---- golden vectors and parity
     def f32s(v):  # shortest decimal of a float32: exact in any JSON reader
         return float(str(np.float32(v)))
 
     golden = {"features": names, "rows": [
-        {"row": int(r), "x": [f32s(v) for v in X[r]], "lgb_prob": float(p_lgb[r]), "ort_prob": float(p_ort[r]),
+        {"row": int(r), "x": [f32s(v) for v in X[r]], "lgb_prob": float(p_lib[r]), "ort_prob": float(p_ort[r]),
          "lgb_contrib": [float(c) for c in contrib[k]]} for k, r in enumerate(golden_rows)]}
-    with open(os.path.join(args.out, "golden.json"), "w", newline="\n") as f:
+    with open(os.path.join(out_dir, "golden.json"), "w", newline="\n") as f:
         json.dump(golden, f, separators=(",", ":"))
         f.write("\n")
-    with open(os.path.join(args.out, "parity_probs.csv"), "w", newline="\n") as f:
+    with open(os.path.join(out_dir, "parity_probs.csv"), "w", newline="\n") as f:
         f.write("row,lgb_prob,ort_prob\n")
-        for r in range(len(rows)):
-            f.write(f"{r},{float(p_lgb[r])!r},{float(p_ort[r])!r}\n")
+        for r in range(len(X)):
+            f.write(f"{r},{float(p_lib[r])!r},{float(p_ort[r])!r}\n")
 
+    date = args.date or tnotes.get("date")
+    if date is None and holdout_from is not None and args.dataset:
+        date = dt.datetime.fromtimestamp(int(ts.max()) / 1000, dt.timezone.utc).strftime("%Y%m%d")
+    if date is None:
+        date = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
+        print(f"train.py: no --date: using today ({date}); the card then depends on the day", file=sys.stderr)
+    rel = os.path.relpath(os.path.abspath(data_path), REPO)
+    data = {"path": rel, "sha256": sha256(data_path), "rows": len(X)}
+    data.update(tnotes.get("data", {}))
+    data.setdefault("label", label_text)
+    folds_text = (f"{CV_FOLDS} label-stratified folds grouped by subject (sklearn StratifiedGroupKFold, shuffle, "
+                  f"seed {CV_SEED})" if groups is not None else
+                  f"{CV_FOLDS} label-stratified folds (sklearn StratifiedKFold, shuffle, seed {CV_SEED})")
+    notes = lib.notes()
+    training = {
+        "data": data,
+        "split": {
+            "rule": f"{holdout_rule} (reporting only); {part['fit']}: the whole pipeline cross-validated in "
+                    f"{folds_text}; tree count and {'Platt' if chosen == 'platt' else 'isotonic'} calibration "
+                    f"from the folds, final model trained on all {part['fit']}",
+            "seed": CV_SEED,
+            "rows": {"train": int(len(pool)), "holdout": int(len(test))},
+            "positives": {"train": int(y[pool].sum()), "holdout": int(y[test].sum())},
+        },
+        "holdout_from": holdout_from,
+    }
+    if "features_excluded" in tnotes:
+        training["features_excluded"] = tnotes["features_excluded"]
+    training.update({
+        "library": lib.name,
+        "params": params,
+        "max_trees": max_trees,
+        "tree_count": notes["tree_count"],
+        "best_iteration": best,
+        "cv_logloss_at_best": round(float(curve[best - 1]), 6),
+    })
+    if "model_selection" in tnotes:
+        training["model_selection"] = tnotes["model_selection"]
+    training.update({
+        "calibration": cal_text,
+        "calibration_selection": dict(choice, asked=method, chosen=chosen,
+                                      rule="auto = isotonic only if its cross-fitted out-of-fold log loss is "
+                                           "lower (each CV fold calibrated by the other folds' out-of-fold "
+                                           "predictions)"),
+        "tiers": tiers_text,
+        "export": {"converter": export_notes["converter"], "target_opset": TARGET_OPSET,
+                   "ops": [f"{d or 'ai.onnx'}:{o}" for d, o in ops],
+                   "thresholds": export_notes["thresholds"],
+                   "max_abs_prob_diff_lgb_vs_ort_all_rows": parity},
+        "explain": {"node_covers": notes["node_covers"], "treeshap_check_max_abs_err": shap_err},
+        "versions": dict({"python": sys.version.split()[0]}, **lib.versions(), **versions()),
+        "command": "models/train/train.py " + shlex.join(recorded_argv(args.argv)),
+        "date": date,
+    })
     card = {
         "schema_version": 1,
-        "name": NAME,
-        "model_version": f"{NAME}-{DATE}-{model_sha[:8]}",
-        "model": {"file": "model.onnx", "sha256": model_sha, "n_features": len(specs), "n_trees": best},
+        "name": args.name,
+        "model_version": f"{args.name}-{date}-{model_sha[:8]}",
+        "model": {"file": "model.onnx", "sha256": model_sha, "n_features": len(specs), "n_trees": len(covers)},
         "features": specs,
-        "site": demo_site(rows),
-        "calibration": {"method": "platt", "a": a, "b": b},
+    }
+    if "site" in tpl:
+        card["site"] = tpl["site"]
+    card.update({
+        "calibration": cal,
         "tiers": {"hot": hot, "warm": warm},
         "explain": {"node_covers": covers},
-        "training": {
-            "data": {"path": DATA_REL, "sha256": sha256(args.data), "rows": len(rows),
-                     "source": "UCI Online Shoppers Purchasing Intention (Sakar & Kastro), CC BY 4.0",
-                     "label": "Revenue == TRUE"},
-            "split": {
-                "rule": "test = Month == Dec (reporting only); Feb-Nov: the whole pipeline cross-validated in "
-                        f"{CV_FOLDS} label-stratified folds (sklearn StratifiedKFold, shuffle, seed {CV_SEED}); "
-                        "tree count and Platt calibration from the folds, final model trained on all Feb-Nov",
-                "seed": CV_SEED,
-                "rows": {"train": int(len(pool)), "test_dec": int(len(test))},
-                "positives": {"train": int(y[pool].sum()), "test_dec": int(y[test].sum())},
-            },
-            "features_excluded": {"Month": "not computable live / does not generalise",
-                                  "Region": "not computable live",
-                                  "OperatingSystems, Browser": "no gain in Feb-Nov CV"},
-            "params": params,
-            "max_trees": MAX_TREES,
-            "tree_count": "argmin of the folds' mean validation binary_logloss (one early stopping over five "
-                          "held-out slices)",
-            "best_iteration": best,
-            "cv_logloss_at_best": round(float(curve[best - 1]), 6),
-            "model_selection": "features, monotone constraints, num_leaves, min_data_in_leaf, lambda_l2, "
-                               "feature/bagging fraction: seeded 5-fold CV on Feb-Nov; pipeline (CV tree count and "
-                               "out-of-fold Platt vs 10/10 % slices) and learning rate: nested 5-fold check inside "
-                               "Feb-Nov (models/train/README.md); December never used for a choice",
-            "calibration": "Platt: logistic regression (no penalty) of the label on the out-of-fold margins "
-                           "logit(p) of the CV models over Feb-Nov; p' = sigmoid(a*logit(p) + b)",
-            "tiers": "ai_score = 100 * calibrated probability; hot = floor of the 90th percentile of the "
-                     "out-of-fold ai_score on Feb-Nov (hot ~ top decile); warm = twice Feb-Nov's conversion "
-                     "rate, in ai_score points",
-            "export": {"converter": "onnxmltools.convert_lightgbm(zipmap=False)", "target_opset": TARGET_OPSET,
-                       "ops": [f"{d or 'ai.onnx'}:{o}" for d, o in ops],
-                       "thresholds": "every nodes_values entry set to the largest float32 <= the LightGBM "
-                                     f"double threshold (exact parity for float32 inputs); {changed} of them "
-                                     "differ from round-to-nearest",
-                       "max_abs_prob_diff_lgb_vs_ort_all_rows": parity},
-            "explain": {"node_covers": "LightGBM internal_count / leaf_count (training rows reaching the node),"
-                                       " indexed by ONNX nodes_nodeids; LightGBM pred_contrib TreeSHAP uses "
-                                       "these counts, not hessian sums",
-                        "treeshap_check_max_abs_err": shap_err},
-            "versions": {"python": sys.version.split()[0], "lightgbm": lgb.__version__,
-                         "onnxmltools": onnxmltools.__version__, "onnxruntime": ort.__version__,
-                         "onnx": onnx.__version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__},
-            "command": ".venv/bin/python models/train/train.py",
-            "date": DATE,
-        },
+        "training": training,
         "metrics": {"holdout": m_test, "cross_validation": m_oof, "train": m_train},
-    }
-    with open(os.path.join(args.out, "card.json"), "w", newline="\n") as f:
+    })
+    with open(os.path.join(out_dir, "card.json"), "w", newline="\n") as f:
         f.write(card_json(card))
 
-    print(f"trees {best}, Dec AUC {m_test['auc']:.4f} Brier {m_test['brier']:.4f} logloss {m_test['logloss']:.4f}"
-          f" | Feb-Nov out-of-fold AUC {m_oof['auc']:.4f} Brier {m_oof['brier']:.4f}"
-          f" | platt a={a:.4f} b={b:.4f} | tiers hot {hot} warm {warm} | lgb-ort {parity:.2e}"
-          f" | shap err {shap_err} | thresholds moved {changed} | {time.perf_counter() - t0:.1f} s",
-          file=sys.stderr)
+    print(f"{lib.name}: trees {best}, holdout ({m_test['period']}) AUC {m_test['auc']:.4f} Brier {m_test['brier']:.4f}"
+          f" logloss {m_test['logloss']:.4f} | {part['fit']} out-of-fold AUC {m_oof['auc']:.4f} Brier {m_oof['brier']:.4f}"
+          f" | calibration {chosen} (asked {method}; cross-fitted logloss platt {choice['platt_logloss']}"
+          f" isotonic {choice['isotonic_logloss']}) | tiers hot {hot} warm {warm} | lib-ort {parity:.2e}"
+          f" | shap err {shap_err} | {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    check(out_dir, args.leadscore)
+
+
+def recorded_argv(argv: list[str]) -> list[str]:
+    """The command line as the card records it: without --leadscore (which binary checks the bundle does
+    not change it), so that the card does not depend on the machine."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--leadscore":
+            skip = True
+        elif not a.startswith("--leadscore="):
+            out.append(a)
+    return out
+
+
+def versions() -> dict:
+    import onnx
+    import onnxmltools
+    import onnxruntime as ort
+    import sklearn
+    return {"onnxmltools": onnxmltools.__version__, "onnxruntime": ort.__version__, "onnx": onnx.__version__,
+            "scikit-learn": sklearn.__version__, "numpy": np.__version__}
+
+
+def check(out_dir: str, binary: str | None) -> None:
+    """`leadscore check` on the bundle; a failure fails the training run."""
+    if binary:
+        cmd = [binary, "check", "--model", out_dir]
+    else:
+        cmd = ["cargo", "run", "--quiet", "--release", "--bin", "leadscore", "--", "check", "--model", out_dir]
+    r = subprocess.run(cmd, cwd=REPO)
+    if r.returncode != 0:
+        print(f"train.py: leadscore check failed on {out_dir} (exit {r.returncode})", file=sys.stderr)
+        sys.exit(1)
 
 
 def card_json(card: dict) -> str:
-    """Indented JSON with the long numeric arrays (node covers) kept on one line per tree."""
+    """Indented JSON with the long numeric arrays (node covers, isotonic breakpoints) on one line each."""
     covers = card["explain"]["node_covers"]
     card = dict(card, explain={"node_covers": "@COVERS@"})
-    text = json.dumps(card, indent=2)
+    cal = card["calibration"]
+    if cal["method"] == "isotonic":
+        card["calibration"] = dict(cal, x="@X@", y="@Y@")
+    text = json.dumps(card, indent=2, ensure_ascii=False)
     inner = ",\n".join("      " + json.dumps(c, separators=(",", ":")) for c in covers)
-    return text.replace('"@COVERS@"', "[\n" + inner + "\n    ]") + "\n"
+    text = text.replace('"@COVERS@"', "[\n" + inner + "\n    ]")
+    if cal["method"] == "isotonic":
+        text = text.replace('"@X@"', json.dumps(cal["x"])).replace('"@Y@"', json.dumps(cal["y"]))
+    return text + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 epilog="Flags and the template format: models/train/README.md")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="point-in-time training set (leadscore dataset's CSV)")
+    src.add_argument("--table", help="any CSV whose columns the template maps to features (cold start)")
+    ap.add_argument("--card", required=True, help="card template (features, site, settings)")
+    ap.add_argument("--name", required=True, help="bundle name (card name, model_version prefix)")
+    ap.add_argument("--out", help="bundle directory (default models/NAME)")
+    ap.add_argument("--label", help="--table: the 0/1, true/false or yes/no label column")
+    ap.add_argument("--split", help="--table: time:COLUMN, random (default) or holdout:COLUMN=VALUE[,VALUE]")
+    ap.add_argument("--holdout", type=float, default=0.2, help="held-out share for time and random splits (0.2)")
+    ap.add_argument("--library", choices=["lightgbm", "xgboost"], default="lightgbm")
+    ap.add_argument("--calibration", choices=["auto", "platt", "isotonic"],
+                    help="default: the template's \"calibration\", else auto")
+    ap.add_argument("--hot-share", type=float, help="tiers by capacity: hot ≈ this share of held-out rows")
+    ap.add_argument("--warm-share", type=float, help="tiers by capacity: warm ≈ the next share")
+    ap.add_argument("--date", help="YYYYMMDD of model_version (default: template, else the latest decision)")
+    ap.add_argument("--leadscore", help="leadscore binary for the check (default: cargo run --release)")
+    argv = sys.argv[1:]
+    args = ap.parse_args(argv)
+    args.argv = argv
+    if args.dataset and (args.label or args.split):
+        ap.error("--label and --split are for --table (a dataset's label and split are fixed)")
+    if not 0 < args.holdout < 1:
+        ap.error("--holdout is a share between 0 and 1")
+    if args.date and not (len(args.date) == 8 and args.date.isdigit()):
+        ap.error("--date is YYYYMMDD")
+    try:
+        run(args)
+    except InputError as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,13 @@ pub struct FeatureSpec {
     /// Free-text description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// What a salesperson reads for this feature ("Traffic source"); scores fall back to `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Display names of coded values, keyed by the value's shortest decimal (`"8": "Email"`); why:
+    /// a factor should say "Email", not the code the model sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<BTreeMap<String, String>>,
 }
 
 /// A feature declaration that cannot be served.

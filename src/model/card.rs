@@ -59,7 +59,7 @@ pub struct ModelFile {
 }
 
 /// Calibration of the model probability.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum Calibration {
     /// p' = sigmoid(a · logit(p) + b).
@@ -69,8 +69,71 @@ pub enum Calibration {
         /// Intercept.
         b: f64,
     },
+    /// p' = the piecewise-linear curve through the breakpoints (x = the model's raw probability,
+    /// y = calibrated probability), flat beyond the first and last; why: isotonic regression fits
+    /// any monotone miscalibration where Platt can only fit a sigmoid. Applied as `numpy.interp`.
+    Isotonic {
+        /// Raw probabilities, strictly increasing, in [0, 1].
+        x: Vec<f64>,
+        /// Calibrated probabilities, non-decreasing, in [0, 1]; one per `x`.
+        y: Vec<f64>,
+    },
     /// p' = p.
     None,
+}
+
+impl Calibration {
+    /// Why a calibration cannot be applied, if it cannot.
+    fn problem(&self) -> Option<String> {
+        match self {
+            Calibration::Platt { a, b } => (!a.is_finite() || !b.is_finite() || *a <= 0.0)
+                .then(|| "platt calibration needs finite a > 0 and finite b".into()),
+            Calibration::Isotonic { x, y } => isotonic_problem(x, y),
+            Calibration::None => None,
+        }
+    }
+}
+
+fn isotonic_problem(x: &[f64], y: &[f64]) -> Option<String> {
+    let e = |m: String| Some(format!("isotonic calibration: {m}"));
+    if x.len() != y.len() {
+        return e(format!(
+            "x has {} breakpoints but y has {}",
+            x.len(),
+            y.len()
+        ));
+    }
+    if x.is_empty() {
+        return e("needs at least one breakpoint".into());
+    }
+    for (name, v) in [("x", x), ("y", y)] {
+        if let Some((i, b)) = v
+            .iter()
+            .enumerate()
+            .find(|(_, b)| !(0.0..=1.0).contains(*b))
+        {
+            return e(format!("{name}[{i}] = {b} is outside [0, 1]"));
+        }
+    }
+    for i in 1..x.len() {
+        if x[i] <= x[i - 1] {
+            return e(format!(
+                "x must be strictly increasing, but x[{i}] = {} follows x[{}] = {}",
+                x[i],
+                i - 1,
+                x[i - 1]
+            ));
+        }
+        if y[i] < y[i - 1] {
+            return e(format!(
+                "y must be non-decreasing, but y[{i}] = {} follows y[{}] = {}",
+                y[i],
+                i - 1,
+                y[i - 1]
+            ));
+        }
+    }
+    None
 }
 
 /// Tier thresholds (inclusive lower bounds on `ai_score`).
@@ -149,9 +212,21 @@ impl Card {
         if self.tiers.hot > 100 || self.tiers.warm > self.tiers.hot {
             return bad("tiers need 0 ≤ warm ≤ hot ≤ 100".into());
         }
-        if let Calibration::Platt { a, b } = self.calibration {
-            if !a.is_finite() || !b.is_finite() || a <= 0.0 {
-                return bad("platt calibration needs finite a > 0 and finite b".into());
+        if let Some(m) = self.calibration.problem() {
+            return bad(m);
+        }
+        for f in &self.features {
+            let bad_key = f
+                .values
+                .iter()
+                .flatten()
+                .map(|(k, _)| k)
+                .find(|k| !k.parse::<f32>().is_ok_and(f32::is_finite));
+            if let Some(k) = bad_key {
+                return bad(format!(
+                    "feature `{}`: values key {k:?} is not a number (keys are feature values, e.g. \"8\")",
+                    f.name
+                ));
             }
         }
         let c = self.confidence;

@@ -115,6 +115,16 @@ test('a visitor walking the demo site turns hot, and the page follows the score'
   assert.equal(v.salesVisible, true, 'talk-to-sales shown to a hot visitor');
   assert.equal(v.offerVisible, true, 'min-score 50 offer shown at score ' + v.score.ai_score);
   assert.ok(v.score.key_factors.some((f) => f.feature === 'page_value' && f.value > 0), 'page value is a key factor');
+  // The debug panel reads as a salesperson would ("Traffic source: Direct ↑"), from the card's labels
+  // and value names that every factor carries.
+  const shown = await page.locator('#ls-debug tbody tr td:first-child').allTextContents();
+  assert.equal(shown.length, v.score.key_factors.length);
+  v.score.key_factors.forEach((f, i) => {
+    assert.ok(f.label && shown[i].startsWith(f.label + ': '), `factor ${f.feature} shown as ${shown[i]}`);
+    if (f.display) assert.ok(shown[i].includes(': ' + f.display + ' '), `${f.feature} = ${f.value} named ${f.display}: ${shown[i]}`);
+    assert.ok(shown[i].endsWith(f.impact >= 0 ? '↑' : '↓'), shown[i]);
+  });
+  assert.ok(v.score.key_factors.some((f) => f.display), 'a coded factor among the top five carries its name');
   assert.ok(callbacks.some((s) => s.tier === 'hot') && domEvents.some((s) => s.tier === 'hot'), 'hooks saw the hot score');
   await page.click('#pricing-contact');
   await page.waitForTimeout(900);

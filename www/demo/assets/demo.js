@@ -31,7 +31,7 @@
       '<div class="ls-debug-body">' +
       '<div class="ls-row"><span class="ls-num" data-k="score">–</span><span class="ls-tier" data-k="tier">waiting</span></div>' +
       '<div class="ls-conf"><span>confidence</span><span class="bar"><i data-k="confbar"></i></span><span data-k="conf">–</span></div>' +
-      '<table><thead><tr><th>top factor</th><th>value</th><th>impact</th></tr></thead><tbody data-k="factors"></tbody></table>' +
+      '<table><thead><tr><th>top factor</th><th>impact</th></tr></thead><tbody data-k="factors"></tbody></table>' +
       '<div class="ls-meta" data-k="meta">loading model…</div></div>';
     panel.querySelector('button').onclick = function () {
       panel.classList.toggle('collapsed');
@@ -40,6 +40,16 @@
     var k = function (n) { return panel.querySelector('[data-k="' + n + '"]'); };
     var fmt = function (v) {
       return typeof v !== 'number' ? String(v) : Math.abs(v) >= 100 || v === Math.round(v) ? String(Math.round(v * 10) / 10) : v.toFixed(2);
+    };
+    var esc = function (v) {
+      return String(v).replace(/[&<>"]/g, function (c) { return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]; });
+    };
+    // "Traffic source: Email ↑": the card's label and value name (the raw feature and number when the
+    // card has none), and which way the factor pushes the score.
+    var factorText = function (f) {
+      var name = f.label || f.feature.replace(/_/g, ' ');
+      var value = f.display != null ? f.display : fmt(f.value);
+      return esc(name) + ': ' + esc(value) + ' <span style="color:' + (f.impact >= 0 ? '#4ade80">↑' : '#f87171">↓') + '</span>';
     };
     var render = function (s) {
       k('score').textContent = s.ai_score;
@@ -52,7 +62,9 @@
       k('factors').innerHTML = s.key_factors.map(function (f) {
         var w = Math.round(Math.abs(f.impact) / max * 100);
         var cls = f.impact >= 0 ? 'pos' : 'neg';
-        return '<tr><td>' + f.feature.replace(/_/g, ' ') + '</td><td>' + fmt(f.value) + '</td><td class="' + cls + '">' +
+        // the labels are longer than the feature names: wrap instead of cutting them off
+        return '<tr><td style="white-space:normal;max-width:none" title="' + esc(f.feature + ' = ' + f.value) + '">' +
+          factorText(f) + '</td><td class="' + cls + '">' +
           '<span class="impact"><i style="width:' + w + '%"></i></span>' + (f.impact >= 0 ? '+' : '−') + Math.abs(f.impact).toFixed(2) + '</td></tr>';
       }).join('');
       meta();
