@@ -3,6 +3,7 @@
 
 mod bundle;
 mod cli;
+mod dataset;
 mod features;
 mod generated;
 mod kernel;

@@ -3,21 +3,21 @@
 
 use std::collections::HashMap;
 
-use super::input::{Inputs, Logged};
+use super::input::{dedup_events, Inputs, Logged};
 use super::{By, Dataset, DatasetError, Row, Shard, SubjectKind, Summary};
 use crate::event::EventType;
 use crate::outcome::{Outcome, Subject};
 use crate::score::Scorer;
 use crate::state::VisitorState;
 
-/// A visitor's identifies that name a lead: (ts, input order, lead), in applied order.
-type Joins<'a> = Vec<(i64, u64, &'a str)>;
+/// A visitor's identifies that name a lead: (ts, lead), in applied order.
+type Joins<'a> = Vec<(i64, &'a str)>;
 
 fn joins(events: &[Logged]) -> Joins<'_> {
     events
         .iter()
         .filter(|l| l.event.kind == EventType::Identify)
-        .filter_map(|l| Some((l.event.ts, l.seq, l.event.lead_id.as_deref()?)))
+        .filter_map(|l| Some((l.event.ts, l.event.lead_id.as_deref()?)))
         .collect()
 }
 
@@ -209,11 +209,11 @@ impl Builder<'_> {
     }
 }
 
-/// A visitor of a lead: when it joined (its first identify naming the lead), its events, and its
-/// state so far.
+/// A visitor of a lead: when it joined (its first identify naming the lead; visitors that joined
+/// at the same ms in id order, not input order), its events, and its state so far.
 struct Member<'a> {
     visitor: &'a str,
-    join: (i64, u64),
+    join: (i64, &'a str),
     events: &'a [Logged],
     state: VisitorState,
     applied: usize,
@@ -233,8 +233,9 @@ pub(super) fn build(inputs: Inputs, scorer: &Scorer) -> Result<Dataset, DatasetE
         ..
     } = inputs;
     let as_of = opts.as_of.or(latest).unwrap_or(0);
-    let mut late = 0u64;
+    let (mut late, mut duplicates) = (0u64, duplicates);
     for list in visitors.values_mut() {
+        duplicates += dedup_events(list);
         let before = list.len();
         list.retain(|l| l.event.ts <= as_of);
         late += (before - list.len()) as u64;
@@ -306,7 +307,7 @@ fn by_visitor(
         }
         let mut t_star = of_visitor.get(v.as_str()).and_then(|a| a.first);
         let mut own: HashMap<&str, i64> = HashMap::new();
-        for &(ts, _, lead) in joined.get(v.as_str()).into_iter().flatten() {
+        for &(ts, lead) in joined.get(v.as_str()).into_iter().flatten() {
             own.entry(lead).or_insert(ts);
         }
         for (lead, join) in own {
@@ -347,8 +348,8 @@ fn by_lead(
             Subject::Visitor(v) => {
                 // The lead of the visitor's latest identify by then, else the visitor itself.
                 let list = joined.get(v).map(Vec::as_slice).unwrap_or_default();
-                match list[..list.partition_point(|&(ts, _, _)| ts <= o.ts)].last() {
-                    Some(&(_, _, lead)) => of_lead.entry(lead).or_default().add(o.ts),
+                match list[..list.partition_point(|&(ts, _)| ts <= o.ts)].last() {
+                    Some(&(_, lead)) => of_lead.entry(lead).or_default().add(o.ts),
                     None => of_visitor.entry(v).or_default().add(o.ts),
                 }
             }
@@ -361,7 +362,7 @@ fn by_lead(
             .map(Vec::as_slice)
             .unwrap_or_default();
         let mut seen: Vec<&str> = Vec::new();
-        for &(ts, seq, lead) in list {
+        for &(ts, lead) in list {
             if seen.contains(&lead) {
                 continue;
             }
@@ -369,7 +370,7 @@ fn by_lead(
             if b.in_shard(lead) {
                 members.entry(lead).or_default().push(Member {
                     visitor: v,
-                    join: (ts, seq),
+                    join: (ts, v),
                     events,
                     state: b.scorer.new_state(),
                     applied: 0,
@@ -381,7 +382,7 @@ fn by_lead(
         }
         // Its own subject until its first identify with a lead id (T_v), observed until then.
         let (own, observed_until) = match list.first() {
-            Some(&(t_v, _, _)) => (
+            Some(&(t_v, _)) => (
                 &events[..events.partition_point(|l| l.event.ts < t_v)],
                 as_of.min(t_v - 1),
             ),
