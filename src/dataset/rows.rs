@@ -43,6 +43,14 @@ fn min_ts(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
+/// Indices of the episode ends among `n` times sorted ascending (`ts(i)`): where the next time is
+/// more than `window` later, and the last.
+fn episode_ends(n: usize, ts: impl Fn(usize) -> i64, window: i64) -> Vec<usize> {
+    (0..n)
+        .filter(|&i| i + 1 == n || ts(i + 1) - ts(i) > window)
+        .collect()
+}
+
 /// What every subject needs, and what the build has made so far.
 struct Builder<'s> {
     scorer: &'s Scorer,
@@ -81,14 +89,6 @@ impl Builder<'_> {
         v
     }
 
-    /// Indices of the episode ends among `n` times sorted ascending (`ts(i)`): where the next
-    /// time is more than W later, and the last.
-    fn episode_ends(&self, n: usize, ts: impl Fn(usize) -> i64) -> Vec<usize> {
-        (0..n)
-            .filter(|&i| i + 1 == n || ts(i + 1) - ts(i) > self.window)
-            .collect()
-    }
-
     /// Counts a subject with `total` events of which `usable` precede t*; false when no row can
     /// come of it.
     fn start_subject(&mut self, total: usize, usable: usize) -> bool {
@@ -123,7 +123,7 @@ impl Builder<'_> {
         let scorer = self.scorer;
         let mut state = scorer.new_state();
         let mut applied = 0;
-        for end in self.episode_ends(usable.len(), |i| usable[i].event.ts) {
+        for end in episode_ends(usable.len(), |i| usable[i].event.ts, self.window) {
             let d = usable[end].event.ts;
             let outcome_ts = match self.verdict(d, t_star, observed_until) {
                 Verdict::Positive(t) => Some(t),
@@ -172,7 +172,7 @@ impl Builder<'_> {
         members.sort_by_key(|m| std::cmp::Reverse(m.join));
         let scorer = self.scorer;
         let cfg = scorer.state_config();
-        for end in self.episode_ends(usable.len(), |i| usable[i].0) {
+        for end in episode_ends(usable.len(), |i| usable[i].0, self.window) {
             let d = usable[end].0;
             let outcome_ts = match self.verdict(d, t_star, as_of) {
                 Verdict::Positive(t) => Some(t),
@@ -409,4 +409,19 @@ fn by_lead(
         b.lead(lead, list, t_star, as_of)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn episodes_end_before_gaps_longer_than_the_window() {
+        let ends = |ts: &[i64], w| episode_ends(ts.len(), |i| ts[i], w);
+        assert_eq!(ends(&[], 10), Vec::<usize>::new());
+        assert_eq!(ends(&[5], 10), [0]);
+        // A gap of exactly W stays in the episode; W + 1 splits it.
+        assert_eq!(ends(&[0, 10, 21, 21, 40], 10), [1, 3, 4]);
+        assert_eq!(ends(&[0, 10, 21, 21, 40], 100), [4]);
+    }
 }
