@@ -192,7 +192,8 @@ pub(super) struct Logged {
 /// visitor in input order, the label's outcomes.
 ///
 /// Records are de-duplicated by [`Record::key`], the first copy kept: outcomes as they come,
-/// events per visitor when the build starts ([`dedup_events`]), which saves hashing every key.
+/// events per visitor when the build starts (within a visitor, equal keys are equal event ids),
+/// which saves hashing every key.
 #[derive(Debug)]
 pub struct Inputs {
     pub(super) opts: Options,
