@@ -9,9 +9,11 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use leadscore::dataset::{Inputs, Options};
 use leadscore::event::Event;
 use leadscore::explain::{tree_shap, ShapMemo};
 use leadscore::model::Bundle;
+use leadscore::outcome::OutcomeType;
 use leadscore::score::{ScoreOptions, Scorer};
 use leadscore::state::VisitorState;
 
@@ -94,6 +96,44 @@ fn benches(c: &mut Criterion) {
                 memo.clear();
             }
             scorer.score_with_memo(black_box(s), "v", 0, ScoreOptions::default(), &mut memo)
+        })
+    });
+    // A training set from the event log as the worker writes it: the sample journeys repeated
+    // under fresh visitor and lead ids, one `{"log":"event",…}` line each, and a won outcome for
+    // every other copy's lead. Parsing, de-duplication, episodes, labels and features per event.
+    let sample_lines: Vec<&str> = include_str!("../tests/fixtures/sample_events.ndjson")
+        .lines()
+        .filter(|l| Event::parse(l).is_ok())
+        .collect();
+    let (mut log, mut outcomes) = (String::new(), String::new());
+    let copies = 50_000 / sample_lines.len() + 1;
+    for k in 0..copies {
+        for l in &sample_lines {
+            let l = l
+                .replace("\"visitor_id\":\"v-", &format!("\"visitor_id\":\"c{k}-v-"))
+                .replace("\"lead-42\"", &format!("\"lead-{k}\""));
+            log.push_str(&format!(
+                "{{\"log\":\"event\",\"received_at\":1763900400000,\"source\":\"live\",\"event\":{l}}}\n"
+            ));
+        }
+        if k % 2 == 0 {
+            outcomes.push_str(&format!(
+                "{{\"id\":\"won-{k}\",\"lead_id\":\"lead-{k}\",\"type\":\"won\",\"ts\":1764072000000}}\n"
+            ));
+        }
+    }
+    let n_events = copies * sample_lines.len();
+    println!("dataset_events: {n_events} events per iteration");
+    c.bench_function("dataset_events", |b| {
+        b.iter(|| {
+            let mut inputs = Inputs::new(Options::new(OutcomeType::Customer)).unwrap();
+            for l in black_box(&log).lines() {
+                inputs.add_event_line(l).unwrap();
+            }
+            for l in outcomes.lines() {
+                inputs.add_outcome_line(l).unwrap();
+            }
+            inputs.build(&scorer).unwrap()
         })
     });
     let bytes = state.to_bytes();

@@ -4,6 +4,7 @@
 mod bundle;
 mod cli;
 mod compare;
+mod dataset;
 mod features;
 mod generated;
 mod hubspot;

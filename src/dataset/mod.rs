@@ -42,9 +42,10 @@
 //!   builds a lead's merged view.
 //!
 //! Consequences (tested): adding an event or outcome later than a row's d + W never changes the
-//! row; removing everything at or after a positive row's outcome never changes it; rows do not
-//! depend on the order of input lines (only on the order of a visitor's events that share a `ts`,
-//! which is the order the engine applied them in) nor on duplicated lines.
+//! row; removing every event at or after a positive row's outcome never changes it (except an
+//! identify at exactly the outcome's `ts`, which links the outcome to its visitor: "at or
+//! before"); rows do not depend on the order of input lines (only on the order of one visitor's
+//! events that share a `ts`, the order the engine applied them in) nor on duplicated lines.
 //!
 //! **Sharding**: with `i/n`, only subjects whose [`fnv1a`] hash of the id is i mod n are built
 //! (by visitor, other visitors' events are dropped as they are added); the n shards' rows together
@@ -254,8 +255,8 @@ pub struct Summary {
     pub events_in_other_shards: u64,
     /// The as-of time used (ms).
     pub as_of: i64,
-    /// Wall time of the run (s), filled in by the caller ([`Summary::timed`]): the CLI's covers
-    /// reading, parsing, building and writing.
+    /// Wall time of the run (s), filled in by the caller ([`Summary::timed`]): the CLI's is the
+    /// whole run (loading the model, reading, parsing, building, writing).
     pub seconds: f64,
     /// `events_read / seconds`.
     pub events_per_second: f64,

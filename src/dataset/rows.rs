@@ -3,21 +3,21 @@
 
 use std::collections::HashMap;
 
-use super::input::{Inputs, Logged};
+use super::input::{dedup_events, Inputs, Logged};
 use super::{By, Dataset, DatasetError, Row, Shard, SubjectKind, Summary};
 use crate::event::EventType;
 use crate::outcome::{Outcome, Subject};
 use crate::score::Scorer;
 use crate::state::VisitorState;
 
-/// A visitor's identifies that name a lead: (ts, input order, lead), in applied order.
-type Joins<'a> = Vec<(i64, u64, &'a str)>;
+/// A visitor's identifies that name a lead: (ts, lead), in applied order.
+type Joins<'a> = Vec<(i64, &'a str)>;
 
 fn joins(events: &[Logged]) -> Joins<'_> {
     events
         .iter()
         .filter(|l| l.event.kind == EventType::Identify)
-        .filter_map(|l| Some((l.event.ts, l.seq, l.event.lead_id.as_deref()?)))
+        .filter_map(|l| Some((l.event.ts, l.event.lead_id.as_deref()?)))
         .collect()
 }
 
@@ -41,6 +41,14 @@ fn min_ts(a: Option<i64>, b: Option<i64>) -> Option<i64> {
         (a, None) => a,
         (None, b) => b,
     }
+}
+
+/// Indices of the episode ends among `n` times sorted ascending (`ts(i)`): where the next time is
+/// more than `window` later, and the last.
+fn episode_ends(n: usize, ts: impl Fn(usize) -> i64, window: i64) -> Vec<usize> {
+    (0..n)
+        .filter(|&i| i + 1 == n || ts(i + 1) - ts(i) > window)
+        .collect()
 }
 
 /// What every subject needs, and what the build has made so far.
@@ -81,14 +89,6 @@ impl Builder<'_> {
         v
     }
 
-    /// Indices of the episode ends among `n` times sorted ascending (`ts(i)`): where the next
-    /// time is more than W later, and the last.
-    fn episode_ends(&self, n: usize, ts: impl Fn(usize) -> i64) -> Vec<usize> {
-        (0..n)
-            .filter(|&i| i + 1 == n || ts(i + 1) - ts(i) > self.window)
-            .collect()
-    }
-
     /// Counts a subject with `total` events of which `usable` precede t*; false when no row can
     /// come of it.
     fn start_subject(&mut self, total: usize, usable: usize) -> bool {
@@ -123,7 +123,7 @@ impl Builder<'_> {
         let scorer = self.scorer;
         let mut state = scorer.new_state();
         let mut applied = 0;
-        for end in self.episode_ends(usable.len(), |i| usable[i].event.ts) {
+        for end in episode_ends(usable.len(), |i| usable[i].event.ts, self.window) {
             let d = usable[end].event.ts;
             let outcome_ts = match self.verdict(d, t_star, observed_until) {
                 Verdict::Positive(t) => Some(t),
@@ -172,7 +172,7 @@ impl Builder<'_> {
         members.sort_by_key(|m| std::cmp::Reverse(m.join));
         let scorer = self.scorer;
         let cfg = scorer.state_config();
-        for end in self.episode_ends(usable.len(), |i| usable[i].0) {
+        for end in episode_ends(usable.len(), |i| usable[i].0, self.window) {
             let d = usable[end].0;
             let outcome_ts = match self.verdict(d, t_star, as_of) {
                 Verdict::Positive(t) => Some(t),
@@ -209,11 +209,11 @@ impl Builder<'_> {
     }
 }
 
-/// A visitor of a lead: when it joined (its first identify naming the lead), its events, and its
-/// state so far.
+/// A visitor of a lead: when it joined (its first identify naming the lead; visitors that joined
+/// at the same ms in id order, not input order), its events, and its state so far.
 struct Member<'a> {
     visitor: &'a str,
-    join: (i64, u64),
+    join: (i64, &'a str),
     events: &'a [Logged],
     state: VisitorState,
     applied: usize,
@@ -233,8 +233,9 @@ pub(super) fn build(inputs: Inputs, scorer: &Scorer) -> Result<Dataset, DatasetE
         ..
     } = inputs;
     let as_of = opts.as_of.or(latest).unwrap_or(0);
-    let mut late = 0u64;
+    let (mut late, mut duplicates) = (0u64, duplicates);
     for list in visitors.values_mut() {
+        duplicates += dedup_events(list);
         let before = list.len();
         list.retain(|l| l.event.ts <= as_of);
         late += (before - list.len()) as u64;
@@ -306,7 +307,7 @@ fn by_visitor(
         }
         let mut t_star = of_visitor.get(v.as_str()).and_then(|a| a.first);
         let mut own: HashMap<&str, i64> = HashMap::new();
-        for &(ts, _, lead) in joined.get(v.as_str()).into_iter().flatten() {
+        for &(ts, lead) in joined.get(v.as_str()).into_iter().flatten() {
             own.entry(lead).or_insert(ts);
         }
         for (lead, join) in own {
@@ -347,8 +348,8 @@ fn by_lead(
             Subject::Visitor(v) => {
                 // The lead of the visitor's latest identify by then, else the visitor itself.
                 let list = joined.get(v).map(Vec::as_slice).unwrap_or_default();
-                match list[..list.partition_point(|&(ts, _, _)| ts <= o.ts)].last() {
-                    Some(&(_, _, lead)) => of_lead.entry(lead).or_default().add(o.ts),
+                match list[..list.partition_point(|&(ts, _)| ts <= o.ts)].last() {
+                    Some(&(_, lead)) => of_lead.entry(lead).or_default().add(o.ts),
                     None => of_visitor.entry(v).or_default().add(o.ts),
                 }
             }
@@ -361,7 +362,7 @@ fn by_lead(
             .map(Vec::as_slice)
             .unwrap_or_default();
         let mut seen: Vec<&str> = Vec::new();
-        for &(ts, seq, lead) in list {
+        for &(ts, lead) in list {
             if seen.contains(&lead) {
                 continue;
             }
@@ -369,7 +370,7 @@ fn by_lead(
             if b.in_shard(lead) {
                 members.entry(lead).or_default().push(Member {
                     visitor: v,
-                    join: (ts, seq),
+                    join: (ts, v),
                     events,
                     state: b.scorer.new_state(),
                     applied: 0,
@@ -381,7 +382,7 @@ fn by_lead(
         }
         // Its own subject until its first identify with a lead id (T_v), observed until then.
         let (own, observed_until) = match list.first() {
-            Some(&(t_v, _, _)) => (
+            Some(&(t_v, _)) => (
                 &events[..events.partition_point(|l| l.event.ts < t_v)],
                 as_of.min(t_v - 1),
             ),
@@ -408,4 +409,19 @@ fn by_lead(
         b.lead(lead, list, t_star, as_of)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn episodes_end_before_gaps_longer_than_the_window() {
+        let ends = |ts: &[i64], w| episode_ends(ts.len(), |i| ts[i], w);
+        assert_eq!(ends(&[], 10), Vec::<usize>::new());
+        assert_eq!(ends(&[5], 10), [0]);
+        // A gap of exactly W stays in the episode; W + 1 splits it.
+        assert_eq!(ends(&[0, 10, 21, 21, 40], 10), [1, 3, 4]);
+        assert_eq!(ends(&[0, 10, 21, 21, 40], 100), [4]);
+    }
 }
