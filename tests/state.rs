@@ -403,6 +403,9 @@ proptest! {
         prop_assume!(single(&a) && single(&b));
         let a_end = a.iter().map(|e| e.ts).max().unwrap();
         prop_assume!(b[0].ts <= a_end + c.site.session_timeout_ms());
+        // Both sessions starting in the same millisecond leave "the first event" (its time zone:
+        // the hour feature) undefined between the two streams.
+        prop_assume!(b[0].ts != a[0].ts);
         let (ab, ba, one) = merged_and_replayed(&c, &a, &b);
         prop_assert_eq!(one.sessions, 1);
         let want = features(&set, &c, &one);
