@@ -9,7 +9,7 @@ CARGO ?= cargo
 PY := .venv/bin/python
 export RUST_BACKTRACE ?= 0
 
-.PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test bench train clean
+.PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test loop-test bench train clean
 
 WASM_TARGET := wasm32-unknown-unknown
 WASM_OUT := target/www/ls
@@ -106,6 +106,13 @@ test: lint rust-test check-bundle browser-test worker-test
 fault-test: site
 	.ci/tools chromium
 	LEADSCORE_STRICT=1 LEADSCORE_FAULT_FULL=1 node --test --test-concurrency=1 tests/worker/fault.test.mjs tests/worker/webhook.test.mjs
+
+# The learning loop on the local stack at full size (tests/worker/loop.mjs): the 12,330 Online
+# Shoppers visitors imported, their purchases as outcomes, the logs exported, `leadscore dataset`,
+# the trainer on the replayed vs the CSV's Feb–Nov rows, both judged on December.
+loop-test: site worker venv
+	$(CARGO) build --release --bin leadscore
+	node tests/worker/loop.mjs --train
 
 # Benchmarks: criterion (native core); side by side with onnxruntime-web/-node and the compiled-tree
 # limit on the December holdout vectors (benches/compare.mjs); browser sizes and Chromium timings;
