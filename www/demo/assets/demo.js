@@ -62,8 +62,8 @@
       k('factors').innerHTML = s.key_factors.map(function (f) {
         var w = Math.round(Math.abs(f.impact) / max * 100);
         var cls = f.impact >= 0 ? 'pos' : 'neg';
-        // the labels are longer than the feature names: wrap instead of cutting them off
-        return '<tr><td style="white-space:normal;max-width:none" title="' + esc(f.feature + ' = ' + f.value) + '">' +
+        // one line per factor (the panel must not grow over the page); the full text is the title
+        return '<tr><td style="overflow:hidden;text-overflow:ellipsis;max-width:210px" title="' + esc(f.feature + ' = ' + f.value) + '">' +
           factorText(f) + '</td><td class="' + cls + '">' +
           '<span class="impact"><i style="width:' + w + '%"></i></span>' + (f.impact >= 0 ? '+' : '−') + Math.abs(f.impact).toFixed(2) + '</td></tr>';
       }).join('');
