@@ -18,7 +18,8 @@ use serde_json::value::RawValue;
 use worker::*;
 
 use super::{
-    bad_json, body_text_up_to, now_ms, visitor, ApiError, ApiResult, ApplyRequest, Rejected,
+    bad_json, body_text_up_to, check_batch_len, every_item_invalid, now_ms, visitor, ApiError,
+    ApiResult, ApplyRequest, Rejected,
 };
 use crate::error_code::ErrorCode;
 use crate::event::limits::{MAX_IMPORT_BODY_BYTES, MAX_IMPORT_EVENTS};
@@ -48,23 +49,13 @@ struct ImportResponse {
 pub async fn import(req: &mut Request, env: &Env) -> ApiResult<Response> {
     let text = body_text_up_to(req, MAX_IMPORT_BODY_BYTES).await?;
     let batch: ImportBatch = serde_json::from_str(&text).map_err(bad_json)?;
-    if batch.events.is_empty() {
-        return Err(ApiError::new(
-            400,
-            ErrorCode::InvalidEvent,
-            "the batch has no events",
-        ));
-    }
-    if batch.events.len() > MAX_IMPORT_EVENTS {
-        return Err(ApiError::new(
-            400,
-            ErrorCode::TooManyEvents,
-            format!(
-                "{} events; at most {MAX_IMPORT_EVENTS} per import batch",
-                batch.events.len()
-            ),
-        ));
-    }
+    check_batch_len(
+        batch.events.len(),
+        MAX_IMPORT_EVENTS,
+        "events",
+        "import batch",
+        ErrorCode::InvalidEvent,
+    )?;
     let mut out = ImportResponse::default();
     let mut visitors: Vec<(String, Vec<String>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -85,14 +76,10 @@ pub async fn import(req: &mut Request, env: &Env) -> ApiResult<Response> {
         }
     }
     if visitors.is_empty() {
-        let first = &out.rejected[0];
-        return Err(ApiError::new(
-            400,
+        return Err(every_item_invalid(
             ErrorCode::InvalidEvent,
-            format!(
-                "every event is invalid; events[{}]: {}",
-                first.index, first.message
-            ),
+            "event",
+            &out.rejected,
         ));
     }
     let now = now_ms();

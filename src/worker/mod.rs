@@ -243,6 +243,45 @@ pub(crate) struct Rejected {
     pub(crate) message: String,
 }
 
+/// The size rule every batch route applies: not empty (`empty`: the code that says so), at most
+/// `max` items. `noun` names the items ("events"), `per` the batch ("batch", "import batch").
+pub(crate) fn check_batch_len(
+    n: usize,
+    max: usize,
+    noun: &str,
+    per: &str,
+    empty: ErrorCode,
+) -> ApiResult<()> {
+    if n == 0 {
+        return Err(ApiError::new(
+            400,
+            empty,
+            format!("the batch has no {noun}"),
+        ));
+    }
+    if n > max {
+        return Err(ApiError::new(
+            400,
+            ErrorCode::TooManyEvents,
+            format!("{n} {noun}; at most {max} per {per}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer to a batch none of whose items is valid: the first rejection, by index (`noun`:
+/// "event" or "outcome", whose batch field is the plural).
+pub(crate) fn every_item_invalid(code: ErrorCode, noun: &str, rejected: &[Rejected]) -> ApiError {
+    let (index, message) = rejected
+        .first()
+        .map_or((0, ""), |r| (r.index, r.message.as_str()));
+    ApiError::new(
+        400,
+        code,
+        format!("every {noun} is invalid; {noun}s[{index}]: {message}"),
+    )
+}
+
 /// The Durable Object's answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ApplyResponse {
@@ -598,23 +637,13 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
     }
     crate::event::check_visitor_id(&batch.visitor_id)
         .map_err(|e| ApiError::new(400, ErrorCode::InvalidField, e.to_string()))?;
-    if batch.events.is_empty() {
-        return Err(ApiError::new(
-            400,
-            ErrorCode::InvalidEvent,
-            "the batch has no events",
-        ));
-    }
-    if batch.events.len() > MAX_BATCH_EVENTS {
-        return Err(ApiError::new(
-            400,
-            ErrorCode::TooManyEvents,
-            format!(
-                "{} events; at most {MAX_BATCH_EVENTS} per batch",
-                batch.events.len()
-            ),
-        ));
-    }
+    check_batch_len(
+        batch.events.len(),
+        MAX_BATCH_EVENTS,
+        "events",
+        "batch",
+        ErrorCode::InvalidEvent,
+    )?;
     let mut good = Vec::with_capacity(batch.events.len());
     let mut rejected = Vec::new();
     let mut verified_lead = None;
@@ -651,14 +680,10 @@ async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Re
         }
     }
     if good.is_empty() {
-        let first = &rejected[0];
-        return Err(ApiError::new(
-            400,
+        return Err(every_item_invalid(
             ErrorCode::InvalidEvent,
-            format!(
-                "every event is invalid; events[{}]: {}",
-                first.index, first.message
-            ),
+            "event",
+            &rejected,
         ));
     }
     let consent = batch.consent.unwrap_or_default();

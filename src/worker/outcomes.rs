@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use worker::*;
 
 use super::visitor::{self, OutcomesRequest};
-use super::{bad_json, body_text_up_to, now_ms, ApiError, ApiResult, Rejected};
+use super::{
+    bad_json, body_text_up_to, check_batch_len, every_item_invalid, now_ms, ApiError, ApiResult,
+    Rejected,
+};
 use crate::error_code::ErrorCode;
 use crate::event::limits::MAX_OUTCOMES_BODY_BYTES;
 use crate::log::OutcomeSource;
@@ -85,23 +88,13 @@ pub(crate) async fn keep(
 pub async fn post(req: &mut Request, env: &Env) -> ApiResult<Response> {
     let text = body_text_up_to(req, MAX_OUTCOMES_BODY_BYTES).await?;
     let batch: OutcomesBatch = serde_json::from_str(&text).map_err(bad_json)?;
-    if batch.outcomes.is_empty() {
-        return Err(ApiError::new(
-            400,
-            ErrorCode::InvalidField,
-            "the batch has no outcomes",
-        ));
-    }
-    if batch.outcomes.len() > MAX_BATCH_OUTCOMES {
-        return Err(ApiError::new(
-            400,
-            ErrorCode::TooManyEvents,
-            format!(
-                "{} outcomes; at most {MAX_BATCH_OUTCOMES} per batch",
-                batch.outcomes.len()
-            ),
-        ));
-    }
+    check_batch_len(
+        batch.outcomes.len(),
+        MAX_BATCH_OUTCOMES,
+        "outcomes",
+        "batch",
+        ErrorCode::InvalidField,
+    )?;
     let mut answer = OutcomesAnswer::default();
     let mut good = Vec::new();
     for (index, v) in batch.outcomes.into_iter().enumerate() {
@@ -115,14 +108,10 @@ pub async fn post(req: &mut Request, env: &Env) -> ApiResult<Response> {
         }
     }
     if good.is_empty() {
-        let first = &answer.rejected[0];
-        return Err(ApiError::new(
-            400,
+        return Err(every_item_invalid(
             ErrorCode::InvalidField,
-            format!(
-                "every outcome is invalid; outcomes[{}]: {}",
-                first.index, first.message
-            ),
+            "outcome",
+            &answer.rejected,
         ));
     }
     keep(env, good, OutcomeSource::Api, &mut answer).await?;

@@ -142,25 +142,12 @@ pub async fn update_deal(
     env: &Env,
     update: &DealUpdate,
 ) -> std::result::Result<DealAnswer, ApiError> {
-    let ns = env.durable_object(BINDING)?;
     let name = format!(
         "{}hubspot-deal:{}",
         crate::event::RESERVED_VISITOR_PREFIX,
         update.deal
     );
-    let stub = ns.id_from_name(&name)?.get_stub()?;
-    let body = serde_json::to_string(update)
-        .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let r = Request::new_with_init("https://visitor/deal", &init)?;
-    let mut resp = stub.fetch_with_request(r).await?;
-    let status = resp.status_code();
-    let text = resp.text().await?;
-    if status != 200 {
-        return Err(ApiError::new(status, ErrorCode::Internal, text));
-    }
-    serde_json::from_str(&text).map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))
+    post_to_object(env, &name, "deal", update).await
 }
 
 /// Outcomes a visitor or lead object remembers (the outcome log keeps them all).
@@ -255,31 +242,30 @@ pub async fn keep_outcomes(
     env: &Env,
     req: &OutcomesRequest,
 ) -> std::result::Result<OutcomesResponse, ApiError> {
-    let ns = env.durable_object(BINDING)?;
-    let stub = ns.id_from_name(&req.object)?.get_stub()?;
-    let body = serde_json::to_string(req)
-        .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let r = Request::new_with_init("https://visitor/outcomes", &init)?;
-    let mut resp = stub.fetch_with_request(r).await?;
-    let status = resp.status_code();
-    let text = resp.text().await?;
-    if status != 200 {
-        return Err(ApiError::new(status, ErrorCode::Internal, text));
-    }
-    serde_json::from_str(&text).map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))
+    post_to_object(env, &req.object, "outcomes", req).await
 }
 
 /// Sends an apply request to the visitor's object and returns its answer.
 pub async fn call(env: &Env, req: &ApplyRequest) -> std::result::Result<ApplyResponse, ApiError> {
+    post_to_object(env, &req.visitor_id, "apply", req).await
+}
+
+/// POSTs `req` as JSON to an internal route of the object named `name` and reads its JSON answer.
+/// An error answer is passed on with the object's own status and code (an unknown code reads as
+/// internal) and, for 429, its `Retry-After`.
+async fn post_to_object<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+    env: &Env,
+    name: &str,
+    route: &str,
+    req: &Req,
+) -> std::result::Result<Resp, ApiError> {
     let ns = env.durable_object(BINDING)?;
-    let stub = ns.id_from_name(&req.visitor_id)?.get_stub()?;
+    let stub = ns.id_from_name(name)?.get_stub()?;
     let body = serde_json::to_string(req)
         .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(body.into()));
-    let r = Request::new_with_init("https://visitor/apply", &init)?;
+    let r = Request::new_with_init(&format!("https://visitor/{route}"), &init)?;
     let mut resp = stub.fetch_with_request(r).await?;
     let status = resp.status_code();
     let text = resp.text().await?;
@@ -293,7 +279,6 @@ pub async fn call(env: &Env, req: &ApplyRequest) -> std::result::Result<ApplyRes
             code: ErrorCode,
             message: String,
         }
-        // The object's own error, passed on with its code (an unknown code reads as internal).
         let (code, message) = serde_json::from_str::<E>(&text)
             .map(|e| (e.error.code, e.error.message))
             .unwrap_or_else(|_| (ErrorCode::Internal, text.clone()));
