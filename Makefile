@@ -93,9 +93,11 @@ browser-test: site
 	.ci/tools chromium
 	LEADSCORE_STRICT=1 node --test --test-concurrency=1 tests/browser/*.test.mjs
 
-# End to end against wrangler dev (workerd), Durable Objects, Queues and a real webhook receiver.
-worker-test: site
+# End to end against wrangler dev (workerd), Durable Objects, Queues, R2 and a real webhook receiver;
+# loop.test.mjs closes the learning loop for 300 visitors (the CLI's `dataset`, numpy for the check).
+worker-test: site venv
 	.ci/tools chromium
+	$(CARGO) build --bin leadscore
 	LEADSCORE_STRICT=1 node --test --test-concurrency=1 tests/worker/*.test.mjs
 
 test: lint rust-test check-bundle browser-test worker-test
@@ -139,6 +141,8 @@ bench: site venv
 	node benches/worker-load.mjs --start || echo "worker load test failed (see above)"
 	node benches/worker-load.mjs --start --concurrency 1 --visitors 50 \
 	  --out target/artifacts/worker-load-c1.json || echo "sequential worker load test failed (see above)"
+	node benches/worker-load.mjs --start --logged-share 0.5 --visitors 200 --batches 6 \
+	  --out target/artifacts/worker-load-logging.json || echo "logging worker load test failed (see above)"
 	$(NODE22) WRANGLER_SEND_METRICS=false DO_NOT_TRACK=1 \
 	  $(NODE_BIN)/wrangler deploy --dry-run --outdir dist 2>&1 | grep -o 'Total Upload.*' | head -1 \
 	  | python3 -c 'import json,sys; print(json.dumps({"text": sys.stdin.read().strip()}))' \

@@ -137,6 +137,24 @@ def worker_section():
                 f"| replays refused, stored = stateless score | {w.get('verification', {}).get('replay_refused')}, "
                 f"{w.get('verification', {}).get('score_matches')} |",
                 "", f"Environment: {w.get('environment', {}).get('note', '')}."]
+    g = (artefact("worker-load-logging.json") or {}).get("logging")
+    if g:
+        on, off, wr = g["latency_ms_later_batches_logged"], g["latency_ms_later_batches_not_logged"], g.get("written", {})
+        ok = "✅" if g["overhead_p50_percent"] is not None and g["overhead_p50_percent"] <= 10 else "❌"
+        out += ["", "**Logging for retraining** (`node benches/worker-load.mjs --start --logged-share 0.5`: half the "
+                "visitors with `consent.analytics`, interleaved with the others in one run; later 10-event batches, "
+                "client latency):", "",
+                "| | logged | not logged | overhead (target ≤ 10 %) |", "|---|---|---|---|",
+                f"| batches | {on['n']} | {off['n']} | |",
+                f"| p50 / p90 / p99 | {on['p50']} / {on['p90']} / {on['p99']} ms | {off['p50']} / {off['p90']} / {off['p99']} ms "
+                f"| p50 {g['overhead_p50_percent']:+.1f} % {ok} |",
+                f"| mean | {on['mean']} ms | {off['mean']} ms | {g['overhead_mean_percent']:+.1f} % |"]
+        if wr:
+            out += ["", f"R2 writes: {wr.get('requests_logged')} logged requests became {wr.get('messages')} queue "
+                    f"messages ({wr.get('records')} records) in {wr.get('queue_batches')} queue batches, written as "
+                    f"{wr.get('objects')} objects: {wr.get('objects_per_request')} R2 writes per request, "
+                    f"{wr.get('objects_per_queue_batch')} per queue batch (one per log and day), "
+                    f"{wr.get('messages_per_queue_batch')} messages per queue batch."]
     d = artefact("worker-dry-run.json")
     if d:
         out += ["", f"- `wrangler deploy --dry-run`: {d.get('text', '?')}"]

@@ -3,7 +3,8 @@
 // then checks that no event was lost. No dependencies (node:http keep-alive agent).
 //
 //   node benches/worker-load.mjs [--base http://127.0.0.1:8787] [--visitors 200] [--batches 5]
-//        [--events 10] [--concurrency 8] [--start] [--no-verify] [--out target/artifacts/worker-load.json]
+//        [--events 10] [--concurrency 8] [--start] [--no-verify] [--logged-share 0.5]
+//        [--out target/artifacts/worker-load.json]
 //
 // --start launches its own stack (tests/worker/stack.mjs: receiver + wrangler dev on free ports, fresh
 // state, RATE_LIMIT_PER_MIN raised so that the limiter does not shape the run). Without it a running
@@ -16,6 +17,10 @@
 //   2. per visitor, replaying its last batch is refused as duplicates (the state holds the events);
 //   3. per visitor (≤ 100 events), GET /v1/score equals a stateless POST /v1/score of all its events,
 //      i.e. the stored state has every event applied exactly once.
+// --logged-share S: that share of the visitors (every 1/S-th, interleaved with the others in the same
+// run, so both see the same machine) sends `consent.analytics`, so its events and scores go to the
+// logs queue; the report gives both groups' latency and, with --start, what the logs consumer wrote
+// (queue batches, messages, records, R2 objects: the objects per request and per queue batch).
 // JSON to stdout and to --out.
 
 import http from "node:http";
@@ -42,7 +47,9 @@ const cfg = {
   start: flag("start"),
   out: opt("out", path.join(ROOT, "target", "artifacts", "worker-load.json")),
   siteKey: opt("site-key", SITE_KEY),
+  loggedShare: Number(opt("logged-share", 0)),
 };
+const WRANGLER_LOG = path.join(ROOT, "target", "wrangler-load.log");
 const log = (m) => process.stderr.write(`worker-load: ${m}\n`);
 
 function request(agent, base, method, p, { body, headers = {} } = {}) {
@@ -131,7 +138,7 @@ async function main() {
       fresh: true,
       vars: { RATE_LIMIT_PER_MIN: "1000000" },
       build: "auto",
-      logFile: path.join(ROOT, "target", "wrangler-load.log"),
+      logFile: WRANGLER_LOG,
       receiverLog: () => {},
     });
     cfg.base = stack.base;
@@ -149,6 +156,9 @@ async function main() {
     const start = Date.now() - total * 1000 - 60_000; // events in the recent past, 1 s apart
     const visitors = Array.from({ length: cfg.visitors }, (_, i) => `load-${run}-${i}`);
     const plan = new Map(visitors.map((v) => [v, syntheticEvents(v, total, { start })]));
+    const every = cfg.loggedShare > 0 ? Math.max(1, Math.round(1 / cfg.loggedShare)) : 0;
+    const logged = new Set(every ? visitors.filter((_, i) => i % every === every - 1) : []);
+    const consentOf = (v) => (logged.has(v) ? { crm: true, analytics: true } : { crm: true });
     log(`${cfg.visitors} visitors × ${cfg.batches} batches × ${cfg.events} events, concurrency ${cfg.concurrency}, against ${cfg.base}`);
 
     const results = [];
@@ -156,8 +166,8 @@ async function main() {
     await pool(visitors, cfg.concurrency, async (v) => {
       const evs = plan.get(v);
       for (let b = 0; b < cfg.batches; b++) {
-        const r = await request(agent, cfg.base, "POST", "/v1/events", { body: batch(v, evs.slice(b * cfg.events, (b + 1) * cfg.events), { siteKey: cfg.siteKey }) });
-        results.push({ v, b, status: r.status, ms: r.ms, timing: serverTiming(r.headers?.["server-timing"]), json: r.json, error: r.error });
+        const r = await request(agent, cfg.base, "POST", "/v1/events", { body: batch(v, evs.slice(b * cfg.events, (b + 1) * cfg.events), { siteKey: cfg.siteKey, consent: consentOf(v) }) });
+        results.push({ v, b, logged: logged.has(v), status: r.status, ms: r.ms, timing: serverTiming(r.headers?.["server-timing"]), json: r.json, error: r.error });
       }
     });
     const wall = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -192,6 +202,18 @@ async function main() {
       errors: { count: results.length - ok.length, by_status: byStatus },
       accounting: { accepted, rejected, duplicates_or_stale: dupStale, lost: sent - accepted },
     };
+    if (logged.size) {
+      const group = (want) => results.filter((r) => r.logged === want && r.b > 0 && r.status === 200).map((r) => r.ms);
+      const [on, off] = [stats(group(true)), stats(group(false))];
+      report.logging = {
+        visitors_logged: logged.size,
+        visitors_not_logged: visitors.length - logged.size,
+        latency_ms_later_batches_logged: on,
+        latency_ms_later_batches_not_logged: off,
+        overhead_p50_percent: off.p50 ? Math.round(((on.p50 - off.p50) / off.p50) * 1000) / 10 : null,
+        overhead_mean_percent: off.mean ? Math.round(((on.mean - off.mean) / off.mean) * 1000) / 10 : null,
+      };
+    }
     if (!timingNames.length) report.server_timing_ms = "no Server-Timing header on /v1/events responses";
 
     if (cfg.verify) {
@@ -233,6 +255,30 @@ async function main() {
       (!report.verification ||
         (report.verification.errors === 0 && report.verification.replay_accepted_again === 0 && report.verification.score_mismatches.length === 0));
 
+    if (logged.size && stack) {
+      // The consumer's own account of what it wrote (src/worker/logs.rs), once the queue drained.
+      const want = logged.size * cfg.batches;
+      let w = null;
+      for (let i = 0; i < 30; i++) {
+        await new Promise((r) => setTimeout(r, 1000));
+        const lines = fs.readFileSync(WRANGLER_LOG, "utf8").split("\n");
+        w = { queue_batches: 0, messages: 0, records: 0, objects: 0 };
+        for (const l of lines) {
+          const m = /logs: (\d+) messages, (\d+) records → (\d+) objects/.exec(l);
+          if (!m) continue;
+          w.queue_batches++;
+          w.messages += Number(m[1]);
+          w.records += Number(m[2]);
+          w.objects += Number(m[3]);
+        }
+        if (w.messages >= want) break;
+      }
+      w.requests_logged = want;
+      w.objects_per_request = w.messages ? Math.round((w.objects / w.messages) * 1000) / 1000 : null;
+      w.objects_per_queue_batch = w.queue_batches ? Math.round((w.objects / w.queue_batches) * 100) / 100 : null;
+      w.messages_per_queue_batch = w.queue_batches ? Math.round((w.messages / w.queue_batches) * 10) / 10 : null;
+      report.logging.written = w;
+    }
     fs.mkdirSync(path.dirname(cfg.out), { recursive: true });
     fs.writeFileSync(cfg.out, `${JSON.stringify(report, null, 2)}\n`);
     console.log(JSON.stringify(report, null, 2));

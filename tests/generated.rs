@@ -53,3 +53,40 @@ fn committed_generated_files_are_fresh() {
         "stale generated files: {stale:?}; run `make generate` and commit the result"
     );
 }
+
+/// The API document is hand-written, so this keeps it honest about the routes: every path the
+/// worker's router answers (`allowed_methods` in src/worker/mod.rs) has an entry in
+/// www/openapi.yaml (a prefix route such as `/v1/export/` one starting with it).
+#[test]
+fn openapi_documents_every_route() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let router = std::fs::read_to_string(root.join("src/worker/mod.rs")).unwrap();
+    let start = router
+        .find("fn allowed_methods")
+        .expect("the router's method table");
+    let table = &router[start..start + router[start..].find("\n}\n").unwrap()];
+    let openapi = std::fs::read_to_string(root.join("www/openapi.yaml")).unwrap();
+    let documented: Vec<&str> = openapi
+        .lines()
+        .filter_map(|l| l.strip_prefix("  /")?.strip_suffix(':'))
+        .collect();
+    let routes: Vec<&str> = table
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|s| s.strip_prefix('/'))
+        .collect();
+    assert!(routes.len() >= 10, "found only {routes:?} in the router");
+    let missing: Vec<&&str> = routes
+        .iter()
+        .filter(|r| {
+            !documented
+                .iter()
+                .any(|d| d == *r || (r.ends_with('/') && d.starts_with(*r)))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "routes missing from www/openapi.yaml: {missing:?}"
+    );
+}

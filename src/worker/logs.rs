@@ -32,6 +32,16 @@ pub const LOG_QUEUE_NAME: &str = "leadscore-logs";
 /// Largest message the producer sends (Queues take 128 KB): a request's records are split.
 pub const MAX_MESSAGE_BYTES: usize = 100 * 1024;
 
+/// A test knob (`.dev.vars` or `[vars]`; unset in production): `"1"` makes the consumer retry every
+/// message once after writing it, so the queue really delivers each twice, as at-least-once
+/// delivery may; the loop test proves the dataset does not change.
+pub const REDELIVER_VAR: &str = "LOGS_REDELIVER_ONCE";
+
+thread_local! {
+    /// Message ids written once under [`REDELIVER_VAR`] (one isolate consumes the local queue).
+    static FIRST_DELIVERIES: std::cell::RefCell<std::collections::HashSet<String>> = Default::default();
+}
+
 /// One record, serialized, with where it goes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Line {
@@ -163,11 +173,18 @@ pub async fn write<T>(batch: MessageBatch<T>, env: &Env) -> Result<()> {
     }
     match failed {
         None => {
+            let redeliver = super::var(env, REDELIVER_VAR).is_some_and(|v| v == "1");
+            let mut redelivered = 0usize;
             for m in &messages {
-                m.ack();
+                if redeliver && FIRST_DELIVERIES.with_borrow_mut(|seen| seen.insert(m.id())) {
+                    m.retry();
+                    redelivered += 1;
+                } else {
+                    m.ack();
+                }
             }
             console_log!(
-                "logs: {} messages, {lines} records → {} objects",
+                "logs: {} messages, {lines} records → {} objects ({redelivered} redelivered)",
                 messages.len(),
                 parts.len()
             );

@@ -1,7 +1,8 @@
 // The learning loop, closed on the local stack (wrangler dev: workerd, Durable Objects, Queues, R2):
 //
 //   Online Shoppers CSV ─► live events (models/train/shoppers_events.py: each row a visitor)
-//     ─► POST /v1/import (their own timestamps; some batches twice, the worker restarted half-way)
+//     ─► POST /v1/import (their own timestamps; some batches twice, the worker restarted half-way,
+//        every log message delivered twice by the queue)
 //     ─► purchases as POST /v1/outcomes (all twice) ─► logs Queue ─► R2 ─► GET /v1/export
 //     ─► leadscore dataset (the default card, point in time, 90-day window)
 //     ─► checks: every row's features equal the CSV's columns bit for bit and its label is Revenue;
@@ -43,6 +44,7 @@ function csvRows(file) {
 export async function runLoop({ visitors = 0, train = false, out = path.join(ROOT, "target", "loop"), leadscore, log = (l) => process.stderr.write(`${l}\n`) } = {}) {
   if (!fs.existsSync(DATA)) throw new Error(`loop: ${DATA} missing (../shared/data beside the repository)`);
   fs.mkdirSync(out, { recursive: true });
+  for (const f of fs.readdirSync(out)) if (/^wrangler-\d+\.log$/.test(f)) fs.rmSync(path.join(out, f));
   leadscore ??= path.join(ROOT, "target", "release", "leadscore");
   if (!fs.existsSync(leadscore)) throw new Error(`loop: ${leadscore} missing (cargo build --release --bin leadscore)`);
   const t0 = Date.now();
@@ -100,7 +102,9 @@ export async function runLoop({ visitors = 0, train = false, out = path.join(ROO
   const state = fs.mkdtempSync(path.join(ROOT, "target", "tmp", "loop-state-"));
   let starts = 0;
   const start = () =>
-    startStack({ port: "auto", receiverPort: "auto", backendPort: "auto", persistTo: state, build: "auto", logFile: path.join(out, `wrangler-${++starts}.log`), receiverLog: () => {} });
+    // LOGS_REDELIVER_ONCE: the queue delivers every log message twice (src/worker/logs.rs), so R2
+    // holds what at-least-once delivery repeats and the dataset must not see it.
+    startStack({ vars: { LOGS_REDELIVER_ONCE: "1" }, port: "auto", receiverPort: "auto", backendPort: "auto", persistTo: state, build: "auto", logFile: path.join(out, `wrangler-${++starts}.log`), receiverLog: () => {} });
   let S = await start();
   let api = client(S.base, { token: S.devVars.API_TOKEN });
   const counts = { accepted: 0, duplicates: 0, stale: 0, rejected: 0, sends: 0 };
@@ -147,10 +151,16 @@ export async function runLoop({ visitors = 0, train = false, out = path.join(ROO
     }
     return parts.join("");
   };
+  const wranglerLogs = () =>
+    fs.readdirSync(out).filter((f) => /^wrangler-\d+\.log$/.test(f)).flatMap((f) => fs.readFileSync(path.join(out, f), "utf8").split("\n").filter((l) => l.includes("logs: ")));
   const distinct = (text, key) => new Set(text.split("\n").filter(Boolean).map((l) => key(JSON.parse(l)))).size;
   let events = "";
   let outs = "";
+  const recordsWritten = () => wranglerLogs().reduce((a, l) => a + Number(/, (\d+) records/.exec(l)?.[1] ?? 0), 0);
   const drained = async (wantEvents, wantOutcomes) => {
+    // Cheap first: the consumer's log lines must count at least as many records as were accepted
+    // (each is written at least once); then the export, which must hold every one of them.
+    for (let waited = 0; recordsWritten() < wantEvents + wantOutcomes && waited < 120; waited++) await sleep(1000);
     for (let waited = 0; ; waited++) {
       events = await exportAll("events");
       outs = wantOutcomes > 0 ? await exportAll("outcomes") : "";
@@ -222,6 +232,8 @@ export async function runLoop({ visitors = 0, train = false, out = path.join(ROO
     replayed_accepted: replayedAccepted,
     outcomes: outcomeCounts,
     logged_event_lines: events.split("\n").filter(Boolean).length,
+    logged_distinct_events: distinct(events, (r) => `${r.event.visitor_id}/${r.event.id}`),
+    redelivered_messages: wranglerLogs().reduce((a, l) => a + Number(/\((\d+) redelivered\)/.exec(l)?.[1] ?? 0), 0),
     dataset_summary: summary.trim().split("\n").pop(),
     dataset_rows: check.rows,
     features_equal: check.equal,
@@ -264,7 +276,7 @@ async function main() {
   };
   const r = await runLoop({ visitors: Number(opt("--visitors") ?? 0), train: args.includes("--train"), out: opt("--out") });
   console.log(JSON.stringify(r, null, 2));
-  const ok = r.features_equal === r.dataset_rows && r.dataset_rows === r.visitors && r.label_mismatches === 0 && r.dataset_identical_to_sent && r.replayed_accepted === 0;
+  const ok = r.features_equal === r.dataset_rows && r.dataset_rows === r.visitors && r.label_mismatches === 0 && r.dataset_identical_to_sent && r.replayed_accepted === 0 && r.logged_distinct_events === r.events;
   const dec = r.december;
   const close = !dec || (Math.abs(dec.csv.auc - dec.replayed.auc) <= 0.005 && Math.abs(dec.csv.brier - dec.replayed.brier) <= 0.005);
   if (!ok || !close) {
