@@ -84,21 +84,37 @@ export async function runLoop({ visitors = 0, train = false, out = path.join(ROO
   lap("prepare", t);
   log(`loop: ${journeys.size} visitors, ${nEvents} events, ${outcomes.length} purchases`);
 
-  // 2. Import batches (whole visitors per batch).
-  const batches = [];
+  // 2. Import batches: whole visitors per batch; a visitor too big for one batch gets its own run of
+  // batches, sent one after the other (its events in order), while other batches go in parallel.
+  const batches = []; // each item: batches to send in order
   let cur = [];
   let size = 0;
+  const flush = () => {
+    if (cur.length) batches.push([cur]);
+    cur = [];
+    size = 0;
+  };
   for (const lines of journeys.values()) {
     const n = lines.reduce((a, l) => a + l.length + 1, 0);
-    if (cur.length && (cur.length + lines.length > MAX_IMPORT_EVENTS || size + n > MAX_IMPORT_BYTES)) {
-      batches.push(cur);
-      cur = [];
-      size = 0;
+    if (lines.length > MAX_IMPORT_EVENTS || n > MAX_IMPORT_BYTES) {
+      const run = [[]];
+      let runSize = 0;
+      for (const l of lines) {
+        if (run.at(-1).length >= MAX_IMPORT_EVENTS || runSize + l.length + 1 > MAX_IMPORT_BYTES) {
+          run.push([]);
+          runSize = 0;
+        }
+        run.at(-1).push(l);
+        runSize += l.length + 1;
+      }
+      batches.push(run);
+      continue;
     }
+    if (cur.length + lines.length > MAX_IMPORT_EVENTS || size + n > MAX_IMPORT_BYTES) flush();
     cur.push(...lines);
     size += n;
   }
-  if (cur.length) batches.push(cur);
+  flush();
   const state = fs.mkdtempSync(path.join(ROOT, "target", "tmp", "loop-state-"));
   let starts = 0;
   const start = () =>
@@ -123,12 +139,13 @@ export async function runLoop({ visitors = 0, train = false, out = path.join(ROO
     let next = 0;
     const worker = async () => {
       while (next < list.length) {
-        const b = list[next++];
-        const r = await send("/v1/import", { events: b.map((l) => JSON.parse(l)) });
-        counts.accepted += r.accepted;
-        counts.duplicates += r.duplicates;
-        counts.stale += r.stale;
-        counts.rejected += r.rejected.length;
+        for (const b of list[next++]) {
+          const r = await send("/v1/import", { events: b.map((l) => JSON.parse(l)) });
+          counts.accepted += r.accepted;
+          counts.duplicates += r.duplicates;
+          counts.stale += r.stale;
+          counts.rejected += r.rejected.length;
+        }
       }
     };
     await Promise.all([worker(), worker(), worker(), worker()]);
@@ -254,6 +271,8 @@ export async function runLoop({ visitors = 0, train = false, out = path.join(ROO
     const template = JSON.parse(fs.readFileSync(path.join(ROOT, "models", "train", "default.card.json"), "utf8"));
     const replayed = { ...template, features: template.features.map(({ encoding, ...f }) => ({ ...f, column: f.name })) };
     fs.writeFileSync(dir("replayed.card.json"), JSON.stringify(replayed, null, 2));
+    // Files the template refers to ("@codes.json#channel"), beside it as in models/train/.
+    for (const [, f] of JSON.stringify(template).matchAll(/"@([\w.-]+\.json)#/g)) fs.copyFileSync(path.join(ROOT, "models", "train", f), dir(f));
     const trainArgs = ["--split", "random", "--leadscore", leadscore, "--date", "20261203"];
     run(PY, ["models/train/train.py", "--table", dir("train.csv"), "--label", "label", "--card", dir("replayed.card.json"), "--name", "replayed", "--out", dir("model-replayed"), ...trainArgs], { what: "train.py (replayed)" });
     run(PY, ["models/train/train.py", "--table", dir("csv_train.csv"), "--label", "Revenue", "--card", "models/train/default.card.json", "--name", "csv", "--out", dir("model-csv"), ...trainArgs], { what: "train.py (CSV)" });

@@ -77,6 +77,11 @@ def split(args) -> None:
         parts[test].append(line)
         if not test:
             train_rows.add(r)
+    # Both training tables in the CSV's row order: the trainer's random split assigns folds by row
+    # position, so the same rows in another order (the dataset's decision-time order) would be
+    # cross-validated on other folds — a different tree count, not a different loop.
+    for part in parts.values():
+        part.sort(key=lambda line: row_index(line[at]))
     for path, part in ((args.out_train, parts[False]), (args.out_test, parts[True])):
         with open(path, "w", newline="") as f:
             w = csv.writer(f, lineterminator="\n")
