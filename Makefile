@@ -141,7 +141,7 @@ bench: site venv
 	node benches/worker-load.mjs --start || echo "worker load test failed (see above)"
 	node benches/worker-load.mjs --start --concurrency 1 --visitors 50 \
 	  --out target/artifacts/worker-load-c1.json || echo "sequential worker load test failed (see above)"
-	node benches/worker-load.mjs --start --logged-share 0.5 --visitors 200 --batches 6 \
+	node benches/worker-load.mjs --start --logged-share 0.5 --concurrency 1 --visitors 100 --batches 6 \
 	  --out target/artifacts/worker-load-logging.json || echo "logging worker load test failed (see above)"
 	$(NODE22) WRANGLER_SEND_METRICS=false DO_NOT_TRACK=1 \
 	  $(NODE_BIN)/wrangler deploy --dry-run --outdir dist 2>&1 | grep -o 'Total Upload.*' | head -1 \

@@ -141,9 +141,9 @@ def worker_section():
     if g:
         on, off, wr = g["latency_ms_later_batches_logged"], g["latency_ms_later_batches_not_logged"], g.get("written", {})
         ok = "✅" if g["overhead_p50_percent"] is not None and g["overhead_p50_percent"] <= 10 else "❌"
-        out += ["", "**Logging for retraining** (`node benches/worker-load.mjs --start --logged-share 0.5`: half the "
-                "visitors with `consent.analytics`, interleaved with the others in one run; later 10-event batches, "
-                "client latency):", "",
+        out += ["", "**Logging for retraining** (`node benches/worker-load.mjs --start --logged-share 0.5 --concurrency 1`: "
+                "half the visitors with `consent.analytics`, interleaved with the others in one sequential run, so "
+                "latency is the worker's time rather than queueing; later 10-event batches, client latency):", "",
                 "| | logged | not logged | overhead (target ≤ 10 %) |", "|---|---|---|---|",
                 f"| batches | {on['n']} | {off['n']} | |",
                 f"| p50 / p90 / p99 | {on['p50']} / {on['p90']} / {on['p99']} ms | {off['p50']} / {off['p90']} / {off['p99']} ms "
