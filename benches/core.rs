@@ -12,6 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use leadscore::dataset::{Inputs, Options};
 use leadscore::event::Event;
 use leadscore::explain::{tree_shap, ShapMemo};
+use leadscore::log::{pack, EventSource, Record};
 use leadscore::model::Bundle;
 use leadscore::outcome::OutcomeType;
 use leadscore::score::{ScoreOptions, Scorer};
@@ -135,6 +136,46 @@ fn benches(c: &mut Criterion) {
             }
             inputs.build(&scorer).unwrap()
         })
+    });
+    // The worker's CPU per 10-event batch, without and with logging (the visitor has analytics
+    // consent): decode the state, parse and apply the events, score with the memo, encode the
+    // state; logging adds a record per event and one per score, serialized into queue messages.
+    // The memo has seen the same batch before, so scoring is at its cheapest and the logging
+    // share at its largest.
+    let batch: Vec<String> = (0..10)
+        .map(|i| {
+            let mut e = hot[i % hot.len()].clone();
+            e.id = format!("batch-{i}");
+            e.ts = hot[0].ts + 1000 * i as i64;
+            serde_json::to_string(&e).expect("json")
+        })
+        .collect();
+    let start = scorer.new_state().to_bytes();
+    let worker_batch = |log: bool, memo: &mut ShapMemo| {
+        let mut s = VisitorState::from_bytes(&start, scorer.state_config()).expect("state");
+        let events: Vec<Event> = batch.iter().filter_map(|l| Event::parse(l).ok()).collect();
+        let now = hot[0].ts + 60_000;
+        let mut records = Vec::new();
+        scorer.apply_all_with(&mut s, &events, Some(now), |e| {
+            if log {
+                records.push(Record::event(e, now, EventSource::Live));
+            }
+        });
+        let score = scorer
+            .score_with_memo(&s, "v-hot", now, ScoreOptions::default(), memo)
+            .expect("score");
+        if log {
+            records.push(Record::score(&scorer, &s, &score, 1));
+        }
+        let messages = pack(records).expect("pack");
+        (s.to_bytes(), score, messages)
+    };
+    let mut memo = ShapMemo::default();
+    c.bench_function("worker_batch_not_logged", |b| {
+        b.iter(|| worker_batch(black_box(false), &mut memo))
+    });
+    c.bench_function("worker_batch_logged", |b| {
+        b.iter(|| worker_batch(black_box(true), &mut memo))
     });
     let bytes = state.to_bytes();
     println!("state size: {} bytes serialized (postcard)", bytes.len());

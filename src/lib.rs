@@ -22,6 +22,7 @@ pub mod lead;
 pub mod log;
 pub mod metrics;
 pub mod model;
+pub mod monitor;
 pub mod outcome;
 pub mod rate_limit;
 pub mod score;

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use crate::event::Event;
 use crate::outcome::Outcome;
+use crate::score::{shortest_f64, Score, Scorer};
+use crate::state::{clamp_ts, VisitorState};
 
 /// A log, and the first segment of its object keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -135,6 +137,44 @@ pub enum Record {
 }
 
 impl Record {
+    /// The record of an applied event: `ts` as the engine counted it (clamped for live events).
+    pub fn event(e: &Event, received_at: i64, source: EventSource) -> Record {
+        let now = (source == EventSource::Live).then_some(received_at);
+        let ts = clamp_ts(e.ts, now);
+        let mut event = e.clone();
+        event.ts = ts;
+        Record::Event(EventRecord {
+            received_at,
+            source,
+            client_ts: (ts != e.ts).then_some(e.ts),
+            event,
+        })
+    }
+
+    /// The record of a served score: `n` is the visitor's count of logged scores.
+    pub fn score(sc: &Scorer, state: &VisitorState, score: &Score, n: u64) -> Record {
+        let x = sc.feature_vector(state);
+        let features = sc
+            .features()
+            .names()
+            .iter()
+            .zip(x)
+            .map(|(name, v)| (name.clone(), shortest_f64(v)))
+            .collect();
+        Record::Score(ScoreRecord {
+            id: format!("{}/{n}", score.visitor_id),
+            visitor_id: score.visitor_id.clone(),
+            lead_id: score.lead_id.clone(),
+            ts: score.score_timestamp,
+            model_version: score.model_version.clone(),
+            features,
+            raw_probability: score.raw_probability,
+            probability: score.probability,
+            ai_score: score.ai_score,
+            tier: score.tier.as_str().to_string(),
+        })
+    }
+
     /// The log it belongs to.
     pub fn kind(&self) -> LogKind {
         match self {
@@ -162,6 +202,52 @@ impl Record {
             Record::Outcome(r) => r.outcome.id.clone(),
         }
     }
+}
+
+/// Largest message the producer sends (a Queue message takes up to 128 KB): a request's records are split.
+pub const MAX_MESSAGE_BYTES: usize = 100 * 1024;
+
+/// One record, serialized, with where it goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Line {
+    /// Its log.
+    pub log: LogKind,
+    /// Its partition day (`YYYY-MM-DD`).
+    pub day: String,
+    /// The record's JSON.
+    pub json: String,
+}
+
+/// A message on the logs queue.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogMessage {
+    /// The records of one request (or part of one).
+    pub lines: Vec<Line>,
+}
+
+/// Records serialized into queue messages of at most [`MAX_MESSAGE_BYTES`] (a record bigger than
+/// that goes alone): the producer's whole CPU cost of logging, apart from building the records.
+pub fn pack(records: Vec<Record>) -> Result<Vec<LogMessage>, serde_json::Error> {
+    let mut messages = Vec::new();
+    let mut message = LogMessage::default();
+    let mut size = 0;
+    for r in records {
+        let json = serde_json::to_string(&r)?;
+        if size + json.len() > MAX_MESSAGE_BYTES && !message.lines.is_empty() {
+            messages.push(std::mem::take(&mut message));
+            size = 0;
+        }
+        size += json.len() + 32;
+        message.lines.push(Line {
+            log: r.kind(),
+            day: day_of(r.time()),
+            json,
+        });
+    }
+    if !message.lines.is_empty() {
+        messages.push(message);
+    }
+    Ok(messages)
 }
 
 /// The UTC day `YYYY-MM-DD` of a time in ms (proleptic Gregorian; Howard Hinnant's days-to-civil).

@@ -15,23 +15,16 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use worker::*;
 
 use super::deadletter::BUCKET;
-use crate::event::Event;
-use crate::log::{day_of, EventRecord, EventSource, LogKind, Record, ScoreRecord};
-use crate::score::{Score, Scorer};
-use crate::state::{clamp_ts, VisitorState};
+use crate::log::{pack, LogKind, LogMessage, Record};
 
 /// Queue producer binding (wrangler.toml).
 pub const LOG_QUEUE: &str = "LOGS";
 /// The logs queue's name (wrangler.toml): the consumer tells its batches apart by it.
 pub const LOG_QUEUE_NAME: &str = "leadscore-logs";
-/// Largest message the producer sends (Queues take 128 KB): a request's records are split.
-pub const MAX_MESSAGE_BYTES: usize = 100 * 1024;
-
 /// A test knob (`.dev.vars` or `[vars]`; unset in production): `"1"` makes the consumer retry every
 /// message once after writing it, so the queue really delivers each twice, as at-least-once
 /// delivery may; the loop test proves the dataset does not change.
@@ -42,85 +35,18 @@ thread_local! {
     static FIRST_DELIVERIES: std::cell::RefCell<std::collections::HashSet<String>> = Default::default();
 }
 
-/// One record, serialized, with where it goes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Line {
-    /// Its log.
-    pub log: LogKind,
-    /// Its partition day (`YYYY-MM-DD`).
-    pub day: String,
-    /// The record's JSON.
-    pub json: String,
-}
-
-/// A message on the logs queue.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct LogMessage {
-    /// The records of one request (or part of one).
-    pub lines: Vec<Line>,
-}
-
-/// The record of an applied event: `ts` as the engine counted it (clamped for live events).
-pub fn event_record(e: &Event, received_at: i64, source: EventSource) -> Record {
-    let now = (source == EventSource::Live).then_some(received_at);
-    let ts = clamp_ts(e.ts, now);
-    let mut event = e.clone();
-    event.ts = ts;
-    Record::Event(EventRecord {
-        received_at,
-        source,
-        client_ts: (ts != e.ts).then_some(e.ts),
-        event,
-    })
-}
-
-/// The record of a served score: `n` is the visitor's count of logged scores.
-pub fn score_record(sc: &Scorer, state: &VisitorState, score: &Score, n: u64) -> Record {
-    let x = sc.feature_vector(state);
-    let features = sc
-        .features()
-        .names()
-        .iter()
-        .zip(x)
-        .map(|(name, v)| (name.clone(), crate::score::shortest_f64(v)))
-        .collect();
-    Record::Score(ScoreRecord {
-        id: format!("{}/{n}", score.visitor_id),
-        visitor_id: score.visitor_id.clone(),
-        lead_id: score.lead_id.clone(),
-        ts: score.score_timestamp,
-        model_version: score.model_version.clone(),
-        features,
-        raw_probability: score.raw_probability,
-        probability: score.probability,
-        ai_score: score.ai_score,
-        tier: score.tier.as_str().to_string(),
-    })
-}
-
-/// Puts records on the logs queue (nothing when there are none), split into messages below
-/// [`MAX_MESSAGE_BYTES`]. An error fails the request, which the client retries.
+/// Puts records on the logs queue (nothing when there are none), in messages below
+/// [`crate::log::MAX_MESSAGE_BYTES`]. An error fails the request, which the client retries.
 pub async fn send(env: &Env, records: Vec<Record>) -> Result<()> {
-    if records.is_empty() {
+    let messages = pack(records).map_err(|e| Error::RustError(e.to_string()))?;
+    if messages.is_empty() {
         return Ok(());
     }
     let queue = env.queue(LOG_QUEUE)?;
-    let mut message = LogMessage::default();
-    let mut size = 0;
-    for r in records {
-        let json = serde_json::to_string(&r).map_err(|e| Error::RustError(e.to_string()))?;
-        if size + json.len() > MAX_MESSAGE_BYTES && !message.lines.is_empty() {
-            queue.send(std::mem::take(&mut message)).await?;
-            size = 0;
-        }
-        size += json.len() + 32;
-        message.lines.push(Line {
-            log: r.kind(),
-            day: day_of(r.time()),
-            json,
-        });
+    for m in messages {
+        queue.send(m).await?;
     }
-    queue.send(message).await
+    Ok(())
 }
 
 /// The object key of one (log, day) part of a batch.

@@ -46,7 +46,7 @@ use super::{now_ms, query, scorer, var_num, ApiError, ApplyRequest, ApplyRespons
 use crate::error_code::ErrorCode;
 use crate::event::{Event, EventType};
 use crate::explain::ShapMemo;
-use crate::log::EventSource;
+use crate::log::{EventSource, Record as LogRecord};
 use crate::rate_limit::RateWindow;
 use crate::score::{Score, ScoreOptions};
 use crate::state::VisitorState;
@@ -486,7 +486,7 @@ impl VisitorObject {
         let mut records = Vec::new();
         let tally = sc.apply_all_with(&mut vs, &events, Some(now), |e| {
             if log {
-                records.push(logs::event_record(e, now, EventSource::Live));
+                records.push(LogRecord::event(e, now, EventSource::Live));
             }
         });
         let (accepted, duplicates, stale) = (tally.applied, tally.duplicates, tally.stale);
@@ -534,7 +534,7 @@ impl VisitorObject {
         }
         if log {
             rec.scores_logged += 1;
-            records.push(logs::score_record(&sc, &vs, &score, rec.scores_logged));
+            records.push(LogRecord::score(&sc, &vs, &score, rec.scores_logged));
         }
         // Before the save, as above: at least once.
         logs::send(&self.env, records).await?;
@@ -648,7 +648,7 @@ impl VisitorObject {
             .collect();
         let mut records = Vec::new();
         let tally = sc.apply_all_with(&mut vs, &events, None, |e| {
-            records.push(logs::event_record(e, now, EventSource::Import));
+            records.push(LogRecord::event(e, now, EventSource::Import));
         });
         rec.seen = now;
         rec.state = base64::engine::general_purpose::STANDARD.encode(vs.to_bytes());
