@@ -15,6 +15,7 @@ pub mod compare;
 pub mod dataset;
 pub mod error_code;
 pub mod event;
+pub mod experiment;
 pub mod explain;
 pub mod features;
 pub mod identity;
