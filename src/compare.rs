@@ -232,6 +232,61 @@ impl HeldOut {
     pub fn positives(&self) -> u64 {
         self.labels.iter().filter(|&&b| b).count() as u64
     }
+
+    /// Each held-out row as one bundle's model input, in its card's feature order.
+    pub fn feature_vectors(&self, scorer: &Scorer) -> Result<Vec<Vec<f32>>, CompareError> {
+        let names = scorer.features().names();
+        let k = self.kept.len();
+        // Position of each of this bundle's features among the kept columns.
+        let cols: Vec<usize> = names
+            .iter()
+            .map(|n| {
+                self.kept.iter().position(|(_, c)| c == n).ok_or_else(|| {
+                    CompareError::Card(format!("feature `{n}` was not read from the dataset"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        (0..self.len())
+            .map(|r| {
+                let row = &self.values[r * k..(r + 1) * k];
+                scorer
+                    .features()
+                    .vector_from_named(
+                        names
+                            .iter()
+                            .zip(&cols)
+                            .map(|(n, &c)| (n.as_str(), Some(f64::from(row[c])))),
+                    )
+                    .map_err(|m| CompareError::Card(format!("held-out row {r}: {m}")))
+            })
+            .collect()
+    }
+
+    /// The rows for which `keep(row index)` holds (a segment), with the same columns.
+    pub fn subset(&self, keep: impl Fn(usize) -> bool) -> HeldOut {
+        let k = self.kept.len();
+        let mut out = self.clone_empty();
+        for r in (0..self.len()).filter(|&r| keep(r)) {
+            out.labels.push(self.labels[r]);
+            out.values
+                .extend_from_slice(&self.values[r * k..(r + 1) * k]);
+        }
+        out.rows_read = out.labels.len() as u64;
+        out
+    }
+
+    fn clone_empty(&self) -> HeldOut {
+        HeldOut {
+            holdout_from: self.holdout_from,
+            ts_col: self.ts_col,
+            label_col: self.label_col,
+            width: self.width,
+            kept: self.kept.clone(),
+            rows_read: 0,
+            labels: Vec::new(),
+            values: Vec::new(),
+        }
+    }
 }
 
 /// The candidate card's `training.holdout_from` (ms), if it records one.
@@ -326,34 +381,13 @@ impl ModelReport {
 
 /// Scores every held-out row with one bundle and measures the result.
 pub fn evaluate(scorer: &Scorer, rows: &HeldOut) -> Result<ModelReport, CompareError> {
-    let names = scorer.features().names();
-    let k = rows.kept.len();
-    // Position of each of this bundle's features among the kept columns.
-    let cols: Vec<usize> = names
-        .iter()
-        .map(|n| {
-            rows.kept.iter().position(|(_, c)| c == n).ok_or_else(|| {
-                CompareError::Card(format!("feature `{n}` was not read from the dataset"))
-            })
-        })
-        .collect::<Result<_, _>>()?;
     let (mut p, mut scores) = (
         Vec::with_capacity(rows.len()),
         Vec::with_capacity(rows.len()),
     );
     let mut tier_counts = [(0u64, 0u64); 3];
-    for (r, &label) in rows.labels.iter().enumerate() {
-        let row = &rows.values[r * k..(r + 1) * k];
-        let x = scorer
-            .features()
-            .vector_from_named(
-                names
-                    .iter()
-                    .zip(&cols)
-                    .map(|(n, &c)| (n.as_str(), Some(f64::from(row[c])))),
-            )
-            .map_err(|m| CompareError::Card(format!("held-out row {r}: {m}")))?;
-        let s = scorer.score_vector(&x, ScoreOptions::default())?;
+    for (x, &label) in rows.feature_vectors(scorer)?.iter().zip(&rows.labels) {
+        let s = scorer.score_vector(x, ScoreOptions::default())?;
         let t = match s.tier {
             Tier::Hot => 0,
             Tier::Warm => 1,

@@ -1082,6 +1082,12 @@ def run(args) -> None:
     })
     with open(os.path.join(out_dir, "card.json"), "w", newline="\n") as f:
         f.write(card_json(card))
+    # The monitoring baseline is frozen by the engine itself (bins, shares and served scores are
+    # Rust's): leadscore baseline on the bundle just written, then stored in the card.
+    segments = tpl.get("monitor", {}).get("segments", [])
+    card["baseline"] = freeze_baseline(out_dir, args.leadscore, X, y, pool, test, names, segments)
+    with open(os.path.join(out_dir, "card.json"), "w", newline="\n") as f:
+        f.write(card_json(card))
 
     print(f"{lib.name}: trees {best}, holdout ({m_test['period']}) AUC {m_test['auc']:.4f} Brier {m_test['brier']:.4f}"
           f" logloss {m_test['logloss']:.4f} | {part['fit']} out-of-fold AUC {m_oof['auc']:.4f} Brier {m_oof['brier']:.4f}"
@@ -1114,13 +1120,34 @@ def versions() -> dict:
             "scikit-learn": sklearn.__version__, "numpy": np.__version__}
 
 
+def leadscore_cmd(binary: str | None) -> list[str]:
+    return [binary] if binary else ["cargo", "run", "--quiet", "--release", "--bin", "leadscore", "--"]
+
+
+def freeze_baseline(out_dir, binary, X, y, pool, test, names, segments) -> dict:
+    """`leadscore baseline` on the training (pool) and held-out (test) rows, as float32 text."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        paths = {}
+        for part, idx in (("train", pool), ("holdout", test)):
+            paths[part] = os.path.join(d, part + ".csv")
+            with open(paths[part], "w", newline="\n") as f:
+                f.write("decision_ts,label," + ",".join(names) + "\n")
+                for r in idx:
+                    f.write(f"0,{int(y[r])}," + ",".join(f32_text(v) for v in X[r]) + "\n")
+        cmd = leadscore_cmd(binary) + ["baseline", "--model", out_dir, "--train", paths["train"],
+                                       "--holdout", paths["holdout"]]
+        for s in segments:
+            cmd += ["--segment", s]
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise InputError(f"leadscore baseline failed: {r.stderr.strip()}")
+    return json.loads(r.stdout)
+
+
 def check(out_dir: str, binary: str | None) -> None:
     """`leadscore check` on the bundle; a failure fails the training run."""
-    if binary:
-        cmd = [binary, "check", "--model", out_dir]
-    else:
-        cmd = ["cargo", "run", "--quiet", "--release", "--bin", "leadscore", "--", "check", "--model", out_dir]
-    r = subprocess.run(cmd, cwd=REPO)
+    r = subprocess.run(leadscore_cmd(binary) + ["check", "--model", out_dir], cwd=REPO)
     if r.returncode != 0:
         print(f"train.py: leadscore check failed on {out_dir} (exit {r.returncode})", file=sys.stderr)
         sys.exit(1)
@@ -1133,9 +1160,22 @@ def card_json(card: dict) -> str:
     cal = card["calibration"]
     if cal["method"] == "isotonic":
         card["calibration"] = dict(cal, x="@X@", y="@Y@")
+    baseline = card.get("baseline")
+    if baseline is not None:
+        card["baseline"] = "@BASELINE@"
     text = json.dumps(card, indent=2, ensure_ascii=False)
     inner = ",\n".join("      " + json.dumps(c, separators=(",", ":")) for c in covers)
     text = text.replace('"@COVERS@"', "[\n" + inner + "\n    ]")
+    if baseline is not None:  # one line per feature, segment and histogram
+        one = lambda v: json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+        parts = []
+        for k, v in baseline.items():
+            if isinstance(v, list) and v and isinstance(v[0], dict):
+                v = "[\n" + ",\n".join("      " + one(x) for x in v) + "\n    ]"
+            else:
+                v = one(v)
+            parts.append(f'    "{k}": {v}')
+        text = text.replace('"@BASELINE@"', "{\n" + ",\n".join(parts) + "\n  }")
     if cal["method"] == "isotonic":
         text = text.replace('"@X@"', json.dumps(cal["x"])).replace('"@Y@"', json.dumps(cal["y"]))
     return text + "\n"

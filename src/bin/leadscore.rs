@@ -14,6 +14,7 @@ use leadscore::event::Event;
 use leadscore::model::codegen;
 use leadscore::model::error::ModelError;
 use leadscore::model::Bundle;
+use leadscore::monitor::baseline::Baseline;
 use leadscore::outcome::OutcomeType;
 use leadscore::score::{shortest_f64, ScoreOptions, Scorer, Tally};
 use leadscore::site::SiteTables;
@@ -62,6 +63,23 @@ enum Command {
     /// `leadscore dataset` CSV and print both models' metrics and a verdict as JSON. Exit code:
     /// 0 promote, 3 keep the active (candidate worse), 4 insufficient data, 2 bad input.
     Compare(CompareArgs),
+    /// Freeze the baseline a bundle is monitored against (per-feature bins and shares and the
+    /// `ai_score` histogram of the training rows, accuracy on the held-out rows, per segment) and
+    /// print it as JSON: the trainer stores it in card.json under `baseline`.
+    Baseline {
+        /// Bundle directory (card.json + model.onnx).
+        #[arg(long)]
+        model: PathBuf,
+        /// Training rows: CSV with decision_ts, label and the card's features.
+        #[arg(long)]
+        train: PathBuf,
+        /// Held-out rows, same columns.
+        #[arg(long)]
+        holdout: PathBuf,
+        /// A coded feature whose values are segments (repeatable).
+        #[arg(long)]
+        segment: Vec<String>,
+    },
     /// Print the trees as straight-line code (the compiled-tree speed limit in BENCHMARKS.md).
     Codegen {
         /// Bundle directory (card.json + model.onnx).
@@ -195,6 +213,12 @@ fn main() -> ExitCode {
         Command::Check { model } => check(&model),
         Command::Codegen { model, lang } => codegen(&model, lang),
         Command::Compare(args) => run_compare(&args),
+        Command::Baseline {
+            model,
+            train,
+            holdout,
+            segment,
+        } => baseline(&model, &train, &holdout, &segment),
     };
     match result {
         Ok(code) => code,
@@ -520,6 +544,19 @@ fn check(dir: &Path) -> Result<ExitCode, CliError> {
         card.features.len(),
         scorer.n_trees()
     );
+    match Baseline::of(card) {
+        Ok(Some(b)) => println!(
+            "baseline: {} training rows, {} held out, {} segments",
+            b.train_rows,
+            b.holdout.rows,
+            b.segments.len()
+        ),
+        Ok(None) => println!("no baseline: the bundle cannot be monitored for drift"),
+        Err(e) => {
+            println!("FAIL {e}");
+            return Ok(ExitCode::from(1));
+        }
+    }
     let golden_path = dir.join("golden.json");
     let Ok(text) = std::fs::read_to_string(&golden_path) else {
         println!("no golden.json: golden vectors skipped");
@@ -628,6 +665,34 @@ fn read_held_out(
     let digest = sha2::Digest::finalize(rest.hasher);
     let sha = digest.iter().map(|b| format!("{b:02x}")).collect();
     Ok((rows, sha))
+}
+
+fn baseline(
+    model: &Path,
+    train: &Path,
+    holdout: &Path,
+    segments: &[String],
+) -> Result<ExitCode, CliError> {
+    let at = |e: &dyn std::fmt::Display| CliError::Msg(format!("{}: {e}", model.display()));
+    let scorer = Scorer::new(Bundle::load(model).map_err(|e| at(&e))?, None).map_err(|e| at(&e))?;
+    let needs = [Needs {
+        role: "baselined",
+        card: scorer.card(),
+    }];
+    let (train, _) = read_held_out(train, &needs, None)?;
+    let (holdout, _) = read_held_out(holdout, &needs, None)?;
+    let b = Baseline::build(&scorer, &train, &holdout, segments).map_err(|e| at(&e))?;
+    let json = serde_json::to_string(&b).map_err(|e| CliError::Msg(e.to_string()))?;
+    println!("{json}");
+    eprintln!(
+        "leadscore: baseline of {}: {} training rows, {} held out ({} positives), {} segments",
+        scorer.card().model_version,
+        b.train_rows,
+        b.holdout.rows,
+        b.holdout.positives,
+        b.segments.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_compare(args: &CompareArgs) -> Result<ExitCode, CliError> {

@@ -41,6 +41,10 @@ pub struct Card {
     /// Holdout and validation metrics (free form).
     #[serde(default)]
     pub metrics: serde_json::Value,
+    /// What the model is watched against (`crate::monitor::baseline`, which reads it: the card
+    /// keeps it as JSON so that the model layer does not depend on the monitor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<serde_json::Value>,
 }
 
 /// Facts about `model.onnx`.

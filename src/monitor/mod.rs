@@ -5,6 +5,7 @@
 //! [`drift`]: PSI, Jensen–Shannon and KS between a frozen baseline histogram and a window's.
 //! Accuracy metrics (AUC from binned scores, Brier, ECE, Wilson intervals) are [`crate::metrics`].
 
+pub mod baseline;
 pub mod bins;
 pub mod drift;
 
