@@ -9,7 +9,7 @@ CARGO ?= cargo
 PY := .venv/bin/python
 export RUST_BACKTRACE ?= 0
 
-.PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test loop-test bench train clean
+.PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test loop-test health-test bench train clean
 
 WASM_TARGET := wasm32-unknown-unknown
 WASM_OUT := target/www/ls
@@ -94,7 +94,8 @@ browser-test: site
 	LEADSCORE_STRICT=1 node --test --test-concurrency=1 tests/browser/*.test.mjs
 
 # End to end against wrangler dev (workerd), Durable Objects, Queues, R2 and a real webhook receiver;
-# loop.test.mjs closes the learning loop for 300 visitors (the CLI's `dataset`, numpy for the check).
+# loop.test.mjs closes the learning loop for 300 visitors (the CLI's `dataset`, numpy for the check);
+# health.test.mjs runs the model-health scenario (D1 aggregates, cron alerts, dashboard).
 worker-test: site venv
 	.ci/tools chromium
 	$(CARGO) build --bin leadscore
@@ -115,6 +116,15 @@ fault-test: site
 loop-test: site worker venv
 	$(CARGO) build --release --bin leadscore
 	node tests/worker/loop.mjs --train
+
+# The model-health scenario alone (tests/worker/health.mjs; worker-test runs the same as
+# health.test.mjs): December in three weekly windows (unchanged, site change, shuffled outcomes),
+# the cron run's signed alerts, GET /v1/monitor vs `leadscore monitor`, dashboard and report
+# screenshots in target/health/.
+health-test: site worker venv
+	.ci/tools chromium
+	$(CARGO) build --bin leadscore
+	node tests/worker/health.mjs
 
 # Benchmarks: criterion (native core); side by side with onnxruntime-web/-node and the compiled-tree
 # limit on the December holdout vectors (benches/compare.mjs); browser sizes and Chromium timings;

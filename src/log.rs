@@ -100,6 +100,9 @@ pub struct ScoreRecord {
     pub ts: i64,
     /// The bundle that scored.
     pub model_version: String,
+    /// The experiment arm that chose the bundle, where one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
     /// The feature vector, by name.
     pub features: BTreeMap<String, f64>,
     /// The model's probability before calibration.
@@ -167,6 +170,7 @@ impl Record {
             lead_id: score.lead_id.clone(),
             ts: score.score_timestamp,
             model_version: score.model_version.clone(),
+            arm: None,
             features,
             raw_probability: score.raw_probability,
             probability: score.probability,

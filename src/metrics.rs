@@ -327,8 +327,8 @@ fn mean(sum: f64, rows: usize, positives: u64) -> Metric {
     }
 }
 
-/// Index of p's bin: b/10 < p ≤ (b+1)/10, with 0 in the first bin.
-fn bin_of(p: f64) -> usize {
+/// Index of p's calibration bin: b/10 < p ≤ (b+1)/10, with 0 in the first bin.
+pub fn calibration_bin(p: f64) -> usize {
     (1..ECE_BINS)
         .take_while(|&k| (k as f64 / ECE_BINS as f64) < p)
         .count()
@@ -341,7 +341,7 @@ pub fn calibration(p: &[f64], y: &[bool]) -> Result<CalibrationCurve, MetricsErr
     let mut rows = [0u64; ECE_BINS];
     let mut pos = [0u64; ECE_BINS];
     for (&p, &y) in p.iter().zip(y) {
-        let b = bin_of(p);
+        let b = calibration_bin(p);
         sums[b] += p;
         rows[b] += 1;
         pos[b] += u64::from(y);

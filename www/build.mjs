@@ -5,6 +5,10 @@
 //                            with wasm-bindgen's glue target/www/ls/leadscore.js bundled in)
 //   www/snippet.js         → target/www/ls/snippet.min.js  (esbuild, minified)
 //   target/www/ls/leadscore.js + leadscore_bg.wasm          (made by `make wasm`; left in place)
+//   www/monitor/dashboard.js → target/www/monitor/dashboard.js (the model-health dashboard with Chart.js;
+//                            a page of its own, so the snippet's budget never carries it) and
+//                            www/monitor/index.html → target/www/monitor/index.html; `leadscore monitor
+//                            --report` inlines the same script into its HTML report
 //
 // HTML pages may contain `<!--#include NAME-->` (www/demo/_partials/NAME.html, not copied) and the
 // placeholder `/*leadscore:snippet*/` inside an inline <script>, replaced by the minified snippet:
@@ -88,6 +92,20 @@ for await (const file of walk(demo)) {
     await copyFile(file, dest);
   }
 }
+
+const monitor = join(out, 'monitor');
+await mkdir(monitor, { recursive: true });
+await build({
+  entryPoints: [join(src, 'monitor', 'dashboard.js')],
+  outdir: monitor,
+  bundle: true,
+  minify: true,
+  format: 'iife',
+  target,
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+await copyFile(join(src, 'monitor', 'index.html'), join(monitor, 'index.html'));
 
 for (const f of ['leadscore.js', 'leadscore_bg.wasm']) {
   if (!(await stat(join(ls, f)).catch(() => null))) {

@@ -15,6 +15,9 @@ use leadscore::model::codegen;
 use leadscore::model::error::ModelError;
 use leadscore::model::Bundle;
 use leadscore::monitor::baseline::Baseline;
+use leadscore::monitor::drift::Gate;
+use leadscore::monitor::health::{self, Report};
+use leadscore::monitor::window::{Conversions, Decision, Decisions};
 use leadscore::outcome::OutcomeType;
 use leadscore::score::{shortest_f64, ScoreOptions, Scorer, Tally};
 use leadscore::site::SiteTables;
@@ -80,6 +83,11 @@ enum Command {
         #[arg(long)]
         segment: Vec<String>,
     },
+    /// Model health from exported logs: each window's drift (PSI/JS/KS per feature and on the
+    /// score, against the card's baseline), realized accuracy once outcomes are in, segments and
+    /// alerts, as JSON (what `GET /v1/monitor` answers); `--report` also writes an HTML report.
+    /// Exit code 0, or 5 when a window raises an alert.
+    Monitor(MonitorArgs),
     /// Print the trees as straight-line code (the compiled-tree speed limit in BENCHMARKS.md).
     Codegen {
         /// Bundle directory (card.json + model.onnx).
@@ -121,6 +129,43 @@ struct CompareArgs {
     /// Write the verdict into the candidate's card.json under `metrics.publish_gate`.
     #[arg(long)]
     record: bool,
+}
+
+#[derive(Args)]
+struct MonitorArgs {
+    /// Bundle directory whose card holds the baseline (card.json + model.onnx).
+    #[arg(long)]
+    model: PathBuf,
+    /// Score log: an NDJSON file or a directory (recursively: *.ndjson, *.ndjson.gz).
+    #[arg(long)]
+    scores: PathBuf,
+    /// Outcome log, same forms; without it every decision is pending.
+    #[arg(long)]
+    outcomes: Option<PathBuf>,
+    /// The outcome type that labels a decision positive.
+    #[arg(long, default_value = "customer")]
+    label: String,
+    /// Window length: 1d, 12h, 30m or ms (windows aligned to the epoch, UTC).
+    #[arg(long, default_value = "1d")]
+    window: String,
+    /// Outcome window W after each decision: 30d, 12h or ms.
+    #[arg(long, default_value = "30d")]
+    outcome_window: String,
+    /// Labels known as of (ms or YYYY-MM-DD); default: the latest score or outcome read.
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Fewest decisions for a drift verdict.
+    #[arg(long, default_value_t = Gate::default().min_scores)]
+    min_scores: u64,
+    /// Fewest positives for an accuracy verdict.
+    #[arg(long, default_value_t = Gate::default().min_positives)]
+    min_positives: u64,
+    /// Also write a self-contained HTML report with the dashboard's charts.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// The dashboard script the report inlines (built by `make site`).
+    #[arg(long, default_value = "target/www/monitor/dashboard.js")]
+    dashboard: PathBuf,
 }
 
 /// Languages `codegen` writes.
@@ -213,6 +258,7 @@ fn main() -> ExitCode {
         Command::Check { model } => check(&model),
         Command::Codegen { model, lang } => codegen(&model, lang),
         Command::Compare(args) => run_compare(&args),
+        Command::Monitor(args) => monitor(&args),
         Command::Baseline {
             model,
             train,
@@ -781,4 +827,123 @@ fn run_compare(args: &CompareArgs) -> Result<ExitCode, CliError> {
             .unwrap_or_default()
     );
     Ok(ExitCode::from(decision.exit_code()))
+}
+
+fn monitor(args: &MonitorArgs) -> Result<ExitCode, CliError> {
+    let msg = |e: dataset::DatasetError| CliError::Msg(e.to_string());
+    let label = OutcomeType::parse(&args.label).ok_or_else(|| {
+        CliError::Msg(format!(
+            "--label {:?}: expected one of qualified, opportunity, customer (won), disqualified (lost)",
+            args.label
+        ))
+    })?;
+    let window_ms = dataset::parse_window(&args.window).map_err(msg)?;
+    let outcome_window_ms = dataset::parse_window(&args.outcome_window).map_err(msg)?;
+    let at = |e: &dyn std::fmt::Display| CliError::Msg(format!("{}: {e}", args.model.display()));
+    let bundle = Bundle::load(&args.model).map_err(|e| at(&e))?;
+    let baseline = Baseline::of(&bundle.card)
+        .map_err(|e| at(&e))?
+        .ok_or_else(|| at(&"card.json has no baseline (retrain with models/train/train.py)"))?;
+    let version = bundle.card.model_version.clone();
+    let names: Vec<String> = baseline.features.iter().map(|f| f.name.clone()).collect();
+
+    let mut latest = i64::MIN;
+    let mut conversions = Conversions::new(label);
+    let mut outcomes = 0u64;
+    if let Some(path) = &args.outcomes {
+        let mut seen = std::collections::HashSet::new();
+        read_log(path, |line| {
+            if let Some(leadscore::log::Record::Outcome(r)) = dataset::parse_outcome_line(line)? {
+                latest = latest.max(r.outcome.ts);
+                if seen.insert(r.outcome.id.clone()) {
+                    outcomes += 1;
+                    conversions.add(&r.outcome);
+                }
+            }
+            Ok(())
+        })?;
+    }
+    let mut decisions = Decisions::new(window_ms);
+    let (mut scores, mut other_models) = (0u64, 0u64);
+    read_log(&args.scores, |line| {
+        if let Some(r) = dataset::parse_score_line(line)? {
+            latest = latest.max(r.ts);
+            if r.model_version == version {
+                scores += 1;
+                decisions.add(Decision::of(&r, &names));
+            } else {
+                other_models += 1;
+            }
+        }
+        Ok(())
+    })?;
+    let as_of = match &args.as_of {
+        Some(s) => dataset::parse_as_of(s).map_err(msg)?,
+        None => latest.max(0),
+    };
+    let gate = Gate {
+        min_scores: args.min_scores,
+        min_positives: args.min_positives,
+        ..Gate::default()
+    };
+    let opts = health::Options {
+        gate,
+        outcome_window_ms,
+        as_of,
+        auc_drop: health::AUC_DROP,
+        ece_factor: health::ECE_FACTOR,
+    };
+    let windows = health::assess(&baseline, &decisions, &conversions, &opts)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", args.scores.display())))?;
+    let alerts: Vec<_> = windows.iter().flat_map(|w| w.alerts.clone()).collect();
+    let report = Report {
+        model_version: version,
+        label,
+        window_ms,
+        outcome_window_ms,
+        as_of,
+        gate,
+        scores,
+        other_models,
+        outcomes,
+        windows,
+        alerts,
+    };
+    let json = serde_json::to_string(&report).map_err(|e| CliError::Msg(e.to_string()))?;
+    if let Some(out) = &args.report {
+        write_report(out, &args.dashboard, &json)?;
+    }
+    println!("{json}");
+    eprintln!(
+        "leadscore: monitor {}: {scores} scores in {} windows, {outcomes} outcomes, {} alerts",
+        report.model_version,
+        report.windows.len(),
+        report.alerts.len()
+    );
+    Ok(if report.alerts.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(5)
+    })
+}
+
+/// The dashboard page with the report inlined: one file that opens anywhere, offline.
+fn write_report(out: &Path, dashboard: &Path, json: &str) -> Result<(), CliError> {
+    let script = std::fs::read_to_string(dashboard).map_err(|e| {
+        CliError::Msg(format!(
+            "--dashboard {}: {e} (build it with `make site`)",
+            dashboard.display()
+        ))
+    })?;
+    // Inside <script>, only `</` could end the element early; JSON and the bundle escape it.
+    let data = json.replace("</", "<\\/");
+    let code = script.replace("</script", "<\\/script");
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>leadscore model health report</title></head>\n<body>\
+         <div id=\"app\"></div>\n<script id=\"report-data\" type=\"application/json\">{data}</script>\n\
+         <script>{code}</script>\n</body></html>\n"
+    );
+    std::fs::write(out, html).map_err(|e| CliError::Msg(format!("{}: {e}", out.display())))
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{By, Dataset, DatasetError, Options};
 use crate::event::{Event, EventError};
-use crate::log::{EventRecord, EventSource, OutcomeRecord, OutcomeSource, Record};
+use crate::log::{EventRecord, EventSource, OutcomeRecord, OutcomeSource, Record, ScoreRecord};
 use crate::outcome::{Outcome, OutcomeError};
 use crate::score::Scorer;
 
@@ -153,6 +153,25 @@ pub fn parse_outcome_line(line: &str) -> Result<Option<Record>, LineError> {
                 outcome,
             })))
         }
+    }
+}
+
+/// Reads one line of a score log (`{"log":"score",…}`). `None` for a blank line.
+pub fn parse_score_line(line: &str) -> Result<Option<ScoreRecord>, LineError> {
+    let text = line.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match parse_record(text) {
+        Some(Ok(Record::Score(r))) => Ok(Some(r)),
+        Some(Ok(other)) => Err(LineError::WrongLog {
+            found: log_name(&other),
+            expected: "score",
+        }),
+        Some(Err(e)) => Err(e),
+        None => Err(LineError::Record(
+            "not a score record (`{\"log\":\"score\",…}`)".into(),
+        )),
     }
 }
 

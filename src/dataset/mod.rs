@@ -59,7 +59,7 @@ mod rows;
 
 use serde::{Deserialize, Serialize};
 
-pub use input::{parse_event_line, parse_outcome_line, Inputs, LineError};
+pub use input::{parse_event_line, parse_outcome_line, parse_score_line, Inputs, LineError};
 
 use crate::event::Event;
 use crate::outcome::{Outcome, OutcomeType};

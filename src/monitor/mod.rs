@@ -2,12 +2,17 @@
 //! ranks and calibrates once outcomes arrive. Pure functions over counts (no I/O), so the worker's
 //! aggregates and `leadscore monitor` over exported logs reach the same numbers.
 //!
-//! [`drift`]: PSI, Jensen–Shannon and KS between a frozen baseline histogram and a window's.
-//! Accuracy metrics (AUC from binned scores, Brier, ECE, Wilson intervals) are [`crate::metrics`].
+//! The path: [`baseline`] (frozen by the trainer into the card, bins from [`bins`]) → [`window`]
+//! (which scores a window judges, and their labels) → [`drift`] (PSI, Jensen–Shannon, KS against
+//! the baseline) and [`accuracy`] (AUC, Brier, ECE, tier conversion from additive counts; the
+//! metrics themselves are [`crate::metrics`]) → [`health`] (a window's verdicts and alerts).
 
+pub mod accuracy;
 pub mod baseline;
 pub mod bins;
 pub mod drift;
+pub mod health;
+pub mod window;
 
 #[cfg(test)]
 mod reference {

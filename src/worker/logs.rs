@@ -70,10 +70,12 @@ pub async fn write<T>(batch: MessageBatch<T>, env: &Env) -> Result<()> {
     let mut parts: BTreeMap<(LogKind, String), Vec<u8>> = BTreeMap::new();
     let mut messages = Vec::new();
     let mut lines = 0usize;
+    let mut batch_lines: Vec<(LogKind, String)> = Vec::new();
     for raw in batch.raw_iter() {
         match Message::<LogMessage>::try_from(raw) {
             Ok(m) => {
                 for l in &m.body().lines {
+                    batch_lines.push((l.log, l.json.clone()));
                     let text = parts.entry((l.log, l.day.clone())).or_default();
                     text.extend_from_slice(l.json.as_bytes());
                     text.push(b'\n');
@@ -86,7 +88,20 @@ pub async fn write<T>(batch: MessageBatch<T>, env: &Env) -> Result<()> {
         }
     }
     let mut failed = None;
-    for ((log, day), text) in &parts {
+    // The monitor's aggregates first: an upsert repeated on a retry changes nothing.
+    let monitored: Vec<&str> = batch_lines
+        .iter()
+        .filter(|(log, _)| matches!(log, LogKind::Scores | LogKind::Outcomes))
+        .map(|(_, json)| json.as_str())
+        .collect();
+    let mut aggregated = 0;
+    if !monitored.is_empty() {
+        match super::monitor::record(env, &monitored).await {
+            Ok(n) => aggregated = n,
+            Err(e) => failed = Some(format!("monitor aggregates: {e}")),
+        }
+    }
+    for ((log, day), text) in parts.iter().filter(|_| failed.is_none()) {
         let key = object_key(*log, day, text);
         let written = match gzip(text) {
             Ok(gz) => bucket.put(&key, gz).execute().await.map(|_| ()),
@@ -110,7 +125,7 @@ pub async fn write<T>(batch: MessageBatch<T>, env: &Env) -> Result<()> {
                 }
             }
             console_log!(
-                "logs: {} messages, {lines} records → {} objects ({redelivered} redelivered)",
+                "logs: {} messages, {lines} records → {} objects, {aggregated} D1 statements in 1 batch ({redelivered} redelivered)",
                 messages.len(),
                 parts.len()
             );

@@ -21,6 +21,7 @@ pub mod delivery;
 pub mod export;
 pub mod import;
 pub mod logs;
+pub mod monitor;
 pub mod outbox;
 pub mod outcomes;
 // `#[durable_object]` generates JS glue (a class and its methods) that carries no docs.
@@ -317,7 +318,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 /// The methods each API path answers (for `405` and its `Allow` header).
 fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
-        "/healthz" | "/v1/model" | "/v1/deliveries/failed" => Some("GET, HEAD"),
+        "/healthz" | "/v1/model" | "/v1/deliveries/failed" | "/v1/monitor" => Some("GET, HEAD"),
         "/v1/events" | "/v1/identify" => Some("POST, OPTIONS"),
         "/v1/score"
         | "/v1/deliveries/replay"
@@ -377,6 +378,10 @@ async fn route(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Response>
         (Method::Get, p) if p.starts_with("/v1/export/") => {
             bearer(&req, cfg)?;
             export::export(&req, env, &p["/v1/export/".len()..]).await
+        }
+        (Method::Get, "/v1/monitor") => {
+            bearer(&req, cfg)?;
+            monitor::get(&req, env).await
         }
         (Method::Get, "/v1/deliveries/failed") => {
             bearer(&req, cfg)?;

@@ -153,8 +153,16 @@ test("POST /v1/import: history at its own timestamps, de-duplicated, logged, nev
   await sleep(1500);
   const hooks = S.receiver.events().events.filter((e) => e.data.visitor_id === a || e.data.visitor_id === b);
   assert.deepEqual(hooks, [], "imports are never forwarded as live score changes");
-  const scores = [...(await exportLog("scores", t0 - DAY, t0 + 2 * DAY)), ...(await exportLog("scores", Date.now() - DAY, Date.now() + DAY))];
-  assert.ok(!scores.some((x) => x.visitor_id === a), "an import serves no score, so logs none");
+  // One score per visitor and import batch, at its last event's time (the monitor's windows form
+  // from history as from live traffic); none now, and the second (duplicate) batch adds none.
+  const scores = await waitForLog("scores", t0 - DAY, t0 + 2 * DAY, (rs) => {
+    const m = distinct(rs.filter((x) => x.visitor_id === a || x.visitor_id === b), (x) => x.id);
+    return m.length >= 2 && m;
+  }, "the imports' scores");
+  const lastTs = (v) => Math.max(...events.filter((e) => e.visitor_id === v).map((e) => e.ts));
+  assert.deepEqual(scores.map((x) => [x.visitor_id, x.ts]).sort(), [[a, lastTs(a)], [b, lastTs(b)]].sort());
+  const liveScores = await exportLog("scores", Date.now() - DAY, Date.now() + DAY);
+  assert.ok(!liveScores.some((x) => x.visitor_id === a), "no score at the receive time");
 });
 
 test("POST /v1/outcomes: kept and logged once per id; bad items listed by index", async () => {

@@ -84,6 +84,11 @@ export function readDevVars(file = path.join(ROOT, ".dev.vars")) {
 /** One readable line for a verified score event. */
 export function formatEvent(ev) {
   const d = ev.data ?? {};
+  if (Array.isArray(d.moved)) {
+    // A model-health alert (src/monitor/health.rs): what moved, by how much.
+    const moved = d.moved.slice(0, 4).map((m) => `${m.what} ${m.metric} ${Number(m.value).toFixed(3)}`);
+    return `⚠ ${String(ev.type).padEnd(26)} ${d.model_version}${d.arm ? `/${d.arm}` : ""} window ${new Date(d.window_start).toISOString().slice(0, 10)} ${d.level}: ${moved.join(", ")}${d.moved.length > 4 ? ", …" : ""}`;
+  }
   const who = d.lead_id ? `${d.visitor_id} (${d.lead_id})` : `${d.visitor_id}`;
   const was = d.previous_score == null ? "new" : `was ${d.previous_score}`;
   const fmt = (x) => (typeof x === "number" ? (x >= 0 ? "+" : "") + x.toFixed(2) : String(x));

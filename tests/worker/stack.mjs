@@ -243,6 +243,8 @@ export async function startStack({
     "--port", String(port),
     "--inspector-port", String(inspectorPort),
     "--show-interactive-dev-session=false",
+    // GET /__scheduled runs the cron handler (the monitor's alert run) on demand.
+    "--test-scheduled",
     ...(config ? ["--config", config] : []),
     ...Object.entries(allVars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
     ...(persistTo ? ["--persist-to", persistTo] : []),

@@ -631,8 +631,9 @@ impl VisitorObject {
         Ok(Response::from_json(&answer)?)
     }
 
-    /// History: applied at its own timestamps and logged; no rate limit, no score, no webhook
-    /// (the CRM hears of the visitor's next live change, scored on the whole history).
+    /// History: applied at its own timestamps and logged, with one score at its last event's time
+    /// (for the monitor); no rate limit, no webhook (the CRM hears of the visitor's next live
+    /// change, scored on the whole history).
     async fn import(
         &self,
         mut rec: Record,
@@ -650,6 +651,21 @@ impl VisitorObject {
         let tally = sc.apply_all_with(&mut vs, &events, None, |e| {
             records.push(LogRecord::event(e, now, EventSource::Import));
         });
+        if tally.applied > 0 {
+            // Scored at the history's own time (its last event), logged like a live score so
+            // that the monitor's windows form from history as from live traffic; never sent.
+            let score = sc
+                .score_with_memo(
+                    &vs,
+                    &rec.visitor_id,
+                    vs.last_ts,
+                    ScoreOptions::default(),
+                    &mut self.memo.borrow_mut(),
+                )
+                .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
+            rec.scores_logged += 1;
+            records.push(LogRecord::score(sc, &vs, &score, rec.scores_logged));
+        }
         rec.seen = now;
         rec.state = base64::engine::general_purpose::STANDARD.encode(vs.to_bytes());
         logs::send(&self.env, records).await?;

@@ -1,0 +1,458 @@
+//! Model health on the edge: live aggregates in D1, the scheduled alert run, `GET /v1/monitor`.
+//!
+//! - **Aggregates** ([`record`]): the logs queue's consumer folds each batch's score records into
+//!   decisions — each (window, model version, arm, visitor)'s latest score, the unit
+//!   [`crate::monitor::window`] judges — and its outcomes into `outcomes`, in one D1 batch per queue
+//!   batch (never a write per request). Upserts keep the later score, so a redelivered or
+//!   reordered batch changes nothing.
+//! - **Alerts** ([`scheduled`], a cron trigger; locally `wrangler dev --test-scheduled` and
+//!   `GET /__scheduled`): every closed window (its end ≤ now) of the embedded model not yet judged is
+//!   assessed by [`crate::monitor::health::assess_window`]; each alert it raises goes out once per
+//!   window, signed and delivered like score events (the score-events Queue, Standard Webhooks,
+//!   retries, DLQ), its `webhook-id` derived from (type, model, arm, window) so a receiver de-dups
+//!   a repeat. Drift is judged once, when the window closes; accuracy once every decision of the
+//!   window is labelled (until then it is looked at again on every run).
+//! - **Reading** ([`get`]): the same assessment over `from..to`, as JSON.
+//!
+//! Config (`[vars]`): `MONITOR_WINDOW` (default `1d`), `MONITOR_OUTCOME_WINDOW` (`30d`),
+//! `MONITOR_LABEL` (`customer`), `MONITOR_MIN_SCORES` (1000), `MONITOR_MIN_POSITIVES` (100).
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::*;
+
+use super::outbox::{Delivery, QUEUE};
+use super::{now_ms, scorer, var, var_num, ApiError, ApiResult};
+use crate::dataset::parse_window;
+use crate::error_code::ErrorCode;
+use crate::log::Record;
+use crate::monitor::baseline::Baseline;
+use crate::monitor::drift::{Gate, Level};
+use crate::monitor::health::{self, Alert, Report, WindowHealth};
+use crate::monitor::window::{self, Conversions, Decision, Decisions, WindowKey};
+use crate::outcome::{Outcome, OutcomeType};
+
+/// The D1 binding (wrangler.toml).
+pub const DB: &str = "MONITOR";
+/// Most windows one scheduled run assesses (the rest wait for the next run).
+pub const MAX_WINDOWS_PER_RUN: usize = 24;
+/// Most decisions read for one assessment.
+pub const MAX_DECISIONS: usize = 200_000;
+
+const SCHEMA: &str = "\
+CREATE TABLE IF NOT EXISTS decisions (window_start INTEGER NOT NULL, model TEXT NOT NULL, \
+arm TEXT NOT NULL, visitor_id TEXT NOT NULL, lead_id TEXT, ts INTEGER NOT NULL, record TEXT NOT NULL, \
+PRIMARY KEY (window_start, model, arm, visitor_id));
+CREATE TABLE IF NOT EXISTS outcomes (id TEXT PRIMARY KEY, visitor_id TEXT, lead_id TEXT, \
+type TEXT NOT NULL, ts INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS outcomes_visitor ON outcomes (visitor_id);
+CREATE INDEX IF NOT EXISTS outcomes_lead ON outcomes (lead_id);
+CREATE TABLE IF NOT EXISTS judged (window_start INTEGER NOT NULL, model TEXT NOT NULL, \
+arm TEXT NOT NULL, drift INTEGER NOT NULL DEFAULT 0, accuracy INTEGER NOT NULL DEFAULT 0, \
+PRIMARY KEY (window_start, model, arm));
+CREATE TABLE IF NOT EXISTS alerts (window_start INTEGER NOT NULL, model TEXT NOT NULL, \
+arm TEXT NOT NULL, type TEXT NOT NULL, sent_at INTEGER NOT NULL, body TEXT NOT NULL, \
+PRIMARY KEY (window_start, model, arm, type));";
+
+thread_local! {
+    static SCHEMA_READY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The database, its tables created on first use in this isolate.
+async fn db(env: &Env) -> Result<D1Database> {
+    let d = env.d1(DB)?;
+    if !SCHEMA_READY.get() {
+        for stmt in SCHEMA.split(";\n") {
+            d.prepare(stmt).run().await?;
+        }
+        SCHEMA_READY.set(true);
+    }
+    Ok(d)
+}
+
+/// How this deployment judges windows.
+struct Settings {
+    window_ms: i64,
+    label: OutcomeType,
+    gate: Gate,
+    outcome_window_ms: i64,
+}
+
+impl Settings {
+    fn of(env: &Env) -> Settings {
+        let ms = |name: &str, default: i64| {
+            var(env, name)
+                .and_then(|v| parse_window(&v).ok())
+                .unwrap_or(default)
+        };
+        Settings {
+            window_ms: ms("MONITOR_WINDOW", window::DEFAULT_WINDOW_MS),
+            outcome_window_ms: ms("MONITOR_OUTCOME_WINDOW", window::DEFAULT_OUTCOME_WINDOW_MS),
+            label: var(env, "MONITOR_LABEL")
+                .and_then(|v| OutcomeType::parse(&v))
+                .unwrap_or(OutcomeType::Customer),
+            gate: Gate {
+                min_scores: var_num(env, "MONITOR_MIN_SCORES", Gate::default().min_scores),
+                min_positives: var_num(env, "MONITOR_MIN_POSITIVES", Gate::default().min_positives),
+                ..Gate::default()
+            },
+        }
+    }
+
+    fn options(&self, as_of: i64) -> health::Options {
+        health::Options {
+            gate: self.gate,
+            outcome_window_ms: self.outcome_window_ms,
+            as_of,
+            auc_drop: health::AUC_DROP,
+            ece_factor: health::ECE_FACTOR,
+        }
+    }
+}
+
+fn num(v: i64) -> JsValue {
+    JsValue::from_f64(v as f64)
+}
+
+fn text(s: &str) -> JsValue {
+    JsValue::from_str(s)
+}
+
+fn opt_text(s: Option<&str>) -> JsValue {
+    s.map_or(JsValue::NULL, JsValue::from_str)
+}
+
+/// Folds one logs batch's records into D1 (one `batch` call; nothing when there are none).
+/// Returns the statements written.
+pub async fn record(env: &Env, lines: &[&str]) -> Result<usize> {
+    let s = Settings::of(env);
+    // The batch's latest score per (window, model, arm, visitor): the upsert's own rule.
+    type Key = (i64, String, String, String);
+    let mut latest: BTreeMap<Key, (i64, Option<String>, &str)> = BTreeMap::new();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for line in lines {
+        match serde_json::from_str::<Record>(line) {
+            Ok(Record::Score(r)) => {
+                let key = (
+                    window::window_start(r.ts, s.window_ms),
+                    r.model_version,
+                    r.arm.unwrap_or_default(),
+                    r.visitor_id,
+                );
+                match latest.get(&key) {
+                    Some((ts, _, _)) if *ts > r.ts => {}
+                    _ => {
+                        latest.insert(key, (r.ts, r.lead_id, line));
+                    }
+                }
+            }
+            Ok(Record::Outcome(r)) => outcomes.push(r.outcome),
+            _ => {}
+        }
+    }
+    let d = db(env).await?;
+    let upsert = d.prepare(
+        "INSERT INTO decisions (window_start, model, arm, visitor_id, lead_id, ts, record) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (window_start, model, arm, visitor_id) DO UPDATE SET lead_id = excluded.lead_id, \
+         ts = excluded.ts, record = excluded.record WHERE excluded.ts >= decisions.ts",
+    );
+    let insert_outcome = d.prepare(
+        "INSERT OR IGNORE INTO outcomes (id, visitor_id, lead_id, type, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+    );
+    let mut stmts = Vec::new();
+    for ((start, model, arm, visitor), (ts, lead, json)) in &latest {
+        stmts.push(upsert.clone().bind(&[
+            num(*start),
+            text(model),
+            text(arm),
+            text(visitor),
+            opt_text(lead.as_deref()),
+            num(*ts),
+            text(json),
+        ])?);
+    }
+    for o in &outcomes {
+        stmts.push(insert_outcome.clone().bind(&[
+            text(&o.id),
+            opt_text(o.visitor_id.as_deref()),
+            opt_text(o.lead_id.as_deref()),
+            text(o.kind.as_str()),
+            num(o.ts),
+        ])?);
+    }
+    let n = stmts.len();
+    if n > 0 {
+        d.batch(stmts).await?;
+    }
+    Ok(n)
+}
+
+#[derive(Deserialize)]
+struct RecordRow {
+    record: String,
+}
+
+#[derive(Deserialize)]
+struct OutcomeRow {
+    id: String,
+    visitor_id: Option<String>,
+    lead_id: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    ts: f64,
+}
+
+/// The decisions of windows [from, to) of one model (every arm) and the label outcomes of
+/// their visitors and leads.
+async fn load(
+    d: &D1Database,
+    s: &Settings,
+    model: &str,
+    arm: Option<&str>,
+    from: i64,
+    to: i64,
+    names: &[String],
+) -> Result<(Decisions, Conversions, u64)> {
+    let filter =
+        "window_start >= ?1 AND window_start < ?2 AND model = ?3 AND (?4 IS NULL OR arm = ?4)";
+    let args = [num(from), num(to), text(model), opt_text(arm)];
+    let rows = d
+        .prepare(format!(
+            "SELECT record FROM decisions WHERE {filter} ORDER BY window_start, visitor_id LIMIT {MAX_DECISIONS}"
+        ))
+        .bind(&args)?
+        .all()
+        .await?
+        .results::<RecordRow>()?;
+    let mut decisions = Decisions::new(s.window_ms);
+    let mut scores = 0u64;
+    for r in rows {
+        if let Ok(Record::Score(sr)) = serde_json::from_str::<Record>(&r.record) {
+            scores += 1;
+            decisions.add(Decision::of(&sr, names));
+        }
+    }
+    let outcomes = d
+        .prepare(format!(
+            "SELECT id, visitor_id, lead_id, type, ts FROM outcomes WHERE type = ?5 AND \
+             (visitor_id IN (SELECT visitor_id FROM decisions WHERE {filter}) OR \
+              lead_id IN (SELECT lead_id FROM decisions WHERE {filter} AND lead_id IS NOT NULL))"
+        ))
+        .bind(&[
+            args[0].clone(),
+            args[1].clone(),
+            args[2].clone(),
+            args[3].clone(),
+            text(s.label.as_str()),
+        ])?
+        .all()
+        .await?
+        .results::<OutcomeRow>()?;
+    let mut conv = Conversions::new(s.label);
+    for o in outcomes {
+        if let Some(kind) = OutcomeType::parse(&o.kind) {
+            conv.add(&Outcome {
+                id: o.id,
+                lead_id: o.lead_id,
+                visitor_id: o.visitor_id,
+                kind,
+                ts: o.ts as i64,
+                value: None,
+            });
+        }
+    }
+    Ok((decisions, conv, scores))
+}
+
+fn baseline() -> std::result::Result<(Baseline, String, Vec<String>), String> {
+    let sc = scorer().map_err(|e| e.message)?;
+    let card = sc.card();
+    let b = Baseline::of(card)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the card of {} holds no baseline", card.model_version))?;
+    let names = b.features.iter().map(|f| f.name.clone()).collect();
+    Ok((b, card.model_version.clone(), names))
+}
+
+/// `GET /v1/monitor?from=&to=&arm=` (bearer): the embedded model's windows in [from, to) (ms or
+/// YYYY-MM-DD; default the last 30 days), as [`Report`].
+pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
+    let bad = |m: String| ApiError::new(400, ErrorCode::InvalidField, m);
+    let (b, model, names) = baseline().map_err(|m| ApiError::new(500, ErrorCode::Internal, m))?;
+    if let Some(m) = super::query(req, "model")? {
+        if m != model {
+            return Err(ApiError::new(
+                404,
+                ErrorCode::NotFound,
+                format!("model {m:?} is not embedded here (this worker serves {model:?})"),
+            ));
+        }
+    }
+    let time = |key: &str| -> ApiResult<Option<i64>> {
+        super::query(req, key)?
+            .map(|v| crate::dataset::parse_as_of(&v).map_err(|e| bad(format!("{key}: {e}"))))
+            .transpose()
+    };
+    let now = now_ms();
+    let to = time("to")?.unwrap_or(now);
+    let from = time("from")?.unwrap_or(to - 30 * 86_400_000);
+    if from >= to {
+        return Err(bad(format!("from ({from}) must be before to ({to})")));
+    }
+    let arm = super::query(req, "arm")?;
+    let s = Settings::of(env);
+    let d = db(env).await?;
+    let (decisions, conv, scores) = load(&d, &s, &model, arm.as_deref(), from, to, &names).await?;
+    let windows = health::assess(&b, &decisions, &conv, &s.options(now))
+        .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
+    let alerts = windows.iter().flat_map(|w| w.alerts.clone()).collect();
+    Ok(Response::from_json(&Report {
+        model_version: model,
+        label: s.label,
+        window_ms: s.window_ms,
+        outcome_window_ms: s.outcome_window_ms,
+        as_of: now,
+        gate: s.gate,
+        scores,
+        other_models: 0,
+        outcomes: 0,
+        windows,
+        alerts,
+    })?)
+}
+
+#[derive(Deserialize)]
+struct Pending {
+    window_start: f64,
+    arm: String,
+    drift: Option<f64>,
+}
+
+/// The alert's webhook body and its `webhook-id`.
+fn alert_delivery(a: &Alert, now: i64) -> Result<Delivery> {
+    let body = serde_json::json!({"type": a.kind, "timestamp": now, "data": a});
+    // One id per (type, model, arm, window): a repeat is the same message to the receiver.
+    let key = format!(
+        "{}|{}|{}",
+        a.kind,
+        a.model_version,
+        a.arm.as_deref().unwrap_or("")
+    );
+    Ok(Delivery {
+        id: format!(
+            "alert_{:08x}_{}",
+            crate::experiment::fnv1a32(&key),
+            a.window_start
+        ),
+        body: serde_json::to_string(&body).map_err(|e| Error::RustError(e.to_string()))?,
+        enqueued: now,
+    })
+}
+
+/// The scheduled run: judges closed windows, sends their alerts once. Returns what it did.
+pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
+    let (b, model, names) = baseline().map_err(Error::RustError)?;
+    let s = Settings::of(env);
+    let now = now_ms();
+    let d = db(env).await?;
+    let open = d
+        .prepare(
+            "SELECT d.window_start AS window_start, d.arm AS arm, j.drift AS drift \
+             FROM (SELECT DISTINCT window_start, arm FROM decisions WHERE model = ?1 AND window_start + ?2 <= ?3) d \
+             LEFT JOIN judged j ON j.window_start = d.window_start AND j.model = ?1 AND j.arm = d.arm \
+             WHERE j.accuracy IS NULL OR j.accuracy = 0 ORDER BY d.window_start LIMIT ?4",
+        )
+        .bind(&[
+            text(&model),
+            num(s.window_ms),
+            num(now),
+            num(MAX_WINDOWS_PER_RUN as i64),
+        ])?
+        .all()
+        .await?
+        .results::<Pending>()?;
+    let queue = env.queue(QUEUE)?;
+    let mut sent = Vec::new();
+    let mut judged = 0usize;
+    for p in open {
+        let start = p.window_start as i64;
+        let arm = (!p.arm.is_empty()).then_some(p.arm.as_str());
+        let (decisions, conv, _) =
+            load(&d, &s, &model, Some(&p.arm), start, start + 1, &names).await?;
+        let key = WindowKey {
+            start,
+            model_version: model.clone(),
+            arm: arm.map(str::to_string),
+        };
+        let Some((_, w)) = decisions.windows().find(|(k, _)| **k == key) else {
+            continue;
+        };
+        let h: WindowHealth =
+            health::assess_window(&b, &key, s.window_ms, w, &conv, &s.options(now))
+                .map_err(|e| Error::RustError(e.to_string()))?;
+        let drift_done = p.drift.is_some_and(|v| v > 0.0);
+        let accuracy_done = h.accuracy.pending == 0;
+        for a in &h.alerts {
+            let is_drift = a.kind == health::DRIFT_DETECTED;
+            if (is_drift && drift_done) || (!is_drift && a.level != Level::Alert) {
+                continue;
+            }
+            let fresh = d
+                .prepare(
+                    "SELECT COUNT(*) AS n FROM alerts WHERE window_start = ?1 AND model = ?2 AND arm = ?3 AND type = ?4",
+                )
+                .bind(&[num(start), text(&model), text(&p.arm), text(&a.kind)])?
+                .first::<f64>(Some("n"))
+                .await?
+                .unwrap_or(0.0)
+                == 0.0;
+            if !fresh {
+                continue;
+            }
+            let delivery = alert_delivery(a, now)?;
+            queue.send(delivery.clone()).await?;
+            d.prepare(
+                "INSERT OR IGNORE INTO alerts (window_start, model, arm, type, sent_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(&[
+                num(start),
+                text(&model),
+                text(&p.arm),
+                text(&a.kind),
+                num(now),
+                text(&delivery.body),
+            ])?
+            .run()
+            .await?;
+            sent.push(serde_json::json!({"type": a.kind, "window_start": start, "arm": arm, "webhook_id": delivery.id}));
+        }
+        d.prepare(
+            "INSERT INTO judged (window_start, model, arm, drift, accuracy) VALUES (?1, ?2, ?3, 1, ?4) \
+             ON CONFLICT (window_start, model, arm) DO UPDATE SET drift = 1, accuracy = excluded.accuracy",
+        )
+        .bind(&[
+            num(start),
+            text(&model),
+            text(&p.arm),
+            num(i64::from(accuracy_done)),
+        ])?
+        .run()
+        .await?;
+        judged += 1;
+    }
+    let out = serde_json::json!({"windows_judged": judged, "alerts_sent": sent});
+    console_log!("monitor: {out}");
+    Ok(out)
+}
+
+#[event(scheduled)]
+async fn on_schedule(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    console_error_panic_hook::set_once();
+    if let Err(e) = scheduled(&env).await {
+        console_error!("monitor: scheduled run failed: {e}");
+    }
+}

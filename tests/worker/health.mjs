@@ -1,0 +1,295 @@
+// The model-health scenario on the local stack (wrangler dev: workerd, Durable Objects, Queues, R2,
+// D1, the cron trigger through --test-scheduled), with the default model (trained Feb–Nov; its
+// card's baseline frozen from those rows, its held-out accuracy from December):
+//
+//   Online Shoppers' December journeys (models/train/shoppers_events.py), moved whole days so that
+//   each keeps its weekday, into three 7-day windows of December 2025, one phase each:
+//     unchanged  the journeys as they are, their purchases as outcomes;
+//     shifted    the same journeys after a site change: every page moved to new URLs, which the
+//                page-statistics table and the page-category rules do not know;
+//     shuffled   the journeys as they are, the purchases given to randomly chosen visitors;
+//   ─► POST /v1/import (history at its own times: one score per visitor at its last event) and
+//      POST /v1/outcomes ─► logs Queue ─► R2 + D1 decisions ─► GET /__scheduled (the cron run)
+//   ─► checks: no alert for `unchanged`; a signed model.drift_detected naming the moved features and
+//      the score for `shifted`; a signed model.performance_degraded for `shuffled`; a second run
+//      sends nothing again; GET /v1/monitor and `leadscore monitor` on the exported logs agree to the
+//      last digit; the dashboard and the HTML report rendered in Chromium (screenshots).
+//
+//   node tests/worker/health.mjs [--out DIR]          (make health-test; also the CI test's body)
+//   import { runHealth } from './health.mjs'
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { ROOT } from "./receiver.mjs";
+import { client, sleep } from "./lib.mjs";
+import { startStack } from "./stack.mjs";
+
+const DATA = path.resolve(ROOT, "..", "shared", "data", "online_shoppers", "online_shoppers_intention.csv");
+const PY = path.join(ROOT, ".venv", "bin", "python");
+const DAY = 86_400_000;
+const WEEK = 7 * DAY;
+const MAX_IMPORT_EVENTS = 1000;
+const MAX_IMPORT_BYTES = 900 * 1024;
+// The first epoch-aligned week (the worker's 7-day windows start on epoch Thursdays) from 1 Dec 2025.
+const FIRST = Math.ceil(Date.UTC(2025, 11, 1) / WEEK) * WEEK;
+export const PHASES = ["unchanged", "shifted", "shuffled"];
+// The site change: every category moves under a new prefix, unknown to the card's site tables.
+const MOVED = [["/account/", "/my-account/"], ["/help/", "/support/"], ["/products/", "/shop/"], ["/landing/", "/start/"]];
+
+function run(cmd, args, what = cmd) {
+  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: "utf8", maxBuffer: 1 << 30 });
+  if (r.status !== 0 && r.status !== 5) throw new Error(`${what} failed (${r.status}):\n${r.stderr}\n${r.stdout}`.slice(0, 4000));
+  return r;
+}
+
+function csvRows(file) {
+  const [head, ...lines] = fs.readFileSync(file, "utf8").trim().split(/\r?\n/);
+  const cols = head.split(",");
+  return lines.map((l) => Object.fromEntries(l.split(",").map((v, i) => [cols[i], v])));
+}
+
+/** A deterministic shuffle (mulberry32). */
+function shuffled(list, seed) {
+  let a = seed >>> 0;
+  const rnd = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = [...list];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+/** December's journeys: visitor → events (parsed), and which rows purchased. */
+function december(out) {
+  const allEvents = path.join(out, "shoppers.ndjson");
+  const script = path.join(ROOT, "models", "train", "shoppers_events.py");
+  if (!fs.existsSync(allEvents) || fs.statSync(allEvents).mtimeMs < fs.statSync(script).mtimeMs) {
+    run(PY, [script, "--data", DATA, "--out", allEvents, "--out-tables", path.join(out, "tables.json")], "shoppers_events.py");
+  }
+  const rows = csvRows(DATA);
+  const journeys = new Map();
+  for (const line of fs.readFileSync(allEvents, "utf8").split("\n")) {
+    if (!line) continue;
+    const e = JSON.parse(line);
+    const r = Number(e.visitor_id.slice("shoppers-".length));
+    if (rows[r].Month !== "Dec") continue;
+    if (!journeys.has(e.visitor_id)) journeys.set(e.visitor_id, []);
+    journeys.get(e.visitor_id).push(e);
+  }
+  const bought = new Set([...journeys.keys()].filter((v) => rows[Number(v.slice("shoppers-".length))].Revenue === "TRUE"));
+  return { journeys, bought };
+}
+
+/** A phase's journeys, moved into its week (same weekday, same time of day), and its outcomes. */
+function phase(name, k, { journeys, bought }) {
+  const start = FIRST + k * WEEK;
+  const weekday0 = new Date(start).getUTCDay();
+  const out = new Map();
+  for (const [v, events] of journeys) {
+    const d0 = Math.floor(events[0].ts / DAY) * DAY;
+    const target = start + ((new Date(d0).getUTCDay() - weekday0 + 7) % 7) * DAY;
+    const id = `${name}-${v}`;
+    out.set(id, events.map((e) => {
+      const x = { ...e, visitor_id: id, ts: e.ts + (target - d0) };
+      if (name === "shifted") {
+        for (const [from, to] of MOVED) {
+          if (x.path?.startsWith(from)) x.path = to + x.path.slice(from.length);
+          if (x.url) x.url = x.url.replace(`.example${from}`, `.example${to}`);
+        }
+      }
+      return x;
+    }));
+  }
+  const last = (id) => out.get(id).at(-1).ts;
+  const buyers = name === "shuffled"
+    ? shuffled([...out.keys()], 20261204).slice(0, bought.size)
+    : [...bought].map((v) => `${name}-${v}`);
+  const outcomes = buyers.map((id) => ({ id: `purchase-${id}`, visitor_id: id, type: "customer", ts: last(id) + 1000 }));
+  return { name, start, journeys: out, outcomes };
+}
+
+/** Import batches: whole visitors per batch, a visitor too big for one batch in its own run. */
+function batches(journeys) {
+  const list = [];
+  let cur = [];
+  let size = 0;
+  for (const events of journeys.values()) {
+    const n = events.reduce((a, e) => a + JSON.stringify(e).length + 1, 0);
+    if (events.length > MAX_IMPORT_EVENTS || n > MAX_IMPORT_BYTES) {
+      for (let i = 0; i < events.length; i += MAX_IMPORT_EVENTS / 2) list.push([events.slice(i, i + MAX_IMPORT_EVENTS / 2)]);
+      continue;
+    }
+    if (cur.length + events.length > MAX_IMPORT_EVENTS || size + n > MAX_IMPORT_BYTES) {
+      list.push([cur]);
+      cur = [];
+      size = 0;
+    }
+    cur.push(...events);
+    size += n;
+  }
+  if (cur.length) list.push([cur]);
+  return list;
+}
+
+/** Runs the scenario; returns what it measured (the test and `make health-test` check it). */
+export async function runHealth({ out = path.join(ROOT, "target", "health"), leadscore, screenshots = true, log = (l) => process.stderr.write(`${l}\n`) } = {}) {
+  if (!fs.existsSync(DATA)) throw new Error(`health: ${DATA} missing (../shared/data beside the repository)`);
+  if (!fs.existsSync(leadscore)) throw new Error(`health: ${leadscore} missing (cargo build --bin leadscore)`);
+  fs.mkdirSync(out, { recursive: true });
+  const t0 = Date.now();
+  const dec = december(path.join(ROOT, "target", "loop"));
+  const phases = PHASES.map((n, k) => phase(n, k, dec));
+  log(`health: ${dec.journeys.size} December journeys × ${phases.length} phases, ${dec.bought.size} purchases each`);
+
+  const state = fs.mkdtempSync(path.join(ROOT, "target", "tmp", "health-state-"));
+  const S = await startStack({
+    vars: { MONITOR_WINDOW: "7d" },
+    port: "auto", receiverPort: "auto", backendPort: "auto", persistTo: state, build: "auto",
+    logFile: path.join(out, "wrangler.log"), receiverLog: () => {},
+  });
+  const result = { visitors_per_phase: dec.journeys.size, purchases_per_phase: dec.bought.size, windows: {} };
+  try {
+    const api = client(S.base, { token: S.devVars.API_TOKEN });
+    const send = async (p, body) => {
+      for (let attempt = 1; ; attempt++) {
+        const r = await api.post(p, body, { auth: true, timeout: 120_000 }).catch((e) => ({ status: 0, text: String(e) }));
+        if (r.status === 200) return r.json;
+        if (attempt >= 5) throw new Error(`health: ${p} → HTTP ${r.status} ${r.text?.slice(0, 300)}`);
+        await sleep(1000 * attempt);
+      }
+    };
+    // 1. History through the import route, then the outcomes.
+    let t = Date.now();
+    let accepted = 0;
+    const work = phases.flatMap((p) => batches(p.journeys));
+    let next = 0;
+    const worker = async () => {
+      while (next < work.length) for (const b of work[next++]) accepted += (await send("/v1/import", { events: b })).accepted;
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    const allOutcomes = phases.flatMap((p) => p.outcomes);
+    for (let i = 0; i < allOutcomes.length; i += 1000) await send("/v1/outcomes", { outcomes: allOutcomes.slice(i, i + 1000) });
+    result.events = accepted;
+    result.import_s = +((Date.now() - t) / 1000).toFixed(1);
+
+    // 2. Until D1 holds every decision and outcome (the logs consumer writes them per batch).
+    const from = FIRST;
+    const to = FIRST + phases.length * WEEK;
+    t = Date.now();
+    let report;
+    for (let waited = 0; ; waited++) {
+      const r = await api.get(`/v1/monitor?from=${from}&to=${to}`, { auth: true, timeout: 120_000 });
+      if (r.status !== 200) throw new Error(`health: GET /v1/monitor → HTTP ${r.status} ${r.text.slice(0, 300)}`);
+      report = r.json;
+      const decisions = report.windows.reduce((a, w) => a + w.decisions, 0);
+      const positives = report.windows.reduce((a, w) => a + w.accuracy.live.auc.positives, 0);
+      if (decisions >= phases.length * dec.journeys.size && positives >= allOutcomes.length) break;
+      if (waited > 120) throw new Error(`health: D1 holds ${decisions} decisions and ${positives} positives after 2 minutes`);
+      await sleep(1000);
+    }
+    result.aggregated_s = +((Date.now() - t) / 1000).toFixed(1);
+
+    // 3. The cron run, twice: alerts once per window.
+    const scheduled = async () => {
+      const r = await fetch(new URL("/__scheduled?cron=*/15+*+*+*+*", S.base), { signal: AbortSignal.timeout(120_000) });
+      if (r.status !== 200) throw new Error(`health: /__scheduled → HTTP ${r.status}`);
+    };
+    const alerts = () => S.receiver.events().events.filter((e) => e.type?.startsWith("model.") || e.type?.startsWith("experiment."));
+    await scheduled();
+    for (let waited = 0; alerts().length < 2 && waited < 60; waited++) await sleep(1000);
+    await sleep(3000);
+    const first = alerts();
+    await scheduled();
+    await sleep(5000);
+    result.alerts = first.map((e) => ({ type: e.type, window: PHASES[Math.round((e.data.window_start - FIRST) / WEEK)], level: e.data.level, moved: e.data.moved.map((m) => [m.what, m.metric, +m.value.toFixed(4)]) }));
+    result.alerts_after_second_run = alerts().length;
+    result.receiver_rejected = S.receiver.events().rejected;
+
+    // 4. Every window's numbers, and the offline twin on the exported logs.
+    for (const w of report.windows) {
+      const name = PHASES[Math.round((w.start - FIRST) / WEEK)];
+      result.windows[name] = {
+        decisions: w.decisions,
+        score_psi: w.score.drift.psi,
+        score_ks: w.score.drift.ks,
+        features_psi: Object.fromEntries(w.features.map((f) => [f.name, +f.drift.psi.toFixed(4)])),
+        max_feature_psi: Math.max(...w.features.map((f) => f.drift.psi)),
+        auc: w.accuracy.live.auc.value,
+        card_auc: w.accuracy.baseline_auc,
+        ece: w.accuracy.live.calibration.ece,
+        positives: w.accuracy.live.auc.positives,
+        accuracy: w.accuracy.level,
+        alerts: w.alerts.map((a) => a.type),
+      };
+    }
+    const exportLog = async (kind) => {
+      const r = await api.get(`/v1/export/${kind}?from=${from}&to=${to}`, { auth: true, timeout: 300_000 });
+      if (r.status !== 200) throw new Error(`health: export ${kind} → HTTP ${r.status}`);
+      const f = path.join(out, `${kind}.ndjson`);
+      fs.writeFileSync(f, r.text);
+      return f;
+    };
+    const scores = await exportLog("scores");
+    const outcomes = await exportLog("outcomes");
+    const html = path.join(out, "report.html");
+    const cli = run(leadscore, ["monitor", "--model", "models/default", "--scores", scores, "--outcomes", outcomes,
+      "--window", "7d", "--as-of", String(report.as_of), "--report", html], "leadscore monitor");
+    const offline = JSON.parse(cli.stdout);
+    fs.writeFileSync(path.join(out, "monitor.json"), JSON.stringify(report, null, 1));
+    fs.writeFileSync(path.join(out, "monitor-cli.json"), JSON.stringify(offline, null, 1));
+    result.cli_exit = cli.status;
+    result.cli_windows_equal = JSON.stringify(offline.windows) === JSON.stringify(report.windows);
+    result.report_html_bytes = fs.statSync(html).size;
+
+    // 5. The dashboard (token typed into the page) and the HTML report, in Chromium.
+    if (screenshots) {
+      const { chromium } = await import("playwright-core");
+      const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu"] });
+      try {
+        const page = await browser.newPage({ viewport: { width: 1280, height: 2200 } });
+        const errors = [];
+        page.on("pageerror", (e) => errors.push(String(e)));
+        await page.goto(new URL("/monitor/", S.base).href);
+        await page.fill("input[name=token]", S.devVars.API_TOKEN);
+        await page.fill("input[name=from]", new Date(from).toISOString().slice(0, 10));
+        await page.fill("input[name=to]", new Date(to).toISOString().slice(0, 10));
+        await page.click("button[type=submit]");
+        await page.waitForSelector("#app[data-loaded=true]", { timeout: 60_000 });
+        result.dashboard_charts = await page.locator("canvas").count();
+        result.dashboard_token_in_storage = await page.evaluate(() => sessionStorage.length > 0 && localStorage.length === 0);
+        await page.screenshot({ path: path.join(out, "dashboard.png"), fullPage: true });
+        const rp = await browser.newPage({ viewport: { width: 1280, height: 2200 } });
+        rp.on("pageerror", (e) => errors.push(String(e)));
+        await rp.goto(`file://${html}`);
+        await rp.waitForSelector("#app[data-loaded=true]", { timeout: 60_000 });
+        result.report_charts = await rp.locator("canvas").count();
+        await rp.screenshot({ path: path.join(out, "report.png"), fullPage: true });
+        result.page_errors = errors;
+      } finally {
+        await browser.close();
+      }
+    }
+  } finally {
+    await S.stop();
+    fs.rmSync(state, { recursive: true, force: true });
+  }
+  result.seconds = +((Date.now() - t0) / 1000).toFixed(1);
+  fs.writeFileSync(path.join(out, "health.json"), JSON.stringify(result, null, 1));
+  return result;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const args = process.argv.slice(2);
+  const out = args.includes("--out") ? path.resolve(args[args.indexOf("--out") + 1]) : path.join(ROOT, "target", "health");
+  const bin = ["release", "debug"].map((p) => path.join(ROOT, "target", p, "leadscore")).filter((f) => fs.existsSync(f));
+  const r = await runHealth({ out, leadscore: bin.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0] ?? "target/release/leadscore" });
+  console.log(JSON.stringify(r, null, 1));
+}
