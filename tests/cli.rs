@@ -235,3 +235,83 @@ fn check_passes_on_the_default_bundle_and_fails_on_a_broken_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("/nonexistent/card.json"));
 }
+
+/// Score records of the default model: `n` visitors, the i-th scored `score(i)`.
+fn score_lines(n: usize, score: impl Fn(usize) -> u8) -> String {
+    let card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("models/default/card.json")).unwrap(),
+    )
+    .unwrap();
+    let version = card["model_version"].as_str().unwrap();
+    let features: serde_json::Map<String, serde_json::Value> = card["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                serde_json::json!(0.0),
+            )
+        })
+        .collect();
+    (0..n)
+        .map(|i| {
+            let s = score(i);
+            let tier = if s >= 60 { "hot" } else if s >= 40 { "warm" } else { "cold" };
+            serde_json::json!({"log": "score", "id": format!("v{i}/1"), "visitor_id": format!("v{i}"),
+                "ts": 1_000 + i as i64, "model_version": version, "features": features,
+                "raw_probability": f64::from(s) / 100.0, "probability": f64::from(s) / 100.0,
+                "ai_score": s, "tier": tier})
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn monitor_judges_windows_and_names_bad_lines() {
+    let dir = std::env::temp_dir().join(format!("leadscore-monitor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scores = dir.join("scores.ndjson");
+    // 1,200 visitors whose every feature is 0: far from the training distribution.
+    std::fs::write(&scores, score_lines(1200, |i| (i % 100) as u8)).unwrap();
+    let s = scores.to_str().unwrap();
+    let out = run(&["monitor", "--model", "models/default", "--scores", s], "");
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "alerts exit 5: {}",
+        text(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(r["windows"].as_array().unwrap().len(), 1);
+    assert_eq!(r["windows"][0]["decisions"], 1200);
+    assert_eq!(r["alerts"][0]["type"], "model.drift_detected");
+    assert_eq!(
+        r["windows"][0]["accuracy"]["pending"], 1200,
+        "no outcomes: all pending"
+    );
+    assert_eq!(r["windows"][0]["accuracy"]["level"], "insufficient_data");
+    // Too few decisions: judged insufficient, never an alert.
+    std::fs::write(&scores, score_lines(999, |i| (i % 100) as u8)).unwrap();
+    let out = run(&["monitor", "--model", "models/default", "--scores", s], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(
+        r["windows"][0]["score"]["drift"]["level"],
+        "insufficient_data"
+    );
+    assert_eq!(r["alerts"], serde_json::json!([]));
+    // A bad line is named by file and line.
+    let mut text_ = score_lines(2, |_| 10);
+    text_.push_str("{\"log\":\"score\",\"id\":1}\n");
+    std::fs::write(&scores, text_).unwrap();
+    let out = run(&["monitor", "--model", "models/default", "--scores", s], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("scores.ndjson:3:"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -41,6 +41,8 @@ pub const DB: &str = "MONITOR";
 pub const MAX_WINDOWS_PER_RUN: usize = 24;
 /// Most decisions read for one assessment.
 pub const MAX_DECISIONS: usize = 200_000;
+/// Decisions read per query.
+const PAGE: usize = 500;
 
 const SCHEMA: &str = "\
 CREATE TABLE IF NOT EXISTS decisions (window_start INTEGER NOT NULL, model TEXT NOT NULL, \
@@ -193,6 +195,9 @@ pub async fn record(env: &Env, lines: &[&str]) -> Result<usize> {
 
 #[derive(Deserialize)]
 struct RecordRow {
+    window_start: f64,
+    arm: String,
+    visitor_id: String,
     record: String,
 }
 
@@ -220,20 +225,39 @@ async fn load(
     let filter =
         "window_start >= ?1 AND window_start < ?2 AND model = ?3 AND (?4 IS NULL OR arm = ?4)";
     let args = [num(from), num(to), text(model), opt_text(arm)];
-    let rows = d
-        .prepare(format!(
-            "SELECT record FROM decisions WHERE {filter} ORDER BY window_start, visitor_id LIMIT {MAX_DECISIONS}"
-        ))
-        .bind(&args)?
-        .all()
-        .await?
-        .results::<RecordRow>()?;
+    // Pages of PAGE rows in key order: one huge result would hit the runtime's response limits.
     let mut decisions = Decisions::new(s.window_ms);
     let mut scores = 0u64;
-    for r in rows {
-        if let Ok(Record::Score(sr)) = serde_json::from_str::<Record>(&r.record) {
-            scores += 1;
-            decisions.add(Decision::of(&sr, names));
+    let mut after = (i64::MIN, String::new(), String::new());
+    loop {
+        let rows = d
+            .prepare(format!(
+                "SELECT window_start, arm, visitor_id, record FROM decisions WHERE {filter} \
+                 AND (window_start, arm, visitor_id) > (?5, ?6, ?7) \
+                 ORDER BY window_start, arm, visitor_id LIMIT {PAGE}"
+            ))
+            .bind(&[
+                args[0].clone(),
+                args[1].clone(),
+                args[2].clone(),
+                args[3].clone(),
+                num(after.0),
+                text(&after.1),
+                text(&after.2),
+            ])?
+            .all()
+            .await?
+            .results::<RecordRow>()?;
+        let n = rows.len();
+        for r in rows {
+            after = (r.window_start as i64, r.arm, r.visitor_id);
+            if let Ok(Record::Score(sr)) = serde_json::from_str::<Record>(&r.record) {
+                scores += 1;
+                decisions.add(Decision::of(&sr, names));
+            }
+        }
+        if n < PAGE || scores as usize >= MAX_DECISIONS {
+            break;
         }
     }
     let outcomes = d
