@@ -1,6 +1,7 @@
 //! `leadscore`: the native front end: score event files, build training features and point-in-time
 //! training sets (`dataset`), check bundles, export the trees as code, and gate a retrained bundle
-//! against the active one (`compare`).
+//! against the active one (`compare`), freeze a bundle's monitoring baseline (`baseline`) and judge
+//! its health from exported logs (`monitor`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
