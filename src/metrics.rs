@@ -346,7 +346,17 @@ pub fn calibration(p: &[f64], y: &[bool]) -> Result<CalibrationCurve, MetricsErr
         rows[b] += 1;
         pos[b] += u64::from(y);
     }
-    let n = p.len() as f64;
+    Ok(curve(&sums, &rows, &pos))
+}
+
+/// The curve and ECE from per-bin sums of p, rows and positives (also what the live monitor keeps).
+pub fn curve(
+    sums: &[f64; ECE_BINS],
+    rows: &[u64; ECE_BINS],
+    pos: &[u64; ECE_BINS],
+) -> CalibrationCurve {
+    let total: u64 = rows.iter().sum();
+    let n = total as f64;
     let mut ece = 0.0;
     let bins = (0..ECE_BINS)
         .map(|b| {
@@ -368,12 +378,12 @@ pub fn calibration(p: &[f64], y: &[bool]) -> Result<CalibrationCurve, MetricsErr
             }
         })
         .collect();
-    Ok(CalibrationCurve {
-        ece: (!p.is_empty()).then_some(ece),
-        rows: p.len() as u64,
-        positives: count_positives(y),
+    CalibrationCurve {
+        ece: (total > 0).then_some(ece),
+        rows: total,
+        positives: pos.iter().sum(),
         bins,
-    })
+    }
 }
 
 /// Wilson score interval of positives / rows at normal quantile `z` ([`WILSON_Z`] for 95 %).

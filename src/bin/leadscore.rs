@@ -353,15 +353,19 @@ fn read_log(
     Ok(())
 }
 
+/// `--label`: an outcome type by its name or alias.
+fn parse_label(s: &str) -> Result<OutcomeType, CliError> {
+    OutcomeType::parse(s).ok_or_else(|| {
+        CliError::Msg(format!(
+            "--label {s:?}: expected one of qualified, opportunity, customer (won), disqualified (lost)"
+        ))
+    })
+}
+
 fn build_dataset(args: &DatasetArgs) -> Result<ExitCode, CliError> {
     let start = std::time::Instant::now();
     let msg = |e: dataset::DatasetError| CliError::Msg(e.to_string());
-    let label = OutcomeType::parse(&args.label).ok_or_else(|| {
-        CliError::Msg(format!(
-            "--label {:?}: expected one of qualified, opportunity, customer (won), disqualified (lost)",
-            args.label
-        ))
-    })?;
+    let label = parse_label(&args.label)?;
     let opts = Options {
         label,
         window_ms: dataset::parse_window(&args.window).map_err(msg)?,
@@ -832,12 +836,7 @@ fn run_compare(args: &CompareArgs) -> Result<ExitCode, CliError> {
 
 fn monitor(args: &MonitorArgs) -> Result<ExitCode, CliError> {
     let msg = |e: dataset::DatasetError| CliError::Msg(e.to_string());
-    let label = OutcomeType::parse(&args.label).ok_or_else(|| {
-        CliError::Msg(format!(
-            "--label {:?}: expected one of qualified, opportunity, customer (won), disqualified (lost)",
-            args.label
-        ))
-    })?;
+    let label = parse_label(&args.label)?;
     let window_ms = dataset::parse_window(&args.window).map_err(msg)?;
     let outcome_window_ms = dataset::parse_window(&args.outcome_window).map_err(msg)?;
     let at = |e: &dyn std::fmt::Display| CliError::Msg(format!("{}: {e}", args.model.display()));

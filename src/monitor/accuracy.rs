@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{
-    calibration_bin, wilson, CalibrationBin, CalibrationCurve, Metric, MetricsError, Rate,
-    ScoreCounts, ECE_BINS, WILSON_Z,
+    calibration_bin, curve, wilson, CalibrationCurve, Metric, MetricsError, Rate, ScoreCounts,
+    ECE_BINS, WILSON_Z,
 };
 
 /// Labelled rows, counted.
@@ -109,30 +109,6 @@ impl Labelled {
     pub fn accuracy(&self) -> Accuracy {
         let (rows, positives) = (self.rows(), self.positives());
         let n = rows as f64;
-        let mut ece = 0.0;
-        let bins = (0..ECE_BINS)
-            .map(|b| {
-                let c = self.bin_rows[b];
-                let (mean_p, rate) = if c > 0 {
-                    let (m, r) = (
-                        self.bin_p_sum[b] / c as f64,
-                        self.bin_positives[b] as f64 / c as f64,
-                    );
-                    ece += c as f64 / n * (m - r).abs();
-                    (Some(m), Some(r))
-                } else {
-                    (None, None)
-                };
-                CalibrationBin {
-                    lower: b as f64 / ECE_BINS as f64,
-                    upper: (b + 1) as f64 / ECE_BINS as f64,
-                    rows: c,
-                    positives: self.bin_positives[b],
-                    mean_p,
-                    rate,
-                }
-            })
-            .collect();
         let rate = |t: usize| {
             // positives ≤ rows by construction and z is a constant: wilson cannot fail here.
             wilson(self.tier_positives[t], self.tier_rows[t], WILSON_Z).unwrap_or(Rate {
@@ -150,12 +126,7 @@ impl Labelled {
                 rows,
                 positives,
             },
-            calibration: CalibrationCurve {
-                ece: (rows > 0).then_some(ece),
-                rows,
-                positives,
-                bins,
-            },
+            calibration: curve(&self.bin_p_sum, &self.bin_rows, &self.bin_positives),
             tier_conversion: [rate(0), rate(1), rate(2)],
         }
     }
