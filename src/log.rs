@@ -170,7 +170,7 @@ impl Record {
             lead_id: score.lead_id.clone(),
             ts: score.score_timestamp,
             model_version: score.model_version.clone(),
-            arm: None,
+            arm: score.arm.clone(),
             features,
             raw_probability: score.raw_probability,
             probability: score.probability,

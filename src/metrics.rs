@@ -386,6 +386,18 @@ pub fn curve(
     }
 }
 
+/// [`wilson`] at [`WILSON_Z`] for counts that cannot break its domain (positives ≤ rows, as counted);
+/// a pair that does gets no rate and no interval.
+pub fn wilson95(positives: u64, rows: u64) -> Rate {
+    wilson(positives, rows, WILSON_Z).unwrap_or(Rate {
+        rows,
+        positives,
+        rate: None,
+        low: None,
+        high: None,
+    })
+}
+
 /// Wilson score interval of positives / rows at normal quantile `z` ([`WILSON_Z`] for 95 %).
 pub fn wilson(positives: u64, rows: u64, z: f64) -> Result<Rate, MetricsError> {
     if positives > rows {

@@ -98,6 +98,9 @@ pub struct Score {
     pub key_factors: Vec<Factor>,
     /// Model version of the card.
     pub model_version: String,
+    /// The experiment arm (bundle name) that chose the model, where an experiment runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
     /// When the score was computed (ms since the epoch; the latest event time in offline runs).
     pub score_timestamp: i64,
     /// Every feature's contribution (with `--all-factors`).
@@ -381,6 +384,7 @@ impl Scorer {
             score_confidence: self.confidence(probability, f64::INFINITY),
             key_factors: key,
             model_version: self.card.model_version.clone(),
+            arm: None,
             score_timestamp: 0,
             contributions,
             base_value,

@@ -50,6 +50,9 @@ pub struct ScoreData {
     pub score_timestamp: i64,
     /// Model that scored.
     pub model_version: String,
+    /// The experiment arm that chose it, where one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
     /// Top factors (at most 5).
     pub key_factors: Vec<KeyFactor>,
     /// Trust in the tier, 0–1.
@@ -187,6 +190,7 @@ pub fn make_event(
             tier: score.tier.as_str().to_string(),
             score_timestamp: score.score_timestamp,
             model_version: score.model_version.clone(),
+            arm: score.arm.clone(),
             key_factors: score.key_factors.iter().map(KeyFactor::from).collect(),
             score_confidence: score.score_confidence,
             previous_score: sent.score,
@@ -405,6 +409,7 @@ mod tests {
                 impact: 0.123456,
             }],
             model_version: "m".into(),
+            arm: None,
             score_timestamp: 1,
             contributions: None,
             base_value: None,

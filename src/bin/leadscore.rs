@@ -908,6 +908,7 @@ fn monitor(args: &MonitorArgs) -> Result<ExitCode, CliError> {
         outcomes,
         windows,
         alerts,
+        experiments: Vec::new(),
     };
     let json = serde_json::to_string(&report).map_err(|e| CliError::Msg(e.to_string()))?;
     if let Some(out) = &args.report {

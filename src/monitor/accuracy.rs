@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{
-    calibration_bin, curve, wilson, CalibrationCurve, Metric, MetricsError, Rate, ScoreCounts,
-    ECE_BINS, WILSON_Z,
+    calibration_bin, curve, wilson95, CalibrationCurve, Metric, MetricsError, Rate, ScoreCounts,
+    ECE_BINS,
 };
 
 /// Labelled rows, counted.
@@ -109,16 +109,7 @@ impl Labelled {
     pub fn accuracy(&self) -> Accuracy {
         let (rows, positives) = (self.rows(), self.positives());
         let n = rows as f64;
-        let rate = |t: usize| {
-            // positives ≤ rows by construction and z is a constant: wilson cannot fail here.
-            wilson(self.tier_positives[t], self.tier_rows[t], WILSON_Z).unwrap_or(Rate {
-                rows: self.tier_rows[t],
-                positives: self.tier_positives[t],
-                rate: None,
-                low: None,
-                high: None,
-            })
-        };
+        let rate = |t: usize| wilson95(self.tier_positives[t], self.tier_rows[t]);
         Accuracy {
             auc: self.scores.auc(),
             brier: Metric {

@@ -203,8 +203,11 @@ pub struct Report {
     pub outcomes: u64,
     /// Every window, oldest first.
     pub windows: Vec<WindowHealth>,
-    /// Every window's alerts, in window order.
+    /// Every window's alerts, in window order (an experiment's SRM alerts included).
     pub alerts: Vec<Alert>,
+    /// The experiment's arms per window, where one runs.
+    #[serde(default)]
+    pub experiments: Vec<super::arms::ExperimentWindow>,
 }
 
 struct Tally {

@@ -5,9 +5,11 @@
 //! The path: [`baseline`] (frozen by the trainer into the card, bins from [`bins`]) → [`window`]
 //! (which scores a window judges, and their labels) → [`drift`] (PSI, Jensen–Shannon, KS against
 //! the baseline) and [`accuracy`] (AUC, Brier, ECE, tier conversion from additive counts; the
-//! metrics themselves are [`crate::metrics`]) → [`health`] (a window's verdicts and alerts).
+//! metrics themselves are [`crate::metrics`]) → [`health`] (a window's verdicts and alerts) →
+//! [`arms`] (an experiment's arms compared per window, sample-ratio mismatch).
 
 pub mod accuracy;
+pub mod arms;
 pub mod baseline;
 pub mod bins;
 pub mod drift;

@@ -16,6 +16,7 @@
 //! GET /v1/export/{log} ◄─ R2 (gzip NDJSON per log and day)
 //! ```
 
+pub mod arms;
 pub mod deadletter;
 pub mod delivery;
 pub mod export;

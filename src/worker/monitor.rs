@@ -24,11 +24,14 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::*;
 
+use super::arms::{self, scorer_for, EMBEDDED};
 use super::outbox::{Delivery, QUEUE};
-use super::{now_ms, scorer, var, var_num, ApiError, ApiResult};
+use super::{now_ms, var, var_num, ApiError, ApiResult};
 use crate::dataset::parse_window;
 use crate::error_code::ErrorCode;
+use crate::experiment::Experiment;
 use crate::log::Record;
+use crate::monitor::arms::{compare, ArmCounts, ExperimentWindow};
 use crate::monitor::baseline::Baseline;
 use crate::monitor::drift::{Gate, Level};
 use crate::monitor::health::{self, Alert, Report, WindowHealth};
@@ -292,27 +295,69 @@ async fn load(
     Ok((decisions, conv, scores))
 }
 
-fn baseline() -> std::result::Result<(Baseline, String, Vec<String>), String> {
-    let sc = scorer().map_err(|e| e.message)?;
-    let card = sc.card();
-    let b = Baseline::of(card)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("the card of {} holds no baseline", card.model_version))?;
-    let names = b.features.iter().map(|f| f.name.clone()).collect();
-    Ok((b, card.model_version.clone(), names))
+/// One embedded model's baseline.
+struct Monitored {
+    baseline: Baseline,
+    model: String,
+    names: Vec<String>,
 }
 
-/// `GET /v1/monitor?from=&to=&arm=` (bearer): the embedded model's windows in [from, to) (ms or
-/// YYYY-MM-DD; default the last 30 days), as [`Report`].
+/// Every embedded bundle whose card holds a baseline ([`super::arms::EMBEDDED`]).
+fn monitored() -> std::result::Result<Vec<Monitored>, String> {
+    let mut out = Vec::new();
+    for (name, _, _) in EMBEDDED {
+        let sc = scorer_for(Some(name)).map_err(|e| e.message)?;
+        let card = sc.card();
+        if let Some(baseline) = Baseline::of(card).map_err(|e| e.to_string())? {
+            let names = baseline.features.iter().map(|f| f.name.clone()).collect();
+            out.push(Monitored {
+                baseline,
+                model: card.model_version.clone(),
+                names,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The experiment's windows from the arms' assessments.
+fn experiments(
+    exp: Option<&Experiment>,
+    windows: &[WindowHealth],
+    window_ms: i64,
+) -> Vec<ExperimentWindow> {
+    let Some(exp) = exp else { return Vec::new() };
+    let mut starts: Vec<i64> = windows
+        .iter()
+        .filter(|w| w.arm.is_some())
+        .map(|w| w.start)
+        .collect();
+    starts.dedup();
+    starts
+        .into_iter()
+        .filter_map(|start| {
+            let counts: Vec<ArmCounts> = windows
+                .iter()
+                .filter(|w| w.start == start)
+                .filter_map(ArmCounts::of)
+                .collect();
+            compare(exp, start, start + window_ms, &counts).ok()
+        })
+        .collect()
+}
+
+/// `GET /v1/monitor?from=&to=&model=&arm=` (bearer): every embedded model's windows in [from, to)
+/// (ms or YYYY-MM-DD; default the last 30 days) and the experiment's arms, as [`Report`].
 pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
     let bad = |m: String| ApiError::new(400, ErrorCode::InvalidField, m);
-    let (b, model, names) = baseline().map_err(|m| ApiError::new(500, ErrorCode::Internal, m))?;
+    let mut models = monitored().map_err(|m| ApiError::new(500, ErrorCode::Internal, m))?;
     if let Some(m) = super::query(req, "model")? {
-        if m != model {
+        models.retain(|x| x.model == m);
+        if models.is_empty() {
             return Err(ApiError::new(
                 404,
                 ErrorCode::NotFound,
-                format!("model {m:?} is not embedded here (this worker serves {model:?})"),
+                format!("model {m:?} is not embedded here"),
             ));
         }
     }
@@ -330,12 +375,29 @@ pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
     let arm = super::query(req, "arm")?;
     let s = Settings::of(env);
     let d = db(env).await?;
-    let (decisions, conv, scores) = load(&d, &s, &model, arm.as_deref(), from, to, &names).await?;
-    let windows = health::assess(&b, &decisions, &conv, &s.options(now))
-        .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
-    let alerts = windows.iter().flat_map(|w| w.alerts.clone()).collect();
+    let mut windows = Vec::new();
+    let mut scores = 0;
+    for m in &models {
+        let (decisions, conv, n) =
+            load(&d, &s, &m.model, arm.as_deref(), from, to, &m.names).await?;
+        scores += n;
+        windows.extend(
+            health::assess(&m.baseline, &decisions, &conv, &s.options(now))
+                .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?,
+        );
+    }
+    windows.sort_by(|a, b| {
+        (a.start, &a.model_version, &a.arm).cmp(&(b.start, &b.model_version, &b.arm))
+    });
+    let exps = experiments(arms::experiment(env).as_ref(), &windows, s.window_ms);
+    let mut alerts: Vec<Alert> = windows.iter().flat_map(|w| w.alerts.clone()).collect();
+    alerts.extend(exps.iter().filter_map(ExperimentWindow::alert));
     Ok(Response::from_json(&Report {
-        model_version: model,
+        model_version: models
+            .iter()
+            .map(|m| m.model.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
         label: s.label,
         window_ms: s.window_ms,
         outcome_window_ms: s.outcome_window_ms,
@@ -346,6 +408,7 @@ pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
         outcomes: 0,
         windows,
         alerts,
+        experiments: exps,
     })?)
 }
 
@@ -354,6 +417,13 @@ struct Pending {
     window_start: f64,
     arm: String,
     drift: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct ArmCount {
+    window_start: f64,
+    arm: String,
+    n: f64,
 }
 
 /// The alert's webhook body and its `webhook-id`.
@@ -377,96 +447,144 @@ fn alert_delivery(a: &Alert, now: i64) -> Result<Delivery> {
     })
 }
 
-/// The scheduled run: judges closed windows, sends their alerts once. Returns what it did.
+/// Sends an alert unless this (window, model, arm, type) already had one; returns what was sent.
+async fn send_once(
+    d: &D1Database,
+    queue: &Queue,
+    a: &Alert,
+    arm: &str,
+    now: i64,
+) -> Result<Option<serde_json::Value>> {
+    let sent_before = d
+        .prepare(
+            "SELECT COUNT(*) AS n FROM alerts WHERE window_start = ?1 AND model = ?2 AND arm = ?3 AND type = ?4",
+        )
+        .bind(&[num(a.window_start), text(&a.model_version), text(arm), text(&a.kind)])?
+        .first::<f64>(Some("n"))
+        .await?
+        .unwrap_or(0.0)
+        > 0.0;
+    if sent_before {
+        return Ok(None);
+    }
+    let delivery = alert_delivery(a, now)?;
+    queue.send(delivery.clone()).await?;
+    d.prepare(
+        "INSERT OR IGNORE INTO alerts (window_start, model, arm, type, sent_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(&[
+        num(a.window_start),
+        text(&a.model_version),
+        text(arm),
+        text(&a.kind),
+        num(now),
+        text(&delivery.body),
+    ])?
+    .run()
+    .await?;
+    Ok(Some(serde_json::json!({
+        "type": a.kind, "window_start": a.window_start, "model": a.model_version,
+        "arm": a.arm, "webhook_id": delivery.id
+    })))
+}
+
+async fn mark_judged(d: &D1Database, start: i64, model: &str, arm: &str, done: bool) -> Result<()> {
+    d.prepare(
+        "INSERT INTO judged (window_start, model, arm, drift, accuracy) VALUES (?1, ?2, ?3, 1, ?4) \
+         ON CONFLICT (window_start, model, arm) DO UPDATE SET drift = 1, accuracy = excluded.accuracy",
+    )
+    .bind(&[num(start), text(model), text(arm), num(i64::from(done))])?
+    .run()
+    .await?;
+    Ok(())
+}
+
+/// The scheduled run: judges every embedded model's closed windows and the experiment's
+/// assignment, sends their alerts once. Returns what it did.
 pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
-    let (b, model, names) = baseline().map_err(Error::RustError)?;
     let s = Settings::of(env);
     let now = now_ms();
     let d = db(env).await?;
-    let open = d
-        .prepare(
-            "SELECT d.window_start AS window_start, d.arm AS arm, j.drift AS drift \
-             FROM (SELECT DISTINCT window_start, arm FROM decisions WHERE model = ?1 AND window_start + ?2 <= ?3) d \
-             LEFT JOIN judged j ON j.window_start = d.window_start AND j.model = ?1 AND j.arm = d.arm \
-             WHERE j.accuracy IS NULL OR j.accuracy = 0 ORDER BY d.window_start LIMIT ?4",
-        )
-        .bind(&[
-            text(&model),
-            num(s.window_ms),
-            num(now),
-            num(MAX_WINDOWS_PER_RUN as i64),
-        ])?
-        .all()
-        .await?
-        .results::<Pending>()?;
     let queue = env.queue(QUEUE)?;
     let mut sent = Vec::new();
     let mut judged = 0usize;
-    for p in open {
-        let start = p.window_start as i64;
-        let arm = (!p.arm.is_empty()).then_some(p.arm.as_str());
-        let (decisions, conv, _) =
-            load(&d, &s, &model, Some(&p.arm), start, start + 1, &names).await?;
-        let key = WindowKey {
-            start,
-            model_version: model.clone(),
-            arm: arm.map(str::to_string),
-        };
-        let Some((_, w)) = decisions.windows().find(|(k, _)| **k == key) else {
-            continue;
-        };
-        let h: WindowHealth =
-            health::assess_window(&b, &key, s.window_ms, w, &conv, &s.options(now))
-                .map_err(|e| Error::RustError(e.to_string()))?;
-        let drift_done = p.drift.is_some_and(|v| v > 0.0);
-        let accuracy_done = h.accuracy.pending == 0;
-        for a in &h.alerts {
-            let is_drift = a.kind == health::DRIFT_DETECTED;
-            if (is_drift && drift_done) || (!is_drift && a.level != Level::Alert) {
-                continue;
-            }
-            let fresh = d
-                .prepare(
-                    "SELECT COUNT(*) AS n FROM alerts WHERE window_start = ?1 AND model = ?2 AND arm = ?3 AND type = ?4",
-                )
-                .bind(&[num(start), text(&model), text(&p.arm), text(&a.kind)])?
-                .first::<f64>(Some("n"))
-                .await?
-                .unwrap_or(0.0)
-                == 0.0;
-            if !fresh {
-                continue;
-            }
-            let delivery = alert_delivery(a, now)?;
-            queue.send(delivery.clone()).await?;
-            d.prepare(
-                "INSERT OR IGNORE INTO alerts (window_start, model, arm, type, sent_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    for m in monitored().map_err(Error::RustError)? {
+        let open = d
+            .prepare(
+                "SELECT d.window_start AS window_start, d.arm AS arm, j.drift AS drift \
+                 FROM (SELECT DISTINCT window_start, arm FROM decisions WHERE model = ?1 AND window_start + ?2 <= ?3) d \
+                 LEFT JOIN judged j ON j.window_start = d.window_start AND j.model = ?1 AND j.arm = d.arm \
+                 WHERE j.accuracy IS NULL OR j.accuracy = 0 ORDER BY d.window_start LIMIT ?4",
             )
             .bind(&[
-                num(start),
-                text(&model),
-                text(&p.arm),
-                text(&a.kind),
+                text(&m.model),
+                num(s.window_ms),
                 num(now),
-                text(&delivery.body),
+                num(MAX_WINDOWS_PER_RUN as i64),
             ])?
-            .run()
-            .await?;
-            sent.push(serde_json::json!({"type": a.kind, "window_start": start, "arm": arm, "webhook_id": delivery.id}));
+            .all()
+            .await?
+            .results::<Pending>()?;
+        for p in open {
+            let start = p.window_start as i64;
+            let (decisions, conv, _) =
+                load(&d, &s, &m.model, Some(&p.arm), start, start + 1, &m.names).await?;
+            let key = WindowKey {
+                start,
+                model_version: m.model.clone(),
+                arm: (!p.arm.is_empty()).then(|| p.arm.clone()),
+            };
+            let Some((_, w)) = decisions.windows().find(|(k, _)| **k == key) else {
+                continue;
+            };
+            let h =
+                health::assess_window(&m.baseline, &key, s.window_ms, w, &conv, &s.options(now))
+                    .map_err(|e| Error::RustError(e.to_string()))?;
+            let drift_done = p.drift.is_some_and(|v| v > 0.0);
+            for a in &h.alerts {
+                let is_drift = a.kind == health::DRIFT_DETECTED;
+                if (is_drift && drift_done) || (!is_drift && a.level != Level::Alert) {
+                    continue;
+                }
+                sent.extend(send_once(&d, &queue, a, &p.arm, now).await?);
+            }
+            mark_judged(&d, start, &m.model, &p.arm, h.accuracy.pending == 0).await?;
+            judged += 1;
         }
-        d.prepare(
-            "INSERT INTO judged (window_start, model, arm, drift, accuracy) VALUES (?1, ?2, ?3, 1, ?4) \
-             ON CONFLICT (window_start, model, arm) DO UPDATE SET drift = 1, accuracy = excluded.accuracy",
-        )
-        .bind(&[
-            num(start),
-            text(&model),
-            text(&p.arm),
-            num(i64::from(accuracy_done)),
-        ])?
-        .run()
-        .await?;
-        judged += 1;
+    }
+    // Assignment: each closed window's visitors per arm against the weights, once.
+    if let Some(exp) = arms::experiment(env) {
+        let rows = d
+            .prepare(
+                "SELECT c.window_start AS window_start, c.arm AS arm, c.n AS n FROM \
+                 (SELECT window_start, arm, COUNT(*) AS n FROM decisions WHERE arm != '' AND window_start + ?1 <= ?2 \
+                  GROUP BY window_start, arm) c LEFT JOIN judged j ON j.window_start = c.window_start \
+                 AND j.model = ?3 AND j.arm = '' WHERE j.window_start IS NULL ORDER BY c.window_start",
+            )
+            .bind(&[num(s.window_ms), num(now), text(&exp.key)])?
+            .all()
+            .await?
+            .results::<ArmCount>()?;
+        let mut by_window: BTreeMap<i64, Vec<ArmCounts>> = BTreeMap::new();
+        for r in rows {
+            by_window
+                .entry(r.window_start as i64)
+                .or_default()
+                .push(ArmCounts {
+                    arm: r.arm,
+                    visitors: r.n as u64,
+                    ..ArmCounts::default()
+                });
+        }
+        for (start, counts) in by_window {
+            let e = compare(&exp, start, start + s.window_ms, &counts)
+                .map_err(|e| Error::RustError(e.to_string()))?;
+            if let Some(a) = e.alert() {
+                sent.extend(send_once(&d, &queue, &a, "", now).await?);
+            }
+            mark_judged(&d, start, &exp.key, "", true).await?;
+            judged += 1;
+        }
     }
     let out = serde_json::json!({"windows_judged": judged, "alerts_sent": sent});
     console_log!("monitor: {out}");

@@ -100,7 +100,7 @@ function december(out) {
 }
 
 /** A phase's journeys, their last events moved into its week (whole weeks), and its outcomes. */
-function phase(name, k, { journeys, bought }) {
+function phase(name, k, { journeys, bought }, keep = () => true) {
   const start = FIRST + k * GAP;
   const weekday0 = new Date(start).getUTCDay();
   const out = new Map();
@@ -108,6 +108,7 @@ function phase(name, k, { journeys, bought }) {
     const d0 = Math.floor(events.at(-1).ts / DAY) * DAY;
     const target = start + ((new Date(d0).getUTCDay() - weekday0 + 7) % 7) * DAY;
     const id = `${name}-${v}`;
+    if (!keep(id)) continue;
     out.set(id, events.map((e) => {
       const x = { ...e, visitor_id: id, ts: e.ts + (target - d0) };
       if (name === "shifted") {
@@ -122,10 +123,25 @@ function phase(name, k, { journeys, bought }) {
   const last = (id) => out.get(id).at(-1).ts;
   const buyers = name === "shuffled"
     ? shuffled([...out.keys()], 20261204).slice(0, bought.size)
-    : [...bought].map((v) => `${name}-${v}`);
+    : [...bought].map((v) => `${name}-${v}`).filter((id) => out.has(id));
   const outcomes = buyers.map((id) => ({ id: `purchase-${id}`, visitor_id: id, type: "customer", ts: last(id) + 1000 }));
   return { name, start, journeys: out, outcomes };
 }
+
+/** GrowthBook's v2 bucket (FNV-1a 32 over UTF-16 code units, hashed twice): the page's own copy of
+ * the assignment the worker pins, to check that both agree on every visitor. */
+export function bucket(seed, value) {
+  const fnv = (s) => {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+    return h >>> 0;
+  };
+  return (fnv(String(fnv(seed + value))) % 10000) / 10000;
+}
+// The key is the hash seed. (With "model-ab" the 1,727 December ids happen to split 795 / 932, p =
+// 0.00098: the 1-in-1,000 event the SRM test exists to flag, and not this scenario's point.)
+export const EXPERIMENT = { key: "leadscore-ab", arms: [{ model: "default", weight: 0.5 }, { model: "candidate", weight: 0.5 }] };
+const armOf = (visitor) => (bucket(EXPERIMENT.key, visitor) < 0.5 ? "default" : "candidate");
 
 /** Import batches: whole visitors per batch, a visitor too big for one batch in its own run. */
 function batches(journeys) {
@@ -150,8 +166,113 @@ function batches(journeys) {
   return list;
 }
 
+/** POST with retries (every route used here is idempotent). */
+function sender(api) {
+  return async (p, body) => {
+    for (let attempt = 1; ; attempt++) {
+      const r = await api.post(p, body, { auth: true, timeout: 120_000 }).catch((e) => ({ status: 0, text: String(e) }));
+      if (r.status === 200) return r.json;
+      if (attempt >= 5) throw new Error(`health: ${p} → HTTP ${r.status} ${r.text?.slice(0, 300)}`);
+      await sleep(1000 * attempt);
+    }
+  };
+}
+
+/** Imports the phases' journeys (4 requests at a time) and then their outcomes; returns events accepted. */
+async function load(send, phases) {
+  let accepted = 0;
+  const work = phases.flatMap((p) => batches(p.journeys));
+  let next = 0;
+  const worker = async () => {
+    while (next < work.length) {
+      for (const b of work[next++]) {
+        const r = await send("/v1/import", { events: b });
+        accepted += r.accepted; // after the await: `x += await …` would add to a stale x
+      }
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  const outcomes = phases.flatMap((p) => p.outcomes);
+  for (let i = 0; i < outcomes.length; i += 1000) await send("/v1/outcomes", { outcomes: outcomes.slice(i, i + 1000) });
+  return accepted;
+}
+
+const runCron = async (S) => {
+  const r = await fetch(new URL("/__scheduled?cron=*/15+*+*+*+*", S.base), { signal: AbortSignal.timeout(120_000) });
+  if (r.status !== 200) throw new Error(`health: /__scheduled → HTTP ${r.status}`);
+};
+
+/**
+ * The experiment: a second stack with EXPERIMENT = 50/50 default vs candidate. Week "ab" (13 Nov 2025)
+ * holds every December journey; week "srm" (23 Oct 2025) loses a third of the candidate arm's
+ * visitors before they reach the worker (as a broken redirect would), about 60/40.
+ */
+async function runExperiment({ out, dec }) {
+  const ab = phase("ab", -1, dec);
+  let dropped = 0;
+  const srm = phase("srm", -2, dec, (id) => armOf(id) === "default" || dropped++ % 3 !== 0);
+  const state = fs.mkdtempSync(path.join(ROOT, "target", "tmp", "health-ab-state-"));
+  const S = await startStack({
+    vars: { MONITOR_WINDOW: "7d", EXPERIMENT: JSON.stringify(EXPERIMENT) },
+    port: "auto", receiverPort: "auto", backendPort: "auto", persistTo: state, build: "auto",
+    logFile: path.join(out, "wrangler-ab.log"), receiverLog: () => {},
+  });
+  const r = { visitors: { ab: ab.journeys.size, srm: srm.journeys.size }, purchases: ab.outcomes.length + srm.outcomes.length };
+  try {
+    const api = client(S.base, { token: S.devVars.API_TOKEN });
+    r.events = await load(sender(api), [ab, srm]);
+    const from = srm.start;
+    const to = ab.start + WEEK;
+    const want = ab.journeys.size + srm.journeys.size;
+    let report;
+    for (let waited = 0; ; waited++) {
+      const res = await api.get(`/v1/monitor?from=${from}&to=${to}`, { auth: true, timeout: 120_000 });
+      if (res.status !== 200) throw new Error(`health: GET /v1/monitor → HTTP ${res.status} ${res.text.slice(0, 300)}`);
+      report = res.json;
+      const n = report.experiments.reduce((a, e) => a + e.srm.visitors, 0);
+      const positives = report.experiments.reduce((a, e) => a + e.arms.reduce((b, x) => b + x.conversion.positives, 0), 0);
+      if (n >= want && positives >= ab.outcomes.length + srm.outcomes.length) break;
+      if (waited > Number(process.env.HEALTH_WAIT_S ?? 120)) throw new Error(`health: D1 holds ${n}/${want} assigned visitors`);
+      await sleep(1000);
+    }
+    await runCron(S);
+    const srmAlerts = () => S.receiver.events().events.filter((e) => e.type === "experiment.sample_ratio_mismatch");
+    for (let waited = 0; srmAlerts().length < 1 && waited < 60; waited++) await sleep(1000);
+    await sleep(2000);
+    await runCron(S);
+    await sleep(3000);
+    const name = (start) => (start === ab.start ? "ab" : start === srm.start ? "srm" : start);
+    r.experiments = report.experiments.map((e) => ({
+      window: name(e.window_start), level: e.level, visitors: e.srm.visitors, observed: e.srm.observed,
+      chi_square: e.srm.chi_square, p_value: e.srm.p_value,
+      arms: e.arms.map((a) => ({ arm: a.arm, model: a.model, visitors: a.visitors, positives: a.conversion.positives, conversion: a.conversion.rate, low: a.conversion.low, high: a.conversion.high })),
+    }));
+    r.srm_alerts = srmAlerts().map((e) => ({ window: name(e.data.window_start), moved: e.data.moved.map((m) => [m.what, m.metric, +m.value.toFixed(4)]) }));
+    r.receiver_rejected = S.receiver.events().rejected;
+    // The worker's pinned arm of every visitor, from its logged scores, against the page's hash.
+    const ex = await api.get(`/v1/export/scores?from=${from}&to=${to}`, { auth: true, timeout: 300_000 });
+    const models = Object.fromEntries(report.experiments.flatMap((e) => e.arms.map((a) => [a.arm, a.model])));
+    let agree = 0;
+    let disagree = 0;
+    const seen = new Set();
+    for (const line of ex.text.split("\n")) {
+      if (!line) continue;
+      const rec = JSON.parse(line);
+      if (seen.has(rec.visitor_id)) continue;
+      seen.add(rec.visitor_id);
+      if (rec.arm === armOf(rec.visitor_id) && rec.model_version === models[rec.arm]) agree++;
+      else disagree++;
+    }
+    r.arm_agreement = { visitors: seen.size, agree, disagree };
+  } finally {
+    await S.stop();
+    if (!process.env.HEALTH_KEEP_STATE) fs.rmSync(state, { recursive: true, force: true });
+  }
+  return r;
+}
+
 /** Runs the scenario; returns what it measured (the test and `make health-test` check it). */
-export async function runHealth({ out = path.join(ROOT, "target", "health"), leadscore, screenshots = true, log = (l) => process.stderr.write(`${l}\n`) } = {}) {
+export async function runHealth({ out = path.join(ROOT, "target", "health"), leadscore, screenshots = true, experiment = true, log = (l) => process.stderr.write(`${l}\n`) } = {}) {
   if (!fs.existsSync(DATA)) throw new Error(`health: ${DATA} missing (../shared/data beside the repository)`);
   if (!fs.existsSync(leadscore)) throw new Error(`health: ${leadscore} missing (cargo build --bin leadscore)`);
   fs.mkdirSync(out, { recursive: true });
@@ -169,31 +290,11 @@ export async function runHealth({ out = path.join(ROOT, "target", "health"), lea
   const result = { visitors_per_phase: dec.journeys.size, purchases_per_phase: dec.bought.size, events_per_phase: [...dec.journeys.values()].reduce((a, j) => a + j.length, 0), windows: {} };
   try {
     const api = client(S.base, { token: S.devVars.API_TOKEN });
-    const send = async (p, body) => {
-      for (let attempt = 1; ; attempt++) {
-        const r = await api.post(p, body, { auth: true, timeout: 120_000 }).catch((e) => ({ status: 0, text: String(e) }));
-        if (r.status === 200) return r.json;
-        if (attempt >= 5) throw new Error(`health: ${p} → HTTP ${r.status} ${r.text?.slice(0, 300)}`);
-        await sleep(1000 * attempt);
-      }
-    };
+    const send = sender(api);
     // 1. History through the import route, then the outcomes.
     let t = Date.now();
-    let accepted = 0;
-    const work = phases.flatMap((p) => batches(p.journeys));
-    let next = 0;
-    const worker = async () => {
-      while (next < work.length) {
-        for (const b of work[next++]) {
-          const r = await send("/v1/import", { events: b });
-          accepted += r.accepted; // after the await: `x += await …` would add to a stale x
-        }
-      }
-    };
-    await Promise.all([worker(), worker(), worker(), worker()]);
+    result.events = await load(send, phases);
     const allOutcomes = phases.flatMap((p) => p.outcomes);
-    for (let i = 0; i < allOutcomes.length; i += 1000) await send("/v1/outcomes", { outcomes: allOutcomes.slice(i, i + 1000) });
-    result.events = accepted;
     result.import_s = +((Date.now() - t) / 1000).toFixed(1);
 
     // 2. Until D1 holds every decision and outcome (the logs consumer writes them per batch).
@@ -215,10 +316,7 @@ export async function runHealth({ out = path.join(ROOT, "target", "health"), lea
     result.aggregated_s = +((Date.now() - t) / 1000).toFixed(1);
 
     // 3. The cron run, twice: alerts once per window.
-    const scheduled = async () => {
-      const r = await fetch(new URL("/__scheduled?cron=*/15+*+*+*+*", S.base), { signal: AbortSignal.timeout(120_000) });
-      if (r.status !== 200) throw new Error(`health: /__scheduled → HTTP ${r.status}`);
-    };
+    const scheduled = () => runCron(S);
     const alerts = () => S.receiver.events().events.filter((e) => e.type?.startsWith("model.") || e.type?.startsWith("experiment."));
     await scheduled();
     for (let waited = 0; alerts().length < 2 && waited < 60; waited++) await sleep(1000);
@@ -308,6 +406,7 @@ export async function runHealth({ out = path.join(ROOT, "target", "health"), lea
     await S.stop();
     if (!process.env.HEALTH_KEEP_STATE) fs.rmSync(state, { recursive: true, force: true });
   }
+  if (experiment) result.experiment = await runExperiment({ out, dec });
   result.seconds = +((Date.now() - t0) / 1000).toFixed(1);
   fs.writeFileSync(path.join(out, "health.json"), JSON.stringify(result, null, 1));
   return result;

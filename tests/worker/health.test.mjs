@@ -47,4 +47,19 @@ test("a site change raises a signed drift alert naming what moved, shuffled outc
   assert.ok(r.dashboard_charts >= 4 && r.report_charts >= 4, `${r.dashboard_charts} / ${r.report_charts} charts`);
   assert.ok(r.dashboard_token_in_storage, "the token is kept in sessionStorage only");
   assert.deepEqual(r.page_errors, []);
+  // The experiment (a second stack, 50/50 default vs candidate): arms pinned by the same hash the page
+  // computes, both arms scored by their own bundle, conversion per arm, SRM only where visitors were lost.
+  const x = r.experiment;
+  assert.equal(x.arm_agreement.disagree, 0);
+  assert.equal(x.arm_agreement.visitors, x.visitors.ab + x.visitors.srm, "every visitor's scores logged with its arm");
+  const ab = x.experiments.find((e) => e.window === "ab");
+  const srm = x.experiments.find((e) => e.window === "srm");
+  assert.equal(ab.visitors, x.visitors.ab);
+  assert.equal(ab.level, "ok", JSON.stringify(ab));
+  assert.ok(ab.arms.every((a) => a.visitors > 0 && a.model && a.model.startsWith(a.arm)), JSON.stringify(ab.arms));
+  assert.equal(ab.arms.reduce((n, a) => n + a.positives, 0) + srm.arms.reduce((n, a) => n + a.positives, 0), x.purchases);
+  assert.equal(srm.level, "alert");
+  assert.ok(srm.p_value < 0.001);
+  assert.deepEqual(x.srm_alerts.map((a) => a.window), ["srm"], "one signed SRM alert, for the damaged week only");
+  assert.equal(x.receiver_rejected, 0);
 });

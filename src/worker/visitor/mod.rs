@@ -40,9 +40,10 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use worker::*;
 
+use super::arms;
 use super::logs;
 use super::outbox::{Delivery, QUEUE};
-use super::{now_ms, query, scorer, var_num, ApiError, ApplyRequest, ApplyResponse};
+use super::{now_ms, query, var_num, ApiError, ApplyRequest, ApplyResponse};
 use crate::error_code::ErrorCode;
 use crate::event::{Event, EventType};
 use crate::explain::ShapMemo;
@@ -105,6 +106,9 @@ struct Record {
     /// A HubSpot deal's object: its outcomes so far (each contact that joins later gets them).
     #[serde(default)]
     deal_outcomes: Vec<DealOutcome>,
+    /// The experiment arm (bundle name) pinned on first sight ([`super::arms`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    arm: Option<String>,
 }
 
 /// A HubSpot deal's outcome, before it is given to the deal's contacts' leads.
@@ -386,9 +390,11 @@ impl DurableObject for VisitorObject {
         }
         if rec.pending.is_some_and(|p| p <= now) {
             rec.pending = None;
-            if let Ok(sc) = scorer() {
+            if let Ok(sc) = arms::scorer_for(rec.arm.as_deref()) {
                 let vs = decode_state(&rec, &sc);
-                if let Ok(score) = sc.score(&vs, &rec.visitor_id, now, ScoreOptions::default()) {
+                if let Ok(mut score) = sc.score(&vs, &rec.visitor_id, now, ScoreOptions::default())
+                {
+                    score.arm.clone_from(&rec.arm);
                     self.maybe_send(&mut rec, &score, now).await?;
                 }
             }
@@ -434,10 +440,14 @@ impl VisitorObject {
     async fn apply(&self, text: &str) -> std::result::Result<Response, ApiError> {
         let req: ApplyRequest = serde_json::from_str(text)
             .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
-        let sc = scorer()?;
         let now = req.now.max(now_ms());
         let mut rec = self.load().await?.unwrap_or_default();
         rec.visitor_id.clone_from(&req.visitor_id);
+        if rec.arm.is_none() && rec.state.is_empty() {
+            // First sight: the arm is pinned for good (later weights move no one).
+            rec.arm = arms::assign(&self.env, &req.visitor_id);
+        }
+        let sc = arms::scorer_for(rec.arm.as_deref())?;
 
         if let Some(a) = req.analytics {
             rec.analytics = a;
@@ -526,9 +536,10 @@ impl VisitorObject {
             vs = decode_state(&rec, &sc);
         }
         let opts = ScoreOptions::default();
-        let score = sc
+        let mut score = sc
             .score_with_memo(&vs, &rec.visitor_id, now, opts, &mut self.memo.borrow_mut())
             .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
+        score.arm.clone_from(&rec.arm);
         if accepted > 0 || merged {
             self.maybe_send(&mut rec, &score, now).await?;
         }
@@ -654,7 +665,7 @@ impl VisitorObject {
         if tally.applied > 0 {
             // Scored at the history's own time (its last event), logged like a live score so
             // that the monitor's windows form from history as from live traffic; never sent.
-            let score = sc
+            let mut score = sc
                 .score_with_memo(
                     &vs,
                     &rec.visitor_id,
@@ -663,6 +674,7 @@ impl VisitorObject {
                     &mut self.memo.borrow_mut(),
                 )
                 .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
+            score.arm.clone_from(&rec.arm);
             rec.scores_logged += 1;
             records.push(LogRecord::score(sc, &vs, &score, rec.scores_logged));
         }
@@ -683,7 +695,7 @@ impl VisitorObject {
         if !rec.crm {
             return Ok(()); // no consent or GPC: never forwarded
         }
-        let sc = match scorer() {
+        let sc = match arms::scorer_for(rec.arm.as_deref()) {
             Ok(s) => s,
             Err(e) => return Err(Error::RustError(e.message)),
         };
@@ -774,11 +786,12 @@ impl VisitorObject {
                 ));
             }
         }
-        let sc = scorer()?;
+        let sc = arms::scorer_for(rec.arm.as_deref())?;
         let vs = decode_state(&rec, &sc);
-        let score = sc
+        let mut score = sc
             .score(&vs, &rec.visitor_id, now_ms(), ScoreOptions::default())
             .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
+        score.arm.clone_from(&rec.arm);
         Ok(Response::from_json(&score)?)
     }
 }
