@@ -87,6 +87,7 @@ rust-test: venv
 
 check-bundle:
 	$(CARGO) run --quiet --bin leadscore -- check --model models/default
+	$(CARGO) run --quiet --bin leadscore -- check --model models/candidate
 
 # Real headless Chromium (Debian's chromium + playwright-core) on the demo site.
 browser-test: site
