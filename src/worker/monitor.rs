@@ -6,8 +6,10 @@
 //!   batch (never a write per request). Upserts keep the later score, so a redelivered or
 //!   reordered batch changes nothing.
 //! - **Alerts** ([`scheduled`], a cron trigger; locally `wrangler dev --test-scheduled` and
-//!   `GET /__scheduled`): every closed window (its end ≤ now) of the embedded model not yet judged is
-//!   assessed by [`crate::monitor::health::assess_window`]; each alert it raises goes out once per
+//!   `GET /__scheduled`): every closed window (its end ≤ now) of every embedded model (and arm) not
+//!   yet judged is assessed by [`crate::monitor::health::assess_window`] against that model's own
+//!   baseline, and with an experiment running each closed window's assignment counts are tested
+//!   for sample-ratio mismatch ([`crate::monitor::arms`]); each alert it raises goes out once per
 //!   window, signed and delivered like score events (the score-events Queue, Standard Webhooks,
 //!   retries, DLQ), its `webhook-id` derived from (type, model, arm, window) so a receiver de-dups
 //!   a repeat. Drift is judged once, when the window closes; accuracy once every decision of the

@@ -15,7 +15,7 @@ import { execFileSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { testStack, client, chunkedUpload, journey, pathJourney, syntheticEvents, batch, show, sleep, HOT_THEN_DROP } from "./lib.mjs";
+import { testStack, client, chunkedUpload, journey, pathJourney, syntheticEvents, batch, show, sleep, HOT_THEN_DROP, workerdRssKb } from "./lib.mjs";
 import { startStack } from "./stack.mjs";
 import { ROOT } from "./receiver.mjs";
 
@@ -156,24 +156,6 @@ test("workerd killed in the middle of a load: no accepted event lost or counted 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
-
-/** Resident memory (KB) of the workerd processes in the stack's process group. */
-function workerdRssKb(pgid) {
-  let kb = 0;
-  for (const pid of fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[2]) !== pgid) continue; // field 5: process group
-      const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
-      if (!/^Name:\s*workerd/m.test(status)) continue;
-      kb += Number(/^VmRSS:\s*(\d+)/m.exec(status)?.[1] ?? 0);
-    } catch {
-      /* gone */
-    }
-  }
-  return kb;
-}
 
 test("parallel chunked uploads far over the limit: workerd's memory stays flat", { timeout: 600_000 }, async (t) => {
   const S = await testStack("fault-upload");

@@ -29,7 +29,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ROOT } from "./receiver.mjs";
-import { client, sleep } from "./lib.mjs";
+import { client, sleep, workerdRssKb } from "./lib.mjs";
 import { startStack } from "./stack.mjs";
 
 const DATA = path.resolve(ROOT, "..", "shared", "data", "online_shoppers", "online_shoppers_intention.csv");
@@ -264,11 +264,47 @@ async function runExperiment({ out, dec }) {
       else disagree++;
     }
     r.arm_agreement = { visitors: seen.size, agree, disagree };
+    r.workerd_rss_mb = +(workerdRssKb(S.child.pid) / 1024).toFixed(1);
+    const d = await dashboard(S, from, to, path.join(out, "dashboard-experiment.png"));
+    r.dashboard_arms_rows = d.arms_rows;
+    r.page_errors = d.errors;
   } finally {
     await S.stop();
     if (!process.env.HEALTH_KEEP_STATE) fs.rmSync(state, { recursive: true, force: true });
   }
   return r;
+}
+
+/** The dashboard in Chromium with the token typed in, loaded for [from, to): a screenshot and what it shows. */
+async function dashboard(S, from, to, file, { report } = {}) {
+  const { chromium } = await import("playwright-core");
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu"] });
+  const out = { errors: [] };
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 2200 } });
+    page.on("pageerror", (e) => out.errors.push(String(e)));
+    await page.goto(new URL("/monitor/", S.base).href);
+    await page.fill("input[name=token]", S.devVars.API_TOKEN);
+    await page.fill("input[name=from]", new Date(from).toISOString().slice(0, 10));
+    await page.fill("input[name=to]", new Date(to).toISOString().slice(0, 10));
+    await page.click("button[type=submit]");
+    await page.waitForSelector("#app[data-loaded=true]", { timeout: 60_000 });
+    out.charts = await page.locator("canvas").count();
+    out.token_in_session_only = await page.evaluate(() => sessionStorage.length > 0 && localStorage.length === 0);
+    out.arms_rows = await page.locator("text=Experiment arms").locator("..").locator("tr").count();
+    await page.screenshot({ path: file, fullPage: true });
+    if (report) {
+      const rp = await browser.newPage({ viewport: { width: 1280, height: 2200 } });
+      rp.on("pageerror", (e) => out.errors.push(String(e)));
+      await rp.goto(`file://${report}`);
+      await rp.waitForSelector("#app[data-loaded=true]", { timeout: 60_000 });
+      out.report_charts = await rp.locator("canvas").count();
+      await rp.screenshot({ path: report.replace(/\.html$/, ".png"), fullPage: true });
+    }
+  } finally {
+    await browser.close();
+  }
+  return out;
 }
 
 /** Runs the scenario; returns what it measured (the test and `make health-test` check it). */
@@ -375,32 +411,13 @@ export async function runHealth({ out = path.join(ROOT, "target", "health"), lea
     result.report_html_bytes = fs.statSync(html).size;
 
     // 5. The dashboard (token typed into the page) and the HTML report, in Chromium.
+    result.workerd_rss_mb = +(workerdRssKb(S.child.pid) / 1024).toFixed(1);
     if (screenshots) {
-      const { chromium } = await import("playwright-core");
-      const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu"] });
-      try {
-        const page = await browser.newPage({ viewport: { width: 1280, height: 2200 } });
-        const errors = [];
-        page.on("pageerror", (e) => errors.push(String(e)));
-        await page.goto(new URL("/monitor/", S.base).href);
-        await page.fill("input[name=token]", S.devVars.API_TOKEN);
-        await page.fill("input[name=from]", new Date(from).toISOString().slice(0, 10));
-        await page.fill("input[name=to]", new Date(to).toISOString().slice(0, 10));
-        await page.click("button[type=submit]");
-        await page.waitForSelector("#app[data-loaded=true]", { timeout: 60_000 });
-        result.dashboard_charts = await page.locator("canvas").count();
-        result.dashboard_token_in_storage = await page.evaluate(() => sessionStorage.length > 0 && localStorage.length === 0);
-        await page.screenshot({ path: path.join(out, "dashboard.png"), fullPage: true });
-        const rp = await browser.newPage({ viewport: { width: 1280, height: 2200 } });
-        rp.on("pageerror", (e) => errors.push(String(e)));
-        await rp.goto(`file://${html}`);
-        await rp.waitForSelector("#app[data-loaded=true]", { timeout: 60_000 });
-        result.report_charts = await rp.locator("canvas").count();
-        await rp.screenshot({ path: path.join(out, "report.png"), fullPage: true });
-        result.page_errors = errors;
-      } finally {
-        await browser.close();
-      }
+      const d = await dashboard(S, from, to, path.join(out, "dashboard.png"), { report: html });
+      result.dashboard_charts = d.charts;
+      result.dashboard_token_in_storage = d.token_in_session_only;
+      result.report_charts = d.report_charts;
+      result.page_errors = d.errors;
     }
   } finally {
     await S.stop();

@@ -247,3 +247,21 @@ export function checkError(assert, res, status, code) {
   if (code) assert.equal(res.json.error.code, code, `expected code ${code}, got ${show(res)}`);
   assert.match(res.headers.get("content-type") ?? "", /application\/json/);
 }
+
+/** Resident memory (KB) of the workerd processes in the stack's process group. */
+export function workerdRssKb(pgid) {
+  let kb = 0;
+  for (const pid of fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[2]) !== pgid) continue; // field 5: process group
+      const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+      if (!/^Name:\s*workerd/m.test(status)) continue;
+      kb += Number(/^VmRSS:\s*(\d+)/m.exec(status)?.[1] ?? 0);
+    } catch {
+      /* gone */
+    }
+  }
+  return kb;
+}
