@@ -207,7 +207,7 @@ const runCron = async (S) => {
  * holds every December journey; week "srm" (23 Oct 2025) loses a third of the candidate arm's
  * visitors before they reach the worker (as a broken redirect would), about 60/40.
  */
-async function runExperiment({ out, dec }) {
+export async function runExperiment({ out, dec = december(path.join(ROOT, "target", "loop")) }) {
   const ab = phase("ab", -1, dec);
   let dropped = 0;
   const srm = phase("srm", -2, dec, (id) => armOf(id) === "default" || dropped++ % 3 !== 0);
@@ -288,7 +288,13 @@ async function dashboard(S, from, to, file, { report } = {}) {
     await page.fill("input[name=from]", new Date(from).toISOString().slice(0, 10));
     await page.fill("input[name=to]", new Date(to).toISOString().slice(0, 10));
     await page.click("button[type=submit]");
-    await page.waitForSelector("#app[data-loaded=true]", { timeout: 60_000 });
+    try {
+      await page.waitForSelector("#app[data-loaded=true]", { timeout: 60_000 });
+    } catch (e) {
+      const shown = await page.locator(".error").allTextContents().catch(() => []);
+      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+      throw new Error(`dashboard did not load: ${shown.join(" ")} ${out.errors.join(" ")} (${e.message.split("\n")[0]})`);
+    }
     out.charts = await page.locator("canvas").count();
     out.token_in_session_only = await page.evaluate(() => sessionStorage.length > 0 && localStorage.length === 0);
     out.arms_rows = await page.locator("text=Experiment arms").locator("..").locator("tr").count();

@@ -42,7 +42,7 @@ select{padding:4px}
 const fmt = (v, d = 3) => (v === null || v === undefined ? '—' : Number(v).toFixed(d));
 const pct = (v) => (v === null || v === undefined ? '—' : `${(100 * v).toFixed(1)} %`);
 const day = (ms) => new Date(ms).toISOString().replace('T', ' ').replace(/:\d\d\.\d+Z$/, ' UTC');
-const pill = (level) => `<span class="pill ${level}">${level.replace('_', ' ')}</span>`;
+const pill = (level = 'insufficient_data') => `<span class="pill ${level}">${level.replace('_', ' ')}</span>`;
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 
 function el(tag, attrs = {}, html = '') {
@@ -171,7 +171,7 @@ function armsTable(report) {
   const exps = report.experiments ?? [];
   if (!exps.length) return '<p>No experiment in these windows.</p>';
   return exps.map((e) => `<p><b>${esc(e.key)}</b> ${day(e.window_start)}: SRM χ² ${fmt(e.srm.chi_square, 2)},
-    p = ${e.srm.p_value === null ? '—' : Number(e.srm.p_value).toExponential(2)} ${pill(e.srm.level)}</p>
+    p = ${e.srm.p_value === null ? "—" : Number(e.srm.p_value).toExponential(2)} ${pill(e.level)}</p>
     <table><tr><th>arm</th><th>model</th><th>weight</th><th>visitors</th><th>conversion</th><th>interval</th></tr>
     ${e.arms.map((a) => `<tr><td>${esc(a.arm)}</td><td>${esc(a.model)}</td><td class="n">${fmt(a.weight, 2)}</td>
       <td class="n">${a.visitors}</td><td class="n">${pct(a.conversion.rate)}</td>
