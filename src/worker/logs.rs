@@ -70,12 +70,10 @@ pub async fn write<T>(batch: MessageBatch<T>, env: &Env) -> Result<()> {
     let mut parts: BTreeMap<(LogKind, String), Vec<u8>> = BTreeMap::new();
     let mut messages = Vec::new();
     let mut lines = 0usize;
-    let mut batch_lines: Vec<(LogKind, String)> = Vec::new();
     for raw in batch.raw_iter() {
         match Message::<LogMessage>::try_from(raw) {
             Ok(m) => {
                 for l in &m.body().lines {
-                    batch_lines.push((l.log, l.json.clone()));
                     let text = parts.entry((l.log, l.day.clone())).or_default();
                     text.extend_from_slice(l.json.as_bytes());
                     text.push(b'\n');
@@ -89,10 +87,11 @@ pub async fn write<T>(batch: MessageBatch<T>, env: &Env) -> Result<()> {
     }
     let mut failed = None;
     // The monitor's aggregates first: an upsert repeated on a retry changes nothing.
-    let monitored: Vec<&str> = batch_lines
+    let monitored: Vec<&str> = messages
         .iter()
-        .filter(|(log, _)| matches!(log, LogKind::Scores | LogKind::Outcomes))
-        .map(|(_, json)| json.as_str())
+        .flat_map(|m| &m.body().lines)
+        .filter(|l| matches!(l.log, LogKind::Scores | LogKind::Outcomes))
+        .map(|l| l.json.as_str())
         .collect();
     let mut aggregated = 0;
     if !monitored.is_empty() {
