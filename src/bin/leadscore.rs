@@ -895,7 +895,7 @@ fn monitor(args: &MonitorArgs) -> Result<ExitCode, CliError> {
     };
     let windows = health::assess(&baseline, &decisions, &conversions, &opts)
         .map_err(|e| CliError::Msg(format!("{}: {e}", args.scores.display())))?;
-    let alerts: Vec<_> = windows.iter().flat_map(|w| w.alerts.clone()).collect();
+    let alerts = health::alerts_of(&windows);
     let report = Report {
         model_version: version,
         label,

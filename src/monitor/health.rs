@@ -199,7 +199,7 @@ pub struct Report {
     pub scores: u64,
     /// Score records of other bundles (not assessed here).
     pub other_models: u64,
-    /// Outcomes read.
+    /// Outcomes read (the worker: label outcomes of the windows' visitors and leads).
     pub outcomes: u64,
     /// Every window, oldest first.
     pub windows: Vec<WindowHealth>,
@@ -382,6 +382,14 @@ pub fn assess_window<'a>(
     };
     h.alerts = alerts(&h, o);
     Ok(h)
+}
+
+/// Every window's alerts, in window order.
+pub fn alerts_of(windows: &[WindowHealth]) -> Vec<Alert> {
+    windows
+        .iter()
+        .flat_map(|w| w.alerts.iter().cloned())
+        .collect()
 }
 
 /// Every window's health, in (start, model, arm) order.

@@ -226,7 +226,7 @@ async fn load(
     from: i64,
     to: i64,
     names: &[String],
-) -> Result<(Decisions, Conversions, u64)> {
+) -> Result<(Decisions, Conversions, u64, u64)> {
     let filter =
         "window_start >= ?1 AND window_start < ?2 AND model = ?3 AND (?4 IS NULL OR arm = ?4)";
     let args = [num(from), num(to), text(model), opt_text(arm)];
@@ -282,6 +282,7 @@ async fn load(
         .await?
         .results::<OutcomeRow>()?;
     let mut conv = Conversions::new(s.label);
+    let outcome_rows = outcomes.len() as u64;
     for o in outcomes {
         if let Some(kind) = OutcomeType::parse(&o.kind) {
             conv.add(&Outcome {
@@ -294,7 +295,7 @@ async fn load(
             });
         }
     }
-    Ok((decisions, conv, scores))
+    Ok((decisions, conv, scores, outcome_rows))
 }
 
 /// One embedded model's baseline.
@@ -378,11 +379,12 @@ pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
     let s = Settings::of(env);
     let d = db(env).await?;
     let mut windows = Vec::new();
-    let mut scores = 0;
+    let (mut scores, mut outcomes) = (0, 0);
     for m in &models {
-        let (decisions, conv, n) =
+        let (decisions, conv, n, o) =
             load(&d, &s, &m.model, arm.as_deref(), from, to, &m.names).await?;
         scores += n;
+        outcomes += o;
         windows.extend(
             health::assess(&m.baseline, &decisions, &conv, &s.options(now))
                 .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?,
@@ -392,7 +394,7 @@ pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
         (a.start, &a.model_version, &a.arm).cmp(&(b.start, &b.model_version, &b.arm))
     });
     let exps = experiments(arms::experiment(env).as_ref(), &windows, s.window_ms);
-    let mut alerts: Vec<Alert> = windows.iter().flat_map(|w| w.alerts.clone()).collect();
+    let mut alerts = health::alerts_of(&windows);
     alerts.extend(exps.iter().filter_map(ExperimentWindow::alert));
     Ok(Response::from_json(&Report {
         model_version: models
@@ -407,7 +409,7 @@ pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
         gate: s.gate,
         scores,
         other_models: 0,
-        outcomes: 0,
+        outcomes,
         windows,
         alerts,
         experiments: exps,
@@ -529,7 +531,7 @@ pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
             .results::<Pending>()?;
         for p in open {
             let start = p.window_start as i64;
-            let (decisions, conv, _) =
+            let (decisions, conv, _, _) =
                 load(&d, &s, &m.model, Some(&p.arm), start, start + 1, &m.names).await?;
             let key = WindowKey {
                 start,
