@@ -5,7 +5,9 @@
 //! The JS-facing surface is deliberately small so it stays stable while the core grows:
 //!
 //! ```js
-//! const s = new LeadScorer(visitorId, savedStateOrUndefined, pageRulesJsonOrUndefined);
+//! const s = new LeadScorer(visitorId, savedStateOrUndefined, pageRulesJsonOrUndefined,
+//!                          siteTablesJsonOrUndefined);   // the deployment's, from GET /v1/site
+//! LeadScorer.fromBundle(onnxBytes, cardJson, visitorId, saved, rules, site);  // an experiment arm
 //! s.apply(eventJson, Date.now());   // "applied" | "duplicate" | "stale", throws {code, message}
 //! s.score(Date.now());              // same object as the CLI prints
 //! localStorage.x = s.save();        // Uint8Array of the compact state
@@ -20,7 +22,7 @@ use crate::event::Event;
 use crate::explain::ShapMemo;
 use crate::model::Bundle;
 use crate::score::{Score, ScoreOptions, Scorer};
-use crate::site::PageRule;
+use crate::site::{PageRule, SiteTables};
 use crate::state::{Apply, VisitorState};
 
 /// A JS error object with a stable `code`, as the HTTP API reports `{"error":{code,message}}`.
@@ -47,14 +49,17 @@ impl LeadScorer {
     /// given and valid (a state from another model version or a corrupt one starts afresh, since
     /// losing a visitor's history beats scoring it wrongly). `page_rules` (JSON array of
     /// `{"prefix"|"exact", "tags"}`) are tried before the card's URL → category rules.
+    /// `site_tables` (the deployment's, as the worker's `GET /v1/site` serves them) replace the
+    /// card's, so the page scores with the tables the worker uses.
     #[wasm_bindgen(constructor)]
     pub fn new(
         visitor_id: String,
         saved: Option<Vec<u8>>,
         page_rules: Option<String>,
+        site_tables: Option<String>,
     ) -> Result<LeadScorer, JsValue> {
         let bundle = Bundle::embedded().map_err(|e| js_error(ErrorCode::Model, e))?;
-        LeadScorer::build(bundle, visitor_id, saved, page_rules)
+        LeadScorer::build(bundle, visitor_id, saved, page_rules, site_tables)
     }
 
     /// Same as the constructor with a model bundle given as bytes (`model.onnx`, `card.json`).
@@ -65,11 +70,12 @@ impl LeadScorer {
         visitor_id: String,
         saved: Option<Vec<u8>>,
         page_rules: Option<String>,
+        site_tables: Option<String>,
     ) -> Result<LeadScorer, JsValue> {
         let card = crate::model::card::Card::parse(card_json)
             .map_err(|e| js_error(ErrorCode::Model, e))?;
         let bundle = Bundle::from_parts(card, onnx).map_err(|e| js_error(ErrorCode::Model, e))?;
-        LeadScorer::build(bundle, visitor_id, saved, page_rules)
+        LeadScorer::build(bundle, visitor_id, saved, page_rules, site_tables)
     }
 
     fn build(
@@ -77,16 +83,25 @@ impl LeadScorer {
         visitor_id: String,
         saved: Option<Vec<u8>>,
         page_rules: Option<String>,
+        site_tables: Option<String>,
     ) -> Result<LeadScorer, JsValue> {
         // A panic (a bug: input errors are values) then says where it happened on the console.
         console_error_panic_hook::set_once();
+        let tables = match site_tables {
+            Some(text) => Some(
+                serde_json::from_str::<SiteTables>(&text)
+                    .map_err(|e| js_error(ErrorCode::InvalidConfig, format!("site tables: {e}")))?,
+            ),
+            None => None,
+        };
         let site = match page_rules {
             Some(text) => {
                 let rules: Vec<PageRule> = serde_json::from_str(&text)
                     .map_err(|e| js_error(ErrorCode::InvalidConfig, e))?;
-                Some(bundle.card.site.clone().with_rules_first(rules))
+                let base = tables.unwrap_or_else(|| bundle.card.site.clone());
+                Some(base.with_rules_first(rules))
             }
-            None => None,
+            None => tables,
         };
         let scorer =
             Scorer::new(bundle, site).map_err(|e| js_error(ErrorCode::InvalidConfig, e))?;

@@ -9,6 +9,9 @@
 //                            a page of its own, so the snippet's budget never carries it) and
 //                            www/monitor/index.html → target/www/monitor/index.html; `leadscore monitor
 //                            --report` inlines the same script into its HTML report
+//   models/<name>/{card.json,model.onnx} → target/www/ls/models/<name>/ for every bundle but the
+//                            default (the wasm embeds that one): an experiment arm's bundle, which
+//                            the page loads to score its visitors as the worker does
 //
 // HTML pages may contain `<!--#include NAME-->` (www/demo/_partials/NAME.html, not copied) and the
 // placeholder `/*leadscore:snippet*/` inside an inline <script>, replaced by the minified snippet:
@@ -43,17 +46,16 @@ for (const name of await readdir(ls)) {
 }
 
 const target = ['es2020', 'chrome90', 'firefox90', 'safari15'];
+const common = { outdir: ls, bundle: true, minify: true, format: 'esm', target, legalComments: 'none', logLevel: 'warning' };
+await build({ ...common, entryPoints: [join(src, 'tracker.js')] });
 await build({
-  entryPoints: [join(src, 'tracker.js'), join(src, 'score-worker.js')],
-  outdir: ls,
-  // score-worker.js takes wasm-bindgen's glue in (one request less before the module can start)
-  bundle: true,
+  ...common,
+  entryPoints: [join(src, 'score-worker.js')],
+  // score-worker.js takes wasm-bindgen's glue in (one request less before the module can start);
+  // the glue's console.warn hints (a server's wasm MIME type, deprecated init parameters) are for
+  // developers of the glue, not the site's visitors: dropped to keep the tracker's budget.
   alias: { 'leadscore-wasm-glue': join(ls, 'leadscore.js') },
-  minify: true,
-  format: 'esm',
-  target,
-  legalComments: 'none',
-  logLevel: 'warning',
+  pure: ['console.warn'],
 });
 const snippet = (
   await transform(await readFile(join(src, 'snippet.js'), 'utf8'), {
@@ -93,6 +95,18 @@ for await (const file of walk(demo)) {
   }
 }
 
+const models = join(root, 'models');
+let bundles = 0;
+for (const e of await readdir(models, { withFileTypes: true })) {
+  if (!e.isDirectory() || e.name === 'default') continue;
+  const files = ['card.json', 'model.onnx'];
+  if (!(await Promise.all(files.map((f) => stat(join(models, e.name, f)).catch(() => null)))).every(Boolean)) continue;
+  const dest = join(ls, 'models', e.name);
+  await mkdir(dest, { recursive: true });
+  for (const f of files) await copyFile(join(models, e.name, f), join(dest, f));
+  bundles++;
+}
+
 const monitor = join(out, 'monitor');
 await mkdir(monitor, { recursive: true });
 await build({
@@ -112,4 +126,4 @@ for (const f of ['leadscore.js', 'leadscore_bg.wasm']) {
     console.warn(`build.mjs: target/www/ls/${f} is missing: run \`make wasm\``);
   }
 }
-console.log(`build.mjs: target/www ready (${pages} pages with the snippet)`);
+console.log(`build.mjs: target/www ready (${pages} pages with the snippet, ${bundles} arm bundle(s))`);

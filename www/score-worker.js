@@ -8,13 +8,18 @@
 // In (one at a time, in order):
 //   {t:'module', module?: WebAssembly.Module}                 the module the page compiled (Worker
 //                                                             only; none: fetch it here)
-//   {t:'init', vid, saved?: Uint8Array, rules?: string, wasm?: 'page'}
-//                                                             create the scorer (replaces any);
+//   {t:'init', vid, saved?: Uint8Array, rules?: string, endpoint?: string, wasm?: 'page'}
+//                                                             create the scorer (replaces any):
+//                                                             with an endpoint, the deployment's
+//                                                             site tables and the visitor's arm
+//                                                             (GET /v1/config, /v1/site) and that
+//                                                             arm's bundle (models/<arm>/);
 //                                                             'page': the module comes as above
 //   {t:'events', events: [JSON string], now}                  apply in order, then score once
 // Out:
 //   {t:'ready', modelVersion, featureCount, rulesRefused?: {code, message}, loadMs, constructMs,
-//    wasm: 'page' | 'fetched'}                                where the module came from
+//    wasm: 'page' | 'fetched', degraded?: string}             where the module came from; why the
+//                                                             deployment's setup could not be used
 //   {t:'failed', message}                                     the module or model could not load
 //   {t:'applied', refused: [{i, code, message}], score, state: Uint8Array, features, memory}
 
@@ -39,11 +44,35 @@ const load = (byPage) =>
     return { m: glue, exports, loadMs: performance.now() - t0, wasm: given ? 'page' : 'fetched' };
   })());
 
+const get = async (url) => {
+  const r = await fetch(url, { signal: AbortSignal.timeout?.(5000) });
+  if (!r.ok) throw `HTTP ${r.status}: ${url}`;
+  return r;
+};
+
+/** What the worker scores this visitor with, so that the page scores the same: the deployment's
+ * site tables (GET /v1/site, asked by version: the browser may keep it) and the experiment arm's
+ * bundle (pinned in the visitor's Durable Object, or what its first sight will pin), from the
+ * assets beside this file (models/<arm>/). */
+async function deployment(endpoint, vid) {
+  // Visitor ids, versions (hex) and bundle names need no escaping.
+  const { site, arm } = await (await get(`${endpoint}/v1/config?visitor_id=${vid}`)).json();
+  const tables = site.version && (await (await get(`${endpoint}/v1/site?v=${site.version}`)).text());
+  let bundle;
+  if (arm && arm !== 'default') {
+    const base = new URL(`models/${arm}/`, import.meta.url);
+    const [onnx, card] = await Promise.all([get(base + 'model.onnx').then((r) => r.arrayBuffer()), get(base + 'card.json').then((r) => r.text())]);
+    bundle = { onnx: new Uint8Array(onnx), card };
+  }
+  return { site: tables || undefined, arm, bundle };
+}
+
 const plain = (e) => ({ code: (e && e.code) || 'error', message: String((e && e.message) || e) });
 
 /** A message handler for one page; `post(msg)` carries replies back. */
 export function engine(post) {
   let scorer = null;
+  let arm = null; // the experiment arm the scorer is, named in every score as the worker names it
   let mod;
   let memory;
   let loadMs;
@@ -57,22 +86,37 @@ export function engine(post) {
         return post({ t: 'failed', message: plain(e).message });
       }
       if (scorer) scorer.free();
+      scorer = null;
+      let d = {};
+      let degraded;
+      if (msg.endpoint) {
+        try {
+          d = await deployment(msg.endpoint, msg.vid);
+        } catch (e) {
+          degraded = 'deployment: ' + plain(e).message;
+        }
+      }
+      arm = d.arm || null;
       const t = performance.now();
+      const make = (rules) =>
+        d.bundle
+          ? mod.LeadScorer.fromBundle(d.bundle.onnx, d.bundle.card, msg.vid, msg.saved, rules, d.site)
+          : new mod.LeadScorer(msg.vid, msg.saved, rules, d.site);
       let rulesRefused;
       try {
-        scorer = new mod.LeadScorer(msg.vid, msg.saved, msg.rules);
+        scorer = make(msg.rules);
       } catch (e) {
         // Bad page rules: the card's own, so the page is still scored.
         rulesRefused = plain(e);
         try {
-          scorer = new mod.LeadScorer(msg.vid, msg.saved, undefined);
+          scorer = make(undefined);
         } catch (e2) {
           return post({ t: 'failed', message: plain(e2).message });
         }
       }
       const constructMs = performance.now() - t;
       const { modelVersion, featureCount } = scorer;
-      return post({ t: 'ready', modelVersion, featureCount, rulesRefused, loadMs, constructMs, wasm });
+      return post({ t: 'ready', modelVersion, featureCount, rulesRefused, loadMs, constructMs, wasm, degraded });
     }
     if (msg.t === 'events' && scorer) {
       const refused = [];
@@ -87,6 +131,7 @@ export function engine(post) {
       let error;
       try {
         score = scorer.score(msg.now);
+        if (arm) score.arm = arm;
       } catch (e) {
         error = plain(e);
       }

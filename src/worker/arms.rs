@@ -4,9 +4,10 @@
 //! retrained candidate). `EXPERIMENT` (`[vars]`, JSON `{"key", "arms": [{"model", "weight"}]}`,
 //! [`crate::experiment::Experiment`]) turns the experiment on; each visitor's arm is assigned by
 //! GrowthBook's v2 bucketing of its id with the key as seed ([`crate::experiment::Experiment::assign`])
-//! on first sight and pinned in its Durable Object, so changing the weights later moves no one.
-//! Visitors first seen before the experiment started stay on the default, without an arm. A pinned
-//! arm whose bundle is no longer embedded scores with the default. Without `EXPERIMENT`,
+//! on first sight and pinned in its Durable Object with the experiment's key, so changing the
+//! weights later moves no one. Visitors first seen before the experiment started stay on the
+//! default, without an arm. A pinned arm scores only while its experiment (same key) runs and names
+//! it: when the experiment ends, everyone returns to the default. Without `EXPERIMENT`,
 //! or with one that does not parse or names a bundle that is not embedded (logged), everyone gets
 //! the default and no arm.
 
@@ -16,12 +17,14 @@ use std::rc::Rc;
 
 use worker::{console_error, Env};
 
+use super::site::SiteVersion;
 use super::{scorer, var, ApiError};
 use crate::error_code::ErrorCode;
 use crate::experiment::Experiment;
 use crate::model::card::Card;
 use crate::model::{embedded, Bundle};
 use crate::score::Scorer;
+use crate::site::SiteTables;
 
 /// The bundles the worker embeds: (name, card.json, model.onnx).
 pub const EMBEDDED: [(&str, &str, &[u8]); 2] = [
@@ -36,30 +39,63 @@ pub const EMBEDDED: [(&str, &str, &[u8]); 2] = [
 /// The experiment's config variable.
 pub const EXPERIMENT_VAR: &str = "EXPERIMENT";
 
+/// A built scorer's key: bundle name and site tables version (`None`: the card's).
+type ScorerKey = (&'static str, Option<String>);
+
 thread_local! {
-    static SCORERS: RefCell<HashMap<&'static str, Rc<Scorer>>> = RefCell::new(HashMap::new());
+    /// Scorers built in this isolate.
+    static SCORERS: RefCell<HashMap<ScorerKey, Rc<Scorer>>> = RefCell::new(HashMap::new());
 }
 
-/// The scorer of an embedded bundle by name (`None` or an unknown name: the default), built on
-/// first use in this isolate.
-pub fn scorer_for(name: Option<&str>) -> Result<Rc<Scorer>, ApiError> {
-    let Some((name, card, onnx)) = name.and_then(|n| EMBEDDED.iter().find(|(b, _, _)| *b == n))
-    else {
-        return scorer();
-    };
-    if *name == "default" {
-        return scorer();
+/// The scorer of an embedded bundle by name (`None` or an unknown name: the default) with the
+/// deployment's site tables ([`super::site`]), built on first use in this isolate.
+pub async fn scorer_for(env: &Env, name: Option<&str>) -> Result<Rc<Scorer>, ApiError> {
+    let site = super::site::current(env).await?;
+    let name = name
+        .and_then(|n| EMBEDDED.iter().find(|(b, _, _)| *b == n))
+        .map_or("default", |(b, _, _)| *b);
+    match site {
+        Some(site) => cached(name, Some(&site)),
+        None => card_scorer(name),
     }
-    if let Some(s) = SCORERS.with_borrow(|m| m.get(name).cloned()) {
+}
+
+/// An embedded bundle's scorer with its card's own site tables (for what the card says).
+pub fn card_scorer(name: &'static str) -> Result<Rc<Scorer>, ApiError> {
+    if name == "default" {
+        scorer()
+    } else {
+        cached(name, None)
+    }
+}
+
+fn cached(name: &'static str, site: Option<&SiteVersion>) -> Result<Rc<Scorer>, ApiError> {
+    let key = (name, site.map(|s| s.version.clone()));
+    if let Some(s) = SCORERS.with_borrow(|m| m.get(&key).cloned()) {
         return Ok(s);
     }
-    let s = Card::parse(card)
-        .and_then(|c| Bundle::from_parts(c, onnx))
-        .and_then(|b| Scorer::new(b, None))
-        .map(Rc::new)
-        .map_err(|e| ApiError::new(500, ErrorCode::Model, format!("bundle {name}: {e}")))?;
-    SCORERS.with_borrow_mut(|m| m.insert(name, s.clone()));
+    let s = Rc::new(build(name, site.map(|s| &s.tables))?);
+    SCORERS.with_borrow_mut(|m| {
+        // Scorers of older tables are never asked for again.
+        m.retain(|(_, v), _| *v == key.1 || v.is_none());
+        m.insert(key, s.clone())
+    });
     Ok(s)
+}
+
+/// Builds an embedded bundle's scorer, with other site tables when given.
+pub fn build(name: &str, site: Option<&SiteTables>) -> Result<Scorer, ApiError> {
+    let Some((_, card, onnx)) = EMBEDDED.iter().find(|(b, _, _)| *b == name) else {
+        return Err(ApiError::new(
+            500,
+            ErrorCode::Model,
+            format!("no embedded bundle {name}"),
+        ));
+    };
+    Card::parse(card)
+        .and_then(|c| Bundle::from_parts(c, onnx))
+        .and_then(|b| Scorer::new(b, site.cloned()))
+        .map_err(|e| ApiError::new(500, ErrorCode::Model, format!("bundle {name}: {e}")))
 }
 
 /// The configured experiment, when it is valid and names only embedded bundles.
@@ -90,10 +126,17 @@ pub fn experiment(env: &Env) -> Option<Experiment> {
     Some(exp)
 }
 
-/// The arm (bundle name) a new visitor is assigned, where an experiment runs.
-pub fn assign(env: &Env, visitor_id: &str) -> Option<String> {
+/// The pin a new visitor gets where an experiment runs: (experiment key, arm).
+pub fn assign(env: &Env, visitor_id: &str) -> Option<(String, String)> {
     let exp = experiment(env)?;
-    exp.assign(visitor_id)
-        .and_then(|i| exp.arms.get(i))
-        .map(|a| a.model.clone())
+    let arm = exp.assign(visitor_id).and_then(|i| exp.arms.get(i))?;
+    Some((exp.key.clone(), arm.model.clone()))
+}
+
+/// The arm that scores a pinned visitor: its arm while the experiment that pinned it runs and still
+/// names it; otherwise the default (`None`), as the page decides too (`www/tracker/deployment.js`).
+pub fn scoring(env: &Env, key: Option<&str>, arm: Option<&str>) -> Option<String> {
+    let (key, arm) = (key?, arm?);
+    let exp = experiment(env)?;
+    (exp.key == key && exp.arms.iter().any(|a| a.model == arm)).then(|| arm.to_string())
 }

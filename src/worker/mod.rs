@@ -25,6 +25,7 @@ pub mod logs;
 pub mod monitor;
 pub mod outbox;
 pub mod outcomes;
+pub mod site;
 // `#[durable_object]` generates JS glue (a class and its methods) that carries no docs.
 #[allow(missing_docs)]
 pub mod visitor;
@@ -319,7 +320,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 /// The methods each API path answers (for `405` and its `Allow` header).
 fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
-        "/healthz" | "/v1/model" | "/v1/deliveries/failed" | "/v1/monitor" => Some("GET, HEAD"),
+        "/healthz" | "/v1/model" | "/v1/config" | "/v1/deliveries/failed" | "/v1/monitor" => {
+            Some("GET, HEAD")
+        }
+        "/v1/site" => Some("GET, HEAD, PUT, DELETE"),
         "/v1/events" | "/v1/identify" => Some("POST, OPTIONS"),
         "/v1/score"
         | "/v1/deliveries/replay"
@@ -355,11 +359,21 @@ async fn route(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Response>
             json(&serde_json::json!({"ok": true, "model_version": s.card().model_version}))
         }
         (Method::Get, "/v1/model") => model_summary(),
+        (Method::Get, "/v1/config") => config(&req, env).await,
+        (Method::Get, "/v1/site") => site::get(&req, env).await,
+        (Method::Put, "/v1/site") => {
+            bearer(&req, cfg)?;
+            site::put(&mut req, env).await
+        }
+        (Method::Delete, "/v1/site") => {
+            bearer(&req, cfg)?;
+            site::delete(env).await
+        }
         (Method::Post, "/v1/events") => post_events(&mut req, env, cfg).await,
         (Method::Post, "/v1/identify") => post_identify(&mut req, env, cfg).await,
         (Method::Post, "/v1/score") => {
             bearer(&req, cfg)?;
-            post_score(&mut req).await
+            post_score(&mut req, env).await
         }
         (Method::Get, p) if p.starts_with("/v1/score/") => {
             bearer(&req, cfg)?;
@@ -806,10 +820,10 @@ struct Stateless<'a> {
     features: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-async fn post_score(req: &mut Request) -> ApiResult<Response> {
+async fn post_score(req: &mut Request, env: &Env) -> ApiResult<Response> {
     let text = body_text(req).await?;
     let body: Stateless = serde_json::from_str(&text).map_err(bad_json)?;
-    let s = scorer()?;
+    let s = arms::scorer_for(env, None).await?;
     let now = now_ms();
     let score = match (body.events, body.features) {
         (Some(events), None) => {
@@ -888,6 +902,44 @@ async fn get_score(env: &Env, id: &str, kind: Option<&str>) -> ApiResult<Respons
         ErrorCode::NotFound,
         format!("no {} `{id}`", kind.unwrap_or("visitor or lead")),
     ))
+}
+
+/// `GET /v1/config[?visitor_id=]`: what the page needs to score as the worker does — the
+/// deployment's site tables version, the experiment and, for a visitor, the arm that scores it
+/// (its bundle is in the assets under `/ls/models/<arm>/`; `null`: the default).
+async fn config(req: &Request, env: &Env) -> ApiResult<Response> {
+    let models: serde_json::Map<String, serde_json::Value> = arms::EMBEDDED
+        .iter()
+        .map(|&(name, _, _)| {
+            arms::card_scorer(name)
+                .map(|s| (name.to_string(), s.card().model_version.clone().into()))
+        })
+        .collect::<ApiResult<_>>()?;
+    let experiment = arms::experiment(env);
+    let visitor = query(req, "visitor_id")?;
+    let mut body = serde_json::json!({
+        "site": site::summary(env).await?,
+        "experiment": experiment,
+        "models": models,
+    });
+    if let Some(v) = &visitor {
+        crate::event::check_visitor_id(v)
+            .map_err(|e| ApiError::new(400, ErrorCode::InvalidField, e.to_string()))?;
+        let arm = match experiment {
+            Some(_) => visitor::arm(env, v).await?,
+            None => None,
+        };
+        body["arm"] = arm.into();
+    }
+    let mut r = json(&body)?;
+    // A visitor's arm is its own; the rest may be kept a minute.
+    let cache = if visitor.is_some() {
+        "private, no-store"
+    } else {
+        "max-age=60"
+    };
+    r.headers_mut().set("cache-control", cache)?;
+    Ok(r)
 }
 
 fn model_summary() -> ApiResult<Response> {

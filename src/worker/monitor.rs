@@ -26,7 +26,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::*;
 
-use super::arms::{self, scorer_for, EMBEDDED};
+use super::arms::{self, card_scorer, EMBEDDED};
 use super::outbox::{Delivery, QUEUE};
 use super::{now_ms, var, var_num, ApiError, ApiResult};
 use crate::dataset::parse_window;
@@ -308,8 +308,8 @@ struct Monitored {
 /// Every embedded bundle whose card holds a baseline ([`super::arms::EMBEDDED`]).
 fn monitored() -> std::result::Result<Vec<Monitored>, String> {
     let mut out = Vec::new();
-    for (name, _, _) in EMBEDDED {
-        let sc = scorer_for(Some(name)).map_err(|e| e.message)?;
+    for &(name, _, _) in EMBEDDED.iter() {
+        let sc = card_scorer(name).map_err(|e| e.message)?;
         let card = sc.card();
         if let Some(baseline) = Baseline::of(card).map_err(|e| e.to_string())? {
             let names = baseline.features.iter().map(|f| f.name.clone()).collect();

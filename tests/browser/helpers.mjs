@@ -114,7 +114,8 @@ function closeServer(server) {
 /**
  * A fake events endpoint (POST /v1/events). `mode`: 'ok' (200 {score}), '503' (with Retry-After),
  * 'down' (connection destroyed: a network error), or a number (that HTTP status). Records every
- * request: {status, body (parsed), bytes}.
+ * request: {status, body (parsed), bytes}. GET /v1/config answers as a worker without site tables
+ * or experiment does, whatever the mode (recorded too: the privacy tests count every request).
  */
 export async function startReceiver() {
   const r = { mode: 'ok', retryAfter: '1', requests: [], accepted: [], ids: new Map() };
@@ -140,6 +141,10 @@ export async function startReceiver() {
       const mode = r.mode;
       const rec = { mode, url: req.url, contentType: req.headers['content-type'], bytes: raw.length, body, raw: raw.toString('utf8') };
       r.requests.push(rec);
+      if (req.method === 'GET' && req.url.startsWith('/v1/config?')) {
+        res.writeHead(200, { ...cors, 'content-type': 'application/json' });
+        return res.end(JSON.stringify({ site: { version: null }, experiment: null, models: {}, arm: null }));
+      }
       if (mode === 'down') return req.socket.destroy();
       if (mode === '503') {
         res.writeHead(503, { ...cors, 'retry-after': r.retryAfter });

@@ -319,3 +319,66 @@ test("rate limit per visitor: 429 rate_limited with Retry-After; other visitors 
   assert.ok(Number.isFinite(ra) && ra >= 1 && ra <= 60, `Retry-After ${limited.headers.get("retry-after")}`);
   await stillServing("rate-limited");
 });
+
+test("PUT /v1/site: the deployment's site tables score every visitor (worker and stateless), GET /v1/config and /v1/site serve them to the page, DELETE returns to the card's", async () => {
+  const put = (text, o = {}) => api.request("PUT", "/v1/site", { raw: text, headers: { "content-type": "application/json" }, ...o });
+  const steps = [["page", "/"], ["page", "/products/widget"], ["engaged", null, 30000], ["page", "/pricing"]];
+  const stateless = async (now = Date.now()) => {
+    const r = await api.post("/v1/score", { events: pathJourney(vid("site-stateless"), steps, { now }) }, { auth: true });
+    assert.equal(r.status, 200, show(r));
+    return r.json.score;
+  };
+  const c0 = await api.get("/v1/config");
+  assert.equal(c0.status, 200, show(c0));
+  assert.equal(c0.json.site.version, null);
+  assert.equal(c0.json.experiment, null);
+  assert.equal(c0.json.models.default, CARD.model_version);
+  checkError(assert, await api.get("/v1/site"), 404, "not_found");
+  const before = await stateless();
+
+  // Refused: no token, not JSON, an unknown field (line-numbered), tables a bundle cannot use, too big.
+  const mine = structuredClone(CARD.site);
+  mine.page_stats.pages["/products/widget"] = [0, 0.01, 250];
+  mine.page_stats.pages["/pricing"] = [0.5, 0.5, 0];
+  const text = JSON.stringify(mine, null, 1);
+  checkError(assert, await put(text), 401, "unauthorized");
+  checkError(assert, await put("{not json", { auth: true }), 400, "invalid_config");
+  const unknown = await put(text.replace('"page_rules"', '"pages_rules"'), { auth: true });
+  checkError(assert, unknown, 400, "invalid_config");
+  assert.match(unknown.json.error.message, /line \d+ column \d+/);
+  const noValue = structuredClone(mine);
+  noValue.page_stats.columns = ["bounce_rate", "exit_rate", "value"];
+  const refused = await put(JSON.stringify(noValue), { auth: true });
+  checkError(assert, refused, 400, "invalid_config");
+  assert.match(refused.json.error.message, /bundle default refuses/);
+  checkError(assert, await put(" ".repeat(4 * 1024 * 1024 + 1), { auth: true }), 413, "body_too_large");
+  assert.equal((await api.get("/v1/config")).json.site.version, null, "nothing refused was stored");
+
+  try {
+    const ok = await put(text, { auth: true });
+    assert.equal(ok.status, 200, show(ok));
+    assert.ok(ok.json.version && ok.json.pages_with_stats === Object.keys(mine.page_stats.pages).length, show(ok));
+    const c1 = await api.get("/v1/config");
+    assert.equal(c1.json.site.version, ok.json.version);
+    const served = await api.get(`/v1/site?v=${encodeURIComponent(ok.json.version)}`);
+    assert.equal(served.status, 200, show(served));
+    assert.deepEqual(served.json, mine, "the page gets the tables the worker uses");
+    assert.match(served.headers.get("cache-control"), /immutable/);
+    assert.match((await api.get("/v1/site?v=old")).headers.get("cache-control"), /no-store/, "a stale version is not cached");
+
+    // The same journey now reads the deployment's page statistics, statelessly and in its Durable Object.
+    const now = Date.now();
+    const after = await stateless(now);
+    assert.notEqual(after.probability, before.probability, "the deployment's tables change the score");
+    const v = vid("site-do");
+    const r = await api.events(batch(v, pathJourney(v, steps, { now })));
+    assert.equal(r.status, 200, show(r));
+    assert.equal(r.json.score.probability, after.probability, "the Durable Object scores with the same tables");
+  } finally {
+    const d = await api.request("DELETE", "/v1/site", { auth: true });
+    assert.equal(d.status, 200, show(d));
+  }
+  assert.equal((await api.get("/v1/config")).json.site.version, null);
+  assert.equal((await stateless()).probability, before.probability, "back to the card's tables");
+  await stillServing("site");
+});

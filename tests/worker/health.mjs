@@ -197,6 +197,14 @@ async function load(send, phases) {
   return accepted;
 }
 
+/** The shop's own site tables (the 14,475 page statistics the model was trained with), as a deployment
+ * sets them: PUT /v1/site, before any traffic. */
+export async function useShopTables(api) {
+  const r = await api.put("/v1/site", fs.readFileSync(path.join(ROOT, "target", "loop", "tables.json"), "utf8"), { auth: true, timeout: 60_000 });
+  if (r.status !== 200) throw new Error(`health: PUT /v1/site → HTTP ${r.status} ${r.text.slice(0, 300)}`);
+  return r.json;
+}
+
 const runCron = async (S) => {
   const r = await fetch(new URL("/__scheduled?cron=*/15+*+*+*+*", S.base), { signal: AbortSignal.timeout(120_000) });
   if (r.status !== 200) throw new Error(`health: /__scheduled → HTTP ${r.status}`);
@@ -220,6 +228,7 @@ export async function runExperiment({ out, dec = december(path.join(ROOT, "targe
   const r = { visitors: { ab: ab.journeys.size, srm: srm.journeys.size }, purchases: ab.outcomes.length + srm.outcomes.length };
   try {
     const api = client(S.base, { token: S.devVars.API_TOKEN });
+    r.site = await useShopTables(api);
     r.events = await load(sender(api), [ab, srm]);
     const from = srm.start;
     const to = ab.start + WEEK;
@@ -265,6 +274,7 @@ export async function runExperiment({ out, dec = december(path.join(ROOT, "targe
     }
     r.arm_agreement = { visitors: seen.size, agree, disagree };
     r.workerd_rss_mb = +(workerdRssKb(S.child.pid) / 1024).toFixed(1);
+    r.browser = await browserArms(S, api);
     const d = await dashboard(S, from, to, path.join(out, "dashboard-experiment.png"));
     r.dashboard_arms_rows = d.arms_rows;
     r.page_errors = d.errors;
@@ -273,6 +283,62 @@ export async function runExperiment({ out, dec = december(path.join(ROOT, "targe
     if (!process.env.HEALTH_KEEP_STATE) fs.rmSync(state, { recursive: true, force: true });
   }
   return r;
+}
+
+/**
+ * Visitors walking the demo site in Chromium on the experiment's stack (consent accepted): the page
+ * learns the experiment and the site tables from GET /v1/config, assigns the arm with the worker's
+ * code, loads that arm's bundle from the assets, and scores; the worker pins its own arm on first
+ * sight. Each visitor's arm, model version and score, page against worker.
+ */
+export async function browserArms(S, api, { min = 3, max = 16 } = {}) {
+  const { chromium } = await import("playwright-core");
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu"] });
+  const rows = [];
+  const errors = [];
+  try {
+    for (let i = 0; i < max; i++) {
+      const seen = (a) => rows.filter((r) => r.page_arm === a).length;
+      if (seen("default") >= min && seen("candidate") >= min) break;
+      const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      const page = await ctx.newPage();
+      page.on("pageerror", (e) => errors.push(String(e)));
+      const answers = [];
+      page.on("response", async (r) => {
+        if (new URL(r.url()).pathname === "/v1/events" && r.status() === 200) answers.push(await r.json().catch(() => null));
+      });
+      await page.goto(`${S.base}/`, { waitUntil: "load" });
+      await page.getByRole("button", { name: /^accept/i }).click();
+      await page.mouse.wheel(0, 800);
+      await sleep(500);
+      await page.getByRole("link", { name: /^pricing$/i }).first().click();
+      await page.waitForURL(/\/pricing\/?$/);
+      await page.mouse.wheel(0, 800);
+      await page.evaluate(() => window.leadscore.flush());
+      // Every event made has been sent and answered, and the page has scored them all.
+      await page.waitForFunction(() => window.leadscore.score() && window.leadscore.info().queued === 0, null, { timeout: 30_000 });
+      const p = await page.evaluate(() => ({ info: window.leadscore.info(), score: window.leadscore.score() }));
+      const w = await api.get(`/v1/score/${encodeURIComponent(p.info.visitorId)}?kind=visitor`, { auth: true });
+      if (w.status !== 200) throw new Error(`health: GET /v1/score → HTTP ${w.status} ${w.text.slice(0, 200)}`);
+      const last = answers.filter(Boolean).at(-1)?.score;
+      rows.push({
+        visitor: p.info.visitorId, page_arm: p.score.arm ?? null, worker_arm: w.json.score.arm ?? null, hash_arm: armOf(p.info.visitorId),
+        page_model: p.score.model_version, worker_model: w.json.score.model_version,
+        page_score: p.score.ai_score, worker_score: w.json.score.ai_score, last_answer_score: last?.ai_score ?? null,
+        page_probability: p.score.probability, worker_probability: w.json.score.probability,
+      });
+      await ctx.close();
+    }
+  } finally {
+    await browser.close();
+  }
+  const agree = rows.filter((r) => r.page_arm === r.worker_arm && r.page_arm === r.hash_arm && r.page_model === r.worker_model && r.page_score === r.worker_score);
+  return {
+    visitors: rows.length, agree: agree.length,
+    arms: Object.fromEntries(["default", "candidate"].map((a) => [a, rows.filter((r) => r.page_arm === a).length])),
+    max_probability_gap: Math.max(...rows.map((r) => Math.abs(r.page_probability - r.worker_probability))),
+    rows, errors,
+  };
 }
 
 /** The dashboard in Chromium with the token typed in, loaded for [from, to): a screenshot and what it shows. */
@@ -333,7 +399,8 @@ export async function runHealth({ out = path.join(ROOT, "target", "health"), lea
   try {
     const api = client(S.base, { token: S.devVars.API_TOKEN });
     const send = sender(api);
-    // 1. History through the import route, then the outcomes.
+    // 1. The shop's site tables, history through the import route, then the outcomes.
+    result.site = await useShopTables(api);
     let t = Date.now();
     result.events = await load(send, phases);
     const allOutcomes = phases.flatMap((p) => p.outcomes);

@@ -62,4 +62,15 @@ test("a site change raises a signed drift alert naming what moved, shuffled outc
   assert.ok(srm.p_value < 0.001);
   assert.deepEqual(x.srm_alerts.map((a) => a.window), ["srm"], "one signed SRM alert, for the damaged week only");
   assert.equal(x.receiver_rejected, 0);
+  // Chromium on the experiment's stack: the page scores each visitor with the worker's arm and bundle
+  // and the same score (site tables from GET /v1/site, bundles from the assets).
+  const b = x.browser;
+  assert.ok(b.arms.default >= 3 && b.arms.candidate >= 3, JSON.stringify(b.arms));
+  assert.equal(b.agree, b.visitors, JSON.stringify(b.rows.filter((r) => r.page_arm !== r.worker_arm || r.page_score !== r.worker_score)));
+  assert.ok(b.max_probability_gap < 1e-12, `page vs worker probability: ${b.max_probability_gap}`);
+  assert.deepEqual(b.errors, []);
+  // With the shop's own site tables, unchanged December reads as the model's own holdout (its AUC).
+  assert.ok(Math.abs(w.unchanged.auc - w.unchanged.card_auc) < 1e-9, `${w.unchanged.auc} vs ${w.unchanged.card_auc}`);
+  for (const f of ["bounce_rate", "exit_rate", "page_value"]) assert.ok(w.unchanged.features_psi[f] < 0.1, `${f} unchanged: ${w.unchanged.features_psi[f]}`);
+  assert.ok(w.unchanged.score_psi < 0.25, `score PSI unchanged: ${w.unchanged.score_psi}`);
 });

@@ -96,6 +96,7 @@ export function client(base, { token } = {}) {
     request,
     get: (p, o) => request("GET", p, o),
     post: (p, body, o = {}) => request("POST", p, { ...o, body }),
+    put: (p, raw, o = {}) => request("PUT", p, { ...o, raw, headers: { "content-type": "application/json", ...o.headers } }),
     events: (b, o = {}) => request("POST", "/v1/events", { ...o, body: b }),
   };
 }

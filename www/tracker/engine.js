@@ -3,6 +3,7 @@
 // the saved state and refusals out, in order. Events a page could not see scored are kept
 // (`ls_unscored`) for the next page.
 import { cfg } from './config.js';
+import { allowed } from './consent.js';
 import { accepted, scored } from './hooks.js';
 import { del, get, readJSON, set } from './storage.js';
 import { b64, unb64 } from './text.js';
@@ -88,7 +89,7 @@ export function boot(vid) {
   const unscored = readJSON('unscored', []);
   del('unscored');
   rules = cfg.categories ? JSON.stringify(cfg.categories) : undefined;
-  initMsg = { t: 'init', vid, saved, rules, wasm: 'page' };
+  initMsg = init(vid, saved);
   post(initMsg);
   // Already sent to the endpoint by their page; the core ignores those it has seen (event ids).
   if (Array.isArray(unscored)) outbox = unscored.filter((e) => e && e.visitor_id === vid).concat(outbox);
@@ -96,6 +97,10 @@ export function boot(vid) {
   W.addEventListener('pagehide', keep);
   D.addEventListener('visibilitychange', () => D.visibilityState === 'hidden' && keep());
 }
+
+// The engine asks the endpoint for the deployment's site tables and the visitor's arm only when
+// the page may send (no request before consent).
+const init = (vid, saved) => ({ t: 'init', vid, saved, rules, endpoint: allowed() ? cfg.endpoint : '', wasm: 'page' });
 
 /** Events the engine has not answered for when the page may go: scored by the next page. A page that
  * lives on (only hidden) rewrites the list as answers come, so no scored event is carried. */
@@ -136,6 +141,7 @@ function fromEngine(m) {
   if (m.t === 'ready') {
     const { modelVersion, featureCount, loadMs, constructMs, wasm } = m;
     Object.assign(meta, { modelVersion, featureCount, loadMs, constructMs, wasm });
+    if (m.degraded) warn(m.degraded); // the default model and the card's tables score
     if (m.rulesRefused) {
       warn('page rules refused:', m.rulesRefused.code, m.rulesRefused.message);
       rules = undefined;
@@ -176,5 +182,5 @@ export const unscored = () => outbox;
 export function newVisitor(vid) {
   gen++;
   outbox = outbox.filter((e) => e.visitor_id === vid);
-  if (initMsg) post((initMsg = { t: 'init', vid, rules }));
+  if (initMsg) post((initMsg = init(vid)));
 }

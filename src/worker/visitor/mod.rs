@@ -109,6 +109,16 @@ struct Record {
     /// The experiment arm (bundle name) pinned on first sight ([`super::arms`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     arm: Option<String>,
+    /// The key of the experiment that pinned `arm`: the arm scores only while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    experiment: Option<String>,
+}
+
+impl Record {
+    /// The arm scoring this visitor now ([`arms::scoring`]).
+    fn scoring_arm(&self, env: &Env) -> Option<String> {
+        arms::scoring(env, self.experiment.as_deref(), self.arm.as_deref())
+    }
 }
 
 /// A HubSpot deal's outcome, before it is given to the deal's contacts' leads.
@@ -321,6 +331,24 @@ pub async fn lookup(
     Ok(Some(score))
 }
 
+/// The arm that scores this visitor now, or the one its first sight will pin (`GET /v1/config`
+/// tells the page, which then loads that arm's bundle).
+pub async fn arm(env: &Env, visitor_id: &str) -> std::result::Result<Option<String>, ApiError> {
+    let stub = env
+        .durable_object(BINDING)?
+        .id_from_name(visitor_id)?
+        .get_stub()?;
+    // Visitor ids are word characters and `-` (checked by the caller): nothing to escape.
+    let mut resp = stub
+        .fetch_with_str(&format!("https://visitor/arm?vid={visitor_id}"))
+        .await?;
+    let text = resp.text().await?;
+    if resp.status_code() != 200 {
+        return Err(ApiError::new(500, ErrorCode::Internal, text));
+    }
+    serde_json::from_str(&text).map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))
+}
+
 /// One visitor (or one lead directory entry).
 #[durable_object]
 pub struct VisitorObject {
@@ -351,6 +379,10 @@ impl DurableObject for VisitorObject {
                 Err(e) => Err(ApiError::from(e)),
             },
             (Method::Get, "/score") => self.current(for_lead.as_deref()).await,
+            (Method::Get, "/arm") => {
+                let vid = query(&req, "vid").ok().flatten().unwrap_or_default();
+                self.arm(&vid).await
+            }
             (Method::Post, "/lead") => match req.text().await {
                 Ok(text) => self.join_lead(&text).await,
                 Err(e) => Err(ApiError::from(e)),
@@ -390,11 +422,12 @@ impl DurableObject for VisitorObject {
         }
         if rec.pending.is_some_and(|p| p <= now) {
             rec.pending = None;
-            if let Ok(sc) = arms::scorer_for(rec.arm.as_deref()) {
+            if let Ok(sc) = arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await
+            {
                 let vs = decode_state(&rec, &sc);
                 if let Ok(mut score) = sc.score(&vs, &rec.visitor_id, now, ScoreOptions::default())
                 {
-                    score.arm.clone_from(&rec.arm);
+                    score.arm = rec.scoring_arm(&self.env);
                     self.maybe_send(&mut rec, &score, now).await?;
                 }
             }
@@ -413,6 +446,18 @@ fn decode_state(rec: &Record, sc: &crate::score::Scorer) -> VisitorState {
 }
 
 impl VisitorObject {
+    /// [`arm`]: the pinned arm while its experiment runs; for a visitor not seen yet, the arm the
+    /// first sight in [`Self::apply`] will pin.
+    async fn arm(&self, visitor_id: &str) -> std::result::Result<Response, ApiError> {
+        let rec = self.load().await?.unwrap_or_default();
+        let arm = if rec.experiment.is_none() && rec.state.is_empty() {
+            arms::assign(&self.env, visitor_id).map(|(_, arm)| arm)
+        } else {
+            rec.scoring_arm(&self.env)
+        };
+        Ok(Response::from_json(&arm)?)
+    }
+
     async fn load(&self) -> Result<Option<Record>> {
         if let Some(r) = self.cache.borrow().clone() {
             return Ok(Some(r));
@@ -443,11 +488,14 @@ impl VisitorObject {
         let now = req.now.max(now_ms());
         let mut rec = self.load().await?.unwrap_or_default();
         rec.visitor_id.clone_from(&req.visitor_id);
-        if rec.arm.is_none() && rec.state.is_empty() {
+        if rec.experiment.is_none() && rec.state.is_empty() {
             // First sight: the arm is pinned for good (later weights move no one).
-            rec.arm = arms::assign(&self.env, &req.visitor_id);
+            if let Some((key, arm)) = arms::assign(&self.env, &req.visitor_id) {
+                rec.experiment = Some(key);
+                rec.arm = Some(arm);
+            }
         }
-        let sc = arms::scorer_for(rec.arm.as_deref())?;
+        let sc = arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await?;
 
         if let Some(a) = req.analytics {
             rec.analytics = a;
@@ -539,7 +587,7 @@ impl VisitorObject {
         let mut score = sc
             .score_with_memo(&vs, &rec.visitor_id, now, opts, &mut self.memo.borrow_mut())
             .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
-        score.arm.clone_from(&rec.arm);
+        score.arm = rec.scoring_arm(&self.env);
         if accepted > 0 || merged {
             self.maybe_send(&mut rec, &score, now).await?;
         }
@@ -674,7 +722,7 @@ impl VisitorObject {
                     &mut self.memo.borrow_mut(),
                 )
                 .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
-            score.arm.clone_from(&rec.arm);
+            score.arm = rec.scoring_arm(&self.env);
             rec.scores_logged += 1;
             records.push(LogRecord::score(sc, &vs, &score, rec.scores_logged));
         }
@@ -695,7 +743,7 @@ impl VisitorObject {
         if !rec.crm {
             return Ok(()); // no consent or GPC: never forwarded
         }
-        let sc = match arms::scorer_for(rec.arm.as_deref()) {
+        let sc = match arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await {
             Ok(s) => s,
             Err(e) => return Err(Error::RustError(e.message)),
         };
@@ -786,12 +834,12 @@ impl VisitorObject {
                 ));
             }
         }
-        let sc = arms::scorer_for(rec.arm.as_deref())?;
+        let sc = arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await?;
         let vs = decode_state(&rec, &sc);
         let mut score = sc
             .score(&vs, &rec.visitor_id, now_ms(), ScoreOptions::default())
             .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
-        score.arm.clone_from(&rec.arm);
+        score.arm = rec.scoring_arm(&self.env);
         Ok(Response::from_json(&score)?)
     }
 }
