@@ -4,7 +4,7 @@
 //
 //   node benches/worker-load.mjs [--base http://127.0.0.1:8787] [--visitors 200] [--batches 5]
 //        [--events 10] [--concurrency 8] [--start] [--no-verify] [--logged-share 0.5]
-//        [--out target/artifacts/worker-load.json]
+//        [--experiment] [--site FILE] [--out target/artifacts/worker-load.json]
 //
 // --start launches its own stack (tests/worker/stack.mjs: receiver + wrangler dev on free ports, fresh
 // state, RATE_LIMIT_PER_MIN raised so that the limiter does not shape the run). Without it a running
@@ -21,6 +21,10 @@
 // run, so both see the same machine) sends `consent.analytics`, so its events and scores go to the
 // logs queue; the report gives both groups' latency and, with --start, what the logs consumer wrote
 // (queue batches, messages, records, R2 objects: the objects per request and per queue batch).
+// --experiment: the stack runs a 50/50 experiment of the embedded default and candidate bundles
+// (EXPERIMENT), so both models score; latency is reported per arm. --site FILE: PUT /v1/site with
+// those site tables first (e.g. target/loop/tables.json, 14,475 page statistics). The isolate's wasm
+// memory (GET /healthz `wasm_memory_bytes`: models, site tables, plans) is read before and after.
 // JSON to stdout and to --out.
 
 import http from "node:http";
@@ -48,7 +52,10 @@ const cfg = {
   out: opt("out", path.join(ROOT, "target", "artifacts", "worker-load.json")),
   siteKey: opt("site-key", SITE_KEY),
   loggedShare: Number(opt("logged-share", 0)),
+  experiment: flag("experiment"),
+  site: opt("site", null),
 };
+const EXPERIMENT = { key: "leadscore-ab", arms: [{ model: "default", weight: 0.5 }, { model: "candidate", weight: 0.5 }] };
 const WRANGLER_LOG = path.join(ROOT, "target", "wrangler-load.log");
 const log = (m) => process.stderr.write(`worker-load: ${m}\n`);
 
@@ -136,7 +143,7 @@ async function main() {
       port: "auto",
       receiverPort: "auto",
       fresh: true,
-      vars: { RATE_LIMIT_PER_MIN: "1000000" },
+      vars: { RATE_LIMIT_PER_MIN: "1000000", ...(cfg.experiment ? { EXPERIMENT: JSON.stringify(EXPERIMENT) } : {}) },
       build: "auto",
       logFile: WRANGLER_LOG,
       receiverLog: () => {},
@@ -148,6 +155,13 @@ async function main() {
   try {
     const health = await request(agent, cfg.base, "GET", "/healthz");
     if (health.status !== 200) throw new Error(`${cfg.base}/healthz: ${health.status} ${health.text ?? health.error}`);
+    if (cfg.site) {
+      const r = await request(agent, cfg.base, "PUT", "/v1/site", { body: fs.readFileSync(cfg.site, "utf8"), headers: { authorization: `Bearer ${token}` } });
+      if (r.status !== 200) throw new Error(`PUT /v1/site: ${r.status} ${r.text}`);
+      log(`site tables ${r.json.version}: ${r.json.pages_with_stats} pages with statistics`);
+    }
+    const memory = async () => (await request(agent, cfg.base, "GET", "/healthz")).json?.wasm_memory_bytes ?? null;
+    const memoryBefore = await memory();
     // Baseline: the local proxy + router cost without a Durable Object or scoring (sequential).
     const base = [];
     for (let i = 0; i < 50; i++) base.push((await request(agent, cfg.base, "GET", "/healthz")).ms);
@@ -171,6 +185,7 @@ async function main() {
       }
     });
     const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+    const memoryAfter = await memory();
 
     const ok = results.filter((r) => r.status === 200);
     const byStatus = {};
@@ -201,7 +216,15 @@ async function main() {
       server_timing_ms: Object.fromEntries(timingNames.map((n) => [n, stats(results.filter((r) => n in r.timing).map((r) => r.timing[n]))])),
       errors: { count: results.length - ok.length, by_status: byStatus },
       accounting: { accepted, rejected, duplicates_or_stale: dupStale, lost: sent - accepted },
+      wasm_memory_bytes: { before: memoryBefore, after: memoryAfter },
     };
+    if (cfg.experiment) {
+      const arms = [...new Set(ok.map((r) => r.json?.score?.arm ?? "none"))];
+      report.arms = Object.fromEntries(arms.map((a) => {
+        const rs = ok.filter((r) => (r.json?.score?.arm ?? "none") === a);
+        return [a, { visitors: new Set(rs.map((r) => r.v)).size, model_version: rs[0]?.json?.score?.model_version, latency_ms_later_batches: stats(rs.filter((r) => r.b > 0).map((r) => r.ms)) }];
+      }));
+    }
     if (logged.size) {
       const group = (want) => results.filter((r) => r.logged === want && r.b > 0 && r.status === 200).map((r) => r.ms);
       const [on, off] = [stats(group(true)), stats(group(false))];

@@ -40,6 +40,18 @@ pub struct FeatureSpec {
     pub values: Option<BTreeMap<String, String>>,
 }
 
+/// Kinds read from the calendar alone (the event's date and time, the site's special days).
+pub const CALENDAR_KINDS: [&str; 3] = ["weekend", "hour_of_day", "special_day"];
+
+impl FeatureSpec {
+    /// Whether the feature is a function of the calendar alone: its distribution over a window is
+    /// set by the window's dates (a Saturday, December), so the monitor reports its drift but
+    /// never alerts on it.
+    pub fn is_calendar(&self) -> bool {
+        CALENDAR_KINDS.contains(&self.kind.as_str())
+    }
+}
+
 /// A feature declaration that cannot be served.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("feature `{name}` ({kind}): {message}")]

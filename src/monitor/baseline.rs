@@ -30,6 +30,9 @@ pub struct FeatureBaseline {
     pub bins: Binning,
     /// Training share of each bin (sums to 1).
     pub shares: Vec<f64>,
+    /// A calendar feature ([`crate::features::FeatureSpec::is_calendar`]), from the card's spec.
+    #[serde(skip)]
+    pub calendar: bool,
 }
 
 /// Held-out accuracy of the whole set or of one segment.
@@ -141,6 +144,7 @@ impl Baseline {
                 name: spec.name.clone(),
                 shares: shares(&c).ok_or(BaselineError::NoRows)?,
                 bins,
+                calendar: spec.is_calendar(),
             });
         }
         let mut hist = vec![0u64; SCORE_BINS];
@@ -197,7 +201,7 @@ impl Baseline {
         let Some(v) = card.baseline.as_ref() else {
             return Ok(None);
         };
-        let b: Baseline =
+        let mut b: Baseline =
             serde_json::from_value(v.clone()).map_err(|e| BaselineError::Card(e.to_string()))?;
         let names: Vec<&str> = card.features.iter().map(|f| f.name.as_str()).collect();
         let have: Vec<&str> = b.features.iter().map(|f| f.name.as_str()).collect();
@@ -215,6 +219,9 @@ impl Baseline {
                     f.bins.len()
                 )));
             }
+        }
+        for (f, spec) in b.features.iter_mut().zip(&card.features) {
+            f.calendar = spec.is_calendar();
         }
         if b.score.len() != SCORE_BINS {
             return Err(BaselineError::Card(format!(

@@ -5,7 +5,8 @@
 //! Alerts (each names what moved, by how much, on how many rows):
 //! - [`DRIFT_DETECTED`]: PSI at or above the alert line (0.25) on a feature or the score, level
 //!   `alert`; between the warning (0.1) and alert lines, level `warning`. Only on windows with at
-//!   least `min_scores` decisions.
+//!   least `min_scores` decisions. Calendar features (weekend, hour, special day) are reported and
+//!   never alert: a window's dates set their distribution (every Saturday, every December).
 //! - [`PERFORMANCE_DEGRADED`]: realized AUC at least `auc_drop` (0.05) below the card's held-out
 //!   AUC, or ECE at least `ece_factor` (2) times the card's — only once every decision of the
 //!   window is labelled and at least `min_positives` are positive.
@@ -72,6 +73,9 @@ pub struct Distribution {
     pub baseline: Vec<f64>,
     /// Window count per bin.
     pub live: Vec<u64>,
+    /// A calendar feature: its drift is reported, never alerted on (the window's dates set it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub calendar: bool,
 }
 
 /// Accuracy of labelled decisions beside the card's held-out figures.
@@ -285,6 +289,7 @@ fn distribution(
         bins,
         baseline: baseline.to_vec(),
         live,
+        calendar: false,
     })
 }
 
@@ -343,13 +348,9 @@ pub fn assess_window<'a>(
     let score = distribution("ai_score", score_labels, &baseline.score, score, &o.gate)?;
     let mut features = Vec::with_capacity(nf);
     for (f, c) in baseline.features.iter().zip(feature_counts) {
-        features.push(distribution(
-            &f.name,
-            f.bins.labels(),
-            &f.shares,
-            c,
-            &o.gate,
-        )?);
+        let mut d = distribution(&f.name, f.bins.labels(), &f.shares, c, &o.gate)?;
+        d.calendar = f.calendar;
+        features.push(d);
     }
     let accuracy = all.judge(o, baseline.holdout.auc, baseline.holdout.ece);
     let segments = baseline
@@ -426,7 +427,7 @@ fn alerts(h: &WindowHealth, o: &Options) -> Vec<Alert> {
     let mut out = Vec::new();
     let drifted: Vec<Moved> = std::iter::once(&h.score)
         .chain(&h.features)
-        .filter(|d| matches!(d.drift.level, Level::Warning | Level::Alert))
+        .filter(|d| !d.calendar && matches!(d.drift.level, Level::Warning | Level::Alert))
         .filter_map(|d| {
             Some(Moved {
                 what: d.name.clone(),
@@ -573,6 +574,29 @@ mod tests {
         assert_eq!((a.kind.as_str(), a.level), (DRIFT_DETECTED, Level::Alert));
         assert_eq!(a.moved[0].what, "page_value");
         assert_eq!(a.moved.len(), 1, "only the shifted feature: {:?}", a.moved);
+    }
+
+    #[test]
+    fn a_calendar_feature_drifts_in_the_report_and_never_alerts() {
+        let (b, mut ds) = setup();
+        let j = b.features.iter().position(|f| f.name == "weekend").unwrap();
+        assert!(b.features[j].calendar);
+        assert!(!b
+            .features
+            .iter()
+            .any(|f| f.name == "page_value" && f.calendar));
+        // A window of Saturdays only.
+        ds.iter_mut().for_each(|d| d.features[j] = 1.0);
+        let h = run(&b, &ds, &Conversions::new(OutcomeType::Customer));
+        let w = &h.features[j];
+        assert!(w.calendar);
+        assert_eq!(
+            w.drift.level,
+            Level::Alert,
+            "reported as moved: {:?}",
+            w.drift
+        );
+        assert!(h.alerts.is_empty(), "{:?}", h.alerts);
     }
 
     #[test]

@@ -17,11 +17,12 @@
 //      `unchanged`) drifts no more than `unchanged` but raises model.performance_degraded; a second
 //      run sends nothing again; GET /v1/monitor and `leadscore monitor` on the exported logs agree
 //      within 1e-12; the dashboard and the HTML report render in Chromium (screenshots).
-//   What `unchanged` shows (it is not alert-free): December differs from Feb–Nov in the data itself
-//   (channel PSI 1.12 and special_day 0.66 on the CSV's own columns), and the worker scores with the
-//   embedded card's site tables (the demo site's), not the 14,475 page statistics the model was
-//   trained with, so bounce/exit rate and page value — and the score — read as moved.
-//
+//   Both stacks first set the shop's own site tables (PUT /v1/site: the 14,475 page statistics the
+//   model was trained with), as a deployment does. What `unchanged` shows: the realized AUC equals the
+//   card's held-out AUC (December is the holdout), the page features and the score stay under the
+//   alert line; December's own traffic differs from Feb–Nov (channel PSI 1.12, visitor_type 0.13 on
+//   the CSV's columns): a real shift, alerted on; special_day (December has none) is a calendar
+//   feature, reported and never alerted on.
 //   node tests/worker/health.mjs [--out DIR]          (make health-test; also the CI test's body)
 //   import { runHealth } from './health.mjs'
 import { spawnSync } from "node:child_process";

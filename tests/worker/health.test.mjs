@@ -73,4 +73,7 @@ test("a site change raises a signed drift alert naming what moved, shuffled outc
   assert.ok(Math.abs(w.unchanged.auc - w.unchanged.card_auc) < 1e-9, `${w.unchanged.auc} vs ${w.unchanged.card_auc}`);
   for (const f of ["bounce_rate", "exit_rate", "page_value"]) assert.ok(w.unchanged.features_psi[f] < 0.1, `${f} unchanged: ${w.unchanged.features_psi[f]}`);
   assert.ok(w.unchanged.score_psi < 0.25, `score PSI unchanged: ${w.unchanged.score_psi}`);
+  // Calendar features are reported (December has no special day) and never named in an alert.
+  assert.ok(w.unchanged.features_psi.special_day >= 0.25, `special_day: ${w.unchanged.features_psi.special_day}`);
+  for (const a of r.alerts) assert.ok(!a.moved.some((m) => ["special_day", "weekend"].includes(m[0])), JSON.stringify(a));
 });

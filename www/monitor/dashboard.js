@@ -15,7 +15,7 @@ Chart.defaults.animation = false;
 Chart.defaults.font.family = 'system-ui, sans-serif';
 
 const TOKEN_KEY = 'leadscore.monitor.token';
-const COLORS = { base: '#8aa1b8', live: '#d9534f', ok: '#2e7d32', warn: '#f0ad4e', alert: '#c62828' };
+const COLORS = { base: '#8aa1b8', live: '#d9534f', ok: '#2e7d32', warn: '#f0ad4e', alert: '#c62828', muted: '#b0b0b0' };
 
 const CSS = `
 body{margin:0;font:14px/1.45 system-ui,sans-serif;color:#1d2733;background:#f5f7fa}
@@ -79,7 +79,8 @@ function scoreChart(parent, w) {
 
 function psiChart(parent, w) {
   const rows = [w.score, ...w.features];
-  const names = rows.map((d) => d.name);
+  // Calendar features (set by the window's dates) are shown, grey, and never alert.
+  const names = rows.map((d) => (d.calendar ? `${d.name} (calendar)` : d.name));
   const psi = rows.map((d) => d.drift.psi ?? 0);
   const line = (v, color, label) => ({
     type: 'line', label, data: names.map(() => v), borderColor: color, borderDash: [6, 4], pointRadius: 0, borderWidth: 2,
@@ -89,7 +90,7 @@ function psiChart(parent, w) {
     data: {
       labels: names,
       datasets: [
-        { label: 'PSI', data: psi, backgroundColor: psi.map((v) => (v >= 0.25 ? COLORS.alert : v >= 0.1 ? COLORS.warn : COLORS.ok)) },
+        { label: 'PSI', data: psi, backgroundColor: psi.map((v, i) => (rows[i].calendar ? COLORS.muted : v >= 0.25 ? COLORS.alert : v >= 0.1 ? COLORS.warn : COLORS.ok)) },
         line(0.1, COLORS.warn, 'warning 0.1'),
         line(0.25, COLORS.alert, 'alert 0.25'),
       ],
@@ -136,7 +137,7 @@ function trendChart(parent, report) {
       labels: report.windows.map((w) => day(w.start).slice(0, 10) + (w.arm ? ` ${w.arm}` : '')),
       datasets: [
         { label: 'score PSI', data: report.windows.map((w) => w.score.drift.psi), borderColor: COLORS.live },
-        { label: 'max feature PSI', data: report.windows.map((w) => Math.max(...w.features.map((f) => f.drift.psi ?? 0))), borderColor: COLORS.warn },
+        { label: 'max feature PSI (calendar features aside)', data: report.windows.map((w) => Math.max(...w.features.filter((f) => !f.calendar).map((f) => f.drift.psi ?? 0))), borderColor: COLORS.warn },
         { label: 'realized AUC', data: report.windows.map((w) => w.accuracy.live.auc.value), borderColor: COLORS.ok },
       ],
     },
@@ -145,7 +146,8 @@ function trendChart(parent, report) {
 
 function windowsTable(report) {
   const rows = report.windows.map((w, i) => {
-    const maxF = w.features.reduce((m, f) => ((f.drift.psi ?? 0) > (m.drift.psi ?? 0) ? f : m), w.features[0]);
+    const judged = w.features.filter((f) => !f.calendar);
+    const maxF = judged.reduce((m, f) => ((f.drift.psi ?? 0) > (m.drift.psi ?? 0) ? f : m), judged[0]);
     const kinds = w.alerts.map((a) => `${esc(a.type)} ${pill(a.level)}`).join('<br>') || '—';
     return `<tr data-window="${i}"><td>${day(w.start)}</td><td>${esc(w.arm ?? '—')}</td><td class="n">${w.decisions}</td>
       <td class="n">${fmt(w.score.drift.psi)} ${pill(w.score.drift.level)}</td>
