@@ -154,6 +154,9 @@ bench: site venv
 	  --out target/artifacts/worker-load-c1.json || echo "sequential worker load test failed (see above)"
 	node benches/worker-load.mjs --start --logged-share 0.5 --concurrency 1 --visitors 100 --batches 6 \
 	  --out target/artifacts/worker-load-logging.json || echo "logging worker load test failed (see above)"
+	node benches/worker-load.mjs --start --logged-share 0.5 --concurrency 1 --visitors 100 --batches 6 \
+	  --experiment --site target/loop/tables.json \
+	  --out target/artifacts/worker-load-arms.json || echo "two-arm worker load test failed (see above)"
 	$(NODE22) WRANGLER_SEND_METRICS=false DO_NOT_TRACK=1 \
 	  $(NODE_BIN)/wrangler deploy --dry-run --outdir dist 2>&1 | grep -o 'Total Upload.*' | head -1 \
 	  | python3 -c 'import json,sys; print(json.dumps({"text": sys.stdin.read().strip()}))' \

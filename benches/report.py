@@ -167,6 +167,26 @@ def worker_section():
                     f"{wr.get('objects')} objects: {wr.get('objects_per_request')} R2 writes per request, "
                     f"{wr.get('objects_per_queue_batch')} per queue batch (one per log and day), "
                     f"{wr.get('messages_per_queue_batch')} messages per queue batch."]
+    x = artefact("worker-load-arms.json")
+    base = artefact("worker-load-logging.json")
+    if x and base:
+        mb = lambda v: f"{v / 1048576:.1f} MB" if v else "?"
+        row = lambda r: (r["latency_ms_later_batches"], r.get("server_timing_ms", {}).get("do", {}), r.get("wasm_memory_bytes", {}))
+        (l0, d0, m0), (l1, d1, m1) = row(base), row(x)
+        out += ["", "**Monitoring and two arms** (the same sequential run with `--experiment --site target/loop/tables.json`: "
+                "a 50/50 experiment of the default and the candidate, both embedded, the 14,475-page site tables of the "
+                "shop set by `PUT /v1/site`; monitoring's D1 aggregation runs in the logs consumer for the logged half; "
+                "wrangler dev reports no CPU time, so this is wall time; memory is the isolate's wasm linear memory, "
+                "`GET /healthz` `wasm_memory_bytes`, after the first score and after the run):", "",
+                "| | one model, card's site tables | two arms, shop's site tables |", "|---|---|---|",
+                f"| later 10-event batches p50 / p90 / p99 | {l0['p50']} / {l0['p90']} / {l0['p99']} ms | "
+                f"{l1['p50']} / {l1['p90']} / {l1['p99']} ms |",
+                f"| Durable Object call p50 / p99 | {d0.get('p50')} / {d0.get('p99')} ms | {d1.get('p50')} / {d1.get('p99')} ms |",
+                f"| wasm memory before / after | {mb(m0.get('before'))} / {mb(m0.get('after'))} | "
+                f"{mb(m1.get('before'))} / {mb(m1.get('after'))} (isolate limit 128 MB) |"]
+        for arm, a in sorted((x.get("arms") or {}).items()):
+            la = a["latency_ms_later_batches"]
+            out += [f"| arm `{arm}` ({a['visitors']} visitors, {a['model_version']}) p50 / p99 | | {la['p50']} / {la['p99']} ms |"]
     d = artefact("worker-dry-run.json")
     if d:
         out += ["", f"- `wrangler deploy --dry-run`: {d.get('text', '?')}"]

@@ -241,7 +241,7 @@ async function main() {
 
     if (cfg.verify) {
       log("verifying: replaying each visitor's last batch and comparing stored vs stateless scores…");
-      const ver = { visitors: visitors.length, replay_refused: 0, replay_accepted_again: 0, score_matches: 0, score_mismatches: [], errors: 0, skipped_stateless: 0 };
+      const ver = { visitors: visitors.length, replay_refused: 0, replay_accepted_again: 0, score_matches: 0, score_mismatches: [], errors: 0, skipped_stateless: 0, other_arm: 0 };
       const vagent = new http.Agent({ keepAlive: true, maxSockets: cfg.concurrency });
       await pool(visitors, cfg.concurrency, async (v) => {
         const evs = plan.get(v);
@@ -263,6 +263,11 @@ async function main() {
         }
         const a = stored.json.score;
         const b = fresh.json.score;
+        // The stateless route scores with the default: a visitor of another arm has nothing to match.
+        if (a.arm && a.arm !== "default") {
+          ver.other_arm++;
+          return;
+        }
         if (a.probability === b.probability && a.ai_score === b.ai_score) ver.score_matches++;
         else ver.score_mismatches.push({ visitor: v, stored: a.probability, stateless: b.probability });
       });

@@ -66,6 +66,20 @@ pub fn scorer() -> std::result::Result<Rc<Scorer>, ApiError> {
     })
 }
 
+/// This isolate's wasm linear memory: the embedded models' plans, the site tables, the caches —
+/// most of what the worker holds (benchmarked against the isolate's 128 MB).
+fn wasm_memory_bytes() -> f64 {
+    use wasm_bindgen::JsCast as _;
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .map(|m| {
+            m.buffer()
+                .dyn_into::<js_sys::ArrayBuffer>()
+                .map_or(0.0, |b| f64::from(b.byte_length()))
+        })
+        .unwrap_or(0.0)
+}
+
 /// An API error: status + `{"error":{"code","message"}}`.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -356,7 +370,11 @@ async fn route(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Response>
         (Method::Options, p) if p.starts_with("/v1/") => preflight(&req, cfg),
         (Method::Get, "/healthz") => {
             let s = scorer()?;
-            json(&serde_json::json!({"ok": true, "model_version": s.card().model_version}))
+            json(&serde_json::json!({
+                "ok": true,
+                "model_version": s.card().model_version,
+                "wasm_memory_bytes": wasm_memory_bytes(),
+            }))
         }
         (Method::Get, "/v1/model") => model_summary(),
         (Method::Get, "/v1/config") => config(&req, env).await,
