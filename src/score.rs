@@ -86,8 +86,12 @@ pub struct Score {
     pub lead_id: Option<String>,
     /// round(100 · probability).
     pub ai_score: u8,
-    /// Tier from the card's thresholds.
+    /// Tier from the card's thresholds (the visitor's segment's, where the card has them).
     pub tier: Tier,
+    /// The thresholds the tier came from (not serialized: the card holds them; the CRM policy
+    /// uses them to see a threshold crossed).
+    #[serde(skip)]
+    pub tiers: Tiers,
     /// Calibrated probability of converting.
     pub probability: f64,
     /// Model output before calibration.
@@ -147,6 +151,8 @@ impl Tally {
 #[derive(Debug)]
 pub struct Scorer {
     card: Card,
+    /// The segment feature's index and each segment's thresholds (card `segment_tiers`).
+    segment_tiers: Option<(usize, Vec<(f32, Tiers)>)>,
     plan: Plan,
     explainer: Explainer,
     features: FeatureSet,
@@ -195,18 +201,44 @@ impl Scorer {
         let site = Site::new(card.site.clone())?;
         let features = FeatureSet::new(&card.features, &site)?;
         let names = card.features.iter().map(FactorNames::of).collect();
+        let segment_tiers = card.segment_tiers.as_ref().and_then(|st| {
+            let j = card.features.iter().position(|f| f.name == st.feature)?;
+            let t = st.segments.iter().map(|s| {
+                (
+                    s.value,
+                    Tiers {
+                        hot: s.hot,
+                        warm: s.warm,
+                    },
+                )
+            });
+            Some((j, t.collect()))
+        });
         let cfg = StateConfig {
             site,
             half_lives: features.half_lives().to_vec(),
         };
         Ok(Scorer {
             card,
+            segment_tiers,
             plan,
             explainer,
             features,
             cfg,
             names,
         })
+    }
+
+    /// The tier thresholds for a feature vector: its segment's where the card has them, else the
+    /// card's global ones.
+    pub fn tiers_for(&self, x: &[f32]) -> Tiers {
+        self.segment_tiers
+            .as_ref()
+            .and_then(|(j, segs)| {
+                let v = x.get(*j)?;
+                segs.iter().find(|(s, _)| s == v).map(|(_, t)| *t)
+            })
+            .unwrap_or(self.card.tiers)
     }
 
     /// The model card.
@@ -321,7 +353,7 @@ impl Scorer {
         s.visitor_id = visitor_id.to_string();
         s.lead_id = state.lead_id.clone();
         s.score_timestamp = at;
-        s.score_confidence = self.confidence(s.probability, f64::from(state.total.pages));
+        s.score_confidence = self.confidence(s.probability, f64::from(state.total.pages), s.tiers);
         Ok(s)
     }
 
@@ -346,6 +378,7 @@ impl Scorer {
         let raw = f64::from(self.plan.predict(x)?);
         let probability = calibrate(raw, &self.card.calibration);
         let ai_score = (probability * 100.0).round().clamp(0.0, 100.0) as u8;
+        let tiers = self.tiers_for(x);
         let mut phi = vec![0.0; x.len()];
         let forest = self.plan.forest();
         let base = match memo {
@@ -378,10 +411,11 @@ impl Scorer {
             visitor_id: String::new(),
             lead_id: None,
             ai_score,
-            tier: Tier::of(ai_score, self.card.tiers),
+            tier: Tier::of(ai_score, tiers),
+            tiers,
             probability,
             raw_probability: raw,
-            score_confidence: self.confidence(probability, f64::INFINITY),
+            score_confidence: self.confidence(probability, f64::INFINITY, tiers),
             key_factors: key,
             model_version: self.card.model_version.clone(),
             arm: None,
@@ -391,11 +425,11 @@ impl Scorer {
         })
     }
 
-    fn confidence(&self, p: f64, pages: f64) -> f64 {
+    fn confidence(&self, p: f64, pages: f64, tiers: Tiers) -> f64 {
         let c = self.card.confidence;
         let evidence = 1.0 - (-pages / c.evidence_pages).exp();
         let l = logit(p);
-        let d = [self.card.tiers.hot, self.card.tiers.warm]
+        let d = [tiers.hot, tiers.warm]
             .iter()
             .filter(|&&t| t > 0 && t <= 100)
             .map(|&t| (l - logit((f64::from(t) - 0.5) / 100.0)).abs())
@@ -493,6 +527,56 @@ mod tests {
         assert_eq!(Tier::of(69, t), Tier::Warm);
         assert_eq!(Tier::of(40, t), Tier::Warm);
         assert_eq!(Tier::of(39, t), Tier::Cold);
+    }
+
+    #[test]
+    fn a_segment_scores_against_its_own_tiers_and_bad_ones_are_refused() {
+        use crate::model::card::{SegmentTier, SegmentTiers};
+        let mut b = Bundle::embedded().unwrap();
+        let j = b
+            .card
+            .features
+            .iter()
+            .position(|f| f.name == "visitor_type")
+            .unwrap();
+        let seg = |value, hot, warm| SegmentTier {
+            value,
+            label: None,
+            hot,
+            warm,
+            rows: 1,
+            positives: 1,
+        };
+        b.card.segment_tiers = Some(SegmentTiers {
+            feature: "visitor_type".into(),
+            min_positives: 120,
+            segments: vec![seg(0.0, 95, 90)],
+        });
+        let card = b.card.clone();
+        let sc = Scorer::new(b, None).unwrap();
+        let mut x = vec![0f32; sc.card().features.len()];
+        let global = sc.card().tiers;
+        x[j] = 1.0;
+        assert_eq!(sc.tiers_for(&x), global, "a value without tiers of its own");
+        x[j] = 0.0;
+        assert_eq!(sc.tiers_for(&x), Tiers { hot: 95, warm: 90 });
+        let s = sc.score_vector(&x, ScoreOptions::default()).unwrap();
+        assert_eq!(s.tier, Tier::of(s.ai_score, Tiers { hot: 95, warm: 90 }));
+        assert_eq!(s.tiers, Tiers { hot: 95, warm: 90 });
+        // A card naming a missing feature, or a segment with warm above hot, does not load.
+        for (feature, t) in [
+            ("nope", seg(0.0, 95, 90)),
+            ("visitor_type", seg(0.0, 40, 50)),
+        ] {
+            let mut c = card.clone();
+            c.segment_tiers = Some(SegmentTiers {
+                feature: feature.into(),
+                min_positives: 1,
+                segments: vec![t],
+            });
+            let text = serde_json::to_string(&c).unwrap();
+            assert!(Card::parse(&text).is_err(), "{feature}");
+        }
     }
 
     /// The reference is sklearn's IsotonicRegression fitted by `tests/fixtures/isotonic/

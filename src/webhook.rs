@@ -398,6 +398,7 @@ mod tests {
             lead_id: None,
             ai_score: s,
             tier,
+            tiers: crate::model::card::Tiers { hot: 60, warm: 32 },
             probability: f64::from(s) / 100.0,
             raw_probability: 0.0,
             score_confidence: 0.5,

@@ -240,7 +240,10 @@ fn bad_tables_and_datasets_name_the_file_line_and_column() {
 fn a_table_trains_a_bundle_that_passes_check() {
     let dir = scratch("table");
     let data = write_table(&dir, &synthetic(3000, 7));
-    let tpl = write_json(&dir.join("t.json"), &template(true));
+    let mut t = template(true);
+    // Tiers of its own for each traffic source with ≥ 250 positive fit rows (Social has fewer).
+    t["tiers"] = json!({"segment": "channel", "min_segment_positives": 250});
+    let tpl = write_json(&dir.join("t.json"), &t);
     let out_dir = dir.join("bundle");
     let out = train(&[
         "--table",
@@ -306,6 +309,35 @@ fn a_table_trains_a_bundle_that_passes_check() {
         rate("hot") > rate("warm") && rate("warm") > rate("cold"),
         "{tiers}"
     );
+    // Per-segment tiers: each listed source had the positives; the others use the global lines,
+    // and the scorer serves whichever applies.
+    let st = &card["segment_tiers"];
+    assert_eq!(st["feature"], "channel");
+    let segs = st["segments"].as_array().unwrap();
+    assert!(!segs.is_empty() && segs.len() < 4, "{st}");
+    for g in segs {
+        assert!(g["positives"].as_u64().unwrap() >= 250, "{g}");
+        let x = [9.0, 900.0, g["value"].as_f64().unwrap() as f32];
+        let t = scorer.tiers_for(&x);
+        assert_eq!(
+            (u64::from(t.hot), u64::from(t.warm)),
+            (g["hot"].as_u64().unwrap(), g["warm"].as_u64().unwrap())
+        );
+    }
+    let listed: Vec<f64> = segs.iter().map(|g| g["value"].as_f64().unwrap()).collect();
+    let other = (0..4).map(f64::from).find(|v| !listed.contains(v)).unwrap();
+    let t = scorer.tiers_for(&[9.0, 900.0, other as f32]);
+    assert_eq!(
+        (u64::from(t.hot), u64::from(t.warm)),
+        (
+            card["tiers"]["hot"].as_u64().unwrap(),
+            card["tiers"]["warm"].as_u64().unwrap()
+        )
+    );
+    assert!(card["training"]["tiers"]
+        .as_str()
+        .unwrap()
+        .contains("per segment of channel"));
     // Scores carry the template's labels and value names.
     let s = scorer
         .score_vector(&[9.0, 900.0, 1.0], ScoreOptions { all_factors: true })

@@ -50,6 +50,8 @@ CV_SEED = 11
 MAX_TREES = 800
 TARGET_OPSET = 15
 GOLDEN_ROWS = 300
+# Positive fit rows a segment needs for tiers of its own (else the global ones).
+MIN_SEGMENT_POSITIVES = 120
 ISOTONIC_DIGITS = 15  # breakpoints are written with 15 significant digits: serde_json reads them exactly
 
 # LightGBM: chosen on Feb-Nov of the default data only: seeded 5-fold CV (AUC; logloss as tie-break),
@@ -933,11 +935,50 @@ def run(args) -> None:
     hot, warm = max(0, min(100, hot)), max(0, min(100, warm))
     warm = min(warm, hot)
 
+    # ---- per-segment tiers: the same rule within each value of one feature (template
+    # tiers.segment) whose fit rows hold at least tiers.min_segment_positives positives
+    seg_feature = tpl.get("tiers", {}).get("segment")
+    min_seg_pos = int(tpl.get("tiers", {}).get("min_segment_positives", MIN_SEGMENT_POSITIVES))
+    segment_tiers = None
+    seg_of = np.zeros(len(y), dtype=int) - 1  # each row's segment (index in the list), -1: global tiers
+    if seg_feature is not None:
+        if seg_feature not in names:
+            raise InputError(f"tiers.segment: the card has no feature {seg_feature!r}")
+        j = names.index(seg_feature)
+        labels = specs[j].get("values", {})
+        segs = []
+        for v in sorted(set(X[pool, j].tolist())):
+            in_pool = X[pool, j] == v
+            pos = int(y[pool][in_pool].sum())
+            if pos < min_seg_pos:
+                continue
+            if hot_share is not None:
+                in_test = X[test, j] == v
+                if not in_test.any():
+                    continue
+                h, w = capacity_tiers(p_cal[test][in_test], hot_share, warm_share)
+            else:
+                sc = np.sort(100 * p_oof[in_pool])[::-1]
+                h = int(math.floor(sc[int(0.10 * len(sc))]))
+                w = int(round(200 * y[pool][in_pool].mean()))
+            h, w = max(0, min(100, h)), max(0, min(100, w))
+            seg_of[X[:, j] == v] = len(segs)
+            segs.append({"value": float(np.float32(v)), "label": labels.get(f"{v:g}"), "hot": h, "warm": min(w, h),
+                         "rows": int(in_pool.sum()), "positives": pos})
+        if segs:
+            segment_tiers = {"feature": seg_feature, "min_positives": min_seg_pos,
+                             "segments": [{k: x for k, x in g.items() if x is not None} for g in segs]}
+        tiers_text += (f"; per segment of {seg_feature} with at least {min_seg_pos} positive {part['fit']} rows, "
+                       f"the same rule within the segment (card segment_tiers: {len(segs)} segments), the global "
+                       "thresholds elsewhere")
+    row_hot = np.array([hot if g < 0 else segs[g]["hot"] for g in seg_of])
+    row_warm = np.array([warm if g < 0 else segs[g]["warm"] for g in seg_of])
+
     def tier_stats(idx, p):
-        s = 100 * p[idx]
+        s = ai_scores(p[idx])
+        h, w = row_hot[idx], row_warm[idx]
         out = {}
-        for tname, lo, hi in (("hot", hot, 1e9), ("warm", warm, hot), ("cold", -1, warm)):
-            m = (s >= lo) & (s < hi)
+        for tname, m in (("hot", s >= h), ("warm", (s >= w) & (s < h)), ("cold", s < w)):
             out[tname] = {"share": round(float(m.mean()), 4),
                           "conversion": round(float(y[idx][m].mean()), 4) if m.any() else None,
                           "rows": int(m.sum()), "positives": int(y[idx][m].sum())}
@@ -1076,6 +1117,7 @@ def run(args) -> None:
     card.update({
         "calibration": cal,
         "tiers": {"hot": hot, "warm": warm},
+        **({"segment_tiers": segment_tiers} if segment_tiers else {}),
         "explain": {"node_covers": covers},
         "training": training,
         "metrics": {"holdout": m_test, "cross_validation": m_oof, "train": m_train},

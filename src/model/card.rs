@@ -30,6 +30,9 @@ pub struct Card {
     pub calibration: Calibration,
     /// Tier thresholds on `ai_score`.
     pub tiers: Tiers,
+    /// Tier thresholds of the segments of one feature that had enough data (`tiers` elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_tiers: Option<SegmentTiers>,
     /// Score-confidence parameters.
     #[serde(default)]
     pub confidence: ConfidenceParams,
@@ -141,12 +144,51 @@ fn isotonic_problem(x: &[f64], y: &[f64]) -> Option<String> {
 }
 
 /// Tier thresholds (inclusive lower bounds on `ai_score`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tiers {
     /// `ai_score ≥ hot` → hot.
     pub hot: u8,
     /// `ai_score ≥ warm` → warm.
     pub warm: u8,
+}
+
+impl Tiers {
+    fn problem(self) -> Option<String> {
+        (self.hot > 100 || self.warm > self.hot).then(|| "tiers need 0 ≤ warm ≤ hot ≤ 100".into())
+    }
+}
+
+/// Per-segment tiers: the trainer sets them by the global rule within each value of `feature`
+/// that had at least `min_positives` positive training rows, so that a segment converting
+/// differently (a channel, returning visitors) gets its own hot and warm lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentTiers {
+    /// The feature (a coded one: channel, visitor type, a trait).
+    pub feature: String,
+    /// Positives a segment needed.
+    pub min_positives: u64,
+    /// The segments that had them.
+    pub segments: Vec<SegmentTier>,
+}
+
+/// One segment's thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentTier {
+    /// The feature's value (code).
+    pub value: f32,
+    /// Its name, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// `ai_score ≥ hot` → hot.
+    pub hot: u8,
+    /// `ai_score ≥ warm` → warm.
+    pub warm: u8,
+    /// Training rows in the segment.
+    pub rows: u64,
+    /// Positive training rows in the segment.
+    pub positives: u64,
 }
 
 /// Parameters of `score_confidence` (see `score.rs`).
@@ -213,8 +255,23 @@ impl Card {
                 self.onnx_file.n_features
             ));
         }
-        if self.tiers.hot > 100 || self.tiers.warm > self.tiers.hot {
-            return bad("tiers need 0 ≤ warm ≤ hot ≤ 100".into());
+        if let Some(m) = self.tiers.problem() {
+            return bad(m);
+        }
+        if let Some(st) = &self.segment_tiers {
+            if !self.features.iter().any(|f| f.name == st.feature) {
+                return bad(format!("segment_tiers: no feature `{}`", st.feature));
+            }
+            for t in &st.segments {
+                if let Some(m) = (Tiers {
+                    hot: t.hot,
+                    warm: t.warm,
+                })
+                .problem()
+                {
+                    return bad(format!("segment_tiers {} = {}: {m}", st.feature, t.value));
+                }
+            }
         }
         if let Some(m) = self.calibration.problem() {
             return bad(m);

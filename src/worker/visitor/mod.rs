@@ -48,6 +48,7 @@ use crate::error_code::ErrorCode;
 use crate::event::{Event, EventType};
 use crate::explain::ShapMemo;
 use crate::log::{EventSource, Record as LogRecord};
+use crate::model::card::Tiers;
 use crate::rate_limit::RateWindow;
 use crate::score::{Score, ScoreOptions};
 use crate::state::VisitorState;
@@ -747,7 +748,12 @@ impl VisitorObject {
             Ok(s) => s,
             Err(e) => return Err(Error::RustError(e.message)),
         };
-        let tiers = sc.card().tiers;
+        // The visitor's segment's thresholds (the score came from them), else the card's.
+        let tiers = if score.tiers == Tiers::default() {
+            sc.card().tiers
+        } else {
+            score.tiers
+        };
         let policy = Policy {
             delta: var_num(&self.env, "EMIT_DELTA", 10u8),
             thresholds: Vec::new(),
