@@ -177,7 +177,7 @@ def worker_section():
                 "a 50/50 experiment of the default and the candidate, both embedded, the 14,475-page site tables of the "
                 "shop set by `PUT /v1/site`; monitoring's D1 aggregation runs in the logs consumer for the logged half; "
                 "wrangler dev reports no CPU time, so this is wall time; memory is the isolate's wasm linear memory, "
-                "`GET /healthz` `wasm_memory_bytes`, after the first score and after the run):", "",
+                "`GET /healthz` `wasm_memory_bytes`, before the run (the site tables set) and after it):", "",
                 "| | one model, card's site tables | two arms, shop's site tables |", "|---|---|---|",
                 f"| later 10-event batches p50 / p90 / p99 | {l0['p50']} / {l0['p90']} / {l0['p99']} ms | "
                 f"{l1['p50']} / {l1['p90']} / {l1['p99']} ms |",

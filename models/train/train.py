@@ -938,7 +938,9 @@ def run(args) -> None:
     # ---- per-segment tiers: the same rule within each value of one feature (template
     # tiers.segment) whose fit rows hold at least tiers.min_segment_positives positives
     seg_feature = tpl.get("tiers", {}).get("segment")
-    min_seg_pos = int(tpl.get("tiers", {}).get("min_segment_positives", MIN_SEGMENT_POSITIVES))
+    min_seg_pos = tpl.get("tiers", {}).get("min_segment_positives", MIN_SEGMENT_POSITIVES)
+    if not isinstance(min_seg_pos, int) or isinstance(min_seg_pos, bool) or min_seg_pos < 1:
+        raise InputError(f"tiers.min_segment_positives must be a positive integer, not {min_seg_pos!r}")
     segment_tiers = None
     seg_of = np.zeros(len(y), dtype=int) - 1  # each row's segment (index in the list), -1: global tiers
     if seg_feature is not None:

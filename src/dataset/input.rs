@@ -5,11 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
-use super::{By, Dataset, DatasetError, Options};
+use super::{By, DatasetError, Options};
 use crate::event::{Event, EventError};
 use crate::log::{EventRecord, EventSource, OutcomeRecord, OutcomeSource, Record, ScoreRecord};
 use crate::outcome::{Outcome, OutcomeError};
-use crate::score::Scorer;
 
 /// Why a line is not a record of the log being read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -335,11 +334,6 @@ impl Inputs {
             self.add(r);
         }
         Ok(())
-    }
-
-    /// Builds the rows (see the module docs of [`super`]).
-    pub fn build(self, scorer: &Scorer) -> Result<Dataset, DatasetError> {
-        super::rows::build(self, scorer)
     }
 }
 

@@ -61,6 +61,13 @@ use serde::{Deserialize, Serialize};
 
 pub use input::{parse_event_line, parse_outcome_line, parse_score_line, Inputs, LineError};
 
+impl Inputs {
+    /// Builds the rows (see the module docs).
+    pub fn build(self, scorer: &Scorer) -> Result<Dataset, DatasetError> {
+        rows::build(self, scorer)
+    }
+}
+
 use crate::event::Event;
 use crate::outcome::{Outcome, OutcomeType};
 use crate::score::Scorer;

@@ -18,7 +18,6 @@ use super::baseline::Baseline;
 use super::drift::{Drift, DriftError, Gate, Level};
 use super::window::{Conversions, Decision, Decisions, Label, WindowKey};
 use crate::metrics::MetricsError;
-use crate::outcome::OutcomeType;
 
 /// Alert type: a feature's or the score's distribution moved.
 pub const DRIFT_DETECTED: &str = "model.drift_detected";
@@ -182,36 +181,6 @@ pub struct WindowHealth {
     pub segments: Vec<Segment>,
     /// What this window raises.
     pub alerts: Vec<Alert>,
-}
-
-/// What `leadscore monitor` prints and `GET /v1/monitor` answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    /// The monitored bundle.
-    pub model_version: String,
-    /// The outcome type that labels a decision positive.
-    pub label: OutcomeType,
-    /// Window length (ms).
-    pub window_ms: i64,
-    /// Outcome window W (ms).
-    pub outcome_window_ms: i64,
-    /// Labels known up to (ms).
-    pub as_of: i64,
-    /// Minimum samples and PSI lines.
-    pub gate: Gate,
-    /// Score records read (of this bundle).
-    pub scores: u64,
-    /// Score records of other bundles (not assessed here).
-    pub other_models: u64,
-    /// Outcomes read (the worker: label outcomes of the windows' visitors and leads).
-    pub outcomes: u64,
-    /// Every window, oldest first.
-    pub windows: Vec<WindowHealth>,
-    /// Every window's alerts, in window order (an experiment's SRM alerts included).
-    pub alerts: Vec<Alert>,
-    /// The experiment's arms per window, where one runs.
-    #[serde(default)]
-    pub experiments: Vec<super::arms::ExperimentWindow>,
 }
 
 struct Tally {
@@ -481,6 +450,7 @@ mod tests {
     use crate::monitor::bins::Binning;
     use crate::monitor::window::DEFAULT_OUTCOME_WINDOW_MS;
     use crate::outcome::Outcome;
+    use crate::outcome::OutcomeType;
 
     fn setup() -> (Baseline, Vec<Decision>) {
         let card = Bundle::embedded().unwrap().card;

@@ -6,7 +6,8 @@
 //! (which scores a window judges, and their labels) → [`drift`] (PSI, Jensen–Shannon, KS against
 //! the baseline) and [`accuracy`] (AUC, Brier, ECE, tier conversion from additive counts; the
 //! metrics themselves are [`crate::metrics`]) → [`health`] (a window's verdicts and alerts) →
-//! [`arms`] (an experiment's arms compared per window, sample-ratio mismatch).
+//! [`arms`] (an experiment's arms compared per window, sample-ratio mismatch) → [`report`] (all of
+//! it, as the CLI prints and the worker answers). No module imports one after it on this path.
 
 pub mod accuracy;
 pub mod arms;
@@ -14,6 +15,7 @@ pub mod baseline;
 pub mod bins;
 pub mod drift;
 pub mod health;
+pub mod report;
 pub mod window;
 
 #[cfg(test)]

@@ -83,6 +83,20 @@ fn cached(name: &'static str, site: Option<&SiteVersion>) -> Result<Rc<Scorer>, 
     Ok(s)
 }
 
+/// Whether every embedded bundle can score with these site tables (`PUT /v1/site`).
+pub fn accept_site(tables: &SiteTables) -> Result<(), ApiError> {
+    for (name, _, _) in EMBEDDED {
+        build(name, Some(tables)).map_err(|e| {
+            ApiError::new(
+                400,
+                ErrorCode::InvalidConfig,
+                format!("bundle {name} refuses these tables: {}", e.message),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Builds an embedded bundle's scorer, with other site tables when given.
 pub fn build(name: &str, site: Option<&SiteTables>) -> Result<Scorer, ApiError> {
     let Some((_, card, onnx)) = EMBEDDED.iter().find(|(b, _, _)| *b == name) else {

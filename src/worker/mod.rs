@@ -381,7 +381,7 @@ async fn route(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Response>
         (Method::Get, "/v1/site") => site::get(&req, env).await,
         (Method::Put, "/v1/site") => {
             bearer(&req, cfg)?;
-            site::put(&mut req, env).await
+            site::put(&mut req, env, arms::accept_site).await
         }
         (Method::Delete, "/v1/site") => {
             bearer(&req, cfg)?;

@@ -36,7 +36,8 @@ use crate::log::Record;
 use crate::monitor::arms::{compare, ArmCounts, ExperimentWindow};
 use crate::monitor::baseline::Baseline;
 use crate::monitor::drift::{Gate, Level};
-use crate::monitor::health::{self, Alert, Report, WindowHealth};
+use crate::monitor::health::{self, Alert, WindowHealth};
+use crate::monitor::report::Report;
 use crate::monitor::window::{self, Conversions, Decision, Decisions, WindowKey};
 use crate::outcome::{Outcome, OutcomeType};
 

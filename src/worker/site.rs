@@ -118,9 +118,13 @@ impl Summary {
     }
 }
 
-/// `PUT /v1/site`: validates the tables against every embedded bundle, stores them, answers
-/// their version.
-pub async fn put(req: &mut Request, env: &Env) -> ApiResult<Response> {
+/// `PUT /v1/site`: `accepts` checks the tables against every embedded bundle (the router passes
+/// [`super::arms::accept_site`]); stores them and answers their version.
+pub async fn put(
+    req: &mut Request,
+    env: &Env,
+    accepts: impl Fn(&SiteTables) -> ApiResult<()>,
+) -> ApiResult<Response> {
     let text = body_text_up_to(req, MAX_SITE_BYTES).await?;
     let tables: SiteTables = serde_json::from_str(&text).map_err(|e| {
         ApiError::new(
@@ -129,15 +133,7 @@ pub async fn put(req: &mut Request, env: &Env) -> ApiResult<Response> {
             format!("site tables, line {} column {}: {e}", e.line(), e.column()),
         )
     })?;
-    for (name, _, _) in super::arms::EMBEDDED {
-        super::arms::build(name, Some(&tables)).map_err(|e| {
-            ApiError::new(
-                400,
-                ErrorCode::InvalidConfig,
-                format!("bundle {name} refuses these tables: {}", e.message),
-            )
-        })?;
-    }
+    accepts(&tables)?;
     let canonical = serde_json::to_string(&tables)
         .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
     let obj = env
