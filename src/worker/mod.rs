@@ -68,16 +68,16 @@ pub fn scorer() -> std::result::Result<Rc<Scorer>, ApiError> {
 
 /// This isolate's wasm linear memory: the embedded models' plans, the site tables, the caches —
 /// most of what the worker holds (benchmarked against the isolate's 128 MB).
-fn wasm_memory_bytes() -> f64 {
+fn wasm_memory_bytes() -> u32 {
     use wasm_bindgen::JsCast as _;
     wasm_bindgen::memory()
         .dyn_into::<js_sys::WebAssembly::Memory>()
         .map(|m| {
             m.buffer()
                 .dyn_into::<js_sys::ArrayBuffer>()
-                .map_or(0.0, |b| f64::from(b.byte_length()))
+                .map_or(0, |b| b.byte_length())
         })
-        .unwrap_or(0.0)
+        .unwrap_or(0)
 }
 
 /// An API error: status + `{"error":{"code","message"}}`.

@@ -90,7 +90,8 @@ function psiChart(parent, w) {
     data: {
       labels: names,
       datasets: [
-        { label: 'PSI', data: psi, backgroundColor: psi.map((v, i) => (rows[i].calendar ? COLORS.muted : v >= 0.25 ? COLORS.alert : v >= 0.1 ? COLORS.warn : COLORS.ok)) },
+        // Coloured by the verdict: a window too small to judge is grey whatever its value.
+        { label: 'PSI', data: psi, backgroundColor: rows.map((d) => (d.calendar ? COLORS.muted : ({ alert: COLORS.alert, warning: COLORS.warn, ok: COLORS.ok })[d.drift.level] ?? COLORS.muted)) },
         line(0.1, COLORS.warn, 'warning 0.1'),
         line(0.25, COLORS.alert, 'alert 0.25'),
       ],
