@@ -148,7 +148,7 @@ pub fn assign(env: &Env, visitor_id: &str) -> Option<(String, String)> {
 }
 
 /// The arm that scores a pinned visitor: its arm while the experiment that pinned it runs and still
-/// names it; otherwise the default (`None`), as the page decides too (`www/tracker/deployment.js`).
+/// names it; otherwise the default (`None`). The page asks `GET /v1/config`, which answers this.
 pub fn scoring(env: &Env, key: Option<&str>, arm: Option<&str>) -> Option<String> {
     let (key, arm) = (key?, arm?);
     let exp = experiment(env)?;

@@ -48,7 +48,6 @@ use crate::error_code::ErrorCode;
 use crate::event::{Event, EventType};
 use crate::explain::ShapMemo;
 use crate::log::{EventSource, Record as LogRecord};
-use crate::model::card::Tiers;
 use crate::rate_limit::RateWindow;
 use crate::score::{Score, ScoreOptions};
 use crate::state::VisitorState;
@@ -116,6 +115,11 @@ struct Record {
 }
 
 impl Record {
+    /// Not seen yet: its first batch pins an arm ([`arms::assign`]).
+    fn unseen(&self) -> bool {
+        self.experiment.is_none() && self.state.is_empty()
+    }
+
     /// The arm scoring this visitor now ([`arms::scoring`]).
     fn scoring_arm(&self, env: &Env) -> Option<String> {
         arms::scoring(env, self.experiment.as_deref(), self.arm.as_deref())
@@ -451,7 +455,7 @@ impl VisitorObject {
     /// first sight in [`Self::apply`] will pin.
     async fn arm(&self, visitor_id: &str) -> std::result::Result<Response, ApiError> {
         let rec = self.load().await?.unwrap_or_default();
-        let arm = if rec.experiment.is_none() && rec.state.is_empty() {
+        let arm = if rec.unseen() {
             arms::assign(&self.env, visitor_id).map(|(_, arm)| arm)
         } else {
             rec.scoring_arm(&self.env)
@@ -489,7 +493,7 @@ impl VisitorObject {
         let now = req.now.max(now_ms());
         let mut rec = self.load().await?.unwrap_or_default();
         rec.visitor_id.clone_from(&req.visitor_id);
-        if rec.experiment.is_none() && rec.state.is_empty() {
+        if rec.unseen() {
             // First sight: the arm is pinned for good (later weights move no one).
             if let Some((key, arm)) = arms::assign(&self.env, &req.visitor_id) {
                 rec.experiment = Some(key);
@@ -744,16 +748,8 @@ impl VisitorObject {
         if !rec.crm {
             return Ok(()); // no consent or GPC: never forwarded
         }
-        let sc = match arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await {
-            Ok(s) => s,
-            Err(e) => return Err(Error::RustError(e.message)),
-        };
-        // The visitor's segment's thresholds (the score came from them), else the card's.
-        let tiers = if score.tiers == Tiers::default() {
-            sc.card().tiers
-        } else {
-            score.tiers
-        };
+        // The thresholds the score's tier came from: the visitor's segment's, else the card's.
+        let tiers = score.tiers;
         let policy = Policy {
             delta: var_num(&self.env, "EMIT_DELTA", 10u8),
             thresholds: Vec::new(),
