@@ -48,6 +48,14 @@ impl LeadDirectory {
     }
 }
 
+/// Whether an identify's lead id counts for a visitor: a lead proven by this request
+/// (`proven`: a checked signature, or a bearer caller), or any claim while the visitor has
+/// verified no lead or the same one. A claim never replaces a lead the visitor verified
+/// (`verified`); the identify's traits count either way.
+pub fn claim_counts(lead: &str, proven: Option<&str>, verified: Option<&str>) -> bool {
+    proven == Some(lead) || verified.is_none_or(|v| v == lead)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +110,26 @@ mod tests {
         };
         assert_eq!(d.join("new", false), ["old"]);
         assert_eq!(d.visitors, ["old", "new"]);
+    }
+
+    #[test]
+    fn a_claim_never_replaces_a_verified_lead() {
+        assert!(
+            claim_counts("a", None, None),
+            "a claim tags an unverified visitor"
+        );
+        assert!(claim_counts("a", None, Some("a")), "the same lead again");
+        assert!(
+            !claim_counts("b", None, Some("a")),
+            "another lead, only claimed"
+        );
+        assert!(
+            claim_counts("b", Some("b"), Some("a")),
+            "another lead, proven"
+        );
+        assert!(
+            !claim_counts("b", Some("c"), Some("a")),
+            "proven is another lead"
+        );
     }
 }

@@ -11,14 +11,15 @@
 //! or with one that does not parse or names a bundle that is not embedded (logged), everyone gets
 //! the default and no arm.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use worker::{console_error, Env};
 
+use super::env::var;
+use super::http::ApiError;
 use super::site::SiteVersion;
-use super::{scorer, var, ApiError};
 use crate::error_code::ErrorCode;
 use crate::experiment::Experiment;
 use crate::model::card::Card;
@@ -43,8 +44,27 @@ pub const EXPERIMENT_VAR: &str = "EXPERIMENT";
 type ScorerKey = (&'static str, Option<String>);
 
 thread_local! {
-    /// Scorers built in this isolate.
+    /// The default bundle's scorer with its card's tables: parsed and planned on first use.
+    static DEFAULT: OnceCell<Rc<Scorer>> = const { OnceCell::new() };
+    /// Other scorers built in this isolate.
     static SCORERS: RefCell<HashMap<ScorerKey, Rc<Scorer>>> = RefCell::new(HashMap::new());
+    /// The last `EXPERIMENT` text read and what it parsed to: parsed once per change, not per call.
+    static EXPERIMENT: RefCell<Option<(String, Option<Rc<Experiment>>)>> = const { RefCell::new(None) };
+}
+
+/// The isolate's default scorer (the embedded default bundle, its card's own site tables).
+pub fn default_scorer() -> Result<Rc<Scorer>, ApiError> {
+    DEFAULT.with(|cell| {
+        if let Some(s) = cell.get() {
+            return Ok(s.clone());
+        }
+        let s = Bundle::embedded()
+            .and_then(|b| Scorer::new(b, None))
+            .map(Rc::new)
+            .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
+        let _ = cell.set(s.clone());
+        Ok(s)
+    })
 }
 
 /// The scorer of an embedded bundle by name (`None` or an unknown name: the default) with the
@@ -63,7 +83,7 @@ pub async fn scorer_for(env: &Env, name: Option<&str>) -> Result<Rc<Scorer>, Api
 /// An embedded bundle's scorer with its card's own site tables (for what the card says).
 pub fn card_scorer(name: &'static str) -> Result<Rc<Scorer>, ApiError> {
     if name == "default" {
-        scorer()
+        default_scorer()
     } else {
         cached(name, None)
     }
@@ -112,10 +132,29 @@ pub fn build(name: &str, site: Option<&SiteTables>) -> Result<Scorer, ApiError> 
         .map_err(|e| ApiError::new(500, ErrorCode::Model, format!("bundle {name}: {e}")))
 }
 
-/// The configured experiment, when it is valid and names only embedded bundles.
-pub fn experiment(env: &Env) -> Option<Experiment> {
-    let text = var(env, EXPERIMENT_VAR).filter(|t| !t.trim().is_empty())?;
-    let exp: Experiment = match serde_json::from_str(&text) {
+/// The configured experiment, when it is valid and names only embedded bundles; parsed again
+/// only when the variable's text changes.
+pub fn experiment(env: &Env) -> Option<Rc<Experiment>> {
+    let text = var(env, EXPERIMENT_VAR).unwrap_or_default();
+    if let Some(known) = EXPERIMENT.with_borrow(|c| {
+        c.as_ref()
+            .filter(|(t, _)| *t == text)
+            .map(|(_, e)| e.clone())
+    }) {
+        return known;
+    }
+    let parsed = parse_experiment(&text).map(Rc::new);
+    EXPERIMENT.set(Some((text, parsed.clone())));
+    parsed
+}
+
+/// An `EXPERIMENT` value: `None` when unset, or when it does not parse, is invalid or names a
+/// bundle that is not embedded (logged once: everyone gets the default).
+fn parse_experiment(text: &str) -> Option<Experiment> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    let exp: Experiment = match serde_json::from_str(text) {
         Ok(e) => e,
         Err(e) => {
             console_error!("{EXPERIMENT_VAR}: not an experiment ({e}); everyone gets the default");

@@ -5,16 +5,16 @@
 //! receiver does not hold up the others. A failed attempt is retried by the queue on the
 //! Standard Webhooks schedule ([`retry_delay_seconds`], 27 h 35 min in all), honouring the
 //! receiver's `Retry-After`; after the last retry the queue moves the message to the dead-letter
-//! queue, whose consumer ([`super::deadletter`]) keeps it in R2 until it is replayed.
+//! queue, whose consumer ([`super::deadletter`], dispatched by [`super::entry`]) keeps it in R2 until it is replayed.
 
 use std::time::Duration;
 
 use futures_util::future::{join_all, select, Either};
 use worker::*;
 
-use super::logs::{self, LOG_QUEUE_NAME};
-use super::outbox::{Delivery, DLQ_NAME};
-use super::{deadletter, now_ms, var, var_num};
+use super::env::{var, var_num};
+use super::http::now_ms;
+use super::outbox::Delivery;
 use crate::webhook::{parse_retry_after, retry_delay_seconds, sign, Secret};
 
 /// Per-attempt timeout.
@@ -28,19 +28,12 @@ enum Attempt {
     },
 }
 
-#[event(queue)]
-async fn consume(batch: MessageBatch<Delivery>, env: Env, _ctx: Context) -> Result<()> {
-    console_error_panic_hook::set_once();
-    if batch.queue() == DLQ_NAME {
-        return deadletter::keep(batch, &env).await;
-    }
-    if batch.queue() == LOG_QUEUE_NAME {
-        return logs::write(batch, &env).await;
-    }
-    let url = var(&env, "WEBHOOK_URL").unwrap_or_default();
-    let secret = var(&env, "WEBHOOK_SECRET").and_then(|s| Secret::parse(&s).ok());
+/// Delivers one batch of the score-events queue: each message acked or retried on its own.
+pub async fn deliver_batch(batch: MessageBatch<Delivery>, env: &Env) -> Result<()> {
+    let url = var(env, "WEBHOOK_URL").unwrap_or_default();
+    let secret = var(env, "WEBHOOK_SECRET").and_then(|s| Secret::parse(&s).ok());
     // Tests compress the schedule (e.g. 120: the 30-minute step takes 15 s); production: 1.
-    let scale = var_num(&env, "DELIVERY_TIME_SCALE", 1.0f64);
+    let scale = var_num(env, "DELIVERY_TIME_SCALE", 1.0f64);
     let messages = batch.messages()?;
     let attempts = messages.iter().map(|msg| {
         let d = msg.body();

@@ -18,13 +18,9 @@ use std::io::Write as _;
 use sha2::{Digest, Sha256};
 use worker::*;
 
-use super::deadletter::BUCKET;
+use super::bindings::{DATA, LOGS};
+use super::env::var;
 use crate::log::{pack, LogKind, LogMessage, Record};
-
-/// Queue producer binding (wrangler.toml).
-pub const LOG_QUEUE: &str = "LOGS";
-/// The logs queue's name (wrangler.toml): the consumer tells its batches apart by it.
-pub const LOG_QUEUE_NAME: &str = "leadscore-logs";
 /// A test knob (`.dev.vars` or `[vars]`; unset in production): `"1"` makes the consumer retry every
 /// message once after writing it, so the queue really delivers each twice, as at-least-once
 /// delivery may; the loop test proves the dataset does not change.
@@ -42,7 +38,7 @@ pub async fn send(env: &Env, records: Vec<Record>) -> Result<()> {
     if messages.is_empty() {
         return Ok(());
     }
-    let queue = env.queue(LOG_QUEUE)?;
+    let queue = env.queue(LOGS)?;
     for m in messages {
         queue.send(m).await?;
     }
@@ -66,7 +62,7 @@ fn gzip(text: &[u8]) -> Result<Vec<u8>> {
 /// The logs queue's consumer: one object per (log, day) of the batch; every message acked once
 /// all are written, else every message retried (rewriting an object is harmless: same key).
 pub async fn write<T>(batch: MessageBatch<T>, env: &Env) -> Result<()> {
-    let bucket = env.bucket(BUCKET)?;
+    let bucket = env.bucket(DATA)?;
     let mut parts: BTreeMap<(LogKind, String), Vec<u8>> = BTreeMap::new();
     let mut messages = Vec::new();
     let mut lines = 0usize;
@@ -113,7 +109,7 @@ pub async fn write<T>(batch: MessageBatch<T>, env: &Env) -> Result<()> {
     }
     match failed {
         None => {
-            let redeliver = super::var(env, REDELIVER_VAR).is_some_and(|v| v == "1");
+            let redeliver = var(env, REDELIVER_VAR).is_some_and(|v| v == "1");
             let mut redelivered = 0usize;
             for m in &messages {
                 if redeliver && FIRST_DELIVERIES.with_borrow_mut(|seen| seen.insert(m.id())) {

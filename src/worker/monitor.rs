@@ -19,7 +19,6 @@
 //! Config (`[vars]`): `MONITOR_WINDOW` (default `1d`), `MONITOR_OUTCOME_WINDOW` (`30d`),
 //! `MONITOR_LABEL` (`customer`), `MONITOR_MIN_SCORES` (1000), `MONITOR_MIN_POSITIVES` (100).
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -27,8 +26,10 @@ use wasm_bindgen::JsValue;
 use worker::*;
 
 use super::arms::{self, card_scorer, EMBEDDED};
-use super::outbox::{Delivery, QUEUE};
-use super::{now_ms, var, var_num, ApiError, ApiResult};
+use super::bindings::{MONITOR, SCORE_EVENTS};
+use super::env::{var, var_num};
+use super::http::{now_ms, query, ApiError, ApiResult};
+use super::outbox::Delivery;
 use crate::dataset::parse_window;
 use crate::error_code::ErrorCode;
 use crate::experiment::Experiment;
@@ -41,8 +42,6 @@ use crate::monitor::report::Report;
 use crate::monitor::window::{self, Conversions, Decision, Decisions, WindowKey};
 use crate::outcome::{Outcome, OutcomeType};
 
-/// The D1 binding (wrangler.toml).
-pub const DB: &str = "MONITOR";
 /// Most windows one scheduled run assesses (the rest wait for the next run).
 pub const MAX_WINDOWS_PER_RUN: usize = 24;
 /// Most decisions read for one assessment.
@@ -50,35 +49,10 @@ pub const MAX_DECISIONS: usize = 200_000;
 /// Decisions read per query.
 const PAGE: usize = 500;
 
-const SCHEMA: &str = "\
-CREATE TABLE IF NOT EXISTS decisions (window_start INTEGER NOT NULL, model TEXT NOT NULL, \
-arm TEXT NOT NULL, visitor_id TEXT NOT NULL, lead_id TEXT, ts INTEGER NOT NULL, record TEXT NOT NULL, \
-PRIMARY KEY (window_start, model, arm, visitor_id));
-CREATE TABLE IF NOT EXISTS outcomes (id TEXT PRIMARY KEY, visitor_id TEXT, lead_id TEXT, \
-type TEXT NOT NULL, ts INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS outcomes_visitor ON outcomes (visitor_id);
-CREATE INDEX IF NOT EXISTS outcomes_lead ON outcomes (lead_id);
-CREATE TABLE IF NOT EXISTS judged (window_start INTEGER NOT NULL, model TEXT NOT NULL, \
-arm TEXT NOT NULL, drift INTEGER NOT NULL DEFAULT 0, accuracy INTEGER NOT NULL DEFAULT 0, \
-PRIMARY KEY (window_start, model, arm));
-CREATE TABLE IF NOT EXISTS alerts (window_start INTEGER NOT NULL, model TEXT NOT NULL, \
-arm TEXT NOT NULL, type TEXT NOT NULL, sent_at INTEGER NOT NULL, body TEXT NOT NULL, \
-PRIMARY KEY (window_start, model, arm, type));";
-
-thread_local! {
-    static SCHEMA_READY: Cell<bool> = const { Cell::new(false) };
-}
-
-/// The database, its tables created on first use in this isolate.
+/// The database. Its tables come from wrangler's D1 migrations (`src/worker/migrations/`),
+/// applied before the worker runs: locally by the stack, in production by `make deploy`.
 async fn db(env: &Env) -> Result<D1Database> {
-    let d = env.d1(DB)?;
-    if !SCHEMA_READY.get() {
-        for stmt in SCHEMA.split(";\n") {
-            d.prepare(stmt).run().await?;
-        }
-        SCHEMA_READY.set(true);
-    }
-    Ok(d)
+    env.d1(MONITOR)
 }
 
 /// How this deployment judges windows.
@@ -355,7 +329,7 @@ fn experiments(
 pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
     let bad = |m: String| ApiError::new(400, ErrorCode::InvalidField, m);
     let mut models = monitored().map_err(|m| ApiError::new(500, ErrorCode::Internal, m))?;
-    if let Some(m) = super::query(req, "model")? {
+    if let Some(m) = query(req, "model")? {
         models.retain(|x| x.model == m);
         if models.is_empty() {
             return Err(ApiError::new(
@@ -366,7 +340,7 @@ pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
         }
     }
     let time = |key: &str| -> ApiResult<Option<i64>> {
-        super::query(req, key)?
+        query(req, key)?
             .map(|v| crate::dataset::parse_as_of(&v).map_err(|e| bad(format!("{key}: {e}"))))
             .transpose()
     };
@@ -376,7 +350,7 @@ pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
     if from >= to {
         return Err(bad(format!("from ({from}) must be before to ({to})")));
     }
-    let arm = super::query(req, "arm")?;
+    let arm = query(req, "arm")?;
     let s = Settings::of(env);
     let d = db(env).await?;
     let mut windows = Vec::new();
@@ -394,7 +368,7 @@ pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
     windows.sort_by(|a, b| {
         (a.start, &a.model_version, &a.arm).cmp(&(b.start, &b.model_version, &b.arm))
     });
-    let exps = experiments(arms::experiment(env).as_ref(), &windows, s.window_ms);
+    let exps = experiments(arms::experiment(env).as_deref(), &windows, s.window_ms);
     let mut alerts = health::alerts_of(&windows);
     alerts.extend(exps.iter().filter_map(ExperimentWindow::alert));
     Ok(Response::from_json(&Report {
@@ -510,7 +484,7 @@ pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
     let s = Settings::of(env);
     let now = now_ms();
     let d = db(env).await?;
-    let queue = env.queue(QUEUE)?;
+    let queue = env.queue(SCORE_EVENTS)?;
     let mut sent = Vec::new();
     let mut judged = 0usize;
     for m in monitored().map_err(Error::RustError)? {
@@ -594,12 +568,4 @@ pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
     let out = serde_json::json!({"windows_judged": judged, "alerts_sent": sent});
     console_log!("monitor: {out}");
     Ok(out)
-}
-
-#[event(scheduled)]
-async fn on_schedule(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    console_error_panic_hook::set_once();
-    if let Err(e) = scheduled(&env).await {
-        console_error!("monitor: scheduled run failed: {e}");
-    }
 }

@@ -1,13 +1,8 @@
-//! The score-events queue as both ends see it: its bindings and names (wrangler.toml) and the
-//! message it carries. The visitor object produces, [`super::delivery`] consumes, and
-//! [`super::deadletter`] keeps and re-enqueues what the retries could not deliver.
+//! The message the score-events queue carries (bindings: [`super::bindings`]). The visitor object
+//! and the monitor's alerts produce, [`super::delivery`] consumes, and [`super::deadletter`] keeps
+//! what the retries could not deliver.
 
 use serde::{Deserialize, Serialize};
-
-/// Queue producer binding name (wrangler.toml).
-pub const QUEUE: &str = "SCORE_EVENTS";
-/// The score-events queue's dead-letter queue (wrangler.toml): its batches go to [`super::deadletter`].
-pub const DLQ_NAME: &str = "leadscore-score-events-dlq";
 
 /// A message on the score-events queue: the webhook id is fixed when the event is made, so every
 /// retry and every replay of this delivery carries the same `webhook-id`.

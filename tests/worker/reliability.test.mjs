@@ -255,3 +255,60 @@ test("defect 9: identify sends one webhook, after the merge", async () => {
   assert.equal(evs[0].data.lead_id, lead);
   assert.equal(evs[0].data.verified, true);
 });
+
+test("defect 10: a hostile probe — out-of-range site tables, export overflow, long replay ids, form posts, mixed stateless visitors, garbage cursors, colliding lead ids", async () => {
+  const put = (tables) => api.request("PUT", "/v1/site", { raw: JSON.stringify(tables), headers: { "content-type": "application/json" }, auth: true });
+  // (a) every number of the site tables is checked; nothing refused is stored.
+  const page = Object.keys(CARD.site.page_stats.pages)[0];
+  const bad = [
+    ["a page statistic past f32", (t) => (t.page_stats.pages[page] = [0.1, 0.1, 1e39])],
+    ["a page statistic of 1e308", (t) => (t.page_stats.pages[page] = [0.1, 0.1, 1e308])],
+    ["a negative bounce rate", (t) => (t.page_stats.pages[page] = [-0.5, 0.1, 1])],
+    ["a timezone offset of -2^31", (t) => (t.timezone_offset_minutes = -(2 ** 31))],
+    ["a special-day peak of 2^31", (t) => (t.special_day_peak_days_before = 2 ** 31 - 1)],
+    ["a special-day peak of -2^31", (t) => (t.special_day_peak_days_before = -(2 ** 31))],
+  ];
+  for (const [what, mutate] of bad) {
+    const t = structuredClone(CARD.site);
+    mutate(t);
+    const r = await put(t);
+    checkError(assert, r, 400, "invalid_config");
+    assert.ok(r.json.error.message.length > 10, `${what}: ${show(r)}`);
+  }
+  assert.equal((await api.get("/v1/config")).json.site.version, null, "nothing refused was stored");
+  const v = vid("probe-after-site");
+  await send(v, pathJourney(v, [["page", page], ["page_end", page, 3000]]));
+  const later = await api.get(`/v1/score/${v}?kind=visitor`, { auth: true });
+  assert.equal(later.status, 200, `the visitor stays readable: ${show(later)}`);
+
+  // (c) a range that would overflow is refused, not answered empty.
+  const ex = await api.get("/v1/export/events?from=0&to=9223372036854775807", { auth: true });
+  checkError(assert, ex, 400, "invalid_field");
+  assert.match(ex.json.error.message, /days/);
+
+  // (d) a replay id that no delivery can have is a 400 naming it, not a 500.
+  const long = await api.post("/v1/deliveries/replay", { ids: ["x".repeat(2000)] }, { auth: true });
+  checkError(assert, long, 400, "invalid_field");
+  checkError(assert, await api.post("/v1/deliveries/replay", { ids: ["../../config/site"] }, { auth: true }), 400, "invalid_field");
+
+  // (h) lenient inputs are refused: form-encoded events, two visitors in one stateless score, a garbage cursor.
+  const w = vid("probe-form");
+  const form = await api.request("POST", "/v1/events", { raw: `site_key=${SITE_KEY}&visitor_id=${w}`, headers: { "content-type": "application/x-www-form-urlencoded" } });
+  checkError(assert, form, 415, "invalid_body");
+  const mixed = [...syntheticEvents(vid("probe-one"), 2), ...syntheticEvents(vid("probe-two"), 2)];
+  const two = await api.post("/v1/score", { events: mixed }, { auth: true });
+  checkError(assert, two, 400, "invalid_field");
+  assert.match(two.json.error.message, /one visitor/);
+  checkError(assert, await api.get("/v1/deliveries/failed?cursor=garbage", { auth: true }), 400, "invalid_field");
+
+  // (h) a lead id shaped like a deal's object name is a lead like any other: deals live apart.
+  const collide = `hubspot-deal:${RUN}`;
+  const c = vid("probe-collide");
+  await send(c, journey("v-hot", { visitor: c }).filter((e) => e.type !== "identify"));
+  const id = await api.post("/v1/identify", { visitor_id: c, lead_id: collide }, { auth: true });
+  assert.equal(id.status, 200, show(id));
+  const byLead = await api.get(`/v1/score/${encodeURIComponent(collide)}?kind=lead`, { auth: true });
+  assert.equal(byLead.status, 200, show(byLead));
+  assert.equal(byLead.json.score.visitor_id, c);
+  await sentinel("probe");
+});

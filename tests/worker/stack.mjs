@@ -16,7 +16,7 @@
 // For tests: `startStack({vars, port, receiverPort, backendPort, persistTo, logFile, timeoutMs})` →
 //   {base, receiver, backend, stop, devVars, logFile, port}; "auto" ports pick free ones.
 
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
@@ -160,6 +160,7 @@ function noBuildConfig() {
   let ok = 0;
   toml = toml.replace(/^(\s*main\s*=\s*)"([^"]+)"/m, (_, k, v) => (ok++, `${k}${JSON.stringify(path.resolve(ROOT, v))}`));
   toml = toml.replace(/^(\s*directory\s*=\s*)"([^"]+)"/m, (_, k, v) => `${k}${JSON.stringify(path.resolve(ROOT, v))}`);
+  toml = toml.replace(/^(\s*migrations_dir\s*=\s*)"([^"]+)"/m, (_, k, v) => `${k}${JSON.stringify(path.resolve(ROOT, v))}`);
   if (!ok) return null;
   const dir = path.join(ROOT, "target", "tmp", "wrangler-nobuild");
   fs.mkdirSync(dir, { recursive: true });
@@ -168,6 +169,24 @@ function noBuildConfig() {
   fs.rmSync(link, { force: true });
   fs.symlinkSync(DEV_VARS, link);
   return path.join(dir, "wrangler.toml");
+}
+
+/**
+ * Applies the D1 migrations (src/worker/migrations/) to the local database in the state directory
+ * wrangler dev will use, as `make deploy` does remotely: the worker never creates tables itself.
+ */
+function applyMigrations({ config, persistTo, progress }) {
+  const toml = fs.readFileSync(config ?? path.join(ROOT, "wrangler.toml"), "utf8");
+  const name = /^\s*database_name\s*=\s*"([^"]+)"/m.exec(toml)?.[1];
+  if (!name) return; // a config without D1 (the launcher's self-test)
+  const args = [
+    WRANGLER, "d1", "migrations", "apply", name, "--local",
+    ...(config ? ["--config", config] : []),
+    ...(persistTo ? ["--persist-to", persistTo] : []),
+  ];
+  const r = spawnSync(NODE22, args, { cwd: ROOT, env: { ...wranglerEnv(), CI: "true" }, encoding: "utf8", timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`stack: D1 migrations failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
+  progress(`stack: D1 migrations applied to ${name} (local)`);
 }
 
 async function healthy(base, timeoutMs = 2000) {
@@ -236,6 +255,7 @@ export async function startStack({
       persistTo ??= path.join(ROOT, ".wrangler", "state");
     }
   }
+  applyMigrations({ config, persistTo, progress });
   const inspectorPort = await freePort();
   const args = [
     WRANGLER, "dev",

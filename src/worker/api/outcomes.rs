@@ -1,21 +1,21 @@
 //! `POST /v1/outcomes` (bearer): CRM outcomes (`{"outcomes": [{id, lead_id | visitor_id, type, ts,
 //! value?}, …]}`, see [`crate::outcome`]). Each valid outcome goes to its lead's object
-//! (`lead:<id>`) or its visitor's, which keeps it (idempotent by `id`) and logs it; invalid ones
+//! or its visitor's, which keeps it (idempotent by `id`) and logs it; invalid ones
 //! are listed in `rejected` with their index, and the rest is accepted.
 
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use worker::*;
 
-use super::visitor::{self, OutcomesRequest};
-use super::{
-    bad_json, body_text_up_to, check_batch_len, every_item_invalid, now_ms, ApiError, ApiResult,
-    Rejected,
-};
 use crate::error_code::ErrorCode;
 use crate::event::limits::MAX_OUTCOMES_BODY_BYTES;
 use crate::log::OutcomeSource;
 use crate::outcome::{Outcome, Subject, MAX_BATCH_OUTCOMES};
+use crate::worker::batch::{self, Rejected};
+use crate::worker::body::body_text_up_to;
+use crate::worker::env::var;
+use crate::worker::http::{bad_json, check_json_content_type, now_ms, ApiError, ApiResult};
+use crate::worker::objects::client::{self, DealOutcome, DealUpdate, OutcomesRequest};
 
 /// Objects called at once.
 const CONCURRENCY: usize = 16;
@@ -28,40 +28,52 @@ struct OutcomesBatch {
 
 /// The answer.
 #[derive(Debug, Default, Serialize)]
-pub(crate) struct OutcomesAnswer {
-    pub(crate) accepted: u32,
-    pub(crate) duplicates: u32,
-    pub(crate) rejected: Vec<Rejected>,
+struct OutcomesAnswer {
+    accepted: u32,
+    duplicates: u32,
+    rejected: Vec<Rejected>,
 }
 
 /// Groups outcomes by the object that keeps them and sends each group there.
-pub(crate) async fn keep(
+async fn keep(
     env: &Env,
     outcomes: Vec<Outcome>,
     source: OutcomeSource,
     answer: &mut OutcomesAnswer,
 ) -> ApiResult<()> {
     let now = now_ms();
-    let mut groups: Vec<OutcomesRequest> = Vec::new();
+    // One request per object: (lead, visitor) names it.
+    let mut groups: Vec<(Option<String>, OutcomesRequest)> = Vec::new();
     for o in outcomes {
-        let (object, lead) = match o.subject() {
-            Subject::Lead(l) => (format!("lead:{l}"), Some(l.to_string())),
-            Subject::Visitor(v) => (v.to_string(), None),
+        let (lead, visitor) = match o.subject() {
+            Subject::Lead(l) => (Some(l.to_string()), None),
+            Subject::Visitor(v) => (None, Some(v.to_string())),
         };
-        match groups.iter_mut().find(|g| g.object == object) {
-            Some(g) => g.outcomes.push(o),
-            None => groups.push(OutcomesRequest {
-                object,
-                lead,
-                outcomes: vec![o],
-                received_at: now,
-                source,
-            }),
+        match groups
+            .iter_mut()
+            .find(|(v, g)| g.lead == lead && *v == visitor)
+        {
+            Some((_, g)) => g.outcomes.push(o),
+            None => groups.push((
+                visitor,
+                OutcomesRequest {
+                    lead,
+                    outcomes: vec![o],
+                    received_at: now,
+                    source,
+                },
+            )),
         }
     }
     let mut first_error = None;
     for chunk in groups.chunks(CONCURRENCY) {
-        for r in join_all(chunk.iter().map(|g| visitor::keep_outcomes(env, g))).await {
+        for r in join_all(
+            chunk
+                .iter()
+                .map(|(v, g)| client::keep_outcomes(env, v.as_deref(), g)),
+        )
+        .await
+        {
             match r {
                 Ok(r) => {
                     answer.accepted += r.accepted;
@@ -86,34 +98,30 @@ pub(crate) async fn keep(
 
 /// The route (the caller checked the bearer token).
 pub async fn post(req: &mut Request, env: &Env) -> ApiResult<Response> {
+    check_json_content_type(req)?;
     let text = body_text_up_to(req, MAX_OUTCOMES_BODY_BYTES).await?;
     let batch: OutcomesBatch = serde_json::from_str(&text).map_err(bad_json)?;
-    check_batch_len(
+    batch::check_len(
         batch.outcomes.len(),
         MAX_BATCH_OUTCOMES,
         "outcomes",
         "batch",
         ErrorCode::InvalidField,
     )?;
-    let mut answer = OutcomesAnswer::default();
-    let mut good = Vec::new();
-    for (index, v) in batch.outcomes.into_iter().enumerate() {
-        match Outcome::from_value(v) {
-            Ok(o) => good.push(o),
-            Err(e) => answer.rejected.push(Rejected {
-                index,
-                code: e.code(),
-                message: e.to_string(),
-            }),
-        }
-    }
+    let (good, rejected) = batch::partition(batch.outcomes, |v| {
+        Outcome::from_value(v).map_err(|e| (e.code(), e.to_string()))
+    });
     if good.is_empty() {
-        return Err(every_item_invalid(
+        return Err(batch::every_item_invalid(
             ErrorCode::InvalidField,
             "outcome",
-            &answer.rejected,
+            &rejected,
         ));
     }
+    let mut answer = OutcomesAnswer {
+        rejected,
+        ..OutcomesAnswer::default()
+    };
     keep(env, good, OutcomeSource::Api, &mut answer).await?;
     Ok(Response::from_json(&answer)?)
 }
@@ -128,7 +136,7 @@ pub async fn post(req: &mut Request, env: &Env) -> ApiResult<Response> {
 pub async fn hubspot(req: &mut Request, env: &Env) -> ApiResult<Response> {
     use crate::outcome::hubspot::{self as hs, EventKind, HubspotObject};
     let unauthorized = |m: String| ApiError::new(401, ErrorCode::InvalidSignature, m);
-    let secret = super::var(env, "HUBSPOT_CLIENT_SECRET")
+    let secret = var(env, "HUBSPOT_CLIENT_SECRET")
         .ok_or_else(|| {
             unauthorized("HubSpot outcomes are not configured (no HUBSPOT_CLIENT_SECRET)".into())
         })
@@ -149,7 +157,7 @@ pub async fn hubspot(req: &mut Request, env: &Env) -> ApiResult<Response> {
     .map_err(|e| ApiError::new(401, e.code(), e.to_string()))?;
     let events = hs::parse_events(body.as_bytes())
         .map_err(|e| ApiError::new(400, e.code(), e.to_string()))?;
-    let map = match super::var(env, "HUBSPOT_STAGE_MAP") {
+    let map = match var(env, "HUBSPOT_STAGE_MAP") {
         Some(t) => hs::StageMap::from_json(&t)
             .map_err(|e| ApiError::new(500, ErrorCode::InvalidConfig, e.to_string()))?,
         None => hs::StageMap::default(),
@@ -157,8 +165,8 @@ pub async fn hubspot(req: &mut Request, env: &Env) -> ApiResult<Response> {
     let bad = |e: crate::outcome::OutcomeError| ApiError::new(400, e.code(), e.to_string());
     let mut outcomes = Vec::new();
     let mut ignored = 0u32;
-    let deal_outcome = |id: String, kind, ts| visitor::DealOutcome { id, kind, ts };
-    let for_contact = |contact: &str, o: &visitor::DealOutcome| Outcome {
+    let deal_outcome = |id: String, kind, ts| DealOutcome { id, kind, ts };
+    let for_contact = |contact: &str, o: &DealOutcome| Outcome {
         id: format!("{}:{contact}", o.id),
         lead_id: Some(contact.to_string()),
         visitor_id: None,
@@ -168,7 +176,7 @@ pub async fn hubspot(req: &mut Request, env: &Env) -> ApiResult<Response> {
     };
     for ev in &events {
         let update = match (&ev.kind, hs::to_outcome(ev, &map)) {
-            (EventKind::DealContact(link), _) => visitor::DealUpdate {
+            (EventKind::DealContact(link), _) => DealUpdate {
                 deal: link.deal_id.clone(),
                 link: Some((link.contact_id.clone(), link.removed)),
                 outcome: None,
@@ -178,7 +186,7 @@ pub async fn hubspot(req: &mut Request, env: &Env) -> ApiResult<Response> {
                     outcomes.push(o.for_lead(id).map_err(bad)?);
                     continue;
                 }
-                HubspotObject::Deal(id) => visitor::DealUpdate {
+                HubspotObject::Deal(id) => DealUpdate {
                     deal: id.clone(),
                     link: None,
                     outcome: Some(deal_outcome(o.id.clone(), o.kind, o.ts)),
@@ -189,7 +197,7 @@ pub async fn hubspot(req: &mut Request, env: &Env) -> ApiResult<Response> {
                 continue;
             }
         };
-        for (contact, o) in visitor::update_deal(env, &update).await?.due {
+        for (contact, o) in client::update_deal(env, &update).await?.due {
             let o = for_contact(&contact, &o);
             o.validate().map_err(bad)?;
             outcomes.push(o);

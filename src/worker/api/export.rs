@@ -1,7 +1,7 @@
 //! `GET /v1/export/{events|scores|outcomes}?from=&to=` (bearer): a log's records whose time is in
 //! [from, to), streamed as NDJSON — one R2 object at a time, so an export of any size holds one
 //! object in memory. What local tools and tests read; in production R2 can also be read directly
-//! (the objects are gzip NDJSON under `<log>/dt=YYYY-MM-DD/`, see [`super::logs`]).
+//! (the objects are gzip NDJSON under `<log>/dt=YYYY-MM-DD/`, see [`crate::worker::logs`]).
 //!
 //! Records come in day order, and within a day in object order; copies that at-least-once
 //! delivery made are not removed here (a reader de-duplicates by [`crate::log::Record::key`]).
@@ -14,10 +14,10 @@ use std::io::Read as _;
 use futures_util::stream;
 use worker::*;
 
-use super::deadletter::BUCKET;
-use super::{now_ms, query, ApiError, ApiResult};
 use crate::error_code::ErrorCode;
 use crate::log::{day_of, day_start, LogKind, Record};
+use crate::worker::bindings::DATA;
+use crate::worker::http::{now_ms, query, ApiError, ApiResult};
 
 /// Longest range one export covers.
 pub const MAX_EXPORT_DAYS: i64 = 400;
@@ -156,7 +156,9 @@ pub async fn export(req: &Request, env: &Env, log: &str) -> ApiResult<Response> 
         ));
     }
     let first = day_start(&day_of(from)).unwrap_or(from);
-    let days = (to - first + DAY_MS - 1) / DAY_MS;
+    // In i128: `to` may be any i64, and the span of two must not wrap into a short range.
+    let span = (i128::from(to) - i128::from(first) + i128::from(DAY_MS) - 1) / i128::from(DAY_MS);
+    let days = i64::try_from(span).unwrap_or(i64::MAX);
     if days > MAX_EXPORT_DAYS {
         return Err(ApiError::new(
             400,
@@ -165,7 +167,7 @@ pub async fn export(req: &Request, env: &Env, log: &str) -> ApiResult<Response> 
         ));
     }
     let export = Export {
-        bucket: env.bucket(BUCKET)?,
+        bucket: env.bucket(DATA)?,
         log,
         from,
         to,

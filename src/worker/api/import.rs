@@ -17,13 +17,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use worker::*;
 
-use super::{
-    bad_json, body_text_up_to, check_batch_len, every_item_invalid, now_ms, visitor, ApiError,
-    ApiResult, ApplyRequest, Rejected,
-};
 use crate::error_code::ErrorCode;
 use crate::event::limits::{MAX_IMPORT_BODY_BYTES, MAX_IMPORT_EVENTS};
 use crate::event::Event;
+use crate::worker::batch::{self, Rejected};
+use crate::worker::body::body_text_up_to;
+use crate::worker::http::{bad_json, check_json_content_type, now_ms, ApiError, ApiResult};
+use crate::worker::objects::client::{self, ApplyRequest};
 
 /// Visitor objects called at once.
 pub const CONCURRENCY: usize = 16;
@@ -47,36 +47,35 @@ struct ImportResponse {
 
 /// The route (the caller checked the bearer token).
 pub async fn import(req: &mut Request, env: &Env) -> ApiResult<Response> {
+    check_json_content_type(req)?;
     let text = body_text_up_to(req, MAX_IMPORT_BODY_BYTES).await?;
     let batch: ImportBatch = serde_json::from_str(&text).map_err(bad_json)?;
-    check_batch_len(
+    batch::check_len(
         batch.events.len(),
         MAX_IMPORT_EVENTS,
         "events",
         "import batch",
         ErrorCode::InvalidEvent,
     )?;
-    let mut out = ImportResponse::default();
-    let mut visitors: Vec<(String, Vec<String>)> = Vec::new();
+    let (events, rejected) = batch::partition(&batch.events, |raw| {
+        Event::parse(raw.get()).map_err(|e| (e.code(), e.to_string()))
+    });
+    let mut out = ImportResponse {
+        rejected,
+        ..ImportResponse::default()
+    };
+    // Each visitor's events in the batch's order, the visitors in order of first appearance.
+    let mut visitors: Vec<(String, Vec<Event>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    for (i, raw) in batch.events.iter().enumerate() {
-        match Event::parse(raw.get()) {
-            Ok(e) => {
-                let k = *index.entry(e.visitor_id.clone()).or_insert_with(|| {
-                    visitors.push((e.visitor_id.clone(), Vec::new()));
-                    visitors.len() - 1
-                });
-                visitors[k].1.push(raw.get().to_string());
-            }
-            Err(e) => out.rejected.push(Rejected {
-                index: i,
-                code: e.code(),
-                message: e.to_string(),
-            }),
-        }
+    for e in events {
+        let k = *index.entry(e.visitor_id.clone()).or_insert_with(|| {
+            visitors.push((e.visitor_id.clone(), Vec::new()));
+            visitors.len() - 1
+        });
+        visitors[k].1.push(e);
     }
     if visitors.is_empty() {
-        return Err(every_item_invalid(
+        return Err(batch::every_item_invalid(
             ErrorCode::InvalidEvent,
             "event",
             &out.rejected,
@@ -96,7 +95,7 @@ pub async fn import(req: &mut Request, env: &Env) -> ApiResult<Response> {
                 analytics: None,
                 import: true,
             };
-            (visitor_id, visitor::call(env, &req).await)
+            (visitor_id, client::apply(env, &req).await)
         });
         for (visitor_id, result) in join_all(calls).await {
             match result {

@@ -1,0 +1,166 @@
+//! `GET /v1/deliveries/failed` and `POST /v1/deliveries/replay` (bearer): the deliveries that
+//! exhausted their retries, kept in R2 by [`crate::worker::deadletter`].
+
+use serde::{Deserialize, Serialize};
+use worker::*;
+
+use crate::error_code::ErrorCode;
+use crate::worker::bindings::{DATA, SCORE_EVENTS};
+use crate::worker::deadletter::{key, Failed, PREFIX};
+use crate::worker::http::{bad_json, now_ms, query, ApiError, ApiResult};
+
+/// Most deliveries listed or replayed per request.
+pub const MAX_PAGE: u32 = 100;
+/// Longest webhook id (`msg_` + 24 hex digits; alerts `alert_<hash>_<window start>`).
+pub const MAX_WEBHOOK_ID_LEN: usize = 64;
+
+/// What the list shows of a kept delivery (its body stays in R2).
+#[derive(Debug, Serialize)]
+struct Summary {
+    id: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    visitor_id: Option<String>,
+    lead_id: Option<String>,
+    enqueued: i64,
+    failed_at: i64,
+}
+
+/// `GET /v1/deliveries/failed?limit=&cursor=`: kept deliveries, oldest key order, paginated.
+pub async fn list(req: &Request, env: &Env) -> ApiResult<Response> {
+    let limit = match query(req, "limit")? {
+        None => MAX_PAGE,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    ErrorCode::InvalidField,
+                    format!("`limit` must be 1 to {MAX_PAGE}"),
+                )
+            })?,
+    };
+    let bucket = env.bucket(DATA)?;
+    let mut l = bucket.list().prefix(PREFIX).limit(limit);
+    let cursor = query(req, "cursor")?;
+    if let Some(c) = &cursor {
+        l = l.cursor(c.clone());
+    }
+    // R2 refuses a cursor it did not give: that is the caller's mistake, not the worker's.
+    let objects = l.execute().await.map_err(|e| match cursor {
+        Some(_) => ApiError::new(
+            400,
+            ErrorCode::InvalidField,
+            format!("`cursor` is not one this list answered ({e})"),
+        ),
+        None => ApiError::from(e),
+    })?;
+    let mut out = Vec::new();
+    for o in objects.objects() {
+        let Some(obj) = bucket.get(o.key()).execute().await? else {
+            continue; // replayed meanwhile
+        };
+        let Some(body) = obj.body() else { continue };
+        let Ok(f) = serde_json::from_str::<Failed>(&body.text().await?) else {
+            continue;
+        };
+        let payload: serde_json::Value = serde_json::from_str(&f.delivery.body).unwrap_or_default();
+        let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        out.push(Summary {
+            id: f.delivery.id,
+            kind: s(&payload["type"]),
+            visitor_id: s(&payload["data"]["visitor_id"]),
+            lead_id: s(&payload["data"]["lead_id"]),
+            enqueued: f.delivery.enqueued,
+            failed_at: f.failed_at,
+        });
+    }
+    let cursor = objects.truncated().then(|| objects.cursor()).flatten();
+    Ok(Response::from_json(
+        &serde_json::json!({"deliveries": out, "cursor": cursor}),
+    )?)
+}
+
+/// `POST /v1/deliveries/replay` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Replay {
+    /// Webhook ids to replay…
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+    /// …or every kept delivery (up to [`MAX_PAGE`] per call).
+    #[serde(default)]
+    all: bool,
+}
+
+/// Puts kept deliveries back on the queue (same `webhook-id`, same body, fresh schedule).
+pub async fn replay(text: &str, env: &Env) -> ApiResult<Response> {
+    let body: Replay = serde_json::from_str(text).map_err(bad_json)?;
+    if let Some(bad) = body.ids.iter().flatten().find(|id| !is_webhook_id(id)) {
+        let shown: String = bad.chars().take(80).collect();
+        return Err(ApiError::new(
+            400,
+            ErrorCode::InvalidField,
+            format!(
+                "`ids`: {shown:?} is not a webhook id (at most {MAX_WEBHOOK_ID_LEN} bytes of letters, digits, `_` and `-`)"
+            ),
+        ));
+    }
+    let bucket = env.bucket(DATA)?;
+    let ids: Vec<String> = match (body.ids, body.all) {
+        (Some(ids), false) if !ids.is_empty() && ids.len() <= MAX_PAGE as usize => ids,
+        (None, true) => bucket
+            .list()
+            .prefix(PREFIX)
+            .limit(MAX_PAGE)
+            .execute()
+            .await?
+            .objects()
+            .iter()
+            .filter_map(|o| {
+                o.key()
+                    .strip_prefix(PREFIX)
+                    .and_then(|k| k.strip_suffix(".json"))
+                    .map(str::to_string)
+            })
+            .collect(),
+        _ => {
+            return Err(ApiError::new(
+                400,
+                ErrorCode::InvalidField,
+                format!("give `ids` (1 to {MAX_PAGE} webhook ids) or `all: true`"),
+            ))
+        }
+    };
+    let queue = env.queue(SCORE_EVENTS)?;
+    let (mut replayed, mut missing) = (Vec::new(), Vec::new());
+    for id in ids {
+        let obj = bucket.get(key(&id)).execute().await?;
+        let Some(body) = obj.as_ref().and_then(|o| o.body()) else {
+            missing.push(id);
+            continue;
+        };
+        let Ok(f) = serde_json::from_str::<Failed>(&body.text().await?) else {
+            missing.push(id);
+            continue;
+        };
+        let mut d = f.delivery;
+        d.enqueued = now_ms();
+        queue.send(d).await?;
+        bucket.delete(key(&id)).await?;
+        replayed.push(id);
+    }
+    Ok(Response::from_json(
+        &serde_json::json!({"replayed": replayed, "missing": missing}),
+    )?)
+}
+
+/// Whether `id` can be a webhook id this worker made (and so an R2 key it wrote).
+fn is_webhook_id(id: &str) -> bool {
+    (1..=MAX_WEBHOOK_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}

@@ -1,0 +1,60 @@
+//! The names wrangler.toml gives the worker's resources, said once. A unit test reads
+//! wrangler.toml and fails when a name here is not bound there.
+
+/// Durable Object namespace of visitors (one object per visitor id).
+pub const VISITORS: &str = "VISITORS";
+/// Durable Object namespace of leads (one directory per verified lead id).
+pub const LEADS: &str = "LEADS";
+/// Durable Object namespace of CRM deals (one object per HubSpot deal id).
+pub const DEALS: &str = "DEALS";
+
+/// Producer of the score-events queue (signed webhooks).
+pub const SCORE_EVENTS: &str = "SCORE_EVENTS";
+/// The score-events queue's name: its consumer's batches.
+pub const SCORE_EVENTS_QUEUE: &str = "leadscore-score-events";
+/// Its dead-letter queue's name: deliveries that exhausted their retries.
+pub const SCORE_EVENTS_DLQ: &str = "leadscore-score-events-dlq";
+
+/// Producer of the logs queue (the learning loop's records).
+pub const LOGS: &str = "LOGS";
+/// The logs queue's name.
+pub const LOGS_QUEUE: &str = "leadscore-logs";
+
+/// R2 bucket: logs, failed deliveries, the deployment's site tables.
+pub const DATA: &str = "DATA";
+/// D1 database: the monitor's aggregates.
+pub const MONITOR: &str = "MONITOR";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRANGLER: &str = include_str!("../../wrangler.toml");
+
+    /// `key = "value"` lines of wrangler.toml (comments skipped).
+    fn assigned(key: &str) -> Vec<&'static str> {
+        WRANGLER
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().trim_matches('"'))
+            .collect()
+    }
+
+    #[test]
+    fn every_name_is_bound_in_wrangler_toml() {
+        for name in [VISITORS, LEADS, DEALS] {
+            assert!(assigned("name").contains(&name), "durable object {name}");
+        }
+        for b in [SCORE_EVENTS, LOGS] {
+            assert!(assigned("binding").contains(&b), "queue producer {b}");
+        }
+        for q in [SCORE_EVENTS_QUEUE, SCORE_EVENTS_DLQ, LOGS_QUEUE] {
+            assert!(assigned("queue").contains(&q), "queue consumer {q}");
+        }
+        assert!(assigned("dead_letter_queue").contains(&SCORE_EVENTS_DLQ));
+        assert!(assigned("binding").contains(&DATA), "R2 bucket");
+        assert!(assigned("binding").contains(&MONITOR), "D1 database");
+    }
+}

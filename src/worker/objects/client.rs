@@ -1,0 +1,303 @@
+//! How the worker and the objects call an object: the internal routes' messages and one function
+//! per call. Everything crosses as JSON of typed messages — events arrive parsed and validated by
+//! the route that took them, so an object never parses an event again.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use worker::{Env, Method, Request, RequestInit};
+
+use crate::error_code::ErrorCode;
+use crate::event::Event;
+use crate::log::OutcomeSource;
+use crate::outcome::{Outcome, OutcomeType};
+use crate::score::Score;
+use crate::worker::bindings::{DEALS, LEADS, VISITORS};
+use crate::worker::http::{ApiError, ApiResult};
+
+/// What the worker asks a visitor's object to do with a batch.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    /// The visitor.
+    pub visitor_id: String,
+    /// Whether this visitor may be forwarded to the CRM (consent and no GPC); `None` keeps what
+    /// the visitor's last batch said.
+    pub crm: Option<bool>,
+    /// Validated events of this visitor, in the batch's order.
+    pub events: Vec<Event>,
+    /// Receive time (ms).
+    pub now: i64,
+    /// The lead id this request proved (a checked `lead_signature`, or a bearer caller): only a
+    /// verified lead joins a lead and merges the lead's other visitors.
+    #[serde(default)]
+    pub verified_lead: Option<String>,
+    /// Whether this visitor may be logged for retraining (analytics consent and no GPC); `None`
+    /// keeps what the visitor's last batch said.
+    #[serde(default)]
+    pub analytics: Option<bool>,
+    /// History (`POST /v1/import`): applied at its own timestamps (no clamping), always logged, no
+    /// rate limit, never forwarded to the CRM, no score answered.
+    #[serde(default)]
+    pub import: bool,
+}
+
+/// A visitor object's answer to an [`ApplyRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    /// The visitor's score after the batch (none for an import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<Score>,
+    /// Events counted.
+    pub accepted: u32,
+    /// Events already applied before (replays).
+    pub duplicates: u32,
+    /// Events older than the de-duplication window, refused.
+    pub stale: u32,
+}
+
+/// What `POST /v1/outcomes` asks a visitor or lead object to keep.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OutcomesRequest {
+    /// The lead, for a lead's object (its object learns its own name from it).
+    pub lead: Option<String>,
+    /// Validated outcomes about it.
+    pub outcomes: Vec<Outcome>,
+    /// Receive time (ms).
+    pub received_at: i64,
+    /// Which route took them.
+    pub source: OutcomeSource,
+}
+
+/// A visitor or lead object's answer to [`OutcomesRequest`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct OutcomesResponse {
+    /// Outcomes kept for the first time.
+    pub accepted: u32,
+    /// Outcomes it already had (re-sends; logged again all the same).
+    pub duplicates: u32,
+}
+
+/// A HubSpot deal's outcome, before it is given to the deal's contacts' leads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DealOutcome {
+    /// `hubspot:<eventId>`.
+    pub id: String,
+    /// What it means.
+    #[serde(rename = "type")]
+    pub kind: OutcomeType,
+    /// `occurredAt`.
+    pub ts: i64,
+}
+
+/// What the HubSpot route tells a deal's object: a contact linked or unlinked, or an outcome.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DealUpdate {
+    /// The deal's id.
+    pub deal: String,
+    /// A contact linked (`false`) or unlinked (`true`).
+    pub link: Option<(String, bool)>,
+    /// An outcome of the deal.
+    pub outcome: Option<DealOutcome>,
+}
+
+/// A deal object's answer: the outcomes each contact must now receive.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DealAnswer {
+    /// (contact id, outcome).
+    pub due: Vec<(String, DealOutcome)>,
+}
+
+/// What a visitor tells its lead's object when it joins.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Join {
+    /// The lead (its object learns its own name from its first join).
+    pub lead: String,
+    /// The visitor joining.
+    pub visitor: String,
+    /// Its CRM consent: only a consented visitor becomes the lead's merged view.
+    pub crm: bool,
+}
+
+/// A lead object's answer to a visitor joining it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct LeadMembers {
+    /// The lead's other visitors, the merged view first, then the newest first.
+    pub others: Vec<String>,
+}
+
+/// A visitor object's state, for merging into another visitor of the same lead.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Exported {
+    /// Whose state.
+    pub visitor_id: String,
+    /// The core's state, postcard bytes in base64.
+    pub state: String,
+    /// The visitor's CRM consent: a state without it is never merged.
+    #[serde(default)]
+    pub crm: bool,
+}
+
+/// Which object `GET /v1/score/{id}` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreOf {
+    /// A verified lead's merged view.
+    Lead,
+    /// A visitor id.
+    Visitor,
+}
+
+impl ScoreOf {
+    /// `lead` or `visitor`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScoreOf::Lead => "lead",
+            ScoreOf::Visitor => "visitor",
+        }
+    }
+}
+
+/// An internal route's URL (the host is never looked at); `lead`: asked on behalf of that lead.
+fn url(route: &str, lead: Option<&str>) -> String {
+    match lead {
+        Some(l) => {
+            let l = percent_encoding::utf8_percent_encode(l, percent_encoding::NON_ALPHANUMERIC);
+            format!("https://object/{route}?lead={l}")
+        }
+        None => format!("https://object/{route}"),
+    }
+}
+
+/// POSTs `req` as JSON to an internal route of the object `name` of namespace `ns` and reads its
+/// JSON answer. An error answer is passed on with the object's own status and code (an unknown
+/// code reads as internal) and, for 429, its `Retry-After`.
+async fn post<Req: Serialize, Resp: DeserializeOwned>(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    route: &str,
+    req: &Req,
+) -> ApiResult<Resp> {
+    let stub = env.durable_object(ns)?.id_from_name(name)?.get_stub()?;
+    let body = serde_json::to_string(req).map_err(ApiError::internal)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let r = Request::new_with_init(&url(route, None), &init)?;
+    let mut resp = stub.fetch_with_request(r).await?;
+    let status = resp.status_code();
+    let text = resp.text().await?;
+    if status != 200 {
+        #[derive(Deserialize)]
+        struct E {
+            error: EB,
+        }
+        #[derive(Deserialize)]
+        struct EB {
+            code: ErrorCode,
+            message: String,
+        }
+        let (code, message) = serde_json::from_str::<E>(&text)
+            .map(|e| (e.error.code, e.error.message))
+            .unwrap_or_else(|_| (ErrorCode::Internal, text.clone()));
+        let mut err = ApiError::new(status, code, message);
+        if status == 429 {
+            err.retry_after = resp
+                .headers()
+                .get("retry-after")?
+                .and_then(|v| v.parse().ok());
+        }
+        return Err(err);
+    }
+    serde_json::from_str(&text).map_err(ApiError::internal)
+}
+
+/// GETs an internal route: its status and body.
+async fn get(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    route: &str,
+    lead: Option<&str>,
+) -> ApiResult<(u16, String)> {
+    let stub = env.durable_object(ns)?.id_from_name(name)?.get_stub()?;
+    let mut resp = stub.fetch_with_str(&url(route, lead)).await?;
+    Ok((resp.status_code(), resp.text().await?))
+}
+
+/// Applies a batch in its visitor's object.
+pub async fn apply(env: &Env, req: &ApplyRequest) -> ApiResult<ApplyResponse> {
+    post(env, VISITORS, &req.visitor_id, "apply", req).await
+}
+
+/// Sends outcomes to the object of the lead (`lead: Some`) or of the visitor they are about.
+pub async fn keep_outcomes(
+    env: &Env,
+    visitor: Option<&str>,
+    req: &OutcomesRequest,
+) -> ApiResult<OutcomesResponse> {
+    match (&req.lead, visitor) {
+        (Some(l), _) => post(env, LEADS, l, "outcomes", req).await,
+        (None, Some(v)) => post(env, VISITORS, v, "outcomes", req).await,
+        (None, None) => Err(ApiError::internal(
+            "an outcome with neither lead nor visitor",
+        )),
+    }
+}
+
+/// Sends a [`DealUpdate`] to its deal's object.
+pub async fn update_deal(env: &Env, update: &DealUpdate) -> ApiResult<DealAnswer> {
+    post(env, DEALS, &update.deal, "deal", update).await
+}
+
+/// A verified visitor joins its lead's object; the answer names the lead's other visitors.
+pub async fn join_lead(env: &Env, join: &Join) -> ApiResult<LeadMembers> {
+    post(env, LEADS, &join.lead, "join", join).await
+}
+
+/// Another visitor's state, for `lead`'s merge: `None` when it has none to give (expired, never
+/// sent an event, no longer this lead's).
+pub async fn visitor_state(env: &Env, visitor: &str, lead: &str) -> ApiResult<Option<Exported>> {
+    let (status, text) = get(env, VISITORS, visitor, "state", Some(lead)).await?;
+    if status != 200 {
+        return Ok(None);
+    }
+    Ok(serde_json::from_str(&text).ok())
+}
+
+/// The current score of a lead (its merged view) or of a visitor, if known.
+pub async fn score(env: &Env, id: &str, of: ScoreOf) -> ApiResult<Option<Score>> {
+    let (status, text) = match of {
+        ScoreOf::Lead => get(env, LEADS, id, "score", None).await?,
+        ScoreOf::Visitor if id.starts_with(crate::event::RESERVED_VISITOR_PREFIX) => {
+            return Ok(None)
+        }
+        ScoreOf::Visitor => get(env, VISITORS, id, "score", None).await?,
+    };
+    if status != 200 {
+        return Ok(None);
+    }
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(ApiError::internal)
+}
+
+/// A lead's merged view's score, answered by the visitor only while it is that lead's, verified
+/// and consented: (status, body) to pass on.
+pub async fn score_for_lead(env: &Env, visitor: &str, lead: &str) -> ApiResult<(u16, String)> {
+    get(env, VISITORS, visitor, "score", Some(lead)).await
+}
+
+/// The arm that scores this visitor now, or the one its first sight will pin (`GET /v1/config`
+/// tells the page, which then loads that arm's bundle).
+pub async fn arm(env: &Env, visitor_id: &str) -> ApiResult<Option<String>> {
+    let stub = env
+        .durable_object(VISITORS)?
+        .id_from_name(visitor_id)?
+        .get_stub()?;
+    let vid = percent_encoding::utf8_percent_encode(visitor_id, percent_encoding::NON_ALPHANUMERIC);
+    let mut resp = stub
+        .fetch_with_str(&format!("https://object/arm?vid={vid}"))
+        .await?;
+    let text = resp.text().await?;
+    if resp.status_code() != 200 {
+        return Err(ApiError::internal(text));
+    }
+    serde_json::from_str(&text).map_err(ApiError::internal)
+}

@@ -1,0 +1,514 @@
+//! The per-visitor Durable Object: the only writer of a visitor's state, so batches apply in
+//! order and a replayed batch counts once (the core's de-duplication).
+//!
+//! Stored under one key: the core's compact state plus what was last sent to the CRM, the
+//! visitor's CRM consent, a rate window and the pending (debounced) send. An alarm fires either
+//! when a debounced send is due or when the visitor has been idle for the retention period
+//! (then everything is deleted). How a verified identify merges a lead's visitors: [`super`].
+
+use std::cell::RefCell;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use worker::*;
+
+use super::client::{self, ApplyRequest, ApplyResponse, Exported, Join, OutcomesRequest};
+use super::kept::KeptOutcomes;
+use super::store::{message, no_route, Kept, Store};
+use crate::error_code::ErrorCode;
+use crate::event::EventType;
+use crate::explain::ShapMemo;
+use crate::lead::claim_counts;
+use crate::log::{EventSource, Record as LogRecord};
+use crate::rate_limit::RateWindow;
+use crate::score::{Score, ScoreOptions, Scorer};
+use crate::state::{Merge, VisitorState};
+use crate::webhook::{make_event, webhook_id, Decision, Policy, SentState};
+use crate::worker::arms;
+use crate::worker::bindings::SCORE_EVENTS;
+use crate::worker::env::var_num;
+use crate::worker::http::{now_ms, query, ApiError, ApiResult};
+use crate::worker::logs;
+use crate::worker::outbox::Delivery;
+
+/// If a batch that merges a lead stops half-way (the isolate dies while fetching the lead's
+/// states), its score change is still sent: by the alarm, this long after the batch.
+const MERGE_GRACE_MS: i64 = 10_000;
+
+/// What one visitor object keeps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct VisitorRecord {
+    visitor_id: String,
+    /// Core state, postcard bytes in base64 (storage values are structured-cloned JS).
+    state: String,
+    sent: SentState,
+    /// Consent to forward to the CRM (latest batch's).
+    crm: bool,
+    /// Rate limiting: start of the current minute window and events counted in it.
+    rate_window: i64,
+    rate_count: u32,
+    /// A debounced send is due at this time.
+    pending: Option<i64>,
+    /// Last activity (ms).
+    seen: i64,
+    /// The lead id this visitor proved (see [`crate::identity`]); a claimed lead id is only in
+    /// the core state.
+    #[serde(default)]
+    verified_lead: Option<String>,
+    /// Consent to log this visitor for retraining (latest batch's; see [`crate::worker::logs`]).
+    #[serde(default)]
+    analytics: bool,
+    /// Scores logged so far: the next score record's id is `<visitor>/<n + 1>`.
+    #[serde(default)]
+    scores_logged: u64,
+    /// The latest CRM outcomes about this visitor.
+    #[serde(default)]
+    outcomes: KeptOutcomes,
+    /// The experiment arm (bundle name) pinned on first sight ([`arms`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    arm: Option<String>,
+    /// The key of the experiment that pinned `arm`: the arm scores only while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    experiment: Option<String>,
+}
+
+impl Kept for VisitorRecord {
+    fn seen(&self) -> i64 {
+        self.seen
+    }
+    fn due(&self) -> Option<i64> {
+        self.pending
+    }
+}
+
+impl VisitorRecord {
+    /// Not seen yet: its first batch pins an arm ([`arms::assign`]).
+    fn unseen(&self) -> bool {
+        self.experiment.is_none() && self.state.is_empty()
+    }
+
+    /// The arm scoring this visitor now ([`arms::scoring`]).
+    fn scoring_arm(&self, env: &Env) -> Option<String> {
+        arms::scoring(env, self.experiment.as_deref(), self.arm.as_deref())
+    }
+
+    /// The core state; a state that cannot be read back (never written by this engine) starts
+    /// over rather than failing every later request.
+    fn decode_state(&self, sc: &Scorer) -> VisitorState {
+        decode_state(&self.state, sc)
+    }
+
+    fn encode_state(&mut self, vs: &VisitorState) {
+        self.state = base64::engine::general_purpose::STANDARD.encode(vs.to_bytes());
+    }
+}
+
+/// A visitor's stored state, decoded for this scorer (a fresh state when there is none).
+pub(super) fn decode_state(b64: &str, sc: &Scorer) -> VisitorState {
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .ok()
+        .and_then(|b| VisitorState::from_bytes(&b, sc.state_config()).ok())
+        .unwrap_or_else(|| sc.new_state())
+}
+
+/// One visitor.
+#[durable_object]
+pub struct VisitorObject {
+    env: Env,
+    store: Store<VisitorRecord>,
+    /// The last explanation, tree by tree, while this object stays in memory: a batch's score
+    /// recomputes TreeSHAP only for the trees its events changed.
+    memo: RefCell<ShapMemo>,
+}
+
+impl DurableObject for VisitorObject {
+    fn new(state: State, env: Env) -> Self {
+        VisitorObject {
+            env,
+            store: Store::new(state),
+            memo: RefCell::new(ShapMemo::default()),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        console_error_panic_hook::set_once();
+        self.route(req).await.or_else(|e| e.response())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        console_error_panic_hook::set_once();
+        let Some(mut rec) = self.store.load().await? else {
+            return Response::ok("empty");
+        };
+        let now = now_ms();
+        if self.store.expire_if_idle(&self.env, &rec, now).await? {
+            return Response::ok("expired");
+        }
+        if rec.pending.is_some_and(|p| p <= now) {
+            rec.pending = None;
+            if let Ok(sc) = arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await
+            {
+                let vs = rec.decode_state(&sc);
+                if let Ok(score) = self.score(&rec, &sc, &vs, now, false) {
+                    self.maybe_send(&mut rec, &score, now).await?;
+                }
+            }
+        }
+        self.store.save(&self.env, &rec).await?;
+        Response::ok("ok")
+    }
+}
+
+impl VisitorObject {
+    async fn route(&self, mut req: Request) -> ApiResult<Response> {
+        let lead = query(&req, "lead")?;
+        match (req.method(), req.path().as_str()) {
+            (Method::Post, "/apply") => self.apply(message(&mut req).await?).await,
+            (Method::Post, "/outcomes") => self.keep_outcomes(message(&mut req).await?).await,
+            (Method::Get, "/score") => self.current(lead.as_deref()).await,
+            (Method::Get, "/arm") => {
+                let vid = query(&req, "vid")?.unwrap_or_default();
+                self.arm(&vid).await
+            }
+            (Method::Get, "/state") => self.export(lead.as_deref()).await,
+            _ => Err(no_route()),
+        }
+    }
+
+    /// The visitor's score at `at` with the arm that scores it; `memo`: reuse (and update) this
+    /// object's explanation memo, for the scores of successive batches.
+    fn score(
+        &self,
+        rec: &VisitorRecord,
+        sc: &Scorer,
+        vs: &VisitorState,
+        at: i64,
+        memo: bool,
+    ) -> ApiResult<Score> {
+        let opts = ScoreOptions::default();
+        let scored = if memo {
+            sc.score_with_memo(vs, &rec.visitor_id, at, opts, &mut self.memo.borrow_mut())
+        } else {
+            sc.score(vs, &rec.visitor_id, at, opts)
+        };
+        let mut score = scored.map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
+        score.arm = rec.scoring_arm(&self.env);
+        Ok(score)
+    }
+
+    /// [`client::arm`]: the pinned arm while its experiment runs; for a visitor not seen yet, the
+    /// arm the first sight in [`Self::apply`] will pin.
+    async fn arm(&self, visitor_id: &str) -> ApiResult<Response> {
+        let rec = self.store.load().await?.unwrap_or_default();
+        let arm = if rec.unseen() {
+            arms::assign(&self.env, visitor_id).map(|(_, arm)| arm)
+        } else {
+            rec.scoring_arm(&self.env)
+        };
+        Ok(Response::from_json(&arm)?)
+    }
+
+    async fn apply(&self, req: ApplyRequest) -> ApiResult<Response> {
+        let now = req.now.max(now_ms());
+        let mut rec = self.store.load().await?.unwrap_or_default();
+        rec.visitor_id.clone_from(&req.visitor_id);
+        if rec.unseen() {
+            // First sight: the arm is pinned for good (later weights move no one).
+            if let Some((key, arm)) = arms::assign(&self.env, &req.visitor_id) {
+                rec.experiment = Some(key);
+                rec.arm = Some(arm);
+            }
+        }
+        let sc = arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await?;
+        if let Some(a) = req.analytics {
+            rec.analytics = a;
+        }
+        if req.import {
+            return self.import(rec, req, &sc, now).await;
+        }
+        let log = rec.analytics;
+
+        // Rate limit per visitor and minute, counted in events.
+        let limit = var_num(&self.env, "RATE_LIMIT_PER_MIN", 600u32);
+        let mut window = RateWindow {
+            start: rec.rate_window,
+            count: rec.rate_count,
+        };
+        let n = u32::try_from(req.events.len()).unwrap_or(u32::MAX);
+        let admitted = window.admit(now, n, limit);
+        (rec.rate_window, rec.rate_count) = (window.start, window.count);
+        if let Err(retry_after) = admitted {
+            let mut e = ApiError::new(
+                429,
+                ErrorCode::RateLimited,
+                format!("more than {limit} events per minute for this visitor"),
+            );
+            e.retry_after = Some(retry_after);
+            return Err(e);
+        }
+
+        let mut vs = rec.decode_state(&sc);
+        let mut events = req.events;
+        for ev in events.iter_mut().filter(|e| e.kind == EventType::Identify) {
+            if let Some(lead) = ev.lead_id.as_deref() {
+                if !claim_counts(
+                    lead,
+                    req.verified_lead.as_deref(),
+                    rec.verified_lead.as_deref(),
+                ) {
+                    ev.lead_id = None; // a claim never replaces a verified lead; traits still count
+                }
+            }
+        }
+        let mut records = Vec::new();
+        let tally = sc.apply_all_with(&mut vs, &events, Some(now), |e| {
+            if log {
+                records.push(LogRecord::event(e, now, EventSource::Live));
+            }
+        });
+        if let Some(c) = req.crm {
+            rec.crm = c;
+        }
+        // A verified identify: the lead is proven for this visitor (the state's lead id is the
+        // last identify's, so it is the verified one unless a later event of the batch differs).
+        let merge_lead = match &req.verified_lead {
+            Some(l) if vs.lead_id.as_ref() == Some(l) => {
+                rec.verified_lead = Some(l.clone());
+                Some(l.clone())
+            }
+            _ => None,
+        };
+        rec.seen = now;
+        rec.encode_state(&vs);
+        let mut merged = false;
+        // Every verified identify (not only a new lead id): a join that failed half-way is
+        // retried by the next one, and merging is idempotent. The score change is sent once,
+        // after the merge; the alarm sends it if the merge never finishes.
+        if let Some(lead) = merge_lead {
+            // Logged before the first save: a failed send fails the request, which the client
+            // retries; once the state is saved, a retry would count as duplicates and log nothing.
+            logs::send(&self.env, std::mem::take(&mut records)).await?;
+            if tally.applied > 0 {
+                let grace = now + MERGE_GRACE_MS;
+                rec.pending = Some(rec.pending.map_or(grace, |p| p.min(grace)));
+            }
+            self.store.save(&self.env, &rec).await?;
+            merged = self
+                .merge_lead(&sc, &lead, &req.visitor_id, rec.crm)
+                .await?;
+            rec = self.store.load().await?.unwrap_or(rec);
+            vs = rec.decode_state(&sc);
+        }
+        let score = self.score(&rec, &sc, &vs, now, true)?;
+        if tally.applied > 0 || merged {
+            self.maybe_send(&mut rec, &score, now).await?;
+        }
+        if log {
+            rec.scores_logged += 1;
+            records.push(LogRecord::score(&sc, &vs, &score, rec.scores_logged));
+        }
+        // Before the save, as above: at least once.
+        logs::send(&self.env, records).await?;
+        self.store.save(&self.env, &rec).await?;
+        Ok(Response::from_json(&ApplyResponse {
+            score: Some(score),
+            accepted: tally.applied,
+            duplicates: tally.duplicates,
+            stale: tally.stale,
+        })?)
+    }
+
+    /// History: applied at its own timestamps, with one score at its last event's time (for the
+    /// monitor); no rate limit, no webhook (the CRM hears of the visitor's next live change,
+    /// scored on the whole history). Every event of the request is logged, also those already
+    /// applied: a re-sent import writes what a crash lost (readers de-duplicate by key).
+    async fn import(
+        &self,
+        mut rec: VisitorRecord,
+        req: ApplyRequest,
+        sc: &Scorer,
+        now: i64,
+    ) -> ApiResult<Response> {
+        let mut vs = rec.decode_state(sc);
+        let tally = sc.apply_all(&mut vs, &req.events, None);
+        let mut records: Vec<LogRecord> = req
+            .events
+            .iter()
+            .map(|e| LogRecord::event(e, now, EventSource::Import))
+            .collect();
+        if tally.applied > 0 {
+            // Scored at the history's own time (its last event), logged like a live score so
+            // that the monitor's windows form from history as from live traffic; never sent.
+            let score = self.score(&rec, sc, &vs, vs.last_ts, true)?;
+            rec.scores_logged += 1;
+            records.push(LogRecord::score(sc, &vs, &score, rec.scores_logged));
+        }
+        rec.seen = now;
+        rec.encode_state(&vs);
+        logs::send(&self.env, records).await?;
+        self.store.save(&self.env, &rec).await?;
+        Ok(Response::from_json(&ApplyResponse {
+            score: None,
+            accepted: tally.applied,
+            duplicates: tally.duplicates,
+            stale: tally.stale,
+        })?)
+    }
+
+    /// Keeps CRM outcomes about this visitor ([`KeptOutcomes`]); the log first (at least once).
+    async fn keep_outcomes(&self, req: OutcomesRequest) -> ApiResult<Response> {
+        let mut rec = self.store.load().await?.unwrap_or_default();
+        let received_at = req.received_at;
+        let (answer, records) = rec.outcomes.keep(req);
+        logs::send(&self.env, records).await?;
+        if answer.accepted > 0 {
+            rec.seen = rec.seen.max(received_at);
+            self.store.save(&self.env, &rec).await?;
+        }
+        Ok(Response::from_json(&answer)?)
+    }
+
+    /// Applies the policy; enqueues a delivery or schedules a debounced one.
+    async fn maybe_send(&self, rec: &mut VisitorRecord, score: &Score, now: i64) -> Result<()> {
+        if !rec.crm {
+            return Ok(()); // no consent or GPC: never forwarded
+        }
+        // The thresholds the score's tier came from: the visitor's segment's, else the card's.
+        let tiers = score.tiers;
+        let policy = Policy {
+            delta: var_num(&self.env, "EMIT_DELTA", 10u8),
+            thresholds: Vec::new(),
+            debounce_ms: var_num(&self.env, "EMIT_DEBOUNCE_MS", 30_000i64),
+        };
+        match policy.decide(&rec.sent, score, tiers.hot, tiers.warm, now) {
+            Decision::Nothing => {}
+            Decision::Later(at) => rec.pending = Some(rec.pending.map_or(at, |p| p.min(at))),
+            Decision::Send(kind) => {
+                // `sent` advances on a copy and is kept only once the queue has the message: a
+                // failed enqueue fails the request (nothing is saved, the client retries).
+                let id = webhook_id(&rec.visitor_id, rec.sent.seq);
+                let verified = rec.verified_lead.is_some() && rec.verified_lead == score.lead_id;
+                let mut sent = rec.sent.clone();
+                let ev = make_event(kind, score, verified, &mut sent, now);
+                let body =
+                    serde_json::to_string(&ev).map_err(|e| Error::RustError(e.to_string()))?;
+                self.env
+                    .queue(SCORE_EVENTS)?
+                    .send(Delivery {
+                        id,
+                        body,
+                        enqueued: now,
+                    })
+                    .await?;
+                rec.sent = sent;
+                rec.pending = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// This visitor's state for another visitor of the same lead, only while this visitor's
+    /// verified lead is that lead.
+    async fn export(&self, lead: Option<&str>) -> ApiResult<Response> {
+        match self.store.load().await? {
+            Some(rec)
+                if !rec.state.is_empty()
+                    && lead.is_some()
+                    && rec.verified_lead.as_deref() == lead =>
+            {
+                Ok(Response::from_json(&Exported {
+                    visitor_id: rec.visitor_id,
+                    state: rec.state,
+                    crm: rec.crm,
+                })?)
+            }
+            _ => Err(ApiError::new(404, ErrorCode::NotFound, "no visitor state")),
+        }
+    }
+
+    /// This visitor's score. `lead`: asked on behalf of that lead, answered only while this
+    /// visitor is the lead's, verified and consented.
+    async fn current(&self, lead: Option<&str>) -> ApiResult<Response> {
+        let Some(rec) = self.store.load().await? else {
+            return Err(ApiError::new(404, ErrorCode::NotFound, "unknown"));
+        };
+        if let Some(lead) = lead {
+            if rec.verified_lead.as_deref() != Some(lead) || !rec.crm {
+                return Err(ApiError::new(
+                    404,
+                    ErrorCode::NotFound,
+                    "not this lead's visitor",
+                ));
+            }
+        }
+        let sc = arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await?;
+        let vs = rec.decode_state(&sc);
+        let score = self.score(&rec, &sc, &vs, now_ms(), false)?;
+        Ok(Response::from_json(&score)?)
+    }
+
+    /// Joins `lead`'s object and merges the CRM-consented states of the lead's other visitors that
+    /// this visitor has not absorbed yet (see [`super`]) into the stored record. Sends nothing:
+    /// the caller scores and applies the policy once. Returns whether anything was merged.
+    async fn merge_lead(
+        &self,
+        sc: &Scorer,
+        lead: &str,
+        visitor: &str,
+        crm: bool,
+    ) -> ApiResult<bool> {
+        let join = Join {
+            lead: lead.to_string(),
+            visitor: visitor.to_string(),
+            crm,
+        };
+        let members = client::join_lead(&self.env, &join).await?;
+        let mine = match self.store.load().await? {
+            Some(rec) => rec.decode_state(sc),
+            None => return Ok(false),
+        };
+        let mut sources = Vec::new();
+        for other in members.others {
+            if other == visitor || mine.has_merged(&other) {
+                continue;
+            }
+            let Some(ex) = client::visitor_state(&self.env, &other, lead).await? else {
+                continue; // expired (retention), never sent an event, or no longer this lead's
+            };
+            if !ex.crm {
+                continue; // no CRM consent: its behaviour must never reach the CRM
+            }
+            let state = base64::engine::general_purpose::STANDARD
+                .decode(&ex.state)
+                .ok()
+                .and_then(|b| VisitorState::from_bytes(&b, sc.state_config()).ok());
+            if let Some(state) = state.filter(|_| ex.visitor_id == other) {
+                sources.push((other, state));
+            }
+        }
+        if sources.is_empty() {
+            return Ok(false);
+        }
+        // The most complete state first: a previous merged view brings its own sources along.
+        sources.sort_by_key(|(_, s)| std::cmp::Reverse(s.merged.len()));
+
+        // Re-read: other requests to this object may have run while the states were fetched.
+        let mut rec = self.store.load().await?.unwrap_or_default();
+        let mut vs = rec.decode_state(sc);
+        let mut merged = 0;
+        for (id, state) in &sources {
+            match vs.merge(visitor, id, state, sc.state_config()) {
+                Ok(Merge::Merged) => merged += 1,
+                Ok(_) => {}
+                Err(e) => return Err(ApiError::internal(e)),
+            }
+        }
+        if merged == 0 {
+            return Ok(false);
+        }
+        rec.encode_state(&vs);
+        self.store.save(&self.env, &rec).await?;
+        Ok(true)
+    }
+}
