@@ -223,6 +223,17 @@ fn check_passes_on_the_default_bundle_and_fails_on_a_broken_one() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("FAIL"));
 
+    // Without golden.json the bundle cannot be checked: a failure that says so, not a pass.
+    std::fs::remove_file(dir.join("golden.json")).unwrap();
+    let out = run(&["check", "--model", dir.to_str().unwrap()], "");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL no golden.json") && !stdout.ends_with("ok\n"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
     // A missing bundle is a clear error, not a panic.
     let out = run(
         &[

@@ -60,7 +60,8 @@ enum Command {
     Dataset(DatasetArgs),
     /// Validate a bundle and replay its golden vectors; exits non-zero on any failure.
     Check {
-        /// Bundle directory (card.json + model.onnx [+ golden.json]).
+        /// Bundle directory (card.json + model.onnx + golden.json; a bundle without golden
+        /// vectors fails).
         #[arg(long)]
         model: PathBuf,
     },
@@ -610,9 +611,16 @@ fn check(dir: &Path) -> Result<ExitCode, CliError> {
         }
     }
     let golden_path = dir.join("golden.json");
-    let Ok(text) = std::fs::read_to_string(&golden_path) else {
-        println!("no golden.json: golden vectors skipped");
-        return Ok(ExitCode::SUCCESS);
+    let text = match std::fs::read_to_string(&golden_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "FAIL no golden.json in {}: a bundle is checked against its golden vectors (the trainer writes them)",
+                dir.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(CliError::Msg(format!("{}: {e}", golden_path.display()))),
     };
     let golden: Golden = serde_json::from_str(&text)
         .map_err(|e| CliError::Msg(format!("{}: {e}", golden_path.display())))?;
