@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use leadscore::bundle_check::{
+    self, BaselineCheck, CheckError, GoldenCheck, PROB_TOL, SHAP_TOL, SUM_TOL,
+};
 use leadscore::compare::{self, CompareError, Criteria, DatasetFacts, HeldOut, Needs};
 use leadscore::dataset::{self, By, Inputs, LineError, Options, Shard};
 use leadscore::event::Event;
@@ -550,29 +553,6 @@ fn emit_score(
     writeln!(w, "{line}").map_err(|e| CliError::Msg(format!("writing output: {e}")))
 }
 
-/// Golden vectors written by the training pipeline next to the model.
-#[derive(serde::Deserialize)]
-struct Golden {
-    features: Vec<String>,
-    rows: Vec<GoldenRow>,
-}
-
-#[derive(serde::Deserialize)]
-struct GoldenRow {
-    row: usize,
-    x: Vec<f32>,
-    lgb_prob: f64,
-    ort_prob: f64,
-    lgb_contrib: Vec<f64>,
-}
-
-/// Largest tolerated |Δ| between tract and LightGBM/onnxruntime probabilities.
-const PROB_TOL: f64 = 1e-5;
-/// Largest tolerated |Δ| between our TreeSHAP and LightGBM's pred_contrib.
-const SHAP_TOL: f64 = 1e-5;
-/// Largest tolerated |Σφ + base − margin| (TreeSHAP is additive; the kernel sums leaves in f32).
-const SUM_TOL: f64 = 1e-4;
-
 fn codegen(dir: &Path, lang: CodegenLang) -> Result<ExitCode, CliError> {
     let bundle = Bundle::load(dir)?;
     let lang = match lang {
@@ -586,89 +566,70 @@ fn codegen(dir: &Path, lang: CodegenLang) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `leadscore check`: reads the bundle's files and prints [`bundle_check::check`]'s report.
 fn check(dir: &Path) -> Result<ExitCode, CliError> {
     let bundle = Bundle::load(dir)?;
-    let scorer = Scorer::new(bundle, None)?;
-    let card = scorer.card();
+    let golden_path = dir.join("golden.json");
+    let golden = match std::fs::read(&golden_path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(CliError::Msg(format!("{}: {e}", golden_path.display()))),
+    };
+    let report = bundle_check::check(bundle, golden.as_deref()).map_err(|e| match e {
+        CheckError::Model(e) => CliError::Model(e),
+    })?;
     println!(
         "bundle {} ok: model_version {}, {} features, {} trees",
         dir.display(),
-        card.model_version,
-        card.features.len(),
-        scorer.n_trees()
+        report.model_version,
+        report.features,
+        report.trees
     );
-    match Baseline::of(card) {
-        Ok(Some(b)) => println!(
-            "baseline: {} training rows, {} held out, {} segments",
-            b.train_rows,
-            b.holdout.rows,
-            b.segments.len()
+    match &report.baseline {
+        BaselineCheck::Present {
+            train_rows,
+            holdout_rows,
+            segments,
+        } => println!(
+            "baseline: {train_rows} training rows, {holdout_rows} held out, {segments} segments"
         ),
-        Ok(None) => println!("no baseline: the bundle cannot be monitored for drift"),
-        Err(e) => {
-            println!("FAIL {e}");
-            return Ok(ExitCode::from(1));
+        BaselineCheck::Absent => {
+            println!("no baseline: the bundle cannot be monitored for drift")
         }
+        BaselineCheck::Invalid(e) => println!("FAIL {e}"),
     }
-    let golden_path = dir.join("golden.json");
-    let text = match std::fs::read_to_string(&golden_path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!(
-                "FAIL no golden.json in {}: a bundle is checked against its golden vectors (the trainer writes them)",
-                dir.display()
-            );
-            return Ok(ExitCode::from(1));
+    match &report.golden {
+        GoldenCheck::NotRun => {}
+        GoldenCheck::Missing => println!(
+            "FAIL no golden.json in {}: a bundle is checked against its golden vectors (the trainer writes them)",
+            dir.display()
+        ),
+        GoldenCheck::Unreadable(e) => {
+            return Err(CliError::Msg(format!("{}: {e}", golden_path.display())))
         }
-        Err(e) => return Err(CliError::Msg(format!("{}: {e}", golden_path.display()))),
-    };
-    let golden: Golden = serde_json::from_str(&text)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", golden_path.display())))?;
-    if golden.features != *scorer.features().names() {
-        println!("FAIL golden.json features differ from the card's");
-        return Ok(ExitCode::from(1));
-    }
-    let (mut worst_lgb, mut worst_ort, mut worst_shap, mut worst_sum) = (0f64, 0f64, 0f64, 0f64);
-    let mut failures = 0usize;
-    for g in &golden.rows {
-        let score = scorer.score_vector(&g.x, ScoreOptions { all_factors: true })?;
-        let p = score.raw_probability;
-        let (dl, dor) = ((p - g.lgb_prob).abs(), (p - g.ort_prob).abs());
-        let contrib = score.contributions.unwrap_or_default();
-        let base = score.base_value.unwrap_or(f64::NAN);
-        let mut ds = (base - g.lgb_contrib.last().copied().unwrap_or(f64::NAN)).abs();
-        for (c, want) in contrib.iter().zip(&g.lgb_contrib) {
-            ds = ds.max((c.impact - want).abs());
+        GoldenCheck::FeaturesDiffer => {
+            println!("FAIL golden.json features differ from the card's")
         }
-        let sum = contrib.iter().map(|c| c.impact).sum::<f64>() + base;
-        let dsum = (sum - f64::from(scorer.trees().0.margin(&g.x))).abs();
-        if dl > PROB_TOL
-            || dor > PROB_TOL
-            || ds > SHAP_TOL
-            || !(ds.is_finite())
-            || dsum.is_nan()
-            || dsum > SUM_TOL
-            || contrib.len() + 1 != g.lgb_contrib.len()
-        {
-            failures += 1;
-            if failures <= 5 {
+        GoldenCheck::Replayed(r) => {
+            for f in &r.first_failures {
                 println!(
-                    "FAIL row {}: p {p} lgb {} ort {} shapΔ {ds:e} |Σφ+base − margin| {dsum:e}",
-                    g.row, g.lgb_prob, g.ort_prob
+                    "FAIL row {}: p {} lgb {} ort {} shapΔ {:e} |Σφ+base − margin| {:e}",
+                    f.row, f.p, f.lgb_prob, f.ort_prob, f.shap_delta, f.sum_delta
+                );
+            }
+            println!(
+                "golden: {} rows, max |Δp| vs LightGBM {:.2e}, vs onnxruntime {:.2e}, max |Δ TreeSHAP| vs pred_contrib {:.2e}, max |Σφ+base − margin| {:.2e}",
+                r.rows, r.worst_lgb, r.worst_ort, r.worst_shap, r.worst_sum
+            );
+            if r.failures > 0 {
+                println!(
+                    "FAIL {} golden rows out of tolerance ({PROB_TOL:e} probability, {SHAP_TOL:e} TreeSHAP, {SUM_TOL:e} additivity)",
+                    r.failures
                 );
             }
         }
-        worst_lgb = worst_lgb.max(dl);
-        worst_ort = worst_ort.max(dor);
-        worst_shap = worst_shap.max(ds);
-        worst_sum = worst_sum.max(dsum);
     }
-    println!(
-        "golden: {} rows, max |Δp| vs LightGBM {worst_lgb:.2e}, vs onnxruntime {worst_ort:.2e}, max |Δ TreeSHAP| vs pred_contrib {worst_shap:.2e}, max |Σφ+base − margin| {worst_sum:.2e}",
-        golden.rows.len()
-    );
-    if failures > 0 {
-        println!("FAIL {failures} golden rows out of tolerance ({PROB_TOL:e} probability, {SHAP_TOL:e} TreeSHAP, {SUM_TOL:e} additivity)");
+    if !report.passed() {
         return Ok(ExitCode::from(1));
     }
     println!("ok");
