@@ -8,7 +8,7 @@
 //!   bundle reads the columns named by its own card's features; a missing column is an error naming
 //!   it. Both are scored through [`Scorer::score_vector`], so the probabilities, scores and tiers
 //!   judged are the ones served.
-//! - **Verdict** ([`Decision`]): *insufficient data* unless the rows reach `min_rows` and
+//! - **Verdict** ([`GateVerdict`]): *insufficient data* unless the rows reach `min_rows` and
 //!   `min_positives` and both AUCs are defined; else *promote* only if the candidate's AUC is not
 //!   below the active's by more than `auc_margin` and its ECE is not above the active's by more than
 //!   `ece_margin`; else *keep the active*. Every check is spelled out in the reasons.
@@ -16,7 +16,8 @@
 //!   `metrics.publish_gate` by splicing text, so that every other byte of the file stays as the
 //!   trainer wrote it (a parse-and-reserialize would reorder keys: serde_json's maps are sorted).
 //!
-//! This module does no I/O: the caller reads the CSV (any reader) and hands over its records.
+//! This module does no I/O: the rows come from [`crate::dataset::csv`], which owns the dataset's
+//! CSV (columns, writing, reading back).
 
 use std::ops::Range;
 
@@ -25,6 +26,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::dataset::csv::{HeldOut, HeldOutError};
 use crate::metrics::{self, CalibrationCurve, Metric, MetricsError, Rate, WILSON_Z};
 use crate::model::card::Card;
 use crate::model::error::ModelError;
@@ -36,14 +38,9 @@ pub const RECORD_KEY: &str = "publish_gate";
 /// Why a comparison could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
-    /// A dataset line is unusable (line 1 is the header).
-    #[error("line {line}: {message}")]
-    Data {
-        /// 1-based line number in the CSV.
-        line: u64,
-        /// What is wrong with it.
-        message: String,
-    },
+    /// The held-out rows are unusable, or do not fit a bundle.
+    #[error(transparent)]
+    Rows(#[from] HeldOutError),
     /// A card field the gate reads is malformed, or the card cannot take the record.
     #[error("card.json: {0}")]
     Card(String),
@@ -79,212 +76,6 @@ impl Default for Criteria {
             min_positives: 120,
             auc_margin: 0.005,
             ece_margin: 0.01,
-        }
-    }
-}
-
-/// A bundle whose features the dataset must provide: its role (for error messages) and its card.
-#[derive(Debug, Clone, Copy)]
-pub struct Needs<'a> {
-    /// `active` or `candidate`.
-    pub role: &'a str,
-    /// The bundle's card.
-    pub card: &'a Card,
-}
-
-/// The held-out rows of a dataset: decision time, label and the feature columns the bundles read.
-#[derive(Debug, Clone)]
-pub struct HeldOut {
-    holdout_from: Option<i64>,
-    ts_col: usize,
-    label_col: usize,
-    width: usize,
-    /// (header index, column name) of each kept feature column.
-    kept: Vec<(usize, String)>,
-    rows_read: u64,
-    labels: Vec<bool>,
-    /// Row-major, `kept.len()` values per row.
-    values: Vec<f32>,
-}
-
-impl HeldOut {
-    /// Checks the header (line 1) against the bundles' features and starts an empty set.
-    pub fn new<'h>(
-        header: impl IntoIterator<Item = &'h str>,
-        needs: &[Needs<'_>],
-        holdout_from: Option<i64>,
-    ) -> Result<HeldOut, CompareError> {
-        let header: Vec<&str> = header.into_iter().collect();
-        let err = |message: String| CompareError::Data { line: 1, message };
-        for (i, h) in header.iter().enumerate() {
-            if header[..i].contains(h) {
-                return Err(err(format!("column `{h}` appears twice in the header")));
-            }
-        }
-        let find = |name: &str| header.iter().position(|h| *h == name);
-        let ts_col = find("decision_ts")
-            .ok_or_else(|| err("the header has no `decision_ts` column".into()))?;
-        let label_col =
-            find("label").ok_or_else(|| err("the header has no `label` column".into()))?;
-        let mut kept: Vec<(usize, String)> = Vec::new();
-        for n in needs {
-            for f in &n.card.features {
-                let i = find(&f.name).ok_or_else(|| {
-                    err(format!(
-                        "column `{}` is missing: a feature of the {} bundle ({}); the header has: {}",
-                        f.name,
-                        n.role,
-                        n.card.model_version,
-                        header.join(",")
-                    ))
-                })?;
-                if !kept.iter().any(|(j, _)| *j == i) {
-                    kept.push((i, f.name.clone()));
-                }
-            }
-        }
-        Ok(HeldOut {
-            holdout_from,
-            ts_col,
-            label_col,
-            width: header.len(),
-            kept,
-            rows_read: 0,
-            labels: Vec::new(),
-            values: Vec::new(),
-        })
-    }
-
-    /// Reads one data record (its 1-based line number for errors); keeps it if it is held out.
-    /// Every row's `decision_ts` and `label` are checked; feature values only on kept rows.
-    pub fn push<'r>(
-        &mut self,
-        line: u64,
-        record: impl IntoIterator<Item = &'r str>,
-    ) -> Result<(), CompareError> {
-        let cells: Vec<&str> = record.into_iter().collect();
-        let err = |message: String| CompareError::Data { line, message };
-        if cells.len() != self.width {
-            return Err(err(format!(
-                "{} fields, the header has {}",
-                cells.len(),
-                self.width
-            )));
-        }
-        self.rows_read += 1;
-        let ts: i64 = cells[self.ts_col].parse().map_err(|_| {
-            err(format!(
-                "decision_ts {:?} is not an integer (ms)",
-                cells[self.ts_col]
-            ))
-        })?;
-        let label = match cells[self.label_col] {
-            "0" => false,
-            "1" => true,
-            other => return Err(err(format!("label {other:?} is not 0 or 1"))),
-        };
-        if self.holdout_from.is_some_and(|from| ts < from) {
-            return Ok(());
-        }
-        let start = self.values.len();
-        for (i, name) in &self.kept {
-            let cell = cells[*i];
-            match cell.parse::<f32>() {
-                Ok(v) if v.is_finite() => self.values.push(v),
-                _ => {
-                    self.values.truncate(start);
-                    return Err(err(format!(
-                        "column `{name}`: {cell:?} is not a finite number"
-                    )));
-                }
-            }
-        }
-        self.labels.push(label);
-        Ok(())
-    }
-
-    /// Data rows read (held out or not).
-    pub fn rows_read(&self) -> u64 {
-        self.rows_read
-    }
-
-    /// Held-out rows kept.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether no row was held out.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Labels of the held-out rows.
-    pub fn labels(&self) -> &[bool] {
-        &self.labels
-    }
-
-    /// The first decision time held out (`None`: every row).
-    pub fn holdout_from(&self) -> Option<i64> {
-        self.holdout_from
-    }
-
-    /// Positives among the held-out rows.
-    pub fn positives(&self) -> u64 {
-        self.labels.iter().filter(|&&b| b).count() as u64
-    }
-
-    /// Each held-out row as one bundle's model input, in its card's feature order.
-    pub fn feature_vectors(&self, scorer: &Scorer) -> Result<Vec<Vec<f32>>, CompareError> {
-        let names = scorer.features().names();
-        let k = self.kept.len();
-        // Position of each of this bundle's features among the kept columns.
-        let cols: Vec<usize> = names
-            .iter()
-            .map(|n| {
-                self.kept.iter().position(|(_, c)| c == n).ok_or_else(|| {
-                    CompareError::Card(format!("feature `{n}` was not read from the dataset"))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        (0..self.len())
-            .map(|r| {
-                let row = &self.values[r * k..(r + 1) * k];
-                scorer
-                    .features()
-                    .vector_from_named(
-                        names
-                            .iter()
-                            .zip(&cols)
-                            .map(|(n, &c)| (n.as_str(), Some(f64::from(row[c])))),
-                    )
-                    .map_err(|m| CompareError::Card(format!("held-out row {r}: {m}")))
-            })
-            .collect()
-    }
-
-    /// The rows for which `keep(row index)` holds (a segment), with the same columns.
-    pub fn subset(&self, keep: impl Fn(usize) -> bool) -> HeldOut {
-        let k = self.kept.len();
-        let mut out = self.clone_empty();
-        for r in (0..self.len()).filter(|&r| keep(r)) {
-            out.labels.push(self.labels[r]);
-            out.values
-                .extend_from_slice(&self.values[r * k..(r + 1) * k]);
-        }
-        out.rows_read = out.labels.len() as u64;
-        out
-    }
-
-    fn clone_empty(&self) -> HeldOut {
-        HeldOut {
-            holdout_from: self.holdout_from,
-            ts_col: self.ts_col,
-            label_col: self.label_col,
-            width: self.width,
-            kept: self.kept.clone(),
-            rows_read: 0,
-            labels: Vec::new(),
-            values: Vec::new(),
         }
     }
 }
@@ -386,7 +177,7 @@ pub fn evaluate(scorer: &Scorer, rows: &HeldOut) -> Result<ModelReport, CompareE
         Vec::with_capacity(rows.len()),
     );
     let mut tier_counts = [(0u64, 0u64); 3];
-    for (x, &label) in rows.feature_vectors(scorer)?.iter().zip(&rows.labels) {
+    for (x, &label) in rows.feature_vectors(scorer)?.iter().zip(rows.labels()) {
         let s = scorer.score_vector(x, ScoreOptions::default())?;
         let t = match s.tier {
             Tier::Hot => 0,
@@ -427,10 +218,10 @@ pub fn evaluate(scorer: &Scorer, rows: &HeldOut) -> Result<ModelReport, CompareE
     })
 }
 
-/// The gate's decision.
+/// What the gate says to do with the candidate (the `verdict` of its output and record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Decision {
+pub enum GateVerdict {
     /// The candidate may replace the active model.
     Promote,
     /// The candidate is worse: keep the active model.
@@ -439,13 +230,13 @@ pub enum Decision {
     InsufficientData,
 }
 
-impl Decision {
+impl GateVerdict {
     /// The CLI's exit code: 0 promote, 3 keep the active, 4 insufficient data (2 is bad input).
     pub fn exit_code(self) -> u8 {
         match self {
-            Decision::Promote => 0,
-            Decision::KeepActive => 3,
-            Decision::InsufficientData => 4,
+            GateVerdict::Promote => 0,
+            GateVerdict::KeepActive => 3,
+            GateVerdict::InsufficientData => 4,
         }
     }
 }
@@ -469,7 +260,7 @@ pub struct Sufficiency {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     /// What to do.
-    pub verdict: Decision,
+    pub verdict: GateVerdict,
     /// One sentence per check, with its numbers and its result.
     pub reasons: Vec<String>,
     /// Data sufficiency.
@@ -541,11 +332,11 @@ pub fn judge(active: &ModelReport, candidate: &ModelReport, c: &Criteria) -> Ver
         ));
     }
     let verdict = if !sufficient {
-        Decision::InsufficientData
+        GateVerdict::InsufficientData
     } else if better {
-        Decision::Promote
+        GateVerdict::Promote
     } else {
-        Decision::KeepActive
+        GateVerdict::KeepActive
     };
     Verdict {
         verdict,
@@ -599,7 +390,7 @@ pub struct Comparison {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// The decision.
-    pub verdict: Decision,
+    pub verdict: GateVerdict,
     /// Its reasons, one per check.
     pub reasons: Vec<String>,
     /// The model the candidate was judged against.
@@ -652,7 +443,7 @@ impl Comparison {
 }
 
 /// Scores both bundles on the held-out rows and judges them (the whole gate but the reading).
-pub fn compare(
+pub fn gate(
     active: &Scorer,
     candidate: &Scorer,
     rows: &HeldOut,
@@ -1021,68 +812,6 @@ mod tests {
         assert!(record_in_card("{\"x\": 1}", &gate()).is_err());
     }
 
-    fn card_with(features: &[&str]) -> Card {
-        let mut c = Card::parse(embedded::CARD).unwrap();
-        c.features.retain(|f| features.contains(&f.name.as_str()));
-        c
-    }
-
-    #[test]
-    fn held_out_rows_check_header_and_cells() {
-        let card = card_with(&["admin_pages", "page_value"]);
-        let needs = [Needs {
-            role: "active",
-            card: &card,
-        }];
-        let header = "subject_kind,subject_id,decision_ts,outcome_ts,label,page_value,admin_pages";
-        let mut h = HeldOut::new(header.split(','), &needs, Some(100)).unwrap();
-        h.push(2, "visitor,a,99,,1,1.5,2".split(',')).unwrap();
-        h.push(3, "visitor,b,100,150,1,1.5,2".split(',')).unwrap();
-        h.push(4, "visitor,c,200,,0,0,0".split(',')).unwrap();
-        assert_eq!((h.rows_read(), h.len(), h.positives()), (3, 2, 1));
-        let e = h
-            .push(5, "visitor,d,x,,0,0,0".split(','))
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("line 5: decision_ts"), "{e}");
-        let e = h
-            .push(6, "visitor,d,300,,yes,0,0".split(','))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("label \"yes\""), "{e}");
-        let e = h
-            .push(7, "visitor,d,300,,0,NaN,0".split(','))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("line 7: column `page_value`"), "{e}");
-        assert!(h.push(8, "visitor,d,300,,0,0".split(',')).is_err());
-        // A rejected row leaves no partial values behind.
-        assert_eq!(h.values.len(), 2 * 2);
-        // Rows before holdout_from are skipped even with bad features.
-        h.push(9, "visitor,d,5,,0,oops,0".split(',')).unwrap();
-
-        let e = HeldOut::new("decision_ts,label,admin_pages".split(','), &needs, None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("line 1: column `page_value` is missing: a feature of the active bundle"),
-            "{e}"
-        );
-        assert!(HeldOut::new("label,page_value,admin_pages".split(','), &needs, None).is_err());
-        assert!(HeldOut::new(
-            "decision_ts,page_value,admin_pages".split(','),
-            &needs,
-            None
-        )
-        .is_err());
-        assert!(HeldOut::new(
-            "decision_ts,label,label,page_value,admin_pages".split(','),
-            &needs,
-            None
-        )
-        .is_err());
-    }
-
     fn report(auc: Option<f64>, ece: f64, rows: u64, positives: u64) -> ModelReport {
         let m = |value| Metric {
             value,
@@ -1122,28 +851,28 @@ mod tests {
         let judge_it = |cand: &ModelReport| judge(&a, cand, &c).verdict;
         assert_eq!(
             judge_it(&report(Some(0.90), 0.02, 2000, 200)),
-            Decision::Promote
+            GateVerdict::Promote
         );
         // Within the margins either way.
         assert_eq!(
             judge_it(&report(Some(0.8951), 0.0299, 2000, 200)),
-            Decision::Promote
+            GateVerdict::Promote
         );
         assert_eq!(
             judge_it(&report(Some(0.8949), 0.02, 2000, 200)),
-            Decision::KeepActive
+            GateVerdict::KeepActive
         );
         assert_eq!(
             judge_it(&report(Some(0.95), 0.0301, 2000, 200)),
-            Decision::KeepActive
+            GateVerdict::KeepActive
         );
         assert_eq!(
             judge_it(&report(Some(0.95), 0.0, 999, 200)),
-            Decision::InsufficientData
+            GateVerdict::InsufficientData
         );
         assert_eq!(
             judge_it(&report(Some(0.95), 0.0, 2000, 119)),
-            Decision::InsufficientData
+            GateVerdict::InsufficientData
         );
         let v = judge(
             &a,
@@ -1153,7 +882,7 @@ mod tests {
                 ..c
             },
         );
-        assert_eq!(v.verdict, Decision::InsufficientData);
+        assert_eq!(v.verdict, GateVerdict::InsufficientData);
         assert!(
             v.reasons.iter().any(|r| r.contains("undefined")),
             "{:?}",
@@ -1169,11 +898,11 @@ mod tests {
         assert!(v.reasons[3].contains("worse, above"), "{}", v.reasons[3]);
         assert_eq!(
             [
-                Decision::Promote,
-                Decision::KeepActive,
-                Decision::InsufficientData
+                GateVerdict::Promote,
+                GateVerdict::KeepActive,
+                GateVerdict::InsufficientData
             ]
-            .map(Decision::exit_code),
+            .map(GateVerdict::exit_code),
             [0, 3, 4]
         );
     }

@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use leadscore::bundle_check::{
     self, BaselineCheck, CheckError, GoldenCheck, PROB_TOL, SHAP_TOL, SUM_TOL,
 };
-use leadscore::compare::{self, CompareError, Criteria, DatasetFacts, HeldOut, Needs};
+use leadscore::compare::{self, Criteria, DatasetFacts};
+use leadscore::dataset::csv::{self as dataset_csv, HeldOut, HeldOutError, Needs, ReadError};
 use leadscore::dataset::{self, By, Inputs, LineError, Options, Shard};
 use leadscore::event::Event;
 use leadscore::model::codegen;
@@ -24,7 +25,7 @@ use leadscore::monitor::health;
 use leadscore::monitor::report::Report;
 use leadscore::monitor::window::{Conversions, Decision, Decisions};
 use leadscore::outcome::OutcomeType;
-use leadscore::score::{shortest_f64, ScoreOptions, Scorer, Tally};
+use leadscore::score::{ScoreOptions, Scorer, Tally};
 use leadscore::site::SiteTables;
 use leadscore::state::{Apply, VisitorState};
 
@@ -405,32 +406,8 @@ fn build_dataset(args: &DatasetArgs) -> Result<ExitCode, CliError> {
                 .map_err(|e| CliError::Msg(format!("{}: {e}", args.out)))?,
         )
     };
-    let csv_err = |e: csv::Error| CliError::Msg(format!("writing {}: {e}", args.out));
-    let mut w = csv::Writer::from_writer(BufWriter::new(out));
-    let names = scorer.features().names();
-    let head = [
-        "subject_kind",
-        "subject_id",
-        "decision_ts",
-        "outcome_ts",
-        "label",
-    ];
-    w.write_record(head.into_iter().chain(names.iter().map(String::as_str)))
-        .map_err(csv_err)?;
-    let mut record = Vec::with_capacity(head.len() + names.len());
-    for row in &set.rows {
-        record.clear();
-        record.push(row.kind.as_str().to_string());
-        record.push(row.subject_id.clone());
-        record.push(row.decision_ts.to_string());
-        record.push(row.outcome_ts.map(|t| t.to_string()).unwrap_or_default());
-        record.push(row.label().to_string());
-        record.extend(row.features.iter().map(|&v| shortest_f64(v).to_string()));
-        w.write_record(&record).map_err(csv_err)?;
-    }
-    w.flush()
+    dataset_csv::write(BufWriter::new(out), scorer.features().names(), &set.rows)
         .map_err(|e| CliError::Msg(format!("writing {}: {e}", args.out)))?;
-    drop(w);
     let summary = set.summary.timed(start.elapsed().as_secs_f64());
     let json = serde_json::to_string(&summary).map_err(|e| CliError::Msg(e.to_string()))?;
     eprintln!("{json}");
@@ -636,21 +613,7 @@ fn check(dir: &Path) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A reader that hashes what passes through it: the dataset's sha256 without a second read.
-struct Hashing<R> {
-    inner: R,
-    hasher: sha2::Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        sha2::Digest::update(&mut self.hasher, &buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Reads the held-out rows of a dataset CSV; returns them and the file's sha256.
+/// Reads the held-out rows of a dataset CSV file; returns them and the file's sha256.
 fn read_held_out(
     path: &Path,
     needs: &[Needs<'_>],
@@ -659,33 +622,14 @@ fn read_held_out(
     let name = path.display();
     let file = std::fs::File::open(path).map_err(|e| CliError::Msg(format!("{name}: {e}")))?;
     let at = |line: u64, e: &dyn std::fmt::Display| CliError::Msg(format!("{name}:{line}: {e}"));
-    let data_err = |e: CompareError| match e {
-        CompareError::Data { line, message } => at(line, &message),
+    dataset_csv::read_held_out(BufReader::new(file), needs, holdout_from).map_err(|e| match e {
+        ReadError::Rows(HeldOutError::Data { line, message }) => at(line, &message),
+        ReadError::Csv(e) => match e.position() {
+            Some(p) => at(p.line(), &e),
+            None => CliError::Msg(format!("{name}: {e}")),
+        },
         other => CliError::Msg(format!("{name}: {other}")),
-    };
-    let csv_err = |e: csv::Error| match e.position() {
-        Some(p) => at(p.line(), &e),
-        None => CliError::Msg(format!("{name}: {e}")),
-    };
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(Hashing {
-            inner: BufReader::new(file),
-            hasher: sha2::Digest::new(),
-        });
-    let header = rdr.headers().map_err(csv_err)?.clone();
-    let mut rows = HeldOut::new(header.iter(), needs, holdout_from).map_err(data_err)?;
-    let mut record = csv::StringRecord::new();
-    while rdr.read_record(&mut record).map_err(csv_err)? {
-        let line = record.position().map_or(0, |p| p.line());
-        rows.push(line, record.iter()).map_err(data_err)?;
-    }
-    let mut rest = rdr.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink())
-        .map_err(|e| CliError::Msg(format!("{name}: {e}")))?;
-    let digest = sha2::Digest::finalize(rest.hasher);
-    let sha = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((rows, sha))
+    })
 }
 
 fn baseline(
@@ -772,7 +716,7 @@ fn run_compare(args: &CompareArgs) -> Result<ExitCode, CliError> {
         rows: rows.len() as u64,
         positives: rows.positives(),
     };
-    let result = compare::compare(&active, &candidate, &rows, &criteria, facts)
+    let result = compare::gate(&active, &candidate, &rows, &criteria, facts)
         .map_err(|e| CliError::Msg(e.to_string()))?;
     let json = serde_json::to_string_pretty(&result).map_err(|e| CliError::Msg(e.to_string()))?;
     println!("{json}");
