@@ -15,34 +15,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::{default_dir, leadscore, root, scratch, text};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("compare")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leadscore"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    scratch("compare", name)
 }
 
 /// Runs `leadscore compare` and returns its exit code, JSON (if any) and stderr.
@@ -59,7 +39,7 @@ fn compare(
     );
     let mut args = vec!["compare", "--active", a, "--candidate", c, "--dataset", d];
     args.extend_from_slice(extra);
-    let out = run(&args);
+    let out = leadscore(&args);
     let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.status.code().unwrap(), json, text(&out.stderr))
 }
@@ -72,10 +52,6 @@ const T0: i64 = 1_767_225_600_000;
 const DAY: i64 = 86_400_000;
 /// The first decision time of December's rows.
 const DEC_FROM: i64 = T0 + 11 * 31 * DAY;
-
-fn default_dir() -> PathBuf {
-    root().join("models/default")
-}
 
 fn default_card() -> Value {
     serde_json::from_str(&std::fs::read_to_string(default_dir().join("card.json")).unwrap())
@@ -436,7 +412,7 @@ fn too_little_data_is_insufficient_not_a_verdict() {
 
 #[test]
 fn the_small_fixture_still_holds_the_engines_features() {
-    let out = run(&[
+    let out = leadscore(&[
         "features",
         "--model",
         "models/default",
@@ -592,7 +568,7 @@ fn record_writes_only_metrics_publish_gate_and_the_card_still_checks() {
     assert_eq!(g["candidate"]["ece"], v["candidate"]["calibration"]["ece"]);
     assert_eq!(g["criteria"]["min_rows"], 1000);
     // The bundle still passes its gate.
-    let out = run(&["check", "--model", dir.to_str().unwrap()]);
+    let out = leadscore(&["check", "--model", dir.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}{}",
