@@ -12,18 +12,14 @@
 //!   `min_positives` and both AUCs are defined; else *promote* only if the candidate's AUC is not
 //!   below the active's by more than `auc_margin` and its ECE is not above the active's by more than
 //!   `ece_margin`; else *keep the active*. Every check is spelled out in the reasons.
-//! - **Record**: [`record_in_card`] writes the verdict into the candidate's `card.json` under
-//!   `metrics.publish_gate` by splicing text, so that every other byte of the file stays as the
-//!   trainer wrote it (a parse-and-reserialize would reorder keys: serde_json's maps are sorted).
+//! - **Record**: [`Record`], written as [`RECORD_FILE`] (`gate.json`) beside the candidate's
+//!   `card.json`: the trainer's card is never rewritten, and loading or checking a bundle does not
+//!   read the record.
 //!
 //! This module does no I/O: the rows come from [`crate::dataset::csv`], which owns the dataset's
 //! CSV (columns, writing, reading back).
 
-use std::ops::Range;
-
-use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::value::RawValue;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::dataset::csv::{HeldOut, HeldOutError};
@@ -32,8 +28,8 @@ use crate::model::card::Card;
 use crate::model::error::ModelError;
 use crate::score::{ScoreOptions, Scorer, Tier};
 
-/// Where the verdict goes in the candidate card (under `metrics`).
-pub const RECORD_KEY: &str = "publish_gate";
+/// The file `--record` writes in the candidate's bundle directory, beside `card.json`.
+pub const RECORD_FILE: &str = "gate.json";
 
 /// Why a comparison could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +37,7 @@ pub enum CompareError {
     /// The held-out rows are unusable, or do not fit a bundle.
     #[error(transparent)]
     Rows(#[from] HeldOutError),
-    /// A card field the gate reads is malformed, or the card cannot take the record.
+    /// A card field the gate reads is malformed.
     #[error("card.json: {0}")]
     Card(String),
     /// Scoring a row failed.
@@ -50,8 +46,8 @@ pub enum CompareError {
     /// A metric refused its input (a bug: probabilities come from the scorer).
     #[error(transparent)]
     Metrics(#[from] MetricsError),
-    /// The card's JSON could not be parsed or written.
-    #[error("card.json: {0}")]
+    /// The record could not be serialized.
+    #[error("gate.json: {0}")]
     Json(#[from] serde_json::Error),
 }
 
@@ -386,7 +382,7 @@ pub struct Comparison {
     pub verdict: Verdict,
 }
 
-/// What `--record` writes under `metrics.publish_gate`: the verdict and what it was judged on.
+/// What `--record` writes as `gate.json`: the verdict and what it was judged on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// The decision.
@@ -418,6 +414,13 @@ pub struct RecordedDataset {
     pub rows: u64,
     /// Held-out positives.
     pub positives: u64,
+}
+
+impl Record {
+    /// The record as `gate.json` holds it: pretty JSON and a final newline.
+    pub fn to_json(&self) -> Result<String, CompareError> {
+        Ok(serde_json::to_string_pretty(self)? + "\n")
+    }
 }
 
 impl Comparison {
@@ -462,355 +465,10 @@ pub fn gate(
     })
 }
 
-/// A JSON object's entries in file order, each value as its exact text.
-struct Entries<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Entries<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-                let mut v = Vec::new();
-                while let Some((k, raw)) = m.next_entry::<String, &'de RawValue>()? {
-                    v.push((k, raw));
-                }
-                Ok(Entries(v))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-impl<'a> Entries<'a> {
-    fn parse(text: &'a str) -> Result<Entries<'a>, CompareError> {
-        Ok(serde_json::from_str(text)?)
-    }
-
-    /// The one value under `key` (two are refused: which one counts would be the parser's choice).
-    fn get(&self, key: &str) -> Result<Option<&'a RawValue>, CompareError> {
-        let mut found = self.0.iter().filter(|(k, _)| k == key);
-        match (found.next(), found.next()) {
-            (Some((_, v)), None) => Ok(Some(v)),
-            (None, _) => Ok(None),
-            (Some(_), Some(_)) => Err(CompareError::Card(format!("key `{key}` appears twice"))),
-        }
-    }
-}
-
-/// Byte range of `part`, a slice borrowed from `text`.
-fn span(text: &str, part: &str) -> Result<Range<usize>, CompareError> {
-    let start = (part.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
-    let end = start.wrapping_add(part.len());
-    match text.get(start..end) {
-        Some(s) if s.as_ptr() == part.as_ptr() => Ok(start..end),
-        _ => Err(CompareError::Card(
-            "cannot locate a value in the card text".into(),
-        )),
-    }
-}
-
-/// The leading whitespace of the line that holds byte `pos`, and where that line starts.
-fn line_indent(text: &str, pos: usize) -> (usize, &str) {
-    let start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
-    let rest = &text[start..];
-    let n = rest.len() - rest.trim_start_matches([' ', '\t']).len();
-    (start, &rest[..n])
-}
-
-/// How the new value is laid out: compact, or pretty with an indent unit and the indent of the
-/// line it starts on.
-struct Layout {
-    pretty: Option<(String, String)>,
-    ascii: bool,
-}
-
-impl Layout {
-    fn value<T: Serialize>(&self, v: &T) -> Result<String, CompareError> {
-        let s = match &self.pretty {
-            None => serde_json::to_string(v)?,
-            Some((unit, base)) => {
-                let mut out = Vec::new();
-                let fmt = serde_json::ser::PrettyFormatter::with_indent(unit.as_bytes());
-                let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-                v.serialize(&mut ser)?;
-                let s = String::from_utf8(out)
-                    .map_err(|_| CompareError::Card("serialized JSON is not UTF-8".into()))?;
-                // JSON strings hold no raw newline, so every newline is layout.
-                s.replace('\n', &format!("\n{base}"))
-            }
-        };
-        Ok(if self.ascii { escape_non_ascii(&s) } else { s })
-    }
-
-    fn newline(&self, indent: &str) -> String {
-        match self.pretty {
-            Some(_) => format!("\n{indent}"),
-            None => " ".into(),
-        }
-    }
-
-    /// `{"publish_gate": record}` as a new object whose braces sit at `outer` indent.
-    fn object<T: Serialize>(&self, outer: &str, record: &T) -> Result<String, CompareError> {
-        let key = format!("\"{RECORD_KEY}\": ");
-        Ok(match &self.pretty {
-            Some((unit, _)) => {
-                let inner = format!("{outer}{unit}");
-                let body = Layout {
-                    pretty: Some((unit.clone(), inner.clone())),
-                    ascii: self.ascii,
-                }
-                .value(record)?;
-                format!("{{\n{inner}{key}{body}\n{outer}}}")
-            }
-            None => format!("{{{key}{}}}", self.value(record)?),
-        })
-    }
-}
-
-/// `\uXXXX` for every non-ASCII character (only strings can hold one), as a card written with
-/// Python's `ensure_ascii` has them.
-fn escape_non_ascii(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            let mut buf = [0u16; 2];
-            for u in c.encode_utf16(&mut buf) {
-                out.push_str(&format!("\\u{u:04x}"));
-            }
-        }
-    }
-    out
-}
-
-/// The card's JSON with `metrics.publish_gate` removed and an emptied `metrics` dropped: what must
-/// not change when the record is written.
-fn without_record(mut v: Value) -> Value {
-    if let Some(top) = v.as_object_mut() {
-        let drop_metrics = match top.get_mut("metrics") {
-            Some(Value::Object(m)) => {
-                m.remove(RECORD_KEY);
-                m.is_empty()
-            }
-            Some(Value::Null) => true,
-            _ => false,
-        };
-        if drop_metrics {
-            top.remove("metrics");
-        }
-    }
-    v
-}
-
-/// Writes `record` under `metrics.publish_gate` of a card's text, replacing an earlier record,
-/// changing no other byte; the result is checked to parse as a card with nothing else changed.
-pub fn record_in_card<T: Serialize>(text: &str, record: &T) -> Result<String, CompareError> {
-    let top = Entries::parse(text)?;
-    let open = text.len() - text.trim_start().len();
-    let first = top
-        .0
-        .first()
-        .ok_or_else(|| CompareError::Card("the card is an empty object".into()))?;
-    let (first_line, unit) = line_indent(text, span(text, first.1.get())?.start);
-    let pretty = first_line > open && !unit.is_empty();
-    let ascii = text.is_ascii();
-    let layout = |base: &str| Layout {
-        pretty: pretty.then(|| (unit.to_string(), base.to_string())),
-        ascii,
-    };
-    let key = format!("\"{RECORD_KEY}\": ");
-    let (range, insert) = match top.get("metrics")? {
-        None => {
-            let last = top.0.last().map(|(_, v)| span(text, v.get())).transpose()?;
-            let end = last.map_or(open + 1, |r| r.end);
-            let l = layout(unit);
-            let obj = l.object(unit, record)?;
-            (end..end, format!(",{}\"metrics\": {obj}", l.newline(unit)))
-        }
-        Some(m) => {
-            let m_span = span(text, m.get())?;
-            let (_, m_indent) = line_indent(text, m_span.start);
-            let inner_indent = format!("{m_indent}{unit}");
-            match m.get().as_bytes().first() {
-                Some(b'n') => (m_span, layout(m_indent).object(m_indent, record)?),
-                Some(b'{') => {
-                    let inner = Entries::parse(m.get())?;
-                    match inner.get(RECORD_KEY)? {
-                        Some(old) => {
-                            let r = span(text, old.get())?;
-                            let (_, ind) = line_indent(text, r.start);
-                            (r, layout(ind).value(record)?)
-                        }
-                        None => match inner.0.last() {
-                            Some((_, last)) => {
-                                let r = span(text, last.get())?;
-                                let first_inner = span(text, inner.0[0].1.get())?;
-                                let (l0, _) = line_indent(text, m_span.start);
-                                let (l1, ind) = line_indent(text, first_inner.start);
-                                let ind = if l1 > l0 {
-                                    ind.to_string()
-                                } else {
-                                    inner_indent
-                                };
-                                let l = layout(&ind);
-                                let body = l.value(record)?;
-                                (r.end..r.end, format!(",{}{key}{body}", l.newline(&ind)))
-                            }
-                            None => (m_span, layout(m_indent).object(m_indent, record)?),
-                        },
-                    }
-                }
-                _ => {
-                    return Err(CompareError::Card(format!(
-                        "metrics is {}, not an object: not overwritten",
-                        m.get()
-                    )))
-                }
-            }
-        }
-    };
-    let out = format!("{}{insert}{}", &text[..range.start], &text[range.end..]);
-    // The splice must be invisible but for the record: same JSON elsewhere, the record readable
-    // back, still a valid card.
-    let before: Value = serde_json::from_str(text)?;
-    let after: Value = serde_json::from_str(&out)?;
-    let written = after
-        .get("metrics")
-        .and_then(|m| m.get(RECORD_KEY))
-        .cloned();
-    if without_record(before) != without_record(after)
-        // Through the same parser as the card (its float parsing is best-effort, not exact).
-        || written != Some(serde_json::from_str(&serde_json::to_string(record)?)?)
-    {
-        return Err(CompareError::Card(
-            "writing the record would change more than metrics.publish_gate".into(),
-        ));
-    }
-    Card::parse(&out).map_err(|e| CompareError::Card(format!("the recorded card fails: {e}")))?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::embedded;
-
-    fn gate() -> Value {
-        serde_json::json!({"verdict": "promote", "reasons": ["rows: ok ≥"], "n": 0.25})
-    }
-
-    /// The card minus the inserted text is the original: a pure insertion (or replacement).
-    fn changed_span(before: &str, after: &str) -> (usize, usize) {
-        let p = before
-            .bytes()
-            .zip(after.bytes())
-            .take_while(|(a, b)| a == b)
-            .count();
-        let s = before
-            .bytes()
-            .rev()
-            .zip(after.bytes().rev())
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(before.len() - p)
-            .min(after.len() - p);
-        (p, before.len() - p - s)
-    }
-
-    #[test]
-    fn record_is_inserted_into_the_default_card_and_nothing_else_changes() {
-        let card = embedded::CARD;
-        let out = record_in_card(card, &gate()).unwrap();
-        let (at, removed) = changed_span(card, &out);
-        assert_eq!(removed, 0, "a pure insertion");
-        let inserted = &out[at..at + out.len() - card.len()];
-        assert!(
-            inserted.starts_with(",\n    \"publish_gate\": {\n      \"n\": 0.25,"),
-            "{inserted}"
-        );
-        assert!(
-            inserted.contains("\\u2265"),
-            "ASCII card keeps ASCII: {inserted}"
-        );
-        let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["metrics"]["publish_gate"], gate());
-        assert!(v["metrics"]["holdout"].is_object());
-        // Recording again replaces the record only.
-        let mut g2 = gate();
-        g2["verdict"] = "keep_active".into();
-        let out2 = record_in_card(&out, &g2).unwrap();
-        let v2: Value = serde_json::from_str(&out2).unwrap();
-        assert_eq!(v2["metrics"]["publish_gate"], g2);
-        assert_eq!(out2.replace("keep_active", "promote"), out);
-        Card::parse(&out2).unwrap();
-    }
-
-    fn tiny_card(metrics: Option<&str>, pretty: bool) -> String {
-        let mut v: Value = serde_json::from_str(embedded::CARD).unwrap();
-        let o = v.as_object_mut().unwrap();
-        o.remove("metrics");
-        let mut text = if pretty {
-            serde_json::to_string_pretty(&v).unwrap()
-        } else {
-            serde_json::to_string(&v).unwrap()
-        };
-        if let Some(m) = metrics {
-            let (end, sep) = if pretty {
-                (text.rfind("\n}").unwrap(), ",\n  ")
-            } else {
-                (text.rfind('}').unwrap(), ",")
-            };
-            text.insert_str(end, &format!("{sep}\"metrics\": {m}"));
-        }
-        text
-    }
-
-    #[test]
-    fn record_handles_absent_null_empty_and_compact_metrics() {
-        for pretty in [true, false] {
-            for m in [None, Some("null"), Some("{}"), Some("{\"a\": 1}")] {
-                let card = tiny_card(m, pretty);
-                let out = record_in_card(&card, &gate())
-                    .unwrap_or_else(|e| panic!("{m:?} pretty {pretty}: {e}"));
-                let v: Value = serde_json::from_str(&out).unwrap();
-                assert_eq!(v["metrics"]["publish_gate"], gate(), "{m:?}");
-                if m == Some("{\"a\": 1}") {
-                    assert_eq!(v["metrics"]["a"], 1);
-                    assert_eq!(changed_span(&card, &out).1, 0, "insertion only");
-                }
-                if pretty {
-                    assert!(
-                        out.contains("\n    \"publish_gate\": {\n"),
-                        "{m:?}: {}",
-                        &out[out.len() - 300..]
-                    );
-                } else {
-                    assert!(!out.contains('\n'), "compact stays compact");
-                }
-                Card::parse(&out).unwrap();
-            }
-        }
-    }
-
-    #[test]
-    fn record_refuses_what_it_cannot_write_safely() {
-        let card = tiny_card(Some("[1]"), true);
-        assert!(matches!(
-            record_in_card(&card, &gate()),
-            Err(CompareError::Card(_))
-        ));
-        let card = tiny_card(Some("{\"publish_gate\": 1, \"publish_gate\": 2}"), true);
-        assert!(record_in_card(&card, &gate()).is_err());
-        assert!(record_in_card("[]", &gate()).is_err());
-        assert!(record_in_card("{}", &gate()).is_err());
-        // Not a valid card after the splice: refused, not written.
-        assert!(record_in_card("{\"x\": 1}", &gate()).is_err());
-    }
 
     fn report(auc: Option<f64>, ece: f64, rows: u64, positives: u64) -> ModelReport {
         let m = |value| Metric {

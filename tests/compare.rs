@@ -520,43 +520,28 @@ fn bad_input_exits_2_naming_file_line_and_column() {
     );
 }
 
-/// `before` = `after` with one span replaced or inserted: returns (start, removed, inserted).
-fn changed_span(before: &str, after: &str) -> (usize, usize, usize) {
-    let (b, a) = (before.as_bytes(), after.as_bytes());
-    let p = b.iter().zip(a).take_while(|(x, y)| x == y).count();
-    let s = b
-        .iter()
-        .rev()
-        .zip(a.iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count()
-        .min(b.len() - p)
-        .min(a.len() - p);
-    (p, b.len() - p - s, a.len() - p - s)
-}
-
 #[test]
-fn record_writes_only_metrics_publish_gate_and_the_card_still_checks() {
+fn record_writes_gate_json_beside_the_card_and_the_bundle_still_checks() {
     let dir = tmp("record");
     for f in ["model.onnx", "golden.json", "card.json"] {
         std::fs::copy(default_dir().join(f), dir.join(f)).unwrap();
     }
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let data = shoppers();
     let holdout = DEC_FROM.to_string();
     let args = ["--holdout-from", holdout.as_str(), "--record"];
-    let before = std::fs::read_to_string(dir.join("card.json")).unwrap();
+    let card = read("card.json");
     let (code, v, err) = compare(&default_dir(), &dir, data, &args);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("verdict recorded in"), "{err}");
-    let after = std::fs::read_to_string(dir.join("card.json")).unwrap();
-    // One insertion, inside "metrics", and nothing else touched.
-    let (at, removed, inserted) = changed_span(&before, &after);
-    assert_eq!(removed, 0, "the trainer's bytes are all kept");
-    let piece = &after[at..at + inserted];
-    assert!(piece.starts_with(",\n    \"publish_gate\": {"), "{piece}");
-    assert!(before[..at].contains("\"metrics\": {"));
-    let card: Value = serde_json::from_str(&after).unwrap();
-    let g = &card["metrics"]["publish_gate"];
+    assert!(
+        err.contains("verdict recorded in") && err.contains("gate.json"),
+        "{err}"
+    );
+    // The trainer's card is not touched.
+    assert_eq!(read("card.json"), card);
+    let written = read("gate.json");
+    assert!(written.ends_with("}\n"), "{written}");
+    let g: Value = serde_json::from_str(&written).unwrap();
     assert_eq!(g["verdict"], "promote");
     assert_eq!(g["reasons"], v["reasons"]);
     assert_eq!(g["active_model_version"], default_card()["model_version"]);
@@ -567,7 +552,7 @@ fn record_writes_only_metrics_publish_gate_and_the_card_still_checks() {
     assert_eq!(g["active"]["auc"], v["active"]["auc"]["value"]);
     assert_eq!(g["candidate"]["ece"], v["candidate"]["calibration"]["ece"]);
     assert_eq!(g["criteria"]["min_rows"], 1000);
-    // The bundle still passes its gate.
+    // The bundle still passes its check.
     let out = leadscore(&["check", "--model", dir.to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -575,36 +560,22 @@ fn record_writes_only_metrics_publish_gate_and_the_card_still_checks() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    // Recording again replaces the record with the same bytes (the gate is deterministic).
+    // Recording again writes the same bytes (the gate is deterministic).
     let (code, _, _) = compare(&default_dir(), &dir, data, &args);
     assert_eq!(code, 0);
-    assert_eq!(
-        std::fs::read_to_string(dir.join("card.json")).unwrap(),
-        after
-    );
-    // A later, different verdict replaces the record only.
+    assert_eq!(read("gate.json"), written);
+    // A later, different verdict replaces the record.
     let mut later = args.to_vec();
     later.extend(["--min-rows", "5000"]);
     let (code, v, _) = compare(&default_dir(), &dir, data, &later);
     assert_eq!(code, 4);
-    let again = std::fs::read_to_string(dir.join("card.json")).unwrap();
-    let (at2, _, _) = changed_span(&after, &again);
-    assert!(at2 > at, "the change starts inside the record");
-    let card: Value = serde_json::from_str(&again).unwrap();
-    assert_eq!(
-        card["metrics"]["publish_gate"]["verdict"],
-        "insufficient_data"
-    );
-    assert_eq!(card["metrics"]["publish_gate"]["reasons"], v["reasons"]);
-    assert_eq!(
-        card["metrics"]["holdout"],
-        default_card()["metrics"]["holdout"]
-    );
+    let g: Value = serde_json::from_str(&read("gate.json")).unwrap();
+    assert_eq!(g["verdict"], "insufficient_data");
+    assert_eq!(g["reasons"], v["reasons"]);
+    assert_eq!(read("card.json"), card);
     // Without --record nothing is written.
+    std::fs::remove_file(dir.join("gate.json")).unwrap();
     let (code, _, _) = compare(&default_dir(), &dir, data, &args[..2]);
     assert_eq!(code, 0);
-    assert_eq!(
-        std::fs::read_to_string(dir.join("card.json")).unwrap(),
-        again
-    );
+    assert!(!dir.join("gate.json").exists());
 }

@@ -133,7 +133,7 @@ struct CompareArgs {
     /// How far the candidate's ECE may rise above the active's.
     #[arg(long, default_value_t = Criteria::default().ece_margin)]
     ece_margin: f64,
-    /// Write the verdict into the candidate's card.json under `metrics.publish_gate`.
+    /// Write the verdict and what it was judged on to gate.json in the candidate's directory.
     #[arg(long)]
     record: bool,
 }
@@ -667,7 +667,6 @@ fn run_compare(args: &CompareArgs) -> Result<ExitCode, CliError> {
     };
     let active = load(&args.active)?;
     let candidate = load(&args.candidate)?;
-    let card_path = args.candidate.join("card.json");
     let (holdout_from, source) = match args.holdout_from {
         Some(t) => (Some(t), "--holdout-from".to_string()),
         None => match compare::card_holdout_from(candidate.card())
@@ -722,19 +721,14 @@ fn run_compare(args: &CompareArgs) -> Result<ExitCode, CliError> {
     println!("{json}");
     let decision = result.verdict.verdict;
     if args.record {
-        let text = std::fs::read_to_string(&card_path)
-            .map_err(|e| CliError::Msg(format!("{}: {e}", card_path.display())))?;
-        let out = compare::record_in_card(&text, &result.record())
-            .map_err(|e| CliError::Msg(format!("{}: {e}", args.candidate.display())))?;
-        let tmp = card_path.with_extension("json.tmp");
-        std::fs::write(&tmp, out)
-            .and_then(|()| std::fs::rename(&tmp, &card_path))
-            .map_err(|e| CliError::Msg(format!("{}: {e}", card_path.display())))?;
-        eprintln!(
-            "leadscore: verdict recorded in {} (metrics.{})",
-            card_path.display(),
-            compare::RECORD_KEY
-        );
+        let path = args.candidate.join(compare::RECORD_FILE);
+        let at = |e: &dyn std::fmt::Display| CliError::Msg(format!("{}: {e}", path.display()));
+        let json = result.record().to_json().map_err(|e| at(&e))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| at(&e))?;
+        eprintln!("leadscore: verdict recorded in {}", path.display());
     }
     eprintln!(
         "leadscore: compare: {} held-out rows ({} positives): {}",
