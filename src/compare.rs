@@ -8,43 +8,36 @@
 //!   bundle reads the columns named by its own card's features; a missing column is an error naming
 //!   it. Both are scored through [`Scorer::score_vector`], so the probabilities, scores and tiers
 //!   judged are the ones served.
-//! - **Verdict** ([`Decision`]): *insufficient data* unless the rows reach `min_rows` and
+//! - **Verdict** ([`GateVerdict`]): *insufficient data* unless the rows reach `min_rows` and
 //!   `min_positives` and both AUCs are defined; else *promote* only if the candidate's AUC is not
 //!   below the active's by more than `auc_margin` and its ECE is not above the active's by more than
 //!   `ece_margin`; else *keep the active*. Every check is spelled out in the reasons.
-//! - **Record**: [`record_in_card`] writes the verdict into the candidate's `card.json` under
-//!   `metrics.publish_gate` by splicing text, so that every other byte of the file stays as the
-//!   trainer wrote it (a parse-and-reserialize would reorder keys: serde_json's maps are sorted).
+//! - **Record**: [`Record`], written as [`RECORD_FILE`] (`gate.json`) beside the candidate's
+//!   `card.json`: the trainer's card is never rewritten, and loading or checking a bundle does not
+//!   read the record.
 //!
-//! This module does no I/O: the caller reads the CSV (any reader) and hands over its records.
+//! This module does no I/O: the rows come from [`crate::dataset::csv`], which owns the dataset's
+//! CSV (columns, writing, reading back).
 
-use std::ops::Range;
-
-use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::value::RawValue;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::dataset::csv::{HeldOut, HeldOutError};
 use crate::metrics::{self, CalibrationCurve, Metric, MetricsError, Rate, WILSON_Z};
 use crate::model::card::Card;
 use crate::model::error::ModelError;
 use crate::score::{ScoreOptions, Scorer, Tier};
 
-/// Where the verdict goes in the candidate card (under `metrics`).
-pub const RECORD_KEY: &str = "publish_gate";
+/// The file `--record` writes in the candidate's bundle directory, beside `card.json`.
+pub const RECORD_FILE: &str = "gate.json";
 
 /// Why a comparison could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
-    /// A dataset line is unusable (line 1 is the header).
-    #[error("line {line}: {message}")]
-    Data {
-        /// 1-based line number in the CSV.
-        line: u64,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// A card field the gate reads is malformed, or the card cannot take the record.
+    /// The held-out rows are unusable, or do not fit a bundle.
+    #[error(transparent)]
+    Rows(#[from] HeldOutError),
+    /// A card field the gate reads is malformed.
     #[error("card.json: {0}")]
     Card(String),
     /// Scoring a row failed.
@@ -53,8 +46,8 @@ pub enum CompareError {
     /// A metric refused its input (a bug: probabilities come from the scorer).
     #[error(transparent)]
     Metrics(#[from] MetricsError),
-    /// The card's JSON could not be parsed or written.
-    #[error("card.json: {0}")]
+    /// The record could not be serialized.
+    #[error("gate.json: {0}")]
     Json(#[from] serde_json::Error),
 }
 
@@ -79,212 +72,6 @@ impl Default for Criteria {
             min_positives: 120,
             auc_margin: 0.005,
             ece_margin: 0.01,
-        }
-    }
-}
-
-/// A bundle whose features the dataset must provide: its role (for error messages) and its card.
-#[derive(Debug, Clone, Copy)]
-pub struct Needs<'a> {
-    /// `active` or `candidate`.
-    pub role: &'a str,
-    /// The bundle's card.
-    pub card: &'a Card,
-}
-
-/// The held-out rows of a dataset: decision time, label and the feature columns the bundles read.
-#[derive(Debug, Clone)]
-pub struct HeldOut {
-    holdout_from: Option<i64>,
-    ts_col: usize,
-    label_col: usize,
-    width: usize,
-    /// (header index, column name) of each kept feature column.
-    kept: Vec<(usize, String)>,
-    rows_read: u64,
-    labels: Vec<bool>,
-    /// Row-major, `kept.len()` values per row.
-    values: Vec<f32>,
-}
-
-impl HeldOut {
-    /// Checks the header (line 1) against the bundles' features and starts an empty set.
-    pub fn new<'h>(
-        header: impl IntoIterator<Item = &'h str>,
-        needs: &[Needs<'_>],
-        holdout_from: Option<i64>,
-    ) -> Result<HeldOut, CompareError> {
-        let header: Vec<&str> = header.into_iter().collect();
-        let err = |message: String| CompareError::Data { line: 1, message };
-        for (i, h) in header.iter().enumerate() {
-            if header[..i].contains(h) {
-                return Err(err(format!("column `{h}` appears twice in the header")));
-            }
-        }
-        let find = |name: &str| header.iter().position(|h| *h == name);
-        let ts_col = find("decision_ts")
-            .ok_or_else(|| err("the header has no `decision_ts` column".into()))?;
-        let label_col =
-            find("label").ok_or_else(|| err("the header has no `label` column".into()))?;
-        let mut kept: Vec<(usize, String)> = Vec::new();
-        for n in needs {
-            for f in &n.card.features {
-                let i = find(&f.name).ok_or_else(|| {
-                    err(format!(
-                        "column `{}` is missing: a feature of the {} bundle ({}); the header has: {}",
-                        f.name,
-                        n.role,
-                        n.card.model_version,
-                        header.join(",")
-                    ))
-                })?;
-                if !kept.iter().any(|(j, _)| *j == i) {
-                    kept.push((i, f.name.clone()));
-                }
-            }
-        }
-        Ok(HeldOut {
-            holdout_from,
-            ts_col,
-            label_col,
-            width: header.len(),
-            kept,
-            rows_read: 0,
-            labels: Vec::new(),
-            values: Vec::new(),
-        })
-    }
-
-    /// Reads one data record (its 1-based line number for errors); keeps it if it is held out.
-    /// Every row's `decision_ts` and `label` are checked; feature values only on kept rows.
-    pub fn push<'r>(
-        &mut self,
-        line: u64,
-        record: impl IntoIterator<Item = &'r str>,
-    ) -> Result<(), CompareError> {
-        let cells: Vec<&str> = record.into_iter().collect();
-        let err = |message: String| CompareError::Data { line, message };
-        if cells.len() != self.width {
-            return Err(err(format!(
-                "{} fields, the header has {}",
-                cells.len(),
-                self.width
-            )));
-        }
-        self.rows_read += 1;
-        let ts: i64 = cells[self.ts_col].parse().map_err(|_| {
-            err(format!(
-                "decision_ts {:?} is not an integer (ms)",
-                cells[self.ts_col]
-            ))
-        })?;
-        let label = match cells[self.label_col] {
-            "0" => false,
-            "1" => true,
-            other => return Err(err(format!("label {other:?} is not 0 or 1"))),
-        };
-        if self.holdout_from.is_some_and(|from| ts < from) {
-            return Ok(());
-        }
-        let start = self.values.len();
-        for (i, name) in &self.kept {
-            let cell = cells[*i];
-            match cell.parse::<f32>() {
-                Ok(v) if v.is_finite() => self.values.push(v),
-                _ => {
-                    self.values.truncate(start);
-                    return Err(err(format!(
-                        "column `{name}`: {cell:?} is not a finite number"
-                    )));
-                }
-            }
-        }
-        self.labels.push(label);
-        Ok(())
-    }
-
-    /// Data rows read (held out or not).
-    pub fn rows_read(&self) -> u64 {
-        self.rows_read
-    }
-
-    /// Held-out rows kept.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether no row was held out.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Labels of the held-out rows.
-    pub fn labels(&self) -> &[bool] {
-        &self.labels
-    }
-
-    /// The first decision time held out (`None`: every row).
-    pub fn holdout_from(&self) -> Option<i64> {
-        self.holdout_from
-    }
-
-    /// Positives among the held-out rows.
-    pub fn positives(&self) -> u64 {
-        self.labels.iter().filter(|&&b| b).count() as u64
-    }
-
-    /// Each held-out row as one bundle's model input, in its card's feature order.
-    pub fn feature_vectors(&self, scorer: &Scorer) -> Result<Vec<Vec<f32>>, CompareError> {
-        let names = scorer.features().names();
-        let k = self.kept.len();
-        // Position of each of this bundle's features among the kept columns.
-        let cols: Vec<usize> = names
-            .iter()
-            .map(|n| {
-                self.kept.iter().position(|(_, c)| c == n).ok_or_else(|| {
-                    CompareError::Card(format!("feature `{n}` was not read from the dataset"))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        (0..self.len())
-            .map(|r| {
-                let row = &self.values[r * k..(r + 1) * k];
-                scorer
-                    .features()
-                    .vector_from_named(
-                        names
-                            .iter()
-                            .zip(&cols)
-                            .map(|(n, &c)| (n.as_str(), Some(f64::from(row[c])))),
-                    )
-                    .map_err(|m| CompareError::Card(format!("held-out row {r}: {m}")))
-            })
-            .collect()
-    }
-
-    /// The rows for which `keep(row index)` holds (a segment), with the same columns.
-    pub fn subset(&self, keep: impl Fn(usize) -> bool) -> HeldOut {
-        let k = self.kept.len();
-        let mut out = self.clone_empty();
-        for r in (0..self.len()).filter(|&r| keep(r)) {
-            out.labels.push(self.labels[r]);
-            out.values
-                .extend_from_slice(&self.values[r * k..(r + 1) * k]);
-        }
-        out.rows_read = out.labels.len() as u64;
-        out
-    }
-
-    fn clone_empty(&self) -> HeldOut {
-        HeldOut {
-            holdout_from: self.holdout_from,
-            ts_col: self.ts_col,
-            label_col: self.label_col,
-            width: self.width,
-            kept: self.kept.clone(),
-            rows_read: 0,
-            labels: Vec::new(),
-            values: Vec::new(),
         }
     }
 }
@@ -386,7 +173,7 @@ pub fn evaluate(scorer: &Scorer, rows: &HeldOut) -> Result<ModelReport, CompareE
         Vec::with_capacity(rows.len()),
     );
     let mut tier_counts = [(0u64, 0u64); 3];
-    for (x, &label) in rows.feature_vectors(scorer)?.iter().zip(&rows.labels) {
+    for (x, &label) in rows.feature_vectors(scorer)?.iter().zip(rows.labels()) {
         let s = scorer.score_vector(x, ScoreOptions::default())?;
         let t = match s.tier {
             Tier::Hot => 0,
@@ -427,10 +214,10 @@ pub fn evaluate(scorer: &Scorer, rows: &HeldOut) -> Result<ModelReport, CompareE
     })
 }
 
-/// The gate's decision.
+/// What the gate says to do with the candidate (the `verdict` of its output and record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Decision {
+pub enum GateVerdict {
     /// The candidate may replace the active model.
     Promote,
     /// The candidate is worse: keep the active model.
@@ -439,13 +226,13 @@ pub enum Decision {
     InsufficientData,
 }
 
-impl Decision {
+impl GateVerdict {
     /// The CLI's exit code: 0 promote, 3 keep the active, 4 insufficient data (2 is bad input).
     pub fn exit_code(self) -> u8 {
         match self {
-            Decision::Promote => 0,
-            Decision::KeepActive => 3,
-            Decision::InsufficientData => 4,
+            GateVerdict::Promote => 0,
+            GateVerdict::KeepActive => 3,
+            GateVerdict::InsufficientData => 4,
         }
     }
 }
@@ -469,7 +256,7 @@ pub struct Sufficiency {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     /// What to do.
-    pub verdict: Decision,
+    pub verdict: GateVerdict,
     /// One sentence per check, with its numbers and its result.
     pub reasons: Vec<String>,
     /// Data sufficiency.
@@ -541,11 +328,11 @@ pub fn judge(active: &ModelReport, candidate: &ModelReport, c: &Criteria) -> Ver
         ));
     }
     let verdict = if !sufficient {
-        Decision::InsufficientData
+        GateVerdict::InsufficientData
     } else if better {
-        Decision::Promote
+        GateVerdict::Promote
     } else {
-        Decision::KeepActive
+        GateVerdict::KeepActive
     };
     Verdict {
         verdict,
@@ -595,11 +382,11 @@ pub struct Comparison {
     pub verdict: Verdict,
 }
 
-/// What `--record` writes under `metrics.publish_gate`: the verdict and what it was judged on.
+/// What `--record` writes as `gate.json`: the verdict and what it was judged on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// The decision.
-    pub verdict: Decision,
+    pub verdict: GateVerdict,
     /// Its reasons, one per check.
     pub reasons: Vec<String>,
     /// The model the candidate was judged against.
@@ -629,6 +416,13 @@ pub struct RecordedDataset {
     pub positives: u64,
 }
 
+impl Record {
+    /// The record as `gate.json` holds it: pretty JSON and a final newline.
+    pub fn to_json(&self) -> Result<String, CompareError> {
+        Ok(serde_json::to_string_pretty(self)? + "\n")
+    }
+}
+
 impl Comparison {
     /// What `--record` writes.
     pub fn record(&self) -> Record {
@@ -652,7 +446,7 @@ impl Comparison {
 }
 
 /// Scores both bundles on the held-out rows and judges them (the whole gate but the reading).
-pub fn compare(
+pub fn gate(
     active: &Scorer,
     candidate: &Scorer,
     rows: &HeldOut,
@@ -671,417 +465,10 @@ pub fn compare(
     })
 }
 
-/// A JSON object's entries in file order, each value as its exact text.
-struct Entries<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Entries<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-                let mut v = Vec::new();
-                while let Some((k, raw)) = m.next_entry::<String, &'de RawValue>()? {
-                    v.push((k, raw));
-                }
-                Ok(Entries(v))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-impl<'a> Entries<'a> {
-    fn parse(text: &'a str) -> Result<Entries<'a>, CompareError> {
-        Ok(serde_json::from_str(text)?)
-    }
-
-    /// The one value under `key` (two are refused: which one counts would be the parser's choice).
-    fn get(&self, key: &str) -> Result<Option<&'a RawValue>, CompareError> {
-        let mut found = self.0.iter().filter(|(k, _)| k == key);
-        match (found.next(), found.next()) {
-            (Some((_, v)), None) => Ok(Some(v)),
-            (None, _) => Ok(None),
-            (Some(_), Some(_)) => Err(CompareError::Card(format!("key `{key}` appears twice"))),
-        }
-    }
-}
-
-/// Byte range of `part`, a slice borrowed from `text`.
-fn span(text: &str, part: &str) -> Result<Range<usize>, CompareError> {
-    let start = (part.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
-    let end = start.wrapping_add(part.len());
-    match text.get(start..end) {
-        Some(s) if s.as_ptr() == part.as_ptr() => Ok(start..end),
-        _ => Err(CompareError::Card(
-            "cannot locate a value in the card text".into(),
-        )),
-    }
-}
-
-/// The leading whitespace of the line that holds byte `pos`, and where that line starts.
-fn line_indent(text: &str, pos: usize) -> (usize, &str) {
-    let start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
-    let rest = &text[start..];
-    let n = rest.len() - rest.trim_start_matches([' ', '\t']).len();
-    (start, &rest[..n])
-}
-
-/// How the new value is laid out: compact, or pretty with an indent unit and the indent of the
-/// line it starts on.
-struct Layout {
-    pretty: Option<(String, String)>,
-    ascii: bool,
-}
-
-impl Layout {
-    fn value<T: Serialize>(&self, v: &T) -> Result<String, CompareError> {
-        let s = match &self.pretty {
-            None => serde_json::to_string(v)?,
-            Some((unit, base)) => {
-                let mut out = Vec::new();
-                let fmt = serde_json::ser::PrettyFormatter::with_indent(unit.as_bytes());
-                let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-                v.serialize(&mut ser)?;
-                let s = String::from_utf8(out)
-                    .map_err(|_| CompareError::Card("serialized JSON is not UTF-8".into()))?;
-                // JSON strings hold no raw newline, so every newline is layout.
-                s.replace('\n', &format!("\n{base}"))
-            }
-        };
-        Ok(if self.ascii { escape_non_ascii(&s) } else { s })
-    }
-
-    fn newline(&self, indent: &str) -> String {
-        match self.pretty {
-            Some(_) => format!("\n{indent}"),
-            None => " ".into(),
-        }
-    }
-
-    /// `{"publish_gate": record}` as a new object whose braces sit at `outer` indent.
-    fn object<T: Serialize>(&self, outer: &str, record: &T) -> Result<String, CompareError> {
-        let key = format!("\"{RECORD_KEY}\": ");
-        Ok(match &self.pretty {
-            Some((unit, _)) => {
-                let inner = format!("{outer}{unit}");
-                let body = Layout {
-                    pretty: Some((unit.clone(), inner.clone())),
-                    ascii: self.ascii,
-                }
-                .value(record)?;
-                format!("{{\n{inner}{key}{body}\n{outer}}}")
-            }
-            None => format!("{{{key}{}}}", self.value(record)?),
-        })
-    }
-}
-
-/// `\uXXXX` for every non-ASCII character (only strings can hold one), as a card written with
-/// Python's `ensure_ascii` has them.
-fn escape_non_ascii(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            let mut buf = [0u16; 2];
-            for u in c.encode_utf16(&mut buf) {
-                out.push_str(&format!("\\u{u:04x}"));
-            }
-        }
-    }
-    out
-}
-
-/// The card's JSON with `metrics.publish_gate` removed and an emptied `metrics` dropped: what must
-/// not change when the record is written.
-fn without_record(mut v: Value) -> Value {
-    if let Some(top) = v.as_object_mut() {
-        let drop_metrics = match top.get_mut("metrics") {
-            Some(Value::Object(m)) => {
-                m.remove(RECORD_KEY);
-                m.is_empty()
-            }
-            Some(Value::Null) => true,
-            _ => false,
-        };
-        if drop_metrics {
-            top.remove("metrics");
-        }
-    }
-    v
-}
-
-/// Writes `record` under `metrics.publish_gate` of a card's text, replacing an earlier record,
-/// changing no other byte; the result is checked to parse as a card with nothing else changed.
-pub fn record_in_card<T: Serialize>(text: &str, record: &T) -> Result<String, CompareError> {
-    let top = Entries::parse(text)?;
-    let open = text.len() - text.trim_start().len();
-    let first = top
-        .0
-        .first()
-        .ok_or_else(|| CompareError::Card("the card is an empty object".into()))?;
-    let (first_line, unit) = line_indent(text, span(text, first.1.get())?.start);
-    let pretty = first_line > open && !unit.is_empty();
-    let ascii = text.is_ascii();
-    let layout = |base: &str| Layout {
-        pretty: pretty.then(|| (unit.to_string(), base.to_string())),
-        ascii,
-    };
-    let key = format!("\"{RECORD_KEY}\": ");
-    let (range, insert) = match top.get("metrics")? {
-        None => {
-            let last = top.0.last().map(|(_, v)| span(text, v.get())).transpose()?;
-            let end = last.map_or(open + 1, |r| r.end);
-            let l = layout(unit);
-            let obj = l.object(unit, record)?;
-            (end..end, format!(",{}\"metrics\": {obj}", l.newline(unit)))
-        }
-        Some(m) => {
-            let m_span = span(text, m.get())?;
-            let (_, m_indent) = line_indent(text, m_span.start);
-            let inner_indent = format!("{m_indent}{unit}");
-            match m.get().as_bytes().first() {
-                Some(b'n') => (m_span, layout(m_indent).object(m_indent, record)?),
-                Some(b'{') => {
-                    let inner = Entries::parse(m.get())?;
-                    match inner.get(RECORD_KEY)? {
-                        Some(old) => {
-                            let r = span(text, old.get())?;
-                            let (_, ind) = line_indent(text, r.start);
-                            (r, layout(ind).value(record)?)
-                        }
-                        None => match inner.0.last() {
-                            Some((_, last)) => {
-                                let r = span(text, last.get())?;
-                                let first_inner = span(text, inner.0[0].1.get())?;
-                                let (l0, _) = line_indent(text, m_span.start);
-                                let (l1, ind) = line_indent(text, first_inner.start);
-                                let ind = if l1 > l0 {
-                                    ind.to_string()
-                                } else {
-                                    inner_indent
-                                };
-                                let l = layout(&ind);
-                                let body = l.value(record)?;
-                                (r.end..r.end, format!(",{}{key}{body}", l.newline(&ind)))
-                            }
-                            None => (m_span, layout(m_indent).object(m_indent, record)?),
-                        },
-                    }
-                }
-                _ => {
-                    return Err(CompareError::Card(format!(
-                        "metrics is {}, not an object: not overwritten",
-                        m.get()
-                    )))
-                }
-            }
-        }
-    };
-    let out = format!("{}{insert}{}", &text[..range.start], &text[range.end..]);
-    // The splice must be invisible but for the record: same JSON elsewhere, the record readable
-    // back, still a valid card.
-    let before: Value = serde_json::from_str(text)?;
-    let after: Value = serde_json::from_str(&out)?;
-    let written = after
-        .get("metrics")
-        .and_then(|m| m.get(RECORD_KEY))
-        .cloned();
-    if without_record(before) != without_record(after)
-        // Through the same parser as the card (its float parsing is best-effort, not exact).
-        || written != Some(serde_json::from_str(&serde_json::to_string(record)?)?)
-    {
-        return Err(CompareError::Card(
-            "writing the record would change more than metrics.publish_gate".into(),
-        ));
-    }
-    Card::parse(&out).map_err(|e| CompareError::Card(format!("the recorded card fails: {e}")))?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::embedded;
-
-    fn gate() -> Value {
-        serde_json::json!({"verdict": "promote", "reasons": ["rows: ok ≥"], "n": 0.25})
-    }
-
-    /// The card minus the inserted text is the original: a pure insertion (or replacement).
-    fn changed_span(before: &str, after: &str) -> (usize, usize) {
-        let p = before
-            .bytes()
-            .zip(after.bytes())
-            .take_while(|(a, b)| a == b)
-            .count();
-        let s = before
-            .bytes()
-            .rev()
-            .zip(after.bytes().rev())
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(before.len() - p)
-            .min(after.len() - p);
-        (p, before.len() - p - s)
-    }
-
-    #[test]
-    fn record_is_inserted_into_the_default_card_and_nothing_else_changes() {
-        let card = embedded::CARD;
-        let out = record_in_card(card, &gate()).unwrap();
-        let (at, removed) = changed_span(card, &out);
-        assert_eq!(removed, 0, "a pure insertion");
-        let inserted = &out[at..at + out.len() - card.len()];
-        assert!(
-            inserted.starts_with(",\n    \"publish_gate\": {\n      \"n\": 0.25,"),
-            "{inserted}"
-        );
-        assert!(
-            inserted.contains("\\u2265"),
-            "ASCII card keeps ASCII: {inserted}"
-        );
-        let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["metrics"]["publish_gate"], gate());
-        assert!(v["metrics"]["holdout"].is_object());
-        // Recording again replaces the record only.
-        let mut g2 = gate();
-        g2["verdict"] = "keep_active".into();
-        let out2 = record_in_card(&out, &g2).unwrap();
-        let v2: Value = serde_json::from_str(&out2).unwrap();
-        assert_eq!(v2["metrics"]["publish_gate"], g2);
-        assert_eq!(out2.replace("keep_active", "promote"), out);
-        Card::parse(&out2).unwrap();
-    }
-
-    fn tiny_card(metrics: Option<&str>, pretty: bool) -> String {
-        let mut v: Value = serde_json::from_str(embedded::CARD).unwrap();
-        let o = v.as_object_mut().unwrap();
-        o.remove("metrics");
-        let mut text = if pretty {
-            serde_json::to_string_pretty(&v).unwrap()
-        } else {
-            serde_json::to_string(&v).unwrap()
-        };
-        if let Some(m) = metrics {
-            let (end, sep) = if pretty {
-                (text.rfind("\n}").unwrap(), ",\n  ")
-            } else {
-                (text.rfind('}').unwrap(), ",")
-            };
-            text.insert_str(end, &format!("{sep}\"metrics\": {m}"));
-        }
-        text
-    }
-
-    #[test]
-    fn record_handles_absent_null_empty_and_compact_metrics() {
-        for pretty in [true, false] {
-            for m in [None, Some("null"), Some("{}"), Some("{\"a\": 1}")] {
-                let card = tiny_card(m, pretty);
-                let out = record_in_card(&card, &gate())
-                    .unwrap_or_else(|e| panic!("{m:?} pretty {pretty}: {e}"));
-                let v: Value = serde_json::from_str(&out).unwrap();
-                assert_eq!(v["metrics"]["publish_gate"], gate(), "{m:?}");
-                if m == Some("{\"a\": 1}") {
-                    assert_eq!(v["metrics"]["a"], 1);
-                    assert_eq!(changed_span(&card, &out).1, 0, "insertion only");
-                }
-                if pretty {
-                    assert!(
-                        out.contains("\n    \"publish_gate\": {\n"),
-                        "{m:?}: {}",
-                        &out[out.len() - 300..]
-                    );
-                } else {
-                    assert!(!out.contains('\n'), "compact stays compact");
-                }
-                Card::parse(&out).unwrap();
-            }
-        }
-    }
-
-    #[test]
-    fn record_refuses_what_it_cannot_write_safely() {
-        let card = tiny_card(Some("[1]"), true);
-        assert!(matches!(
-            record_in_card(&card, &gate()),
-            Err(CompareError::Card(_))
-        ));
-        let card = tiny_card(Some("{\"publish_gate\": 1, \"publish_gate\": 2}"), true);
-        assert!(record_in_card(&card, &gate()).is_err());
-        assert!(record_in_card("[]", &gate()).is_err());
-        assert!(record_in_card("{}", &gate()).is_err());
-        // Not a valid card after the splice: refused, not written.
-        assert!(record_in_card("{\"x\": 1}", &gate()).is_err());
-    }
-
-    fn card_with(features: &[&str]) -> Card {
-        let mut c = Card::parse(embedded::CARD).unwrap();
-        c.features.retain(|f| features.contains(&f.name.as_str()));
-        c
-    }
-
-    #[test]
-    fn held_out_rows_check_header_and_cells() {
-        let card = card_with(&["admin_pages", "page_value"]);
-        let needs = [Needs {
-            role: "active",
-            card: &card,
-        }];
-        let header = "subject_kind,subject_id,decision_ts,outcome_ts,label,page_value,admin_pages";
-        let mut h = HeldOut::new(header.split(','), &needs, Some(100)).unwrap();
-        h.push(2, "visitor,a,99,,1,1.5,2".split(',')).unwrap();
-        h.push(3, "visitor,b,100,150,1,1.5,2".split(',')).unwrap();
-        h.push(4, "visitor,c,200,,0,0,0".split(',')).unwrap();
-        assert_eq!((h.rows_read(), h.len(), h.positives()), (3, 2, 1));
-        let e = h
-            .push(5, "visitor,d,x,,0,0,0".split(','))
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("line 5: decision_ts"), "{e}");
-        let e = h
-            .push(6, "visitor,d,300,,yes,0,0".split(','))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("label \"yes\""), "{e}");
-        let e = h
-            .push(7, "visitor,d,300,,0,NaN,0".split(','))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("line 7: column `page_value`"), "{e}");
-        assert!(h.push(8, "visitor,d,300,,0,0".split(',')).is_err());
-        // A rejected row leaves no partial values behind.
-        assert_eq!(h.values.len(), 2 * 2);
-        // Rows before holdout_from are skipped even with bad features.
-        h.push(9, "visitor,d,5,,0,oops,0".split(',')).unwrap();
-
-        let e = HeldOut::new("decision_ts,label,admin_pages".split(','), &needs, None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("line 1: column `page_value` is missing: a feature of the active bundle"),
-            "{e}"
-        );
-        assert!(HeldOut::new("label,page_value,admin_pages".split(','), &needs, None).is_err());
-        assert!(HeldOut::new(
-            "decision_ts,page_value,admin_pages".split(','),
-            &needs,
-            None
-        )
-        .is_err());
-        assert!(HeldOut::new(
-            "decision_ts,label,label,page_value,admin_pages".split(','),
-            &needs,
-            None
-        )
-        .is_err());
-    }
 
     fn report(auc: Option<f64>, ece: f64, rows: u64, positives: u64) -> ModelReport {
         let m = |value| Metric {
@@ -1122,28 +509,28 @@ mod tests {
         let judge_it = |cand: &ModelReport| judge(&a, cand, &c).verdict;
         assert_eq!(
             judge_it(&report(Some(0.90), 0.02, 2000, 200)),
-            Decision::Promote
+            GateVerdict::Promote
         );
         // Within the margins either way.
         assert_eq!(
             judge_it(&report(Some(0.8951), 0.0299, 2000, 200)),
-            Decision::Promote
+            GateVerdict::Promote
         );
         assert_eq!(
             judge_it(&report(Some(0.8949), 0.02, 2000, 200)),
-            Decision::KeepActive
+            GateVerdict::KeepActive
         );
         assert_eq!(
             judge_it(&report(Some(0.95), 0.0301, 2000, 200)),
-            Decision::KeepActive
+            GateVerdict::KeepActive
         );
         assert_eq!(
             judge_it(&report(Some(0.95), 0.0, 999, 200)),
-            Decision::InsufficientData
+            GateVerdict::InsufficientData
         );
         assert_eq!(
             judge_it(&report(Some(0.95), 0.0, 2000, 119)),
-            Decision::InsufficientData
+            GateVerdict::InsufficientData
         );
         let v = judge(
             &a,
@@ -1153,7 +540,7 @@ mod tests {
                 ..c
             },
         );
-        assert_eq!(v.verdict, Decision::InsufficientData);
+        assert_eq!(v.verdict, GateVerdict::InsufficientData);
         assert!(
             v.reasons.iter().any(|r| r.contains("undefined")),
             "{:?}",
@@ -1169,11 +556,11 @@ mod tests {
         assert!(v.reasons[3].contains("worse, above"), "{}", v.reasons[3]);
         assert_eq!(
             [
-                Decision::Promote,
-                Decision::KeepActive,
-                Decision::InsufficientData
+                GateVerdict::Promote,
+                GateVerdict::KeepActive,
+                GateVerdict::InsufficientData
             ]
-            .map(Decision::exit_code),
+            .map(GateVerdict::exit_code),
             [0, 3, 4]
         );
     }

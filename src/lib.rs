@@ -11,6 +11,7 @@
 
 #[cfg(feature = "browser")]
 pub mod browser;
+pub mod bundle_check;
 pub mod compare;
 pub mod dataset;
 pub mod error_code;

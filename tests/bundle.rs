@@ -1,16 +1,14 @@
 //! Bundle validation: every way a card can disagree with itself or its model fails with a clear message.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use leadscore::model::card::Card;
 use leadscore::model::Bundle;
 use leadscore::score::Scorer;
 use serde_json::{json, Value};
 
-fn default_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")
-}
+use crate::support::default_dir;
 
 fn card_json() -> Value {
     serde_json::from_str(&std::fs::read_to_string(default_dir().join("card.json")).unwrap())
@@ -172,8 +170,7 @@ fn card_errors_are_clear() {
 fn model_errors_are_clear() {
     // A card whose model is a different (smaller) file: the trees no longer match the card.
     let other =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trees/lgbm.onnx"))
-            .unwrap();
+        std::fs::read(crate::support::root().join("tests/fixtures/trees/lgbm.onnx")).unwrap();
     let mut c = card_json();
     c["model"].as_object_mut().unwrap().remove("sha256");
     c["model"].as_object_mut().unwrap().remove("n_trees");

@@ -1,42 +1,9 @@
 //! The `leadscore` command line, run as a user would.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_leadscore"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str], stdin: &str) -> Output {
-    let mut child = bin()
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A run that fails on its arguments exits without reading its input: a broken pipe here is
-    // that race, not an error (the tests judge the exit status and the output).
-    if let Err(e) = child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
-        assert_eq!(
-            e.kind(),
-            std::io::ErrorKind::BrokenPipe,
-            "writing stdin: {e}"
-        );
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use crate::support::{root, run, text};
 
 const SAMPLE: &str = "tests/fixtures/sample_events.ndjson";
 
@@ -222,6 +189,17 @@ fn check_passes_on_the_default_bundle_and_fails_on_a_broken_one() {
     let out = run(&["check", "--model", dir.to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("FAIL"));
+
+    // Without golden.json the bundle cannot be checked: a failure that says so, not a pass.
+    std::fs::remove_file(dir.join("golden.json")).unwrap();
+    let out = run(&["check", "--model", dir.to_str().unwrap()], "");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL no golden.json") && !stdout.ends_with("ok\n"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 
     // A missing bundle is a clear error, not a panic.
     let out = run(

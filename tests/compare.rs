@@ -15,34 +15,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::{default_dir, leadscore, root, scratch, text};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("compare")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leadscore"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    scratch("compare", name)
 }
 
 /// Runs `leadscore compare` and returns its exit code, JSON (if any) and stderr.
@@ -59,7 +39,7 @@ fn compare(
     );
     let mut args = vec!["compare", "--active", a, "--candidate", c, "--dataset", d];
     args.extend_from_slice(extra);
-    let out = run(&args);
+    let out = leadscore(&args);
     let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.status.code().unwrap(), json, text(&out.stderr))
 }
@@ -72,10 +52,6 @@ const T0: i64 = 1_767_225_600_000;
 const DAY: i64 = 86_400_000;
 /// The first decision time of December's rows.
 const DEC_FROM: i64 = T0 + 11 * 31 * DAY;
-
-fn default_dir() -> PathBuf {
-    root().join("models/default")
-}
 
 fn default_card() -> Value {
     serde_json::from_str(&std::fs::read_to_string(default_dir().join("card.json")).unwrap())
@@ -436,7 +412,7 @@ fn too_little_data_is_insufficient_not_a_verdict() {
 
 #[test]
 fn the_small_fixture_still_holds_the_engines_features() {
-    let out = run(&[
+    let out = leadscore(&[
         "features",
         "--model",
         "models/default",
@@ -544,43 +520,28 @@ fn bad_input_exits_2_naming_file_line_and_column() {
     );
 }
 
-/// `before` = `after` with one span replaced or inserted: returns (start, removed, inserted).
-fn changed_span(before: &str, after: &str) -> (usize, usize, usize) {
-    let (b, a) = (before.as_bytes(), after.as_bytes());
-    let p = b.iter().zip(a).take_while(|(x, y)| x == y).count();
-    let s = b
-        .iter()
-        .rev()
-        .zip(a.iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count()
-        .min(b.len() - p)
-        .min(a.len() - p);
-    (p, b.len() - p - s, a.len() - p - s)
-}
-
 #[test]
-fn record_writes_only_metrics_publish_gate_and_the_card_still_checks() {
+fn record_writes_gate_json_beside_the_card_and_the_bundle_still_checks() {
     let dir = tmp("record");
     for f in ["model.onnx", "golden.json", "card.json"] {
         std::fs::copy(default_dir().join(f), dir.join(f)).unwrap();
     }
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let data = shoppers();
     let holdout = DEC_FROM.to_string();
     let args = ["--holdout-from", holdout.as_str(), "--record"];
-    let before = std::fs::read_to_string(dir.join("card.json")).unwrap();
+    let card = read("card.json");
     let (code, v, err) = compare(&default_dir(), &dir, data, &args);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("verdict recorded in"), "{err}");
-    let after = std::fs::read_to_string(dir.join("card.json")).unwrap();
-    // One insertion, inside "metrics", and nothing else touched.
-    let (at, removed, inserted) = changed_span(&before, &after);
-    assert_eq!(removed, 0, "the trainer's bytes are all kept");
-    let piece = &after[at..at + inserted];
-    assert!(piece.starts_with(",\n    \"publish_gate\": {"), "{piece}");
-    assert!(before[..at].contains("\"metrics\": {"));
-    let card: Value = serde_json::from_str(&after).unwrap();
-    let g = &card["metrics"]["publish_gate"];
+    assert!(
+        err.contains("verdict recorded in") && err.contains("gate.json"),
+        "{err}"
+    );
+    // The trainer's card is not touched.
+    assert_eq!(read("card.json"), card);
+    let written = read("gate.json");
+    assert!(written.ends_with("}\n"), "{written}");
+    let g: Value = serde_json::from_str(&written).unwrap();
     assert_eq!(g["verdict"], "promote");
     assert_eq!(g["reasons"], v["reasons"]);
     assert_eq!(g["active_model_version"], default_card()["model_version"]);
@@ -591,44 +552,30 @@ fn record_writes_only_metrics_publish_gate_and_the_card_still_checks() {
     assert_eq!(g["active"]["auc"], v["active"]["auc"]["value"]);
     assert_eq!(g["candidate"]["ece"], v["candidate"]["calibration"]["ece"]);
     assert_eq!(g["criteria"]["min_rows"], 1000);
-    // The bundle still passes its gate.
-    let out = run(&["check", "--model", dir.to_str().unwrap()]);
+    // The bundle still passes its check.
+    let out = leadscore(&["check", "--model", dir.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}{}",
         text(&out.stdout),
         text(&out.stderr)
     );
-    // Recording again replaces the record with the same bytes (the gate is deterministic).
+    // Recording again writes the same bytes (the gate is deterministic).
     let (code, _, _) = compare(&default_dir(), &dir, data, &args);
     assert_eq!(code, 0);
-    assert_eq!(
-        std::fs::read_to_string(dir.join("card.json")).unwrap(),
-        after
-    );
-    // A later, different verdict replaces the record only.
+    assert_eq!(read("gate.json"), written);
+    // A later, different verdict replaces the record.
     let mut later = args.to_vec();
     later.extend(["--min-rows", "5000"]);
     let (code, v, _) = compare(&default_dir(), &dir, data, &later);
     assert_eq!(code, 4);
-    let again = std::fs::read_to_string(dir.join("card.json")).unwrap();
-    let (at2, _, _) = changed_span(&after, &again);
-    assert!(at2 > at, "the change starts inside the record");
-    let card: Value = serde_json::from_str(&again).unwrap();
-    assert_eq!(
-        card["metrics"]["publish_gate"]["verdict"],
-        "insufficient_data"
-    );
-    assert_eq!(card["metrics"]["publish_gate"]["reasons"], v["reasons"]);
-    assert_eq!(
-        card["metrics"]["holdout"],
-        default_card()["metrics"]["holdout"]
-    );
+    let g: Value = serde_json::from_str(&read("gate.json")).unwrap();
+    assert_eq!(g["verdict"], "insufficient_data");
+    assert_eq!(g["reasons"], v["reasons"]);
+    assert_eq!(read("card.json"), card);
     // Without --record nothing is written.
+    std::fs::remove_file(dir.join("gate.json")).unwrap();
     let (code, _, _) = compare(&default_dir(), &dir, data, &args[..2]);
     assert_eq!(code, 0);
-    assert_eq!(
-        std::fs::read_to_string(dir.join("card.json")).unwrap(),
-        again
-    );
+    assert!(!dir.join("gate.json").exists());
 }

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 use std::sync::LazyLock;
 
 use leadscore::dataset::{self, By, Dataset, Options, Row, Shard, SubjectKind};
@@ -15,6 +15,8 @@ use leadscore::outcome::{Outcome, OutcomeType};
 use leadscore::score::Scorer;
 use leadscore::state::VisitorState;
 use proptest::prelude::*;
+
+use crate::support::{leadscore, root, text};
 
 static SCORER: LazyLock<Scorer> =
     LazyLock::new(|| Scorer::new(Bundle::embedded().unwrap(), None).unwrap());
@@ -534,22 +536,6 @@ proptest! {
 }
 
 // ---- the command line --------------------------------------------------------------------
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn leadscore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leadscore"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 const SAMPLE: &str = "tests/fixtures/sample_events.ndjson";
 const OUTCOMES: &str = "tests/fixtures/sample_outcomes.ndjson";

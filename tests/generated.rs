@@ -2,11 +2,9 @@
 //! the code generates now. `make generate` (this test with `LEADSCORE_BLESS=1`) rewrites them.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use std::path::Path;
-
 #[test]
 fn committed_generated_files_are_fresh() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = &crate::support::root();
     let files = [
         (
             "www/tracker/limits.js",
@@ -59,7 +57,7 @@ fn committed_generated_files_are_fresh() {
 /// www/openapi.yaml (a prefix route such as `/v1/export/` one starting with it).
 #[test]
 fn openapi_documents_every_route() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = &crate::support::root();
     let router = std::fs::read_to_string(root.join("src/worker/mod.rs")).unwrap();
     let start = router
         .find("fn allowed_methods")

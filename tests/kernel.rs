@@ -3,7 +3,7 @@
 //! (`raw_score`, `pred_contrib`). Fixtures: `tests/fixtures/trees/make_trees.py`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use leadscore::explain::{
     tree_shap, tree_shap_memo, tree_shap_reference, tree_shap_with, Explainer, ShapMemo,
@@ -15,7 +15,7 @@ use leadscore::model::plan::Plan;
 use serde::Deserialize;
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trees")
+    crate::support::root().join("tests/fixtures/trees")
 }
 
 fn read(name: &str) -> Vec<u8> {
@@ -465,10 +465,9 @@ fn scores_with_the_memo_are_the_scores() {
     use leadscore::model::Bundle;
     use leadscore::score::{ScoreOptions, Scorer};
     let scorer = Scorer::new(Bundle::embedded().expect("bundle"), None).expect("scorer");
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sample_events.ndjson"),
-    )
-    .expect("sample events");
+    let text =
+        std::fs::read_to_string(crate::support::root().join("tests/fixtures/sample_events.ndjson"))
+            .expect("sample events");
     let events: Vec<Event> = text
         .lines()
         .filter_map(|l| Event::parse(l).ok()) // the fixture also holds bad lines, for the CLI

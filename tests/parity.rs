@@ -20,9 +20,7 @@ use leadscore::model::Bundle;
 use leadscore::score::Scorer;
 use leadscore::site::SiteTables;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::root;
 
 fn dataset() -> PathBuf {
     std::env::var_os("LEADSCORE_SHOPPERS_CSV")

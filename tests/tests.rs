@@ -12,4 +12,5 @@ mod kernel;
 mod parity;
 mod robustness;
 mod state;
+mod support;
 mod trainer;

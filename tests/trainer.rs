@@ -14,17 +14,10 @@ use leadscore::model::Bundle;
 use leadscore::score::{ScoreOptions, Scorer};
 use serde_json::{json, Value};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::{root, text};
 
 fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("trainer")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    crate::support::scratch("trainer", name)
 }
 
 fn train(args: &[&str]) -> Output {
@@ -40,10 +33,6 @@ fn train(args: &[&str]) -> Output {
         .current_dir(root())
         .output()
         .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A deterministic pseudo-random stream (64-bit LCG, top bits).

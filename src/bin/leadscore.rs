@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use leadscore::compare::{self, CompareError, Criteria, DatasetFacts, HeldOut, Needs};
+use leadscore::bundle_check::{
+    self, BaselineCheck, CheckError, GoldenCheck, PROB_TOL, SHAP_TOL, SUM_TOL,
+};
+use leadscore::compare::{self, Criteria, DatasetFacts};
+use leadscore::dataset::csv::{self as dataset_csv, HeldOut, HeldOutError, Needs, ReadError};
 use leadscore::dataset::{self, By, Inputs, LineError, Options, Shard};
 use leadscore::event::Event;
 use leadscore::model::codegen;
@@ -21,7 +25,7 @@ use leadscore::monitor::health;
 use leadscore::monitor::report::Report;
 use leadscore::monitor::window::{Conversions, Decision, Decisions};
 use leadscore::outcome::OutcomeType;
-use leadscore::score::{shortest_f64, ScoreOptions, Scorer, Tally};
+use leadscore::score::{ScoreOptions, Scorer, Tally};
 use leadscore::site::SiteTables;
 use leadscore::state::{Apply, VisitorState};
 
@@ -60,7 +64,8 @@ enum Command {
     Dataset(DatasetArgs),
     /// Validate a bundle and replay its golden vectors; exits non-zero on any failure.
     Check {
-        /// Bundle directory (card.json + model.onnx [+ golden.json]).
+        /// Bundle directory (card.json + model.onnx + golden.json; a bundle without golden
+        /// vectors fails).
         #[arg(long)]
         model: PathBuf,
     },
@@ -128,7 +133,7 @@ struct CompareArgs {
     /// How far the candidate's ECE may rise above the active's.
     #[arg(long, default_value_t = Criteria::default().ece_margin)]
     ece_margin: f64,
-    /// Write the verdict into the candidate's card.json under `metrics.publish_gate`.
+    /// Write the verdict and what it was judged on to gate.json in the candidate's directory.
     #[arg(long)]
     record: bool,
 }
@@ -401,32 +406,8 @@ fn build_dataset(args: &DatasetArgs) -> Result<ExitCode, CliError> {
                 .map_err(|e| CliError::Msg(format!("{}: {e}", args.out)))?,
         )
     };
-    let csv_err = |e: csv::Error| CliError::Msg(format!("writing {}: {e}", args.out));
-    let mut w = csv::Writer::from_writer(BufWriter::new(out));
-    let names = scorer.features().names();
-    let head = [
-        "subject_kind",
-        "subject_id",
-        "decision_ts",
-        "outcome_ts",
-        "label",
-    ];
-    w.write_record(head.into_iter().chain(names.iter().map(String::as_str)))
-        .map_err(csv_err)?;
-    let mut record = Vec::with_capacity(head.len() + names.len());
-    for row in &set.rows {
-        record.clear();
-        record.push(row.kind.as_str().to_string());
-        record.push(row.subject_id.clone());
-        record.push(row.decision_ts.to_string());
-        record.push(row.outcome_ts.map(|t| t.to_string()).unwrap_or_default());
-        record.push(row.label().to_string());
-        record.extend(row.features.iter().map(|&v| shortest_f64(v).to_string()));
-        w.write_record(&record).map_err(csv_err)?;
-    }
-    w.flush()
+    dataset_csv::write(BufWriter::new(out), scorer.features().names(), &set.rows)
         .map_err(|e| CliError::Msg(format!("writing {}: {e}", args.out)))?;
-    drop(w);
     let summary = set.summary.timed(start.elapsed().as_secs_f64());
     let json = serde_json::to_string(&summary).map_err(|e| CliError::Msg(e.to_string()))?;
     eprintln!("{json}");
@@ -549,29 +530,6 @@ fn emit_score(
     writeln!(w, "{line}").map_err(|e| CliError::Msg(format!("writing output: {e}")))
 }
 
-/// Golden vectors written by the training pipeline next to the model.
-#[derive(serde::Deserialize)]
-struct Golden {
-    features: Vec<String>,
-    rows: Vec<GoldenRow>,
-}
-
-#[derive(serde::Deserialize)]
-struct GoldenRow {
-    row: usize,
-    x: Vec<f32>,
-    lgb_prob: f64,
-    ort_prob: f64,
-    lgb_contrib: Vec<f64>,
-}
-
-/// Largest tolerated |Δ| between tract and LightGBM/onnxruntime probabilities.
-const PROB_TOL: f64 = 1e-5;
-/// Largest tolerated |Δ| between our TreeSHAP and LightGBM's pred_contrib.
-const SHAP_TOL: f64 = 1e-5;
-/// Largest tolerated |Σφ + base − margin| (TreeSHAP is additive; the kernel sums leaves in f32).
-const SUM_TOL: f64 = 1e-4;
-
 fn codegen(dir: &Path, lang: CodegenLang) -> Result<ExitCode, CliError> {
     let bundle = Bundle::load(dir)?;
     let lang = match lang {
@@ -585,103 +543,77 @@ fn codegen(dir: &Path, lang: CodegenLang) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `leadscore check`: reads the bundle's files and prints [`bundle_check::check`]'s report.
 fn check(dir: &Path) -> Result<ExitCode, CliError> {
     let bundle = Bundle::load(dir)?;
-    let scorer = Scorer::new(bundle, None)?;
-    let card = scorer.card();
+    let golden_path = dir.join("golden.json");
+    let golden = match std::fs::read(&golden_path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(CliError::Msg(format!("{}: {e}", golden_path.display()))),
+    };
+    let report = bundle_check::check(bundle, golden.as_deref()).map_err(|e| match e {
+        CheckError::Model(e) => CliError::Model(e),
+    })?;
     println!(
         "bundle {} ok: model_version {}, {} features, {} trees",
         dir.display(),
-        card.model_version,
-        card.features.len(),
-        scorer.n_trees()
+        report.model_version,
+        report.features,
+        report.trees
     );
-    match Baseline::of(card) {
-        Ok(Some(b)) => println!(
-            "baseline: {} training rows, {} held out, {} segments",
-            b.train_rows,
-            b.holdout.rows,
-            b.segments.len()
+    match &report.baseline {
+        BaselineCheck::Present {
+            train_rows,
+            holdout_rows,
+            segments,
+        } => println!(
+            "baseline: {train_rows} training rows, {holdout_rows} held out, {segments} segments"
         ),
-        Ok(None) => println!("no baseline: the bundle cannot be monitored for drift"),
-        Err(e) => {
-            println!("FAIL {e}");
-            return Ok(ExitCode::from(1));
+        BaselineCheck::Absent => {
+            println!("no baseline: the bundle cannot be monitored for drift")
         }
+        BaselineCheck::Invalid(e) => println!("FAIL {e}"),
     }
-    let golden_path = dir.join("golden.json");
-    let Ok(text) = std::fs::read_to_string(&golden_path) else {
-        println!("no golden.json: golden vectors skipped");
-        return Ok(ExitCode::SUCCESS);
-    };
-    let golden: Golden = serde_json::from_str(&text)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", golden_path.display())))?;
-    if golden.features != *scorer.features().names() {
-        println!("FAIL golden.json features differ from the card's");
-        return Ok(ExitCode::from(1));
-    }
-    let (mut worst_lgb, mut worst_ort, mut worst_shap, mut worst_sum) = (0f64, 0f64, 0f64, 0f64);
-    let mut failures = 0usize;
-    for g in &golden.rows {
-        let score = scorer.score_vector(&g.x, ScoreOptions { all_factors: true })?;
-        let p = score.raw_probability;
-        let (dl, dor) = ((p - g.lgb_prob).abs(), (p - g.ort_prob).abs());
-        let contrib = score.contributions.unwrap_or_default();
-        let base = score.base_value.unwrap_or(f64::NAN);
-        let mut ds = (base - g.lgb_contrib.last().copied().unwrap_or(f64::NAN)).abs();
-        for (c, want) in contrib.iter().zip(&g.lgb_contrib) {
-            ds = ds.max((c.impact - want).abs());
+    match &report.golden {
+        GoldenCheck::NotRun => {}
+        GoldenCheck::Missing => println!(
+            "FAIL no golden.json in {}: a bundle is checked against its golden vectors (the trainer writes them)",
+            dir.display()
+        ),
+        GoldenCheck::Unreadable(e) => {
+            return Err(CliError::Msg(format!("{}: {e}", golden_path.display())))
         }
-        let sum = contrib.iter().map(|c| c.impact).sum::<f64>() + base;
-        let dsum = (sum - f64::from(scorer.trees().0.margin(&g.x))).abs();
-        if dl > PROB_TOL
-            || dor > PROB_TOL
-            || ds > SHAP_TOL
-            || !(ds.is_finite())
-            || dsum.is_nan()
-            || dsum > SUM_TOL
-            || contrib.len() + 1 != g.lgb_contrib.len()
-        {
-            failures += 1;
-            if failures <= 5 {
+        GoldenCheck::FeaturesDiffer => {
+            println!("FAIL golden.json features differ from the card's")
+        }
+        GoldenCheck::Replayed(r) => {
+            for f in &r.first_failures {
                 println!(
-                    "FAIL row {}: p {p} lgb {} ort {} shapΔ {ds:e} |Σφ+base − margin| {dsum:e}",
-                    g.row, g.lgb_prob, g.ort_prob
+                    "FAIL row {}: p {} lgb {} ort {} shapΔ {:e} |Σφ+base − margin| {:e}",
+                    f.row, f.p, f.lgb_prob, f.ort_prob, f.shap_delta, f.sum_delta
+                );
+            }
+            println!(
+                "golden: {} rows, max |Δp| vs LightGBM {:.2e}, vs onnxruntime {:.2e}, max |Δ TreeSHAP| vs pred_contrib {:.2e}, max |Σφ+base − margin| {:.2e}",
+                r.rows, r.worst_lgb, r.worst_ort, r.worst_shap, r.worst_sum
+            );
+            if r.failures > 0 {
+                println!(
+                    "FAIL {} golden rows out of tolerance ({PROB_TOL:e} probability, {SHAP_TOL:e} TreeSHAP, {SUM_TOL:e} additivity)",
+                    r.failures
                 );
             }
         }
-        worst_lgb = worst_lgb.max(dl);
-        worst_ort = worst_ort.max(dor);
-        worst_shap = worst_shap.max(ds);
-        worst_sum = worst_sum.max(dsum);
     }
-    println!(
-        "golden: {} rows, max |Δp| vs LightGBM {worst_lgb:.2e}, vs onnxruntime {worst_ort:.2e}, max |Δ TreeSHAP| vs pred_contrib {worst_shap:.2e}, max |Σφ+base − margin| {worst_sum:.2e}",
-        golden.rows.len()
-    );
-    if failures > 0 {
-        println!("FAIL {failures} golden rows out of tolerance ({PROB_TOL:e} probability, {SHAP_TOL:e} TreeSHAP, {SUM_TOL:e} additivity)");
+    if !report.passed() {
         return Ok(ExitCode::from(1));
     }
     println!("ok");
     Ok(ExitCode::SUCCESS)
 }
 
-/// A reader that hashes what passes through it: the dataset's sha256 without a second read.
-struct Hashing<R> {
-    inner: R,
-    hasher: sha2::Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        sha2::Digest::update(&mut self.hasher, &buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Reads the held-out rows of a dataset CSV; returns them and the file's sha256.
+/// Reads the held-out rows of a dataset CSV file; returns them and the file's sha256.
 fn read_held_out(
     path: &Path,
     needs: &[Needs<'_>],
@@ -690,33 +622,14 @@ fn read_held_out(
     let name = path.display();
     let file = std::fs::File::open(path).map_err(|e| CliError::Msg(format!("{name}: {e}")))?;
     let at = |line: u64, e: &dyn std::fmt::Display| CliError::Msg(format!("{name}:{line}: {e}"));
-    let data_err = |e: CompareError| match e {
-        CompareError::Data { line, message } => at(line, &message),
+    dataset_csv::read_held_out(BufReader::new(file), needs, holdout_from).map_err(|e| match e {
+        ReadError::Rows(HeldOutError::Data { line, message }) => at(line, &message),
+        ReadError::Csv(e) => match e.position() {
+            Some(p) => at(p.line(), &e),
+            None => CliError::Msg(format!("{name}: {e}")),
+        },
         other => CliError::Msg(format!("{name}: {other}")),
-    };
-    let csv_err = |e: csv::Error| match e.position() {
-        Some(p) => at(p.line(), &e),
-        None => CliError::Msg(format!("{name}: {e}")),
-    };
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(Hashing {
-            inner: BufReader::new(file),
-            hasher: sha2::Digest::new(),
-        });
-    let header = rdr.headers().map_err(csv_err)?.clone();
-    let mut rows = HeldOut::new(header.iter(), needs, holdout_from).map_err(data_err)?;
-    let mut record = csv::StringRecord::new();
-    while rdr.read_record(&mut record).map_err(csv_err)? {
-        let line = record.position().map_or(0, |p| p.line());
-        rows.push(line, record.iter()).map_err(data_err)?;
-    }
-    let mut rest = rdr.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink())
-        .map_err(|e| CliError::Msg(format!("{name}: {e}")))?;
-    let digest = sha2::Digest::finalize(rest.hasher);
-    let sha = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((rows, sha))
+    })
 }
 
 fn baseline(
@@ -754,7 +667,6 @@ fn run_compare(args: &CompareArgs) -> Result<ExitCode, CliError> {
     };
     let active = load(&args.active)?;
     let candidate = load(&args.candidate)?;
-    let card_path = args.candidate.join("card.json");
     let (holdout_from, source) = match args.holdout_from {
         Some(t) => (Some(t), "--holdout-from".to_string()),
         None => match compare::card_holdout_from(candidate.card())
@@ -803,25 +715,20 @@ fn run_compare(args: &CompareArgs) -> Result<ExitCode, CliError> {
         rows: rows.len() as u64,
         positives: rows.positives(),
     };
-    let result = compare::compare(&active, &candidate, &rows, &criteria, facts)
+    let result = compare::gate(&active, &candidate, &rows, &criteria, facts)
         .map_err(|e| CliError::Msg(e.to_string()))?;
     let json = serde_json::to_string_pretty(&result).map_err(|e| CliError::Msg(e.to_string()))?;
     println!("{json}");
     let decision = result.verdict.verdict;
     if args.record {
-        let text = std::fs::read_to_string(&card_path)
-            .map_err(|e| CliError::Msg(format!("{}: {e}", card_path.display())))?;
-        let out = compare::record_in_card(&text, &result.record())
-            .map_err(|e| CliError::Msg(format!("{}: {e}", args.candidate.display())))?;
-        let tmp = card_path.with_extension("json.tmp");
-        std::fs::write(&tmp, out)
-            .and_then(|()| std::fs::rename(&tmp, &card_path))
-            .map_err(|e| CliError::Msg(format!("{}: {e}", card_path.display())))?;
-        eprintln!(
-            "leadscore: verdict recorded in {} (metrics.{})",
-            card_path.display(),
-            compare::RECORD_KEY
-        );
+        let path = args.candidate.join(compare::RECORD_FILE);
+        let at = |e: &dyn std::fmt::Display| CliError::Msg(format!("{}: {e}", path.display()));
+        let json = result.record().to_json().map_err(|e| at(&e))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| at(&e))?;
+        eprintln!("leadscore: verdict recorded in {}", path.display());
     }
     eprintln!(
         "leadscore: compare: {} held-out rows ({} positives): {}",

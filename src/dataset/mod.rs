@@ -1,7 +1,8 @@
 //! Point-in-time training sets: logged events and CRM outcomes ([`crate::log`]) turned into
 //! labelled feature rows, each row computed from exactly what the engine knew at its decision time.
-//! `leadscore dataset` is the front end (it reads files and writes CSV); this module works on
-//! parsed records and does no I/O.
+//! `leadscore dataset` is the front end (it reads files and writes the CSV); this module works on
+//! parsed records and does no I/O. The CSV itself — columns, writing, reading rows back — is
+//! [`csv`]'s.
 //!
 //! # The row definition
 //!
@@ -54,6 +55,7 @@
 //! Rows come sorted by (decision time, subject kind, subject id), so the same inputs give the same
 //! output byte for byte.
 
+pub mod csv;
 mod input;
 mod rows;
 

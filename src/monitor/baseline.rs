@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::bins::{counts, Binning};
 use super::drift::shares;
-use crate::compare::{evaluate, CompareError, HeldOut, ModelReport};
+use crate::compare::{evaluate, CompareError, ModelReport};
+use crate::dataset::csv::{HeldOut, HeldOutError};
 use crate::metrics::SCORE_BINS;
 use crate::model::card::Card;
 use crate::score::{ScoreOptions, Scorer};
@@ -110,6 +111,9 @@ pub enum BaselineError {
     /// Reading or scoring the rows failed.
     #[error(transparent)]
     Rows(#[from] CompareError),
+    /// The rows do not fit the bundle.
+    #[error(transparent)]
+    HeldOut(#[from] HeldOutError),
     /// No training rows.
     #[error("no training rows to take a baseline from")]
     NoRows,

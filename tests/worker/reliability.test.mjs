@@ -62,6 +62,7 @@ async function sentinel(tag) {
 test("defect 1a: a debounced score change is sent by the Durable Object alarm", async () => {
   const v = vid("debounce");
   const evs = pathJourney(v, HOT_THEN_DROP);
+  const hotAt = Date.now(); // before the request that sends lead.hot and opens the debounce window
   const r1 = await send(v, evs.slice(0, 3));
   assert.equal(r1.json.score.tier, "hot", show(r1));
   await R.waitFor((s) => eventsOf(s, v).length >= 1, { timeout: 30_000, what: `lead.hot for ${v}` });
@@ -75,12 +76,15 @@ test("defect 1a: a debounced score change is sent by the Durable Object alarm", 
   assert.equal(change.type, "lead.score_changed");
   assert.equal(change.data.ai_score, r2.json.score.ai_score);
   assert.equal(change.data.previous_score, r1.json.score.ai_score);
-  assert.ok(change.received_at - hot.received_at >= DEBOUNCE_MS - 1500, `sent after the debounce window: ${change.received_at - hot.received_at} ms after lead.hot`);
+  // A lower bound from a time taken before the window opened: a slow machine only makes it truer (lead.hot's own
+  // arrival may be late, so it is no reference). The 1.5 s allow for an alarm firing early.
+  assert.ok(change.received_at - hotAt >= DEBOUNCE_MS - 1500, `sent after the debounce window: ${change.received_at - hotAt} ms after the hot request`);
   assert.ok(change.received_at >= sentAt, "sent after the drop");
 });
 
 test("defect 1b: a visitor idle for RETENTION_DAYS is deleted by its alarm", async () => {
   const v = vid("retention");
+  const sentAt = Date.now(); // before the visitor's last event: its retention cannot end earlier than sentAt + RETENTION_S
   await send(v, syntheticEvents(v, 3));
   const g = await api.get(`/v1/score/${v}`, { auth: true });
   assert.equal(g.status, 200, show(g));
@@ -93,7 +97,8 @@ test("defect 1b: a visitor idle for RETENTION_DAYS is deleted by its alarm", asy
     assert.ok(Date.now() - t0 < (RETENTION_S + 40) * 1000, `still there ${((Date.now() - t0) / 1000).toFixed(0)} s after its last event (retention ${RETENTION_S} s): ${show(last)}`);
   }
   checkError(assert, last, 404, "not_found");
-  assert.ok(Date.now() - t0 >= (RETENTION_S - 3) * 1000, `deleted only after the retention: ${Date.now() - t0} ms`);
+  // Measured from before the send (t0 comes after a send and a read, which a loaded machine can stretch past the slack).
+  assert.ok(Date.now() - sentAt >= (RETENTION_S - 3) * 1000, `deleted only after the retention: ${Date.now() - sentAt} ms`);
 });
 
 test("defect 2: a chunked body with no content-length stops at the limit (413), and the worker keeps serving", async () => {
@@ -190,8 +195,10 @@ test("defect 5: one hanging receiver does not hold up the other deliveries of th
     const [ev] = await R.waitFor((s) => eventsOf(s, fast).length && eventsOf(s, fast), { timeout: 60_000, what: `delivery for ${fast}` });
     await R.waitFor((s) => slow.every((v) => attemptsOf(s, v).some((a) => a.closed_after_ms !== undefined)), { timeout: 60_000, what: "the hanging attempts to be abandoned" });
     const s = R.events();
-    const firstGiveUp = Math.min(...slow.map((v) => { const a = attemptsOf(s, v).find((x) => x.closed_after_ms !== undefined); return a.at + a.closed_after_ms; }));
-    assert.ok(ev.received_at < firstGiveUp, `the healthy delivery arrived ${ev.received_at - firstGiveUp} ms after the first hanging one was abandoned`);
+    // Held up behind them, the healthy delivery would arrive only once every hanging attempt had been abandoned; the
+    // margin is the worker's 5 s per-attempt timeout (src/worker/delivery.rs), several times a loopback delivery.
+    const lastGiveUp = Math.max(...slow.map((v) => { const a = attemptsOf(s, v).find((x) => x.closed_after_ms !== undefined); return a.at + a.closed_after_ms; }));
+    assert.ok(ev.received_at < lastGiveUp, `the healthy delivery arrived ${ev.received_at - lastGiveUp} ms after the hanging ones were abandoned`);
   } finally {
     R.setMode("ok");
   }
