@@ -103,7 +103,8 @@ pub struct ScoreRecord {
     /// The experiment arm that chose the bundle, where one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arm: Option<String>,
-    /// The feature vector, by name.
+    /// The feature vector, by name (NaN, written `null`, for a missing input).
+    #[serde(deserialize_with = "crate::score::map_f64_or_nan")]
     pub features: BTreeMap<String, f64>,
     /// The model's probability before calibration.
     pub raw_probability: f64,
@@ -306,6 +307,18 @@ mod tests {
             let start = day_start(&d).unwrap();
             assert!(start <= ms && ms < start + 86_400_000, "{d}");
         }
+    }
+
+    /// A missing input (NaN) is written `null` and must read back, or the day's log would not.
+    #[test]
+    fn a_score_record_with_a_missing_feature_reads_back() {
+        let line = r#"{"log":"score","id":"v/1","visitor_id":"v","ts":1,"model_version":"m","features":{"a":null,"b":2.5},"raw_probability":0.1,"probability":0.2,"ai_score":20,"tier":"cold"}"#;
+        let Record::Score(r) = serde_json::from_str(line).unwrap() else {
+            panic!("not a score")
+        };
+        assert!(r.features["a"].is_nan() && r.features["b"] == 2.5);
+        let again = serde_json::to_string(&Record::Score(r)).unwrap();
+        assert!(again.contains(r#""a":null"#), "{again}");
     }
 
     #[test]

@@ -13,12 +13,21 @@ pub const MAX_CLASSES: usize = 8;
 pub const MAX_TAGS: usize = 16;
 /// Most per-page statistic columns.
 pub const MAX_STATS: usize = 4;
+/// Largest per-page statistic (`page_value` in a currency, counts…); every statistic is ≥ 0 and
+/// a column named `*_rate` is at most 1. Why a bound: a session sums the statistics of its page
+/// views and the feature is their mean as an `f32`, so a value must stay far inside both ranges
+/// (1e39 is infinite as an `f32`, two views of 1e308 overflow the sum).
+pub const MAX_PAGE_STAT: f64 = 1e9;
+/// Largest `|special_day_peak_days_before|` and `special_day_width_days`: proximity is computed
+/// to this year's and next year's dates, so a peak or width beyond a year says nothing more.
+pub const MAX_SPECIAL_DAY_DAYS: i32 = 365;
 
 /// Site tables as written in JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteTables {
-    /// Local offset (minutes east of UTC) used when an event carries no `tz_offset`.
+    /// Local offset (minutes east of UTC) used when an event carries no `tz_offset`, within
+    /// ±[`crate::event::limits::MAX_TZ_OFFSET`].
     #[serde(default)]
     pub timezone_offset_minutes: i32,
     /// Inactivity that ends a session.
@@ -36,10 +45,10 @@ pub struct SiteTables {
     /// Dates that drive the `special_day` feature.
     #[serde(default)]
     pub special_days: Vec<SpecialDay>,
-    /// Days before a special day at which proximity peaks (1.0).
+    /// Days before a special day at which proximity peaks (1.0), within ±[`MAX_SPECIAL_DAY_DAYS`].
     #[serde(default = "default_peak")]
     pub special_day_peak_days_before: i32,
-    /// Days from the peak at which proximity reaches 0.
+    /// Days from the peak at which proximity reaches 0: 1..=[`MAX_SPECIAL_DAY_DAYS`].
     #[serde(default = "default_width")]
     pub special_day_width_days: i32,
 }
@@ -86,7 +95,8 @@ pub struct PageRule {
 pub struct PageStats {
     /// Column names (`bounce_rate`, `exit_rate`, `page_value`, …).
     pub columns: Vec<String>,
-    /// Exact path → one value per column.
+    /// Exact path → one value per column, each from 0 to [`MAX_PAGE_STAT`] (to 1 in a `*_rate`
+    /// column).
     pub pages: BTreeMap<String, Vec<f64>>,
 }
 
@@ -132,11 +142,24 @@ impl Site {
         if !(1..=24 * 60).contains(&tables.session_timeout_minutes) {
             return err("session_timeout_minutes must be 1..=1440".into());
         }
-        if tables.timezone_offset_minutes.abs() > crate::event::limits::MAX_TZ_OFFSET {
-            return err("timezone_offset_minutes must be within ±840".into());
+        let max_tz = crate::event::limits::MAX_TZ_OFFSET;
+        if !(-max_tz..=max_tz).contains(&tables.timezone_offset_minutes) {
+            return err(format!(
+                "timezone_offset_minutes must be within ±{max_tz}, not {}",
+                tables.timezone_offset_minutes
+            ));
         }
-        if tables.special_day_width_days < 1 {
-            return err("special_day_width_days must be ≥ 1".into());
+        let peak = tables.special_day_peak_days_before;
+        if !(-MAX_SPECIAL_DAY_DAYS..=MAX_SPECIAL_DAY_DAYS).contains(&peak) {
+            return err(format!(
+                "special_day_peak_days_before must be within ±{MAX_SPECIAL_DAY_DAYS}, not {peak}"
+            ));
+        }
+        let width = tables.special_day_width_days;
+        if !(1..=MAX_SPECIAL_DAY_DAYS).contains(&width) {
+            return err(format!(
+                "special_day_width_days must be 1..={MAX_SPECIAL_DAY_DAYS}, not {width}"
+            ));
         }
         let mut tags: Vec<String> = Vec::new();
         let mut class_tags: Vec<u16> = Vec::new();
@@ -189,9 +212,24 @@ impl Site {
         if n > MAX_STATS {
             return err(format!("page_stats has more than {MAX_STATS} columns"));
         }
+        let columns = &tables.page_stats.columns;
         for (path, v) in &tables.page_stats.pages {
-            if v.len() != n || v.iter().any(|x| !x.is_finite()) {
-                return err(format!("page_stats for {path:?} needs {n} finite values"));
+            if v.len() != n {
+                return err(format!(
+                    "page_stats[{path:?}] needs {n} values, one per column"
+                ));
+            }
+            for (i, (x, column)) in v.iter().zip(columns).enumerate() {
+                let max = if column.ends_with("_rate") {
+                    1.0
+                } else {
+                    MAX_PAGE_STAT
+                };
+                if !(0.0..=max).contains(x) {
+                    return err(format!(
+                        "page_stats[{path:?}][{i}] ({column}) is {x}: it must be a number from 0 to {max}"
+                    ));
+                }
             }
         }
         for (i, d) in tables.special_days.iter().enumerate() {
@@ -436,6 +474,61 @@ mod tests {
         assert_eq!(s.special_day(2026, 5, 10), 0.0);
         assert!((s.special_day(2026, 2, 9) - 0.6).abs() < 1e-12);
         assert_eq!(s.special_day(2026, 7, 1), 0.0);
+    }
+
+    /// Every number is checked, and the error names the field: a value that passes would reach
+    /// the visitor state and the features (an `f32` of 1e39 is infinite, a sum of 1e308s too).
+    #[test]
+    fn refuses_non_finite_and_out_of_range_numbers() {
+        let cases = [
+            (
+                r#"{"timezone_offset_minutes":-2147483648}"#,
+                "timezone_offset_minutes",
+            ),
+            (
+                r#"{"timezone_offset_minutes":841}"#,
+                "timezone_offset_minutes",
+            ),
+            (
+                r#"{"special_day_peak_days_before":2147483647}"#,
+                "special_day_peak_days_before",
+            ),
+            (
+                r#"{"special_day_peak_days_before":-2147483648}"#,
+                "special_day_peak_days_before",
+            ),
+            (
+                r#"{"special_day_width_days":2147483647}"#,
+                "special_day_width_days",
+            ),
+            (r#"{"special_day_width_days":0}"#, "special_day_width_days"),
+            (
+                r#"{"page_stats":{"columns":["page_value"],"pages":{"/x":[1e39]}}}"#,
+                "page_stats[\"/x\"][0] (page_value)",
+            ),
+            (
+                r#"{"page_stats":{"columns":["page_value"],"pages":{"/x":[1e308]}}}"#,
+                "page_stats[\"/x\"][0] (page_value)",
+            ),
+            (
+                r#"{"page_stats":{"columns":["a","bounce_rate"],"pages":{"/x":[0,-0.1]}}}"#,
+                "page_stats[\"/x\"][1] (bounce_rate)",
+            ),
+            (
+                r#"{"page_stats":{"columns":["exit_rate"],"pages":{"/x":[1.5]}}}"#,
+                "page_stats[\"/x\"][0] (exit_rate)",
+            ),
+        ];
+        for (json, field) in cases {
+            let t: SiteTables = serde_json::from_str(json).unwrap();
+            let e = Site::new(t).expect_err(json).to_string();
+            assert!(e.contains(field), "{json}: {e}");
+        }
+        // The bounds themselves pass.
+        let ok = r#"{"timezone_offset_minutes":-840,"special_day_peak_days_before":-365,
+            "special_day_width_days":365,
+            "page_stats":{"columns":["bounce_rate","page_value"],"pages":{"/x":[1,1e9],"/y":[0,0]}}}"#;
+        Site::new(serde_json::from_str(ok).unwrap()).unwrap();
     }
 
     #[test]

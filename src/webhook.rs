@@ -74,7 +74,8 @@ pub struct KeyFactor {
     /// The card's label for the feature (its name when the card has none).
     #[serde(default)]
     pub label: String,
-    /// Its value.
+    /// Its value (NaN, written `null`, for a missing input).
+    #[serde(deserialize_with = "crate::score::f64_or_nan")]
     pub value: f64,
     /// The card's name for the value, where it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

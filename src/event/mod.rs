@@ -198,7 +198,7 @@ impl Event {
             }
         }
         if let Some(tz) = self.tz_offset {
-            if tz.abs() > MAX_TZ_OFFSET {
+            if !(-MAX_TZ_OFFSET..=MAX_TZ_OFFSET).contains(&tz) {
                 return Err(EventError::field(
                     "tz_offset",
                     "must be within ±840 minutes",
@@ -440,6 +440,10 @@ mod tests {
             ),
             (
                 r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","tz_offset":900}"#,
+                "tz_offset",
+            ),
+            (
+                r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","tz_offset":-2147483648}"#,
                 "tz_offset",
             ),
         ];
