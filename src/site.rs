@@ -1,4 +1,5 @@
-//! Site tables: what the scorer knows about the website (page tags, per-page statistics, calendar).
+//! Site tables: what the scorer knows about the website (page tags, per-page statistics, special
+//! days; date arithmetic is [`crate::calendar`]'s).
 //!
 //! They ship inside the model card (`card.site`) and can be replaced per run (`--site-table`). They are
 //! compiled once into lookups, because the state update consults them on every page view.
@@ -6,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+
+use crate::calendar::{days_from_civil, weekday};
 
 /// Most distinct tag sets (page classes) a site may define: state keeps one counter per class.
 pub const MAX_CLASSES: usize = 8;
@@ -384,36 +387,6 @@ fn special_date(d: &SpecialDay, year: i32) -> Option<i64> {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
-    let y = i64::from(y) - i64::from(m <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Civil date (year, month, day) of a day count since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i32, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y as i32, m, d)
-}
-
-/// ISO weekday (1 = Monday … 7 = Sunday) of a day count since 1970-01-01 (a Thursday).
-pub fn weekday(days: i64) -> u32 {
-    ((days + 3).rem_euclid(7) + 1) as u32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,12 +434,7 @@ mod tests {
     }
 
     #[test]
-    fn calendar() {
-        for z in [-800_000i64, -1, 0, 1, 17_000, 20_000, 2_000_000] {
-            let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y, m, d), z);
-        }
-        assert_eq!(weekday(days_from_civil(2026, 11, 23)), 1); // a Monday
+    fn special_days() {
         let s = site();
         // Mother's Day 2026 is Sunday May 10: peak one week before.
         assert_eq!(s.special_day(2026, 5, 3), 1.0);

@@ -484,8 +484,10 @@ mod tests {
 
     #[test]
     fn reserves_the_lead_namespace_and_checks_signatures() {
-        let t = r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"lead:x@acme.example","path":"/"}"#;
-        let e = Event::parse(t).unwrap_err();
+        let t = format!(
+            r#"{{"id":"a","type":"page","ts":1700000000000,"visitor_id":"{RESERVED_VISITOR_PREFIX}x@acme.example","path":"/"}}"#
+        );
+        let e = Event::parse(&t).unwrap_err();
         assert!(e.to_string().contains("reserved"), "{e}");
         let sig = "a".repeat(64);
         let ok = format!(

@@ -497,10 +497,10 @@ fn value(k: &Kind, s: &VisitorState, cfg: &StateConfig) -> f32 {
                 codes[0]
             }
         }
-        Kind::Weekend => f32::from(crate::site::weekday(local_start(s).0) >= 6),
+        Kind::Weekend => f32::from(crate::calendar::weekday(local_start(s).0) >= 6),
         Kind::HourOfDay => local_start(s).1 as f32,
         Kind::SpecialDay => {
-            let (y, m, d) = crate::site::civil_from_days(local_start(s).0);
+            let (y, m, d) = crate::calendar::civil_from_days(local_start(s).0);
             cfg.site.special_day(y, m, d) as f32
         }
         Kind::Channel {

@@ -222,11 +222,19 @@ pub use apply::clamp_ts;
 mod codec;
 mod merge;
 
-/// 64-bit FNV-1a: stable across builds and platforms, unlike `std`'s hasher, because hashes persist.
-pub(super) fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// Event and visitor id hashes: FNV-1a, stable across builds because they persist in states.
+pub(super) use crate::hash::fnv1a64 as fnv1a;
+
+/// `x` made finite: NaN → 0, ±∞ → ±`f64::MAX`. Why: a state's floats are sums and maxima of
+/// checked inputs, but a sum can overflow (or come from a state saved before its inputs were
+/// checked), and a non-finite value would reach the features and a score's JSON as `null`, which
+/// no reader takes back for a number.
+pub(super) fn finite(x: f64) -> f64 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(-f64::MAX, f64::MAX)
+    }
 }
 
 /// `x` made finite: NaN → 0, ±∞ → ±`f64::MAX`. Why: a state's floats are sums and maxima of
