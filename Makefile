@@ -41,8 +41,9 @@ generate:
 	LEADSCORE_BLESS=1 $(CARGO) test --quiet --test integration generated::
 
 # The browser module: the core + src/browser.rs for wasm32, linked with its relocations kept so
-# that www/wasm-gc.mjs can drop what only tract's static constructors reach (1.42 → 0.8 MB
-# gzipped; 0.66 MB with the Mul fold in src/model/graph.rs), then wasm-bindgen (--target web).
+# that www/wasm-gc.mjs can drop what only tract's static constructors reach (and, with the Mul
+# fold in src/model/graph.rs, tract's arithmetic; sizes in BENCHMARKS.md), then wasm-bindgen
+# (--target web).
 # No wasm-opt: measured, `-Os` made the module 15 % smaller raw but 5 % *larger* gzipped
 # (2.23 vs 2.13 MB), no faster, and npm binaryen takes minutes.
 # Both wasm builds are file targets: a second `make run` with nothing changed rebuilds nothing.

@@ -55,11 +55,7 @@ pub struct Experiment {
 }
 
 /// FNV-1a, 32 bits, over UTF-16 code units (JavaScript's `charCodeAt`).
-pub fn fnv1a32(s: &str) -> u32 {
-    s.encode_utf16().fold(0x811c_9dc5u32, |h, u| {
-        (h ^ u32::from(u)).wrapping_mul(0x0100_0193)
-    })
-}
+pub use crate::hash::fnv1a32;
 
 /// GrowthBook's hash version 2 of `value` with `seed`: a bucket in [0, 1) in steps of 1/10,000.
 pub fn bucket(seed: &str, value: &str) -> f64 {

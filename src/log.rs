@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use crate::calendar::{day_of, day_start};
 use crate::event::Event;
 use crate::outcome::Outcome;
 use crate::score::{shortest_f64, Score, Scorer};
@@ -103,7 +104,8 @@ pub struct ScoreRecord {
     /// The experiment arm that chose the bundle, where one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arm: Option<String>,
-    /// The feature vector, by name.
+    /// The feature vector, by name (NaN, written `null`, for a missing input).
+    #[serde(deserialize_with = "crate::score::map_f64_or_nan")]
     pub features: BTreeMap<String, f64>,
     /// The model's probability before calibration.
     pub raw_probability: f64,
@@ -254,58 +256,32 @@ pub fn pack(records: Vec<Record>) -> Result<Vec<LogMessage>, serde_json::Error> 
     Ok(messages)
 }
 
-/// The UTC day `YYYY-MM-DD` of a time in ms (proleptic Gregorian; Howard Hinnant's days-to-civil).
-pub fn day_of(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// The first ms of a UTC day written `YYYY-MM-DD`, or `None` if it is not one.
-pub fn day_start(day: &str) -> Option<i64> {
-    let mut it = day.splitn(3, '-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: i64 = it.next()?.parse().ok()?;
-    let d: i64 = it.next()?.parse().ok()?;
-    if day.len() != 10 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Hinnant's days-from-civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let ms = (era * 146_097 + doe - 719_468) * 86_400_000;
-    (day_of(ms) == day).then_some(ms)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A missing input (NaN) is written `null` and must read back, or the day's log would not.
     #[test]
-    fn days_round_trip_and_match_known_dates() {
-        assert_eq!(day_of(0), "1970-01-01");
-        assert_eq!(day_of(-1), "1969-12-31");
-        assert_eq!(day_of(951_782_400_000), "2000-02-29");
-        assert_eq!(day_of(1_796_256_000_000), "2026-12-03");
-        assert_eq!(day_start("2026-12-03"), Some(1_796_256_000_000));
-        assert_eq!(day_start("2026-02-30"), None);
-        assert_eq!(day_start("2026-2-3"), None);
-        for ms in (946_684_800_000i64..4_102_444_800_000).step_by(86_400_000 * 37 + 12_345) {
-            let d = day_of(ms);
-            let start = day_start(&d).unwrap();
-            assert!(start <= ms && ms < start + 86_400_000, "{d}");
-        }
+    fn a_score_record_with_a_missing_feature_reads_back() {
+        let line = r#"{"log":"score","id":"v/1","visitor_id":"v","ts":1,"model_version":"m","features":{"a":null,"b":2.5},"raw_probability":0.1,"probability":0.2,"ai_score":20,"tier":"cold"}"#;
+        let Record::Score(r) = serde_json::from_str(line).unwrap() else {
+            panic!("not a score")
+        };
+        assert!(r.features["a"].is_nan() && r.features["b"] == 2.5);
+        let again = serde_json::to_string(&Record::Score(r)).unwrap();
+        assert!(again.contains(r#""a":null"#), "{again}");
+    }
+
+    /// A missing input (NaN) is written `null` and must read back, or the day's log would not.
+    #[test]
+    fn a_score_record_with_a_missing_feature_reads_back() {
+        let line = r#"{"log":"score","id":"v/1","visitor_id":"v","ts":1,"model_version":"m","features":{"a":null,"b":2.5},"raw_probability":0.1,"probability":0.2,"ai_score":20,"tier":"cold"}"#;
+        let Record::Score(r) = serde_json::from_str(line).unwrap() else {
+            panic!("not a score")
+        };
+        assert!(r.features["a"].is_nan() && r.features["b"] == 2.5);
+        let again = serde_json::to_string(&Record::Score(r)).unwrap();
+        assert!(again.contains(r#""a":null"#), "{again}");
     }
 
     #[test]

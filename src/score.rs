@@ -67,7 +67,9 @@ pub struct Factor {
     #[serde(default)]
     pub label: String,
     /// Feature value fed to the model (the f32 input, as its shortest decimal: `47.3`, not
-    /// `47.29999923706055`, whichever serializer — JSON, JS objects — reports it).
+    /// `47.29999923706055`, whichever serializer — JSON, JS objects — reports it); NaN for a
+    /// missing input, which JSON writes as `null`.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub value: f64,
     /// The card's name for this value of a coded feature (`"Email"` for channel 8), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -451,6 +453,22 @@ pub fn shortest_f64(v: f32) -> f64 {
     v.to_string().parse().unwrap_or(f64::from(v))
 }
 
+/// Reads a number that JSON may hold as `null`, as NaN: serde_json writes a NaN feature value (a
+/// missing input) as `null`, and a record written must read back.
+pub fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// [`f64_or_nan`] for each value of a map (a feature vector by name).
+pub fn map_f64_or_nan<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, f64>, D::Error> {
+    let m = std::collections::BTreeMap::<String, Option<f64>>::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+        .collect())
+}
+
 /// log(p / (1 − p)), clamped away from ±∞.
 pub fn logit(p: f64) -> f64 {
     let p = p.clamp(1e-12, 1.0 - 1e-12);
@@ -632,6 +650,55 @@ mod tests {
             y: vec![0.25],
         };
         assert_eq!((calibrate(0.1, &one), calibrate(0.9, &one)), (0.25, 0.25));
+    }
+
+    /// A state saved before the site tables were checked may hold an infinite page-stat sum (a
+    /// 1e308 statistic viewed twice), and a mean of 1e39 is infinite as the model's `f32`; JSON
+    /// writes both as `null`, which no reader takes for an `f64`. Neither may leave a score or a
+    /// state that cannot be read back.
+    #[test]
+    fn non_finite_sums_never_leave_a_score_or_state_unreadable() {
+        let sc = Scorer::new(Bundle::embedded().unwrap(), None).unwrap();
+        let page =
+            r#"{"id":"a","type":"page","ts":1763900121000,"visitor_id":"v","path":"/pricing"}"#;
+        let ev = Event::parse(page).unwrap();
+        let opts = ScoreOptions { all_factors: true };
+        for sum in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1e39, f64::MAX] {
+            let mut st = sc.new_state();
+            sc.apply(&mut st, &ev, None);
+            st.session.stat_sums.iter_mut().for_each(|s| *s = sum);
+            let back = VisitorState::from_bytes(&st.to_bytes(), sc.state_config()).unwrap();
+            assert!(
+                back.session.stat_sums.iter().all(|s| s.is_finite()),
+                "{sum}"
+            );
+            for state in [&st, &back] {
+                let x = sc.feature_vector(state);
+                assert!(x.iter().all(|v| !v.is_infinite()), "{sum}: {x:?}");
+                let score = sc.score(state, "v", 1, opts).unwrap();
+                let json = serde_json::to_string(&score).unwrap();
+                let read: Score = serde_json::from_str(&json)
+                    .map_err(|e| format!("{sum}: {e}"))
+                    .unwrap();
+                assert_eq!(read.ai_score, score.ai_score);
+            }
+        }
+    }
+
+    /// A missing input (NaN, e.g. a trait never sent) is `null` in JSON, and reads back as NaN.
+    #[test]
+    fn a_missing_factor_value_reads_back() {
+        let f = Factor {
+            feature: "t".into(),
+            label: "T".into(),
+            value: f64::NAN,
+            display: None,
+            impact: 0.5,
+        };
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(json.contains(r#""value":null"#), "{json}");
+        let back: Factor = serde_json::from_str(&json).unwrap();
+        assert!(back.value.is_nan() && back.impact == 0.5);
     }
 
     #[test]

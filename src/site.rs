@@ -1,4 +1,5 @@
-//! Site tables: what the scorer knows about the website (page tags, per-page statistics, calendar).
+//! Site tables: what the scorer knows about the website (page tags, per-page statistics, special
+//! days; date arithmetic is [`crate::calendar`]'s).
 //!
 //! They ship inside the model card (`card.site`) and can be replaced per run (`--site-table`). They are
 //! compiled once into lookups, because the state update consults them on every page view.
@@ -7,18 +8,29 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::{days_from_civil, weekday};
+
 /// Most distinct tag sets (page classes) a site may define: state keeps one counter per class.
 pub const MAX_CLASSES: usize = 8;
 /// Most distinct tags.
 pub const MAX_TAGS: usize = 16;
 /// Most per-page statistic columns.
 pub const MAX_STATS: usize = 4;
+/// Largest per-page statistic (`page_value` in a currency, counts…); every statistic is ≥ 0 and
+/// a column named `*_rate` is at most 1. Why a bound: a session sums the statistics of its page
+/// views and the feature is their mean as an `f32`, so a value must stay far inside both ranges
+/// (1e39 is infinite as an `f32`, two views of 1e308 overflow the sum).
+pub const MAX_PAGE_STAT: f64 = 1e9;
+/// Largest `|special_day_peak_days_before|` and `special_day_width_days`: proximity is computed
+/// to this year's and next year's dates, so a peak or width beyond a year says nothing more.
+pub const MAX_SPECIAL_DAY_DAYS: i32 = 365;
 
 /// Site tables as written in JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteTables {
-    /// Local offset (minutes east of UTC) used when an event carries no `tz_offset`.
+    /// Local offset (minutes east of UTC) used when an event carries no `tz_offset`, within
+    /// ±[`crate::event::limits::MAX_TZ_OFFSET`].
     #[serde(default)]
     pub timezone_offset_minutes: i32,
     /// Inactivity that ends a session.
@@ -36,10 +48,10 @@ pub struct SiteTables {
     /// Dates that drive the `special_day` feature.
     #[serde(default)]
     pub special_days: Vec<SpecialDay>,
-    /// Days before a special day at which proximity peaks (1.0).
+    /// Days before a special day at which proximity peaks (1.0), within ±[`MAX_SPECIAL_DAY_DAYS`].
     #[serde(default = "default_peak")]
     pub special_day_peak_days_before: i32,
-    /// Days from the peak at which proximity reaches 0.
+    /// Days from the peak at which proximity reaches 0: 1..=[`MAX_SPECIAL_DAY_DAYS`].
     #[serde(default = "default_width")]
     pub special_day_width_days: i32,
 }
@@ -86,7 +98,8 @@ pub struct PageRule {
 pub struct PageStats {
     /// Column names (`bounce_rate`, `exit_rate`, `page_value`, …).
     pub columns: Vec<String>,
-    /// Exact path → one value per column.
+    /// Exact path → one value per column, each from 0 to [`MAX_PAGE_STAT`] (to 1 in a `*_rate`
+    /// column).
     pub pages: BTreeMap<String, Vec<f64>>,
 }
 
@@ -132,11 +145,24 @@ impl Site {
         if !(1..=24 * 60).contains(&tables.session_timeout_minutes) {
             return err("session_timeout_minutes must be 1..=1440".into());
         }
-        if tables.timezone_offset_minutes.abs() > crate::event::limits::MAX_TZ_OFFSET {
-            return err("timezone_offset_minutes must be within ±840".into());
+        let max_tz = crate::event::limits::MAX_TZ_OFFSET;
+        if !(-max_tz..=max_tz).contains(&tables.timezone_offset_minutes) {
+            return err(format!(
+                "timezone_offset_minutes must be within ±{max_tz}, not {}",
+                tables.timezone_offset_minutes
+            ));
         }
-        if tables.special_day_width_days < 1 {
-            return err("special_day_width_days must be ≥ 1".into());
+        let peak = tables.special_day_peak_days_before;
+        if !(-MAX_SPECIAL_DAY_DAYS..=MAX_SPECIAL_DAY_DAYS).contains(&peak) {
+            return err(format!(
+                "special_day_peak_days_before must be within ±{MAX_SPECIAL_DAY_DAYS}, not {peak}"
+            ));
+        }
+        let width = tables.special_day_width_days;
+        if !(1..=MAX_SPECIAL_DAY_DAYS).contains(&width) {
+            return err(format!(
+                "special_day_width_days must be 1..={MAX_SPECIAL_DAY_DAYS}, not {width}"
+            ));
         }
         let mut tags: Vec<String> = Vec::new();
         let mut class_tags: Vec<u16> = Vec::new();
@@ -189,9 +215,24 @@ impl Site {
         if n > MAX_STATS {
             return err(format!("page_stats has more than {MAX_STATS} columns"));
         }
+        let columns = &tables.page_stats.columns;
         for (path, v) in &tables.page_stats.pages {
-            if v.len() != n || v.iter().any(|x| !x.is_finite()) {
-                return err(format!("page_stats for {path:?} needs {n} finite values"));
+            if v.len() != n {
+                return err(format!(
+                    "page_stats[{path:?}] needs {n} values, one per column"
+                ));
+            }
+            for (i, (x, column)) in v.iter().zip(columns).enumerate() {
+                let max = if column.ends_with("_rate") {
+                    1.0
+                } else {
+                    MAX_PAGE_STAT
+                };
+                if !(0.0..=max).contains(x) {
+                    return err(format!(
+                        "page_stats[{path:?}][{i}] ({column}) is {x}: it must be a number from 0 to {max}"
+                    ));
+                }
             }
         }
         for (i, d) in tables.special_days.iter().enumerate() {
@@ -346,36 +387,6 @@ fn special_date(d: &SpecialDay, year: i32) -> Option<i64> {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
-    let y = i64::from(y) - i64::from(m <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Civil date (year, month, day) of a day count since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i32, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y as i32, m, d)
-}
-
-/// ISO weekday (1 = Monday … 7 = Sunday) of a day count since 1970-01-01 (a Thursday).
-pub fn weekday(days: i64) -> u32 {
-    ((days + 3).rem_euclid(7) + 1) as u32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,12 +434,7 @@ mod tests {
     }
 
     #[test]
-    fn calendar() {
-        for z in [-800_000i64, -1, 0, 1, 17_000, 20_000, 2_000_000] {
-            let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y, m, d), z);
-        }
-        assert_eq!(weekday(days_from_civil(2026, 11, 23)), 1); // a Monday
+    fn special_days() {
         let s = site();
         // Mother's Day 2026 is Sunday May 10: peak one week before.
         assert_eq!(s.special_day(2026, 5, 3), 1.0);
@@ -436,6 +442,61 @@ mod tests {
         assert_eq!(s.special_day(2026, 5, 10), 0.0);
         assert!((s.special_day(2026, 2, 9) - 0.6).abs() < 1e-12);
         assert_eq!(s.special_day(2026, 7, 1), 0.0);
+    }
+
+    /// Every number is checked, and the error names the field: a value that passes would reach
+    /// the visitor state and the features (an `f32` of 1e39 is infinite, a sum of 1e308s too).
+    #[test]
+    fn refuses_non_finite_and_out_of_range_numbers() {
+        let cases = [
+            (
+                r#"{"timezone_offset_minutes":-2147483648}"#,
+                "timezone_offset_minutes",
+            ),
+            (
+                r#"{"timezone_offset_minutes":841}"#,
+                "timezone_offset_minutes",
+            ),
+            (
+                r#"{"special_day_peak_days_before":2147483647}"#,
+                "special_day_peak_days_before",
+            ),
+            (
+                r#"{"special_day_peak_days_before":-2147483648}"#,
+                "special_day_peak_days_before",
+            ),
+            (
+                r#"{"special_day_width_days":2147483647}"#,
+                "special_day_width_days",
+            ),
+            (r#"{"special_day_width_days":0}"#, "special_day_width_days"),
+            (
+                r#"{"page_stats":{"columns":["page_value"],"pages":{"/x":[1e39]}}}"#,
+                "page_stats[\"/x\"][0] (page_value)",
+            ),
+            (
+                r#"{"page_stats":{"columns":["page_value"],"pages":{"/x":[1e308]}}}"#,
+                "page_stats[\"/x\"][0] (page_value)",
+            ),
+            (
+                r#"{"page_stats":{"columns":["a","bounce_rate"],"pages":{"/x":[0,-0.1]}}}"#,
+                "page_stats[\"/x\"][1] (bounce_rate)",
+            ),
+            (
+                r#"{"page_stats":{"columns":["exit_rate"],"pages":{"/x":[1.5]}}}"#,
+                "page_stats[\"/x\"][0] (exit_rate)",
+            ),
+        ];
+        for (json, field) in cases {
+            let t: SiteTables = serde_json::from_str(json).unwrap();
+            let e = Site::new(t).expect_err(json).to_string();
+            assert!(e.contains(field), "{json}: {e}");
+        }
+        // The bounds themselves pass.
+        let ok = r#"{"timezone_offset_minutes":-840,"special_day_peak_days_before":-365,
+            "special_day_width_days":365,
+            "page_stats":{"columns":["bounce_rate","page_value"],"pages":{"/x":[1,1e9],"/y":[0,0]}}}"#;
+        Site::new(serde_json::from_str(ok).unwrap()).unwrap();
     }
 
     #[test]

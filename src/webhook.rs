@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::score::{Factor, Score, Tier};
+use crate::secret::HmacKey;
 
 /// Event type for a score change.
 pub const SCORE_CHANGED: &str = "lead.score_changed";
@@ -74,7 +75,8 @@ pub struct KeyFactor {
     /// The card's label for the feature (its name when the card has none).
     #[serde(default)]
     pub label: String,
-    /// Its value.
+    /// Its value (NaN, written `null`, for a missing input).
+    #[serde(deserialize_with = "crate::score::f64_or_nan")]
     pub value: f64,
     /// The card's name for the value, where it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,12 +215,7 @@ pub fn webhook_id(visitor_id: &str, seq: u64) -> String {
     h.update(visitor_id.as_bytes());
     h.update(b"\0");
     h.update(seq.to_le_bytes());
-    let d = h.finalize();
-    let mut s = String::from("msg_");
-    for b in &d[..12] {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("msg_{}", crate::hex::encode(&h.finalize()[..12]))
 }
 
 /// Errors of the signing secret.
@@ -229,48 +226,37 @@ pub enum SecretError {
     Malformed,
 }
 
-/// A decoded `whsec_` signing secret, kept as its keyed HMAC so signing and verifying share it.
-#[derive(Clone)]
-pub struct Secret(Hmac<Sha256>);
+/// A decoded `whsec_` signing secret: an [`HmacKey`], so signing and verifying share it.
+pub type Secret = HmacKey;
 
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(…)") // never print key material
+/// Parses `whsec_<base64>`; why the bounds: Standard Webhooks asks for 24–64 random bytes.
+pub fn parse_secret(text: &str) -> Result<Secret, SecretError> {
+    use base64::Engine as _;
+    let b64 = text
+        .trim()
+        .strip_prefix("whsec_")
+        .ok_or(SecretError::Malformed)?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| SecretError::Malformed)?;
+    if key.len() > 64 {
+        return Err(SecretError::Malformed);
     }
+    HmacKey::from_bytes(&key, 24).map_err(|_| SecretError::Malformed)
 }
 
-impl Secret {
-    /// Parses `whsec_<base64>`; why the bounds: Standard Webhooks asks for 24–64 random bytes.
-    pub fn parse(text: &str) -> Result<Secret, SecretError> {
-        use base64::Engine as _;
-        let b64 = text
-            .trim()
-            .strip_prefix("whsec_")
-            .ok_or(SecretError::Malformed)?;
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|_| SecretError::Malformed)?;
-        if !(24..=64).contains(&key.len()) {
-            return Err(SecretError::Malformed);
-        }
-        Hmac::<Sha256>::new_from_slice(&key)
-            .map(Secret)
-            .map_err(|_| SecretError::Malformed)
-    }
-
-    /// The MAC over the signed content `"{id}.{timestamp}.{body}"`.
-    fn mac(&self, id: &str, timestamp: i64, body: &str) -> Hmac<Sha256> {
-        let mut mac = self.0.clone();
-        mac.update(format!("{id}.{timestamp}.").as_bytes());
-        mac.update(body.as_bytes());
-        mac
-    }
+/// The MAC over the signed content `"{id}.{timestamp}.{body}"`.
+fn mac(secret: &Secret, id: &str, timestamp: i64, body: &str) -> Hmac<Sha256> {
+    let mut mac = secret.mac();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body.as_bytes());
+    mac
 }
 
 /// `v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>` (timestamp in seconds).
 pub fn sign(secret: &Secret, id: &str, timestamp: i64, body: &str) -> String {
     use base64::Engine as _;
-    let tag = secret.mac(id, timestamp, body).finalize().into_bytes();
+    let tag = mac(secret, id, timestamp, body).finalize().into_bytes();
     format!(
         "v1,{}",
         base64::engine::general_purpose::STANDARD.encode(tag)
@@ -280,7 +266,7 @@ pub fn sign(secret: &Secret, id: &str, timestamp: i64, body: &str) -> String {
 /// Verifies a `webhook-signature` header (space-separated `v1,<sig>` list) in constant time.
 pub fn verify(secret: &Secret, id: &str, timestamp: i64, body: &str, header: &str) -> bool {
     use base64::Engine as _;
-    let mac = secret.mac(id, timestamp, body);
+    let mac = mac(secret, id, timestamp, body);
     header
         .split(' ')
         .filter_map(|s| s.strip_prefix("v1,"))
@@ -348,44 +334,9 @@ pub fn parse_retry_after(value: Option<&str>, now_ms: i64) -> Option<u32> {
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         return v.parse::<u32>().ok();
     }
-    let at_ms = parse_imf_fixdate(v)?;
+    let at_ms = crate::calendar::parse_imf_fixdate(v)?;
     let wait = (at_ms - now_ms).max(0);
     u32::try_from((wait + 999) / 1000).ok()
-}
-
-/// Milliseconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-fn parse_imf_fixdate(v: &str) -> Option<i64> {
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let b = v.as_bytes();
-    // ASCII first: the slices below must fall on character boundaries.
-    if b.len() != 29 || !v.is_ascii() {
-        return None;
-    }
-    if &v[3..5] != ", " || &v[25..] != " GMT" || !DAYS.contains(&&v[..3]) {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let t = v.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
-    };
-    let (day, year) = (num(5..7)?, num(12..16)?);
-    let month = MONTHS.iter().position(|m| *m == &v[8..11])? as u32 + 1;
-    let (h, m, s) = (num(17..19)?, num(20..22)?, num(23..25)?);
-    let seps = [(7, b' '), (11, b' '), (16, b' '), (19, b':'), (22, b':')];
-    if seps.iter().any(|&(i, c)| b[i] != c) || h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    let days = crate::site::days_from_civil(i32::try_from(year).ok()?, month, day);
-    // A day that does not exist in the month (31 Feb) does not round-trip.
-    if crate::site::civil_from_days(days) != (i32::try_from(year).ok()?, month, day) {
-        return None;
-    }
-    Some(((days * 24 + i64::from(h)) * 60 + i64::from(m)) * 60_000 + i64::from(s) * 1000)
 }
 
 #[cfg(test)]
@@ -469,7 +420,7 @@ mod tests {
     #[test]
     fn standard_webhooks_signature() {
         // The example of the Standard Webhooks specification's reference implementations.
-        let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let secret = parse_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let body = r#"{"test": 2432232314}"#;
         let sig = sign(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
@@ -496,15 +447,15 @@ mod tests {
             &format!("v1,AAAA {sig}")
         ));
         assert_eq!(
-            Secret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap_err(),
+            parse_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap_err(),
             SecretError::Malformed
         );
         assert_eq!(
-            Secret::parse("whsec_!!").unwrap_err(),
+            parse_secret("whsec_!!").unwrap_err(),
             SecretError::Malformed
         );
         assert_eq!(
-            Secret::parse("whsec_YWJj").unwrap_err(),
+            parse_secret("whsec_YWJj").unwrap_err(),
             SecretError::Malformed
         ); // 3 bytes
     }

@@ -144,11 +144,7 @@ impl Shard {
 }
 
 /// 64-bit FNV-1a of a subject id: stable across builds and machines, so shards are too.
-pub fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+pub use crate::hash::fnv1a64 as fnv1a;
 
 /// How to build a training set.
 #[derive(Debug, Clone, Copy, PartialEq)]

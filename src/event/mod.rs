@@ -198,7 +198,7 @@ impl Event {
             }
         }
         if let Some(tz) = self.tz_offset {
-            if tz.abs() > MAX_TZ_OFFSET {
+            if !(-MAX_TZ_OFFSET..=MAX_TZ_OFFSET).contains(&tz) {
                 return Err(EventError::field(
                     "tz_offset",
                     "must be within ±840 minutes",
@@ -442,6 +442,10 @@ mod tests {
                 r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","tz_offset":900}"#,
                 "tz_offset",
             ),
+            (
+                r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"v","path":"/","tz_offset":-2147483648}"#,
+                "tz_offset",
+            ),
         ];
         for (text, field) in cases {
             match Event::parse(text) {
@@ -480,8 +484,10 @@ mod tests {
 
     #[test]
     fn reserves_the_lead_namespace_and_checks_signatures() {
-        let t = r#"{"id":"a","type":"page","ts":1700000000000,"visitor_id":"lead:x@acme.example","path":"/"}"#;
-        let e = Event::parse(t).unwrap_err();
+        let t = format!(
+            r#"{{"id":"a","type":"page","ts":1700000000000,"visitor_id":"{RESERVED_VISITOR_PREFIX}x@acme.example","path":"/"}}"#
+        );
+        let e = Event::parse(&t).unwrap_err();
         assert!(e.to_string().contains("reserved"), "{e}");
         let sig = "a".repeat(64);
         let ok = format!(

@@ -192,10 +192,18 @@ impl FeatureSet {
         &self.half_lives
     }
 
-    /// Computes every feature into `out` (len = [`FeatureSet::len`]).
+    /// Computes every feature into `out` (len = [`FeatureSet::len`]). A value beyond `f32`'s
+    /// range (a trait of 1e300, a mean of 1e39) is `±f32::MAX`, never infinite: the trees take
+    /// the same branches (their thresholds are finite), and a score's JSON can be read back. NaN
+    /// stays: it is a missing input.
     pub fn compute(&self, s: &VisitorState, cfg: &StateConfig, out: &mut [f32]) {
         for (o, k) in out.iter_mut().zip(&self.kinds) {
-            *o = value(k, s, cfg);
+            let v = value(k, s, cfg);
+            *o = if v.is_infinite() {
+                f32::MAX.copysign(v)
+            } else {
+                v
+            };
         }
     }
 }
@@ -489,10 +497,10 @@ fn value(k: &Kind, s: &VisitorState, cfg: &StateConfig) -> f32 {
                 codes[0]
             }
         }
-        Kind::Weekend => f32::from(crate::site::weekday(local_start(s).0) >= 6),
+        Kind::Weekend => f32::from(crate::calendar::weekday(local_start(s).0) >= 6),
         Kind::HourOfDay => local_start(s).1 as f32,
         Kind::SpecialDay => {
-            let (y, m, d) = crate::site::civil_from_days(local_start(s).0);
+            let (y, m, d) = crate::calendar::civil_from_days(local_start(s).0);
             cfg.site.special_day(y, m, d) as f32
         }
         Kind::Channel {

@@ -275,7 +275,7 @@ fn plain_f32(t: &TValue) -> Result<&[f32], ModelError> {
 /// that never references `__wasm_call_ctors` gets *every* export wrapped by wasm-ld so that it runs
 /// all constructors first (tens of µs per JS→wasm call); referencing it switches the wrapping off,
 /// and since nothing calls it, `www/wasm-gc.mjs` can drop the constructors and all they alone reach
-/// from the browser module (measured: 1.42 → 0.8 MB gzipped; 0.66 MB with [`fold_mul_by_one`]).
+/// from the browser module (with [`fold_mul_by_one`]; its size is measured in BENCHMARKS.md).
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub fn static_constructors_are_not_run() {

@@ -111,6 +111,7 @@ use sha2::Sha256;
 use super::{Outcome, OutcomeError, OutcomeType};
 use crate::error_code::ErrorCode;
 use crate::event::{check_id, limits};
+use crate::secret::HmacKey;
 
 /// Header holding the v3 signature (HTTP header names are case-insensitive).
 pub const SIGNATURE_HEADER: &str = "X-HubSpot-Signature-v3";
@@ -118,8 +119,6 @@ pub const SIGNATURE_HEADER: &str = "X-HubSpot-Signature-v3";
 pub const TIMESTAMP_HEADER: &str = "X-HubSpot-Request-Timestamp";
 /// Largest accepted distance between the request's timestamp and now, either way (5 minutes).
 pub const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
-/// Shortest accepted client secret (bytes); HubSpot's are 36-character UUIDs.
-pub const MIN_SECRET_BYTES: usize = 16;
 /// Most events in one request: HubSpot sends at most 100.
 pub const MAX_EVENTS: usize = 100;
 /// Largest accepted body. An event shaped as documented is 200–340 bytes of compact JSON (the
@@ -153,9 +152,6 @@ pub const DEFAULT_STAGE_MAP_JSON: &str = r#"{
 /// Why a HubSpot request, payload or stage map was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HubspotError {
-    /// The configured client secret is too short to be HubSpot's (a misconfiguration).
-    #[error("the HubSpot client secret must be at least {MIN_SECRET_BYTES} bytes")]
-    WeakSecret,
     /// A signature header is absent.
     #[error("header {0} is missing")]
     MissingHeader(&'static str),
@@ -218,7 +214,7 @@ impl HubspotError {
     /// answers 401 and says no more); configuration problems are `invalid_config`.
     pub fn code(&self) -> ErrorCode {
         match self {
-            HubspotError::WeakSecret | HubspotError::StageMap(_) => ErrorCode::InvalidConfig,
+            HubspotError::StageMap(_) => ErrorCode::InvalidConfig,
             HubspotError::MissingHeader(_)
             | HubspotError::MalformedTimestamp
             | HubspotError::Expired { .. }
@@ -236,37 +232,25 @@ impl HubspotError {
 // ---------------------------------------------------------------------------------------------
 // Signature v3
 
-/// The app's client secret, kept as its keyed HMAC (built once, at configuration time).
-#[derive(Clone)]
-pub struct ClientSecret(Hmac<Sha256>);
+/// The app's client secret: an [`HmacKey`] from its text ([`HmacKey::new`]: surrounding
+/// whitespace, such as a trailing newline in a variable, is dropped; HubSpot's secrets, 36-character
+/// UUIDs, have none), built once at configuration time.
+pub type ClientSecret = HmacKey;
 
-impl std::fmt::Debug for ClientSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClientSecret(…)") // never print key material
-    }
-}
-
-impl ClientSecret {
-    /// The secret from its text (surrounding whitespace, such as a trailing newline in a
-    /// variable, is dropped; HubSpot's secrets have none).
-    pub fn new(text: &str) -> Result<ClientSecret, HubspotError> {
-        let key = text.trim().as_bytes();
-        if key.len() < MIN_SECRET_BYTES {
-            return Err(HubspotError::WeakSecret);
-        }
-        Hmac::<Sha256>::new_from_slice(key)
-            .map(ClientSecret)
-            .map_err(|_| HubspotError::WeakSecret)
-    }
-
-    fn mac(&self, method: &str, uri: &str, body: &[u8], timestamp: &str) -> Hmac<Sha256> {
-        let mut mac = self.0.clone();
-        mac.update(method.as_bytes());
-        mac.update(decode_uri_for_v3(uri).as_bytes());
-        mac.update(body);
-        mac.update(timestamp.as_bytes());
-        mac
-    }
+/// The MAC over what v3 signs: `method + uri + body + timestamp`.
+fn mac_v3(
+    secret: &ClientSecret,
+    method: &str,
+    uri: &str,
+    body: &[u8],
+    timestamp: &str,
+) -> Hmac<Sha256> {
+    let mut mac = secret.mac();
+    mac.update(method.as_bytes());
+    mac.update(decode_uri_for_v3(uri).as_bytes());
+    mac.update(body);
+    mac.update(timestamp.as_bytes());
+    mac
 }
 
 /// The URI as HubSpot signs it: the documented escapes decoded (see the module doc), everything
@@ -323,8 +307,7 @@ pub fn sign_v3(
     body: &[u8],
     timestamp: &str,
 ) -> String {
-    let tag = secret
-        .mac(method, uri, body, timestamp)
+    let tag = mac_v3(secret, method, uri, body, timestamp)
         .finalize()
         .into_bytes();
     base64::engine::general_purpose::STANDARD.encode(tag)
@@ -359,8 +342,7 @@ pub fn verify_signature_v3(
     if tag.len() != 32 {
         return Err(HubspotError::MalformedSignature);
     }
-    secret
-        .mac(method, uri, body, timestamp)
+    mac_v3(secret, method, uri, body, timestamp)
         .verify_slice(&tag)
         .map_err(|_| HubspotError::BadSignature)
 }
@@ -1185,11 +1167,8 @@ mod tests {
 
     #[test]
     fn a_secret_is_hubspots_length_and_never_printed() {
-        assert_eq!(ClientSecret::new("").unwrap_err(), HubspotError::WeakSecret);
-        assert_eq!(
-            ClientSecret::new(" short-secret \n").unwrap_err().code(),
-            ErrorCode::InvalidConfig
-        );
+        assert!(ClientSecret::new("").is_err());
+        assert!(ClientSecret::new(" short-secret \n").is_err());
         // Surrounding whitespace (a variable's newline) is not part of the key.
         let padded = ClientSecret::new(&format!("  {SDK_SECRET}\n")).unwrap();
         assert_eq!(

@@ -219,7 +219,11 @@ mod tests {
             "both lead and visitor"
         );
         assert!(
-            with("visitor_id", json!("lead:x")).is_err(),
+            with(
+                "visitor_id",
+                json!(format!("{}x", crate::event::RESERVED_VISITOR_PREFIX))
+            )
+            .is_err(),
             "reserved prefix"
         );
         let mut none = base.clone();

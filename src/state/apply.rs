@@ -146,6 +146,7 @@ impl VisitorState {
             }
             EventType::Custom => {}
         }
+        self.sanitize();
         Apply::Applied
     }
 

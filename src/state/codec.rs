@@ -25,6 +25,7 @@ impl VisitorState {
         if !s.fits(cfg) {
             return Err(s.shape_error(cfg));
         }
+        s.sanitize();
         Ok(s)
     }
 

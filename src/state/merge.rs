@@ -186,6 +186,7 @@ impl VisitorState {
         }
 
         self.merged.extend(sources);
+        self.sanitize();
         Ok(Merge::Merged)
     }
 }

@@ -216,21 +216,62 @@ pub enum StateError {
     Shape(String),
 }
 
-/// 64-bit FNV-1a: stable across builds and platforms, unlike `std`'s hasher, because hashes persist.
 mod apply;
 
 pub use apply::clamp_ts;
 mod codec;
 mod merge;
 
-/// 64-bit FNV-1a: stable across builds and platforms, unlike `std`'s hasher, because hashes persist.
-pub(super) fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// Event and visitor id hashes: FNV-1a, stable across builds because they persist in states.
+pub(super) use crate::hash::fnv1a64 as fnv1a;
+
+/// `x` made finite: NaN → 0, ±∞ → ±`f64::MAX`. Why: a state's floats are sums and maxima of
+/// checked inputs, but a sum can overflow (or come from a state saved before its inputs were
+/// checked), and a non-finite value would reach the features and a score's JSON as `null`, which
+/// no reader takes back for a number.
+pub(super) fn finite(x: f64) -> f64 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(-f64::MAX, f64::MAX)
+    }
+}
+
+/// `x` made finite: NaN → 0, ±∞ → ±`f64::MAX`. Why: a state's floats are sums and maxima of
+/// checked inputs, but a sum can overflow (or come from a state saved before its inputs were
+/// checked), and a non-finite value would reach the features and a score's JSON as `null`, which
+/// no reader takes back for a number.
+pub(super) fn finite(x: f64) -> f64 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(-f64::MAX, f64::MAX)
+    }
 }
 
 impl VisitorState {
+    /// Makes every float finite ([`finite`]): after each update and on reading bytes back.
+    pub(super) fn sanitize(&mut self) {
+        let all = self
+            .engaged_ms
+            .iter_mut()
+            .chain(&mut self.decayed)
+            .chain(&mut self.session.engaged_ms)
+            .chain(&mut self.session.stat_sums);
+        for x in all {
+            *x = finite(*x);
+        }
+        for c in [&mut self.total, &mut self.session.counts] {
+            c.scroll_sum = finite(f64::from(c.scroll_sum)).clamp(0.0, f64::from(f32::MAX)) as f32;
+            c.scroll_max = finite(f64::from(c.scroll_max)).clamp(0.0, 100.0) as f32;
+        }
+        for (_, v) in &mut self.traits {
+            if let TraitValue::Num(n) = v {
+                *n = finite(*n);
+            }
+        }
+    }
+
     /// An empty state shaped for a configuration.
     pub fn new(cfg: &StateConfig) -> VisitorState {
         let n = cfg.site.n_classes();

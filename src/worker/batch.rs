@@ -1,41 +1,10 @@
 //! The rules every batch route shares (events, import, outcomes): a size rule, each item parsed on
-//! its own — the good ones go on, the bad ones are answered by index — and one answer for a batch
-//! with nothing good in it.
-
-use serde::Serialize;
+//! its own ([`crate::batch::partition`]: the good ones go on, the bad ones are answered by index)
+//! and one answer for a batch with nothing good in it.
 
 use super::http::ApiError;
+pub use crate::batch::{partition, Rejected};
 use crate::error_code::ErrorCode;
-
-/// A per-item rejection: the rest of the batch is accepted.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Rejected {
-    /// The item's position in the batch.
-    pub index: usize,
-    /// Why, as a stable code.
-    pub code: ErrorCode,
-    /// Why, for a person.
-    pub message: String,
-}
-
-/// Parses each item on its own: the items that parse, in order, and the rejections by index.
-pub fn partition<I, T>(
-    items: impl IntoIterator<Item = I>,
-    mut parse: impl FnMut(I) -> Result<T, (ErrorCode, String)>,
-) -> (Vec<T>, Vec<Rejected>) {
-    let (mut good, mut rejected) = (Vec::new(), Vec::new());
-    for (index, item) in items.into_iter().enumerate() {
-        match parse(item) {
-            Ok(t) => good.push(t),
-            Err((code, message)) => rejected.push(Rejected {
-                index,
-                code,
-                message,
-            }),
-        }
-    }
-    (good, rejected)
-}
 
 /// The size rule: not empty (`empty`: the code that says so), at most `max` items. `noun` names
 /// the items ("events"), `per` the batch ("batch", "import batch").

@@ -15,7 +15,7 @@ use worker::*;
 use super::env::{var, var_num};
 use super::http::now_ms;
 use super::outbox::Delivery;
-use crate::webhook::{parse_retry_after, retry_delay_seconds, sign, Secret};
+use crate::webhook::{parse_retry_after, parse_secret, retry_delay_seconds, sign, Secret};
 
 /// Per-attempt timeout.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,7 +31,7 @@ enum Attempt {
 /// Delivers one batch of the score-events queue: each message acked or retried on its own.
 pub async fn deliver_batch(batch: MessageBatch<Delivery>, env: &Env) -> Result<()> {
     let url = var(env, "WEBHOOK_URL").unwrap_or_default();
-    let secret = var(env, "WEBHOOK_SECRET").and_then(|s| Secret::parse(&s).ok());
+    let secret = var(env, "WEBHOOK_SECRET").and_then(|s| parse_secret(&s).ok());
     // Tests compress the schedule (e.g. 120: the 30-minute step takes 15 s); production: 1.
     let scale = var_num(env, "DELIVERY_TIME_SCALE", 1.0f64);
     let messages = batch.messages()?;

@@ -82,7 +82,7 @@ impl Config {
                 ErrorCode::InvalidSignature,
                 "lead signatures cannot be checked: IDENTITY_SECRET is not configured",
             )),
-            Some(k) if k.verify(lead, signature) => Ok(()),
+            Some(k) if crate::identity::verify(k, lead, signature) => Ok(()),
             Some(_) => Err(ApiError::new(
                 403,
                 ErrorCode::InvalidSignature,

@@ -1,4 +1,4 @@
-// The model-health dashboard: renders a monitor report (src/monitor/health.rs `Report`) as charts and
+// The model-health dashboard: renders a monitor report (src/monitor/report.rs `Report`) as charts and
 // tables. Two homes, one script (bundled with Chart.js by www/build.mjs):
 //   * /monitor/ on the worker: the bearer token is typed once, kept in sessionStorage (this tab only,
 //     never in any asset), and the report is fetched from GET /v1/monitor;
