@@ -33,7 +33,8 @@ fn committed_generated_files_are_fresh() {
     lines[at] = want_line;
     let values = openapi_values(root);
     for (i, line) in lines.iter_mut().enumerate() {
-        *line = fill_limits(line, &values).unwrap_or_else(|e| panic!("www/openapi.yaml:{}: {e}", i + 1));
+        *line = fill_limits(line, &values)
+            .unwrap_or_else(|e| panic!("www/openapi.yaml:{}: {e}", i + 1));
     }
     let fresh = lines.join("\n") + "\n";
     let openapi_stale = fresh != text;
@@ -126,17 +127,32 @@ fn openapi_values(root: &Path) -> Vec<(&'static str, f64)> {
         ("limits::MAX_LEAD_ID_LEN", limits::MAX_LEAD_ID_LEN as f64),
         ("limits::MAX_MAP_ENTRIES", limits::MAX_MAP_ENTRIES as f64),
         ("limits::MAX_VALUE_LEN", limits::MAX_VALUE_LEN as f64),
-        ("limits::MAX_IMPORT_EVENTS", limits::MAX_IMPORT_EVENTS as f64),
-        ("limits::MAX_IMPORT_BODY_BYTES", limits::MAX_IMPORT_BODY_BYTES as f64),
-        ("limits::MAX_OUTCOMES_BODY_BYTES", limits::MAX_OUTCOMES_BODY_BYTES as f64),
-        ("outcome::MAX_BATCH_OUTCOMES", outcome::MAX_BATCH_OUTCOMES as f64),
+        (
+            "limits::MAX_IMPORT_EVENTS",
+            limits::MAX_IMPORT_EVENTS as f64,
+        ),
+        (
+            "limits::MAX_IMPORT_BODY_BYTES",
+            limits::MAX_IMPORT_BODY_BYTES as f64,
+        ),
+        (
+            "limits::MAX_OUTCOMES_BODY_BYTES",
+            limits::MAX_OUTCOMES_BODY_BYTES as f64,
+        ),
+        (
+            "outcome::MAX_BATCH_OUTCOMES",
+            outcome::MAX_BATCH_OUTCOMES as f64,
+        ),
         ("outcome::MAX_VALUE", outcome::MAX_VALUE),
         ("hubspot::MAX_EVENTS", hubspot::MAX_EVENTS as f64),
         ("hubspot::MAX_BODY_BYTES", hubspot::MAX_BODY_BYTES as f64),
         ("hubspot::MAX_SKEW_MS", hubspot::MAX_SKEW_MS as f64),
         ("limits::MAX_EVENT_BYTES", limits::MAX_EVENT_BYTES as f64),
         ("state::MAX_AGE_MS", leadscore::state::MAX_AGE_MS as f64),
-        ("state::MAX_FUTURE_MS", leadscore::state::MAX_FUTURE_MS as f64),
+        (
+            "state::MAX_FUTURE_MS",
+            leadscore::state::MAX_FUTURE_MS as f64,
+        ),
         ("score::KEY_FACTORS", leadscore::score::KEY_FACTORS as f64),
     ];
     for (name, konst) in [
@@ -179,7 +195,9 @@ fn worker_const(root: &Path, name: &str) -> f64 {
     }
     match found.as_slice() {
         [(_, Some(v))] => *v,
-        _ => panic!("src/worker/ should define `const {name}` once, as a product of integers: {found:?}"),
+        _ => panic!(
+            "src/worker/ should define `const {name}` once, as a product of integers: {found:?}"
+        ),
     }
 }
 

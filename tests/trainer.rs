@@ -453,9 +453,13 @@ fn empty_numeric_cells_are_missing_values_and_the_card_says_what_is_served() {
     ]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("golden: ") && stdout.ends_with("ok\n"), "{stdout}");
     assert!(
-        stderr.contains("'product_seconds': ") && stderr.contains("no live visitor takes the missing branch"),
+        stdout.contains("golden: ") && stdout.ends_with("ok\n"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("'product_seconds': ")
+            && stderr.contains("no live visitor takes the missing branch"),
         "{stderr}"
     );
     let (card, scorer) = load(&out_dir);

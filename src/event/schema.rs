@@ -38,7 +38,10 @@ const fn listed_at(t: EventType) -> usize {
 const _: () = {
     let mut i = 0;
     while i < EVENT_TYPES.len() {
-        assert!(listed_at(EVENT_TYPES[i]) == i, "EVENT_TYPES is out of order");
+        assert!(
+            listed_at(EVENT_TYPES[i]) == i,
+            "EVENT_TYPES is out of order"
+        );
         i += 1;
     }
 };
