@@ -9,7 +9,7 @@ CARGO ?= cargo
 PY := .venv/bin/python
 export RUST_BACKTRACE ?= 0
 
-.PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test loop-test health-test bench train clean
+.PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test loop-test health-test bench train clean deploy deploy-check
 
 WASM_TARGET := wasm32-unknown-unknown
 WASM_OUT := target/www/ls
@@ -35,8 +35,8 @@ score-sample:
 tools:
 	.ci/tools
 
-# Files generated from the Rust sources (www/tracker/limits.js, www/event.schema.json); tests/generated.rs
-# fails when a committed copy is stale.
+# Files generated from the Rust sources (www/tracker/limits.js, www/event.schema.json, the numbers of
+# www/openapi.yaml, models/train/contract.json); tests/generated.rs fails when a committed copy is stale.
 generate:
 	LEADSCORE_BLESS=1 $(CARGO) test --quiet --test integration generated::
 
@@ -103,7 +103,17 @@ worker-test: site venv
 	$(CARGO) build --bin leadscore
 	LEADSCORE_STRICT=1 node --test --test-concurrency=1 tests/worker/*.test.mjs
 
-test: lint rust-test check-bundle browser-test worker-test
+test: lint rust-test check-bundle deploy-check browser-test worker-test
+
+# The worker as `wrangler deploy` would upload it, built and bundled offline (--dry-run, nothing sent):
+# its compressed size against the Workers plan limits (3 MB Free, 10 MB Paid; fails above Paid).
+deploy-check: site
+	.ci/deploy-check
+
+# Production (README, Deployment): creates the Queues, the R2 bucket with its lifecycle rules, the D1
+# database with its migrations and the secrets, then deploys. Needs `wrangler login`; idempotent.
+deploy: site
+	.ci/deploy
 
 # The fault suite at full size (CI runs its short version inside worker-test): the CRM down for 30
 # simulated minutes, workerd killed mid-load (200 visitors, compared with the CLI), 10 parallel

@@ -71,10 +71,11 @@ fn template(encoding_auto: bool) -> Value {
         &std::fs::read_to_string(root().join("models/default/card.json")).unwrap(),
     )
     .unwrap();
+    // "auto" on a trait (live values are whatever the site sends): a kind whose live values are the
+    // engine's fixed names (channel) is refused with it (`auto_on_a_fixed_name_kind_is_refused`).
     let channel = if encoding_auto {
-        json!({"name": "channel", "kind": "channel", "label": "Traffic source",
-               "params": {"touch": "first", "scope": "session", "default": 0,
-                          "codes": {"direct": 0, "email": 1, "organic_google": 2, "social_facebook": 3}},
+        json!({"name": "channel", "kind": "trait", "label": "Traffic source",
+               "params": {"name": "source", "codes": {"direct": 0, "email": 1, "search": 2, "social": 3}},
                "column": "source", "encoding": "auto",
                "values": {"0": "Direct", "1": "Email", "2": "Search", "3": "Social"}})
     } else {
@@ -336,6 +337,145 @@ fn a_table_trains_a_bundle_that_passes_check() {
         (f.label.as_str(), f.display.as_deref()),
         ("Traffic source", Some("Email"))
     );
+}
+
+/// `"encoding": "auto"` numbers a CSV's labels in sorted order; on `channel`, whose live values are
+/// the engine's fixed names numbered by `params.codes`, the two would not agree: refused, with the fix.
+#[test]
+fn auto_on_a_fixed_name_kind_is_refused() {
+    let dir = scratch("auto-fixed");
+    let data = write_table(&dir, &synthetic(40, 3));
+    let mut t = template(true);
+    t["features"][2] = json!({"name": "channel", "kind": "channel",
+        "params": {"touch": "first", "scope": "session", "default": 0,
+                   "codes": {"direct": 0, "email": 1, "organic_google": 2, "social_facebook": 3}},
+        "column": "source", "encoding": "auto"});
+    let tpl = write_json(&dir.join("t.json"), &t);
+    let out_dir = dir.join("out");
+    let out = train(&[
+        "--table",
+        data.to_str().unwrap(),
+        "--label",
+        "converted",
+        "--card",
+        &tpl,
+        "--name",
+        "x",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            r#"train.py: feature 'channel' (kind channel): "encoding": "auto" would number the CSV's values (Direct, Email, Search, Social)"#
+        ),
+        "{err}"
+    );
+    assert!(
+        last.contains("fixed names (direct, organic_google,")
+            && last.contains(r#"Fix: replace "auto" with an explicit "encoding""#),
+        "{err}"
+    );
+    assert!(!out_dir.join("card.json").exists());
+}
+
+/// A CRM export with empty numeric cells: they are missing values (NaN to LightGBM, which learns a
+/// branch for them), except where the engine serves a value for an absent input (a trait's
+/// `default`), which the trainer uses so training and serving agree; the card's `training.missing`
+/// says, per feature, how many cells were empty, how they were trained and what is served live.
+#[test]
+fn empty_numeric_cells_are_missing_values_and_the_card_says_what_is_served() {
+    let dir = scratch("missing");
+    let rows = synthetic(2000, 11);
+    let mut csv = String::from("id,pages,seconds,source,employees,rating,converted\n");
+    let (mut empty_seconds, mut empty_employees, mut empty_rating) = (0, 0, 0);
+    for (i, (p, sec, src, y)) in rows.iter().enumerate() {
+        let seconds = if i % 7 == 3 {
+            empty_seconds += 1;
+            String::new()
+        } else {
+            sec.to_string()
+        };
+        let employees = if i % 5 == 1 {
+            empty_employees += 1;
+            String::new()
+        } else {
+            (10 * (i % 13)).to_string()
+        };
+        let rating = if i % 3 == 0 {
+            empty_rating += 1;
+            " ".to_string()
+        } else {
+            (p % 4).to_string()
+        };
+        let label = if *y { "yes" } else { "no" };
+        csv += &format!("{i},{p},{seconds},{src},{employees},{rating},{label}\n");
+    }
+    let data = dir.join("crm.csv");
+    std::fs::write(&data, csv).unwrap();
+    let mut t = template(false);
+    t["features"][2] = json!({"name": "employees", "kind": "trait",
+        "params": {"name": "employees", "default": 0}, "column": "employees"});
+    t["features"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "rating", "kind": "trait", "params": {"name": "rating"}, "column": "rating"}));
+    t["features"][0]["column"] = json!("pages");
+    t["features"][1]["column"] = json!("seconds");
+    let tpl = write_json(&dir.join("t.json"), &t);
+    let out_dir = dir.join("bundle");
+    let out = train(&[
+        "--table",
+        data.to_str().unwrap(),
+        "--label",
+        "converted",
+        "--card",
+        &tpl,
+        "--name",
+        "crm",
+        "--date",
+        "20261203",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("golden: ") && stdout.ends_with("ok\n"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("'product_seconds': ")
+            && stderr.contains("no live visitor takes the missing branch"),
+        "{stderr}"
+    );
+    let (card, scorer) = load(&out_dir);
+    assert_eq!(
+        card["training"]["missing"],
+        json!([
+            {"feature": "product_seconds", "column": "seconds", "empty_cells": empty_seconds,
+             "trained_as": "missing", "served_when_absent": "never absent (computed from the visitor's events)"},
+            {"feature": "employees", "column": "employees", "empty_cells": empty_employees,
+             "trained_as": 0.0, "served_when_absent": 0.0},
+            {"feature": "rating", "column": "rating", "empty_cells": empty_rating,
+             "trained_as": "missing", "served_when_absent": "missing"},
+        ])
+    );
+    assert!(card["training"]["baseline_rows"]
+        .as_str()
+        .unwrap()
+        .contains("without a missing value"));
+    // A visitor who never sent `rating` is scored through the trees' missing branches, as trained.
+    let with = |r: f32| {
+        scorer
+            .score_vector(&[6.0, 900.0, 50.0, r], ScoreOptions::default())
+            .unwrap()
+            .raw_probability
+    };
+    let missing = with(f32::NAN);
+    assert!(missing.is_finite() && missing > 0.0 && missing < 1.0);
 }
 
 /// A point-in-time dataset (`leadscore dataset`'s format), subjects with several decisions: the

@@ -9,6 +9,9 @@
 //                            a page of its own, so the snippet's budget never carries it) and
 //                            www/monitor/index.html → target/www/monitor/index.html; `leadscore monitor
 //                            --report` inlines the same script into its HTML report
+//   target/www/_headers     (written here: response headers Workers static assets apply by path; the
+//                            file itself is not served) — /monitor/* gets a strict Content-Security-Policy
+//                            whose style-src is the hash of the dashboard's one <style> (www/monitor/style.js)
 //   models/<name>/{card.json,model.onnx} → target/www/ls/models/<name>/ for every bundle but the
 //                            default (the wasm embeds that one): an experiment arm's bundle, which
 //                            the page loads to score its visitors as the worker does
@@ -16,10 +19,12 @@
 // HTML pages may contain `<!--#include NAME-->` (www/demo/_partials/NAME.html, not copied) and the
 // placeholder `/*leadscore:snippet*/` inside an inline <script>, replaced by the minified snippet:
 // the demo pages carry the loader exactly as a customer pastes it.
+import { createHash } from 'node:crypto';
 import { build, transform } from 'esbuild';
 import { mkdir, readdir, readFile, rm, stat, writeFile, copyFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CSS as DASHBOARD_CSS } from './monitor/style.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'www');
@@ -120,6 +125,22 @@ await build({
   logLevel: 'warning',
 });
 await copyFile(join(src, 'monitor', 'index.html'), join(monitor, 'index.html'));
+
+// The dashboard handles the API token: its page runs only its own script (no inline script, no eval),
+// talks only to this origin, and its one <style> is allowed by hash; it may not be framed.
+const styleHash = createHash('sha256').update(DASHBOARD_CSS, 'utf8').digest('base64');
+const monitorCsp = [
+  "default-src 'none'", "script-src 'self'", `style-src 'sha256-${styleHash}'`, "connect-src 'self'",
+  "img-src 'self' data:", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
+].join('; ');
+await writeFile(join(out, '_headers'), [
+  '# Written by www/build.mjs: response headers for the static assets (Workers reads this file).',
+  '/monitor/*',
+  `  Content-Security-Policy: ${monitorCsp}`,
+  '  Referrer-Policy: no-referrer',
+  '  X-Content-Type-Options: nosniff',
+  '',
+].join('\n'));
 
 for (const f of ['leadscore.js', 'leadscore_bg.wasm']) {
   if (!(await stat(join(ls, f)).catch(() => null))) {

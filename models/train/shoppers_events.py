@@ -8,9 +8,13 @@ month, visitor type, OS / browser family and traffic channel. ``--out-tables`` w
 to the row's values.
 
 Deterministic: a fixed seed per row, no clock, no hash randomisation; the same CSV gives byte-identical
-output. Nothing here re-implements the engine's rules (user-agent families, channels, sessions): the
-Rust engine is the only implementation, and ``cargo test --test integration parity::`` (part of
-``make test``) feeds it these events and requires every row's columns back, bit for bit.
+output. One engine rule is mirrored here, and only to choose dates: the special-day closeness
+(``special_day`` below, src/site.rs), because a row's SpecialDay value must be found among the calendar's
+dates before its events can be written; its parameters (the special days, peak and width) are read from
+the default card template's site tables, not restated. Nothing else re-implements the engine's rules
+(user-agent families, channels, sessions, page statistics): the Rust engine is the only implementation,
+and ``cargo test --test integration parity::`` (part of ``make test``) feeds it these events and requires
+every row's columns back, bit for bit — which also proves the mirror chose every date right.
 
     .venv/bin/python models/train/shoppers_events.py \
         --data ../shared/data/online_shoppers/online_shoppers_intention.csv \
@@ -37,8 +41,11 @@ SESSION_TIMEOUT_MS = 30 * 60_000
 YEARS = range(2015, 2028)
 MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "June": 6, "Jul": 7, "Aug": 8,
           "Sep": 9, "Oct": 10, "Nov": 11, "Dec": 12}
-SPECIAL_DAYS = [{"month": 2, "day": 14}, {"month": 5, "weekday": 7, "nth": 2}]
-SPECIAL_PEAK, SPECIAL_WIDTH = 7, 5
+# The site's special days as the default card template declares them (the one copy of these numbers).
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.card.json"), encoding="utf-8") as _f:
+    _SITE = json.load(_f)["site"]
+SPECIAL_DAYS = _SITE["special_days"]
+SPECIAL_PEAK, SPECIAL_WIDTH = _SITE["special_day_peak_days_before"], _SITE["special_day_width_days"]
 
 # Dataset code of each live family / channel. Chosen from the dataset's OS x Browser co-occurrence so
 # that frequent pairs are plausible devices (OS 1 pairs with Browser 1 -> iOS Safari, OS 3 with
@@ -71,7 +78,7 @@ def f32(x: float) -> np.float32:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Calendar (mirrors src/site.rs special_day)
+# Calendar: mirrors src/site.rs special_day, only to choose dates (the parity test proves each choice)
 
 def special_date(sd: dict, year: int) -> dt.date:
     if "day" in sd:

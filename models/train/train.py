@@ -41,8 +41,12 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import columns  # noqa: E402  the column rule and the engine's contract (contract.json, generated)
+
 REPO = os.path.dirname(os.path.dirname(HERE))
-DATASET_COLUMNS = ["subject_kind", "subject_id", "decision_ts", "outcome_ts", "label"]
+DATASET_COLUMNS = columns.contract()["dataset_leading_columns"]
+CARD_SCHEMA_VERSION = columns.contract()["card_schema_version"]
 SPLIT_SEED = 20261123  # golden-row sample and the random split
 TRAIN_SEED = 7
 CV_FOLDS = 5
@@ -202,18 +206,24 @@ def parse_label(cell: str, where: str, col: str) -> int:
 
 
 def parse_number(cell: str, where: str, col: str) -> float:
-    try:
-        v = float(cell)
-    except ValueError:
-        v = None
-    if v is None or not math.isfinite(v):
+    v = columns.number(cell)
+    if v is None:
         raise InputError(f'{where}: column "{col}": "{cell}" is not a number')
     return v
 
 
+def parse_dataset_cell(cell: str, where: str, col: str) -> float:
+    """A `leadscore dataset` feature cell: a number, or missing (empty, or NaN: a trait never sent that has
+    no default) as NaN, which is what the engine served."""
+    if columns.is_empty(cell) or cell.strip().lower() == "nan":
+        return math.nan
+    return parse_number(cell, where, col)
+
+
 def auto_encoding(values: list[str]) -> dict | None:
-    """None when every cell is a number; false/true (no/yes) → 0/1; else sorted distinct values → 0..n-1."""
-    distinct = sorted(set(values))
+    """None when every cell is a number; false/true (no/yes) → 0/1; else sorted distinct values → 0..n-1.
+    Empty cells are missing values, not a category."""
+    distinct = sorted({v for v in values if not columns.is_empty(v)})
     try:
         if all(math.isfinite(float(v)) for v in distinct):
             return None
@@ -226,20 +236,42 @@ def auto_encoding(values: list[str]) -> dict | None:
     return {v: i for i, v in enumerate(distinct)}
 
 
-def table_matrix(path, header, rows, lines, specs) -> np.ndarray:
-    """float32 features of a table (sums of columns in f64, then float32), with auto encodings filled in."""
+def refuse_auto_on_fixed_names(spec: dict, values: list[str]) -> None:
+    """`encoding: auto` numbers a CSV's labels in sorted order; a kind whose live values are the engine's
+    fixed names (channel, os, …) is numbered by params.codes instead, so the two would never agree."""
+    names = columns.contract()["fixed_name_kinds"].get(spec["kind"])
+    if names is None:
+        return
+    codes = spec.get("params", {}).get("codes", {})
+    seen = sorted({v for v in values if not columns.is_empty(v)})
+    example = ", ".join(f'"{v}": <code of the live name it means>' for v in seen[:3])
+    raise InputError(
+        f"feature {spec['name']!r} (kind {spec['kind']}): \"encoding\": \"auto\" would number the CSV's values "
+        f"({', '.join(seen[:8])}{', …' if len(seen) > 8 else ''}) in sorted order, but live the engine numbers "
+        f"{spec['kind']} by params.codes over its fixed names ({', '.join(names[:8])}{', …' if len(names) > 8 else ''}"
+        f"{'; codes given: ' + ', '.join(f'{k} {v}' for k, v in list(codes.items())[:8]) if codes else ''}). "
+        f"Fix: replace \"auto\" with an explicit \"encoding\" that maps each CSV value to the code of the live "
+        f"name it means, e.g. {{{example}}}")
+
+
+def table_matrix(path, header, rows, lines, specs, missing: list | None = None) -> np.ndarray:
+    """float32 features of a table (sums of columns in f64, then float32), with auto encodings filled in.
+    An empty cell is a missing value: NaN (LightGBM and XGBoost learn a branch for it), or the value the
+    engine serves when the input is absent live (a trait's params.default), so training and serving agree;
+    `missing` (if given) receives one record per feature with empty cells, for the card."""
     idx = {h: i for i, h in enumerate(header)}
     X = np.zeros((len(rows), len(specs)), dtype=np.float32)
     for j, spec in enumerate(specs):
         if not isinstance(spec.get("column"), str):
             raise InputError(f"feature {spec['name']!r} has no \"column\" (the table path reads every feature from one)")
-        cols = [c.strip() for c in spec["column"].split("+")]
+        cols = columns.parts(spec["column"])
         for c in cols:
             if c not in idx:
                 raise InputError(f'{path}:1: no column "{c}" (feature {spec["name"]!r})')
         if spec.get("encoding") == "auto":
             if len(cols) > 1:
                 raise InputError(f"feature {spec['name']!r}: \"encoding\": \"auto\" needs a single column")
+            refuse_auto_on_fixed_names(spec, [r[idx[cols[0]]] for r in rows])
             enc = auto_encoding([r[idx[cols[0]]] for r in rows])
             if enc is None:
                 del spec["encoding"]
@@ -255,9 +287,13 @@ def table_matrix(path, header, rows, lines, specs) -> np.ndarray:
         total = np.zeros(len(rows))
         for c in cols:
             k = idx[c]
+            empty = np.array([columns.is_empty(r[k]) and not (enc is not None and r[k] in enc) for r in rows])
             if enc is not None:
                 vals = []
-                for r, line in zip(rows, lines):
+                for r, line, e in zip(rows, lines, empty):
+                    if e:
+                        vals.append(math.nan)
+                        continue
                     if r[k] not in enc:
                         known = ", ".join(map(str, list(enc)[:8]))
                         raise InputError(f'{path}:{line}: column "{c}": "{r[k]}" is not in the encoding of '
@@ -265,8 +301,22 @@ def table_matrix(path, header, rows, lines, specs) -> np.ndarray:
                     vals.append(enc[r[k]])
                 total += np.array(vals, dtype=np.float64)
             else:
-                total += np.array([parse_number(r[k], f"{path}:{line}", c) for r, line in zip(rows, lines)],
-                                  dtype=np.float64)
+                total += np.array([math.nan if e else parse_number(r[k], f"{path}:{line}", c)
+                                   for r, line, e in zip(rows, lines, empty)], dtype=np.float64)
+        absent = np.isnan(total)
+        if absent.any():
+            served = columns.served_when_absent(spec)
+            if isinstance(served, float):
+                total[absent] = served
+            if served is None:
+                print(f"train.py: feature {spec['name']!r}: {int(absent.sum())} empty cells in {spec['column']!r} "
+                      f"trained as missing; live the engine always computes {spec['kind']} from the visitor's "
+                      "events, so no live visitor takes the missing branch", file=sys.stderr)
+            if missing is not None:
+                missing.append({"feature": spec["name"], "column": spec["column"], "empty_cells": int(absent.sum()),
+                                "trained_as": "missing" if not isinstance(served, float) else served,
+                                "served_when_absent": served if served is not None else
+                                "never absent (computed from the visitor's events)"})
         X[:, j] = total.astype(np.float32)
     return X
 
@@ -791,6 +841,7 @@ def run(args) -> None:
 
     groups = None
     holdout_from = None
+    missing: list = []  # features with empty cells: how they were trained, what the engine serves
     if args.dataset:
         data_path = args.dataset
         header, rows, lines = read_csv(data_path)
@@ -808,8 +859,14 @@ def run(args) -> None:
         X = np.zeros((len(rows), len(names)), dtype=np.float32)
         for j, n in enumerate(names):
             c = len(DATASET_COLUMNS) + j
-            X[:, j] = np.array([parse_number(r[c], f"{data_path}:{line}", n) for r, line in zip(rows, lines)],
+            X[:, j] = np.array([parse_dataset_cell(r[c], f"{data_path}:{line}", n) for r, line in zip(rows, lines)],
                                dtype=np.float64).astype(np.float32)
+            absent = int(np.isnan(X[:, j]).sum())
+            if absent:
+                served = columns.served_when_absent(specs[j])
+                missing.append({"feature": n, "empty_cells": absent, "trained_as": "missing",
+                                "served_when_absent": served if served is not None else
+                                "never absent (computed from the visitor's events)"})
         y = np.array([parse_label(r[4], f"{data_path}:{line}", "label") for r, line in zip(rows, lines)],
                      dtype=np.int64)
         ts = []
@@ -837,7 +894,7 @@ def run(args) -> None:
         li = header.index(args.label)
         y = np.array([parse_label(r[li], f"{data_path}:{line}", args.label) for r, line in zip(rows, lines)],
                      dtype=np.int64)
-        X = table_matrix(data_path, header, rows, lines, specs)
+        X = table_matrix(data_path, header, rows, lines, specs, missing)
         split = args.split or "random"
         if split == "random":
             rs = np.random.RandomState(SPLIT_SEED)
@@ -949,7 +1006,7 @@ def run(args) -> None:
         j = names.index(seg_feature)
         labels = specs[j].get("values", {})
         segs = []
-        for v in sorted(set(X[pool, j].tolist())):
+        for v in sorted({v for v in X[pool, j].tolist() if not math.isnan(v)}):
             in_pool = X[pool, j] == v
             pos = int(y[pool][in_pool].sum())
             if pos < min_seg_pos:
@@ -1019,6 +1076,10 @@ def run(args) -> None:
     page_views = [j for j, s in enumerate(specs) if s["kind"] == "page_views"]
     no_pages = {i for i in range(len(X)) if X[i, page_views].sum() == 0} if page_views else set()
     golden_rows = sorted(set(rs.choice(len(X), min(GOLDEN_ROWS, len(X)), replace=False).tolist()) | no_pages)
+    # golden.json's vectors are plain JSON numbers (no NaN): rows with a missing value are checked by the
+    # onnxruntime parity over every row above, not replayed by `leadscore check`
+    complete = ~np.isnan(X).any(axis=1)
+    golden_rows = [r for r in golden_rows if complete[r]]
     contrib = lib.contrib(booster, X[golden_rows])
     shap_err = shap_check(lib, booster, X[golden_rows[:12]], contrib[:12])
     shap_tol = 1e-9 if lib.name == "lightgbm" else 1e-5  # XGBoost's contributions are float32
@@ -1081,6 +1142,8 @@ def run(args) -> None:
     }
     if "features_excluded" in tnotes:
         training["features_excluded"] = tnotes["features_excluded"]
+    if missing:
+        training["missing"] = missing
     training.update({
         "library": lib.name,
         "params": params,
@@ -1108,7 +1171,7 @@ def run(args) -> None:
         "date": date,
     })
     card = {
-        "schema_version": 1,
+        "schema_version": CARD_SCHEMA_VERSION,
         "name": args.name,
         "model_version": f"{args.name}-{date}-{model_sha[:8]}",
         "model": {"file": "model.onnx", "sha256": model_sha, "n_features": len(specs), "n_trees": len(covers)},
@@ -1129,7 +1192,17 @@ def run(args) -> None:
     # The monitoring baseline is frozen by the engine itself (bins, shares and served scores are
     # Rust's): leadscore baseline on the bundle just written, then stored in the card.
     segments = tpl.get("monitor", {}).get("segments", [])
-    card["baseline"] = freeze_baseline(out_dir, args.leadscore, X, y, pool, test, names, segments)
+    # `leadscore baseline` reads finite numbers only: it is frozen on the rows without a missing value
+    b_pool, b_test = pool[complete[pool]], test[complete[test]]
+    if len(b_pool) and len(b_test):
+        card["baseline"] = freeze_baseline(out_dir, args.leadscore, X, y, b_pool, b_test, names, segments)
+        if len(b_pool) < len(pool) or len(b_test) < len(test):
+            training["baseline_rows"] = ("the monitoring baseline is frozen on the rows without a missing value "
+                                         f"({len(b_pool)} of {len(pool)} training, {len(b_test)} of {len(test)} "
+                                         "held out)")
+    else:
+        print("train.py: every training or held-out row has a missing value: no monitoring baseline "
+              "(the bundle cannot be monitored for drift)", file=sys.stderr)
     with open(os.path.join(out_dir, "card.json"), "w", newline="\n") as f:
         f.write(card_json(card))
 

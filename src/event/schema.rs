@@ -1,8 +1,60 @@
 //! The event's JSON Schema (`www/event.schema.json`, for integrators and the browser tests),
 //! generated from here: the shape is written once below, every number comes from
-//! [`super::limits`]. `tests/generated.rs` fails when the committed file is stale.
+//! [`super::limits`] and the `type` enum from [`EventType`]. `tests/generated.rs` fails when the
+//! committed file is stale.
 
-use super::RESERVED_VISITOR_PREFIX;
+use super::{EventType, RESERVED_VISITOR_PREFIX};
+
+/// Every [`EventType`], in the schema's order. [`listed_at`] matches exhaustively, so a new variant
+/// does not compile until it has a place here.
+const EVENT_TYPES: [EventType; 9] = [
+    EventType::Page,
+    EventType::Engaged,
+    EventType::PageEnd,
+    EventType::Scroll,
+    EventType::Click,
+    EventType::FormStart,
+    EventType::FormSubmit,
+    EventType::Identify,
+    EventType::Custom,
+];
+
+/// Where `t` is in [`EVENT_TYPES`]; the assertion below checks, at compile time, that each index
+/// holds its type, so the list has every variant once.
+const fn listed_at(t: EventType) -> usize {
+    match t {
+        EventType::Page => 0,
+        EventType::Engaged => 1,
+        EventType::PageEnd => 2,
+        EventType::Scroll => 3,
+        EventType::Click => 4,
+        EventType::FormStart => 5,
+        EventType::FormSubmit => 6,
+        EventType::Identify => 7,
+        EventType::Custom => 8,
+    }
+}
+
+const _: () = {
+    let mut i = 0;
+    while i < EVENT_TYPES.len() {
+        assert!(
+            listed_at(EVENT_TYPES[i]) == i,
+            "EVENT_TYPES is out of order"
+        );
+        i += 1;
+    }
+};
+
+/// The `type` enum's items: each type's JSON name as serde writes it, so the schema cannot name a
+/// type the parser does not accept.
+fn event_type_names() -> String {
+    EVENT_TYPES
+        .iter()
+        .map(|t| serde_json::to_string(t).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The schema with `@NAME@` where a limit goes.
 const TEMPLATE: &str = r##"{
@@ -17,7 +69,7 @@ const TEMPLATE: &str = r##"{
   "properties": {
     "id": { "type": "string", "minLength": 1, "maxLength": @MAX_ID_LEN@, "description": "Client-made unique id: the idempotency key." },
     "type": {
-      "enum": ["page", "engaged", "page_end", "scroll", "click", "form_start", "form_submit", "identify", "custom"]
+      "enum": [@EVENT_TYPES@]
     },
     "ts": { "type": "integer", "minimum": @MIN_TS@, "maximum": @MAX_TS@, "description": "Client time, ms since the Unix epoch." },
     "visitor_id": { "type": "string", "minLength": 1, "maxLength": @MAX_ID_LEN@, "not": { "pattern": "^@RESERVED_VISITOR_PREFIX@" }, "description": "Random first-party id; the prefix `lead:` is reserved." },
@@ -60,6 +112,7 @@ pub fn json_schema() -> String {
         "RESERVED_VISITOR_PREFIX",
         RESERVED_VISITOR_PREFIX.to_string(),
     ));
+    values.push(("EVENT_TYPES", event_type_names()));
     let mut out = TEMPLATE.to_string();
     for (name, value) in &values {
         out = out.replace(&format!("@{name}@"), value);
@@ -79,5 +132,16 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["properties"]["id"]["maxLength"], MAX_ID_LEN);
         assert_eq!(v["$defs"]["smallMap"]["maxProperties"], MAX_MAP_ENTRIES);
+    }
+
+    #[test]
+    fn the_type_enum_is_every_event_type_and_each_parses() {
+        let v: serde_json::Value = serde_json::from_str(&json_schema()).unwrap();
+        let names = v["properties"]["type"]["enum"].as_array().unwrap();
+        assert_eq!(names.len(), EVENT_TYPES.len());
+        for (name, t) in names.iter().zip(EVENT_TYPES) {
+            let parsed: EventType = serde_json::from_value(name.clone()).unwrap();
+            assert_eq!(parsed, t);
+        }
     }
 }

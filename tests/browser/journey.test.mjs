@@ -144,6 +144,8 @@ test('a visitor walking the demo site turns hot, and the page follows the score'
   await page.selectOption('select[name=company_size]', '200-999');
   await page.click('button[type=submit]');
   await page.waitForSelector('#thanks:not([hidden])');
+  assert.equal(await page.locator('#thanks').isVisible(), true, 'the thank-you card is shown');
+  assert.equal(await page.locator('#demo-request').isVisible(), false, 'the sent demo form is hidden');
   await page.waitForFunction(() => window.leadscore.score()?.lead_id === 'jane@northwind.example');
   v = await view(page);
   assert.equal(v.score.tier, 'hot');

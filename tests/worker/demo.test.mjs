@@ -90,7 +90,11 @@ test("a visitor walking the demo site (consent accepted) reaches the CRM as a si
   await page.getByLabel(/work email/i).fill(email);
   await page.getByLabel("Company", { exact: true }).fill("Analytical Engines");
   await page.getByLabel(/company size/i).selectOption({ index: 3 });
-  await page.getByRole("button", { name: /request my demo/i }).click();
+  const request = page.getByRole("button", { name: /request my demo/i });
+  await request.click();
+  // The sent form gives way to the thank-you card (its `hidden` must beat form.card's display rule).
+  await page.locator("#thanks").waitFor({ state: "visible", timeout: 10_000 });
+  assert.equal(await page.locator("#demo-request").isVisible(), false, "the sent demo form is hidden");
   await sleep(1000);
   await flush();
 

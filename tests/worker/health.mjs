@@ -363,7 +363,10 @@ async function dashboard(S, from, to, file, { report } = {}) {
       throw new Error(`dashboard did not load: ${shown.join(" ")} ${out.errors.join(" ")} (${e.message.split("\n")[0]})`);
     }
     out.charts = await page.locator("canvas").count();
-    out.token_in_session_only = await page.evaluate(() => sessionStorage.length > 0 && localStorage.length === 0);
+    // The token lives in the page's memory only: nothing in any storage another page of the origin reads.
+    out.token_in_memory_only = await page.evaluate(() => sessionStorage.length === 0 && localStorage.length === 0);
+    // /monitor/ is served with the strict policy of target/www/_headers (the charts above rendered under it).
+    out.csp = (await page.request.get(new URL("/monitor/", S.base).href)).headers()["content-security-policy"] ?? "";
     out.arms_rows = await page.locator("text=Experiment arms").locator("..").locator("tr").count();
     await page.screenshot({ path: file, fullPage: true });
     if (report) {
@@ -489,7 +492,8 @@ export async function runHealth({ out = path.join(ROOT, "target", "health"), lea
     if (screenshots) {
       const d = await dashboard(S, from, to, path.join(out, "dashboard.png"), { report: html });
       result.dashboard_charts = d.charts;
-      result.dashboard_token_in_storage = d.token_in_session_only;
+      result.dashboard_token_in_memory_only = d.token_in_memory_only;
+      result.dashboard_csp = d.csp;
       result.report_charts = d.report_charts;
       result.page_errors = d.errors;
     }

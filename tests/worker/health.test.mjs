@@ -45,7 +45,8 @@ test("a site change raises a signed drift alert naming what moved, shuffled outc
   assert.equal(r.cli_exit, 5, "leadscore monitor exits 5 on alerts");
   assert.ok(r.cli_windows_equal, "GET /v1/monitor and leadscore monitor report the same windows");
   assert.ok(r.dashboard_charts >= 4 && r.report_charts >= 4, `${r.dashboard_charts} / ${r.report_charts} charts`);
-  assert.ok(r.dashboard_token_in_storage, "the token is kept in sessionStorage only");
+  assert.ok(r.dashboard_token_in_memory_only, "the token is kept in the page's memory only, in no storage");
+  assert.match(r.dashboard_csp, /default-src 'none'; script-src 'self'; style-src 'sha256-/, "/monitor/ sends a strict CSP");
   assert.deepEqual(r.page_errors, []);
   // The experiment (a second stack, 50/50 default vs candidate): arms pinned by the same hash the page
   // computes, both arms scored by their own bundle, conversion per arm, SRM only where visitors were lost.

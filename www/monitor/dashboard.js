@@ -1,43 +1,23 @@
 // The model-health dashboard: renders a monitor report (src/monitor/report.rs `Report`) as charts and
 // tables. Two homes, one script (bundled with Chart.js by www/build.mjs):
-//   * /monitor/ on the worker: the bearer token is typed once, kept in sessionStorage (this tab only,
-//     never in any asset), and the report is fetched from GET /v1/monitor;
+//   * /monitor/ on the worker: the bearer token is typed into the page and kept in its memory only (no
+//     storage any other page of the origin could read; a reload asks again), and the report is fetched
+//     from GET /v1/monitor. The page's Content-Security-Policy (target/www/_headers, www/build.mjs)
+//     allows this script, same-origin fetches and the one <style> below (by its hash) — nothing inline;
 //   * `leadscore monitor --report report.html`: the report is inlined as <script id="report-data">.
 // Nothing here computes a metric: every number is the report's.
 import {
   BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, LineController, LineElement,
   PointElement, ScatterController, Tooltip,
 } from 'chart.js';
+import { COLORS, CSS } from './style.js';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, LineController, LineElement,
   PointElement, ScatterController, Legend, Tooltip);
 Chart.defaults.animation = false;
 Chart.defaults.font.family = 'system-ui, sans-serif';
 
-const TOKEN_KEY = 'leadscore.monitor.token';
-const COLORS = { base: '#8aa1b8', live: '#d9534f', ok: '#2e7d32', warn: '#f0ad4e', alert: '#c62828', muted: '#b0b0b0' };
-
-const CSS = `
-body{margin:0;font:14px/1.45 system-ui,sans-serif;color:#1d2733;background:#f5f7fa}
-#app{max-width:1180px;margin:0 auto;padding:20px}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:16px;margin:0 0 8px}
-.sub{color:#5b6b7b;margin-bottom:16px}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:16px}
-.card{background:#fff;border:1px solid #dde3ea;border-radius:8px;padding:14px;margin-bottom:16px}
-.card canvas{max-height:260px}
-table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef1f4}
-th{color:#5b6b7b;font-weight:600}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
-.pill{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;color:#fff}
-.ok{background:${COLORS.ok}} .warning{background:${COLORS.warn}} .alert{background:${COLORS.alert}}
-.insufficient_data{background:#90a4ae}
-form.login{display:flex;gap:8px;align-items:center}
-input[type=password],input[type=date]{padding:6px;border:1px solid #c4ccd5;border-radius:4px}
-button{padding:6px 12px;border:0;border-radius:4px;background:#1d4ed8;color:#fff;cursor:pointer}
-select{padding:4px}
-.error{color:#c62828}
-`;
+const TOKEN_NOTE = 'kept in this page only: reloading asks again';
 
 const fmt = (v, d = 3) => (v === null || v === undefined ? '—' : Number(v).toFixed(d));
 const pct = (v) => (v === null || v === undefined ? '—' : `${(100 * v).toFixed(1)} %`);
@@ -223,16 +203,13 @@ function render(root, report) {
 }
 
 async function live(root) {
-  const form = el('form', { class: 'card login' }, `<label>API token <input type="password" name="token" autocomplete="off"></label>
+  const form = el('form', { class: 'card login' }, `<label title="${TOKEN_NOTE}">API token <input type="password" name="token" autocomplete="off"></label>
     <label>from <input type="date" name="from"></label><label>to <input type="date" name="to"></label>
     <button type="submit">Load</button><span class="error"></span>`);
   root.append(form);
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) form.token.value = token;
   const load = async () => {
     const err = form.querySelector('.error');
     err.textContent = '';
-    sessionStorage.setItem(TOKEN_KEY, form.token.value);
     const q = new URLSearchParams();
     if (form.from.value) q.set('from', form.from.value);
     if (form.to.value) q.set('to', form.to.value);
@@ -252,7 +229,6 @@ async function live(root) {
   const params = new URLSearchParams(location.search);
   if (params.get('from')) form.from.value = params.get('from');
   if (params.get('to')) form.to.value = params.get('to');
-  if (token) await load();
 }
 
 function main() {

@@ -8,7 +8,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score, brier_score_loss, log_loss
 from sklearn.model_selection import StratifiedKFold
 
-import os
+import os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from columns import parts  # the dataset's column rule (A+B), shared with train.py
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "shared", "data",
                     "online_shoppers", "online_shoppers_intention.csv")
 VIS = {"New_Visitor": 0, "Returning_Visitor": 1, "Other": 2}
@@ -35,7 +37,7 @@ def build(rows, cols):
             a, b = c.split("/"); va, vb = _col(rows, a), _col(rows, b)
             out.append(np.where(vb > 0, va / np.where(vb > 0, vb, 1), -1.0))
         else:
-            out.append(sum(_col(rows, p) for p in c.split("+")))
+            out.append(sum(_col(rows, p) for p in parts(c)))
     return np.column_stack(out).astype(np.float32)
 
 def load(cols=BASE, include_dec=False):
