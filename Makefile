@@ -84,7 +84,7 @@ lint:
 	$(CARGO) clippy --all-targets --features browser,worker -- -D warnings
 
 rust-test: venv
-	$(CARGO) test --all-targets
+	$(CARGO) test --all-targets --features worker
 
 check-bundle:
 	$(CARGO) run --quiet --bin leadscore -- check --model models/default

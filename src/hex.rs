@@ -16,7 +16,7 @@ pub fn encode(bytes: &[u8]) -> String {
 
 /// The bytes of hex text (either case, an even number of digits), or `None`.
 pub fn decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())

@@ -272,18 +272,6 @@ mod tests {
         assert!(again.contains(r#""a":null"#), "{again}");
     }
 
-    /// A missing input (NaN) is written `null` and must read back, or the day's log would not.
-    #[test]
-    fn a_score_record_with_a_missing_feature_reads_back() {
-        let line = r#"{"log":"score","id":"v/1","visitor_id":"v","ts":1,"model_version":"m","features":{"a":null,"b":2.5},"raw_probability":0.1,"probability":0.2,"ai_score":20,"tier":"cold"}"#;
-        let Record::Score(r) = serde_json::from_str(line).unwrap() else {
-            panic!("not a score")
-        };
-        assert!(r.features["a"].is_nan() && r.features["b"] == 2.5);
-        let again = serde_json::to_string(&Record::Score(r)).unwrap();
-        assert!(again.contains(r#""a":null"#), "{again}");
-    }
-
     #[test]
     fn records_say_their_log_time_and_key() {
         let line = r#"{"log":"outcome","received_at":5,"source":"api","outcome":{"id":"o1","lead_id":"a@b.c","type":"won","ts":1796256000000}}"#;

@@ -2,6 +2,8 @@
 //! the code generates now. `make generate` (this test with `LEADSCORE_BLESS=1`) rewrites them.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use std::path::Path;
+
 #[test]
 fn committed_generated_files_are_fresh() {
     let root = &crate::support::root();
@@ -62,40 +64,11 @@ fn committed_generated_files_are_fresh() {
 
 /// `models/train/contract.json`: what the trainer (Python) must agree on with the engine, so it
 /// reads these instead of restating them: the card schema version it writes, the leading columns
-/// of `leadscore dataset`'s CSV (taken from what the CLI writes), and the live names of the kinds
+/// of `leadscore dataset`'s CSV ([`leadscore::dataset::csv::KEY_COLUMNS`]), and the live names of the kinds
 /// whose values are fixed names (an `encoding: auto` learned from a CRM's labels cannot match them).
 fn trainer_contract() -> String {
     use leadscore::event::{channel, useragent};
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leadscore"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "dataset",
-            "--model",
-            "models/default",
-            "--events",
-            "tests/fixtures/sample_events.ndjson",
-            "--outcomes",
-            "tests/fixtures/sample_outcomes.ndjson",
-            "--label",
-            "customer",
-            "--out",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    let csv = String::from_utf8(out.stdout).unwrap();
-    let header: Vec<&str> = csv.lines().next().unwrap_or_default().split(',').collect();
-    let bundle = leadscore::model::Bundle::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default"),
-    )
-    .unwrap();
-    let n_features = bundle.card.features.len();
-    assert!(
-        header.len() > n_features,
-        "leadscore dataset wrote no header: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let leading = &header[..header.len() - n_features];
+    let leading = leadscore::dataset::csv::KEY_COLUMNS;
     let contract = serde_json::json!({
         "$comment": "Generated from the Rust sources by `make generate` (tests/generated.rs): do not edit. Read by models/train/train.py.",
         "card_schema_version": leadscore::model::card::CARD_SCHEMA_VERSION,
@@ -310,41 +283,4 @@ fn openapi_markers_fill_numbers_in_their_style() {
     );
     assert!(fill_limits("n: 1 # limits: a a", &values).is_err());
     assert!(fill_limits("n: 1 # limits: zz", &values).is_err());
-}
-
-/// The API document is hand-written, so this keeps it honest about the routes: every path the
-/// worker's router answers (`allowed_methods` in src/worker/mod.rs) has an entry in
-/// www/openapi.yaml (a prefix route such as `/v1/export/` one starting with it).
-#[test]
-fn openapi_documents_every_route() {
-    let root = &crate::support::root();
-    let router = std::fs::read_to_string(root.join("src/worker/mod.rs")).unwrap();
-    let start = router
-        .find("fn allowed_methods")
-        .expect("the router's method table");
-    let table = &router[start..start + router[start..].find("\n}\n").unwrap()];
-    let openapi = std::fs::read_to_string(root.join("www/openapi.yaml")).unwrap();
-    let documented: Vec<&str> = openapi
-        .lines()
-        .filter_map(|l| l.strip_prefix("  /")?.strip_suffix(':'))
-        .collect();
-    let routes: Vec<&str> = table
-        .split('"')
-        .skip(1)
-        .step_by(2)
-        .filter_map(|s| s.strip_prefix('/'))
-        .collect();
-    assert!(routes.len() >= 10, "found only {routes:?} in the router");
-    let missing: Vec<&&str> = routes
-        .iter()
-        .filter(|r| {
-            !documented
-                .iter()
-                .any(|d| d == *r || (r.ends_with('/') && d.starts_with(*r)))
-        })
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "routes missing from www/openapi.yaml: {missing:?}"
-    );
 }

@@ -237,18 +237,6 @@ pub(super) fn finite(x: f64) -> f64 {
     }
 }
 
-/// `x` made finite: NaN → 0, ±∞ → ±`f64::MAX`. Why: a state's floats are sums and maxima of
-/// checked inputs, but a sum can overflow (or come from a state saved before its inputs were
-/// checked), and a non-finite value would reach the features and a score's JSON as `null`, which
-/// no reader takes back for a number.
-pub(super) fn finite(x: f64) -> f64 {
-    if x.is_nan() {
-        0.0
-    } else {
-        x.clamp(-f64::MAX, f64::MAX)
-    }
-}
-
 impl VisitorState {
     /// Makes every float finite ([`finite`]): after each update and on reading bytes back.
     pub(super) fn sanitize(&mut self) {

@@ -7,7 +7,7 @@ use worker::*;
 use super::client::{DealAnswer, DealOutcome, DealUpdate};
 use super::kept::MAX_KEPT_OUTCOMES;
 use super::store::{message, no_route, Kept, Store};
-use crate::worker::http::{now_ms, ApiError, ApiResult};
+use crate::worker::http::{now_ms, ApiResult};
 
 /// What one deal object keeps.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
