@@ -102,9 +102,6 @@ impl From<&Factor> for KeyFactor {
 pub struct Policy {
     /// Send when the score moved this much since the last send.
     pub delta: u8,
-    /// Extra score thresholds whose crossing is worth a send (tier boundaries always are).
-    #[serde(default)]
-    pub thresholds: Vec<u8>,
     /// At most one send per visitor in this window (ms), except `lead.hot`.
     pub debounce_ms: i64,
 }
@@ -113,7 +110,6 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             delta: 10,
-            thresholds: Vec::new(),
             debounce_ms: 30_000,
         }
     }
@@ -136,9 +132,9 @@ pub struct SentState {
     pub lead_id: Option<String>,
 }
 
-/// Outcome of [`Policy::decide`].
+/// Outcome of [`Policy::decide`]: whether, and when, to tell the CRM.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub enum SendDecision {
     /// Nothing worth telling.
     Nothing,
     /// Send now, with this event type.
@@ -149,27 +145,31 @@ pub enum Decision {
 
 impl Policy {
     /// Whether `score` (with tier thresholds `hot`/`warm`) should be sent now, given what was sent.
-    pub fn decide(&self, sent: &SentState, score: &Score, hot: u8, warm: u8, now: i64) -> Decision {
+    pub fn decide(
+        &self,
+        sent: &SentState,
+        score: &Score,
+        hot: u8,
+        warm: u8,
+        now: i64,
+    ) -> SendDecision {
         let (prev_score, prev_tier) = (sent.score.unwrap_or(0), sent.tier.unwrap_or(Tier::Cold));
         let s = score.ai_score;
         if score.tier == Tier::Hot && prev_tier != Tier::Hot {
-            return Decision::Send(LEAD_HOT);
+            return SendDecision::Send(LEAD_HOT);
         }
         let (lo, hi) = (prev_score.min(s), prev_score.max(s));
-        let crossed = [hot, warm]
-            .iter()
-            .chain(&self.thresholds)
-            .any(|&t| lo < t && t <= hi);
+        let crossed = [hot, warm].iter().any(|&t| lo < t && t <= hi);
         let new_lead = score.lead_id.is_some() && score.lead_id != sent.lead_id;
         let changed =
             new_lead || score.tier != prev_tier || crossed || hi - lo >= self.delta.max(1);
         if !changed {
-            return Decision::Nothing;
+            return SendDecision::Nothing;
         }
         if sent.score.is_some() && now < sent.at + self.debounce_ms {
-            return Decision::Later(sent.at + self.debounce_ms);
+            return SendDecision::Later(sent.at + self.debounce_ms);
         }
-        Decision::Send(SCORE_CHANGED)
+        SendDecision::Send(SCORE_CHANGED)
     }
 }
 
@@ -376,17 +376,16 @@ mod tests {
     fn policy_sends_on_change_and_debounces() {
         let p = Policy {
             delta: 10,
-            thresholds: vec![50],
             debounce_ms: 1000,
         };
         let mut sent = SentState::default();
         let d = |sent: &SentState, s: u8, now| p.decide(sent, &score(s, tier(s)), 60, 32, now);
-        assert_eq!(d(&sent, 5, 0), Decision::Nothing); // a new, cold, low visitor
-        assert_eq!(d(&sent, 12, 0), Decision::Send(SCORE_CHANGED)); // moved by delta
+        assert_eq!(d(&sent, 5, 0), SendDecision::Nothing); // a new, cold, low visitor
+        assert_eq!(d(&sent, 12, 0), SendDecision::Send(SCORE_CHANGED)); // moved by delta
         make_event(SCORE_CHANGED, &score(12, tier(12)), false, &mut sent, 0);
-        assert_eq!(d(&sent, 20, 10), Decision::Nothing);
-        assert_eq!(d(&sent, 33, 10), Decision::Later(1000)); // tier change, debounced
-        assert_eq!(d(&sent, 33, 1000), Decision::Send(SCORE_CHANGED));
+        assert_eq!(d(&sent, 20, 10), SendDecision::Nothing);
+        assert_eq!(d(&sent, 33, 10), SendDecision::Later(1000)); // tier change, debounced
+        assert_eq!(d(&sent, 33, 1000), SendDecision::Send(SCORE_CHANGED));
         let ev = make_event(SCORE_CHANGED, &score(45, tier(45)), false, &mut sent, 1000);
         assert_eq!(ev.data.previous_score, Some(12));
         assert_eq!(ev.data.previous_tier.as_deref(), Some("cold"));
@@ -396,24 +395,25 @@ mod tests {
             (f.label.as_str(), f.display.as_deref()),
             ("Traffic source", Some("Email"))
         );
-        assert_eq!(d(&sent, 51, 5000), Decision::Send(SCORE_CHANGED)); // threshold 50 crossed
-        assert_eq!(d(&sent, 61, 1001), Decision::Send(LEAD_HOT)); // alerts skip the debounce
+        assert_eq!(d(&sent, 51, 5000), SendDecision::Nothing); // less than delta, same tier
+        assert_eq!(d(&sent, 55, 5000), SendDecision::Send(SCORE_CHANGED)); // delta reached
+        assert_eq!(d(&sent, 61, 1001), SendDecision::Send(LEAD_HOT)); // alerts skip the debounce
         make_event(LEAD_HOT, &score(61, tier(61)), false, &mut sent, 1001);
-        assert_eq!(d(&sent, 65, 9000), Decision::Nothing);
+        assert_eq!(d(&sent, 65, 9000), SendDecision::Nothing);
         assert_eq!(sent.seq, 3);
         // Identifying is news even when the score stands still; then it is not news again.
         let mut identified = score(65, tier(65));
         identified.lead_id = Some("lead@acme.com".into());
         assert_eq!(
             p.decide(&sent, &identified, 60, 32, 9000),
-            Decision::Send(SCORE_CHANGED)
+            SendDecision::Send(SCORE_CHANGED)
         );
         let ev = make_event(SCORE_CHANGED, &identified, true, &mut sent, 9000);
         assert_eq!(ev.data.lead_id.as_deref(), Some("lead@acme.com"));
         assert!(ev.data.verified);
         assert_eq!(
             p.decide(&sent, &identified, 60, 32, 20_000),
-            Decision::Nothing
+            SendDecision::Nothing
         );
     }
 

@@ -116,7 +116,10 @@ fn openapi_values(root: &Path) -> Vec<(&'static str, f64)> {
         ),
         ("outcome::MAX_VALUE", outcome::MAX_VALUE),
         ("hubspot::MAX_EVENTS", hubspot::MAX_EVENTS as f64),
-        ("hubspot::MAX_BODY_BYTES", hubspot::MAX_BODY_BYTES as f64),
+        (
+            "hubspot::MAX_HUBSPOT_BODY_BYTES",
+            hubspot::MAX_HUBSPOT_BODY_BYTES as f64,
+        ),
         ("hubspot::MAX_SKEW_MS", hubspot::MAX_SKEW_MS as f64),
         ("limits::MAX_EVENT_BYTES", limits::MAX_EVENT_BYTES as f64),
         ("state::MAX_AGE_MS", leadscore::state::MAX_AGE_MS as f64),

@@ -7,7 +7,7 @@ use leadscore::error_code::ErrorCode;
 use leadscore::outcome::hubspot::{
     parse_events, sign_v3, to_outcome, verify_signature_v3, AssociationType, ClientSecret,
     DealContactLink, EventKind, HubspotError, HubspotEvent, HubspotObject, PropertyChange,
-    StageMap, MAX_BODY_BYTES, MAX_EVENTS,
+    StageMap, MAX_EVENTS, MAX_HUBSPOT_BODY_BYTES,
 };
 use leadscore::outcome::OutcomeType;
 use serde_json::json;
@@ -310,14 +310,14 @@ fn a_batch_is_at_most_100_events_and_256_kib() {
     // Size is checked on the bytes, before parsing: padding counts.
     let one = batch(vec![event(0)]);
     let mut at_limit = one.clone();
-    at_limit.resize(MAX_BODY_BYTES, b' ');
+    at_limit.resize(MAX_HUBSPOT_BODY_BYTES, b' ');
     assert_eq!(parse_events(&at_limit).unwrap().len(), 1);
     at_limit.push(b' ');
     let e = refused(&at_limit);
     assert_eq!(
         e,
         HubspotError::BodyTooLarge {
-            len: MAX_BODY_BYTES + 1
+            len: MAX_HUBSPOT_BODY_BYTES + 1
         }
     );
     assert_eq!(e.code(), ErrorCode::BodyTooLarge);

@@ -190,11 +190,6 @@ impl Plan {
         &self.forest
     }
 
-    /// Shared handle to the parsed trees.
-    pub fn forest_arc(&self) -> Arc<Forest> {
-        self.forest.clone()
-    }
-
     /// Positive-class probability of one row, through the tract plan; why: the per-event call.
     pub fn predict(&self, x: &[f32]) -> Result<f32, ModelError> {
         let out = self.run(x, 1)?;

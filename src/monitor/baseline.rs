@@ -18,9 +18,6 @@ use crate::metrics::SCORE_BINS;
 use crate::model::card::Card;
 use crate::score::{ScoreOptions, Scorer};
 
-/// The card key the baseline is kept under.
-pub const CARD_KEY: &str = "baseline";
-
 /// One feature's frozen bins and training shares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

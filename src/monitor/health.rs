@@ -183,15 +183,15 @@ pub struct WindowHealth {
     pub alerts: Vec<Alert>,
 }
 
-struct Tally {
+struct LabelTally {
     labelled: Labelled,
     pending: u64,
     converted_before: u64,
 }
 
-impl Tally {
-    fn new() -> Tally {
-        Tally {
+impl LabelTally {
+    fn new() -> LabelTally {
+        LabelTally {
             labelled: Labelled::default(),
             pending: 0,
             converted_before: 0,
@@ -279,16 +279,16 @@ pub fn assess_window<'a>(
         .collect();
     let mut score = vec![0u64; baseline.score.len()];
     let mut tiers = [0u64; 3];
-    let mut all = Tally::new();
+    let mut all = LabelTally::new();
     let seg_index: Vec<Option<usize>> = baseline
         .segments
         .iter()
         .map(|s| baseline.features.iter().position(|f| f.name == s.feature))
         .collect();
-    let mut segs: Vec<(u64, Tally)> = baseline
+    let mut segs: Vec<(u64, LabelTally)> = baseline
         .segments
         .iter()
-        .map(|_| (0, Tally::new()))
+        .map(|_| (0, LabelTally::new()))
         .collect();
     let mut n = 0u64;
     for d in decisions {

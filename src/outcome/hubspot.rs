@@ -5,7 +5,7 @@
 //!
 //! 1. [`verify_signature_v3`] with the app's [`ClientSecret`], the request's method, full URI
 //!    (`https://host/path?query`, as HubSpot called it), raw body bytes and the two headers
-//!    [`SIGNATURE_HEADER`] and [`TIMESTAMP_HEADER`]. Read the body up to [`MAX_BODY_BYTES`] (not
+//!    [`SIGNATURE_HEADER`] and [`TIMESTAMP_HEADER`]. Read the body up to [`MAX_HUBSPOT_BODY_BYTES`] (not
 //!    the events route's limit).
 //! 2. [`parse_events`]: the body as typed [`HubspotEvent`]s. Subscription types this module does
 //!    not use are kept as [`EventKind::Ignored`] (count them with [`HubspotEvent::is_ignored`]):
@@ -64,7 +64,7 @@
 //! Every event needs a non-empty `eventId` (integer or string), a `subscriptionType` and an
 //! `occurredAt` in 2000–2100; a used one also its own fields (`objectId`, `propertyName`; both
 //! object ids and `associationRemoved`). A missing or `null` `propertyValue` reads as `""` (the
-//! property was cleared). A body over [`MAX_BODY_BYTES`] is refused before it is parsed.
+//! property was cleared). A body over [`MAX_HUBSPOT_BODY_BYTES`] is refused before it is parsed.
 //!
 //! # Stage map (defaults)
 //!
@@ -124,7 +124,7 @@ pub const MAX_EVENTS: usize = 100;
 /// Largest accepted body. An event shaped as documented is 200–340 bytes of compact JSON (the
 /// fixtures in `tests/fixtures/hubspot/`), so a full batch of 100 is about 35 KB; 256 KiB leaves
 /// room for long property values and still bounds the parse.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub const MAX_HUBSPOT_BODY_BYTES: usize = 256 * 1024;
 /// Prefix of the outcome ids made from HubSpot events.
 pub const OUTCOME_ID_PREFIX: &str = "hubspot:";
 /// Longest accepted `eventId`, so that the outcome id fits [`limits::MAX_ID_LEN`].
@@ -176,8 +176,8 @@ pub enum HubspotError {
     /// The signature does not match the method, URI, body and timestamp with this secret.
     #[error("header {SIGNATURE_HEADER} does not match the request")]
     BadSignature,
-    /// The body is larger than [`MAX_BODY_BYTES`].
-    #[error("body is {len} bytes, more than {MAX_BODY_BYTES}")]
+    /// The body is larger than [`MAX_HUBSPOT_BODY_BYTES`].
+    #[error("body is {len} bytes, more than {MAX_HUBSPOT_BODY_BYTES}")]
     BodyTooLarge {
         /// Its length.
         len: usize,
@@ -483,7 +483,7 @@ pub struct DealContactLink {
 
 /// Reads a webhook body into events (see the module doc for what is required and used).
 pub fn parse_events(body: &[u8]) -> Result<Vec<HubspotEvent>, HubspotError> {
-    if body.len() > MAX_BODY_BYTES {
+    if body.len() > MAX_HUBSPOT_BODY_BYTES {
         return Err(HubspotError::BodyTooLarge { len: body.len() });
     }
     let v: Value = serde_json::from_slice(body).map_err(|e| HubspotError::Json(e.to_string()))?;

@@ -84,18 +84,6 @@ impl Mode {
         }))
     }
 
-    /// The ONNX spelling, for messages and round trips.
-    pub fn as_onnx(self) -> &'static str {
-        match self {
-            Mode::Leq => "BRANCH_LEQ",
-            Mode::Lt => "BRANCH_LT",
-            Mode::Gte => "BRANCH_GTE",
-            Mode::Gt => "BRANCH_GT",
-            Mode::Eq => "BRANCH_EQ",
-            Mode::Neq => "BRANCH_NEQ",
-        }
-    }
-
     /// The bare comparison (no missing-value rule); why: scoring and TreeSHAP must agree exactly.
     #[inline(always)]
     pub fn compare(self, x: f32, threshold: f32) -> bool {

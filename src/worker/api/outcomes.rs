@@ -144,7 +144,7 @@ pub async fn hubspot(req: &mut Request, env: &Env) -> ApiResult<Response> {
     let ts = req.headers().get(hs::TIMESTAMP_HEADER)?;
     let sig = req.headers().get(hs::SIGNATURE_HEADER)?;
     let uri = req.url()?.to_string();
-    let body = body_text_up_to(req, hs::MAX_BODY_BYTES).await?;
+    let body = body_text_up_to(req, hs::MAX_HUBSPOT_BODY_BYTES).await?;
     hs::verify_signature_v3(
         &secret,
         "POST",

@@ -23,7 +23,7 @@ use crate::log::{EventSource, Record as LogRecord};
 use crate::rate_limit::RateWindow;
 use crate::score::{Score, ScoreOptions, Scorer};
 use crate::state::{Merge, VisitorState};
-use crate::webhook::{make_event, webhook_id, Decision, Policy, SentState};
+use crate::webhook::{make_event, webhook_id, Policy, SendDecision, SentState};
 use crate::worker::arms;
 use crate::worker::bindings::SCORE_EVENTS;
 use crate::worker::env::var_num;
@@ -378,13 +378,12 @@ impl VisitorObject {
         let tiers = score.tiers;
         let policy = Policy {
             delta: var_num(&self.env, "EMIT_DELTA", 10u8),
-            thresholds: Vec::new(),
             debounce_ms: var_num(&self.env, "EMIT_DEBOUNCE_MS", 30_000i64),
         };
         match policy.decide(&rec.sent, score, tiers.hot, tiers.warm, now) {
-            Decision::Nothing => {}
-            Decision::Later(at) => rec.pending = Some(rec.pending.map_or(at, |p| p.min(at))),
-            Decision::Send(kind) => {
+            SendDecision::Nothing => {}
+            SendDecision::Later(at) => rec.pending = Some(rec.pending.map_or(at, |p| p.min(at))),
+            SendDecision::Send(kind) => {
                 // `sent` advances on a copy and is kept only once the queue has the message: a
                 // failed enqueue fails the request (nothing is saved, the client retries).
                 let id = webhook_id(&rec.visitor_id, rec.sent.seq);
