@@ -6,13 +6,13 @@ use worker::{Env, Request, Response};
 
 use crate::error_code::ErrorCode;
 use crate::event::limits::MAX_BATCH_EVENTS;
-use crate::event::{check_visitor_id, Event, EventType};
+use crate::event::{check_visitor_id, EventType};
 use crate::worker::batch::{self, Rejected};
 use crate::worker::body::body_text;
 use crate::worker::env::Config;
 use crate::worker::http::{bad_json, check_json_content_type, check_origin, json, now_ms};
 use crate::worker::http::{bearer, ApiError, ApiResult};
-use crate::worker::objects::client::{self, ApplyRequest, ApplyResponse};
+use crate::worker::objects::client::{self, ApplyRequest, ApplyResponse, CheckedEvent};
 
 /// A batch from the snippet.
 #[derive(Debug, Deserialize)]
@@ -71,7 +71,8 @@ pub async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResul
     )?;
     let mut verified_lead = None;
     let (events, rejected) = batch::partition(&batch.events, |raw| {
-        let e = Event::parse(raw.get()).map_err(|e| (e.code(), e.to_string()))?;
+        let checked = CheckedEvent::parse(raw.get()).map_err(|e| (e.code(), e.to_string()))?;
+        let e = &checked.event;
         if e.visitor_id != batch.visitor_id {
             return Err((
                 ErrorCode::InvalidField,
@@ -87,7 +88,7 @@ pub async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResul
                 .map_err(|e| (e.code, e.message))?;
             verified_lead = Some(lead.clone());
         }
-        Ok(e)
+        Ok(checked)
     });
     if events.is_empty() {
         return Err(batch::every_item_invalid(
@@ -167,8 +168,8 @@ pub async fn post_identify(req: &mut Request, env: &Env, cfg: &Config) -> ApiRes
     if let Some(t) = body.traits {
         ev["traits"] = serde_json::Value::Object(t);
     }
-    let event =
-        Event::parse(&ev.to_string()).map_err(|e| ApiError::new(400, e.code(), e.to_string()))?;
+    let event = CheckedEvent::parse(&ev.to_string())
+        .map_err(|e| ApiError::new(400, e.code(), e.to_string()))?;
     let applied = client::apply(
         env,
         &ApplyRequest {

@@ -19,10 +19,10 @@ use worker::*;
 
 use crate::error_code::ErrorCode;
 use crate::event::limits::{MAX_IMPORT_BODY_BYTES, MAX_IMPORT_EVENTS};
-use crate::event::Event;
 use crate::worker::batch::{self, Rejected};
 use crate::worker::body::body_text_up_to;
 use crate::worker::http::{bad_json, check_json_content_type, now_ms, ApiError, ApiResult};
+use crate::worker::objects::client::CheckedEvent;
 use crate::worker::objects::client::{self, ApplyRequest};
 
 /// Visitor objects called at once.
@@ -58,18 +58,19 @@ pub async fn import(req: &mut Request, env: &Env) -> ApiResult<Response> {
         ErrorCode::InvalidEvent,
     )?;
     let (events, rejected) = batch::partition(&batch.events, |raw| {
-        Event::parse(raw.get()).map_err(|e| (e.code(), e.to_string()))
+        CheckedEvent::parse(raw.get()).map_err(|e| (e.code(), e.to_string()))
     });
     let mut out = ImportResponse {
         rejected,
         ..ImportResponse::default()
     };
     // Each visitor's events in the batch's order, the visitors in order of first appearance.
-    let mut visitors: Vec<(String, Vec<Event>)> = Vec::new();
+    let mut visitors: Vec<(String, Vec<CheckedEvent>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for e in events {
-        let k = *index.entry(e.visitor_id.clone()).or_insert_with(|| {
-            visitors.push((e.visitor_id.clone(), Vec::new()));
+        let v = &e.event.visitor_id;
+        let k = *index.entry(v.clone()).or_insert_with(|| {
+            visitors.push((v.clone(), Vec::new()));
             visitors.len() - 1
         });
         visitors[k].1.push(e);

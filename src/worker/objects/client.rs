@@ -2,16 +2,52 @@
 //! per call. Everything crosses as JSON of typed messages — events arrive parsed and validated by
 //! the route that took them, so an object never parses an event again.
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use worker::{Env, Method, Request, RequestInit};
 
 use crate::error_code::ErrorCode;
-use crate::event::Event;
+use crate::event::{Event, EventError};
 use crate::log::OutcomeSource;
 use crate::outcome::{Outcome, OutcomeType};
 use crate::score::Score;
 use crate::worker::bindings::{DEALS, LEADS, VISITORS};
 use crate::worker::http::{ApiError, ApiResult};
+
+/// An event as the route that took it validated it: parsed, beside the exact text it was parsed
+/// from. It crosses to its object as that text and arrives parsed from it again, so no float is
+/// printed and read back on the way (serde_json's default reader is not exact for every 17-digit
+/// decimal) and the object's event is bit for bit the one the route checked.
+#[derive(Debug, Clone)]
+pub struct CheckedEvent {
+    /// The event.
+    pub event: Event,
+    raw: Box<RawValue>,
+}
+
+impl CheckedEvent {
+    /// [`Event::parse`], keeping the text.
+    pub fn parse(text: &str) -> Result<CheckedEvent, EventError> {
+        let event = Event::parse(text)?;
+        let raw =
+            RawValue::from_string(text.to_string()).map_err(|e| EventError::Json(e.to_string()))?;
+        Ok(CheckedEvent { event, raw })
+    }
+}
+
+impl Serialize for CheckedEvent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckedEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<CheckedEvent, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        let event = serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
+        Ok(CheckedEvent { event, raw })
+    }
+}
 
 /// What the worker asks a visitor's object to do with a batch.
 #[derive(Debug, Serialize, Deserialize)]
@@ -22,7 +58,7 @@ pub struct ApplyRequest {
     /// the visitor's last batch said.
     pub crm: Option<bool>,
     /// Validated events of this visitor, in the batch's order.
-    pub events: Vec<Event>,
+    pub events: Vec<CheckedEvent>,
     /// Receive time (ms).
     pub now: i64,
     /// The lead id this request proved (a checked `lead_signature`, or a bearer caller): only a
@@ -300,4 +336,31 @@ pub async fn arm(env: &Env, visitor_id: &str) -> ApiResult<Option<String>> {
         return Err(ApiError::internal(text));
     }
     serde_json::from_str(&text).map_err(ApiError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_reaches_its_object_with_the_bits_it_was_checked_with() {
+        // 17 significant digits: a value printed and read back need not be the same double.
+        let text = r#"{"id":"e1","type":"engaged","ts":1763900121000,"visitor_id":"v1","engaged_ms":7.0368744177664012e3,"props":{"depth":0.30000000000000004}}"#;
+        let req = ApplyRequest {
+            visitor_id: "v1".into(),
+            crm: None,
+            events: vec![CheckedEvent::parse(text).unwrap()],
+            now: 0,
+            verified_lead: None,
+            analytics: None,
+            import: false,
+        };
+        let wire = serde_json::to_string(&req).unwrap();
+        assert!(wire.contains(text), "the event crosses as its own text: {wire}");
+        let got: ApplyRequest = serde_json::from_str(&wire).unwrap();
+        assert_eq!(got.events[0].event, Event::parse(text).unwrap());
+        let bits = |e: &Event| e.engaged_ms.map(f64::to_bits);
+        assert_eq!(bits(&got.events[0].event), bits(&Event::parse(text).unwrap()));
+        assert!(CheckedEvent::parse(r#"{"id":"e1"}"#).is_err());
+    }
 }

@@ -95,7 +95,8 @@ impl<R: Kept> Store<R> {
 
 /// An internal route's typed message (the worker wrote it: one that does not parse is a bug, 500).
 pub async fn message<T: DeserializeOwned>(req: &mut Request) -> ApiResult<T> {
-    req.json().await.map_err(ApiError::internal)
+    // serde_json on the text (not the runtime's JSON.parse): raw event texts stay as sent.
+    serde_json::from_str(&req.text().await?).map_err(ApiError::internal)
 }
 
 /// The answer to a route an object does not have.

@@ -16,7 +16,7 @@ use super::client::{self, ApplyRequest, ApplyResponse, Exported, Join, OutcomesR
 use super::kept::KeptOutcomes;
 use super::store::{message, no_route, Kept, Store};
 use crate::error_code::ErrorCode;
-use crate::event::EventType;
+use crate::event::{Event, EventType};
 use crate::explain::ShapMemo;
 use crate::lead::claim_counts;
 use crate::log::{EventSource, Record as LogRecord};
@@ -249,7 +249,7 @@ impl VisitorObject {
         }
 
         let mut vs = rec.decode_state(&sc);
-        let mut events = req.events;
+        let mut events: Vec<Event> = req.events.into_iter().map(|c| c.event).collect();
         for ev in events.iter_mut().filter(|e| e.kind == EventType::Identify) {
             if let Some(lead) = ev.lead_id.as_deref() {
                 if !claim_counts(
@@ -331,9 +331,9 @@ impl VisitorObject {
         now: i64,
     ) -> ApiResult<Response> {
         let mut vs = rec.decode_state(sc);
-        let tally = sc.apply_all(&mut vs, &req.events, None);
-        let mut records: Vec<LogRecord> = req
-            .events
+        let events: Vec<Event> = req.events.into_iter().map(|c| c.event).collect();
+        let tally = sc.apply_all(&mut vs, &events, None);
+        let mut records: Vec<LogRecord> = events
             .iter()
             .map(|e| LogRecord::event(e, now, EventSource::Import))
             .collect();
