@@ -117,6 +117,16 @@ fn load(dir: &Path) -> (Value, Scorer) {
     (card, Scorer::new(Bundle::load(dir).unwrap(), None).unwrap())
 }
 
+/// A trainer run that succeeded and whose bundle passed `leadscore check`: its stdout and stderr.
+fn trained(out: &Output) -> (String, String) {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("golden: ") && stdout.ends_with("ok\n"),
+        "{stdout}"
+    );
+    (stdout, stderr)
+}
 #[test]
 fn bad_tables_and_datasets_name_the_file_line_and_column() {
     let dir = scratch("errors");
@@ -257,12 +267,7 @@ fn a_table_trains_a_bundle_that_passes_check() {
         "--out",
         out_dir.to_str().unwrap(),
     ]);
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("golden: ") && stdout.ends_with("ok\n"),
-        "{stdout}"
-    );
+    trained(&out);
     let (card, scorer) = load(&out_dir);
     assert_eq!(
         card["model_version"].as_str().unwrap()[..14],
@@ -440,12 +445,7 @@ fn empty_numeric_cells_are_missing_values_and_the_card_says_what_is_served() {
         "--out",
         out_dir.to_str().unwrap(),
     ]);
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("golden: ") && stdout.ends_with("ok\n"),
-        "{stdout}"
-    );
+    let (_, stderr) = trained(&out);
     assert!(
         stderr.contains("'product_seconds': ")
             && stderr.contains("no live visitor takes the missing branch"),

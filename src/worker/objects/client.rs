@@ -356,11 +356,17 @@ mod tests {
             import: false,
         };
         let wire = serde_json::to_string(&req).unwrap();
-        assert!(wire.contains(text), "the event crosses as its own text: {wire}");
+        assert!(
+            wire.contains(text),
+            "the event crosses as its own text: {wire}"
+        );
         let got: ApplyRequest = serde_json::from_str(&wire).unwrap();
         assert_eq!(got.events[0].event, Event::parse(text).unwrap());
         let bits = |e: &Event| e.engaged_ms.map(f64::to_bits);
-        assert_eq!(bits(&got.events[0].event), bits(&Event::parse(text).unwrap()));
+        assert_eq!(
+            bits(&got.events[0].event),
+            bits(&Event::parse(text).unwrap())
+        );
         assert!(CheckedEvent::parse(r#"{"id":"e1"}"#).is_err());
     }
 }

@@ -26,6 +26,9 @@ impl Kept for DealRecord {
     fn seen(&self) -> i64 {
         self.seen
     }
+    fn touch(&mut self, at: i64) {
+        self.seen = self.seen.max(at);
+    }
 }
 
 impl DealRecord {

@@ -4,10 +4,14 @@
 //! and log readers de-duplicate by [`crate::log::Record::key`].
 
 use serde::{Deserialize, Serialize};
+use worker::{Env, Response};
 
 use super::client::{OutcomesRequest, OutcomesResponse};
+use super::store::{Kept, Store};
 use crate::log::{OutcomeRecord, Record as LogRecord};
 use crate::outcome::OutcomeType;
+use crate::worker::http::ApiResult;
+use crate::worker::logs;
 
 /// Outcomes an object remembers (the outcome log keeps them all).
 pub const MAX_KEPT_OUTCOMES: usize = 32;
@@ -54,6 +58,25 @@ impl KeptOutcomes {
         }
         (answer, records)
     }
+}
+
+/// Keeps a request's outcomes in an object's record (`kept` picks its [`KeptOutcomes`]): the log
+/// first (at least once), then the record, saved when an outcome was new.
+pub async fn keep_in<R: Kept>(
+    env: &Env,
+    store: &Store<R>,
+    mut rec: R,
+    kept: impl FnOnce(&mut R) -> &mut KeptOutcomes,
+    req: OutcomesRequest,
+) -> ApiResult<Response> {
+    let received_at = req.received_at;
+    let (answer, records) = kept(&mut rec).keep(req);
+    logs::send(env, records).await?;
+    if answer.accepted > 0 {
+        rec.touch(received_at);
+        store.save(env, &rec).await?;
+    }
+    Ok(Response::from_json(&answer)?)
 }
 
 #[cfg(test)]

@@ -5,12 +5,11 @@ use serde::{Deserialize, Serialize};
 use worker::*;
 
 use super::client::{self, Join, LeadMembers, OutcomesRequest};
-use super::kept::KeptOutcomes;
+use super::kept::{keep_in, KeptOutcomes};
 use super::store::{message, no_route, Kept, Store};
 use crate::error_code::ErrorCode;
 use crate::lead::LeadDirectory;
 use crate::worker::http::{now_ms, ApiError, ApiResult};
-use crate::worker::logs;
 
 /// What one lead object keeps.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -29,6 +28,9 @@ struct LeadRecord {
 impl Kept for LeadRecord {
     fn seen(&self) -> i64 {
         self.seen
+    }
+    fn touch(&mut self, at: i64) {
+        self.seen = self.seen.max(at);
     }
 }
 
@@ -95,19 +97,12 @@ impl LeadObject {
             .with_headers(Headers::from_iter([("content-type", "application/json")])))
     }
 
-    /// Keeps CRM outcomes about the lead; the log first (at least once).
+    /// Keeps CRM outcomes about the lead ([`keep_in`]).
     async fn keep_outcomes(&self, req: OutcomesRequest) -> ApiResult<Response> {
         let mut rec = self.store.load().await?.unwrap_or_default();
         if let Some(l) = &req.lead {
             rec.lead.clone_from(l);
         }
-        let received_at = req.received_at;
-        let (answer, records) = rec.outcomes.keep(req);
-        logs::send(&self.env, records).await?;
-        if answer.accepted > 0 {
-            rec.seen = rec.seen.max(received_at);
-            self.store.save(&self.env, &rec).await?;
-        }
-        Ok(Response::from_json(&answer)?)
+        keep_in(&self.env, &self.store, rec, |r| &mut r.outcomes, req).await
     }
 }

@@ -17,6 +17,8 @@ const KEY: &str = "v";
 pub trait Kept: Serialize + DeserializeOwned + Clone + Default {
     /// Last activity (ms): the object expires `RETENTION_DAYS` after it.
     fn seen(&self) -> i64;
+    /// Records activity at `at` (never moves it back).
+    fn touch(&mut self, at: i64);
     /// A time the object must wake at before that (a debounced send).
     fn due(&self) -> Option<i64> {
         None

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use worker::*;
 
 use super::client::{self, ApplyRequest, ApplyResponse, Exported, Join, OutcomesRequest};
-use super::kept::KeptOutcomes;
+use super::kept::{keep_in, KeptOutcomes};
 use super::store::{message, no_route, Kept, Store};
 use crate::error_code::ErrorCode;
 use crate::event::{Event, EventType};
@@ -75,6 +75,9 @@ struct VisitorRecord {
 impl Kept for VisitorRecord {
     fn seen(&self) -> i64 {
         self.seen
+    }
+    fn touch(&mut self, at: i64) {
+        self.seen = self.seen.max(at);
     }
     fn due(&self) -> Option<i64> {
         self.pending
@@ -356,17 +359,10 @@ impl VisitorObject {
         })?)
     }
 
-    /// Keeps CRM outcomes about this visitor ([`KeptOutcomes`]); the log first (at least once).
+    /// Keeps CRM outcomes about this visitor ([`keep_in`]).
     async fn keep_outcomes(&self, req: OutcomesRequest) -> ApiResult<Response> {
-        let mut rec = self.store.load().await?.unwrap_or_default();
-        let received_at = req.received_at;
-        let (answer, records) = rec.outcomes.keep(req);
-        logs::send(&self.env, records).await?;
-        if answer.accepted > 0 {
-            rec.seen = rec.seen.max(received_at);
-            self.store.save(&self.env, &rec).await?;
-        }
-        Ok(Response::from_json(&answer)?)
+        let rec = self.store.load().await?.unwrap_or_default();
+        keep_in(&self.env, &self.store, rec, |r| &mut r.outcomes, req).await
     }
 
     /// Applies the policy; enqueues a delivery or schedules a debounced one.
