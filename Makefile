@@ -8,6 +8,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PY := .venv/bin/python
 export RUST_BACKTRACE ?= 0
+# Every native debug build (the tests, the CLI the JS suites and the bundle check run) with one set of
+# features, so one set of compiled dependencies serves them all; `worker` also runs the worker's own
+# unit tests natively beside the core's.
+NATIVE := --features worker
 
 .PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test loop-test health-test bench train clean deploy deploy-check
 
@@ -38,7 +42,7 @@ tools:
 # Files generated from the Rust sources (www/tracker/limits.js, www/event.schema.json, the numbers of
 # www/openapi.yaml, models/train/contract.json); tests/generated.rs fails when a committed copy is stale.
 generate:
-	LEADSCORE_BLESS=1 $(CARGO) test --quiet --test integration generated::
+	LEADSCORE_BLESS=1 $(CARGO) test --quiet $(NATIVE) --test integration generated::
 
 # The browser module: the core + src/browser.rs for wasm32, linked with its relocations kept so
 # that www/wasm-gc.mjs can drop what only tract's static constructors reach (and, with the Mul
@@ -84,11 +88,11 @@ lint:
 	$(CARGO) clippy --all-targets --features browser,worker -- -D warnings
 
 rust-test: venv
-	$(CARGO) test --all-targets --features worker
+	$(CARGO) test --all-targets $(NATIVE)
 
 check-bundle:
-	$(CARGO) run --quiet --bin leadscore -- check --model models/default
-	$(CARGO) run --quiet --bin leadscore -- check --model models/candidate
+	$(CARGO) run --quiet $(NATIVE) --bin leadscore -- check --model models/default
+	$(CARGO) run --quiet $(NATIVE) --bin leadscore -- check --model models/candidate
 
 # Real headless Chromium (Debian's chromium + playwright-core) on the demo site.
 browser-test: site
@@ -100,7 +104,7 @@ browser-test: site
 # health.test.mjs runs the model-health scenario (D1 aggregates, cron alerts, dashboard).
 worker-test: site venv
 	.ci/tools chromium
-	$(CARGO) build --bin leadscore
+	$(CARGO) build $(NATIVE) --bin leadscore
 	LEADSCORE_STRICT=1 node --test --test-concurrency=1 tests/worker/*.test.mjs
 
 test: lint rust-test check-bundle deploy-check browser-test worker-test
@@ -135,7 +139,7 @@ loop-test: site worker venv
 # screenshots in target/health/.
 health-test: site worker venv
 	.ci/tools chromium
-	$(CARGO) build --bin leadscore
+	$(CARGO) build $(NATIVE) --bin leadscore
 	node tests/worker/health.mjs
 
 # Benchmarks: criterion (native core); side by side with onnxruntime-web/-node and the compiled-tree
