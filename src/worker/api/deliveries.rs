@@ -44,19 +44,20 @@ pub async fn list(req: &Request, env: &Env) -> ApiResult<Response> {
     };
     let bucket = env.bucket(DATA)?;
     let mut l = bucket.list().prefix(PREFIX).limit(limit);
-    let cursor = query(req, "cursor")?;
-    if let Some(c) = &cursor {
-        l = l.cursor(c.clone());
+    // The cursor is the last webhook id of the previous page (R2 lists keys in order): one the
+    // caller can read, and one this route can check, where an opaque R2 cursor that is not one
+    // is not refused by every R2 (the local one lists from the start).
+    if let Some(after) = query(req, "cursor")? {
+        if !is_webhook_id(&after) {
+            return Err(ApiError::new(
+                400,
+                ErrorCode::InvalidField,
+                "`cursor` is not one this list answered (the last webhook id of a page)",
+            ));
+        }
+        l = l.start_after(key(&after));
     }
-    // R2 refuses a cursor it did not give: that is the caller's mistake, not the worker's.
-    let objects = l.execute().await.map_err(|e| match cursor {
-        Some(_) => ApiError::new(
-            400,
-            ErrorCode::InvalidField,
-            format!("`cursor` is not one this list answered ({e})"),
-        ),
-        None => ApiError::from(e),
-    })?;
+    let objects = l.execute().await?;
     let mut out = Vec::new();
     for o in objects.objects() {
         let Some(obj) = bucket.get(o.key()).execute().await? else {
@@ -77,7 +78,15 @@ pub async fn list(req: &Request, env: &Env) -> ApiResult<Response> {
             failed_at: f.failed_at,
         });
     }
-    let cursor = objects.truncated().then(|| objects.cursor()).flatten();
+    let cursor = objects
+        .truncated()
+        .then(|| objects.objects().last().map(|o| o.key()))
+        .flatten()
+        .and_then(|k| {
+            k.strip_prefix(PREFIX)
+                .and_then(|k| k.strip_suffix(".json"))
+                .map(str::to_string)
+        });
     Ok(Response::from_json(
         &serde_json::json!({"deliveries": out, "cursor": cursor}),
     )?)
