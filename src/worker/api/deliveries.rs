@@ -11,8 +11,6 @@ use crate::worker::http::{bad_json, now_ms, query, ApiError, ApiResult};
 
 /// Most deliveries listed or replayed per request.
 pub const MAX_PAGE: u32 = 100;
-/// Longest webhook id (`msg_` + 24 hex digits; alerts `alert_<hash>_<window start>`).
-pub const MAX_WEBHOOK_ID_LEN: usize = 64;
 
 /// What the list shows of a kept delivery (its body stays in R2).
 #[derive(Debug, Serialize)]
@@ -113,7 +111,7 @@ pub async fn replay(text: &str, env: &Env) -> ApiResult<Response> {
             400,
             ErrorCode::InvalidField,
             format!(
-                "`ids`: {shown:?} is not a webhook id (at most {MAX_WEBHOOK_ID_LEN} bytes of letters, digits, `_` and `-`)"
+                "`ids`: {shown:?} is not a webhook id (`msg_` + 24 hex digits, or an alert's `alert_<hex>_<ms>`)"
             ),
         ));
     }
@@ -166,10 +164,40 @@ pub async fn replay(text: &str, env: &Env) -> ApiResult<Response> {
     )?)
 }
 
-/// Whether `id` can be a webhook id this worker made (and so an R2 key it wrote).
+/// Whether `id` is a webhook id this worker makes (and so an R2 key it may have written): a score
+/// event's `msg_` + 24 hex digits ([`crate::webhook::webhook_id`]) or an alert's `alert_` + 8 hex
+/// digits + `_` + its window's start ([`crate::worker::monitor`]).
 fn is_webhook_id(id: &str) -> bool {
-    (1..=MAX_WEBHOOK_ID_LEN).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Some(h) = id.strip_prefix("msg_") {
+        return hex(h, 24);
+    }
+    id.strip_prefix("alert_")
+        .and_then(|rest| rest.split_once('_'))
+        .is_some_and(|(h, start)| {
+            hex(h, 8)
+                && (1..=20).contains(&start.len())
+                && start.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ids_this_worker_makes_are_webhook_ids() {
+        assert!(is_webhook_id(&crate::webhook::webhook_id("v1", 3)));
+        assert!(is_webhook_id("alert_0a1b2c3d_1796256000000"));
+        for bad in [
+            "garbage",
+            "msg_",
+            "msg_xyz",
+            "alert_0a1b2c3d_",
+            "../../config/site",
+            &"x".repeat(2000),
+        ] {
+            assert!(!is_webhook_id(bad), "{bad}");
+        }
+    }
 }
