@@ -347,7 +347,7 @@ mod stream {
         let mut rest = rdr.into_inner();
         std::io::copy(&mut rest, &mut std::io::sink())?;
         let digest = sha2::Digest::finalize(rest.hasher);
-        let sha = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let sha = crate::hex::encode(&digest);
         Ok((rows, sha))
     }
 }

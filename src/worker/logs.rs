@@ -48,7 +48,7 @@ pub async fn send(env: &Env, records: Vec<Record>) -> Result<()> {
 /// The object key of one (log, day) part of a batch.
 pub fn object_key(log: LogKind, day: &str, text: &[u8]) -> String {
     let hash = Sha256::digest(text);
-    let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex::encode(&hash[..16]);
     format!("{}{hex}.ndjson.gz", log.day_prefix(day))
 }
 
