@@ -354,6 +354,8 @@ fn malformed_bodies_and_events_are_refused_naming_the_event_and_field() {
         ("subscriptionType", json!(3), "must be a string"),
         ("objectId", json!(null), "is missing"),
         ("objectId", json!(""), "must not be empty"),
+        ("objectId", json!("../../x"), "numeric id"),
+        ("objectId", json!("hubspot-deal:1"), "numeric id"),
         ("propertyName", json!(null), "is missing"),
         ("propertyValue", json!(["customer"]), "must be a string"),
         ("portalId", json!("33"), "non-negative integer"),

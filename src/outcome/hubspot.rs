@@ -110,7 +110,7 @@ use sha2::Sha256;
 
 use super::{Outcome, OutcomeError, OutcomeType};
 use crate::error_code::ErrorCode;
-use crate::event::{check_id, limits};
+use crate::event::limits;
 use crate::secret::HmacKey;
 
 /// Header holding the v3 signature (HTTP header names are case-insensitive).
@@ -536,19 +536,21 @@ impl Fields<'_> {
     }
 
     /// An id: a non-negative integer or a string, as text, within the id rules.
+    /// A HubSpot object id: HubSpot's ids are integers (sent as numbers, or as digit strings by
+    /// some of its APIs); anything else — `../../x`, a name — is refused, never used in a key.
     fn id(&self, field: &'static str) -> Result<Option<String>, HubspotError> {
         let Some(v) = self.get(field) else {
             return Ok(None);
         };
         let s = match v {
             Value::Number(n) if n.is_u64() => n.to_string(),
-            Value::String(s) => s.clone(),
-            _ => return Err(self.err(field, "must be a non-negative integer or a string")),
+            Value::String(s) if s.is_empty() => return Err(self.err(field, "must not be empty")),
+            Value::String(s) if s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) => s.clone(),
+            _ => return Err(self.err(
+                field,
+                "must be HubSpot's numeric id (a non-negative integer, or its digits as a string)",
+            )),
         };
-        check_id(field, &s).map_err(|e| match e {
-            crate::event::EventError::Field { message, .. } => self.err(field, message),
-            other => self.err(field, other.to_string()),
-        })?;
         Ok(Some(s))
     }
 
