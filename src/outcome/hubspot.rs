@@ -110,7 +110,7 @@ use sha2::Sha256;
 
 use super::{Outcome, OutcomeError, OutcomeType};
 use crate::error_code::ErrorCode;
-use crate::event::limits;
+use crate::event::{check_id, limits};
 use crate::secret::HmacKey;
 
 /// Header holding the v3 signature (HTTP header names are case-insensitive).
@@ -536,22 +536,37 @@ impl Fields<'_> {
     }
 
     /// An id: a non-negative integer or a string, as text, within the id rules.
-    /// A HubSpot object id: HubSpot's ids are integers (sent as numbers, or as digit strings by
-    /// some of its APIs); anything else — `../../x`, a name — is refused, never used in a key.
     fn id(&self, field: &'static str) -> Result<Option<String>, HubspotError> {
         let Some(v) = self.get(field) else {
             return Ok(None);
         };
         let s = match v {
             Value::Number(n) if n.is_u64() => n.to_string(),
-            Value::String(s) if s.is_empty() => return Err(self.err(field, "must not be empty")),
-            Value::String(s) if s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) => s.clone(),
-            _ => return Err(self.err(
-                field,
-                "must be HubSpot's numeric id (a non-negative integer, or its digits as a string)",
-            )),
+            Value::String(s) => s.clone(),
+            _ => return Err(self.err(field, "must be a non-negative integer or a string")),
         };
+        check_id(field, &s).map_err(|e| match e {
+            crate::event::EventError::Field { message, .. } => self.err(field, message),
+            other => self.err(field, other.to_string()),
+        })?;
         Ok(Some(s))
+    }
+
+    /// A HubSpot object id (contact, deal): HubSpot's object ids are integers (sent as numbers, or
+    /// as digit strings by some of its APIs); anything else — `../../x`, a name — is refused, so
+    /// only HubSpot's own ids ever name a lead or a deal.
+    fn object_id(&self, field: &'static str) -> Result<Option<String>, HubspotError> {
+        match self.get(field) {
+            Some(Value::String(s))
+                if !s.is_empty() && (s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                Err(self.err(
+                    field,
+                    "must be HubSpot's numeric id (a non-negative integer, or its digits as a string)",
+                ))
+            }
+            _ => self.id(field),
+        }
     }
 
     fn u64(&self, field: &'static str) -> Result<Option<u64>, HubspotError> {
@@ -646,7 +661,7 @@ impl Fields<'_> {
             "deal.associationChange" | "contact.associationChange" => return self.association(),
             _ => return Ok(EventKind::Ignored),
         };
-        let id = self.required("objectId", Self::id)?;
+        let id = self.required("objectId", Self::object_id)?;
         let property = self.required("propertyName", Self::name)?;
         let value = match self.get("propertyValue") {
             None => String::new(),
@@ -671,8 +686,8 @@ impl Fields<'_> {
             "CONTACT_TO_DEAL" => AssociationType::ContactToDeal,
             _ => return Ok(EventKind::Ignored),
         };
-        let from = self.required("fromObjectId", Self::id)?;
-        let to = self.required("toObjectId", Self::id)?;
+        let from = self.required("fromObjectId", Self::object_id)?;
+        let to = self.required("toObjectId", Self::object_id)?;
         let removed = self.required("associationRemoved", Self::bool)?;
         let (deal_id, contact_id) = match association_type {
             AssociationType::DealToContact => (from, to),
