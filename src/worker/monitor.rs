@@ -328,7 +328,7 @@ fn experiments(
 /// (ms or YYYY-MM-DD; default the last 30 days) and the experiment's arms, as [`Report`].
 pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
     let bad = |m: String| ApiError::new(400, ErrorCode::InvalidField, m);
-    let mut models = monitored().map_err(|m| ApiError::new(500, ErrorCode::Internal, m))?;
+    let mut models = monitored().map_err(ApiError::internal)?;
     if let Some(m) = query(req, "model")? {
         models.retain(|x| x.model == m);
         if models.is_empty() {
@@ -362,7 +362,7 @@ pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
         outcomes += o;
         windows.extend(
             health::assess(&m.baseline, &decisions, &conv, &s.options(now))
-                .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?,
+                .map_err(ApiError::internal)?,
         );
     }
     windows.sort_by(|a, b| {

@@ -122,6 +122,5 @@ impl Summary {
 /// The site part of `GET /v1/config`.
 pub async fn summary(env: &Env) -> ApiResult<serde_json::Value> {
     let site = current(env).await?;
-    serde_json::to_value(Summary::of(site.as_deref()))
-        .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))
+    serde_json::to_value(Summary::of(site.as_deref())).map_err(ApiError::internal)
 }

@@ -30,16 +30,13 @@ pub async fn put(
         )
     })?;
     accepts(&tables)?;
-    let canonical = serde_json::to_string(&tables)
-        .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
+    let canonical = serde_json::to_string(&tables).map_err(ApiError::internal)?;
     let obj = env
         .bucket(DATA)?
         .put(KEY, canonical)
         .execute()
         .await?
-        .ok_or_else(|| {
-            ApiError::new(500, ErrorCode::Internal, "the site tables were not stored")
-        })?;
+        .ok_or_else(|| ApiError::internal("the site tables were not stored"))?;
     let site = Rc::new(SiteVersion {
         version: obj.etag(),
         tables,
@@ -64,8 +61,7 @@ pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
             "no site tables are configured: each model's card holds its own",
         ));
     };
-    let body = serde_json::to_string(&site.tables)
-        .map_err(|e| ApiError::new(500, ErrorCode::Internal, e.to_string()))?;
+    let body = serde_json::to_string(&site.tables).map_err(ApiError::internal)?;
     let mut r = Response::ok(body)?;
     let h = r.headers_mut();
     h.set("content-type", "application/json")?;

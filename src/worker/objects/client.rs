@@ -323,16 +323,9 @@ pub async fn score_for_lead(env: &Env, visitor: &str, lead: &str) -> ApiResult<(
 /// The arm that scores this visitor now, or the one its first sight will pin (`GET /v1/config`
 /// tells the page, which then loads that arm's bundle).
 pub async fn arm(env: &Env, visitor_id: &str) -> ApiResult<Option<String>> {
-    let stub = env
-        .durable_object(VISITORS)?
-        .id_from_name(visitor_id)?
-        .get_stub()?;
     let vid = percent_encoding::utf8_percent_encode(visitor_id, percent_encoding::NON_ALPHANUMERIC);
-    let mut resp = stub
-        .fetch_with_str(&format!("https://object/arm?vid={vid}"))
-        .await?;
-    let text = resp.text().await?;
-    if resp.status_code() != 200 {
+    let (status, text) = get(env, VISITORS, visitor_id, &format!("arm?vid={vid}"), None).await?;
+    if status != 200 {
         return Err(ApiError::internal(text));
     }
     serde_json::from_str(&text).map_err(ApiError::internal)
