@@ -237,6 +237,38 @@ export async function startStack({
   }
   // Before any port is chosen: the migration run starts (and stops) a local runtime of its own.
   applyMigrations({ config, persistTo, progress });
+  const auto = [port, receiverPort, backendPort].every((p) => p === "auto");
+  // A port picked free can be taken by another process before workerd binds it (browsers and other
+  // runtimes bind ephemeral ports too): on auto ports, a start that exits early is tried again on new ones.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launch({ vars, port, receiverPort, backendPort, persistTo, logFile, timeoutMs, progress, receiverLog, config, tmpState });
+    } catch (e) {
+      if (!(e instanceof EarlyExit) || !auto || attempt >= 3) {
+        if (tmpState) fs.rmSync(tmpState, { recursive: true, force: true });
+        throw e;
+      }
+      progress(`stack: wrangler dev exited before /healthz (attempt ${attempt}); trying again on other ports:\n${e.reason}`);
+    }
+  }
+}
+
+/** wrangler dev exited before /healthz answered. */
+class EarlyExit extends Error {
+  constructor(message, reason) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+/** The log's lines that say why wrangler stopped: its table of bindings and request lines left out. */
+function exitReason(logFile) {
+  const lines = tail(logFile, 200).split("\n");
+  const said = lines.filter((l) => !/^\s*env\.|^\s*Binding\s|^\[wrangler:info\]|^\s*$/.test(l));
+  return said.slice(-25).join("\n");
+}
+
+async function launch({ vars, port, receiverPort, backendPort, persistTo, logFile, timeoutMs, progress, receiverLog, config, tmpState }) {
   if (port === "auto") port = await freePort();
   if (receiverPort === "auto") receiverPort = await freePort();
   if (backendPort === "auto") backendPort = await freePort();
@@ -299,14 +331,18 @@ export async function startStack({
     if (!done) await Promise.race([exitP, new Promise((r) => setTimeout(r, 3000))]);
     await receiver.close();
     await backend.close();
-    if (tmpState) fs.rmSync(tmpState, { recursive: true, force: true });
+    if (tmpState && !keepState) fs.rmSync(tmpState, { recursive: true, force: true });
   };
+  let keepState = false; // a failed start leaves the state directory to the next attempt
 
   const t0 = Date.now();
   let lastProgress = t0;
   try {
     for (;;) {
-      if (exited) throw new Error(`wrangler dev exited (${exited.code ?? exited.signal}) before /healthz answered; ${logFile}:\n${tail(logFile)}`);
+      if (exited) {
+        const reason = exitReason(logFile);
+        throw new EarlyExit(`wrangler dev exited (${exited.code ?? exited.signal}) before /healthz answered; ${logFile}:\n${reason}`, reason);
+      }
       const h = await healthy(base);
       if (h) {
         progress(`stack: worker up after ${((Date.now() - t0) / 1000).toFixed(0)} s (model ${h.model_version})`);
@@ -321,6 +357,7 @@ export async function startStack({
       await new Promise((r) => setTimeout(r, 1000));
     }
   } catch (e) {
+    keepState = true;
     await stop();
     throw e;
   }
