@@ -216,10 +216,7 @@ impl Scorer {
             });
             Some((j, t.collect()))
         });
-        let cfg = StateConfig {
-            site,
-            half_lives: features.half_lives().to_vec(),
-        };
+        let cfg = features.state_config(site);
         Ok(Scorer {
             card,
             segment_tiers,

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::{days_from_civil, weekday};
 
-/// Most distinct tag sets (page classes) a site may define: state keeps one counter per class.
-pub const MAX_CLASSES: usize = 8;
+/// Most distinct tag sets (page classes) a site may define: state keeps counters per class, and
+/// a feature names classes in a 16-bit mask.
+pub const MAX_CLASSES: usize = 16;
 /// Most distinct tags.
 pub const MAX_TAGS: usize = 16;
 /// Most per-page statistic columns.

@@ -23,10 +23,7 @@ fn features(decls: &str) -> (FeatureSet, StateConfig) {
     let specs: Vec<FeatureSpec> = serde_json::from_str(decls).unwrap();
     let site = Site::new(serde_json::from_str::<SiteTables>(SITE).unwrap()).unwrap();
     let set = FeatureSet::new(&specs, &site).unwrap();
-    let cfg = StateConfig {
-        site,
-        half_lives: set.half_lives().to_vec(),
-    };
+    let cfg = set.state_config(site);
     (set, cfg)
 }
 

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 /// A site with the most page classes and stats allowed, so sizes are worst case.
 fn cfg() -> StateConfig {
-    let rules: Vec<String> = (0..7)
+    let rules: Vec<String> = (0..leadscore::site::MAX_CLASSES - 1)
         .map(|i| format!(r#"{{"prefix":"/c{i}","tags":["t{i}"]}}"#))
         .collect();
     let text = format!(
@@ -18,10 +18,7 @@ fn cfg() -> StateConfig {
     );
     let site = Site::new(serde_json::from_str::<SiteTables>(&text).unwrap()).unwrap();
     assert_eq!(site.n_classes(), leadscore::site::MAX_CLASSES);
-    StateConfig {
-        site,
-        half_lives: vec![60.0, 3600.0],
-    }
+    StateConfig::pages_only(site, vec![60.0, 3600.0, 86_400.0, 604_800.0])
 }
 
 fn any_value() -> impl Strategy<Value = String> {
@@ -170,4 +167,78 @@ proptest! {
         prop_assert!(bytes.len() <= 1024, "{} bytes", bytes.len());
         prop_assert_eq!(VisitorState::from_bytes(&bytes, &cfg).unwrap(), s);
     }
+}
+
+/// The largest card the engine takes: every page class and stat, the most half-lives, signals
+/// (each with two decays) and traits (64-byte names), driven to its worst: every count high,
+/// every recent time kept, every trait at its longest value, as many devices merged as allowed.
+/// The state stays within the budget the configuration announces.
+#[test]
+fn the_largest_card_stays_within_its_budget() {
+    use leadscore::features::{FeatureSet, FeatureSpec};
+    use leadscore::state::signal::MAX_SIGNALS;
+    use leadscore::state::MAX_TRAITS;
+    let site = cfg().site;
+    let mut specs: Vec<serde_json::Value> = (0..MAX_SIGNALS)
+        .flat_map(|i| {
+            [1.0, 30.0].map(|hl| {
+                serde_json::json!({"name": format!("s{i}_{hl}"), "kind": "event_decayed",
+                    "params": {"event": format!("touch_{i}"), "half_life_days": hl}})
+            })
+        })
+        .collect();
+    let trait_name = |i: usize| format!("{i:02}{}", "t".repeat(62));
+    for i in 0..MAX_TRAITS {
+        specs.push(serde_json::json!({"name": format!("t{i}"), "kind": "trait", "params": {"name": trait_name(i)}}));
+    }
+    let specs: Vec<FeatureSpec> = serde_json::from_value(serde_json::Value::Array(specs)).unwrap();
+    let set = FeatureSet::new(&specs, &site).unwrap();
+    let mut c = set.state_config(site);
+    c.half_lives = cfg().half_lives;
+    let value = "v".repeat(leadscore::event::limits::MAX_TRAIT_VALUE_LEN);
+    let traits: Vec<String> = (0..MAX_TRAITS)
+        .map(|i| format!("{:?}:{value:?}", trait_name(i)))
+        .collect();
+    let state = |v: &str, t0: i64| {
+        let mut s = VisitorState::new(&c);
+        for k in 0..3000i64 {
+            let ts = t0 + k * 61_000;
+            let text = match k % 4 {
+                0 => format!(
+                    r#"{{"id":"{v}{k}","type":"page","ts":{ts},"visitor_id":"{v}","path":"/c{}","ua":"Mozilla/5.0 (Windows NT 10.0) Chrome/120.0"}}"#,
+                    k % 16
+                ),
+                1 => format!(
+                    r#"{{"id":"{v}{k}","type":"engaged","ts":{ts},"visitor_id":"{v}","engaged_ms":1234.5678}}"#
+                ),
+                2 => format!(
+                    r#"{{"id":"{v}{k}","type":"custom","name":"touch_{}","ts":{ts},"visitor_id":"{v}"}}"#,
+                    k % 12
+                ),
+                _ => format!(
+                    r#"{{"id":"{v}{k}","type":"identify","ts":{ts},"visitor_id":"{v}","lead_id":"{}","traits":{{{}}}}}"#,
+                    "l".repeat(64),
+                    traits.join(",")
+                ),
+            };
+            s.apply(&Event::parse(&text).unwrap(), &c, None);
+        }
+        s
+    };
+    let mut s = state("me", 1_750_000_000_000);
+    for k in 0..MAX_MERGED {
+        let other = state(
+            &format!("o{k}"),
+            1_760_000_000_000 + k as i64 * 1_000_000_000,
+        );
+        s.merge("me", &format!("o{k}"), &other, &c).unwrap();
+    }
+    let bytes = s.to_bytes();
+    assert!(
+        bytes.len() <= c.budget_bytes(),
+        "{} bytes, budget {}",
+        bytes.len(),
+        c.budget_bytes()
+    );
+    assert_eq!(VisitorState::from_bytes(&bytes, &c).unwrap(), s);
 }

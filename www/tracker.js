@@ -21,6 +21,7 @@ import {
   MAX_UA_LEN,
   MAX_URL_LEN,
   MAX_VALUE_LEN,
+  MAX_TRAIT_VALUE_LEN,
 } from './tracker/limits.js'; // generated from src/event/limits.rs
 import { cfg } from './tracker/config.js';
 import { allowed, consentState, gpc, undecided } from './tracker/consent.js';
@@ -282,15 +283,21 @@ function init(o) {
   return api;
 }
 
-const scalars = (o) => {
+// Props' strings are cut to fit; a trait's string too long to keep is left out with a warning
+// (a cut company name would be another company).
+const scalars = (o, traits) => {
   const out = {};
   let n = 0;
   for (const k in o || {}) {
     const v = o[k];
     if (n === MAX_MAP_ENTRIES || !k || bytes(k) > MAX_KEY_LEN) continue; // UTF-8 bytes, the core's rule
     if (typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
-    else if (typeof v === 'string') out[k] = cut(v, MAX_VALUE_LEN);
-    else continue;
+    else if (typeof v === 'string' && !traits) out[k] = cut(v, MAX_VALUE_LEN);
+    else if (typeof v === 'string' && bytes(v) <= MAX_TRAIT_VALUE_LEN) out[k] = v;
+    else if (typeof v === 'string') {
+      warn(`identify: trait ${k} is more than ${MAX_TRAIT_VALUE_LEN} bytes; left out`);
+      continue;
+    } else continue;
     n++;
   }
   return n ? out : undefined;
@@ -329,7 +336,7 @@ const api = {
       else warn(`identify: the id is more than ${MAX_LEAD_ID_LEN} bytes; ignored`);
     }
     if (e.lead_id && opts && typeof opts.signature === 'string') e.lead_signature = opts.signature;
-    const t = scalars(traits);
+    const t = scalars(traits, true);
     if (t) e.traits = t;
     if (!e.lead_id && !e.traits) warn('identify needs an id or traits');
     else emit(e);

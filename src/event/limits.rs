@@ -25,6 +25,9 @@ pub const MAX_MAP_ENTRIES: usize = 32;
 pub const MAX_KEY_LEN: usize = 64;
 /// Longest string value in `props` or `traits`.
 pub const MAX_VALUE_LEN: usize = 512;
+/// Longest string value of a trait: traits are kept in visitor state, so a longer one is refused
+/// rather than cut (a company name, a job title, an industry fit).
+pub const MAX_TRAIT_VALUE_LEN: usize = 64;
 /// Largest `engaged_ms` of one event: a heartbeat or page end never covers more than a day.
 pub const MAX_ENGAGED_MS: f64 = 86_400_000.0;
 /// Accepted timestamps: 2000-01-01 … 2100-01-01 (ms since the Unix epoch).
@@ -61,6 +64,7 @@ pub fn named() -> Vec<(&'static str, String)> {
         ("MAX_MAP_ENTRIES", MAX_MAP_ENTRIES.to_string()),
         ("MAX_KEY_LEN", MAX_KEY_LEN.to_string()),
         ("MAX_VALUE_LEN", MAX_VALUE_LEN.to_string()),
+        ("MAX_TRAIT_VALUE_LEN", MAX_TRAIT_VALUE_LEN.to_string()),
         ("MAX_ENGAGED_MS", format!("{}", MAX_ENGAGED_MS as i64)),
         ("MIN_TS", MIN_TS.to_string()),
         ("MAX_TS", MAX_TS.to_string()),

@@ -234,8 +234,8 @@ impl Event {
                 ));
             }
         }
-        check_map("props", &self.props)?;
-        check_map("traits", &self.traits)?;
+        check_map("props", &self.props, MAX_VALUE_LEN)?;
+        check_map("traits", &self.traits, MAX_TRAIT_VALUE_LEN)?;
         match self.kind {
             EventType::Page if self.path.is_none() && self.url.is_none() => Err(EventError::field(
                 "path",
@@ -354,7 +354,11 @@ fn check_len(field: &'static str, s: Option<&str>, max: usize) -> Result<(), Eve
     }
 }
 
-fn check_map(field: &'static str, map: &BTreeMap<String, Value>) -> Result<(), EventError> {
+fn check_map(
+    field: &'static str,
+    map: &BTreeMap<String, Value>,
+    max_value_len: usize,
+) -> Result<(), EventError> {
     use limits::*;
     if map.len() > MAX_MAP_ENTRIES {
         return Err(EventError::field(
@@ -370,10 +374,10 @@ fn check_map(field: &'static str, map: &BTreeMap<String, Value>) -> Result<(), E
             ));
         }
         match v {
-            Value::Str(s) if s.len() > MAX_VALUE_LEN => {
+            Value::Str(s) if s.len() > max_value_len => {
                 return Err(EventError::field(
                     field,
-                    format!("value of {k:?} is more than {MAX_VALUE_LEN} bytes"),
+                    format!("value of {k:?} is more than {max_value_len} bytes"),
                 ))
             }
             Value::Num(n) if !n.is_finite() => {

@@ -83,7 +83,7 @@ const TEMPLATE: &str = r##"{
     "lead_id": { "type": "string", "minLength": 1, "maxLength": @MAX_LEAD_ID_LEN@, "description": "Lead id (identify)." },
     "lead_signature": { "type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "Hex HMAC-SHA256 of lead_id made by the site's backend (identify); without it an identify is a claim." },
     "props": { "$ref": "#/$defs/smallMap", "description": "depth (scroll, percent), cta (click), form (form_*), id_persistent (page), …" },
-    "traits": { "$ref": "#/$defs/smallMap", "description": "Identify traits only." }
+    "traits": { "$ref": "#/$defs/traitMap", "description": "Identify traits only." }
   },
   "allOf": [
     { "if": { "properties": { "type": { "const": "page" } } }, "then": { "anyOf": [ { "required": ["path"] }, { "required": ["url"] } ] } },
@@ -99,6 +99,14 @@ const TEMPLATE: &str = r##"{
       "propertyNames": { "minLength": 1, "maxLength": @MAX_KEY_LEN@ },
       "additionalProperties": {
         "oneOf": [ { "type": "boolean" }, { "type": "number" }, { "type": "string", "maxLength": @MAX_VALUE_LEN@ } ]
+      }
+    },
+    "traitMap": {
+      "type": "object",
+      "maxProperties": @MAX_MAP_ENTRIES@,
+      "propertyNames": { "minLength": 1, "maxLength": @MAX_KEY_LEN@ },
+      "additionalProperties": {
+        "oneOf": [ { "type": "boolean" }, { "type": "number" }, { "type": "string", "maxLength": @MAX_TRAIT_VALUE_LEN@ } ]
       }
     }
   }

@@ -2,6 +2,9 @@
 //!
 //! This is the one implementation of every feature: it builds the training matrix (via
 //! `leadscore features`) and serves. Kinds and parameters are documented in `models/README.md`.
+//! Kinds over signals (named events, page tags) and time in the funnel are in `signal.rs`.
+
+mod signal;
 
 use std::collections::BTreeMap;
 
@@ -9,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{channel, useragent, Value};
 use crate::site::Site;
-use crate::state::{Counts, StateConfig, VisitorState, MAX_HALF_LIVES};
+use crate::state::{Counts, Signal, StateConfig, VisitorState, MAX_HALF_LIVES, MAX_TRAITS};
+
+pub use signal::MAX_DAYS;
 
 /// A feature as declared in `card.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +43,14 @@ pub struct FeatureSpec {
     /// a factor should say "Email", not the code the model sees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<BTreeMap<String, String>>,
+    /// `fit` (who: traits, firmographics) or `engagement` (what they do); default: `fit` for
+    /// `trait` features, `engagement` for every other kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
+
+/// Feature groups: who the lead is (`fit`: traits, firmographics) and what they do (`engagement`).
+pub const GROUPS: [&str; 2] = ["fit", "engagement"];
 
 /// Kinds read from the calendar alone (the event's date and time, the site's special days).
 pub const CALENDAR_KINDS: [&str; 3] = ["weekend", "hour_of_day", "special_day"];
@@ -49,6 +61,14 @@ impl FeatureSpec {
     /// never alerts on it.
     pub fn is_calendar(&self) -> bool {
         CALENDAR_KINDS.contains(&self.kind.as_str())
+    }
+
+    /// Whether the feature describes who the lead is (`fit`) rather than what they do.
+    pub fn is_fit(&self) -> bool {
+        match self.group.as_deref() {
+            Some(g) => g == "fit",
+            None => self.kind == "trait",
+        }
     }
 }
 
@@ -118,6 +138,7 @@ enum Kind {
     QuickConversion(u16, u16),
     TraitNum(String, f32),
     TraitCat(String, BTreeMap<String, f32>, f32),
+    Signal(signal::SignalKind),
 }
 
 /// The compiled feature list of a model, in input order.
@@ -126,25 +147,53 @@ pub struct FeatureSet {
     names: Vec<String>,
     kinds: Vec<Kind>,
     half_lives: Vec<f64>,
+    reads: signal::Reads,
 }
 
 impl FeatureSet {
     /// Compiles feature declarations against a site.
+    ///
+    /// Errors name the feature: an unknown kind or parameter, a tag the site lacks, more signals,
+    /// half-lives or traits than the state keeps.
     pub fn new(specs: &[FeatureSpec], site: &Site) -> Result<FeatureSet, FeatureError> {
         let mut half_lives = Vec::new();
+        let mut reads = signal::Reads::default();
         let mut names: Vec<String> = Vec::with_capacity(specs.len());
         let mut kinds = Vec::with_capacity(specs.len());
         for spec in specs {
             if names.contains(&spec.name) {
                 return Err(err(spec, "duplicate name"));
             }
-            kinds.push(compile(spec, site, &mut half_lives)?);
+            if let Some(g) = &spec.group {
+                if !GROUPS.contains(&g.as_str()) {
+                    return Err(err(spec, "`group` must be \"fit\" or \"engagement\""));
+                }
+            }
+            let kind = if signal::KINDS.contains(&spec.kind.as_str()) {
+                Kind::Signal(
+                    reads
+                        .compile(&spec.kind, &spec.params, site)
+                        .map_err(|m| err(spec, m))?,
+                )
+            } else {
+                compile(spec, site, &mut half_lives)?
+            };
+            if let Kind::TraitNum(t, _) | Kind::TraitCat(t, _, _) = &kind {
+                if !reads.traits.contains(t) {
+                    if reads.traits.len() == MAX_TRAITS {
+                        return Err(err(spec, format!("at most {MAX_TRAITS} distinct traits")));
+                    }
+                    reads.traits.push(t.clone());
+                }
+            }
+            kinds.push(kind);
             names.push(spec.name.clone());
         }
         Ok(FeatureSet {
             names,
             kinds,
             half_lives,
+            reads,
         })
     }
 
@@ -192,13 +241,40 @@ impl FeatureSet {
         &self.half_lives
     }
 
+    /// Signals the state must count, in the order the features refer to them.
+    pub fn signals(&self) -> &[Signal] {
+        &self.reads.signals
+    }
+
+    /// Trait names the features read: the ones the state keeps.
+    pub fn traits(&self) -> &[String] {
+        &self.reads.traits
+    }
+
+    /// The state configuration these features need on a site.
+    pub fn state_config(&self, site: Site) -> StateConfig {
+        StateConfig {
+            site,
+            half_lives: self.half_lives.clone(),
+            signals: self.reads.signals.clone(),
+            traits: self.reads.traits.clone(),
+        }
+    }
+
     /// Computes every feature into `out` (len = [`FeatureSet::len`]). A value beyond `f32`'s
     /// range (a trait of 1e300, a mean of 1e39) is `±f32::MAX`, never infinite: the trees take
     /// the same branches (their thresholds are finite), and a score's JSON can be read back. NaN
     /// stays: it is a missing input.
     pub fn compute(&self, s: &VisitorState, cfg: &StateConfig, out: &mut [f32]) {
+        self.compute_at(s, cfg, s.last_ts, out);
+    }
+
+    /// [`FeatureSet::compute`] as of a time `as_of` (ms) at or after the state's latest event:
+    /// what windows, decays and "days since" measure to (a snapshot decision time).
+    pub fn compute_at(&self, s: &VisitorState, cfg: &StateConfig, as_of: i64, out: &mut [f32]) {
+        let as_of = as_of.max(s.last_ts);
         for (o, k) in out.iter_mut().zip(&self.kinds) {
-            let v = value(k, s, cfg);
+            let v = value(k, s, cfg, as_of);
             *o = if v.is_infinite() {
                 f32::MAX.copysign(v)
             } else {
@@ -464,7 +540,7 @@ fn local_start(s: &VisitorState) -> (i64, u32) {
     )
 }
 
-fn value(k: &Kind, s: &VisitorState, cfg: &StateConfig) -> f32 {
+fn value(k: &Kind, s: &VisitorState, cfg: &StateConfig, as_of: i64) -> f32 {
     let views = |sc: Scope| match sc {
         Scope::Session => &s.session.views,
         Scope::Visitor => &s.views,
@@ -560,5 +636,6 @@ fn value(k: &Kind, s: &VisitorState, cfg: &StateConfig) -> f32 {
                 Value::Num(n) => map.get(&n.to_string()).copied(),
             })
             .unwrap_or(*default),
+        Kind::Signal(k) => signal::value(k, s, cfg, as_of),
     }
 }

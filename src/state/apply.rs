@@ -27,6 +27,7 @@ impl VisitorState {
             return Apply::Stale;
         }
         self.remember(id, ts);
+        self.fit_signals(&cfg.signals);
 
         let engaged = match event.kind {
             EventType::Engaged | EventType::PageEnd => event.engaged_ms.unwrap_or(0.0),
@@ -34,22 +35,38 @@ impl VisitorState {
         };
         let activity = ts - engaged as i64;
         let timeout = cfg.site.session_timeout_ms();
-        // Which session does the event belong to?
-        let in_session = if self.is_empty() || activity > self.last_activity + timeout {
+        // Which session does the event belong to? Only web events open or extend sessions: a
+        // server-side touch or an identify is activity of the lead, not a visit.
+        let web = !matches!(event.kind, EventType::Custom | EventType::Identify);
+        let opens = web && (self.sessions == 0 || activity > self.last_activity + timeout);
+        let in_session = if opens {
             self.start_session(ts, event.tz_offset.unwrap_or(cfg.site.tz_offset()), cfg);
             true
         } else {
-            ts >= self.session.start - timeout
+            self.sessions > 0
+                && ts >= self.session.start - timeout
+                && (web || ts <= self.last_activity + timeout)
         };
         if self.is_empty() {
             self.first_ts = ts;
         }
-        if in_session && ts < self.session.start {
+        if web && in_session && ts < self.session.start {
             self.session.start = ts;
         }
         self.first_ts = self.first_ts.min(ts);
         self.last_ts = self.last_ts.max(ts);
-        self.last_activity = self.last_activity.max(ts);
+        if web {
+            self.last_activity = self.last_activity.max(ts);
+        }
+        let page_class = match event.kind {
+            EventType::Page => Some(cfg.site.class_of(event.page_path().unwrap_or("/"))),
+            _ => None,
+        };
+        for (agg, signal) in self.signals.iter_mut().zip(&cfg.signals) {
+            if signal.matches(event, page_class) {
+                agg.add(ts, in_session, signal);
+            }
+        }
 
         if let Some(ua) = &event.ua {
             self.ua = useragent::parse(ua);
@@ -58,7 +75,7 @@ impl VisitorState {
         match event.kind {
             EventType::Page => {
                 let path = event.page_path().unwrap_or("/");
-                let class = cfg.site.class_of(path);
+                let class = page_class.unwrap_or_default();
                 let c = usize::from(class);
                 self.total.pages += 1;
                 self.views[c] += 1;
@@ -82,7 +99,8 @@ impl VisitorState {
                         let ch = channel::classify(event.url.as_deref(), event.referrer.as_deref());
                         session.channel = ch;
                         session.counts.channels |= 1 << ch;
-                        if self.sessions == 1 {
+                        // The first page decides, whatever came before it (an identify, a touch).
+                        if self.total.pages == 1 {
                             self.first_channel = ch;
                         }
                         self.total.channels |= 1 << ch;
@@ -140,8 +158,11 @@ impl VisitorState {
                 if let Some(lead) = &event.lead_id {
                     self.lead_id = Some(lead.clone());
                 }
+                if self.identified_ts == 0 || ts < self.identified_ts {
+                    self.identified_ts = ts;
+                }
                 for (k, v) in &event.traits {
-                    self.set_trait(k, v);
+                    self.set_trait(k, v, cfg);
                 }
             }
             EventType::Custom => {}
@@ -155,6 +176,9 @@ impl VisitorState {
         self.session = Session::empty(cfg.site.n_classes(), cfg.site.n_stats());
         self.session.start = ts;
         self.session.tz = tz as i16;
+        for agg in &mut self.signals {
+            agg.session = 0;
+        }
     }
 
     fn remember(&mut self, id: [u8; 8], ts: i64) {
@@ -188,18 +212,23 @@ impl VisitorState {
         self.decay_ts = self.decay_ts.max(ts);
     }
 
-    fn set_trait(&mut self, key: &str, value: &Value) {
-        let key: String = truncate(key, MAX_TRAIT_LEN);
+    /// Keeps a declared trait (the latest value wins); counts any other as dropped.
+    fn set_trait(&mut self, key: &str, value: &Value, cfg: &StateConfig) {
+        if !cfg.traits.iter().any(|t| t == key) {
+            self.traits_dropped = self.traits_dropped.saturating_add(1);
+            return;
+        }
         let value = match value {
-            Value::Str(s) => TraitValue::Str(truncate(s, MAX_TRAIT_LEN)),
+            Value::Str(s) => TraitValue::Str(s.clone()),
             Value::Num(n) => TraitValue::Num(*n),
             Value::Bool(b) => TraitValue::Bool(*b),
         };
-        self.traits.retain(|(k, _)| *k != key);
-        if self.traits.len() == MAX_TRAITS {
+        self.traits.retain(|(k, _)| k != key);
+        if self.traits.len() >= MAX_TRAITS {
             self.traits.remove(0);
+            self.traits_dropped = self.traits_dropped.saturating_add(1);
         }
-        self.traits.push((key, value));
+        self.traits.push((key.to_string(), value));
     }
 }
 
@@ -214,12 +243,4 @@ impl Counts {
 
 fn sat16(n: u32) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }

@@ -15,13 +15,17 @@ impl VisitorState {
             Some(&STATE_VERSION) => {
                 postcard::from_bytes(bytes).map_err(|e| StateError::Decode(e.to_string()))?
             }
-            // Version 1 lacks only the trailing `merged` list: an empty list is one 0 byte.
-            Some(&1) => postcard::from_bytes(&[bytes, &[0]].concat())
+            // Older versions lack only trailing fields, each read as empty (one 0 byte): version 2
+            // the signals, the identify time and the dropped traits; version 1 also `merged`.
+            Some(&2) => postcard::from_bytes(&[bytes, &[0, 0, 0]].concat())
+                .map_err(|e| StateError::Decode(e.to_string()))?,
+            Some(&1) => postcard::from_bytes(&[bytes, &[0, 0, 0, 0]].concat())
                 .map_err(|e| StateError::Decode(e.to_string()))?,
             Some(&v) => return Err(StateError::Version(v)),
             None => return Err(StateError::Decode("empty".into())),
         };
         s.version = STATE_VERSION;
+        s.fit_signals(&cfg.signals);
         if !s.fits(cfg) {
             return Err(s.shape_error(cfg));
         }
@@ -55,6 +59,8 @@ impl VisitorState {
             && s.recent_ids.len() <= DEDUP_WINDOW
             && s.traits.len() <= MAX_TRAITS
             && s.merged.len() <= MAX_MERGED
+            && s.signals.len() == cfg.signals.len()
+            && s.signals.iter().zip(&cfg.signals).all(|(a, g)| a.fits(g))
             && n <= MAX_CLASSES
             && k <= MAX_STATS
             && usize::from(s.first_channel) < channel::CHANNELS.len()

@@ -41,7 +41,10 @@ impl VisitorState {
     /// - traits: the union, the value of the visitor with the latest event winning (replay keeps
     ///   the last identify's, which differs only when identifies interleave); oldest evicted past
     ///   [`MAX_TRAITS`].
-    /// - lead id: this state's, else the other's.
+    /// - signals: counts add, first/last are the min/max, the latest times kept are the latest of
+    ///   both, decayed counts decay to the later time and add (exact); per-session counts follow
+    ///   the sessions (added when the current sessions become one, else the current one's).
+    /// - lead id: this state's, else the other's; identify time the earlier; dropped traits add.
     /// - de-duplication: all of this state's own recent ids are kept (its replay guarantee is
     ///   unchanged) and the other's newest fill the free slots, so the other device's events
     ///   re-sent under this visitor id still count once while they are remembered. The other's
@@ -86,6 +89,8 @@ impl VisitorState {
         let other_newer = was_empty || other.last_ts > self.last_ts;
         // Channels seen by the visitor, when the later visitor's landing does not count (see below).
         let mut total_channels = None;
+        // How the current sessions combined, for the signals' per-session counts.
+        let (mut joined, mut theirs_current) = (false, was_empty);
         if was_empty {
             self.sessions = other.sessions;
             self.session = other.session.clone();
@@ -110,6 +115,7 @@ impl VisitorState {
                 }
                 let newer_activity = other.last_activity > self.last_activity;
                 self.session.absorb(&other.session, newer_activity);
+                joined = true;
                 self.sessions = self
                     .sessions
                     .saturating_add(other.sessions)
@@ -117,13 +123,22 @@ impl VisitorState {
             } else {
                 if other_later {
                     self.session = other.session.clone();
+                    theirs_current = true;
                 }
                 self.sessions = self.sessions.saturating_add(other.sessions);
             }
         }
+        // The first page decides the first-touch channel: a visitor with no page has none.
+        let theirs_first_page = match (self.total.pages, other.total.pages) {
+            (_, 0) => false,
+            (0, _) => true,
+            _ => other.first_ts < self.first_ts,
+        };
+        if was_empty || theirs_first_page {
+            self.first_channel = other.first_channel;
+        }
         if was_empty || other.first_ts < self.first_ts {
             self.first_ts = other.first_ts;
-            self.first_channel = other.first_channel;
         }
         if was_empty {
             self.last_ts = other.last_ts;
@@ -165,8 +180,26 @@ impl VisitorState {
             .chain(newer)
             .cloned()
             .collect();
-        traits.drain(..traits.len().saturating_sub(MAX_TRAITS));
+        let evicted = traits.len().saturating_sub(MAX_TRAITS);
+        traits.drain(..evicted);
         self.traits = traits;
+        self.traits_dropped = self
+            .traits_dropped
+            .saturating_add(other.traits_dropped)
+            .saturating_add(u16::try_from(evicted).unwrap_or(u16::MAX));
+        if other.identified_ts != 0
+            && (self.identified_ts == 0 || other.identified_ts < self.identified_ts)
+        {
+            self.identified_ts = other.identified_ts;
+        }
+        for ((mine, theirs), signal) in self
+            .signals
+            .iter_mut()
+            .zip(&other.signals)
+            .zip(&cfg.signals)
+        {
+            mine.absorb(theirs, joined, theirs_current, signal);
+        }
         if self.lead_id.is_none() {
             self.lead_id.clone_from(&other.lead_id);
         }

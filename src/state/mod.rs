@@ -37,17 +37,15 @@ pub const DEDUP_WINDOW: usize = 16;
 pub const MAX_FUTURE_MS: i64 = 2 * 60_000;
 /// Oldest accepted client time relative to the receiver (offline queues replay up to a week).
 pub const MAX_AGE_MS: i64 = 7 * 86_400_000;
-/// Most traits kept per visitor (the oldest written is evicted).
-pub const MAX_TRAITS: usize = 6;
-/// Longest trait key / string value kept.
-pub const MAX_TRAIT_LEN: usize = 32;
+/// Most traits a card may declare (the state keeps only declared ones).
+pub const MAX_TRAITS: usize = 16;
 /// Most distinct engagement half-lives a model may ask for.
-pub const MAX_HALF_LIVES: usize = 2;
+pub const MAX_HALF_LIVES: usize = 4;
 /// Most visitors whose states one state may absorb (directly or through other merged states).
 pub const MAX_MERGED: usize = 8;
-/// Current state format version (first field of the serialization). Version 1 (before
-/// `merged`) is still read.
-pub const STATE_VERSION: u8 = 2;
+/// Current state format version (first field of the serialization). Versions 1 (before
+/// `merged`) and 2 (before signals, the identify time and dropped traits) are still read.
+pub const STATE_VERSION: u8 = 3;
 
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +83,44 @@ pub struct StateConfig {
     pub site: Site,
     /// Half-lives (seconds) of the engagement-velocity accumulators, in the order features refer to them.
     pub half_lives: Vec<f64>,
+    /// Signals the card reads, in the order features refer to them.
+    pub signals: Vec<Signal>,
+    /// Trait names the card reads: the only ones kept (see [`VisitorState::traits_dropped`]).
+    pub traits: Vec<String>,
+}
+
+/// Serialized size a page-only state stays within, whatever the events (tested worst case).
+pub const PAGE_STATE_BYTES: usize = 1024;
+/// What one declared signal may add to a state (key, counts, times, the latest times, decays).
+pub const SIGNAL_STATE_BYTES: usize = 96;
+/// What one declared trait may add besides its name: the value (at most
+/// [`crate::event::limits::MAX_TRAIT_VALUE_LEN`] bytes) and its framing.
+pub const TRAIT_STATE_BYTES: usize = crate::event::limits::MAX_TRAIT_VALUE_LEN + 12;
+
+impl StateConfig {
+    /// The most bytes a state of this configuration serializes to: [`PAGE_STATE_BYTES`], plus
+    /// [`SIGNAL_STATE_BYTES`] per signal and the name + [`TRAIT_STATE_BYTES`] per trait. Why a
+    /// budget per declaration: a B2B card reading a dozen touches and a few firmographics needs
+    /// more than a page-only one, and a card that reads nothing of the kind pays nothing.
+    pub fn budget_bytes(&self) -> usize {
+        PAGE_STATE_BYTES
+            + self.signals.len() * SIGNAL_STATE_BYTES
+            + self
+                .traits
+                .iter()
+                .map(|t| t.len() + TRAIT_STATE_BYTES)
+                .sum::<usize>()
+    }
+
+    /// A configuration with no signals and no traits (page structure only).
+    pub fn pages_only(site: Site, half_lives: Vec<f64>) -> StateConfig {
+        StateConfig {
+            site,
+            half_lives,
+            signals: Vec::new(),
+            traits: Vec::new(),
+        }
+    }
 }
 
 /// Per-session aggregates.
@@ -146,7 +182,7 @@ pub struct VisitorState {
     pub first_ts: i64,
     /// Latest event time.
     pub last_ts: i64,
-    /// Latest activity time (session continuity).
+    /// Latest web activity (session continuity; server-side touches and identifies do not count).
     pub last_activity: i64,
     /// Number of sessions.
     pub sessions: u32,
@@ -174,10 +210,17 @@ pub struct VisitorState {
     pub stale_before: i64,
     /// Lead id from `identify`.
     pub lead_id: Option<String>,
-    /// Identify traits, oldest written first.
+    /// Identify traits the card declares, oldest written first.
     pub traits: Vec<(String, TraitValue)>,
     /// Hashes of the visitor ids whose states were merged into this one (see [`VisitorState::merge`]).
     pub merged: Vec<[u8; 8]>,
+    /// One aggregate per signal of the configuration.
+    pub signals: Vec<SignalAgg>,
+    /// First identify (with a lead id or traits); 0 = never identified.
+    pub identified_ts: i64,
+    /// Traits received that the card does not declare, or whose value was not kept: counted,
+    /// never silently lost.
+    pub traits_dropped: u16,
 }
 
 /// A stored trait value: [`Value`] with an explicit tag, because postcard cannot read untagged enums.
@@ -187,7 +230,7 @@ pub enum TraitValue {
     Bool(bool),
     /// A number.
     Num(f64),
-    /// A string (truncated to [`MAX_TRAIT_LEN`] bytes).
+    /// A string (at most [`crate::event::limits::MAX_TRAIT_VALUE_LEN`] bytes, checked by the event).
     Str(String),
 }
 
@@ -221,6 +264,9 @@ mod apply;
 pub use apply::clamp_ts;
 mod codec;
 mod merge;
+pub mod signal;
+
+pub use signal::{Signal, SignalAgg, SignalOn};
 
 /// Event and visitor id hashes: FNV-1a, stable across builds because they persist in states.
 pub(super) use crate::hash::fnv1a64 as fnv1a;
@@ -245,7 +291,8 @@ impl VisitorState {
             .iter_mut()
             .chain(&mut self.decayed)
             .chain(&mut self.session.engaged_ms)
-            .chain(&mut self.session.stat_sums);
+            .chain(&mut self.session.stat_sums)
+            .chain(self.signals.iter_mut().flat_map(|a| a.decayed.iter_mut()));
         for x in all {
             *x = finite(*x);
         }
@@ -269,6 +316,7 @@ impl VisitorState {
             engaged_ms: vec![0.0; n],
             decayed: vec![0.0; cfg.half_lives.len()],
             session: Session::empty(n, cfg.site.n_stats()),
+            signals: cfg.signals.iter().map(SignalAgg::new).collect(),
             ..VisitorState::default()
         }
     }

@@ -9,6 +9,7 @@ export const MAX_UA_LEN = 512;
 export const MAX_MAP_ENTRIES = 32;
 export const MAX_KEY_LEN = 64;
 export const MAX_VALUE_LEN = 512;
+export const MAX_TRAIT_VALUE_LEN = 64;
 export const MAX_ENGAGED_MS = 86400000;
 export const MIN_TS = 946684800000;
 export const MAX_TS = 4102444800000;
