@@ -27,8 +27,8 @@ fn features(decls: &str) -> (FeatureSet, StateConfig) {
     (set, cfg)
 }
 
-/// Applies NDJSON-ish events (one per string) and returns the named features.
-fn run(decls: &str, events: &[&str]) -> Vec<f32> {
+/// Applies NDJSON-ish events (one per string) to a fresh state.
+fn replay(decls: &str, events: &[&str]) -> (FeatureSet, StateConfig, VisitorState) {
     let (set, cfg) = features(decls);
     let mut s = VisitorState::new(&cfg);
     for (i, e) in events.iter().enumerate() {
@@ -36,6 +36,12 @@ fn run(decls: &str, events: &[&str]) -> Vec<f32> {
         let ev = Event::parse(&text).unwrap_or_else(|err| panic!("{text}: {err}"));
         s.apply(&ev, &cfg, None);
     }
+    (set, cfg, s)
+}
+
+/// The features after applying NDJSON-ish events (one per string).
+fn run(decls: &str, events: &[&str]) -> Vec<f32> {
+    let (set, cfg, s) = replay(decls, events);
     let mut out = vec![0.0; set.len()];
     set.compute(&s, &cfg, &mut out);
     out
@@ -227,6 +233,78 @@ fn velocity_quick_conversion_and_traits() {
     assert_eq!(run(decls, &quick)[1], 1.0);
 }
 
+/// A B2B journey: a touch and an identify before the first page, webinars over weeks, a demo
+/// request after the pricing page. Days are exact (the events are whole days apart).
+#[test]
+fn signals_and_time_in_the_funnel() {
+    let decls = r#"[
+      {"name":"webinars","kind":"event_count","params":{"event":"webinar_attended"}},
+      {"name":"webinars_30d","kind":"event_count","params":{"event":"webinar_attended","window_days":30}},
+      {"name":"webinars_session","kind":"event_count","params":{"event":"webinar_attended","scope":"session"}},
+      {"name":"inbound_emails","kind":"event_count","params":{"event":"email","where":{"direction":"inbound"}}},
+      {"name":"webinar_heat","kind":"event_decayed","params":{"event":"webinar_attended","half_life_days":7}},
+      {"name":"days_since_webinar","kind":"days_since_event","params":{"event":"webinar_attended"}},
+      {"name":"days_since_first_webinar","kind":"days_since_event","params":{"event":"webinar_attended","which":"first"}},
+      {"name":"pricing_7d","kind":"event_count","params":{"page":"pricing","window_days":7}},
+      {"name":"demo_requests","kind":"event_count","params":{"type":"form_submit","where":{"form":"demo"}}},
+      {"name":"pricing_then_demo","kind":"event_sequence","params":{"first":{"page":"pricing"},"then":{"type":"form_submit","where":{"form":"demo"}},"within_days":14}},
+      {"name":"demo_then_pricing","kind":"event_sequence","params":{"first":{"type":"form_submit","where":{"form":"demo"}},"then":{"page":"pricing"},"within_days":14}},
+      {"name":"days_in_funnel","kind":"days_since","params":{"from":"first_seen"}},
+      {"name":"days_since_identify","kind":"days_since","params":{"from":"identify"}},
+      {"name":"days_since_visit","kind":"days_since","params":{"from":"last_visit"}},
+      {"name":"sessions","kind":"sessions"},
+      {"name":"first_channel","kind":"channel","params":{"touch":"first","scope":"visitor","codes":{"direct":1,"email":2}}}
+    ]"#;
+    let d = |days: i64| ts(days * 86_400);
+    let e = [
+        format!(r#""type":"identify","ts":{},"lead_id":"L1""#, d(0)),
+        format!(
+            r#""type":"custom","name":"email","ts":{},"props":{{"direction":"outbound"}}"#,
+            d(0)
+        ),
+        format!(
+            r#""type":"custom","name":"email","ts":{},"props":{{"direction":"Inbound"}}"#,
+            d(1)
+        ),
+        format!(r#""type":"custom","name":"webinar_attended","ts":{}"#, d(2)),
+        format!(
+            r#""type":"page","ts":{},"url":"https://s.example/pricing?utm_medium=email""#,
+            d(20)
+        ),
+        format!(
+            r#""type":"custom","name":"webinar_attended","ts":{}"#,
+            d(30)
+        ),
+        format!(r#""type":"page","ts":{},"path":"/pricing""#, d(40)),
+        format!(
+            r#""type":"form_submit","ts":{},"path":"/demo","props":{{"form":"demo"}}"#,
+            d(45)
+        ),
+    ];
+    let refs: Vec<&str> = e.iter().map(String::as_str).collect();
+    let f = run(decls, &refs);
+    let heat = 0.5f32.powf(43.0 / 7.0) + 0.5f32.powf(15.0 / 7.0);
+    assert!((f[4] - heat).abs() < 1e-6, "{} vs {heat}", f[4]);
+    let want = [
+        2.0, 1.0, 0.0, 1.0, f[4], 15.0, 43.0, 1.0, 1.0, 1.0, 0.0, 45.0, 45.0, 0.0, 3.0, 2.0,
+    ];
+    assert_eq!(f, want);
+    // Before anything but touches: no session, no visit, no channel but the default.
+    let f = run(decls, &refs[..4]);
+    assert_eq!(f[14], 0.0);
+    assert!(f[13].is_nan());
+    assert_eq!(f[15], 0.0);
+    // As of a later time (a snapshot): windows and "days since" move, counts do not.
+    let (set, cfg, s) = replay(decls, &refs);
+    let mut later = vec![0.0; set.len()];
+    set.compute_at(&s, &cfg, d(75), &mut later);
+    assert_eq!(later[..4], [2.0, 0.0, 0.0, 1.0]);
+    assert_eq!(
+        (later[5], later[7], later[11], later[13]),
+        (45.0, 0.0, 75.0, 30.0)
+    );
+}
+
 #[test]
 fn bad_declarations_are_refused() {
     let site = Site::new(serde_json::from_str::<SiteTables>(SITE).unwrap()).unwrap();
@@ -260,6 +338,52 @@ fn bad_declarations_are_refused() {
             r#"[{"name":"a","kind":"engagement_velocity","params":{"half_life_seconds":-1}}]"#,
             "half_life",
         ),
+        (r#"[{"name":"a","kind":"event_count"}]"#, "exactly one"),
+        (
+            r#"[{"name":"a","kind":"event_count","params":{"event":"x","page":"pricing"}}]"#,
+            "exactly one",
+        ),
+        (
+            r#"[{"name":"a","kind":"event_count","params":{"event":"x","scope":"session","window_days":3}}]"#,
+            "not both",
+        ),
+        (
+            r#"[{"name":"a","kind":"event_count","params":{"event":"x","window_days":0}}]"#,
+            "window_days",
+        ),
+        (
+            r#"[{"name":"a","kind":"event_count","params":{"page":"nope"}}]"#,
+            "not in the site",
+        ),
+        (
+            r#"[{"name":"a","kind":"event_count","params":{"type":"custom"}}]"#,
+            "cannot be",
+        ),
+        (
+            r#"[{"name":"a","kind":"event_count","params":{"type":"pageview"}}]"#,
+            "event type",
+        ),
+        (
+            r#"[{"name":"a","kind":"event_count","params":{"event":"x","where":{"k":[1]}}}]"#,
+            "where.k",
+        ),
+        (
+            r#"[{"name":"a","kind":"event_count","params":{"event":"x","colour":"red"}}]"#,
+            "unknown parameter",
+        ),
+        (
+            r#"[{"name":"a","kind":"event_decayed","params":{"event":"x"}}]"#,
+            "half_life_days",
+        ),
+        (
+            r#"[{"name":"a","kind":"days_since","params":{"from":"birth"}}]"#,
+            "`from`",
+        ),
+        (
+            r#"[{"name":"a","kind":"event_sequence","params":{"first":{"event":"x"},"within_days":3}}]"#,
+            "`then`",
+        ),
+        (r#"[{"name":"a","kind":"weekend","group":"who"}]"#, "group"),
     ] {
         let specs: Vec<FeatureSpec> = serde_json::from_str(decl).unwrap();
         let e = FeatureSet::new(&specs, &site).unwrap_err().to_string();

@@ -585,7 +585,13 @@ fn value(k: &Kind, s: &VisitorState, cfg: &StateConfig, as_of: i64) -> f32 {
             codes,
             default,
         } => {
-            if s.is_empty() {
+            // No channel before the first page (visitor) or the first visit (session): a lead
+            // known only from touches and identifies has not landed anywhere.
+            let landed = match (first, scope) {
+                (true, Scope::Visitor) => s.total.pages > 0,
+                _ => s.sessions > 0,
+            };
+            if !landed {
                 return *default;
             }
             let ch = match (first, scope) {
