@@ -86,7 +86,7 @@ pub struct RowFailure {
     pub ort_prob: f64,
     /// Largest |Δ| of a TreeSHAP contribution or of the base value.
     pub shap_delta: f64,
-    /// |Σφ + base − margin|.
+    /// |Σφ + base − margin|, or |fit + engagement + base − margin| where larger.
     pub sum_delta: f64,
 }
 
@@ -101,7 +101,7 @@ pub struct Replay {
     pub worst_ort: f64,
     /// Largest |Δ TreeSHAP| against the library's contributions.
     pub worst_shap: f64,
-    /// Largest |Σφ + base − margin|.
+    /// Largest |Σφ + base − margin| (or |fit + engagement + base − margin|).
     pub worst_sum: f64,
     /// Rows out of tolerance.
     pub failures: usize,
@@ -213,7 +213,10 @@ pub fn replay(scorer: &Scorer, golden: &Golden) -> Result<Replay, ModelError> {
             ds = ds.max((c.impact - want).abs());
         }
         let sum = contrib.iter().map(|c| c.impact).sum::<f64>() + base;
-        let dsum = (sum - f64::from(scorer.trees().0.margin(&g.x))).abs();
+        let margin = f64::from(scorer.trees().0.margin(&g.x));
+        // The sub-scores split the same sum: fit + engagement + base = margin.
+        let split = score.fit.log_odds + score.engagement.log_odds + base;
+        let dsum = (sum - margin).abs().max((split - margin).abs());
         if dl > PROB_TOL
             || dor > PROB_TOL
             || ds > SHAP_TOL
@@ -257,6 +260,57 @@ mod tests {
             panic!("{:?}", r.golden)
         };
         assert_eq!((g.rows, g.failures), (306, 0));
+    }
+
+    /// With features tagged `fit`, the two sub-scores still add up to the margin on every golden
+    /// row, to float rounding, and each is its group's contributions.
+    #[test]
+    fn fit_and_engagement_split_the_margin_exactly() {
+        let mut card: crate::model::card::Card = serde_json::from_str(embedded::CARD).unwrap();
+        for f in &mut card.features {
+            if f.kind == "channel" || f.kind == "visitor_type" {
+                f.group = Some("fit".into());
+            }
+        }
+        let bytes = serde_json::to_vec(&card).unwrap();
+        let r = check_bytes(&bytes, embedded::ONNX, Some(GOLDEN)).unwrap();
+        let GoldenCheck::Replayed(g) = &r.golden else {
+            panic!("{:?}", r.golden)
+        };
+        assert_eq!(g.failures, 0);
+        let bundle = crate::model::Bundle::from_parts(card, embedded::ONNX).unwrap();
+        let scorer = crate::score::Scorer::new(bundle, None).unwrap();
+        let golden: Golden = serde_json::from_slice(GOLDEN).unwrap();
+        let mut fit_seen = 0;
+        for row in &golden.rows {
+            let s = scorer
+                .score_vector(&row.x, crate::score::ScoreOptions { all_factors: true })
+                .unwrap();
+            let c = s.contributions.unwrap();
+            let fit: f64 = c
+                .iter()
+                .filter(|f| f.group == crate::score::Group::Fit)
+                .map(|f| f.impact)
+                .sum();
+            assert_eq!(s.fit.log_odds, fit);
+            // The margin in f64 as the training library computes it: its contributions' sum
+            // (the engine's own f32 margin rounds to ~1e-6).
+            let margin: f64 = row.lgb_contrib.iter().sum();
+            let split = s.fit.log_odds + s.engagement.log_odds + s.base_value.unwrap();
+            assert!(
+                (split - margin).abs() <= 1e-6,
+                "row {}: {split} vs {margin}",
+                row.row
+            );
+            assert_eq!(
+                c.iter()
+                    .filter(|f| f.group == crate::score::Group::Fit)
+                    .count(),
+                2
+            );
+            fit_seen += usize::from(fit != 0.0);
+        }
+        assert!(fit_seen > 0);
     }
 
     #[test]

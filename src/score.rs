@@ -76,6 +76,36 @@ pub struct Factor {
     pub display: Option<String>,
     /// Contribution to the raw log-odds (positive raises the score).
     pub impact: f64,
+    /// `fit` (who the lead is) or `engagement` (what they do): the card's `group`.
+    #[serde(default)]
+    pub group: Group,
+    /// The factor as a sentence a salesperson reads ("3 webinars in the last 30 days",
+    /// "Industry: Logistics"): the card's `sentence`, else "label: value".
+    #[serde(default)]
+    pub text: String,
+}
+
+/// Which sub-score a feature's contribution goes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    /// Who the lead is: traits, firmographics.
+    Fit,
+    /// What the lead does.
+    #[default]
+    Engagement,
+}
+
+/// A sub-score: one group's share of the explanation. `log_odds` is the sum of its features'
+/// TreeSHAP contributions, so `fit.log_odds + engagement.log_odds + base = margin` exactly (the
+/// model's raw log-odds); `score` is what the model would say with the other group at its
+/// average: round(100 · calibrated σ(base + log_odds)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubScore {
+    /// 0–100.
+    pub score: u8,
+    /// Sum of the group's contributions (raw log-odds).
+    pub log_odds: f64,
 }
 
 /// A score, as every front end reports it.
@@ -102,6 +132,12 @@ pub struct Score {
     pub score_confidence: f64,
     /// Top factors by absolute impact.
     pub key_factors: Vec<Factor>,
+    /// Fit: the part of the score that comes from who the lead is.
+    #[serde(default)]
+    pub fit: SubScore,
+    /// Engagement: the part that comes from what the lead does.
+    #[serde(default)]
+    pub engagement: SubScore,
     /// Model version of the card.
     pub model_version: String,
     /// The experiment arm (bundle name) that chose the model, where an experiment runs.
@@ -168,6 +204,8 @@ struct FactorNames {
     label: String,
     /// (value, display name), from the card's `values`.
     values: Vec<(f32, String)>,
+    group: Group,
+    sentence: Option<String>,
 }
 
 impl FactorNames {
@@ -181,6 +219,26 @@ impl FactorNames {
         FactorNames {
             label: spec.label.clone().unwrap_or_else(|| spec.name.clone()),
             values,
+            group: if spec.is_fit() {
+                Group::Fit
+            } else {
+                Group::Engagement
+            },
+            sentence: spec.sentence.clone(),
+        }
+    }
+
+    /// The factor as a sentence: the value's display name, else its shortest decimal
+    /// ("unknown" for a missing input), put in the card's sentence or after the label.
+    fn text(&self, x: f32) -> String {
+        let value = match self.display(x) {
+            Some(d) => d,
+            None if x.is_nan() => "unknown".into(),
+            None => x.to_string(),
+        };
+        match &self.sentence {
+            Some(t) => t.replace("{value}", &value).replace("{label}", &self.label),
+            None => format!("{}: {value}", self.label),
         }
     }
 
@@ -392,6 +450,19 @@ impl Scorer {
             value: shortest_f64(x[i]),
             display: self.names[i].display(x[i]),
             impact: phi[i],
+            group: self.names[i].group,
+            text: self.names[i].text(x[i]),
+        };
+        let part = |g: Group| {
+            let log_odds: f64 = (0..x.len())
+                .filter(|&i| self.names[i].group == g)
+                .map(|i| phi[i])
+                .sum();
+            let p = calibrate(sigmoid(base + log_odds), &self.card.calibration);
+            SubScore {
+                score: (p * 100.0).round().clamp(0.0, 100.0) as u8,
+                log_odds,
+            }
         };
         let mut order: Vec<usize> = (0..x.len()).filter(|&i| phi[i] != 0.0).collect();
         order.sort_by(|&a, &b| {
@@ -416,6 +487,8 @@ impl Scorer {
             raw_probability: raw,
             score_confidence: self.confidence(probability, f64::INFINITY, tiers),
             key_factors: key,
+            fit: part(Group::Fit),
+            engagement: part(Group::Engagement),
             model_version: self.card.model_version.clone(),
             arm: None,
             score_timestamp: 0,
@@ -691,6 +764,8 @@ mod tests {
             value: f64::NAN,
             display: None,
             impact: 0.5,
+            group: Group::Fit,
+            text: "T: unknown".into(),
         };
         let json = serde_json::to_string(&f).unwrap();
         assert!(json.contains(r#""value":null"#), "{json}");

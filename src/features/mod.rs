@@ -47,6 +47,10 @@ pub struct FeatureSpec {
     /// `trait` features, `engagement` for every other kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// How a factor reads as a sentence, `{value}` and `{label}` filled in ("{value} webinars in
+    /// the last 30 days"); default: "{label}: {value}".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentence: Option<String>,
 }
 
 /// Feature groups: who the lead is (`fit`: traits, firmographics) and what they do (`engagement`).
