@@ -134,7 +134,7 @@ fn benches(c: &mut Criterion) {
             for l in outcomes.lines() {
                 inputs.add_outcome_line(l).unwrap();
             }
-            inputs.build(&scorer).unwrap()
+            inputs.build(scorer.featurizer()).unwrap()
         })
     });
     // The worker's CPU per 10-event batch, without and with logging (the visitor has analytics
@@ -187,5 +187,91 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(core, benches);
+/// The cost of B2B signals: a card reading ten signals (named touches with prop filters, a page tag,
+/// a form type), with decays and windows, on the default site; per event and per feature vector.
+fn b2b(c: &mut Criterion) {
+    use leadscore::features::{FeatureSet, FeatureSpec};
+    let site = leadscore::site::Site::new(
+        Bundle::embedded()
+            .expect("embedded bundle")
+            .card
+            .site
+            .clone(),
+    )
+    .expect("site");
+    let touches = [
+        "email_opened",
+        "email_clicked",
+        "webinar_attended",
+        "content_download",
+        "meeting_held",
+        "call_logged",
+        "demo_held",
+        "linkedin_message",
+    ];
+    let mut specs: Vec<serde_json::Value> = touches
+        .iter()
+        .flat_map(|t| {
+            [
+                serde_json::json!({"name": format!("{t}_30d"), "kind": "event_count",
+                    "params": {"event": t, "where": {"direction": "inbound"}, "window_days": 30}}),
+                serde_json::json!({"name": format!("{t}_heat"), "kind": "event_decayed",
+                    "params": {"event": t, "where": {"direction": "inbound"}, "half_life_days": 14}}),
+            ]
+        })
+        .collect();
+    specs.push(
+        serde_json::json!({"name": "pricing_7d", "kind": "event_count",
+        "params": {"page": "product_related", "window_days": 7}}),
+    );
+    specs.push(
+        serde_json::json!({"name": "demo_forms", "kind": "event_count",
+        "params": {"type": "form_submit", "where": {"form": "demo"}}}),
+    );
+    specs.push(
+        serde_json::json!({"name": "days_in_funnel", "kind": "days_since",
+        "params": {"from": "first_seen"}}),
+    );
+    let specs: Vec<FeatureSpec> =
+        serde_json::from_value(serde_json::Value::Array(specs)).expect("specs");
+    let set = FeatureSet::new(&specs, &site).expect("features");
+    let cfg = set.state_config(site);
+    let mut state = VisitorState::new(&cfg);
+    let t0 = 1_763_900_000_000i64;
+    let touch = |i: u64| {
+        let t = touches[i as usize % touches.len()];
+        Event::parse(&format!(
+            r#"{{"id":"t{i}","type":"custom","name":"{t}","ts":{},"visitor_id":"l","props":{{"direction":"inbound"}}}}"#,
+            t0 + i as i64 * 3_600_000
+        ))
+        .expect("event")
+    };
+    for i in 0..200 {
+        state.apply(&touch(i), &cfg, None);
+    }
+    println!(
+        "b2b state: {} bytes serialized with {} signals (budget {})",
+        state.to_bytes().len(),
+        set.signals().len(),
+        cfg.budget_bytes()
+    );
+    c.bench_function("b2b_state_update_per_touch", |b| {
+        // A fresh id and a later time each time, so the touch is applied (as state_update_per_event).
+        let mut s = state.clone();
+        let mut e = touch(1000);
+        let mut i = 0u64;
+        b.iter(|| {
+            i += 1;
+            e.id = format!("bench-{i}");
+            e.ts += 60_000;
+            s.apply(black_box(&e), &cfg, None)
+        })
+    });
+    c.bench_function("b2b_features_per_lead", |b| {
+        let mut out = vec![0.0; set.len()];
+        b.iter(|| set.compute(black_box(&state), &cfg, &mut out))
+    });
+}
+
+criterion_group!(core, benches, b2b);
 criterion_main!(core);

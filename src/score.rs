@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::explain::{tree_shap, tree_shap_memo, Explainer, ShapMemo};
-use crate::features::{FeatureSet, FeatureSpec};
+use crate::features::{FeatureSet, FeatureSpec, Featurizer};
 use crate::model::card::{Calibration, Card, Tiers};
 use crate::model::error::ModelError;
 use crate::model::plan::Plan;
@@ -193,8 +193,7 @@ pub struct Scorer {
     segment_tiers: Option<(usize, Vec<(f32, Tiers)>)>,
     plan: Plan,
     explainer: Explainer,
-    features: FeatureSet,
-    cfg: StateConfig,
+    featurizer: Featurizer,
     names: Vec<FactorNames>,
 }
 
@@ -259,7 +258,7 @@ impl Scorer {
             card.site = s;
         }
         let site = Site::new(card.site.clone())?;
-        let features = FeatureSet::new(&card.features, &site)?;
+        let featurizer = Featurizer::new(&card.features, site)?;
         let names = card.features.iter().map(FactorNames::of).collect();
         let segment_tiers = card.segment_tiers.as_ref().and_then(|st| {
             let j = card.features.iter().position(|f| f.name == st.feature)?;
@@ -274,14 +273,12 @@ impl Scorer {
             });
             Some((j, t.collect()))
         });
-        let cfg = features.state_config(site);
         Ok(Scorer {
             card,
             segment_tiers,
             plan,
             explainer,
-            features,
-            cfg,
+            featurizer,
             names,
         })
     }
@@ -296,6 +293,11 @@ impl Scorer {
                 segs.iter().find(|(s, _)| s == v).map(|(_, t)| *t)
             })
             .unwrap_or(self.card.tiers)
+    }
+
+    /// What turns events into this model's inputs.
+    pub fn featurizer(&self) -> &Featurizer {
+        &self.featurizer
     }
 
     /// The model card.
@@ -320,22 +322,22 @@ impl Scorer {
 
     /// Compiled features.
     pub fn features(&self) -> &FeatureSet {
-        &self.features
+        self.featurizer.features()
     }
 
     /// State configuration (site tables and decay half-lives).
     pub fn state_config(&self) -> &StateConfig {
-        &self.cfg
+        self.featurizer.state_config()
     }
 
     /// A fresh, empty visitor state.
     pub fn new_state(&self) -> VisitorState {
-        VisitorState::new(&self.cfg)
+        self.featurizer.new_state()
     }
 
     /// Applies one event to a visitor's state (`now`: receive time, for clock clamping).
     pub fn apply(&self, state: &mut VisitorState, event: &Event, now: Option<i64>) -> Apply {
-        state.apply(event, &self.cfg, now)
+        self.featurizer.apply(state, event, now)
     }
 
     /// Applies events in order to one visitor's state and counts what each did.
@@ -359,7 +361,7 @@ impl Scorer {
     ) -> Tally {
         let mut tally = Tally::default();
         for e in events {
-            if tally.count(state.apply(e, &self.cfg, now)) == Apply::Applied {
+            if tally.count(self.featurizer.apply(state, e, now)) == Apply::Applied {
                 applied(e);
             }
         }
@@ -368,9 +370,7 @@ impl Scorer {
 
     /// The feature vector of a state.
     pub fn feature_vector(&self, state: &VisitorState) -> Vec<f32> {
-        let mut x = vec![0.0; self.features.len()];
-        self.features.compute(state, &self.cfg, &mut x);
-        x
+        self.featurizer.vector(state)
     }
 
     /// Scores a visitor's state.
@@ -425,10 +425,10 @@ impl Scorer {
         opts: ScoreOptions,
         memo: Option<&mut ShapMemo>,
     ) -> Result<Score, ModelError> {
-        if x.len() != self.features.len() {
+        if x.len() != self.featurizer.features().len() {
             return Err(ModelError::Card(format!(
                 "expected {} features, got {}",
-                self.features.len(),
+                self.featurizer.features().len(),
                 x.len()
             )));
         }
@@ -443,7 +443,7 @@ impl Scorer {
             None => tree_shap(forest, &self.explainer, x, &mut phi),
         };
         // Factors are built only for what is reported: five by default, every one on request.
-        let names = self.features.names();
+        let names = self.featurizer.features().names();
         let factor = |i: usize| Factor {
             feature: names[i].clone(),
             label: self.names[i].label.clone(),
@@ -454,10 +454,12 @@ impl Scorer {
             text: self.names[i].text(x[i]),
         };
         let part = |g: Group| {
-            let log_odds: f64 = (0..x.len())
+            // + 0.0: an empty sum is −0.0, which JSON would print as such.
+            let log_odds = (0..x.len())
                 .filter(|&i| self.names[i].group == g)
                 .map(|i| phi[i])
-                .sum();
+                .sum::<f64>()
+                + 0.0;
             let p = calibrate(sigmoid(base + log_odds), &self.card.calibration);
             SubScore {
                 score: (p * 100.0).round().clamp(0.0, 100.0) as u8,

@@ -74,7 +74,13 @@ fn opts(window: i64, as_of: Option<i64>) -> Options {
 }
 
 fn build(events: &[Event], outcomes: &[Outcome], opts: &Options) -> Dataset {
-    dataset::build(&SCORER, events.to_vec(), outcomes.to_vec(), opts).unwrap()
+    dataset::build(
+        SCORER.featurizer(),
+        events.to_vec(),
+        outcomes.to_vec(),
+        opts,
+    )
+    .unwrap()
 }
 
 /// The feature vector of one visitor's state after these events, applied in this order.

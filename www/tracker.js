@@ -283,6 +283,8 @@ function init(o) {
   return api;
 }
 
+const tooLong = (what) => warn(what + ' too long; left out');
+
 // Props' strings are cut to fit; a trait's string too long to keep is left out with a warning
 // (a cut company name would be another company).
 const scalars = (o, traits) => {
@@ -291,13 +293,13 @@ const scalars = (o, traits) => {
   for (const k in o || {}) {
     const v = o[k];
     if (n === MAX_MAP_ENTRIES || !k || bytes(k) > MAX_KEY_LEN) continue; // UTF-8 bytes, the core's rule
+    const str = typeof v === 'string';
     if (typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
-    else if (typeof v === 'string' && !traits) out[k] = cut(v, MAX_VALUE_LEN);
-    else if (typeof v === 'string' && bytes(v) <= MAX_TRAIT_VALUE_LEN) out[k] = v;
-    else if (typeof v === 'string') {
-      warn(`identify: trait ${k} is more than ${MAX_TRAIT_VALUE_LEN} bytes; left out`);
+    else if (str && !(traits && bytes(v) > MAX_TRAIT_VALUE_LEN)) out[k] = cut(v, MAX_VALUE_LEN);
+    else {
+      if (str) tooLong('trait ' + k);
       continue;
-    } else continue;
+    }
     n++;
   }
   return n ? out : undefined;
@@ -333,7 +335,7 @@ const api = {
     const e = event('identify');
     if (id != null && id !== '') {
       if (bytes(String(id)) <= MAX_LEAD_ID_LEN) e.lead_id = String(id);
-      else warn(`identify: the id is more than ${MAX_LEAD_ID_LEN} bytes; ignored`);
+      else tooLong('identify id');
     }
     if (e.lead_id && opts && typeof opts.signature === 'string') e.lead_signature = opts.signature;
     const t = scalars(traits, true);
@@ -414,7 +416,7 @@ const api = {
 // ---------------------------------------------------------------- replay the snippet's queue
 const stub = W.leadscore;
 if (stub && stub.version) {
-  warn('tracker loaded twice; the second copy does nothing');
+  warn('tracker loaded twice; this copy does nothing');
 } else {
   startEngine();
   W.leadscore = api;

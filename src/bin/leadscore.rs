@@ -16,6 +16,8 @@ use leadscore::compare::{self, Criteria, DatasetFacts};
 use leadscore::dataset::csv::{self as dataset_csv, HeldOut, HeldOutError, Needs, ReadError};
 use leadscore::dataset::{self, By, Inputs, LineError, Options, Shard};
 use leadscore::event::Event;
+use leadscore::features::Featurizer;
+use leadscore::model::card::Template;
 use leadscore::model::codegen;
 use leadscore::model::error::ModelError;
 use leadscore::model::Bundle;
@@ -202,7 +204,8 @@ struct Input {
 
 #[derive(Args)]
 struct DatasetArgs {
-    /// Bundle directory (card.json + model.onnx).
+    /// Bundle directory (its card.json), or a card or template JSON file: only the features and
+    /// site tables are read, so a template with no trained model yet works.
     #[arg(long)]
     model: PathBuf,
     /// JSON file replacing the card's site tables.
@@ -229,6 +232,10 @@ struct DatasetArgs {
     /// Build only shard i of n (subjects by FNV-1a of their id), e.g. 0/4.
     #[arg(long)]
     shard: Option<String>,
+    /// Where rows are taken: `episodes` (the last event of each episode), `events` (every
+    /// event), or `snapshots:7,14,30` (days after the subject's first event).
+    #[arg(long, default_value = "episodes")]
+    decisions: String,
     /// Output CSV file, or `-` for standard output.
     #[arg(long)]
     out: String,
@@ -286,8 +293,30 @@ fn load(input: &Input) -> Result<Scorer, CliError> {
     load_scorer(&input.model, input.site_table.as_deref())
 }
 
-fn load_scorer(model: &Path, site_table: Option<&Path>) -> Result<Scorer, CliError> {
-    let site = match site_table {
+/// The features of a bundle directory's card.json, or of a card or template file.
+fn load_template(model: &Path, site_table: Option<&Path>) -> Result<Featurizer, CliError> {
+    let file = if model.is_dir() {
+        model.join("card.json")
+    } else {
+        model.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", file.display())))?;
+    let template: Template = serde_json::from_str(&text).map_err(|e| {
+        CliError::Msg(format!(
+            "{}:{}: not a card or template (features and site): {e}",
+            file.display(),
+            e.line()
+        ))
+    })?;
+    let site = read_site_table(site_table)?;
+    template
+        .featurizer(site)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", file.display())))
+}
+
+fn read_site_table(site_table: Option<&Path>) -> Result<Option<SiteTables>, CliError> {
+    Ok(match site_table {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| CliError::Msg(format!("{}: {e}", p.display())))?;
@@ -296,7 +325,11 @@ fn load_scorer(model: &Path, site_table: Option<&Path>) -> Result<Scorer, CliErr
             Some(t)
         }
         None => None,
-    };
+    })
+}
+
+fn load_scorer(model: &Path, site_table: Option<&Path>) -> Result<Scorer, CliError> {
+    let site = read_site_table(site_table)?;
     Ok(Scorer::new(Bundle::load(model)?, site)?)
 }
 
@@ -391,12 +424,13 @@ fn build_dataset(args: &DatasetArgs) -> Result<ExitCode, CliError> {
             .map(Shard::parse)
             .transpose()
             .map_err(msg)?,
+        decisions: dataset::Decisions::parse(&args.decisions).map_err(msg)?,
     };
-    let scorer = load_scorer(&args.model, args.site_table.as_deref())?;
+    let features = load_template(&args.model, args.site_table.as_deref())?;
     let mut inputs = Inputs::new(opts).map_err(msg)?;
     read_log(&args.events, |l| inputs.add_event_line(l))?;
     read_log(&args.outcomes, |l| inputs.add_outcome_line(l))?;
-    let set = inputs.build(&scorer).map_err(msg)?;
+    let set = inputs.build(&features).map_err(msg)?;
 
     let out: Box<dyn Write> = if args.out == "-" {
         Box::new(std::io::stdout().lock())
@@ -406,7 +440,7 @@ fn build_dataset(args: &DatasetArgs) -> Result<ExitCode, CliError> {
                 .map_err(|e| CliError::Msg(format!("{}: {e}", args.out)))?,
         )
     };
-    dataset_csv::write(BufWriter::new(out), scorer.features().names(), &set.rows)
+    dataset_csv::write(BufWriter::new(out), features.features().names(), &set.rows)
         .map_err(|e| CliError::Msg(format!("writing {}: {e}", args.out)))?;
     let summary = set.summary.timed(start.elapsed().as_secs_f64());
     let json = serde_json::to_string(&summary).map_err(|e| CliError::Msg(e.to_string()))?;

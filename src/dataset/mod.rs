@@ -64,15 +64,15 @@ use serde::{Deserialize, Serialize};
 pub use input::{parse_event_line, parse_outcome_line, parse_score_line, Inputs, LineError};
 
 impl Inputs {
-    /// Builds the rows (see the module docs).
-    pub fn build(self, scorer: &Scorer) -> Result<Dataset, DatasetError> {
-        rows::build(self, scorer)
+    /// Builds the rows (see the module docs) with a model's or a template's features.
+    pub fn build(self, features: &Featurizer) -> Result<Dataset, DatasetError> {
+        rows::build(self, features)
     }
 }
 
 use crate::event::Event;
+use crate::features::Featurizer;
 use crate::outcome::{Outcome, OutcomeType};
-use crate::score::Scorer;
 use crate::state::StateError;
 
 /// The default label window: 90 days, in ms.
@@ -146,6 +146,59 @@ impl Shard {
 /// 64-bit FNV-1a of a subject id: stable across builds and machines, so shards are too.
 pub use crate::hash::fnv1a64 as fnv1a;
 
+/// Most snapshot ages in `--decisions snapshots:…`.
+pub const MAX_SNAPSHOTS: usize = 16;
+
+/// Where a subject's rows are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Decisions {
+    /// At the last event of each episode: one row per episode.
+    #[default]
+    EpisodeEnds,
+    /// At fixed ages (days) after the subject's first event, while it has not converted: the
+    /// moments a B2B model is used at, spread over the journey, never at the outcome.
+    Snapshots {
+        /// Ages in days, ascending, distinct.
+        days: [u16; MAX_SNAPSHOTS],
+        /// How many of `days` are used.
+        n: usize,
+    },
+    /// At every event (each row as of that event).
+    Events,
+}
+
+impl Decisions {
+    /// Reads `episodes`, `events` or `snapshots:7,14,30` (days, ascending after sorting).
+    pub fn parse(s: &str) -> Result<Decisions, DatasetError> {
+        let bad = |m: &str| DatasetError::Decisions(format!("{s:?}: {m}"));
+        match s.trim() {
+            "episodes" => return Ok(Decisions::EpisodeEnds),
+            "events" => return Ok(Decisions::Events),
+            _ => {}
+        }
+        let list = s
+            .trim()
+            .strip_prefix("snapshots:")
+            .ok_or_else(|| bad("expected episodes, events or snapshots:DAYS,…"))?;
+        let mut v: Vec<u16> = list
+            .split(',')
+            .map(|d| {
+                d.trim()
+                    .parse::<u16>()
+                    .map_err(|_| bad("days must be whole numbers 0–65535"))
+            })
+            .collect::<Result<_, _>>()?;
+        v.sort_unstable();
+        v.dedup();
+        if v.is_empty() || v.len() > MAX_SNAPSHOTS {
+            return Err(bad(&format!("give 1 to {MAX_SNAPSHOTS} ages in days")));
+        }
+        let mut days = [0u16; MAX_SNAPSHOTS];
+        days[..v.len()].copy_from_slice(&v);
+        Ok(Decisions::Snapshots { days, n: v.len() })
+    }
+}
+
 /// How to build a training set.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
@@ -159,6 +212,8 @@ pub struct Options {
     pub as_of: Option<i64>,
     /// Build only one shard.
     pub shard: Option<Shard>,
+    /// Where rows are taken.
+    pub decisions: Decisions,
 }
 
 impl Options {
@@ -170,6 +225,7 @@ impl Options {
             by: By::Visitor,
             as_of: None,
             shard: None,
+            decisions: Decisions::EpisodeEnds,
         }
     }
 }
@@ -212,7 +268,7 @@ pub struct Row {
     pub kind: SubjectKind,
     /// The visitor or lead id.
     pub subject_id: String,
-    /// d: the `ts` of the episode's last event (ms).
+    /// d: the decision time (ms): the episode's last event, a snapshot, or an event.
     pub decision_ts: i64,
     /// t\*, for a positive row; `None` for a negative.
     pub outcome_ts: Option<i64>,
@@ -301,6 +357,9 @@ pub enum DatasetError {
     /// A bad `--shard`.
     #[error("shard {0}")]
     Shard(String),
+    /// A bad `--decisions`.
+    #[error("decisions {0}")]
+    Decisions(String),
     /// A state did not fit the model's shapes while merging a lead's visitors.
     #[error(transparent)]
     State(#[from] StateError),
@@ -308,7 +367,7 @@ pub enum DatasetError {
 
 /// Builds a training set from parsed events and outcomes, in input order (see the module docs).
 pub fn build(
-    scorer: &Scorer,
+    features: &Featurizer,
     events: impl IntoIterator<Item = Event>,
     outcomes: impl IntoIterator<Item = Outcome>,
     opts: &Options,
@@ -320,7 +379,7 @@ pub fn build(
     for o in outcomes {
         inputs.add_outcome(o);
     }
-    inputs.build(scorer)
+    inputs.build(features)
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use super::input::{dedup_events, Inputs, Logged};
-use super::{By, Dataset, DatasetError, Row, Shard, SubjectKind, Summary};
+use super::{By, Dataset, DatasetError, Decisions, Row, Shard, SubjectKind, Summary};
 use crate::event::EventType;
+use crate::features::Featurizer;
 use crate::outcome::{Outcome, Subject};
-use crate::score::Scorer;
 use crate::state::VisitorState;
 
 /// A visitor's identifies that name a lead: (ts, lead), in applied order.
@@ -51,10 +51,45 @@ fn episode_ends(n: usize, ts: impl Fn(usize) -> i64, window: i64) -> Vec<usize> 
         .collect()
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+/// A subject's decision points among its usable event times (sorted ascending, all before t*):
+/// (decision time d, how many of the times are ≤ d). `start`: the subject's first event time
+/// (snapshot ages count from it); `until`: no decision after it (the build's as-of).
+fn decision_points(
+    decisions: Decisions,
+    times: &[i64],
+    start: i64,
+    t_star: Option<i64>,
+    until: i64,
+    window: i64,
+) -> Vec<(i64, usize)> {
+    match decisions {
+        Decisions::EpisodeEnds => episode_ends(times.len(), |i| times[i], window)
+            .into_iter()
+            .map(|end| (times[end], end + 1))
+            .collect(),
+        Decisions::Events => times
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (t, i + 1))
+            .filter(|(_, n)| *n == times.len() || times[*n] != times[*n - 1])
+            .collect(),
+        Decisions::Snapshots { days, n } => days[..n]
+            .iter()
+            .map(|&k| start.saturating_add(i64::from(k) * DAY_MS))
+            .take_while(|&d| d <= until && t_star.is_none_or(|t| d < t))
+            .map(|d| (d, times.partition_point(|&t| t <= d)))
+            .filter(|&(_, n)| n > 0)
+            .collect(),
+    }
+}
+
 /// What every subject needs, and what the build has made so far.
 struct Builder<'s> {
-    scorer: &'s Scorer,
+    features: &'s Featurizer,
     window: i64,
+    decisions: Decisions,
     shard: Option<Shard>,
     rows: Vec<Row>,
     summary: Summary,
@@ -120,26 +155,35 @@ impl Builder<'_> {
         if !self.start_subject(events.len(), usable.len()) {
             return;
         }
-        let scorer = self.scorer;
-        let mut state = scorer.new_state();
+        let f = self.features;
+        let mut state = f.new_state();
         let mut applied = 0;
-        for end in episode_ends(usable.len(), |i| usable[i].event.ts, self.window) {
-            let d = usable[end].event.ts;
+        let times: Vec<i64> = usable.iter().map(|l| l.event.ts).collect();
+        let start = events[0].event.ts;
+        let points = decision_points(
+            self.decisions,
+            &times,
+            start,
+            t_star,
+            observed_until,
+            self.window,
+        );
+        for (d, upto) in points {
             let outcome_ts = match self.verdict(d, t_star, observed_until) {
                 Verdict::Positive(t) => Some(t),
                 Verdict::Negative => None,
                 Verdict::Censored => continue,
             };
-            for l in &usable[applied..=end] {
-                scorer.apply(&mut state, &l.event, None);
+            for l in &usable[applied..upto] {
+                f.apply(&mut state, &l.event, None);
             }
-            applied = end + 1;
+            applied = upto;
             self.rows.push(Row {
                 kind,
                 subject_id: id.to_string(),
                 decision_ts: d,
                 outcome_ts,
-                features: scorer.feature_vector(&state),
+                features: f.vector_at(&state, d),
             });
         }
     }
@@ -170,10 +214,12 @@ impl Builder<'_> {
         }
         // The latest joiner first: the worker's merged view is the visitor that joined last.
         members.sort_by_key(|m| std::cmp::Reverse(m.join));
-        let scorer = self.scorer;
-        let cfg = scorer.state_config();
-        for end in episode_ends(usable.len(), |i| usable[i].0, self.window) {
-            let d = usable[end].0;
+        let f = self.features;
+        let cfg = f.state_config();
+        let ts: Vec<i64> = usable.iter().map(|&(t, _)| t).collect();
+        let start = times.first().map_or(0, |&(t, _)| t);
+        let points = decision_points(self.decisions, &ts, start, t_star, as_of, self.window);
+        for (d, _) in points {
             let outcome_ts = match self.verdict(d, t_star, as_of) {
                 Verdict::Positive(t) => Some(t),
                 Verdict::Negative => None,
@@ -183,7 +229,7 @@ impl Builder<'_> {
             for m in members.iter_mut().filter(|m| m.join.0 <= d) {
                 let upto = m.events.partition_point(|l| l.event.ts <= d);
                 for l in &m.events[m.applied..upto] {
-                    scorer.apply(&mut m.state, &l.event, None);
+                    f.apply(&mut m.state, &l.event, None);
                 }
                 m.applied = m.applied.max(upto);
                 match &mut merged {
@@ -194,8 +240,8 @@ impl Builder<'_> {
                 }
             }
             let features = match &merged {
-                Some((_, state)) => scorer.feature_vector(state),
-                None => scorer.feature_vector(&scorer.new_state()),
+                Some((_, state)) => f.vector_at(state, d),
+                None => f.vector_at(&f.new_state(), d),
             };
             self.rows.push(Row {
                 kind: SubjectKind::Lead,
@@ -219,7 +265,7 @@ struct Member<'a> {
     applied: usize,
 }
 
-pub(super) fn build(inputs: Inputs, scorer: &Scorer) -> Result<Dataset, DatasetError> {
+pub(super) fn build(inputs: Inputs, features: &Featurizer) -> Result<Dataset, DatasetError> {
     let Inputs {
         opts,
         mut visitors,
@@ -248,8 +294,9 @@ pub(super) fn build(inputs: Inputs, scorer: &Scorer) -> Result<Dataset, DatasetE
     late += (before - outcomes.len()) as u64;
 
     let mut b = Builder {
-        scorer,
+        features,
         window: opts.window_ms,
+        decisions: opts.decisions,
         shard: opts.shard,
         rows: Vec::new(),
         summary: Summary {
@@ -372,7 +419,7 @@ fn by_lead(
                     visitor: v,
                     join: (ts, v),
                     events,
-                    state: b.scorer.new_state(),
+                    state: b.features.new_state(),
                     applied: 0,
                 });
             }

@@ -288,6 +288,60 @@ impl FeatureSet {
     }
 }
 
+/// Features with the state configuration they need: everything that turns events into model
+/// inputs, with or without a model (a card template builds a site's first training set).
+#[derive(Debug, Clone)]
+pub struct Featurizer {
+    set: FeatureSet,
+    cfg: StateConfig,
+}
+
+impl Featurizer {
+    /// Compiles feature declarations for a site.
+    pub fn new(specs: &[FeatureSpec], site: Site) -> Result<Featurizer, FeatureError> {
+        let set = FeatureSet::new(specs, &site)?;
+        let cfg = set.state_config(site);
+        Ok(Featurizer { set, cfg })
+    }
+
+    /// The compiled features.
+    pub fn features(&self) -> &FeatureSet {
+        &self.set
+    }
+
+    /// The state configuration (site tables, half-lives, signals, traits).
+    pub fn state_config(&self) -> &StateConfig {
+        &self.cfg
+    }
+
+    /// A fresh, empty visitor state.
+    pub fn new_state(&self) -> VisitorState {
+        VisitorState::new(&self.cfg)
+    }
+
+    /// Applies one event (`now`: receive time, for clock clamping).
+    pub fn apply(
+        &self,
+        state: &mut VisitorState,
+        event: &crate::event::Event,
+        now: Option<i64>,
+    ) -> crate::state::Apply {
+        state.apply(event, &self.cfg, now)
+    }
+
+    /// The feature vector of a state, as of its latest event.
+    pub fn vector(&self, state: &VisitorState) -> Vec<f32> {
+        self.vector_at(state, state.last_ts)
+    }
+
+    /// The feature vector of a state as of `as_of` (ms, not before its latest event).
+    pub fn vector_at(&self, state: &VisitorState, as_of: i64) -> Vec<f32> {
+        let mut x = vec![0.0; self.set.len()];
+        self.set.compute_at(state, &self.cfg, as_of, &mut x);
+        x
+    }
+}
+
 fn err(spec: &FeatureSpec, message: impl Into<String>) -> FeatureError {
     FeatureError {
         name: spec.name.clone(),

@@ -50,6 +50,28 @@ pub struct Card {
     pub baseline: Option<serde_json::Value>,
 }
 
+/// What building training rows needs of a card: its features and site tables. Any `card.json`
+/// reads as one, and so does a template the trainer has not turned into a model yet, so that a
+/// site's first model with its own features is built from its logs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Template {
+    /// Model inputs, in order.
+    pub features: Vec<FeatureSpec>,
+    /// Site tables.
+    pub site: SiteTables,
+}
+
+impl Template {
+    /// The template's featurizer, its site tables replaced by `site` where given.
+    pub fn featurizer(
+        self,
+        site: Option<SiteTables>,
+    ) -> Result<crate::features::Featurizer, ModelError> {
+        let site = crate::site::Site::new(site.unwrap_or(self.site))?;
+        Ok(crate::features::Featurizer::new(&self.features, site)?)
+    }
+}
+
 /// Facts about `model.onnx`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelFile {

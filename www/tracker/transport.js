@@ -33,7 +33,7 @@ export const qRead = () => {
 };
 const qWrite = (q) => {
   if (!q.length) del('q');
-  else if (!set('q', JSON.stringify(q))) warn('could not persist the event queue (storage full or blocked)');
+  else if (!set('q', JSON.stringify(q))) warn('could not keep the event queue (storage full or blocked)');
 };
 
 /** Queues an event for the endpoint (held while consent is undecided, dropped when refused). */
