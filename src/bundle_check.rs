@@ -45,7 +45,8 @@ pub struct Golden {
 pub struct GoldenRow {
     /// Index of the row in the training table.
     pub row: usize,
-    /// Model input (float32, as the model reads it).
+    /// Model input (float32, as the model reads it); `null` is a missing input (NaN).
+    #[serde(deserialize_with = "f32s_or_nan")]
     pub x: Vec<f32>,
     /// The training library's probability.
     pub lgb_prob: f64,
@@ -53,6 +54,12 @@ pub struct GoldenRow {
     pub ort_prob: f64,
     /// The training library's TreeSHAP contributions, the base value last.
     pub lgb_contrib: Vec<f64>,
+}
+
+/// A golden row's inputs: numbers, `null` for a missing one (JSON has no NaN).
+fn f32s_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+    let v: Vec<Option<f32>> = serde::Deserialize::deserialize(d)?;
+    Ok(v.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
 }
 
 /// What the card's baseline looks like.
@@ -262,8 +269,43 @@ mod tests {
         assert_eq!((g.rows, g.failures), (306, 0));
     }
 
-    /// With features tagged `fit`, the two sub-scores still add up to the margin on every golden
-    /// row, to float rounding, and each is its group's contributions.
+    /// fit + engagement + base equals the training library's margin (the sum of its contributions,
+    /// in f64: the engine's own f32 margin rounds to ~1e-6) on every golden row, and `fit` is the sum
+    /// of the fit factors; returns the rows whose fit part is not zero.
+    fn split_holds(card: crate::model::card::Card, onnx: &[u8], golden: &[u8]) -> usize {
+        let n_fit = card.features.iter().filter(|f| f.is_fit()).count();
+        let bytes = serde_json::to_vec(&card).unwrap();
+        let r = check_bytes(&bytes, onnx, Some(golden)).unwrap();
+        let GoldenCheck::Replayed(g) = &r.golden else {
+            panic!("{:?}", r.golden)
+        };
+        assert_eq!(g.failures, 0);
+        let scorer =
+            crate::score::Scorer::new(crate::model::Bundle::from_parts(card, onnx).unwrap(), None)
+                .unwrap();
+        let golden: Golden = serde_json::from_slice(golden).unwrap();
+        let mut fit_seen = 0;
+        for row in &golden.rows {
+            let s = scorer
+                .score_vector(&row.x, crate::score::ScoreOptions { all_factors: true })
+                .unwrap();
+            let c = s.contributions.unwrap();
+            let fit = c.iter().filter(|f| f.group == crate::score::Group::Fit);
+            assert_eq!(fit.clone().count(), n_fit);
+            assert_eq!(s.fit.log_odds, fit.map(|f| f.impact).sum::<f64>() + 0.0);
+            let margin: f64 = row.lgb_contrib.iter().sum();
+            let split = s.fit.log_odds + s.engagement.log_odds + s.base_value.unwrap();
+            assert!(
+                (split - margin).abs() <= 1e-6,
+                "row {}: {split} vs {margin}",
+                row.row
+            );
+            fit_seen += usize::from(s.fit.log_odds != 0.0);
+        }
+        fit_seen
+    }
+
+    /// The default model with two features tagged `fit`.
     #[test]
     fn fit_and_engagement_split_the_margin_exactly() {
         let mut card: crate::model::card::Card = serde_json::from_str(embedded::CARD).unwrap();
@@ -272,45 +314,16 @@ mod tests {
                 f.group = Some("fit".into());
             }
         }
-        let bytes = serde_json::to_vec(&card).unwrap();
-        let r = check_bytes(&bytes, embedded::ONNX, Some(GOLDEN)).unwrap();
-        let GoldenCheck::Replayed(g) = &r.golden else {
-            panic!("{:?}", r.golden)
-        };
-        assert_eq!(g.failures, 0);
-        let bundle = crate::model::Bundle::from_parts(card, embedded::ONNX).unwrap();
-        let scorer = crate::score::Scorer::new(bundle, None).unwrap();
-        let golden: Golden = serde_json::from_slice(GOLDEN).unwrap();
-        let mut fit_seen = 0;
-        for row in &golden.rows {
-            let s = scorer
-                .score_vector(&row.x, crate::score::ScoreOptions { all_factors: true })
-                .unwrap();
-            let c = s.contributions.unwrap();
-            let fit: f64 = c
-                .iter()
-                .filter(|f| f.group == crate::score::Group::Fit)
-                .map(|f| f.impact)
-                .sum();
-            assert_eq!(s.fit.log_odds, fit);
-            // The margin in f64 as the training library computes it: its contributions' sum
-            // (the engine's own f32 margin rounds to ~1e-6).
-            let margin: f64 = row.lgb_contrib.iter().sum();
-            let split = s.fit.log_odds + s.engagement.log_odds + s.base_value.unwrap();
-            assert!(
-                (split - margin).abs() <= 1e-6,
-                "row {}: {split} vs {margin}",
-                row.row
-            );
-            assert_eq!(
-                c.iter()
-                    .filter(|f| f.group == crate::score::Group::Fit)
-                    .count(),
-                2
-            );
-            fit_seen += usize::from(fit != 0.0);
-        }
-        assert!(fit_seen > 0);
+        assert!(split_holds(card, embedded::ONNX, GOLDEN) > 0);
+    }
+
+    /// The B2B example: its traits are fit, its touches, pages and time engagement.
+    #[test]
+    fn the_b2b_example_splits_fit_and_engagement_exactly() {
+        let card = serde_json::from_str(include_str!("../models/b2b-example/card.json")).unwrap();
+        let onnx = include_bytes!("../models/b2b-example/model.onnx");
+        let golden = include_bytes!("../models/b2b-example/golden.json");
+        assert!(split_holds(card, onnx, golden) > 0);
     }
 
     #[test]

@@ -233,7 +233,7 @@ impl FactorNames {
         let value = match self.display(x) {
             Some(d) => d,
             None if x.is_nan() => "unknown".into(),
-            None => x.to_string(),
+            None => readable(x),
         };
         match &self.sentence {
             Some(t) => t.replace("{value}", &value).replace("{label}", &self.label),
@@ -517,6 +517,17 @@ impl Scorer {
     }
 }
 
+/// A number as a sentence says it: whole numbers as such, others to one decimal ("37.9 days",
+/// not "37.905556"); the factor's `value` keeps the exact input.
+fn readable(x: f32) -> String {
+    let r = (f64::from(x) * 10.0).round() / 10.0;
+    if r.fract() == 0.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.1}")
+    }
+}
+
 /// The f64 whose shortest decimal is the f32's (for display; NaN and infinities pass through).
 pub fn shortest_f64(v: f32) -> f64 {
     if !v.is_finite() {
@@ -773,6 +784,30 @@ mod tests {
         assert!(json.contains(r#""value":null"#), "{json}");
         let back: Factor = serde_json::from_str(&json).unwrap();
         assert!(back.value.is_nan() && back.impact == 0.5);
+    }
+
+    #[test]
+    fn factors_read_as_sentences() {
+        let spec = |sentence: Option<&str>| FeatureSpec {
+            name: "webinars_30d".into(),
+            kind: "event_count".into(),
+            params: Default::default(),
+            column: None,
+            encoding: None,
+            description: None,
+            label: Some("Webinars".into()),
+            values: Some([("0".to_string(), "none".to_string())].into()),
+            group: None,
+            sentence: sentence.map(String::from),
+        };
+        let n = FactorNames::of(&spec(Some("{value} webinars in the last 30 days")));
+        assert_eq!(n.text(3.0), "3 webinars in the last 30 days");
+        assert_eq!(n.text(0.0), "none webinars in the last 30 days");
+        assert_eq!(n.text(37.905556), "37.9 webinars in the last 30 days");
+        assert_eq!(n.group, Group::Engagement);
+        let n = FactorNames::of(&spec(None));
+        assert_eq!(n.text(f32::NAN), "Webinars: unknown");
+        assert_eq!(n.text(1489.989), "Webinars: 1490");
     }
 
     #[test]

@@ -401,11 +401,11 @@ class LightGBM:
     def params(self, base: dict, monotone: list[int]) -> dict:
         return dict(base, monotone_constraints=monotone)
 
-    def cv_runs(self, params, X, y, folds, max_trees):
+    def cv_runs(self, params, X, y, folds, max_trees, w=None):
         runs = []
         for tr, va in folds:
-            dtr = self.lgb.Dataset(X[tr], y[tr], free_raw_data=False)
-            dva = self.lgb.Dataset(X[va], y[va], reference=dtr)
+            dtr = self.lgb.Dataset(X[tr], y[tr], weight=None if w is None else w[tr], free_raw_data=False)
+            dva = self.lgb.Dataset(X[va], y[va], weight=None if w is None else w[va], reference=dtr)
             ev: dict = {}
             b = self.lgb.train(params, dtr, num_boost_round=max_trees, valid_sets=[dva], valid_names=["v"],
                                callbacks=[self.lgb.record_evaluation(ev)])
@@ -421,8 +421,8 @@ class LightGBM:
     def contrib(self, b, X):
         return b.predict(X, pred_contrib=True)
 
-    def train(self, params, X, y, n, names):
-        b = self.lgb.train(params, self.lgb.Dataset(X, y, feature_name=names), num_boost_round=n)
+    def train(self, params, X, y, n, names, w=None):
+        b = self.lgb.train(params, self.lgb.Dataset(X, y, weight=w, feature_name=names), num_boost_round=n)
         assert b.num_trees() == n
         return b
 
@@ -483,14 +483,16 @@ class LightGBM:
         """Per tree: arrays for the Python TreeSHAP check, with both candidate covers; split `x <= t`."""
         out = []
         for tree in b.dump_model()["tree_info"]:
-            left, right, feat, thr, val, cnt, hes = [], [], [], [], [], [], []
+            left, right, feat, thr, val, cnt, hes, miss = [], [], [], [], [], [], [], []
 
             def add(n):
                 k = len(left)
-                for arr in (left, right, feat, thr, val, cnt, hes):
+                for arr in (left, right, feat, thr, val, cnt, hes, miss):
                     arr.append(None)
                 if "split_index" in n:
                     feat[k], thr[k] = n["split_feature"], float(n["threshold"])
+                    # where a missing input goes: the learnt side, or as 0 where NaN was not missing in training
+                    miss[k] = n["default_left"] if n.get("missing_type") != "None" else 0.0 <= thr[k]
                     cnt[k], hes[k], val[k] = n["internal_count"], n["internal_weight"], n["internal_value"]
                     left[k] = add(n["left_child"])
                     right[k] = add(n["right_child"])
@@ -500,7 +502,7 @@ class LightGBM:
                 return k
 
             add(tree["tree_structure"])
-            out.append({"left": left, "right": right, "feat": feat, "thr": thr, "val": val,
+            out.append({"left": left, "right": right, "feat": feat, "thr": thr, "val": val, "miss": miss,
                         "covers": {"count": cnt, "hessian": hes}})
         return out, 0.0, False
 
@@ -531,11 +533,11 @@ class XGBoost:
     def params(self, base: dict, monotone: list[int]) -> dict:
         return dict(base, monotone_constraints="(" + ",".join(str(m) for m in monotone) + ")")
 
-    def cv_runs(self, params, X, y, folds, max_trees):
+    def cv_runs(self, params, X, y, folds, max_trees, w=None):
         runs = []
         for tr, va in folds:
-            dtr = self.xgb.DMatrix(X[tr], y[tr])
-            dva = self.xgb.DMatrix(X[va], y[va])
+            dtr = self.xgb.DMatrix(X[tr], y[tr], weight=None if w is None else w[tr])
+            dva = self.xgb.DMatrix(X[va], y[va], weight=None if w is None else w[va])
             ev: dict = {}
             b = self.xgb.train(params, dtr, num_boost_round=max_trees, evals=[(dva, "v")], evals_result=ev,
                                verbose_eval=False)
@@ -552,9 +554,9 @@ class XGBoost:
     def contrib(self, b, X):
         return b.predict(self.xgb.DMatrix(X), pred_contribs=True).astype(np.float64)
 
-    def train(self, params, X, y, n, names):
+    def train(self, params, X, y, n, names, w=None):
         # no feature names: onnxmltools maps XGBoost's f0, f1, … to input columns
-        b = self.xgb.train(params, self.xgb.DMatrix(X, y), num_boost_round=n)
+        b = self.xgb.train(params, self.xgb.DMatrix(X, y, weight=w), num_boost_round=n)
         assert b.num_boosted_rounds() == n
         return b
 
@@ -620,6 +622,7 @@ class XGBoost:
         out = []
         for tr in self._trees(b):
             out.append({"left": tr["left_children"], "right": tr["right_children"], "feat": tr["split_indices"],
+                        "miss": [bool(v) for v in tr["default_left"]],
                         # float32, as XGBoost compares: the JSON's decimals are not always the float32's
                         "thr": [float(np.float32(v)) for v in tr["split_conditions"]],
                         "val": [float(np.float32(v)) for v in tr["split_conditions"]],
@@ -687,7 +690,10 @@ def tree_shap(x, tree, cover, phi, strict):
             for i in range(1, len(m)):
                 phi[m[i][0]] += unwound_sum(m, i) * (m[i][2] - m[i][1]) * val[j]
             return
-        goes_left = x[feat[j]] < thr[j] if strict else x[feat[j]] <= thr[j]
+        if np.isnan(x[feat[j]]):
+            goes_left = tree["miss"][j]
+        else:
+            goes_left = x[feat[j]] < thr[j] if strict else x[feat[j]] <= thr[j]
         hot, cold = (left[j], right[j]) if goes_left else (right[j], left[j])
         iz = io = 1.0
         k = next((k for k in range(1, len(m)) if m[k][0] == feat[j]), None)
@@ -742,10 +748,10 @@ def cv_folds(y: np.ndarray, groups: np.ndarray | None):
         np.zeros(len(y)), y, groups))
 
 
-def cv_tree_count(lib, params, X, y, folds, max_trees):
+def cv_tree_count(lib, params, X, y, folds, max_trees, w=None):
     """Whole-pipeline CV: the tree count with the lowest mean validation logloss, the out-of-fold margins at
-    that count and the mean curve."""
-    runs = lib.cv_runs(params, X, y, folds, max_trees)
+    that count and the mean curve (rows weighted by w where given)."""
+    runs = lib.cv_runs(params, X, y, folds, max_trees, w)
     curve = np.mean([c for _, _, c in runs], axis=0)
     best = int(np.argmin(curve)) + 1
     if best >= max_trees:
@@ -840,6 +846,7 @@ def run(args) -> None:
     lib = {"lightgbm": LightGBM, "xgboost": XGBoost}[args.library]()
 
     groups = None
+    subjects = None
     holdout_from = None
     missing: list = []  # features with empty cells: how they were trained, what the engine serves
     if args.dataset:
@@ -939,8 +946,16 @@ def run(args) -> None:
     params = lib.params(dict(lib.defaults, **tset.get("params", {}).get(lib.name, {})),
                         [int(mono.get(n, 0)) for n in names])
     folds = cv_folds(y[pool], groups)
-    best, oof, curve = cv_tree_count(lib, params, X[pool], y[pool], folds, max_trees)
-    booster = lib.train(params, X[pool], y[pool], best, names)
+    w = None
+    if args.weight_subjects:
+        if subjects is None:
+            raise InputError("--weight-subjects needs --dataset (its subject columns)")
+        # Each subject's rows weigh 1/n together: a long journey (many snapshots) weighs as much as
+        # a short one. Metrics and calibration stay per row.
+        _, inverse, counts = np.unique(subjects[pool], return_inverse=True, return_counts=True)
+        w = 1.0 / counts[inverse]
+    best, oof, curve = cv_tree_count(lib, params, X[pool], y[pool], folds, max_trees, w)
+    booster = lib.train(params, X[pool], y[pool], best, names, w)
     raw = lib.margin(booster, X)
     p_lib = lib.prob(booster, X)
 
@@ -1074,12 +1089,14 @@ def run(args) -> None:
     # TreeSHAP: which cover reproduces the library's own contributions?
     rs = np.random.RandomState(SPLIT_SEED + 1)
     page_views = [j for j, s in enumerate(specs) if s["kind"] == "page_views"]
-    no_pages = {i for i in range(len(X)) if X[i, page_views].sum() == 0} if page_views else set()
+    no_pages = [i for i in range(len(X)) if X[i, page_views].sum() == 0] if page_views else []
+    # at most GOLDEN_ROWS // 3 of them (a B2B set has thousands of rows without a product page)
+    if len(no_pages) > GOLDEN_ROWS // 3:
+        no_pages = rs.choice(no_pages, GOLDEN_ROWS // 3, replace=False).tolist()
+    no_pages = set(no_pages)
     golden_rows = sorted(set(rs.choice(len(X), min(GOLDEN_ROWS, len(X)), replace=False).tolist()) | no_pages)
-    # golden.json's vectors are plain JSON numbers (no NaN): rows with a missing value are checked by the
-    # onnxruntime parity over every row above, not replayed by `leadscore check`
+    # a missing input (NaN) is written as null in golden.json: `leadscore check` replays it as missing
     complete = ~np.isnan(X).any(axis=1)
-    golden_rows = [r for r in golden_rows if complete[r]]
     contrib = lib.contrib(booster, X[golden_rows])
     shap_err = shap_check(lib, booster, X[golden_rows[:12]], contrib[:12])
     shap_tol = 1e-9 if lib.name == "lightgbm" else 1e-5  # XGBoost's contributions are float32
@@ -1100,8 +1117,8 @@ def run(args) -> None:
     m_train = metrics(y[pool], p_cal[pool], f"{part['fit']}, in sample (the shipped model was trained on it)")
 
     # ---- golden vectors and parity
-    def f32s(v):  # shortest decimal of a float32: exact in any JSON reader
-        return float(str(np.float32(v)))
+    def f32s(v):  # shortest decimal of a float32: exact in any JSON reader; null for a missing input
+        return None if np.isnan(v) else float(str(np.float32(v)))
 
     golden = {"features": names, "rows": [
         {"row": int(r), "x": [f32s(v) for v in X[r]], "lgb_prob": float(p_lib[r]), "ort_prob": float(p_ort[r]),
@@ -1140,6 +1157,8 @@ def run(args) -> None:
         },
         "holdout_from": holdout_from,
     }
+    if w is not None:
+        training["weights"] = "each subject's rows weigh 1/n (--weight-subjects)"
     if "features_excluded" in tnotes:
         training["features_excluded"] = tnotes["features_excluded"]
     if missing:
@@ -1311,6 +1330,8 @@ def main() -> None:
     ap.add_argument("--split", help="--table: time:COLUMN, random (default) or holdout:COLUMN=VALUE[,VALUE]")
     ap.add_argument("--holdout", type=float, default=0.2, help="held-out share for time and random splits (0.2)")
     ap.add_argument("--library", choices=["lightgbm", "xgboost"], default="lightgbm")
+    ap.add_argument("--weight-subjects", action="store_true",
+                    help="--dataset: weigh each subject's rows 1/n (snapshot or per-event decision times)")
     ap.add_argument("--calibration", choices=["auto", "platt", "isotonic"],
                     help="default: the template's \"calibration\", else auto")
     ap.add_argument("--hot-share", type=float, help="tiers by capacity: hot ≈ this share of held-out rows")

@@ -14,7 +14,7 @@ use super::{decay, finite, VisitorState};
 use crate::event::{Event, EventType, Value};
 
 /// Most signals one card may declare (each costs a few dozen bytes of state).
-pub const MAX_SIGNALS: usize = 12;
+pub const MAX_SIGNALS: usize = 16;
 /// Most decay half-lives per signal.
 pub const MAX_SIGNAL_HALF_LIVES: usize = 2;
 /// Times of a signal's latest occurrences kept for windowed counts and sequences: a count in a
