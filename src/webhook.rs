@@ -56,6 +56,12 @@ pub struct ScoreData {
     pub arm: Option<String>,
     /// Top factors (at most 5).
     pub key_factors: Vec<KeyFactor>,
+    /// Who the lead is: the fit sub-score (0–100).
+    #[serde(default)]
+    pub fit_score: u8,
+    /// What the lead does: the engagement sub-score (0–100).
+    #[serde(default)]
+    pub engagement_score: u8,
     /// Trust in the tier, 0–1.
     pub score_confidence: f64,
     /// The score last sent for this visitor, if any.
@@ -83,6 +89,12 @@ pub struct KeyFactor {
     pub display: Option<String>,
     /// Its contribution to the log-odds (positive raises the score), 4 decimals.
     pub impact: f64,
+    /// `fit` or `engagement`.
+    #[serde(default)]
+    pub group: crate::score::Group,
+    /// The factor as a sentence ("3 webinars in the last 30 days").
+    #[serde(default)]
+    pub text: String,
 }
 
 impl From<&Factor> for KeyFactor {
@@ -93,6 +105,8 @@ impl From<&Factor> for KeyFactor {
             value: f.value,
             display: f.display.clone(),
             impact: (f.impact * 1e4).round() / 1e4,
+            group: f.group,
+            text: f.text.clone(),
         }
     }
 }
@@ -194,6 +208,8 @@ pub fn make_event(
             model_version: score.model_version.clone(),
             arm: score.arm.clone(),
             key_factors: score.key_factors.iter().map(KeyFactor::from).collect(),
+            fit_score: score.fit.score,
+            engagement_score: score.engagement.score,
             score_confidence: score.score_confidence,
             previous_score: sent.score,
             previous_tier: sent.tier.map(|t| t.as_str().to_string()),

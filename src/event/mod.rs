@@ -181,7 +181,10 @@ impl Event {
     pub fn validate(&self) -> Result<(), EventError> {
         use limits::*;
         check_id("id", &self.id)?;
-        check_visitor_id(&self.visitor_id)?;
+        // Any id-like visitor: the reserved namespace is refused where a page speaks
+        // ([`check_visitor_id`] at the browser's routes), not here, because a lead's own stream
+        // ([`lead_stream`]) lives in it and its events are read back from the logs.
+        check_id("visitor_id", &self.visitor_id)?;
         if !(MIN_TS..=MAX_TS).contains(&self.ts) {
             return Err(EventError::field(
                 "ts",
@@ -328,9 +331,16 @@ pub fn check_id(field: &'static str, s: &str) -> Result<(), EventError> {
     Ok(())
 }
 
-/// Prefix of the lead directory's names: no visitor id may start with it, so that a visitor can
-/// never be taken for a lead.
+/// Prefix of the ids only the server writes: a lead's own stream ([`lead_stream`]). No page may
+/// use a visitor id that starts with it ([`check_visitor_id`]), so that a browser can never write
+/// into a lead's stream nor be taken for a lead.
 pub const RESERVED_VISITOR_PREFIX: &str = "lead:";
+
+/// The visitor id of a lead's own event stream: where the CRM's and marketing tools' events about
+/// the lead (`POST /v1/leads/events`) are applied while the lead has no consented web visitor.
+pub fn lead_stream(lead: &str) -> String {
+    format!("{RESERVED_VISITOR_PREFIX}{lead}")
+}
 
 /// Checks a visitor id: an id-like field outside the reserved namespace.
 pub fn check_visitor_id(s: &str) -> Result<(), EventError> {
@@ -488,10 +498,14 @@ mod tests {
 
     #[test]
     fn reserves_the_lead_namespace_and_checks_signatures() {
+        let stream = lead_stream("x@acme.example");
         let t = format!(
-            r#"{{"id":"a","type":"page","ts":1700000000000,"visitor_id":"{RESERVED_VISITOR_PREFIX}x@acme.example","path":"/"}}"#
+            r#"{{"id":"a","type":"page","ts":1700000000000,"visitor_id":"{stream}","path":"/"}}"#
         );
-        let e = Event::parse(&t).unwrap_err();
+        // A lead's stream is an event's visitor (server-side, read back from logs); no page may
+        // name it.
+        assert_eq!(Event::parse(&t).unwrap().visitor_id, stream);
+        let e = check_visitor_id(&stream).unwrap_err();
         assert!(e.to_string().contains("reserved"), "{e}");
         let sig = "a".repeat(64);
         let ok = format!(

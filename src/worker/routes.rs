@@ -3,7 +3,7 @@
 
 use worker::{Env, Method, Request, Response};
 
-use super::api::{deliveries, events, export, import, info, outcomes, score, site};
+use super::api::{deliveries, events, export, import, info, leads, outcomes, score, site};
 use super::arms;
 use super::body::body_text;
 use super::env::Config;
@@ -45,6 +45,7 @@ enum Handler {
     ScoreStateless,
     ScoreGet,
     Import,
+    LeadEvents,
     Outcomes,
     OutcomesHubspot,
     Export,
@@ -88,6 +89,7 @@ const ROUTES: &[Route] = &[
     route(Method::Post,   Exact("/v1/score"),              Bearer,  Handler::ScoreStateless),
     route(Method::Get,    Prefix("/v1/score/"),            Bearer,  Handler::ScoreGet),
     route(Method::Post,   Exact("/v1/import"),             Bearer,  Handler::Import),
+    route(Method::Post,   Exact("/v1/leads/events"),       Bearer,  Handler::LeadEvents),
     route(Method::Post,   Exact("/v1/outcomes"),           Bearer,  Handler::Outcomes),
     route(Method::Post,   Exact("/v1/outcomes/hubspot"),   Open,    Handler::OutcomesHubspot),
     route(Method::Get,    Prefix("/v1/export/"),           Bearer,  Handler::Export),
@@ -188,6 +190,7 @@ pub async fn dispatch(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Re
             score::get(env, &id, query(&req, "kind")?.as_deref()).await
         }
         Handler::Import => import::import(&mut req, env).await,
+        Handler::LeadEvents => leads::post(&mut req, env).await,
         Handler::Outcomes => outcomes::post(&mut req, env).await,
         Handler::OutcomesHubspot => outcomes::hubspot(&mut req, env).await,
         Handler::Export => export::export(&req, env, &arg).await,

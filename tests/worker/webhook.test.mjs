@@ -57,8 +57,10 @@ function checkPayload(ev, score, { type, previousScore = null, previousTier = nu
   const d = ev.data;
   assert.deepEqual(
     Object.keys(d).sort(),
-    ["ai_score", "key_factors", "lead_id", "model_version", "previous_score", "previous_tier", "score_confidence", "score_timestamp", "tier", "verified", "visitor_id"],
+    ["ai_score", "engagement_score", "fit_score", "key_factors", "lead_id", "model_version", "previous_score", "previous_tier", "score_confidence", "score_timestamp", "tier", "verified", "visitor_id"],
   );
+  assert.equal(d.fit_score, score.fit.score);
+  assert.equal(d.engagement_score, score.engagement.score);
   assert.equal(d.visitor_id, score.visitor_id);
   assert.equal(d.lead_id, score.lead_id ?? null);
   assert.equal(d.ai_score, score.ai_score);
@@ -71,8 +73,9 @@ function checkPayload(ev, score, { type, previousScore = null, previousTier = nu
   assert.equal(d.verified, verified, "verified: whether the lead id was proven");
   // The score's factors, value as the same f32 (the API and the webhook may print it differently),
   // impact rounded to 4 decimals.
-  const want = score.key_factors.map((f) => ({ feature: f.feature, value: Math.fround(f.value), impact: Math.round(f.impact * 1e4) / 1e4 }));
-  const got = d.key_factors.map((f) => ({ feature: f.feature, value: Math.fround(f.value), impact: f.impact }));
+  const want = score.key_factors.map((f) => ({ feature: f.feature, value: Math.fround(f.value), impact: Math.round(f.impact * 1e4) / 1e4, group: f.group, text: f.text }));
+  const got = d.key_factors.map((f) => ({ feature: f.feature, value: Math.fround(f.value), impact: f.impact, group: f.group, text: f.text }));
+  assert.ok(got.every((f) => f.text.length > 0), "every factor reads as a sentence");
   assert.deepEqual(got, want, "key_factors = the score's, impact rounded to 4 decimals");
 }
 

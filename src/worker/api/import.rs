@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use worker::*;
 
 use crate::error_code::ErrorCode;
+use crate::event::check_visitor_id;
 use crate::event::limits::{MAX_IMPORT_BODY_BYTES, MAX_IMPORT_EVENTS};
 use crate::worker::batch::{self, Rejected};
 use crate::worker::body::body_text_up_to;
@@ -58,7 +59,10 @@ pub async fn import(req: &mut Request, env: &Env) -> ApiResult<Response> {
         ErrorCode::InvalidEvent,
     )?;
     let (events, rejected) = batch::partition(&batch.events, |raw| {
-        CheckedEvent::parse(raw.get()).map_err(|e| (e.code(), e.to_string()))
+        let e = CheckedEvent::parse(raw.get()).map_err(|e| (e.code(), e.to_string()))?;
+        // A lead's own stream is written by `/v1/leads/events` only (it opens with the lead).
+        check_visitor_id(&e.event.visitor_id).map_err(|e| (e.code(), e.to_string()))?;
+        Ok(e)
     });
     let mut out = ImportResponse {
         rejected,

@@ -7,6 +7,7 @@ pub mod events;
 pub mod export;
 pub mod import;
 pub mod info;
+pub mod leads;
 pub mod outcomes;
 pub mod score;
 pub mod site;

@@ -282,6 +282,23 @@ pub async fn update_deal(env: &Env, update: &DealUpdate) -> ApiResult<DealAnswer
     post(env, DEALS, &update.deal, "deal", update).await
 }
 
+/// The visitor whose state is `lead`'s merged view, if it has one.
+pub async fn lead_view(env: &Env, lead: &str) -> ApiResult<Option<String>> {
+    let (status, text) = get(env, LEADS, lead, "view", None).await?;
+    if status != 200 {
+        return Err(ApiError::internal(format!("lead view: HTTP {status}")));
+    }
+    let view: LeadView = serde_json::from_str(&text).map_err(ApiError::internal)?;
+    Ok(view.merged_view)
+}
+
+/// A lead object's merged view.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct LeadView {
+    /// The visitor whose state is the lead's score, if any.
+    pub merged_view: Option<String>,
+}
+
 /// A verified visitor joins its lead's object; the answer names the lead's other visitors.
 pub async fn join_lead(env: &Env, join: &Join) -> ApiResult<LeadMembers> {
     post(env, LEADS, &join.lead, "join", join).await

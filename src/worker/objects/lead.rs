@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use worker::*;
 
-use super::client::{self, Join, LeadMembers, OutcomesRequest};
+use super::client::{self, Join, LeadMembers, LeadView, OutcomesRequest};
 use super::kept::{keep_in, KeptOutcomes};
 use super::store::{message, no_route, Kept, Store};
 use crate::error_code::ErrorCode;
@@ -66,6 +66,7 @@ impl LeadObject {
             (Method::Post, "/join") => self.join(message(&mut req).await?).await,
             (Method::Post, "/outcomes") => self.keep_outcomes(message(&mut req).await?).await,
             (Method::Get, "/score") => self.score().await,
+            (Method::Get, "/view") => self.view().await,
             _ => Err(no_route()),
         }
     }
@@ -79,6 +80,14 @@ impl LeadObject {
         rec.seen = now_ms();
         self.store.save(&self.env, &rec).await?;
         Ok(Response::from_json(&LeadMembers { others })?)
+    }
+
+    /// Which visitor is the lead's merged view (where its server-side events go).
+    async fn view(&self) -> ApiResult<Response> {
+        let rec = self.store.load().await?.unwrap_or_default();
+        Ok(Response::from_json(&LeadView {
+            merged_view: rec.directory.merged_view,
+        })?)
     }
 
     /// The merged view's score, asked of that visitor on this lead's behalf.

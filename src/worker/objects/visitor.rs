@@ -336,6 +336,16 @@ impl VisitorObject {
         let mut vs = rec.decode_state(sc);
         let events: Vec<Event> = req.events.into_iter().map(|c| c.event).collect();
         let tally = sc.apply_all(&mut vs, &events, None);
+        // A lead's own stream's history (`/v1/leads/events`): its lead is proven and it is the
+        // CRM's own, as live. `/v1/import` says neither.
+        if let Some(l) = &req.verified_lead {
+            if vs.lead_id.as_ref() == Some(l) {
+                rec.verified_lead = Some(l.clone());
+            }
+        }
+        if let Some(c) = req.crm {
+            rec.crm = c;
+        }
         let mut records: Vec<LogRecord> = events
             .iter()
             .map(|e| LogRecord::event(e, now, EventSource::Import))
