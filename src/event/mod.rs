@@ -7,6 +7,7 @@
 pub mod channel;
 pub mod limits;
 pub mod schema;
+pub mod segment;
 pub mod useragent;
 
 use std::collections::BTreeMap;

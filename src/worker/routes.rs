@@ -3,7 +3,7 @@
 
 use worker::{Env, Method, Request, Response};
 
-use super::api::{deliveries, events, export, import, info, leads, outcomes, score, site};
+use super::api::{deliveries, events, export, import, info, leads, outcomes, score, segment, site};
 use super::arms;
 use super::body::body_text;
 use super::env::Config;
@@ -46,6 +46,7 @@ enum Handler {
     ScoreGet,
     Import,
     LeadEvents,
+    Segment,
     Outcomes,
     OutcomesHubspot,
     Export,
@@ -90,6 +91,7 @@ const ROUTES: &[Route] = &[
     route(Method::Get,    Prefix("/v1/score/"),            Bearer,  Handler::ScoreGet),
     route(Method::Post,   Exact("/v1/import"),             Bearer,  Handler::Import),
     route(Method::Post,   Exact("/v1/leads/events"),       Bearer,  Handler::LeadEvents),
+    route(Method::Post,   Exact("/v1/segment"),            Open,    Handler::Segment),
     route(Method::Post,   Exact("/v1/outcomes"),           Bearer,  Handler::Outcomes),
     route(Method::Post,   Exact("/v1/outcomes/hubspot"),   Open,    Handler::OutcomesHubspot),
     route(Method::Get,    Prefix("/v1/export/"),           Bearer,  Handler::Export),
@@ -191,6 +193,7 @@ pub async fn dispatch(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Re
         }
         Handler::Import => import::import(&mut req, env).await,
         Handler::LeadEvents => leads::post(&mut req, env).await,
+        Handler::Segment => segment::post(&mut req, env, cfg).await,
         Handler::Outcomes => outcomes::post(&mut req, env).await,
         Handler::OutcomesHubspot => outcomes::hubspot(&mut req, env).await,
         Handler::Export => export::export(&req, env, &arg).await,

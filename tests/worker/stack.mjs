@@ -38,7 +38,7 @@ export function ensureDevVars(file = DEV_VARS) {
   const have = readDevVars(file);
   // Placeholders copied from .dev.vars.example count as missing: drop those lines, then add fresh values.
   const placeholder = (v) => !v || /REPLACE_WITH/.test(v);
-  const stale = ["WEBHOOK_SECRET", "API_TOKEN", "IDENTITY_SECRET", "HUBSPOT_CLIENT_SECRET"].filter((k) => k in have && placeholder(have[k]));
+  const stale = ["WEBHOOK_SECRET", "API_TOKEN", "IDENTITY_SECRET", "HUBSPOT_CLIENT_SECRET", "SEGMENT_SHARED_SECRET"].filter((k) => k in have && placeholder(have[k]));
   if (stale.length) {
     const kept = fs.readFileSync(file, "utf8").split("\n").filter((l) => !stale.some((k) => new RegExp(`^\\s*${k}\\s*=`).test(l)));
     fs.writeFileSync(file, kept.join("\n"), { mode: 0o600 });
@@ -49,6 +49,7 @@ export function ensureDevVars(file = DEV_VARS) {
   if (!have.API_TOKEN) add.push(`API_TOKEN=${crypto.randomBytes(24).toString("base64url")}`);
   if (!have.IDENTITY_SECRET) add.push(`IDENTITY_SECRET=${crypto.randomBytes(32).toString("base64url")}`);
   if (!have.HUBSPOT_CLIENT_SECRET) add.push(`HUBSPOT_CLIENT_SECRET=${crypto.randomUUID()}`);
+  if (!have.SEGMENT_SHARED_SECRET) add.push(`SEGMENT_SHARED_SECRET=${crypto.randomBytes(24).toString("base64url")}`);
   if (add.length) {
     const head = fs.existsSync(file)
       ? ""

@@ -10,4 +10,5 @@ pub mod info;
 pub mod leads;
 pub mod outcomes;
 pub mod score;
+pub mod segment;
 pub mod site;
