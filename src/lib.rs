@@ -11,6 +11,7 @@
 // Unit tests may unwrap: a panic there is a failed test. Everywhere else `[lints]` denies it.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod account;
 pub mod batch;
 #[cfg(feature = "browser")]
 pub mod browser;

@@ -167,23 +167,52 @@ impl Policy {
         warm: u8,
         now: i64,
     ) -> SendDecision {
-        let (prev_score, prev_tier) = (sent.score.unwrap_or(0), sent.tier.unwrap_or(Tier::Cold));
-        let s = score.ai_score;
-        if score.tier == Tier::Hot && prev_tier != Tier::Hot {
-            return SendDecision::Send(LEAD_HOT);
-        }
-        let (lo, hi) = (prev_score.min(s), prev_score.max(s));
-        let crossed = [hot, warm].iter().any(|&t| lo < t && t <= hi);
         let new_lead = score.lead_id.is_some() && score.lead_id != sent.lead_id;
-        let changed =
-            new_lead || score.tier != prev_tier || crossed || hi - lo >= self.delta.max(1);
-        if !changed {
-            return SendDecision::Nothing;
+        match self.movement(
+            sent.score,
+            sent.tier,
+            score.ai_score,
+            score.tier,
+            (hot, warm),
+        ) {
+            Some(Movement::EnteredHot) => return SendDecision::Send(LEAD_HOT),
+            None if !new_lead => return SendDecision::Nothing,
+            _ => {}
         }
         if sent.score.is_some() && now < sent.at + self.debounce_ms {
             return SendDecision::Later(sent.at + self.debounce_ms);
         }
         SendDecision::Send(SCORE_CHANGED)
+    }
+}
+
+/// What a score's move since the last one sent is worth telling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Movement {
+    /// It entered hot.
+    EnteredHot,
+    /// Its tier changed, it crossed a tier threshold, or it moved by the policy's delta.
+    Changed,
+}
+
+impl Policy {
+    /// The move from the last sent (score, tier), none yet counting as (0, cold), to (`score`,
+    /// `tier`) under thresholds (hot, warm): the rule lead and account webhooks share.
+    pub fn movement(
+        &self,
+        sent_score: Option<u8>,
+        sent_tier: Option<Tier>,
+        score: u8,
+        tier: Tier,
+        (hot, warm): (u8, u8),
+    ) -> Option<Movement> {
+        let (prev_score, prev_tier) = (sent_score.unwrap_or(0), sent_tier.unwrap_or(Tier::Cold));
+        if tier == Tier::Hot && prev_tier != Tier::Hot {
+            return Some(Movement::EnteredHot);
+        }
+        let (lo, hi) = (prev_score.min(score), prev_score.max(score));
+        let crossed = [hot, warm].iter().any(|&t| lo < t && t <= hi);
+        (tier != prev_tier || crossed || hi - lo >= self.delta.max(1)).then_some(Movement::Changed)
     }
 }
 

@@ -128,6 +128,14 @@ fn openapi_values(root: &Path) -> Vec<(&'static str, f64)> {
             leadscore::state::MAX_FUTURE_MS as f64,
         ),
         ("score::KEY_FACTORS", leadscore::score::KEY_FACTORS as f64),
+        (
+            "account::MAX_MEMBERS",
+            leadscore::account::MAX_MEMBERS as f64,
+        ),
+        (
+            "account::TOP_MEMBERS",
+            leadscore::account::TOP_MEMBERS as f64,
+        ),
     ];
     for (name, konst) in [
         ("worker::MAX_SITE_BYTES", "MAX_SITE_BYTES"),

@@ -36,6 +36,8 @@ pub enum EventType {
     FormSubmit,
     /// The visitor identified: `lead_id` and/or `traits`.
     Identify,
+    /// The visitor (or lead) works for an account: `account_id` and the account's `traits`.
+    Group,
     /// Anything else the site wants to record; `name` says what.
     Custom,
 }
@@ -112,10 +114,17 @@ pub struct Event {
     /// check it; without it an identify is a claim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lead_signature: Option<String>,
+    /// The account a `group` event joins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The site backend's signature of `account:` + `account_id` ([`crate::account::SIGNED_PREFIX`]):
+    /// a page's group needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_signature: Option<String>,
     /// Small map of event properties (`depth`, `cta`, `form`, `id_persistent`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub props: BTreeMap<String, Value>,
-    /// Identify traits (firmographics); only on `identify`.
+    /// Identify traits (the lead's) or group traits (the account's); only on those.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub traits: BTreeMap<String, Value>,
 }
@@ -238,6 +247,30 @@ impl Event {
                 ));
             }
         }
+        if let Some(a) = &self.account_id {
+            check_id("account_id", a)?;
+            check_len("account_id", Some(a), MAX_LEAD_ID_LEN)?;
+        }
+        if let Some(sig) = &self.account_signature {
+            if self.account_id.is_none() {
+                return Err(EventError::field(
+                    "account_signature",
+                    "signs an `account_id`, and there is none",
+                ));
+            }
+            if !crate::identity::is_signature_shaped(sig) {
+                return Err(EventError::field(
+                    "account_signature",
+                    "must be 64 hex digits (HMAC-SHA256 of `account:` + the account id)",
+                ));
+            }
+        }
+        if self.kind != EventType::Group && self.account_id.is_some() {
+            return Err(EventError::field(
+                "account_id",
+                "only group events name an account",
+            ));
+        }
         check_map("props", &self.props, MAX_VALUE_LEN)?;
         check_map("traits", &self.traits, MAX_TRAIT_VALUE_LEN)?;
         match self.kind {
@@ -251,9 +284,18 @@ impl Event {
             EventType::Identify if self.lead_id.is_none() && self.traits.is_empty() => Err(
                 EventError::field("traits", "identify needs `lead_id` or `traits`"),
             ),
-            kind if kind != EventType::Identify && !self.traits.is_empty() => Err(
-                EventError::field("traits", "only identify events carry traits"),
-            ),
+            EventType::Group if self.account_id.is_none() => Err(EventError::field(
+                "account_id",
+                "a group event needs `account_id`",
+            )),
+            kind if !matches!(kind, EventType::Identify | EventType::Group)
+                && !self.traits.is_empty() =>
+            {
+                Err(EventError::field(
+                    "traits",
+                    "only identify and group events carry traits",
+                ))
+            }
             _ => Ok(()),
         }
     }

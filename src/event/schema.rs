@@ -7,7 +7,7 @@ use super::{EventType, RESERVED_VISITOR_PREFIX};
 
 /// Every [`EventType`], in the schema's order. [`listed_at`] matches exhaustively, so a new variant
 /// does not compile until it has a place here.
-const EVENT_TYPES: [EventType; 9] = [
+const EVENT_TYPES: [EventType; 10] = [
     EventType::Page,
     EventType::Engaged,
     EventType::PageEnd,
@@ -16,6 +16,7 @@ const EVENT_TYPES: [EventType; 9] = [
     EventType::FormStart,
     EventType::FormSubmit,
     EventType::Identify,
+    EventType::Group,
     EventType::Custom,
 ];
 
@@ -31,7 +32,8 @@ const fn listed_at(t: EventType) -> usize {
         EventType::FormStart => 5,
         EventType::FormSubmit => 6,
         EventType::Identify => 7,
-        EventType::Custom => 8,
+        EventType::Group => 8,
+        EventType::Custom => 9,
     }
 }
 
@@ -82,15 +84,20 @@ const TEMPLATE: &str = r##"{
     "name": { "type": "string", "minLength": 1, "maxLength": @MAX_ID_LEN@, "description": "Custom event name (required for custom)." },
     "lead_id": { "type": "string", "minLength": 1, "maxLength": @MAX_LEAD_ID_LEN@, "description": "Lead id (identify)." },
     "lead_signature": { "type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "Hex HMAC-SHA256 of lead_id made by the site's backend (identify); without it an identify is a claim." },
+    "account_id": { "type": "string", "minLength": 1, "maxLength": @MAX_LEAD_ID_LEN@, "description": "The account (company) a group event joins." },
+    "account_signature": { "type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "Hex HMAC-SHA256 of `account:` + account_id made by the site's backend (group); a page's group needs it." },
     "props": { "$ref": "#/$defs/smallMap", "description": "depth (scroll, percent), cta (click), form (form_*), id_persistent (page), …" },
-    "traits": { "$ref": "#/$defs/traitMap", "description": "Identify traits only." }
+    "traits": { "$ref": "#/$defs/traitMap", "description": "Identify (the lead's) and group (the account's) traits only." }
   },
   "allOf": [
     { "if": { "properties": { "type": { "const": "page" } } }, "then": { "anyOf": [ { "required": ["path"] }, { "required": ["url"] } ] } },
     { "if": { "properties": { "type": { "const": "custom" } } }, "then": { "required": ["name"] } },
     { "if": { "properties": { "type": { "const": "identify" } } },
-      "then": { "anyOf": [ { "required": ["lead_id"] }, { "required": ["traits"] } ], "dependentRequired": { "lead_signature": ["lead_id"] } },
-      "else": { "not": { "required": ["traits"] } } }
+      "then": { "anyOf": [ { "required": ["lead_id"] }, { "required": ["traits"] } ], "dependentRequired": { "lead_signature": ["lead_id"] } } },
+    { "if": { "properties": { "type": { "const": "group" } } },
+      "then": { "required": ["account_id"] },
+      "else": { "not": { "required": ["account_id"] } } },
+    { "if": { "properties": { "type": { "enum": ["identify", "group"] } } }, "then": true, "else": { "not": { "required": ["traits"] } } }
   ],
   "$defs": {
     "smallMap": {

@@ -10,11 +10,12 @@
 //! - `page`: `context.page.url`/`path`/`referrer` (or the same `properties`) → a `page` event;
 //! - `track`: `event` → a `custom` event of that name, scalar `properties` → `props`;
 //! - `identify`: `userId` → `lead_id`, scalar `traits` → `traits`;
+//! - `group`: `groupId` → a `group` event's `account_id`, scalar `traits` → the account's traits;
 //! - `context.userAgent` → `ua`.
 //!
 //! Nested properties and traits (objects, arrays), `null`s and trait strings longer than
 //! [`limits::MAX_TRAIT_VALUE_LEN`] are left out and counted in [`Mapped::dropped`], never cut.
-//! `group`, `screen` and `alias` are refused by name ([`SegmentError::Unsupported`]).
+//! `screen` and `alias` are refused by name ([`SegmentError::Unsupported`]).
 
 use std::collections::BTreeMap;
 
@@ -53,7 +54,7 @@ pub enum SegmentError {
     #[error("segment message: {0}")]
     Field(String),
     /// A type we do not map.
-    #[error("segment message type `{0}` is not supported (page, track and identify are)")]
+    #[error("segment message type `{0}` is not supported (page, track, identify and group are)")]
     Unsupported(String),
     /// The mapped event broke a limit or a rule.
     #[error(transparent)]
@@ -225,6 +226,8 @@ pub fn map(msg: &Json) -> Result<Mapped, SegmentError> {
         name: None,
         lead_id: None,
         lead_signature: None,
+        account_id: None,
+        account_signature: None,
         props: BTreeMap::new(),
         traits: BTreeMap::new(),
     };
@@ -265,6 +268,19 @@ pub fn map(msg: &Json) -> Result<Mapped, SegmentError> {
             if event.lead_id.is_none() && event.traits.is_empty() {
                 return Err(field("an identify needs `userId` or scalar `traits`"));
             }
+        }
+        "group" => {
+            event.kind = EventType::Group;
+            let group = o
+                .get("groupId")
+                .and_then(Json::as_str)
+                .ok_or_else(|| field("a group needs `groupId`"))?;
+            event.account_id = Some(group.to_string());
+            event.traits = scalars(
+                o.get("traits"),
+                Some(limits::MAX_TRAIT_VALUE_LEN),
+                &mut dropped,
+            );
         }
         other => return Err(SegmentError::Unsupported(other.to_string())),
     }
@@ -380,8 +396,22 @@ mod tests {
             o
         };
         assert!(
-            matches!(map(&with(json!({"type": "group", "groupId": "g"}))), Err(SegmentError::Unsupported(t)) if t == "group")
+            matches!(map(&with(json!({"type": "screen", "name": "Home"}))), Err(SegmentError::Unsupported(t)) if t == "screen")
         );
+        // Segment's Group spec example.
+        let g = map(&with(json!({"type": "group", "groupId": "0e8c78ea9d97a7b8185e8632",
+            "traits": {"name": "Initech", "industry": "Technology", "employees": 329, "plan": "enterprise", "total billed": 830}})))
+        .unwrap();
+        assert_eq!(g.event.kind, EventType::Group);
+        assert_eq!(
+            g.event.account_id.as_deref(),
+            Some("0e8c78ea9d97a7b8185e8632")
+        );
+        assert_eq!(g.event.traits.len(), 5);
+        assert!(map(&with(json!({"type": "group"})))
+            .unwrap_err()
+            .to_string()
+            .contains("groupId"));
         assert!(map(&with(json!({"type": "track"})))
             .unwrap_err()
             .to_string()

@@ -37,7 +37,10 @@ impl VisitorState {
         let timeout = cfg.site.session_timeout_ms();
         // Which session does the event belong to? Only web events open or extend sessions: a
         // server-side touch or an identify is activity of the lead, not a visit.
-        let web = !matches!(event.kind, EventType::Custom | EventType::Identify);
+        let web = !matches!(
+            event.kind,
+            EventType::Custom | EventType::Identify | EventType::Group
+        );
         let opens = web && (self.sessions == 0 || activity > self.last_activity + timeout);
         let in_session = if opens {
             self.start_session(ts, event.tz_offset.unwrap_or(cfg.site.tz_offset()), cfg);
@@ -165,7 +168,8 @@ impl VisitorState {
                     self.set_trait(k, v, cfg);
                 }
             }
-            EventType::Custom => {}
+            // The account's traits are the account's (its object keeps them), not the lead's.
+            EventType::Custom | EventType::Group => {}
         }
         self.sanitize();
         Apply::Applied

@@ -7,6 +7,8 @@ pub const VISITORS: &str = "VISITORS";
 pub const LEADS: &str = "LEADS";
 /// Durable Object namespace of CRM deals (one object per HubSpot deal id).
 pub const DEALS: &str = "DEALS";
+/// Durable Object namespace of accounts (one object per account id).
+pub const ACCOUNTS: &str = "ACCOUNTS";
 
 /// Producer of the score-events queue (signed webhooks).
 pub const SCORE_EVENTS: &str = "SCORE_EVENTS";
@@ -44,7 +46,7 @@ mod tests {
 
     #[test]
     fn every_name_is_bound_in_wrangler_toml() {
-        for name in [VISITORS, LEADS, DEALS] {
+        for name in [VISITORS, LEADS, DEALS, ACCOUNTS] {
             assert!(assigned("name").contains(&name), "durable object {name}");
         }
         for b in [SCORE_EVENTS, LOGS] {

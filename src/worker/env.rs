@@ -74,6 +74,18 @@ impl Config {
         ))
     }
 
+    /// Checks a group event's `account_signature`: the site backend's signature of
+    /// `account:<id>` ([`crate::account::SIGNED_PREFIX`]) with the identity secret.
+    pub fn verify_account(&self, account: &str, signature: &str) -> ApiResult<()> {
+        let signed = format!("{}{account}", crate::account::SIGNED_PREFIX);
+        self.verify_lead(&signed, signature).map_err(|mut e| {
+            if e.code == ErrorCode::InvalidSignature && e.message.starts_with("`lead_signature`") {
+                e.message = "`account_signature` does not sign this account id".into();
+            }
+            e
+        })
+    }
+
     /// Checks a lead signature: `Ok(())` when it signs `lead`, else the error to answer.
     pub fn verify_lead(&self, lead: &str, signature: &str) -> ApiResult<()> {
         match &self.identity {

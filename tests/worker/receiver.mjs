@@ -89,6 +89,11 @@ export function formatEvent(ev) {
     const moved = d.moved.slice(0, 4).map((m) => `${m.what} ${m.metric} ${Number(m.value).toFixed(3)}`);
     return `⚠ ${String(ev.type).padEnd(26)} ${d.model_version}${d.arm ? `/${d.arm}` : ""} window ${new Date(d.window_start).toISOString().slice(0, 10)} ${d.level}: ${moved.join(", ")}${d.moved.length > 4 ? ", …" : ""}`;
   }
+  if (d.account_id) {
+    // An account's score (src/account.rs): its members and those that moved it.
+    const was = d.previous_score == null ? "new" : `was ${d.previous_score}`;
+    return `✔ ${String(ev.type).padEnd(18)} account ${d.account_id}  score ${d.ai_score} (${was}) ${d.tier}  ${d.engaged_members}/${d.members} engaged, moved by ${d.moved_by.join(", ")}`;
+  }
   const who = d.lead_id ? `${d.visitor_id} (${d.lead_id})` : `${d.visitor_id}`;
   const was = d.previous_score == null ? "new" : `was ${d.previous_score}`;
   const fmt = (x) => (typeof x === "number" ? (x >= 0 ? "+" : "") + x.toFixed(2) : String(x));

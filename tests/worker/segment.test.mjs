@@ -69,7 +69,7 @@ test("a batch with bad items: the good ones count, each bad one is named by inde
   const t = Date.now() - 60_000;
   const r = await S.api.post("/v1/segment", [
     { type: "track", event: "Demo Requested", messageId: `${anon}-ok`, anonymousId: anon, timestamp: iso(t) },
-    { type: "group", groupId: "acme", messageId: `${anon}-g`, anonymousId: anon, timestamp: iso(t) },
+    { type: "screen", name: "Home", messageId: `${anon}-g`, anonymousId: anon, timestamp: iso(t) },
     { type: "track", messageId: `${anon}-noevent`, anonymousId: anon, timestamp: iso(t) },
     { type: "track", event: "x", anonymousId: anon, timestamp: iso(t) },
     { type: "track", event: "x", messageId: `${anon}-ts`, anonymousId: anon, timestamp: "yesterday" },
@@ -78,11 +78,27 @@ test("a batch with bad items: the good ones count, each bad one is named by inde
   assert.equal(r.status, 200, show(r));
   assert.equal(r.json.accepted, 1);
   assert.deepEqual(r.json.rejected.map((x) => x.index), [1, 2, 3, 4, 5]);
-  assert.match(r.json.rejected[0].message, /group/);
+  assert.match(r.json.rejected[0].message, /screen/);
   assert.match(r.json.rejected[1].message, /event/);
   assert.match(r.json.rejected[2].message, /messageId/);
   assert.match(r.json.rejected[3].message, /ISO 8601/);
   assert.match(r.json.rejected[4].message, /reserved/);
+});
+
+test("a group message joins its account (an authenticated source proves it)", async () => {
+  const anon = `seg-group-${RUN}`;
+  const t = Date.now() - 60_000;
+  const group = `initech-${RUN}`;
+  const r = await S.api.post("/v1/segment", { batch: [
+    { type: "page", messageId: `${anon}-p`, anonymousId: anon, timestamp: iso(t), context: { page: { url: "https://acme.example/pricing" } } },
+    { type: "group", groupId: group, messageId: `${anon}-g`, anonymousId: anon, timestamp: iso(t + 1000),
+      traits: { name: "Initech", industry: "Technology", employees: 329, plan: "enterprise", "total billed": 830 } },
+  ] }, { auth: true });
+  assert.equal(r.status, 200, show(r));
+  assert.equal(r.json.accepted, 2);
+  const a = await S.api.get(`/v1/score/${encodeURIComponent(group)}?kind=account`, { auth: true });
+  assert.equal(a.status, 200, show(a));
+  assert.deepEqual(a.json.score.top_members.map((m) => m.id), [anon]);
 });
 
 test("a message with only userId scores the lead (its own stream)", async () => {

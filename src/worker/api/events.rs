@@ -70,6 +70,7 @@ pub async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResul
         ErrorCode::InvalidEvent,
     )?;
     let mut verified_lead = None;
+    let mut verified_account = None;
     let (events, rejected) = batch::partition(&batch.events, |raw| {
         let checked = CheckedEvent::parse(raw.get()).map_err(|e| (e.code(), e.to_string()))?;
         let e = &checked.event;
@@ -87,6 +88,18 @@ pub async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResul
             cfg.verify_lead(lead, sig)
                 .map_err(|e| (e.code, e.message))?;
             verified_lead = Some(lead.clone());
+        }
+        // A page's claim of a company is no proof: a group needs the backend's signature.
+        if let (EventType::Group, Some(account)) = (e.kind, &e.account_id) {
+            let Some(sig) = &e.account_signature else {
+                return Err((
+                    ErrorCode::InvalidSignature,
+                    "a group from a page needs `account_signature` (the site backend's HMAC of `account:<account_id>`)".into(),
+                ));
+            };
+            cfg.verify_account(account, sig)
+                .map_err(|e| (e.code, e.message))?;
+            verified_account = Some(account.clone());
         }
         Ok(checked)
     });
@@ -109,6 +122,7 @@ pub async fn post_events(req: &mut Request, env: &Env, cfg: &Config) -> ApiResul
             verified_lead,
             analytics: Some(consent.analytics && !gpc),
             import: false,
+            verified_account,
         },
     )
     .await?;
@@ -180,6 +194,7 @@ pub async fn post_identify(req: &mut Request, env: &Env, cfg: &Config) -> ApiRes
             verified_lead: verified.then(|| body.lead_id.clone()),
             analytics: None,
             import: false,
+            verified_account: None,
         },
     )
     .await?;

@@ -99,6 +99,8 @@ pub async fn import(req: &mut Request, env: &Env) -> ApiResult<Response> {
                 verified_lead: None,
                 analytics: None,
                 import: true,
+                // A bearer caller's group proves its account.
+                verified_account: ApplyRequest::group_account(events),
             };
             (visitor_id, client::apply(env, &req).await)
         });

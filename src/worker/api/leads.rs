@@ -141,6 +141,7 @@ async fn apply_checked(
             client::join_lead(env, &join).await?;
         }
     }
+    let verified_account = ApplyRequest::group_account(&events);
     client::apply(
         env,
         &ApplyRequest {
@@ -152,6 +153,7 @@ async fn apply_checked(
             verified_lead: Some(lead.to_string()),
             analytics: own_stream.then_some(true),
             import: history,
+            verified_account,
         },
     )
     .await

@@ -104,17 +104,23 @@ pub async fn get(env: &Env, id: &str, kind: Option<&str>) -> ApiResult<Response>
         None => &[ScoreOf::Lead, ScoreOf::Visitor],
         Some("lead") => &[ScoreOf::Lead],
         Some("visitor") => &[ScoreOf::Visitor],
+        Some("account") => &[],
         Some(other) => {
             return Err(ApiError::new(
                 400,
                 ErrorCode::InvalidField,
-                format!("`kind` must be `lead` or `visitor`, not `{other}`"),
+                format!("`kind` must be `lead`, `visitor` or `account`, not `{other}`"),
             ))
         }
     };
     if !id.is_empty() {
         crate::event::check_id("id", id)
             .map_err(|e| ApiError::new(400, e.code(), e.to_string()))?;
+    }
+    if kind == Some("account") {
+        if let Some(score) = client::account_score(env, id).await? {
+            return json(&serde_json::json!({ "score": score, "kind": "account" }));
+        }
     }
     for &k in kinds {
         if let Some(score) = client::score(env, id, k).await? {

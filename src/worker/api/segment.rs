@@ -145,6 +145,7 @@ pub async fn post(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Respo
                 CheckedEvent::parse(&text).map_err(|e| ApiError::new(400, e.code(), e.to_string()))
             })
             .collect::<ApiResult<Vec<_>>>()?;
+        let verified_account = ApplyRequest::group_account(&events);
         let r = client::apply(
             env,
             &ApplyRequest {
@@ -155,6 +156,7 @@ pub async fn post(req: &mut Request, env: &Env, cfg: &Config) -> ApiResult<Respo
                 verified_lead,
                 analytics: Some(consent.is_none_or(|c| c.analytics)),
                 import: false,
+                verified_account,
             },
         )
         .await?;

@@ -11,7 +11,7 @@ use crate::event::{Event, EventError};
 use crate::log::OutcomeSource;
 use crate::outcome::{Outcome, OutcomeType};
 use crate::score::Score;
-use crate::worker::bindings::{DEALS, LEADS, VISITORS};
+use crate::worker::bindings::{ACCOUNTS, DEALS, LEADS, VISITORS};
 use crate::worker::http::{ApiError, ApiResult};
 
 /// An event as the route that took it validated it: parsed, beside the exact text it was parsed
@@ -73,6 +73,40 @@ pub struct ApplyRequest {
     /// rate limit, never forwarded to the CRM, no score answered.
     #[serde(default)]
     pub import: bool,
+    /// The account this request proved (a group event with a checked `account_signature`, or a
+    /// bearer caller's): only a verified group makes the visitor a member of the account.
+    #[serde(default)]
+    pub verified_account: Option<String>,
+}
+
+impl ApplyRequest {
+    /// The account of the batch's last group event: what a bearer caller's batch proves.
+    pub fn group_account(events: &[CheckedEvent]) -> Option<String> {
+        events
+            .iter()
+            .rev()
+            .find(|e| e.event.kind == crate::event::EventType::Group)
+            .and_then(|e| e.event.account_id.clone())
+    }
+}
+
+/// A member joins an account (a verified group event), with the account's traits.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccountJoin {
+    /// The account.
+    pub account: String,
+    /// Its traits, from the group event.
+    #[serde(default)]
+    pub traits: std::collections::BTreeMap<String, crate::event::Value>,
+}
+
+/// A member's latest score for its account.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccountMember {
+    /// The account.
+    pub account: String,
+    /// The member.
+    pub member: crate::account::Member,
 }
 
 /// A visitor object's answer to an [`ApplyRequest`].
@@ -299,6 +333,30 @@ pub struct LeadView {
     pub merged_view: Option<String>,
 }
 
+/// A member joins an account.
+pub async fn account_join(env: &Env, join: &AccountJoin) -> ApiResult<serde_json::Value> {
+    post(env, ACCOUNTS, &join.account, "join", join).await
+}
+
+/// A member's new score for its account: the account's score after it.
+pub async fn account_member(
+    env: &Env,
+    m: &AccountMember,
+) -> ApiResult<crate::account::AccountScore> {
+    post(env, ACCOUNTS, &m.account, "member", m).await
+}
+
+/// An account's score, if it has members.
+pub async fn account_score(env: &Env, id: &str) -> ApiResult<Option<crate::account::AccountScore>> {
+    let (status, text) = get(env, ACCOUNTS, id, "score", None).await?;
+    if status != 200 {
+        return Ok(None);
+    }
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(ApiError::internal)
+}
+
 /// A verified visitor joins its lead's object; the answer names the lead's other visitors.
 pub async fn join_lead(env: &Env, join: &Join) -> ApiResult<LeadMembers> {
     post(env, LEADS, &join.lead, "join", join).await
@@ -364,6 +422,7 @@ mod tests {
             verified_lead: None,
             analytics: None,
             import: false,
+            verified_account: None,
         };
         let wire = serde_json::to_string(&req).unwrap();
         assert!(

@@ -5,6 +5,7 @@
 //! | [`visitor::VisitorObject`] | `VISITORS` | visitor id | the core's state, CRM sends, consent, rate window, arm, outcomes |
 //! | [`lead::LeadObject`] | `LEADS` | verified lead id | the lead's visitors and merged view, outcomes |
 //! | [`deal::DealObject`] | `DEALS` | HubSpot deal id | the deal's contacts and outcomes |
+//! | [`account::AccountObject`] | `ACCOUNTS` | account id | members' latest scores, account traits, the account score and what was last sent |
 //!
 //! **Leads.** Only a **verified** identify (the site backend's signature of the lead id, or a
 //! bearer caller; see [`crate::identity`]) joins a lead. When one is applied to visitor V with
@@ -32,11 +33,19 @@
 //! merging it again would count its earlier part twice). A device already in the lead that
 //! identifies again does not take over the merged view.
 //!
+//! **Accounts.** Only a **verified** group event (the site backend's signature of
+//! `account:<id>`, or a bearer caller's) makes a visitor a member of an account: a page's claim of
+//! a company is refused, so it can neither read nor move another company's score. A member's every
+//! live score is then sent to its account ([`account::AccountObject`]), which rolls the members up
+//! ([`crate::account`]) and sends its own webhooks.
+//!
 //! **Invariants.** Objects talk to each other only through [`client`] (internal JSON routes); a
 //! handler outside this folder never reads an object's storage. Every object expires after
 //! `RETENTION_DAYS` idle ([`store`]). What an object logs goes on the logs queue *before* the
 //! state that counts it is saved, so a failed request is retried and logged, never saved unlogged.
 
+#[allow(missing_docs)]
+pub mod account;
 pub mod client;
 // `#[durable_object]` generates JS glue (a class and its methods) that carries no docs.
 #[allow(missing_docs)]

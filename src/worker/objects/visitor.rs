@@ -12,9 +12,12 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use worker::*;
 
-use super::client::{self, ApplyRequest, ApplyResponse, Exported, Join, OutcomesRequest};
+use super::client::{
+    self, AccountJoin, AccountMember, ApplyRequest, ApplyResponse, Exported, Join, OutcomesRequest,
+};
 use super::kept::{keep_in, KeptOutcomes};
 use super::store::{message, no_route, Kept, Store};
+use crate::account::Member;
 use crate::error_code::ErrorCode;
 use crate::event::{Event, EventType};
 use crate::explain::ShapMemo;
@@ -70,6 +73,9 @@ struct VisitorRecord {
     /// The key of the experiment that pinned `arm`: the arm scores only while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     experiment: Option<String>,
+    /// The account this visitor proved it belongs to (a verified group): its scores go there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account: Option<String>,
 }
 
 impl Kept for VisitorRecord {
@@ -252,6 +258,10 @@ impl VisitorObject {
         }
 
         let mut vs = rec.decode_state(&sc);
+        let group_join = account_join(&req);
+        if let Some(j) = &group_join {
+            rec.account = Some(j.account.clone());
+        }
         let mut events: Vec<Event> = req.events.into_iter().map(|c| c.event).collect();
         for ev in events.iter_mut().filter(|e| e.kind == EventType::Identify) {
             if let Some(lead) = ev.lead_id.as_deref() {
@@ -314,6 +324,10 @@ impl VisitorObject {
         // Before the save, as above: at least once.
         logs::send(&self.env, records).await?;
         self.store.save(&self.env, &rec).await?;
+        if tally.applied > 0 || merged {
+            self.tell_account(&rec, group_join.as_ref(), &score, &vs)
+                .await;
+        }
         Ok(Response::from_json(&ApplyResponse {
             score: Some(score),
             accepted: tally.applied,
@@ -334,6 +348,10 @@ impl VisitorObject {
         now: i64,
     ) -> ApiResult<Response> {
         let mut vs = rec.decode_state(sc);
+        let group_join = account_join(&req);
+        if let Some(j) = &group_join {
+            rec.account = Some(j.account.clone());
+        }
         let events: Vec<Event> = req.events.into_iter().map(|c| c.event).collect();
         let tally = sc.apply_all(&mut vs, &events, None);
         // A lead's own stream's history (`/v1/leads/events`): its lead is proven and it is the
@@ -361,12 +379,57 @@ impl VisitorObject {
         rec.encode_state(&vs);
         logs::send(&self.env, records).await?;
         self.store.save(&self.env, &rec).await?;
+        if let Some(j) = &group_join {
+            // History joins the account (its traits); its scores reach it with live events.
+            if let Err(e) = client::account_join(&self.env, j).await {
+                console_error!("account {}: join failed: {}", j.account, e.message);
+            }
+        }
         Ok(Response::from_json(&ApplyResponse {
             score: None,
             accepted: tally.applied,
             duplicates: tally.duplicates,
             stale: tally.stale,
         })?)
+    }
+
+    /// Sends this visitor's new score to its account (and, on a verified group, joins it first):
+    /// derived data, so a failure is logged and the next score sends again, never failing the
+    /// visitor's request.
+    async fn tell_account(
+        &self,
+        rec: &VisitorRecord,
+        join: Option<&AccountJoin>,
+        score: &Score,
+        vs: &VisitorState,
+    ) {
+        if let Some(j) = join {
+            if let Err(e) = client::account_join(&self.env, j).await {
+                console_error!("account {}: join failed: {}", j.account, e.message);
+            }
+        }
+        let Some(account) = &rec.account else {
+            return;
+        };
+        let member = AccountMember {
+            account: account.clone(),
+            member: Member {
+                id: rec
+                    .verified_lead
+                    .clone()
+                    .unwrap_or_else(|| rec.visitor_id.clone()),
+                probability: score.probability,
+                ai_score: score.ai_score,
+                tier: score.tier,
+                buyer_role: vs
+                    .trait_value("buyer_role")
+                    .and_then(|v| v.as_str().map(String::from)),
+                active: vs.last_ts,
+            },
+        };
+        if let Err(e) = client::account_member(&self.env, &member).await {
+            console_error!("account {account}: member update failed: {}", e.message);
+        }
     }
 
     /// Keeps CRM outcomes about this visitor ([`keep_in`]).
@@ -516,4 +579,20 @@ impl VisitorObject {
         self.store.save(&self.env, &rec).await?;
         Ok(true)
     }
+}
+
+/// The verified group of a request, as the account's join: the last group event naming the
+/// account the request proved.
+fn account_join(req: &ApplyRequest) -> Option<AccountJoin> {
+    let account = req.verified_account.as_ref()?;
+    let ev = req
+        .events
+        .iter()
+        .rev()
+        .map(|c| &c.event)
+        .find(|e| e.kind == EventType::Group && e.account_id.as_ref() == Some(account))?;
+    Some(AccountJoin {
+        account: account.clone(),
+        traits: ev.traits.clone(),
+    })
 }
