@@ -36,7 +36,7 @@
       return ls;
     };
   };
-  'page track identify on off consent flush reset'.split(' ').forEach(function (m) {
+  'page track identify group on off consent flush reset'.split(' ').forEach(function (m) {
     ls[m] = stub(m);
   });
   // No score is known before the tracker has computed one.

@@ -307,6 +307,21 @@ const scalars = (o, traits) => {
 
 const TYPES = ['engaged', 'page_end', 'scroll', 'click', 'form_start', 'form_submit'];
 
+// identify and group: an id (lead or account), its signature, and traits.
+const who = (type, key, sig) => (id, traits, opts) => {
+  const e = event(type);
+  if (id != null && id !== '') {
+    if (bytes(String(id)) <= MAX_LEAD_ID_LEN) e[key] = String(id);
+    else tooLong(type + ' id');
+  }
+  if (e[key] && opts && typeof opts.signature === 'string') e[sig] = opts.signature;
+  const t = scalars(traits, true);
+  if (t) e.traits = t;
+  if (e[key] || (type == 'identify' && e.traits)) emit(e);
+  else warn(type + ' needs an id');
+  return api;
+};
+
 const api = {
   version: 1,
   init,
@@ -328,22 +343,13 @@ const api = {
     emit(e);
     return api;
   },
-  /** Identifies the visitor: `id` becomes lead_id (≤ MAX_LEAD_ID_LEN bytes), traits small scalars.
-   * `{signature}`: the site backend's HMAC of `id` (verified by the worker; without it the
-   * identify is a claim, which never joins the visitor to the lead's other devices). */
-  identify(id, traits, opts) {
-    const e = event('identify');
-    if (id != null && id !== '') {
-      if (bytes(String(id)) <= MAX_LEAD_ID_LEN) e.lead_id = String(id);
-      else tooLong('identify id');
-    }
-    if (e.lead_id && opts && typeof opts.signature === 'string') e.lead_signature = opts.signature;
-    const t = scalars(traits, true);
-    if (t) e.traits = t;
-    if (!e.lead_id && !e.traits) warn('identify needs an id or traits');
-    else emit(e);
-    return api;
-  },
+  /** identify(id, traits, {signature}): `id` becomes lead_id (≤ MAX_LEAD_ID_LEN bytes), traits small
+   * scalars; the signature is the site backend's HMAC of `id` (without it the identify is a claim,
+   * which never joins the visitor to the lead's other devices). */
+  identify: who('identify', 'lead_id', 'lead_signature'),
+  /** group(accountId, traits, {signature}): the visitor works for that account (its traits); the
+   * backend's HMAC of `account:<accountId>` is required (a page's claim of a company is refused). */
+  group: who('group', 'account_id', 'account_signature'),
   /** on('score', fn): fn(score) on every score change, and at once if a score exists.
    * on('event', fn): fn(event) for every event the scorer accepted (every event made goes to the endpoint). */
   on(name, fn) {
@@ -416,7 +422,7 @@ const api = {
 // ---------------------------------------------------------------- replay the snippet's queue
 const stub = W.leadscore;
 if (stub && stub.version) {
-  warn('tracker loaded twice; this copy does nothing');
+  warn('loaded twice; this copy is idle');
 } else {
   startEngine();
   W.leadscore = api;

@@ -80,10 +80,16 @@ export function startDemoBackend({ port = DEFAULT_BACKEND_PORT, host = "127.0.0.
     const email = typeof body.value.email === "string" ? body.value.email.trim().toLowerCase() : "";
     if (!EMAIL.test(email)) return error(res, 400, "invalid_email", "a work email is required", cors);
     if (body.value.password !== DEMO_PASSWORD) return error(res, 401, "wrong_password", `demo accounts use the password "${DEMO_PASSWORD}"`, cors);
-    const traits = { company: email.split("@")[1], plan: "trial" };
+    const domain = email.split("@")[1];
+    const traits = { company: domain, plan: "trial" };
     logins.push({ lead_id: email, at: Date.now() });
     log(`demo backend: signed in ${email}`);
-    return answer(res, 200, { lead_id: email, lead_signature: signLead(secret, email), traits }, cors);
+    // The account is the company's domain, signed as `account:<id>` (src/account.rs), so the page can
+    // put the lead in its buying group and no page can claim another company.
+    return answer(res, 200, {
+      lead_id: email, lead_signature: signLead(secret, email), traits,
+      account_id: domain, account_signature: signLead(secret, `account:${domain}`), account_traits: { domain },
+    }, cors);
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);

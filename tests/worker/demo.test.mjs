@@ -226,5 +226,21 @@ test("signing in through the demo backend is a verified identify: the lead follo
   assert.equal(hook.data.verified, true, `the CRM is told the identify was verified: ${JSON.stringify(hook.data)}`);
   assert.equal(hook.data.visitor_id, vid);
   t.diagnostic(`signed in ${email}: ${hook.type} score ${hook.data.ai_score} ${hook.data.tier}, verified ${hook.data.verified}`);
+  // The backend signed the company too: the lead is in its account's buying group.
+  const domain = email.split("@")[1];
+  let acct;
+  for (let i = 0; i < 30; i++) {
+    acct = await S.api.get(`/v1/score/${encodeURIComponent(domain)}?kind=account`, { auth: true });
+    if (acct.status === 200 && acct.json.score.top_members.some((m) => m.id === email)) break;
+    await sleep(500);
+  }
+  assert.equal(acct.status, 200, show(acct));
+  assert.ok(acct.json.score.top_members.some((m) => m.id === email), `the lead is a member of ${domain}: ${show(acct)}`);
+  // The panel shows fit and engagement; the B2B touches are named events the tracker sends.
+  await page.goto(`${S.base}/products/`, { waitUntil: "load" });
+  await page.getByRole("button", { name: /webinar/i }).click();
+  await page.getByText(/registered for the webinar/i).waitFor({ timeout: 10_000 });
+  await page.locator('[data-k="split"]').filter({ hasText: /fit \d+ · engagement \d+/ }).waitFor({ timeout: 20_000 });
+  await page.screenshot({ path: path.join(ROOT, "target", "demo-b2b-panel.png") });
   await ctx.close();
 });

@@ -150,7 +150,7 @@ function fromEngine(m) {
     mark('scorer-ready');
   } else if (m.t === 'failed') {
     failed = true;
-    warn('could not load the scoring module; events are not scored on this page:', m.message);
+    warn('scoring module failed:', m.message);
     sent.forEach((b) => b.events.forEach(accepted));
     sent = [];
     drain();

@@ -33,7 +33,7 @@ export const qRead = () => {
 };
 const qWrite = (q) => {
   if (!q.length) del('q');
-  else if (!set('q', JSON.stringify(q))) warn('could not keep the event queue (storage full or blocked)');
+  else if (!set('q', JSON.stringify(q))) warn('queue not saved (storage full?)');
 };
 
 /** Queues an event for the endpoint (held while consent is undecided, dropped when refused). */
@@ -48,7 +48,7 @@ export function enqueue(e) {
     const n = q.length - cfg.maxQueue;
     q.splice(0, n);
     dropped += n;
-    warn(`event queue full: dropped the ${n} oldest event(s), ${dropped} on this page so far`);
+    warn(`queue full: dropped ${n} oldest (${dropped} on this page)`);
   }
   qWrite(q);
   schedule(q.length >= cfg.batchSize ? 0 : cfg.flushMs);
@@ -136,7 +136,7 @@ export function flush(unloading) {
       } else if (s === 408 || s === 429 || s >= 500) {
         return retry(res.headers.get('retry-after'));
       } else {
-        warn(`endpoint refused a batch of ${ids.size} event(s) with HTTP ${s}; dropped`);
+        warn(`endpoint refused ${ids.size} event(s) (HTTP ${s}); dropped`);
         remove(ids);
       }
       if (qRead().length) schedule(0);

@@ -31,6 +31,7 @@
       '<div class="ls-debug-body">' +
       '<div class="ls-row"><span class="ls-num" data-k="score">–</span><span class="ls-tier" data-k="tier">waiting</span></div>' +
       '<div class="ls-conf"><span>confidence</span><span class="bar"><i data-k="confbar"></i></span><span data-k="conf">–</span></div>' +
+      '<div class="ls-meta" data-k="split">fit – · engagement –</div>' +
       '<table><thead><tr><th>top factor</th><th>impact</th></tr></thead><tbody data-k="factors"></tbody></table>' +
       '<div class="ls-meta" data-k="meta">loading model…</div></div>';
     panel.querySelector('button').onclick = function () {
@@ -49,7 +50,8 @@
     var factorText = function (f) {
       var name = f.label || f.feature.replace(/_/g, ' ');
       var value = f.display != null ? f.display : fmt(f.value);
-      return esc(name) + ': ' + esc(value) + ' <span style="color:' + (f.impact >= 0 ? '#4ade80">↑' : '#f87171">↓') + '</span>';
+      var text = f.text || name + ': ' + value; // the card's sentence ("2 webinars this month")
+      return esc(text) + ' <span style="color:' + (f.impact >= 0 ? '#4ade80">↑' : '#f87171">↓') + '</span>';
     };
     var render = function (s) {
       k('score').textContent = s.ai_score;
@@ -58,6 +60,8 @@
       t.className = 'ls-tier tier-' + s.tier;
       k('conf').textContent = s.score_confidence.toFixed(2);
       k('confbar').style.width = Math.round(s.score_confidence * 100) + '%';
+      // Who the lead is (fit) and what they do (engagement), from the same explanation.
+      if (s.fit && s.engagement) k('split').textContent = 'fit ' + s.fit.score + ' · engagement ' + s.engagement.score;
       var max = Math.max.apply(null, s.key_factors.map(function (f) { return Math.abs(f.impact); }).concat([0.001]));
       k('factors').innerHTML = s.key_factors.map(function (f) {
         var w = Math.round(Math.abs(f.impact) / max * 100);
@@ -80,6 +84,15 @@
     ls.on('score', render);
     setInterval(function () { if (window.leadscore.info) meta(); }, 2000);
   }
+
+  // ---- B2B touches: a webinar sign-up and a whitepaper download are named events a card can read.
+  Array.prototype.forEach.call(document.querySelectorAll('[data-track]'), function (el) {
+    el.addEventListener('click', function () {
+      window.leadscore.track(el.getAttribute('data-track'), { asset: el.getAttribute('data-asset') || undefined });
+      var done = el.getAttribute('data-done');
+      if (done) el.textContent = done;
+    });
+  });
 
   // ---- demo-request form: no real submission; the email is a claim (unverified identify).
   var form = $('demo-request');
@@ -124,6 +137,8 @@
       }).then(function (r) {
         if (!r.ok) throw new Error(r.body && r.body.error ? r.body.error.message : 'sign-in failed');
         window.leadscore.identify(r.body.lead_id, r.body.traits, { signature: r.body.lead_signature });
+        // The company's buying group: signed by the backend too (a page cannot claim a company).
+        if (r.body.account_id) window.leadscore.group(r.body.account_id, r.body.account_traits, { signature: r.body.account_signature });
         window.leadscore.flush && window.leadscore.flush();
         f.password.value = '';
         say('Signed in as ' + r.body.lead_id + ' (verified by our server).', true);
