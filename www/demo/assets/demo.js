@@ -29,9 +29,9 @@
       '<div class="ls-debug-head"><span><span class="dot"></span>leadscore · live</span>' +
       '<button type="button" aria-label="Collapse">–</button></div>' +
       '<div class="ls-debug-body">' +
-      '<div class="ls-row"><span class="ls-num" data-k="score">–</span><span class="ls-tier" data-k="tier">waiting</span></div>' +
+      '<div class="ls-row"><span class="ls-num" data-k="score">–</span><span class="ls-tier" data-k="tier">waiting</span>' +
+      '<span class="ls-split" data-k="split"></span></div>' +
       '<div class="ls-conf"><span>confidence</span><span class="bar"><i data-k="confbar"></i></span><span data-k="conf">–</span></div>' +
-      '<div class="ls-meta" data-k="split">fit – · engagement –</div>' +
       '<table><thead><tr><th>top factor</th><th>impact</th></tr></thead><tbody data-k="factors"></tbody></table>' +
       '<div class="ls-meta" data-k="meta">loading model…</div></div>';
     panel.querySelector('button').onclick = function () {
