@@ -676,19 +676,37 @@ fn cli_builds_the_sample_set_from_files_or_gzip_directories() {
 fn cli_names_the_file_and_line_of_a_bad_line_and_writes_nothing() {
     let dir = sample_dir("bad");
     let out_file = dir.join("set.csv");
-    let out = leadscore(&[
-        "dataset",
-        "--model",
-        "models/default",
-        "--events",
-        SAMPLE,
-        "--outcomes",
-        OUTCOMES,
-        "--label",
-        "customer",
-        "--out",
-        out_file.to_str().unwrap(),
-    ]);
+    let args = |strict: &'static str| {
+        [
+            "dataset",
+            "--model",
+            "models/default",
+            "--events",
+            SAMPLE,
+            "--outcomes",
+            OUTCOMES,
+            "--label",
+            "customer",
+            "--out",
+            out_file.to_str().unwrap(),
+            strict,
+        ]
+    };
+    // By default a bad line is named, skipped and counted; the rest is built.
+    let out = leadscore(&args("--window=90d"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("tests/fixtures/sample_events.ndjson:9: invalid event: invalid type")
+            && err.contains("(skipped)"),
+        "{err}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(err.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(summary["lines_rejected"], 1);
+    std::fs::remove_file(&out_file).unwrap();
+    // --strict: the first bad line stops the run, and nothing is written.
+    let out = leadscore(&args("--strict"));
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
@@ -732,6 +750,7 @@ fn cli_names_the_file_and_line_of_a_bad_line_and_writes_nothing() {
             "--out",
             "-",
             extra,
+            "--strict",
         ]);
         assert_eq!(out.status.code(), Some(2), "{want}");
         let err = text(&out.stderr);

@@ -236,6 +236,10 @@ struct DatasetArgs {
     /// event), or `snapshots:7,14,30` (days after the subject's first event).
     #[arg(long, default_value = "episodes")]
     decisions: String,
+    /// Stop at the first bad line (default: name it on stderr, skip it and count it in the
+    /// summary's `lines_rejected`).
+    #[arg(long)]
+    strict: bool,
     /// Output CSV file, or `-` for standard output.
     #[arg(long)]
     out: String,
@@ -365,10 +369,18 @@ fn log_files(path: &Path) -> Result<Vec<PathBuf>, CliError> {
 }
 
 /// Feeds every line of a log's files to `add`; an error names the file and line.
-fn read_log(
+fn read_log(path: &Path, add: impl FnMut(&str) -> Result<(), LineError>) -> Result<(), CliError> {
+    read_log_lenient(path, true, add).map(|_| ())
+}
+
+/// [`read_log`]; unless `strict`, a bad line is named on stderr (`file:line: what`) and skipped,
+/// and the number skipped is returned. An unreadable file always stops the run.
+fn read_log_lenient(
     path: &Path,
+    strict: bool,
     mut add: impl FnMut(&str) -> Result<(), LineError>,
-) -> Result<(), CliError> {
+) -> Result<u64, CliError> {
+    let mut rejected = 0;
     for file in log_files(path)? {
         let err =
             |line: usize, what: String| CliError::Msg(format!("{}:{line}: {what}", file.display()));
@@ -384,12 +396,19 @@ fn read_log(
             line.clear();
             match reader.read_line(&mut line) {
                 Ok(0) => break,
-                Ok(_) => add(&line).map_err(|e| err(lineno, e.to_string()))?,
+                Ok(_) => match add(&line) {
+                    Ok(()) => {}
+                    Err(e) if strict => return Err(err(lineno, e.to_string())),
+                    Err(e) => {
+                        eprintln!("{}:{lineno}: {e} (skipped)", file.display());
+                        rejected += 1;
+                    }
+                },
                 Err(e) => return Err(err(lineno, e.to_string())),
             }
         }
     }
-    Ok(())
+    Ok(rejected)
 }
 
 /// `--label`: an outcome type by its name or alias.
@@ -428,9 +447,10 @@ fn build_dataset(args: &DatasetArgs) -> Result<ExitCode, CliError> {
     };
     let features = load_template(&args.model, args.site_table.as_deref())?;
     let mut inputs = Inputs::new(opts).map_err(msg)?;
-    read_log(&args.events, |l| inputs.add_event_line(l))?;
-    read_log(&args.outcomes, |l| inputs.add_outcome_line(l))?;
-    let set = inputs.build(&features).map_err(msg)?;
+    let mut rejected = read_log_lenient(&args.events, args.strict, |l| inputs.add_event_line(l))?;
+    rejected += read_log_lenient(&args.outcomes, args.strict, |l| inputs.add_outcome_line(l))?;
+    let mut set = inputs.build(&features).map_err(msg)?;
+    set.summary.lines_rejected = rejected;
 
     let out: Box<dyn Write> = if args.out == "-" {
         Box::new(std::io::stdout().lock())

@@ -314,6 +314,10 @@ pub struct Summary {
     pub outcomes_unmatched: u64,
     /// Events of visitors in other shards, dropped as read (by visitor only).
     pub events_in_other_shards: u64,
+    /// Lines refused as they were read (each named on stderr by file and line; `--strict` stops
+    /// at the first): filled in by the caller.
+    #[serde(default)]
+    pub lines_rejected: u64,
     /// The as-of time used (ms).
     pub as_of: i64,
     /// Wall time of the run (s), filled in by the caller ([`Summary::timed`]): the CLI's is the
