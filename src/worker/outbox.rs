@@ -3,6 +3,9 @@
 //! what the retries could not deliver.
 
 use serde::{Deserialize, Serialize};
+use worker::{Env, Result};
+
+use super::bindings::SCORE_EVENTS;
 
 /// A message on the score-events queue: the webhook id is fixed when the event is made, so every
 /// retry and every replay of this delivery carries the same `webhook-id`.
@@ -14,4 +17,16 @@ pub struct Delivery {
     pub body: String,
     /// When it was (first, or last re-) enqueued (ms): the retry schedule counts from here.
     pub enqueued: i64,
+}
+
+/// Puts one signed-webhook body on the score-events queue, its `webhook-id` fixed now: what a
+/// visitor's and an account's object send.
+pub async fn enqueue(env: &Env, id: String, body: String, now: i64) -> Result<()> {
+    env.queue(SCORE_EVENTS)?
+        .send(Delivery {
+            id,
+            body,
+            enqueued: now,
+        })
+        .await
 }

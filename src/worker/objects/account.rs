@@ -11,10 +11,9 @@ use crate::account::{AccountBook, AccountScore, DEFAULT_ENGAGED_WITHIN_MS};
 use crate::error_code::ErrorCode;
 use crate::score::Tier;
 use crate::webhook::{webhook_id, Movement, Policy};
-use crate::worker::bindings::SCORE_EVENTS;
 use crate::worker::env::var_num;
 use crate::worker::http::{now_ms, ApiError, ApiResult};
-use crate::worker::outbox::Delivery;
+use crate::worker::outbox::enqueue;
 
 /// `account.score_changed`: the account score moved (tier, a threshold, or `EMIT_DELTA`).
 pub const ACCOUNT_SCORE_CHANGED: &str = "account.score_changed";
@@ -70,24 +69,7 @@ pub struct AccountObject {
     store: Store<AccountRecord>,
 }
 
-impl DurableObject for AccountObject {
-    fn new(state: State, env: Env) -> Self {
-        AccountObject {
-            env,
-            store: Store::new(state),
-        }
-    }
-
-    async fn fetch(&self, req: Request) -> Result<Response> {
-        console_error_panic_hook::set_once();
-        self.route(req).await.or_else(|e| e.response())
-    }
-
-    async fn alarm(&self) -> Result<Response> {
-        console_error_panic_hook::set_once();
-        self.store.expire_alarm(&self.env).await
-    }
-}
+kept_object!(AccountObject);
 
 impl AccountObject {
     async fn route(&self, mut req: Request) -> ApiResult<Response> {
@@ -155,14 +137,7 @@ impl AccountObject {
                 };
                 let body = serde_json::to_string(&ev).map_err(ApiError::internal)?;
                 let id = webhook_id(&format!("account:{}", rec.book.id), rec.seq);
-                self.env
-                    .queue(SCORE_EVENTS)?
-                    .send(Delivery {
-                        id,
-                        body,
-                        enqueued: now,
-                    })
-                    .await?;
+                enqueue(&self.env, id, body, now).await?;
                 rec.seq += 1;
                 rec.sent_score = Some(score.ai_score);
                 rec.sent_tier = Some(score.tier);

@@ -73,24 +73,7 @@ pub struct DealObject {
     store: Store<DealRecord>,
 }
 
-impl DurableObject for DealObject {
-    fn new(state: State, env: Env) -> Self {
-        DealObject {
-            env,
-            store: Store::new(state),
-        }
-    }
-
-    async fn fetch(&self, req: Request) -> Result<Response> {
-        console_error_panic_hook::set_once();
-        self.route(req).await.or_else(|e| e.response())
-    }
-
-    async fn alarm(&self) -> Result<Response> {
-        console_error_panic_hook::set_once();
-        self.store.expire_alarm(&self.env).await
-    }
-}
+kept_object!(DealObject);
 
 impl DealObject {
     async fn route(&self, mut req: Request) -> ApiResult<Response> {

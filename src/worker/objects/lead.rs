@@ -41,24 +41,7 @@ pub struct LeadObject {
     store: Store<LeadRecord>,
 }
 
-impl DurableObject for LeadObject {
-    fn new(state: State, env: Env) -> Self {
-        LeadObject {
-            env,
-            store: Store::new(state),
-        }
-    }
-
-    async fn fetch(&self, req: Request) -> Result<Response> {
-        console_error_panic_hook::set_once();
-        self.route(req).await.or_else(|e| e.response())
-    }
-
-    async fn alarm(&self) -> Result<Response> {
-        console_error_panic_hook::set_once();
-        self.store.expire_alarm(&self.env).await
-    }
-}
+kept_object!(LeadObject);
 
 impl LeadObject {
     async fn route(&self, mut req: Request) -> ApiResult<Response> {

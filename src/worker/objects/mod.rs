@@ -44,6 +44,9 @@
 //! `RETENTION_DAYS` idle ([`store`]). What an object logs goes on the logs queue *before* the
 //! state that counts it is saved, so a failed request is retried and logged, never saved unlogged.
 
+// `kept_object!` (store.rs) is used by the objects declared after it.
+#[macro_use]
+pub mod store;
 #[allow(missing_docs)]
 pub mod account;
 pub mod client;
@@ -53,6 +56,5 @@ pub mod deal;
 pub mod kept;
 #[allow(missing_docs)]
 pub mod lead;
-pub mod store;
 #[allow(missing_docs)]
 pub mod visitor;

@@ -105,3 +105,30 @@ pub async fn message<T: DeserializeOwned>(req: &mut Request) -> ApiResult<T> {
 pub fn no_route() -> ApiError {
     ApiError::new(404, ErrorCode::NotFound, "no such object route")
 }
+
+/// The entry points of an object kept in a [`Store`] (a struct with `env` and `store`, and an
+/// `async fn route`): built with its store, answering its internal routes (errors as JSON), and
+/// deleted by its alarm once idle. Why a macro: the lead, deal and account objects differ only in
+/// their routes, and `DurableObject` is implemented per `#[durable_object]` type.
+macro_rules! kept_object {
+    ($ty:ident) => {
+        impl DurableObject for $ty {
+            fn new(state: State, env: Env) -> Self {
+                $ty {
+                    env,
+                    store: Store::new(state),
+                }
+            }
+
+            async fn fetch(&self, req: Request) -> Result<Response> {
+                console_error_panic_hook::set_once();
+                self.route(req).await.or_else(|e| e.response())
+            }
+
+            async fn alarm(&self) -> Result<Response> {
+                console_error_panic_hook::set_once();
+                self.store.expire_alarm(&self.env).await
+            }
+        }
+    };
+}

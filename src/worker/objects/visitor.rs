@@ -28,11 +28,10 @@ use crate::score::{Score, ScoreOptions, Scorer};
 use crate::state::{Merge, VisitorState};
 use crate::webhook::{make_event, webhook_id, Policy, SendDecision, SentState};
 use crate::worker::arms;
-use crate::worker::bindings::SCORE_EVENTS;
 use crate::worker::env::var_num;
 use crate::worker::http::{now_ms, query, ApiError, ApiResult};
 use crate::worker::logs;
-use crate::worker::outbox::Delivery;
+use crate::worker::outbox::enqueue;
 
 /// If a batch that merges a lead stops half-way (the isolate dies while fetching the lead's
 /// states), its score change is still sent: by the alarm, this long after the batch.
@@ -461,14 +460,7 @@ impl VisitorObject {
                 let ev = make_event(kind, score, verified, &mut sent, now);
                 let body =
                     serde_json::to_string(&ev).map_err(|e| Error::RustError(e.to_string()))?;
-                self.env
-                    .queue(SCORE_EVENTS)?
-                    .send(Delivery {
-                        id,
-                        body,
-                        enqueued: now,
-                    })
-                    .await?;
+                enqueue(&self.env, id, body, now).await?;
                 rec.sent = sent;
                 rec.pending = None;
             }
