@@ -13,7 +13,7 @@ export RUST_BACKTRACE ?= 0
 # unit tests natively beside the core's.
 NATIVE := --features worker
 
-.PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test loop-test health-test bench train b2b-example clean deploy deploy-check
+.PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test loop-test health-test bench train b2b-example b2b-loop clean deploy deploy-check
 
 WASM_TARGET := wasm32-unknown-unknown
 WASM_OUT := target/www/ls
@@ -203,6 +203,13 @@ b2b-example: venv
 	  --leadscore target/release/leadscore
 	rm -f models/b2b-example/parity_probs.csv
 	$(PY) models/train/study/b2b_coverage.py --data $(B2B_DATA) --dataset $(B2B_OUT)/snapshots.csv
+
+# The same B2B world through the local worker, as a CRM would feed it: each lead's history by lead id
+# (POST /v1/leads/events), the outcomes, the logs exported back, and the rows built from them, which must
+# equal the rows built from the files that were sent (tests/worker/b2b_loop.mjs; --leads N for a subset).
+b2b-loop: site venv
+	$(CARGO) build --release $(NATIVE) --bin leadscore
+	node tests/worker/b2b_loop.mjs
 
 clean:
 	rm -rf target/parity
