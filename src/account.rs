@@ -107,11 +107,7 @@ impl AccountBook {
     ) -> u32 {
         let mut dropped = 0;
         for (k, v) in traits {
-            let v = match v {
-                Value::Str(s) => TraitValue::Str(s.clone()),
-                Value::Num(n) => TraitValue::Num(*n),
-                Value::Bool(b) => TraitValue::Bool(*b),
-            };
+            let v = TraitValue::from(v);
             if let Some(slot) = self.traits.iter_mut().find(|(n, _)| n == k) {
                 slot.1 = v;
             } else if self.traits.len() < crate::state::MAX_TRAITS {

@@ -222,11 +222,7 @@ impl VisitorState {
             self.traits_dropped = self.traits_dropped.saturating_add(1);
             return;
         }
-        let value = match value {
-            Value::Str(s) => TraitValue::Str(s.clone()),
-            Value::Num(n) => TraitValue::Num(*n),
-            Value::Bool(b) => TraitValue::Bool(*b),
-        };
+        let value = TraitValue::from(value);
         self.traits.retain(|(k, _)| k != key);
         if self.traits.len() >= MAX_TRAITS {
             self.traits.remove(0);

@@ -234,6 +234,16 @@ pub enum TraitValue {
     Str(String),
 }
 
+impl From<&Value> for TraitValue {
+    fn from(v: &Value) -> TraitValue {
+        match v {
+            Value::Str(s) => TraitValue::Str(s.clone()),
+            Value::Num(n) => TraitValue::Num(*n),
+            Value::Bool(b) => TraitValue::Bool(*b),
+        }
+    }
+}
+
 impl TraitValue {
     /// The event-side value.
     pub fn to_value(&self) -> Value {

@@ -81,6 +81,13 @@ impl AccountObject {
         }
     }
 
+    /// `ACCOUNT_ENGAGED_DAYS` in ms: a member active within it counts.
+    fn engaged_window(&self) -> i64 {
+        var_num(&self.env, "ACCOUNT_ENGAGED_DAYS", 30i64)
+            .checked_mul(86_400_000)
+            .unwrap_or(DEFAULT_ENGAGED_WITHIN_MS)
+    }
+
     fn tiers() -> ApiResult<(u8, u8)> {
         let t = crate::worker::arms::default_scorer()?.card().tiers;
         Ok((t.hot, t.warm))
@@ -104,10 +111,8 @@ impl AccountObject {
         rec.book.id = m.account;
         let now = now_ms();
         let changed = rec.book.update(m.member);
-        let window = var_num(&self.env, "ACCOUNT_ENGAGED_DAYS", 30i64)
-            .checked_mul(86_400_000)
-            .unwrap_or(DEFAULT_ENGAGED_WITHIN_MS);
-        let score = rec.book.score(now, window, Self::tiers()?);
+        let tiers = Self::tiers()?;
+        let score = rec.book.score(now, self.engaged_window(), tiers);
         if changed {
             let policy = Policy {
                 delta: var_num(&self.env, "EMIT_DELTA", 10u8),
@@ -118,7 +123,7 @@ impl AccountObject {
                 rec.sent_tier,
                 score.ai_score,
                 score.tier,
-                Self::tiers()?,
+                tiers,
             );
             if let Some(mv) = moved {
                 let kind = match mv {
@@ -159,12 +164,9 @@ impl AccountObject {
         let Some(rec) = self.store.load().await? else {
             return Err(ApiError::new(404, ErrorCode::NotFound, "no such account"));
         };
-        let window = var_num(&self.env, "ACCOUNT_ENGAGED_DAYS", 30i64)
-            .checked_mul(86_400_000)
-            .unwrap_or(DEFAULT_ENGAGED_WITHIN_MS);
         Ok(Response::from_json(&rec.book.score(
             now_ms(),
-            window,
+            self.engaged_window(),
             Self::tiers()?,
         ))?)
     }
