@@ -165,7 +165,7 @@ fn benches(c: &mut Criterion) {
             .score_with_memo(&s, "v-hot", now, ScoreOptions::default(), memo)
             .expect("score");
         if log {
-            records.push(Record::score(&scorer, &s, &score, 1));
+            records.push(Record::score(&scorer, &s, Default::default(), &score, 1));
         }
         let messages = pack(records).expect("pack");
         (s.to_bytes(), score, messages)

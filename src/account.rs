@@ -99,6 +99,14 @@ impl AccountBook {
         true
     }
 
+    /// Removes a member (a visitor that proved its lead is the lead from then on); returns
+    /// whether it was there.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let before = self.members.len();
+        self.members.retain(|m| m.id != id);
+        self.members.len() != before
+    }
+
     /// Keeps account traits (scalars), the latest value of a name winning; returns the number
     /// left out (over [`crate::state::MAX_TRAITS`]).
     pub fn set_traits<'a>(
@@ -157,6 +165,16 @@ impl AccountBook {
         }
     }
 
+    /// The latest activity (ms) of every member but `member`: what a member's account features
+    /// read ([`crate::features::Context`]).
+    pub fn colleagues(&self, member: &str) -> Vec<i64> {
+        self.members
+            .iter()
+            .filter(|m| m.id != member)
+            .map(|m| m.active)
+            .collect()
+    }
+
     /// The members whose score differs from what was last sent (`sent`: id → ai_score), or who
     /// were not in it: the ones that moved the account.
     pub fn moved_since(&self, sent: &[(String, u8)]) -> Vec<String> {
@@ -212,6 +230,14 @@ mod tests {
         assert_eq!(
             a.moved_since(&[("l1".into(), 20), ("l2".into(), 50)]),
             ["l1", "l3"]
+        );
+        // A visitor that proved its lead leaves under its visitor id.
+        assert!(a.update(member("v9", 0.1, now, None)));
+        assert!(a.remove("v9") && !a.remove("v9"));
+        // A member's colleagues are the others, stale ones included (features window them).
+        assert_eq!(
+            a.colleagues("l1"),
+            [now - 1000, now - DEFAULT_ENGAGED_WITHIN_MS - 1]
         );
         // No engaged member: zero.
         assert_eq!(

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 pub use crate::calendar::{day_of, day_start};
 use crate::event::Event;
+use crate::features::Context;
 use crate::outcome::Outcome;
 use crate::score::{shortest_f64, Score, Scorer};
 use crate::state::{clamp_ts, VisitorState};
@@ -156,9 +157,16 @@ impl Record {
         })
     }
 
-    /// The record of a served score: `n` is the visitor's count of logged scores.
-    pub fn score(sc: &Scorer, state: &VisitorState, score: &Score, n: u64) -> Record {
-        let x = sc.feature_vector(state);
+    /// The record of a served score: `n` is the visitor's count of logged scores; `ctx`: what
+    /// the score read beyond the state (its account).
+    pub fn score(
+        sc: &Scorer,
+        state: &VisitorState,
+        ctx: Context<'_>,
+        score: &Score,
+        n: u64,
+    ) -> Record {
+        let x = sc.feature_vector_in(state, ctx);
         let features = sc
             .features()
             .names()

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::explain::{tree_shap, tree_shap_memo, Explainer, ShapMemo};
-use crate::features::{FeatureSet, FeatureSpec, Featurizer};
+use crate::features::{Context, FeatureSet, FeatureSpec, Featurizer};
 use crate::model::card::{Calibration, Card, Tiers};
 use crate::model::error::ModelError;
 use crate::model::plan::Plan;
@@ -373,6 +373,11 @@ impl Scorer {
         self.featurizer.vector(state)
     }
 
+    /// The feature vector of a state with what it does not hold (its account).
+    pub fn feature_vector_in(&self, state: &VisitorState, ctx: Context<'_>) -> Vec<f32> {
+        self.featurizer.vector_in(state, state.last_ts, ctx)
+    }
+
     /// Scores a visitor's state.
     pub fn score(
         &self,
@@ -381,7 +386,7 @@ impl Scorer {
         at: i64,
         opts: ScoreOptions,
     ) -> Result<Score, ModelError> {
-        self.score_state(state, visitor_id, at, opts, None)
+        self.score_in(state, visitor_id, at, opts, Context::default(), None)
     }
 
     /// [`Scorer::score`] for a front end that scores one visitor event after event: the same score,
@@ -394,18 +399,20 @@ impl Scorer {
         opts: ScoreOptions,
         memo: &mut ShapMemo,
     ) -> Result<Score, ModelError> {
-        self.score_state(state, visitor_id, at, opts, Some(memo))
+        self.score_in(state, visitor_id, at, opts, Context::default(), Some(memo))
     }
 
-    fn score_state(
+    /// [`Scorer::score`] with the subject's [`Context`] (its account), reusing `memo` if given.
+    pub fn score_in(
         &self,
         state: &VisitorState,
         visitor_id: &str,
         at: i64,
         opts: ScoreOptions,
+        ctx: Context<'_>,
         memo: Option<&mut ShapMemo>,
     ) -> Result<Score, ModelError> {
-        let x = self.feature_vector(state);
+        let x = self.feature_vector_in(state, ctx);
         let mut s = self.score_x(&x, opts, memo)?;
         s.visitor_id = visitor_id.to_string();
         s.lead_id = state.lead_id.clone();

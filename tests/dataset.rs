@@ -371,6 +371,96 @@ fn by_visitor_a_lead_outcome_labels_the_visitors_identified_by_then() {
 }
 
 #[test]
+fn account_features_count_the_colleagues_active_by_each_decision() {
+    let specs: Vec<leadscore::features::FeatureSpec> = serde_json::from_str(
+        r#"[{"name":"colleagues","kind":"colleagues"},
+            {"name":"colleagues_7d","kind":"colleagues","params":{"window_days":7}}]"#,
+    )
+    .unwrap();
+    let site = leadscore::site::Site::new(SCORER.card().site.clone()).unwrap();
+    let f = leadscore::features::Featurizer::new(&specs, site).unwrap();
+    let group = |v: &str, id: &str, ts: i64, acc: &str| {
+        event("group", v, id, ts, &format!(r#","account_id":"{acc}""#))
+    };
+    let events = [
+        identify("a", "a1", T0, "L1"),
+        group("a", "a2", T0 + MIN, "acme"),
+        page("a", "a3", T0 + 2 * MIN),
+        identify("b", "b1", T0 + DAY, "L2"),
+        group("b", "b2", T0 + DAY + MIN, "acme"),
+        page("b", "b3", T0 + 10 * DAY),
+        // A visitor not identified is a member by itself; a later one is not seen before it joins.
+        page("c", "c1", T0 + 2 * DAY),
+        group("c", "c2", T0 + 2 * DAY + MIN, "acme"),
+        group("d", "d1", T0 + 20 * DAY, "acme"),
+        group("e", "e1", T0, "globex"),
+    ];
+    let o = Options {
+        by: By::Lead,
+        decisions: dataset::Decisions::Events,
+        window_ms: 30 * DAY,
+        as_of: Some(T0 + 100 * DAY),
+        ..Options::new(OutcomeType::Customer)
+    };
+    let set = dataset::build(&f, events.to_vec(), Vec::<Outcome>::new(), &o).unwrap();
+    let at = |who: &str, d: i64| {
+        set.rows
+            .iter()
+            .find(|r| r.subject_id == who && r.decision_ts == d)
+            .unwrap_or_else(|| panic!("no row of {who} at {d}"))
+            .features
+            .clone()
+    };
+    // No account yet: missing. Joined alone: 0.
+    assert!(at("L1", T0).iter().all(|v| v.is_nan()));
+    assert_eq!(at("L1", T0 + 2 * MIN), [0.0, 0.0]);
+    // L2 joins: L1 is a colleague, active a day ago.
+    assert!(at("L2", T0 + DAY).iter().all(|v| v.is_nan()));
+    assert_eq!(at("L2", T0 + DAY + MIN), [1.0, 1.0]);
+    // Ten days on: L1 (10 days) and c (8 days) are colleagues, neither within 7 days; d joins
+    // later and is not counted.
+    assert_eq!(at("L2", T0 + 10 * DAY), [2.0, 0.0]);
+    assert_eq!(at("c", T0 + 2 * DAY + MIN), [2.0, 2.0]);
+    // Another account's members are nobody's colleagues here.
+    assert_eq!(at("e", T0), [0.0, 0.0]);
+    // By visitor the same rule: visitor b is lead L2 to the account.
+    let by_visitor = dataset::build(
+        &f,
+        events.to_vec(),
+        Vec::<Outcome>::new(),
+        &Options {
+            by: By::Visitor,
+            ..o
+        },
+    )
+    .unwrap();
+    let b = by_visitor
+        .rows
+        .iter()
+        .find(|r| r.subject_id == "b" && r.decision_ts == T0 + 10 * DAY)
+        .unwrap();
+    assert_eq!(b.features, [2.0, 0.0]);
+    // A shard by visitor without every visitor's events is refused, not silently wrong.
+    let shard = Options {
+        by: By::Visitor,
+        shard: Some(Shard::new(0, 2).unwrap()),
+        ..o
+    };
+    assert!(dataset::build(&f, events.to_vec(), Vec::<Outcome>::new(), &shard).is_err());
+    let all = Options {
+        all_visitors: true,
+        ..shard
+    };
+    let part = dataset::build(&f, events.to_vec(), Vec::<Outcome>::new(), &all).unwrap();
+    let text = |r: &Row| format!("{r:?}"); // NaN features compare by their text
+    assert!(!part.rows.is_empty());
+    assert!(part
+        .rows
+        .iter()
+        .all(|r| by_visitor.rows.iter().any(|x| text(x) == text(r))));
+}
+
+#[test]
 fn copies_of_records_are_dropped_keeping_the_first() {
     let e = [page("v", "1", T0), page("v", "2", T0 + HOUR)];
     let o = [won_by_visitor("o", "v", T0 + 2 * HOUR)];

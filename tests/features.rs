@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use leadscore::event::Event;
-use leadscore::features::{FeatureSet, FeatureSpec};
+use leadscore::features::{Context, FeatureSet, FeatureSpec};
 use leadscore::site::{Site, SiteTables};
 use leadscore::state::{StateConfig, VisitorState};
 
@@ -306,6 +306,57 @@ fn signals_and_time_in_the_funnel() {
 }
 
 #[test]
+fn colleagues_are_read_from_the_context_as_of_the_decision() {
+    let decls = r#"[
+      {"name":"colleagues","kind":"colleagues"},
+      {"name":"colleagues_14d","kind":"colleagues","params":{"window_days":14}},
+      {"name":"sessions","kind":"sessions"}
+    ]"#;
+    let (set, cfg, s) = replay(
+        decls,
+        &[&format!(r#""type":"page","ts":{},"path":"/""#, ts(0))],
+    );
+    assert!(set.reads_account());
+    let day = 86_400_000;
+    let mut x = vec![0.0; set.len()];
+    // No account: missing, never 0 (the browser has no context).
+    set.compute(&s, &cfg, &mut x);
+    assert!(x[0].is_nan() && x[1].is_nan());
+    assert_eq!(x[2], 1.0);
+    // Colleagues active 1 and 20 days ago, and one active after the decision (not seen).
+    let times = [ts(0) - day, ts(0) - 20 * day, ts(0) + day];
+    let ctx = Context {
+        colleagues: Some(&times),
+    };
+    set.compute_in(&s, &cfg, ts(0), ctx, &mut x);
+    assert_eq!(x[..2], [2.0, 1.0]);
+    // Exactly 14 days ago still counts; an account with no one else is 0.
+    let edge = [ts(0) - 14 * day];
+    set.compute_in(
+        &s,
+        &cfg,
+        ts(0),
+        Context {
+            colleagues: Some(&edge),
+        },
+        &mut x,
+    );
+    assert_eq!(x[..2], [1.0, 1.0]);
+    set.compute_in(
+        &s,
+        &cfg,
+        ts(0),
+        Context {
+            colleagues: Some(&[]),
+        },
+        &mut x,
+    );
+    assert_eq!(x[..2], [0.0, 0.0]);
+    let (plain, _) = features(r#"[{"name":"sessions","kind":"sessions"}]"#);
+    assert!(!plain.reads_account());
+}
+
+#[test]
 fn bad_declarations_are_refused() {
     let site = Site::new(serde_json::from_str::<SiteTables>(SITE).unwrap()).unwrap();
     for (decl, needle) in [
@@ -339,6 +390,14 @@ fn bad_declarations_are_refused() {
             "half_life",
         ),
         (r#"[{"name":"a","kind":"event_count"}]"#, "exactly one"),
+        (
+            r#"[{"name":"a","kind":"colleagues","params":{"window_days":0}}]"#,
+            "window_days",
+        ),
+        (
+            r#"[{"name":"a","kind":"colleagues","params":{"scope":"session"}}]"#,
+            "unknown parameter",
+        ),
         (
             r#"[{"name":"a","kind":"event_count","params":{"event":"x","page":"pricing"}}]"#,
             "exactly one",

@@ -1196,6 +1196,8 @@ def run(args) -> None:
         "model": {"file": "model.onnx", "sha256": model_sha, "n_features": len(specs), "n_trees": len(covers)},
         "features": specs,
     }
+    if "rows" in tpl:
+        card["rows"] = tpl["rows"]  # how this card's rows are taken: leadscore dataset's defaults
     if "site" in tpl:
         card["site"] = tpl["site"]
     card.update({

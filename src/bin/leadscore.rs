@@ -17,7 +17,7 @@ use leadscore::dataset::csv::{self as dataset_csv, HeldOut, HeldOutError, Needs,
 use leadscore::dataset::{self, By, Inputs, LineError, Options, Shard};
 use leadscore::event::Event;
 use leadscore::features::Featurizer;
-use leadscore::model::card::Template;
+use leadscore::model::card::{RowDefaults, Template};
 use leadscore::model::codegen;
 use leadscore::model::error::ModelError;
 use leadscore::model::Bundle;
@@ -220,12 +220,13 @@ struct DatasetArgs {
     /// The outcome type that labels a row 1 (qualified, opportunity, customer/won, disqualified/lost).
     #[arg(long)]
     label: String,
-    /// Label window and episode gap: 90d, 12h, 30m or ms.
-    #[arg(long, default_value = "90d")]
-    window: String,
-    /// Whom rows are about.
-    #[arg(long, value_enum, default_value = "visitor")]
-    by: ByArg,
+    /// Label window and episode gap: 90d, 12h, 30m or ms (default: the card's `rows.window`,
+    /// else 90d).
+    #[arg(long)]
+    window: Option<String>,
+    /// Whom rows are about: visitor, lead (default: the card's `rows.by`, else visitor).
+    #[arg(long)]
+    by: Option<String>,
     /// Build as of this time (ms or YYYY-MM-DD); default: the latest event or outcome read.
     #[arg(long)]
     as_of: Option<String>,
@@ -233,9 +234,10 @@ struct DatasetArgs {
     #[arg(long)]
     shard: Option<String>,
     /// Where rows are taken: `episodes` (the last event of each episode), `events` (every
-    /// event), or `snapshots:7,14,30` (days after the subject's first event).
-    #[arg(long, default_value = "episodes")]
-    decisions: String,
+    /// event), or `snapshots:7,14,30` (days after the subject's first event); default: the
+    /// card's `rows.decisions`, else episodes.
+    #[arg(long)]
+    decisions: Option<String>,
     /// Stop at the first bad line (default: name it on stderr, skip it and count it in the
     /// summary's `lines_rejected`).
     #[arg(long)]
@@ -243,15 +245,6 @@ struct DatasetArgs {
     /// Output CSV file, or `-` for standard output.
     #[arg(long)]
     out: String,
-}
-
-/// `--by` values.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ByArg {
-    /// One visitor id.
-    Visitor,
-    /// A lead id (visitors before identifying are their own subjects).
-    Lead,
 }
 
 /// A failure that ends the run, with the message for stderr.
@@ -298,7 +291,11 @@ fn load(input: &Input) -> Result<Scorer, CliError> {
 }
 
 /// The features of a bundle directory's card.json, or of a card or template file.
-fn load_template(model: &Path, site_table: Option<&Path>) -> Result<Featurizer, CliError> {
+/// A card's or template's featurizer, and how its rows are taken.
+fn load_template(
+    model: &Path,
+    site_table: Option<&Path>,
+) -> Result<(Featurizer, Option<RowDefaults>), CliError> {
     let file = if model.is_dir() {
         model.join("card.json")
     } else {
@@ -314,9 +311,11 @@ fn load_template(model: &Path, site_table: Option<&Path>) -> Result<Featurizer, 
         ))
     })?;
     let site = read_site_table(site_table)?;
-    template
+    let rows = template.rows.clone();
+    let features = template
         .featurizer(site)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", file.display())))
+        .map_err(|e| CliError::Msg(format!("{}: {e}", file.display())))?;
+    Ok((features, rows))
 }
 
 fn read_site_table(site_table: Option<&Path>) -> Result<Option<SiteTables>, CliError> {
@@ -424,13 +423,18 @@ fn build_dataset(args: &DatasetArgs) -> Result<ExitCode, CliError> {
     let start = std::time::Instant::now();
     let msg = |e: dataset::DatasetError| CliError::Msg(e.to_string());
     let label = parse_label(&args.label)?;
+    let (features, rows) = load_template(&args.model, args.site_table.as_deref())?;
+    let rows = rows.unwrap_or_default();
+    // A flag wins over the card's `rows`, which wins over the built-in default.
+    let pick = |flag: &Option<String>, card: &Option<String>, default: &str| {
+        flag.clone()
+            .or_else(|| card.clone())
+            .unwrap_or_else(|| default.to_string())
+    };
     let opts = Options {
         label,
-        window_ms: dataset::parse_window(&args.window).map_err(msg)?,
-        by: match args.by {
-            ByArg::Visitor => By::Visitor,
-            ByArg::Lead => By::Lead,
-        },
+        window_ms: dataset::parse_window(&pick(&args.window, &rows.window, "90d")).map_err(msg)?,
+        by: By::parse(&pick(&args.by, &rows.by, "visitor")).map_err(msg)?,
         as_of: args
             .as_of
             .as_deref()
@@ -443,9 +447,10 @@ fn build_dataset(args: &DatasetArgs) -> Result<ExitCode, CliError> {
             .map(Shard::parse)
             .transpose()
             .map_err(msg)?,
-        decisions: dataset::Decisions::parse(&args.decisions).map_err(msg)?,
+        decisions: dataset::Decisions::parse(&pick(&args.decisions, &rows.decisions, "episodes"))
+            .map_err(msg)?,
+        all_visitors: features.features().reads_account(),
     };
-    let features = load_template(&args.model, args.site_table.as_deref())?;
     let mut inputs = Inputs::new(opts).map_err(msg)?;
     let mut rejected = read_log_lenient(&args.events, args.strict, |l| inputs.add_event_line(l))?;
     rejected += read_log_lenient(&args.outcomes, args.strict, |l| inputs.add_outcome_line(l))?;

@@ -263,7 +263,9 @@ impl Inputs {
             Record::Event(r) => {
                 self.events_read += 1;
                 self.saw(r.event.ts);
-                if let (By::Visitor, Some(shard)) = (self.opts.by, self.opts.shard) {
+                if let (By::Visitor, Some(shard), false) =
+                    (self.opts.by, self.opts.shard, self.opts.all_visitors)
+                {
                     if !shard.keeps(&r.event.visitor_id) {
                         self.other_shards += 1;
                         return;

@@ -55,6 +55,7 @@
 //! Rows come sorted by (decision time, subject kind, subject id), so the same inputs give the same
 //! output byte for byte.
 
+mod colleagues;
 pub mod csv;
 mod input;
 mod rows;
@@ -87,6 +88,19 @@ pub enum By {
     Visitor,
     /// One per lead (its identified visitors merged); visitors before identifying are their own.
     Lead,
+}
+
+impl By {
+    /// Reads `visitor` or `lead`.
+    pub fn parse(s: &str) -> Result<By, DatasetError> {
+        match s.trim() {
+            "visitor" => Ok(By::Visitor),
+            "lead" => Ok(By::Lead),
+            other => Err(DatasetError::By(format!(
+                "{other:?}: expected visitor or lead"
+            ))),
+        }
+    }
 }
 
 /// What a row's subject is; ordered as its name, so rows sort the same in memory and in CSV.
@@ -214,6 +228,9 @@ pub struct Options {
     pub shard: Option<Shard>,
     /// Where rows are taken.
     pub decisions: Decisions,
+    /// Keep every visitor's events in a shard by visitor (features that read accounts need the
+    /// colleagues' activity); only the shard's subjects make rows.
+    pub all_visitors: bool,
 }
 
 impl Options {
@@ -226,6 +243,7 @@ impl Options {
             as_of: None,
             shard: None,
             decisions: Decisions::EpisodeEnds,
+            all_visitors: false,
         }
     }
 }
@@ -361,6 +379,14 @@ pub enum DatasetError {
     /// A bad `--shard`.
     #[error("shard {0}")]
     Shard(String),
+    /// Features that read accounts, built from one shard's visitors only.
+    #[error(
+        "account features need every visitor's events: build the shard with Options::all_visitors"
+    )]
+    ShardWithoutColleagues,
+    /// A bad `--by`.
+    #[error("by {0}")]
+    By(String),
     /// A bad `--decisions`.
     #[error("decisions {0}")]
     Decisions(String),

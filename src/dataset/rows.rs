@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 
+use super::colleagues::Accounts;
 use super::input::{dedup_events, Inputs, Logged};
 use super::{By, Dataset, DatasetError, Decisions, Row, Shard, SubjectKind, Summary};
 use crate::event::EventType;
-use crate::features::Featurizer;
+use crate::features::{Context, Featurizer};
 use crate::outcome::{Outcome, Subject};
 use crate::state::VisitorState;
 
@@ -88,6 +89,8 @@ fn decision_points(
 /// What every subject needs, and what the build has made so far.
 struct Builder<'s> {
     features: &'s Featurizer,
+    /// Every member's account and activity, when the features read accounts.
+    accounts: Option<Accounts<'s>>,
     window: i64,
     decisions: Decisions,
     shard: Option<Shard>,
@@ -105,6 +108,15 @@ enum Verdict {
 impl Builder<'_> {
     fn in_shard(&self, id: &str) -> bool {
         self.shard.is_none_or(|s| s.keeps(id))
+    }
+
+    /// The features of `state` at `d` for `member` (its account's colleagues then).
+    fn vector(&self, state: &VisitorState, member: &str, d: i64) -> Vec<f32> {
+        let colleagues = self.accounts.as_ref().and_then(|a| a.colleagues(member, d));
+        let ctx = Context {
+            colleagues: colleagues.as_deref(),
+        };
+        self.features.vector_in(state, d, ctx)
     }
 
     /// Label and censoring of the row at `d`: positive when t* ∈ (d, d + W] (t* > d always, as
@@ -158,6 +170,8 @@ impl Builder<'_> {
         let f = self.features;
         let mut state = f.new_state();
         let mut applied = 0;
+        // Who the subject is to its account: its lead once it identified, else itself.
+        let mut member = id;
         let times: Vec<i64> = usable.iter().map(|l| l.event.ts).collect();
         let start = events[0].event.ts;
         let points = decision_points(
@@ -176,14 +190,18 @@ impl Builder<'_> {
             };
             for l in &usable[applied..upto] {
                 f.apply(&mut state, &l.event, None);
+                if l.event.kind == EventType::Identify {
+                    member = l.event.lead_id.as_deref().unwrap_or(member);
+                }
             }
             applied = upto;
+            let features = self.vector(&state, member, d);
             self.rows.push(Row {
                 kind,
                 subject_id: id.to_string(),
                 decision_ts: d,
                 outcome_ts,
-                features: f.vector_at(&state, d),
+                features,
             });
         }
     }
@@ -240,8 +258,8 @@ impl Builder<'_> {
                 }
             }
             let features = match &merged {
-                Some((_, state)) => f.vector_at(state, d),
-                None => f.vector_at(&f.new_state(), d),
+                Some((_, state)) => self.vector(state, lead, d),
+                None => self.vector(&f.new_state(), lead, d),
             };
             self.rows.push(Row {
                 kind: SubjectKind::Lead,
@@ -278,6 +296,9 @@ pub(super) fn build(inputs: Inputs, features: &Featurizer) -> Result<Dataset, Da
         other_shards,
         ..
     } = inputs;
+    if features.features().reads_account() && other_shards > 0 {
+        return Err(DatasetError::ShardWithoutColleagues);
+    }
     let as_of = opts.as_of.or(latest).unwrap_or(0);
     let (mut late, mut duplicates) = (0u64, duplicates);
     for list in visitors.values_mut() {
@@ -293,8 +314,16 @@ pub(super) fn build(inputs: Inputs, features: &Featurizer) -> Result<Dataset, Da
     let outcomes: Vec<Outcome> = outcomes.into_iter().filter(|o| o.ts <= as_of).collect();
     late += (before - outcomes.len()) as u64;
 
+    let accounts = features.features().reads_account().then(|| {
+        Accounts::new(
+            visitors
+                .iter()
+                .map(|(v, list)| (v.as_str(), list.as_slice())),
+        )
+    });
     let mut b = Builder {
         features,
+        accounts,
         window: opts.window_ms,
         decisions: opts.decisions,
         shard: opts.shard,

@@ -3,6 +3,8 @@
 //! This is the one implementation of every feature: it builds the training matrix (via
 //! `leadscore features`) and serves. Kinds and parameters are documented in `models/README.md`.
 //! Kinds over signals (named events, page tags) and time in the funnel are in `signal.rs`.
+//! Account kinds read what the subject's own state cannot hold, its colleagues' activity: the
+//! front end passes it in a [`Context`].
 
 mod signal;
 
@@ -143,7 +145,24 @@ enum Kind {
     TraitNum(String, f32),
     TraitCat(String, BTreeMap<String, f32>, f32),
     Signal(signal::SignalKind),
+    /// Colleagues: other members of the account active within the window (ms; `None`: all).
+    Colleagues(Option<i64>),
 }
+
+/// What a subject's features read beyond its own state.
+///
+/// The worker fills it from the account object before scoring; `leadscore dataset` from the
+/// logged `group` events up to the row's decision time. The browser has none: account kinds
+/// are missing (NaN) there.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Context<'a> {
+    /// The latest activity (ms) of each other member of the subject's account, as the account
+    /// knows it; `None`: the subject has no account.
+    pub colleagues: Option<&'a [i64]>,
+}
+
+/// Account kinds: read from a [`Context`], never from the state.
+pub const ACCOUNT_KINDS: [&str; 1] = ["colleagues"];
 
 /// The compiled feature list of a model, in input order.
 #[derive(Debug, Clone)]
@@ -152,6 +171,7 @@ pub struct FeatureSet {
     kinds: Vec<Kind>,
     half_lives: Vec<f64>,
     reads: signal::Reads,
+    reads_account: bool,
 }
 
 impl FeatureSet {
@@ -193,11 +213,13 @@ impl FeatureSet {
             kinds.push(kind);
             names.push(spec.name.clone());
         }
+        let reads_account = kinds.iter().any(|k| matches!(k, Kind::Colleagues(_)));
         Ok(FeatureSet {
             names,
             kinds,
             half_lives,
             reads,
+            reads_account,
         })
     }
 
@@ -255,6 +277,11 @@ impl FeatureSet {
         &self.reads.traits
     }
 
+    /// Whether some feature reads the subject's account (a [`Context`] worth fetching).
+    pub fn reads_account(&self) -> bool {
+        self.reads_account
+    }
+
     /// The state configuration these features need on a site.
     pub fn state_config(&self, site: Site) -> StateConfig {
         StateConfig {
@@ -276,9 +303,24 @@ impl FeatureSet {
     /// [`FeatureSet::compute`] as of a time `as_of` (ms) at or after the state's latest event:
     /// what windows, decays and "days since" measure to (a snapshot decision time).
     pub fn compute_at(&self, s: &VisitorState, cfg: &StateConfig, as_of: i64, out: &mut [f32]) {
+        self.compute_in(s, cfg, as_of, Context::default(), out);
+    }
+
+    /// [`FeatureSet::compute_at`] with what the state does not hold (its account).
+    pub fn compute_in(
+        &self,
+        s: &VisitorState,
+        cfg: &StateConfig,
+        as_of: i64,
+        ctx: Context<'_>,
+        out: &mut [f32],
+    ) {
         let as_of = as_of.max(s.last_ts);
         for (o, k) in out.iter_mut().zip(&self.kinds) {
-            let v = value(k, s, cfg, as_of);
+            let v = match k {
+                Kind::Colleagues(window) => colleagues(ctx, as_of, *window),
+                _ => value(k, s, cfg, as_of),
+            };
             *o = if v.is_infinite() {
                 f32::MAX.copysign(v)
             } else {
@@ -336,8 +378,13 @@ impl Featurizer {
 
     /// The feature vector of a state as of `as_of` (ms, not before its latest event).
     pub fn vector_at(&self, state: &VisitorState, as_of: i64) -> Vec<f32> {
+        self.vector_in(state, as_of, Context::default())
+    }
+
+    /// [`Featurizer::vector_at`] with the subject's [`Context`].
+    pub fn vector_in(&self, state: &VisitorState, as_of: i64, ctx: Context<'_>) -> Vec<f32> {
         let mut x = vec![0.0; self.set.len()];
-        self.set.compute_at(state, &self.cfg, as_of, &mut x);
+        self.set.compute_in(state, &self.cfg, as_of, ctx, &mut x);
         x
     }
 }
@@ -533,6 +580,15 @@ fn compile(
                     .ok_or_else(|| err(spec, "`within_pages` must be 1..=1000"))?;
                 Kind::QuickConversion(tags("categories")?, n as u16)
             }
+            "colleagues" => {
+                known(&["window_days"])?;
+                match p.get("window_days") {
+                    None => Kind::Colleagues(None),
+                    Some(d) => Kind::Colleagues(Some(
+                        signal::days_ms(d, "window_days").map_err(|m| err(spec, m))?,
+                    )),
+                }
+            }
             "trait" => {
                 known(&["name", "codes", "default"])?;
                 let name = p
@@ -701,5 +757,16 @@ fn value(k: &Kind, s: &VisitorState, cfg: &StateConfig, as_of: i64) -> f32 {
             })
             .unwrap_or(*default),
         Kind::Signal(k) => signal::value(k, s, cfg, as_of),
+        Kind::Colleagues(_) => f32::NAN, // read from a Context (compute_in)
     }
+}
+
+/// Colleagues active within `window` before `as_of` (at or before it); missing without an account.
+fn colleagues(ctx: Context<'_>, as_of: i64, window: Option<i64>) -> f32 {
+    ctx.colleagues.map_or(f32::NAN, |times| {
+        times
+            .iter()
+            .filter(|&&t| t <= as_of && window.is_none_or(|w| as_of - t <= w))
+            .count() as f32
+    })
 }

@@ -199,7 +199,7 @@ impl Reads {
     }
 }
 
-fn days_ms(v: &Json, key: &str) -> Result<i64, String> {
+pub(super) fn days_ms(v: &Json, key: &str) -> Result<i64, String> {
     v.as_f64()
         .filter(|d| *d > 0.0 && *d <= MAX_DAYS)
         .map(|d| (d * DAY_MS) as i64)

@@ -26,6 +26,9 @@ pub struct Card {
     pub features: Vec<FeatureSpec>,
     /// Site tables.
     pub site: SiteTables,
+    /// How its training rows are taken (the template's, kept for retraining).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<RowDefaults>,
     /// Probability calibration.
     pub calibration: Calibration,
     /// Tier thresholds on `ai_score`.
@@ -59,6 +62,26 @@ pub struct Template {
     pub features: Vec<FeatureSpec>,
     /// Site tables.
     pub site: SiteTables,
+    /// How its training rows are taken.
+    #[serde(default)]
+    pub rows: Option<RowDefaults>,
+}
+
+/// How a card's training rows are taken unless `leadscore dataset` is told otherwise (the
+/// `dataset` module parses each): the right decision times depend on the data's shape, so the
+/// card that knows its data carries them (models/README.md, "Decision times").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowDefaults {
+    /// `visitor`, `lead` or `account`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// `episodes`, `events` or `snapshots:DAYS,…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decisions: Option<String>,
+    /// The label window, e.g. `60d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
 }
 
 impl Template {

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use worker::*;
 
-use super::client::{AccountJoin, AccountMember};
+use super::client::{AccountJoin, AccountMember, ColleaguesRequest};
 use super::store::{message, no_route, Kept, Store};
 use crate::account::{AccountBook, AccountScore, DEFAULT_ENGAGED_WITHIN_MS};
 use crate::error_code::ErrorCode;
@@ -77,6 +77,7 @@ impl AccountObject {
             (Method::Post, "/join") => self.join(message(&mut req).await?).await,
             (Method::Post, "/member") => self.member(message(&mut req).await?).await,
             (Method::Get, "/score") => self.score().await,
+            (Method::Post, "/colleagues") => self.colleagues(message(&mut req).await?).await,
             _ => Err(no_route()),
         }
     }
@@ -110,10 +111,14 @@ impl AccountObject {
         let mut rec = self.store.load().await?.unwrap_or_default();
         rec.book.id = m.account;
         let now = now_ms();
-        let changed = rec.book.update(m.member);
+        let left = m
+            .replaces
+            .as_deref()
+            .is_some_and(|old| old != m.member.id && rec.book.remove(old));
+        let changed = rec.book.update(m.member) || left;
         let tiers = Self::tiers()?;
         let score = rec.book.score(now, self.engaged_window(), tiers);
-        if changed {
+        if changed && !m.history {
             let policy = Policy {
                 delta: var_num(&self.env, "EMIT_DELTA", 10u8),
                 debounce_ms: 0,
@@ -157,6 +162,12 @@ impl AccountObject {
         rec.seen = now;
         self.store.save(&self.env, &rec).await?;
         Ok(Response::from_json(&score)?)
+    }
+
+    /// The other members' latest activity, for a member's account features.
+    async fn colleagues(&self, q: ColleaguesRequest) -> ApiResult<Response> {
+        let rec = self.store.load().await?.unwrap_or_default();
+        Ok(Response::from_json(&rec.book.colleagues(&q.member))?)
     }
 
     /// The account score now.

@@ -107,6 +107,19 @@ pub struct AccountMember {
     pub account: String,
     /// The member.
     pub member: crate::account::Member,
+    /// From history (an import): the account keeps it, and sends nothing for it.
+    #[serde(default)]
+    pub history: bool,
+    /// The visitor id this member was known by before it proved its lead: no longer a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+}
+
+/// Which member asks for its colleagues.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ColleaguesRequest {
+    /// The member's id (its verified lead, else its visitor id).
+    pub member: String,
 }
 
 /// A visitor object's answer to an [`ApplyRequest`].
@@ -344,6 +357,14 @@ pub async fn account_member(
     m: &AccountMember,
 ) -> ApiResult<crate::account::AccountScore> {
     post(env, ACCOUNTS, &m.account, "member", m).await
+}
+
+/// The latest activity (ms) of every other member of `account`, for account features.
+pub async fn account_colleagues(env: &Env, account: &str, member: &str) -> ApiResult<Vec<i64>> {
+    let req = ColleaguesRequest {
+        member: member.to_string(),
+    };
+    post(env, ACCOUNTS, account, "colleagues", &req).await
 }
 
 /// An account's score, if it has members.

@@ -21,6 +21,7 @@ use crate::account::Member;
 use crate::error_code::ErrorCode;
 use crate::event::{Event, EventType};
 use crate::explain::ShapMemo;
+use crate::features::Context;
 use crate::lead::claim_counts;
 use crate::log::{EventSource, Record as LogRecord};
 use crate::rate_limit::RateWindow;
@@ -120,6 +121,13 @@ pub(super) fn decode_state(b64: &str, sc: &Scorer) -> VisitorState {
         .unwrap_or_else(|| sc.new_state())
 }
 
+/// Who the visitor is to its account: its verified lead, else itself.
+fn member_id(rec: &VisitorRecord) -> String {
+    rec.verified_lead
+        .clone()
+        .unwrap_or_else(|| rec.visitor_id.clone())
+}
+
 /// One visitor.
 #[durable_object]
 pub struct VisitorObject {
@@ -158,7 +166,11 @@ impl DurableObject for VisitorObject {
             if let Ok(sc) = arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await
             {
                 let vs = rec.decode_state(&sc);
-                if let Ok(score) = self.score(&rec, &sc, &vs, now, false) {
+                let colleagues = self.colleagues(&rec, &sc).await;
+                let ctx = Context {
+                    colleagues: colleagues.as_deref(),
+                };
+                if let Ok(score) = self.score(&rec, &sc, &vs, ctx, now, false) {
                     self.maybe_send(&mut rec, &score, now).await?;
                 }
             }
@@ -191,18 +203,37 @@ impl VisitorObject {
         rec: &VisitorRecord,
         sc: &Scorer,
         vs: &VisitorState,
+        ctx: Context<'_>,
         at: i64,
         memo: bool,
     ) -> ApiResult<Score> {
         let opts = ScoreOptions::default();
         let scored = if memo {
-            sc.score_with_memo(vs, &rec.visitor_id, at, opts, &mut self.memo.borrow_mut())
+            let mut m = self.memo.borrow_mut();
+            sc.score_in(vs, &rec.visitor_id, at, opts, ctx, Some(&mut m))
         } else {
-            sc.score(vs, &rec.visitor_id, at, opts)
+            sc.score_in(vs, &rec.visitor_id, at, opts, ctx, None)
         };
         let mut score = scored.map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
         score.arm = rec.scoring_arm(&self.env);
         Ok(score)
+    }
+
+    /// The other members' latest activity, when the card has account features and the visitor
+    /// an account; `None` (the features missing) otherwise or when the account cannot answer:
+    /// a score is never refused for its account.
+    async fn colleagues(&self, rec: &VisitorRecord, sc: &Scorer) -> Option<Vec<i64>> {
+        let account = rec.account.as_ref()?;
+        if !sc.features().reads_account() {
+            return None;
+        }
+        match client::account_colleagues(&self.env, account, &member_id(rec)).await {
+            Ok(times) => Some(times),
+            Err(e) => {
+                console_error!("account {account}: colleagues unavailable: {}", e.message);
+                None
+            }
+        }
     }
 
     /// [`client::arm`]: the pinned arm while its experiment runs; for a visitor not seen yet, the
@@ -312,19 +343,23 @@ impl VisitorObject {
             rec = self.store.load().await?.unwrap_or(rec);
             vs = rec.decode_state(&sc);
         }
-        let score = self.score(&rec, &sc, &vs, now, true)?;
+        let colleagues = self.colleagues(&rec, &sc).await;
+        let ctx = Context {
+            colleagues: colleagues.as_deref(),
+        };
+        let score = self.score(&rec, &sc, &vs, ctx, now, true)?;
         if tally.applied > 0 || merged {
             self.maybe_send(&mut rec, &score, now).await?;
         }
         if log {
             rec.scores_logged += 1;
-            records.push(LogRecord::score(&sc, &vs, &score, rec.scores_logged));
+            records.push(LogRecord::score(&sc, &vs, ctx, &score, rec.scores_logged));
         }
         // Before the save, as above: at least once.
         logs::send(&self.env, records).await?;
         self.store.save(&self.env, &rec).await?;
         if tally.applied > 0 || merged {
-            self.tell_account(&rec, group_join.as_ref(), &score, &vs)
+            self.tell_account(&rec, group_join.as_ref(), &score, &vs, false)
                 .await;
         }
         Ok(Response::from_json(&ApplyResponse {
@@ -367,21 +402,36 @@ impl VisitorObject {
             .iter()
             .map(|e| LogRecord::event(e, now, EventSource::Import))
             .collect();
+        let mut history_score = None;
         if tally.applied > 0 {
             // Scored at the history's own time (its last event), logged like a live score so
             // that the monitor's windows form from history as from live traffic; never sent.
-            let score = self.score(&rec, sc, &vs, vs.last_ts, true)?;
+            let colleagues = self.colleagues(&rec, sc).await;
+            let ctx = Context {
+                colleagues: colleagues.as_deref(),
+            };
+            let score = self.score(&rec, sc, &vs, ctx, vs.last_ts, true)?;
             rec.scores_logged += 1;
-            records.push(LogRecord::score(sc, &vs, &score, rec.scores_logged));
+            records.push(LogRecord::score(sc, &vs, ctx, &score, rec.scores_logged));
+            history_score = Some(score);
         }
         rec.seen = now;
         rec.encode_state(&vs);
         logs::send(&self.env, records).await?;
         self.store.save(&self.env, &rec).await?;
-        if let Some(j) = &group_join {
-            // History joins the account (its traits); its scores reach it with live events.
-            if let Err(e) = client::account_join(&self.env, j).await {
-                console_error!("account {}: join failed: {}", j.account, e.message);
+        match &history_score {
+            // History makes a member of the account (its activity counts for its colleagues'
+            // features); the account sends nothing for it.
+            Some(score) => {
+                self.tell_account(&rec, group_join.as_ref(), score, &vs, true)
+                    .await
+            }
+            None => {
+                if let Some(j) = &group_join {
+                    if let Err(e) = client::account_join(&self.env, j).await {
+                        console_error!("account {}: join failed: {}", j.account, e.message);
+                    }
+                }
             }
         }
         Ok(Response::from_json(&ApplyResponse {
@@ -394,13 +444,14 @@ impl VisitorObject {
 
     /// Sends this visitor's new score to its account (and, on a verified group, joins it first):
     /// derived data, so a failure is logged and the next score sends again, never failing the
-    /// visitor's request.
+    /// visitor's request. `history`: the account keeps it and sends no webhook.
     async fn tell_account(
         &self,
         rec: &VisitorRecord,
         join: Option<&AccountJoin>,
         score: &Score,
         vs: &VisitorState,
+        history: bool,
     ) {
         if let Some(j) = join {
             if let Err(e) = client::account_join(&self.env, j).await {
@@ -412,11 +463,14 @@ impl VisitorObject {
         };
         let member = AccountMember {
             account: account.clone(),
+            history,
+            replaces: rec
+                .verified_lead
+                .as_ref()
+                .filter(|l| **l != rec.visitor_id)
+                .map(|_| rec.visitor_id.clone()),
             member: Member {
-                id: rec
-                    .verified_lead
-                    .clone()
-                    .unwrap_or_else(|| rec.visitor_id.clone()),
+                id: member_id(rec),
                 probability: score.probability,
                 ai_score: score.ai_score,
                 tier: score.tier,
@@ -504,7 +558,11 @@ impl VisitorObject {
         }
         let sc = arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await?;
         let vs = rec.decode_state(&sc);
-        let score = self.score(&rec, &sc, &vs, now_ms(), false)?;
+        let colleagues = self.colleagues(&rec, &sc).await;
+        let ctx = Context {
+            colleagues: colleagues.as_deref(),
+        };
+        let score = self.score(&rec, &sc, &vs, ctx, now_ms(), false)?;
         Ok(Response::from_json(&score)?)
     }
 
