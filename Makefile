@@ -187,8 +187,8 @@ train: venv
 	$(PY) models/train/train.py --table $(SHOPPERS_CSV) --label Revenue --card models/train/default.card.json \
 	  --name default --split holdout:Month=Dec --date 20261123
 
-# The B2B example through the product's own rows: the leadforge world as events and outcomes, rows at
-# snapshots 0-30 days after each lead's creation (`leadscore dataset` from the template), the trainer with
+# The B2B example through the product's own rows: the leadforge world as events and outcomes, rows by lead at
+# snapshots 0-30 days after each lead's creation (`leadscore dataset` from the template: its `rows`), the trainer with
 # each lead's rows weighing 1/n; then the coverage study (the same rows from the tables, in Python).
 B2B_DATA ?= ../shared/data/leadforge_b2b
 B2B_OUT := target/b2b
@@ -196,8 +196,7 @@ b2b-example: venv
 	$(CARGO) build --release $(NATIVE) --bin leadscore
 	$(PY) models/train/b2b_events.py --data $(B2B_DATA) --events $(B2B_OUT)/events.ndjson --outcomes $(B2B_OUT)/outcomes.ndjson
 	./target/release/leadscore dataset --model models/train/b2b.card.json --events $(B2B_OUT)/events.ndjson \
-	  --outcomes $(B2B_OUT)/outcomes.ndjson --label customer --by lead --decisions snapshots:0,7,14,21,30 \
-	  --window 60d --as-of 2024-05-01 --out $(B2B_OUT)/snapshots.csv
+	  --outcomes $(B2B_OUT)/outcomes.ndjson --label customer --as-of 2024-05-01 --out $(B2B_OUT)/snapshots.csv
 	$(PY) models/train/train.py --dataset $(B2B_OUT)/snapshots.csv --card models/train/b2b.card.json \
 	  --name b2b-example --weight-subjects --date 20240501 --hot-share 0.1 --warm-share 0.2 \
 	  --leadscore target/release/leadscore

@@ -461,6 +461,124 @@ fn account_features_count_the_colleagues_active_by_each_decision() {
 }
 
 #[test]
+fn by_account_the_members_merge_and_a_lead_outcome_labels_its_account() {
+    let group = |v: &str, id: &str, ts: i64, acc: &str| {
+        event("group", v, id, ts, &format!(r#","account_id":"{acc}""#))
+    };
+    let events = [
+        identify("a", "a1", T0, "L1"),
+        group("a", "a2", T0 + MIN, "acme"),
+        page("a", "a3", T0 + 2 * MIN),
+        identify("b", "b1", T0 + DAY, "L2"),
+        group("b", "b2", T0 + DAY + MIN, "acme"),
+        page("b", "b3", T0 + DAY + 2 * MIN),
+        group("e", "e1", T0, "globex"),
+        page("e", "e2", T0 + MIN),
+        page("lonely", "z1", T0),
+    ];
+    let o = Options {
+        by: By::Account,
+        decisions: dataset::Decisions::Events,
+        window_ms: 30 * DAY,
+        as_of: Some(T0 + 100 * DAY),
+        ..Options::new(OutcomeType::Customer)
+    };
+    let won = [
+        won_by_lead("o1", "L2", T0 + 5 * DAY),
+        won_by_lead("o2", "nobody", T0 + 5 * DAY),
+    ];
+    let set = build(&events, &won, &o);
+    assert!(set.rows.iter().all(|r| r.kind == SubjectKind::Account));
+    let acme: Vec<&Row> = set.rows.iter().filter(|r| r.subject_id == "acme").collect();
+    let globex: Vec<&Row> = set
+        .rows
+        .iter()
+        .filter(|r| r.subject_id == "globex")
+        .collect();
+    // acme: a row at each member event from its joins on, all before L2's win: positive.
+    assert_eq!(
+        acme.iter().map(|r| r.decision_ts).collect::<Vec<_>>(),
+        [T0 + MIN, T0 + 2 * MIN, T0 + DAY + MIN, T0 + DAY + 2 * MIN]
+    );
+    assert!(acme.iter().all(|r| r.outcome_ts == Some(T0 + 5 * DAY)));
+    // Its last row merges both members' states as the worker does, the latest joiner first.
+    let last = acme.last().unwrap();
+    let mut other_order = state_of(&[&events[3], &events[4], &events[5]]);
+    other_order
+        .merge(
+            "b",
+            "a",
+            &state_of(&[&events[0], &events[1], &events[2]]),
+            SCORER.state_config(),
+        )
+        .unwrap();
+    assert_eq!(last.features, SCORER.feature_vector(&other_order));
+    assert_eq!(globex.len(), 2);
+    assert!(globex.iter().all(|r| r.label() == 0));
+    // The visitor with no account makes no row; the outcome of an unknown lead is unmatched.
+    assert!(set.rows.iter().all(|r| r.subject_id != "lonely"));
+    assert_eq!(set.summary.outcomes_unmatched, 1);
+}
+
+#[test]
+fn served_decisions_are_where_the_score_log_says_a_score_was_served() {
+    let e = [
+        page("v", "1", T0),
+        page("v", "2", T0 + HOUR),
+        page("v", "3", T0 + 2 * HOUR),
+    ];
+    let score = |n: u32, ts: i64| {
+        format!(
+            r#"{{"log":"score","id":"v/{n}","visitor_id":"v","ts":{ts},"model_version":"m","features":{{}},"raw_probability":0.1,"probability":0.1,"ai_score":10,"tier":"cold"}}"#
+        )
+    };
+    let o = Options {
+        decisions: dataset::Decisions::Served,
+        window_ms: DAY,
+        as_of: Some(T0 + 10 * DAY),
+        ..Options::new(OutcomeType::Customer)
+    };
+    let mut inputs = dataset::Inputs::new(o).unwrap();
+    for ev in &e {
+        inputs.add_event(ev.clone());
+    }
+    // Served after the first two events, twice the same record (a copy), and after the outcome.
+    for line in [
+        score(1, T0 + 1000),
+        score(2, T0 + HOUR + 5),
+        score(2, T0 + HOUR + 5),
+        score(3, T0 + 3 * HOUR),
+    ] {
+        inputs.add_score_line(&line).unwrap();
+    }
+    inputs.add_outcome(won_by_visitor("o", "v", T0 + 2 * HOUR + 1));
+    assert!(inputs.add_score_line(r#"{"log":"outcome"}"#).is_err());
+    let set = inputs.build(SCORER.featurizer()).unwrap();
+    assert_eq!(
+        set.rows.iter().map(|r| r.decision_ts).collect::<Vec<_>>(),
+        [T0 + 1000, T0 + HOUR + 5]
+    );
+    assert_eq!(set.rows[0].features, features_of(&[&e[0]]));
+    assert_eq!(
+        set.rows[1].features,
+        SCORER
+            .featurizer()
+            .vector_at(&state_of(&[&e[0], &e[1]]), T0 + HOUR + 5)
+    );
+    assert!(set.rows.iter().all(|r| r.label() == 1));
+    assert_eq!(set.summary.scores_read, 3);
+    // Scores are served to members, never to accounts.
+    let by_account = Options {
+        by: By::Account,
+        ..o
+    };
+    assert!(dataset::Inputs::new(by_account)
+        .unwrap()
+        .build(SCORER.featurizer())
+        .is_err());
+}
+
+#[test]
 fn copies_of_records_are_dropped_keeping_the_first() {
     let e = [page("v", "1", T0), page("v", "2", T0 + HOUR)];
     let o = [won_by_visitor("o", "v", T0 + 2 * HOUR)];
@@ -880,4 +998,64 @@ fn cli_rows_match_leadscore_features_for_one_episode_visitors() {
         assert_eq!(cols[5], by_id[cols[1]], "{}", cols[1]);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cli_takes_the_cards_rows_unless_a_flag_says_otherwise() {
+    let dir = sample_dir("rows");
+    let events = dir.join("events.ndjson");
+    let card = std::fs::read_to_string(root().join("models/default/card.json")).unwrap();
+    assert!(card.contains(r#""decisions": "episodes""#));
+    let every_event = dir.join("card.json");
+    std::fs::write(
+        &every_event,
+        card.replace(r#""decisions": "episodes""#, r#""decisions": "events""#),
+    )
+    .unwrap();
+    let run = |model: &str, extra: &[&str]| {
+        let mut args = vec![
+            "dataset",
+            "--model",
+            model,
+            "--events",
+            events.to_str().unwrap(),
+            "--outcomes",
+            OUTCOMES,
+            "--label",
+            "customer",
+            "--out",
+            "-",
+        ];
+        args.extend(extra);
+        leadscore(&args)
+    };
+    let rows = |out: std::process::Output| -> u64 {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let summary: serde_json::Value = serde_json::from_str(text(&out.stderr).trim()).unwrap();
+        summary["rows"].as_u64().unwrap()
+    };
+    let episodes = rows(run("models/default", &[]));
+    let card_path = every_event.to_str().unwrap();
+    assert!(
+        rows(run(card_path, &[])) > episodes,
+        "the card's `rows` say events"
+    );
+    assert_eq!(rows(run(card_path, &["--decisions", "episodes"])), episodes);
+    for (extra, needle) in [
+        (&["--decisions", "served"][..], "give --scores"),
+        (&["--scores", OUTCOMES][..], "only with --decisions served"),
+        (&["--by", "team"][..], "expected visitor, lead or account"),
+        (
+            &["--decisions", "weekly"][..],
+            "expected episodes, events, served",
+        ),
+    ] {
+        let out = run("models/default", extra);
+        assert!(!out.status.success(), "{extra:?}");
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+    }
 }

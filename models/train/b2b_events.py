@@ -6,7 +6,8 @@ One lead = one subject, its events under one visitor id ``b2b-<lead_id>``:
 
 * lead creation → ``identify`` with ``lead_id`` and the contact's, account's and lead's attributes as traits
   (role_function, seniority, buyer_role, email_domain_type, industry, region, employee_band,
-  revenue_band, process_maturity, lead_source);
+  revenue_band, process_maturity, lead_source), then ``group`` with the lead's ``account_id`` and the
+  account's attributes, 1 ms later;
 * web sessions → ``page`` and ``page_end`` events: the session's page views on ``/products/…`` first, then
   its pricing views on ``/pricing``, its demo views on ``/demo``, the duration spread evenly;
 * touches → ``custom`` events named ``touch_<type>`` (email, call, content_download, webinar,
@@ -113,6 +114,10 @@ def convert(data: str):
         ts = event_times("identify", r["lead_created_at"], lead, where)
         events.append({"id": f"{lead}-identify", "type": "identify", "ts": ts, "visitor_id": visitor(lead),
                        "lead_id": lead, "traits": traits})
+        # The lead's company: a group a millisecond after the identify (the CRM proves it by bearer).
+        firmographics = {k: v for k, v in traits.items() if TRAITS[k][0] == "accounts"}
+        events.append({"id": f"{lead}-group", "type": "group", "ts": ts + 1, "visitor_id": visitor(lead),
+                       "account_id": r["account_id"], "traits": firmographics})
         if r["converted_within_90_days"] == "True":
             if not r["conversion_timestamp"]:
                 raise InputError(f"{where}: converted without a conversion_timestamp")

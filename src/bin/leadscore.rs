@@ -217,6 +217,9 @@ struct DatasetArgs {
     /// Outcome log: an NDJSON file or a directory (recursively: *.ndjson, *.ndjson.gz).
     #[arg(long)]
     outcomes: PathBuf,
+    /// Score log (`--decisions served`): an NDJSON file or a directory, like `--events`.
+    #[arg(long)]
+    scores: Option<PathBuf>,
     /// The outcome type that labels a row 1 (qualified, opportunity, customer/won, disqualified/lost).
     #[arg(long)]
     label: String,
@@ -224,7 +227,8 @@ struct DatasetArgs {
     /// else 90d).
     #[arg(long)]
     window: Option<String>,
-    /// Whom rows are about: visitor, lead (default: the card's `rows.by`, else visitor).
+    /// Whom rows are about: visitor, lead or account (default: the card's `rows.by`, else
+    /// visitor).
     #[arg(long)]
     by: Option<String>,
     /// Build as of this time (ms or YYYY-MM-DD); default: the latest event or outcome read.
@@ -234,8 +238,9 @@ struct DatasetArgs {
     #[arg(long)]
     shard: Option<String>,
     /// Where rows are taken: `episodes` (the last event of each episode), `events` (every
-    /// event), or `snapshots:7,14,30` (days after the subject's first event); default: the
-    /// card's `rows.decisions`, else episodes.
+    /// event), `served` (where the score log says a score was served: `--scores`), or
+    /// `snapshots:7,14,30` (days after the subject's first event); default: the card's
+    /// `rows.decisions`, else episodes.
     #[arg(long)]
     decisions: Option<String>,
     /// Stop at the first bad line (default: name it on stderr, skip it and count it in the
@@ -454,6 +459,22 @@ fn build_dataset(args: &DatasetArgs) -> Result<ExitCode, CliError> {
     let mut inputs = Inputs::new(opts).map_err(msg)?;
     let mut rejected = read_log_lenient(&args.events, args.strict, |l| inputs.add_event_line(l))?;
     rejected += read_log_lenient(&args.outcomes, args.strict, |l| inputs.add_outcome_line(l))?;
+    match (&args.scores, opts.decisions) {
+        (Some(scores), dataset::Decisions::Served) => {
+            rejected += read_log_lenient(scores, args.strict, |l| inputs.add_score_line(l))?;
+        }
+        (None, dataset::Decisions::Served) => {
+            return Err(CliError::Msg(
+                "--decisions served reads the score log: give --scores FILE|DIR".into(),
+            ))
+        }
+        (Some(_), _) => {
+            return Err(CliError::Msg(
+                "--scores is read only with --decisions served".into(),
+            ))
+        }
+        (None, _) => {}
+    }
     let mut set = inputs.build(&features).map_err(msg)?;
     set.summary.lines_rejected = rejected;
 

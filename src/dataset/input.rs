@@ -226,6 +226,16 @@ pub struct Inputs {
     pub(super) duplicates: u64,
     pub(super) other_types: u64,
     pub(super) other_shards: u64,
+    /// Served score times by visitor id and by lead id (`--decisions served` only).
+    pub(super) served: Served,
+}
+
+/// When scores were served, by whom ([`super::Decisions::Served`]).
+#[derive(Debug, Default)]
+pub(super) struct Served {
+    pub(super) visitors: HashMap<String, Vec<i64>>,
+    pub(super) leads: HashMap<String, Vec<i64>>,
+    pub(super) records: u64,
 }
 
 impl Inputs {
@@ -249,6 +259,7 @@ impl Inputs {
             duplicates: 0,
             other_types: 0,
             other_shards: 0,
+            served: Served::default(),
         })
     }
 
@@ -299,6 +310,25 @@ impl Inputs {
                     self.other_types += 1;
                 }
             }
+            Record::Score(r) if self.opts.decisions == super::Decisions::Served => {
+                let ts = r.ts;
+                if !self.seen.insert(format!("score\u{1f}{}", r.id)) {
+                    self.duplicates += 1;
+                    return;
+                }
+                self.served.records += 1;
+                match r.lead_id {
+                    Some(l) if self.opts.by != By::Visitor => {
+                        self.served.leads.entry(l).or_default().push(ts)
+                    }
+                    _ => self
+                        .served
+                        .visitors
+                        .entry(r.visitor_id)
+                        .or_default()
+                        .push(ts),
+                }
+            }
             Record::Score(_) => {}
         }
     }
@@ -326,6 +356,15 @@ impl Inputs {
     pub fn add_event_line(&mut self, line: &str) -> Result<(), LineError> {
         if let Some(r) = parse_event_line(line)? {
             self.add(r);
+        }
+        Ok(())
+    }
+
+    /// Parses and adds one line of a score log ([`parse_score_line`]): only `--decisions served`
+    /// reads them.
+    pub fn add_score_line(&mut self, line: &str) -> Result<(), LineError> {
+        if let Some(r) = parse_score_line(line)? {
+            self.add(Record::Score(r));
         }
         Ok(())
     }

@@ -17,16 +17,23 @@
 //! earlier events join too, but only the state of rows whose decision time is at or after its join
 //! (as the worker's merge does). Before its first identify with a lead id (at T_v), a visitor is
 //! its own subject: its events before T_v; its observation ends at T_v (see *censored*).
+//! By account, a visitor *joins* account A at its first `group` event naming A, and the account
+//! subject is its members merged the same way (a visitor never in an account makes no row).
 //!
 //! **Outcomes** name a lead or a visitor ([`crate::outcome::Outcome::subject`]). By visitor, a
 //! visitor outcome applies to its visitor and a lead outcome to every visitor that identified as
 //! that lead at or before the outcome's `ts`. By lead, a lead outcome applies to its lead, and a
 //! visitor outcome to the lead of the visitor's latest identify (with a lead id) at or before the
 //! outcome's `ts`, else to the visitor as its own subject.
+//! By account, a visitor outcome applies to the account of the visitor's latest `group` at or
+//! before its `ts`, and a lead outcome to those of the lead's visitors identified by then.
 //!
 //! For each subject, its events are sorted by (`ts`, input order) and t\* is the `ts` of its first
 //! applicable outcome (none: t\* = ∞). With W the window (`--window`, default 90 days):
 //! - Only events with `ts` < t\* are used: an event at or after the outcome is never seen.
+//! - **Decision times** are, by `--decisions`: episode ends (below), every event, snapshot ages
+//!   after the subject's first event, or the times scores were served to it (the score log's
+//!   records of its visitor, or of its lead by lead), each before t\* and by as-of.
 //! - **Episodes**: the used events split wherever two consecutive ones are more than W apart. Each
 //!   episode makes at most one row; its **decision time** d is the `ts` of its last event.
 //! - **Label** 1 when t\* ∈ (d, d + W]: only the last episode before t\* can have it.
@@ -88,16 +95,19 @@ pub enum By {
     Visitor,
     /// One per lead (its identified visitors merged); visitors before identifying are their own.
     Lead,
+    /// One per account (the visitors that joined it by a `group` event, merged).
+    Account,
 }
 
 impl By {
-    /// Reads `visitor` or `lead`.
+    /// Reads `visitor`, `lead` or `account`.
     pub fn parse(s: &str) -> Result<By, DatasetError> {
         match s.trim() {
             "visitor" => Ok(By::Visitor),
             "lead" => Ok(By::Lead),
+            "account" => Ok(By::Account),
             other => Err(DatasetError::By(format!(
-                "{other:?}: expected visitor or lead"
+                "{other:?}: expected visitor, lead or account"
             ))),
         }
     }
@@ -107,6 +117,8 @@ impl By {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubjectKind {
+    /// An account id.
+    Account,
     /// A lead id.
     Lead,
     /// A visitor id.
@@ -117,6 +129,7 @@ impl SubjectKind {
     /// The name in the CSV's `subject_kind` column.
     pub fn as_str(self) -> &'static str {
         match self {
+            SubjectKind::Account => "account",
             SubjectKind::Lead => "lead",
             SubjectKind::Visitor => "visitor",
         }
@@ -179,21 +192,25 @@ pub enum Decisions {
     },
     /// At every event (each row as of that event).
     Events,
+    /// Where a score was served (the score log's `ts`, by its visitor, or its lead by lead): the
+    /// moments the model was actually used at.
+    Served,
 }
 
 impl Decisions {
-    /// Reads `episodes`, `events` or `snapshots:7,14,30` (days, ascending after sorting).
+    /// Reads `episodes`, `events`, `served` or `snapshots:7,14,30` (days, ascending after sorting).
     pub fn parse(s: &str) -> Result<Decisions, DatasetError> {
         let bad = |m: &str| DatasetError::Decisions(format!("{s:?}: {m}"));
         match s.trim() {
             "episodes" => return Ok(Decisions::EpisodeEnds),
             "events" => return Ok(Decisions::Events),
+            "served" => return Ok(Decisions::Served),
             _ => {}
         }
         let list = s
             .trim()
             .strip_prefix("snapshots:")
-            .ok_or_else(|| bad("expected episodes, events or snapshots:DAYS,…"))?;
+            .ok_or_else(|| bad("expected episodes, events, served or snapshots:DAYS,…"))?;
         let mut v: Vec<u16> = list
             .split(',')
             .map(|d| {
@@ -332,6 +349,9 @@ pub struct Summary {
     pub outcomes_unmatched: u64,
     /// Events of visitors in other shards, dropped as read (by visitor only).
     pub events_in_other_shards: u64,
+    /// Served score records read (`--decisions served`; copies not counted).
+    #[serde(default)]
+    pub scores_read: u64,
     /// Lines refused as they were read (each named on stderr by file and line; `--strict` stops
     /// at the first): filled in by the caller.
     #[serde(default)]
@@ -384,6 +404,9 @@ pub enum DatasetError {
         "account features need every visitor's events: build the shard with Options::all_visitors"
     )]
     ShardWithoutColleagues,
+    /// `--decisions served` by account (scores are served to members, not accounts).
+    #[error("decisions served: score records name visitors and leads, not accounts")]
+    ServedByAccount,
     /// A bad `--by`.
     #[error("by {0}")]
     By(String),

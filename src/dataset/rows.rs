@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::colleagues::Accounts;
-use super::input::{dedup_events, Inputs, Logged};
+use super::input::{dedup_events, Inputs, Logged, Served};
 use super::{By, Dataset, DatasetError, Decisions, Row, Shard, SubjectKind, Summary};
 use crate::event::EventType;
 use crate::features::{Context, Featurizer};
@@ -55,10 +55,11 @@ fn episode_ends(n: usize, ts: impl Fn(usize) -> i64, window: i64) -> Vec<usize> 
 const DAY_MS: i64 = 86_400_000;
 
 /// A subject's decision points among its usable event times (sorted ascending, all before t*):
-/// (decision time d, how many of the times are ≤ d). `start`: the subject's first event time
+/// (decision time d, how many of the times are ≤ d); `served`: its served score times. `start`: the subject's first event time
 /// (snapshot ages count from it); `until`: no decision after it (the build's as-of).
 fn decision_points(
     decisions: Decisions,
+    served: &[i64],
     times: &[i64],
     start: i64,
     t_star: Option<i64>,
@@ -83,6 +84,19 @@ fn decision_points(
             .map(|d| (d, times.partition_point(|&t| t <= d)))
             .filter(|&(_, n)| n > 0)
             .collect(),
+        Decisions::Served => {
+            let mut at: Vec<i64> = served
+                .iter()
+                .copied()
+                .filter(|&d| d <= until && t_star.is_none_or(|t| d < t))
+                .collect();
+            at.sort_unstable();
+            at.dedup();
+            at.into_iter()
+                .map(|d| (d, times.partition_point(|&t| t <= d)))
+                .filter(|&(_, n)| n > 0)
+                .collect()
+        }
     }
 }
 
@@ -93,6 +107,7 @@ struct Builder<'s> {
     accounts: Option<Accounts<'s>>,
     window: i64,
     decisions: Decisions,
+    served: Served,
     shard: Option<Shard>,
     rows: Vec<Row>,
     summary: Summary,
@@ -174,8 +189,13 @@ impl Builder<'_> {
         let mut member = id;
         let times: Vec<i64> = usable.iter().map(|l| l.event.ts).collect();
         let start = events[0].event.ts;
+        let served = match kind {
+            SubjectKind::Visitor => self.served.visitors.get(id),
+            _ => self.served.leads.get(id),
+        };
         let points = decision_points(
             self.decisions,
+            served.map_or(&[][..], Vec::as_slice),
             &times,
             start,
             t_star,
@@ -206,10 +226,11 @@ impl Builder<'_> {
         }
     }
 
-    /// A lead subject: its members' events from their joins on make the episodes; each row's
-    /// state merges the members that joined by its decision time.
-    fn lead(
+    /// A lead or an account: its members' events from their joins on make the episodes; each
+    /// row's state merges the members that joined by its decision time.
+    fn merged(
         &mut self,
+        kind: SubjectKind,
         lead: &str,
         mut members: Vec<Member<'_>>,
         t_star: Option<i64>,
@@ -236,7 +257,16 @@ impl Builder<'_> {
         let cfg = f.state_config();
         let ts: Vec<i64> = usable.iter().map(|&(t, _)| t).collect();
         let start = times.first().map_or(0, |&(t, _)| t);
-        let points = decision_points(self.decisions, &ts, start, t_star, as_of, self.window);
+        let served = self.served.leads.get(lead).map_or(&[][..], Vec::as_slice);
+        let points = decision_points(
+            self.decisions,
+            served,
+            &ts,
+            start,
+            t_star,
+            as_of,
+            self.window,
+        );
         for (d, _) in points {
             let outcome_ts = match self.verdict(d, t_star, as_of) {
                 Verdict::Positive(t) => Some(t),
@@ -262,7 +292,7 @@ impl Builder<'_> {
                 None => self.vector(&f.new_state(), lead, d),
             };
             self.rows.push(Row {
-                kind: SubjectKind::Lead,
+                kind,
                 subject_id: lead.to_string(),
                 decision_ts: d,
                 outcome_ts,
@@ -294,8 +324,13 @@ pub(super) fn build(inputs: Inputs, features: &Featurizer) -> Result<Dataset, Da
         duplicates,
         other_types,
         other_shards,
+        served,
         ..
     } = inputs;
+    let scores_read = served.records;
+    if opts.decisions == Decisions::Served && opts.by == By::Account {
+        return Err(DatasetError::ServedByAccount);
+    }
     if features.features().reads_account() && other_shards > 0 {
         return Err(DatasetError::ShardWithoutColleagues);
     }
@@ -326,6 +361,7 @@ pub(super) fn build(inputs: Inputs, features: &Featurizer) -> Result<Dataset, Da
         accounts,
         window: opts.window_ms,
         decisions: opts.decisions,
+        served,
         shard: opts.shard,
         rows: Vec::new(),
         summary: Summary {
@@ -335,6 +371,7 @@ pub(super) fn build(inputs: Inputs, features: &Featurizer) -> Result<Dataset, Da
             after_as_of_ignored: late,
             outcomes_of_other_types: other_types,
             events_in_other_shards: other_shards,
+            scores_read,
             as_of,
             ..Summary::default()
         },
@@ -346,6 +383,7 @@ pub(super) fn build(inputs: Inputs, features: &Featurizer) -> Result<Dataset, Da
     match opts.by {
         By::Visitor => by_visitor(&mut b, &visitors, &joined, &outcomes, as_of),
         By::Lead => by_lead(&mut b, &visitors, &joined, &outcomes, as_of)?,
+        By::Account => by_account(&mut b, &visitors, &joined, &outcomes, as_of)?,
     }
     let mut rows = b.rows;
     rows.sort_by(|x, y| {
@@ -482,7 +520,85 @@ fn by_lead(
     }
     for (lead, list) in members {
         let t_star = of_lead.get(lead).and_then(|a| a.first);
-        b.lead(lead, list, t_star, as_of)?;
+        b.merged(SubjectKind::Lead, lead, list, t_star, as_of)?;
+    }
+    Ok(())
+}
+
+/// A visitor's `group` events: (ts, account), in applied order.
+fn groups(events: &[Logged]) -> Vec<(i64, &str)> {
+    events
+        .iter()
+        .filter(|l| l.event.kind == EventType::Group)
+        .filter_map(|l| Some((l.event.ts, l.event.account_id.as_deref()?)))
+        .collect()
+}
+
+/// By account: a visitor joins an account at its first `group` naming it (and stays); an
+/// outcome about a visitor applies to the account of its latest `group` by the outcome's `ts`,
+/// one about a lead to those of the lead's visitors identified by then. Visitors never in an
+/// account make no rows.
+fn by_account(
+    b: &mut Builder<'_>,
+    visitors: &HashMap<String, Vec<Logged>>,
+    joined: &HashMap<&str, Joins<'_>>,
+    outcomes: &[Outcome],
+    as_of: i64,
+) -> Result<(), DatasetError> {
+    let grouped: HashMap<&str, Vec<(i64, &str)>> = visitors
+        .iter()
+        .map(|(v, list)| (v.as_str(), groups(list)))
+        .collect();
+    let account_at = |v: &str, ts: i64| -> Option<&str> {
+        let list = grouped.get(v)?;
+        list[..list.partition_point(|&(t, _)| t <= ts)]
+            .last()
+            .map(|&(_, a)| a)
+    };
+    let mut of_account: HashMap<&str, Applied> = HashMap::new();
+    for o in outcomes {
+        let mut accounts: Vec<&str> = match o.subject() {
+            Subject::Visitor(v) => account_at(v, o.ts).into_iter().collect(),
+            Subject::Lead(l) => joined
+                .iter()
+                .filter(|(_, js)| js.iter().any(|&(ts, lead)| lead == l && ts <= o.ts))
+                .filter_map(|(v, _)| account_at(v, o.ts))
+                .collect(),
+        };
+        accounts.sort_unstable();
+        accounts.dedup();
+        if accounts.is_empty() {
+            b.summary.outcomes_unmatched += 1;
+        }
+        for a in accounts {
+            of_account.entry(a).or_default().add(o.ts);
+        }
+    }
+    let mut members: HashMap<&str, Vec<Member<'_>>> = HashMap::new();
+    for (v, events) in visitors {
+        let mut seen: Vec<&str> = Vec::new();
+        for &(ts, account) in grouped.get(v.as_str()).into_iter().flatten() {
+            if seen.contains(&account) || !b.in_shard(account) {
+                continue;
+            }
+            seen.push(account);
+            members.entry(account).or_default().push(Member {
+                visitor: v,
+                join: (ts, v),
+                events,
+                state: b.features.new_state(),
+                applied: 0,
+            });
+        }
+    }
+    for (account, a) in &of_account {
+        if b.in_shard(account) && !members.contains_key(account) {
+            b.summary.outcomes_unmatched += a.count;
+        }
+    }
+    for (account, list) in members {
+        let t_star = of_account.get(account).and_then(|a| a.first);
+        b.merged(SubjectKind::Account, account, list, t_star, as_of)?;
     }
     Ok(())
 }

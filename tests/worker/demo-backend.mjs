@@ -9,9 +9,13 @@
 // the hex HMAC-SHA256 of it under IDENTITY_SECRET — the "user hash" the page passes to
 // `leadscore.identify(lead_id, traits, {signature})` so the worker trusts the identify. The secret
 // stays here: the page only ever sees the signature of the account it signed into.
+// It also signs the company (`account:<domain>`) for `leadscore.group`, and hands the page a view token
+// for it: GET /account?id=DOMAIN&token=T answers the account's score, which the backend reads from the
+// worker with the API token (`GET /v1/score/{id}?kind=account`); the token never reaches the page.
 // CORS: only the listed origins (the worker serving the demo site) may call it.
 //
-// As a module: `startDemoBackend({port, host, secret, origins, log})` → {url, loginUrl, port, close(), logins()}.
+// As a module: `startDemoBackend({port, host, secret, origins, log, workerUrl, apiToken})` →
+// {url, loginUrl, port, close(), logins()}.
 
 import http from "node:http";
 import crypto from "node:crypto";
@@ -59,7 +63,31 @@ function readJson(req) {
 }
 
 /** Starts the demo backend; resolves once it listens. */
-export function startDemoBackend({ port = DEFAULT_BACKEND_PORT, host = "127.0.0.1", secret, origins = [], log = () => {} } = {}) {
+/** The account's score, for the page of a lead signed into it. */
+async function accountView(res, url, { secret, workerUrl, apiToken, cors }) {
+  const id = url.searchParams.get("id") || "";
+  const token = url.searchParams.get("token") || "";
+  const want = signLead(secret, `view:${id}`);
+  if (!id || token.length !== want.length || !crypto.timingSafeEqual(Buffer.from(token), Buffer.from(want))) {
+    return error(res, 403, "forbidden", "sign in to see your company's account", cors);
+  }
+  if (!workerUrl || !apiToken) return error(res, 503, "not_configured", "the backend has no worker URL or API token", cors);
+  let r;
+  try {
+    r = await fetch(`${workerUrl}/v1/score/${encodeURIComponent(id)}?kind=account`, { headers: { authorization: `Bearer ${apiToken}` } });
+  } catch (e) {
+    return error(res, 502, "worker_unreachable", e.message, cors);
+  }
+  if (r.status === 404) return error(res, 404, "not_found", "no score for this account yet", cors);
+  if (!r.ok) return error(res, 502, "worker_error", `the worker answered ${r.status}`, cors);
+  const s = (await r.json()).score;
+  return answer(res, 200, {
+    account_id: s.account_id, ai_score: s.ai_score, tier: s.tier, members: s.members,
+    engaged_members: s.engaged_members, buyer_roles: s.buyer_roles,
+  }, cors);
+}
+
+export function startDemoBackend({ port = DEFAULT_BACKEND_PORT, host = "127.0.0.1", secret, origins = [], log = () => {}, workerUrl, apiToken } = {}) {
   if (typeof secret !== "string" || Buffer.byteLength(secret.trim()) < 16) throw new Error("demo backend: IDENTITY_SECRET must hold at least 16 bytes");
   const allowed = new Set(origins);
   const logins = [];
@@ -67,11 +95,15 @@ export function startDemoBackend({ port = DEFAULT_BACKEND_PORT, host = "127.0.0.
     const origin = req.headers.origin;
     const cors = origin && allowed.has(origin) ? { "access-control-allow-origin": origin, vary: "Origin" } : {};
     const url = new URL(req.url, "http://backend");
-    if (url.pathname !== "/login") return error(res, 404, "not_found", "only POST /login", cors);
-    if (origin && !allowed.has(origin)) return error(res, 403, "origin_not_allowed", `origin ${origin} may not sign in here`);
+    if (url.pathname !== "/login" && url.pathname !== "/account") return error(res, 404, "not_found", "only POST /login and GET /account", cors);
+    if (origin && !allowed.has(origin)) return error(res, 403, "origin_not_allowed", `origin ${origin} may not call this backend`);
     if (req.method === "OPTIONS") {
-      res.writeHead(204, { ...cors, "access-control-allow-methods": "POST", "access-control-allow-headers": "content-type", "access-control-max-age": "600" });
+      res.writeHead(204, { ...cors, "access-control-allow-methods": "GET, POST", "access-control-allow-headers": "content-type", "access-control-max-age": "600" });
       return res.end();
+    }
+    if (url.pathname === "/account") {
+      if (req.method !== "GET") return error(res, 405, "method_not_allowed", "use GET", { ...cors, allow: "GET, OPTIONS" });
+      return accountView(res, url, { secret, workerUrl, apiToken, cors });
     }
     if (req.method !== "POST") return error(res, 405, "method_not_allowed", "use POST", { ...cors, allow: "POST, OPTIONS" });
     const body = await readJson(req);
@@ -89,6 +121,7 @@ export function startDemoBackend({ port = DEFAULT_BACKEND_PORT, host = "127.0.0.
     return answer(res, 200, {
       lead_id: email, lead_signature: signLead(secret, email), traits,
       account_id: domain, account_signature: signLead(secret, `account:${domain}`), account_traits: { domain },
+      account_view_token: signLead(secret, `view:${domain}`),
     }, cors);
   });
   return new Promise((resolve, reject) => {
@@ -113,9 +146,11 @@ async function main() {
       process.exit(2);
     }
   }
-  const secret = process.env.IDENTITY_SECRET ?? readDevVars().IDENTITY_SECRET;
+  const vars = readDevVars();
+  const secret = process.env.IDENTITY_SECRET ?? vars.IDENTITY_SECRET;
+  const apiToken = process.env.API_TOKEN ?? vars.API_TOKEN;
   if (!origins.length) origins.push("http://127.0.0.1:8787", "http://localhost:8787");
-  const b = await startDemoBackend({ port, secret, origins, log: (l) => console.log(l) });
+  const b = await startDemoBackend({ port, secret, origins, log: (l) => console.log(l), workerUrl: process.env.WORKER_URL || origins[0], apiToken });
   console.log(`demo backend on ${b.loginUrl} for ${origins.join(", ")}`);
 }
 

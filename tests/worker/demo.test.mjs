@@ -241,6 +241,11 @@ test("signing in through the demo backend is a verified identify: the lead follo
   await page.getByRole("button", { name: /webinar/i }).click();
   await page.getByText(/registered for the webinar/i).waitFor({ timeout: 10_000 });
   await page.locator('[data-k="split"]').filter({ hasText: /fit \d+ · engagement \d+/ }).waitFor({ timeout: 20_000 });
+  // … and the company's account, which the backend reads for the signed-in lead (the page never holds
+  // the API token; a wrong view token is refused).
+  await page.locator('[data-k="account"]').filter({ hasText: new RegExp(`account ${domain.replace(/\./g, "\\.")} · \\d+ \\w+ · \\d+ of \\d+ engaged`) }).waitFor({ timeout: 20_000 });
+  const forged = await fetch(`${S.backend.url}/account?id=${encodeURIComponent("other.example")}&token=${"0".repeat(64)}`);
+  assert.equal(forged.status, 403, "another company's account is not readable");
   await page.screenshot({ path: path.join(ROOT, "target", "demo-b2b-panel.png") });
   await ctx.close();
 });

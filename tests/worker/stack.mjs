@@ -282,6 +282,8 @@ async function launch({ vars, port, receiverPort, backendPort, persistTo, logFil
     secret: devVars.IDENTITY_SECRET,
     origins: [base, `http://localhost:${port}`],
     log: receiverLog,
+    workerUrl: base,
+    apiToken: devVars.API_TOKEN,
   }).catch(async (e) => {
     await receiver.close();
     throw e;

@@ -7,7 +7,7 @@ from the B2B template, models/train/b2b.card.json):
 * reference: every table's information up to each decision time, computed here directly from the tables
   (touch counts by type, direction and channel; activities by type and outcome; sessions, page views,
   pricing and demo views, duration; the opportunity and its value; recency of each; every firmographic and
-  contact attribute; days since creation), at the times models/train/b2b_events.py gives the records.
+  contact attribute; days since creation; the account's other leads known and active in the last 30 days), at the times models/train/b2b_events.py gives the records.
 
 The same LightGBM (fixed parameters, tree count by 5-fold CV on the training part, each lead's rows
 weighing 1/n) is trained on each and scored on held-out rows under two splits: by lead creation (the
@@ -88,8 +88,15 @@ def reference(data, lead_ids, decisions):
         cats[name] = {v: i for i, v in enumerate(sorted(vals))}
     for lst in recs.values():
         lst.sort()
+    # Colleagues: the other leads of the lead's account (each joins it at its creation, as the group
+    # event 1 ms after the identify), with their latest activity.
+    by_account = defaultdict(list)
+    for lid, l in leads.items():
+        joined = event_times("identify", l["lead_created_at"], lid, "leads") + 1
+        times = sorted([joined] + [t for t, _, _ in recs[lid]])
+        by_account[l["account_id"]].append((lid, joined, times))
     names = ([f"sum_{k}" for k in keys] + [f"days_since_{k}" for k in keys] + list(cats)
-             + ["days_since_created"])
+             + ["days_since_created", "colleagues", "colleagues_active_30d"])
     out = np.full((len(lead_ids), len(names)), np.nan)
     for i, (lid, d) in enumerate(zip(lead_ids, decisions)):
         l = leads[lid]
@@ -105,6 +112,9 @@ def reference(data, lead_ids, decisions):
                 l["contact_id" if table == "contacts" else "account_id"]]
             row.append(cats[name][src[col]])
         row.append((d - event_times("identify", l["lead_created_at"], lid, "leads")) / DAY)
+        latest = [max(t for t in times if t <= d) for other, joined, times in by_account[l["account_id"]]
+                  if other != lid and joined <= d]
+        row += [len(latest), sum(1 for t in latest if d - t <= 30 * DAY)]
         out[i] = row
     created = np.array([event_times("identify", leads[x]["lead_created_at"], x, "leads") for x in lead_ids])
     return names, out, created

@@ -21,6 +21,19 @@
     };
   }
 
+  // ---- Acme's backend (sign-in, the company's account): window.ACME_BACKEND, ?backend=URL (kept for
+  // the tab), else the local stack's.
+  var backend = window.ACME_BACKEND;
+  var q = /[?&]backend=([^&]+)/.exec(location.search);
+  try {
+    if (q) sessionStorage.setItem('acme_backend', decodeURIComponent(q[1]));
+    backend = backend || sessionStorage.getItem('acme_backend');
+  } catch (e) {}
+  backend = (backend || 'http://127.0.0.1:8791').replace(/\/$/, '');
+  // The signed-in lead's company and the view token the backend gave for it (this tab only).
+  var account = null;
+  try { account = JSON.parse(sessionStorage.getItem('acme_account') || 'null'); } catch (e) {}
+
   // ---- debug panel (always on in the demo; ?debug=0 hides it)
   var panel = $('ls-debug');
   if (panel && /[?&]debug=0\b/.test(location.search)) panel.remove();
@@ -31,6 +44,7 @@
       '<div class="ls-debug-body">' +
       '<div class="ls-row"><span class="ls-num" data-k="score">–</span><span class="ls-tier" data-k="tier">waiting</span>' +
       '<span class="ls-split" data-k="split"></span></div>' +
+      '<div class="ls-account" data-k="account" hidden></div>' +
       '<div class="ls-conf"><span>confidence</span><span class="bar"><i data-k="confbar"></i></span><span data-k="conf">–</span></div>' +
       '<table><thead><tr><th>top factor</th><th>impact</th></tr></thead><tbody data-k="factors"></tbody></table>' +
       '<div class="ls-meta" data-k="meta">loading model…</div></div>';
@@ -72,6 +86,27 @@
           '<span class="impact"><i style="width:' + w + '%"></i></span>' + (f.impact >= 0 ? '+' : '−') + Math.abs(f.impact).toFixed(2) + '</td></tr>';
       }).join('');
       meta();
+      showAccount();
+    };
+    // The company's account score, read by Acme's backend with its API token (never the page's): a
+    // second after a score, at most every 3 s, once the member's new score has reached the account.
+    var lastAccount = 0;
+    var showAccount = function () {
+      if (!account || Date.now() - lastAccount < 3000) return;
+      lastAccount = Date.now();
+      setTimeout(function () {
+        fetch(backend + '/account?id=' + encodeURIComponent(account.id) + '&token=' + encodeURIComponent(account.token))
+          .then(function (r) { return r.ok ? r.json() : null; })
+          .then(function (a) {
+            if (!a) return;
+            var el = k('account');
+            el.hidden = false;
+            el.textContent = 'account ' + a.account_id + ' · ' + a.ai_score + ' ' + a.tier + ' · ' +
+              a.engaged_members + ' of ' + a.members + ' engaged' +
+              (a.buyer_roles.length ? ' · ' + a.buyer_roles.join(', ') : '');
+          })
+          .catch(function () {});
+      }, 1000);
     };
     var meta = function () {
       var l = window.leadscore;
@@ -114,13 +149,6 @@
   // Backend address: window.ACME_BACKEND, ?backend=URL (kept for the tab), else the local stack's.
   var signin = $('sign-in');
   if (signin) {
-    var backend = window.ACME_BACKEND;
-    var q = /[?&]backend=([^&]+)/.exec(location.search);
-    try {
-      if (q) sessionStorage.setItem('acme_backend', decodeURIComponent(q[1]));
-      backend = backend || sessionStorage.getItem('acme_backend');
-    } catch (e) {}
-    backend = backend || 'http://127.0.0.1:8791';
     var status = $('sign-in-status');
     var say = function (text, ok) { status.textContent = text; status.className = 'signin-status ' + (ok ? 'ok' : 'err'); };
     signin.addEventListener('submit', function (e) {
@@ -128,7 +156,7 @@
       var f = signin.elements;
       var button = signin.querySelector('button');
       button.disabled = true;
-      fetch(backend.replace(/\/$/, '') + '/login', {
+      fetch(backend + '/login', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ email: f.email.value, password: f.password.value }),
@@ -138,7 +166,11 @@
         if (!r.ok) throw new Error(r.body && r.body.error ? r.body.error.message : 'sign-in failed');
         window.leadscore.identify(r.body.lead_id, r.body.traits, { signature: r.body.lead_signature });
         // The company's buying group: signed by the backend too (a page cannot claim a company).
-        if (r.body.account_id) window.leadscore.group(r.body.account_id, r.body.account_traits, { signature: r.body.account_signature });
+        if (r.body.account_id) {
+          window.leadscore.group(r.body.account_id, r.body.account_traits, { signature: r.body.account_signature });
+          account = { id: r.body.account_id, token: r.body.account_view_token };
+          try { sessionStorage.setItem('acme_account', JSON.stringify(account)); } catch (e) {}
+        }
         window.leadscore.flush && window.leadscore.flush();
         f.password.value = '';
         say('Signed in as ' + r.body.lead_id + ' (verified by our server).', true);
