@@ -94,6 +94,7 @@ check-bundle:
 	$(CARGO) run --quiet $(NATIVE) --bin leadscore -- check --model models/default
 	$(CARGO) run --quiet $(NATIVE) --bin leadscore -- check --model models/candidate
 	$(CARGO) run --quiet $(NATIVE) --bin leadscore -- check --model models/b2b-example
+	$(CARGO) run --quiet $(NATIVE) --bin leadscore -- check --model models/b2b-rules
 
 # Real headless Chromium (Debian's chromium + playwright-core) on the demo site.
 browser-test: site
@@ -189,7 +190,8 @@ train: venv
 
 # The B2B example through the product's own rows: the leadforge world as events and outcomes, rows by lead at
 # snapshots 0-30 days after each lead's creation (`leadscore dataset` from the template: its `rows`), the trainer with
-# each lead's rows weighing 1/n; then the coverage study (the same rows from the tables, in Python).
+# each lead's rows weighing 1/n; the starter scorecard (models/b2b-rules/) judged against it on the same held-out
+# rows; then the coverage study (the same rows from the tables, in Python).
 B2B_DATA ?= ../shared/data/leadforge_b2b
 B2B_OUT := target/b2b
 b2b-example: venv
@@ -201,6 +203,10 @@ b2b-example: venv
 	  --name b2b-example --weight-subjects --date 20240501 --hot-share 0.1 --warm-share 0.2 \
 	  --leadscore target/release/leadscore
 	rm -f models/b2b-example/parity_probs.csv
+	./target/release/leadscore scorecard --rules models/train/b2b.scorecard.json --template models/train/b2b.card.json \
+	  --out models/b2b-rules --date 20240501
+	./target/release/leadscore compare --active models/b2b-rules --candidate models/b2b-example \
+	  --dataset $(B2B_OUT)/snapshots.csv > $(B2B_OUT)/rules_vs_model.json
 	$(PY) models/train/study/b2b_coverage.py --data $(B2B_DATA) --dataset $(B2B_OUT)/snapshots.csv
 
 # The same B2B world through the local worker, as a CRM would feed it: each lead's history by lead id

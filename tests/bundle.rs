@@ -247,3 +247,57 @@ fn factors_carry_labels_and_display_names() {
     assert!(f.display.is_none());
     assert!(serde_json::to_value(f).unwrap().get("display").is_none());
 }
+
+#[test]
+fn the_committed_rules_bundle_is_the_starter_scorecard_compiled() {
+    let dir = std::env::temp_dir().join(format!("leadscore-rules-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = crate::support::leadscore(&[
+        "scorecard",
+        "--rules",
+        "models/train/b2b.scorecard.json",
+        "--template",
+        "models/train/b2b.card.json",
+        "--out",
+        dir.to_str().unwrap(),
+        "--date",
+        "20240501",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        crate::support::text(&out.stderr)
+    );
+    assert!(crate::support::text(&out.stdout).contains("ok"));
+    let root = crate::support::root();
+    for f in ["card.json", "model.onnx", "golden.json"] {
+        assert_eq!(
+            std::fs::read(dir.join(f)).unwrap(),
+            std::fs::read(root.join("models/b2b-rules").join(f)).unwrap(),
+            "models/b2b-rules/{f} is stale: run make b2b-example"
+        );
+    }
+    // A rule naming a feature the template lacks: refused with the rule's number, nothing written.
+    let bad = dir.join("bad.json");
+    let text = std::fs::read_to_string(root.join("models/train/b2b.scorecard.json"))
+        .unwrap()
+        .replacen("pricing_views_7d", "pricing_views_8d", 1);
+    std::fs::write(&bad, text).unwrap();
+    let bad_out = dir.join("bad-bundle");
+    let out = crate::support::leadscore(&[
+        "scorecard",
+        "--rules",
+        bad.to_str().unwrap(),
+        "--template",
+        "models/train/b2b.card.json",
+        "--out",
+        bad_out.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        crate::support::text(&out.stderr).contains("rule 1"),
+        "{}",
+        crate::support::text(&out.stderr)
+    );
+    assert!(!bad_out.exists());
+}

@@ -20,6 +20,7 @@ use leadscore::features::Featurizer;
 use leadscore::model::card::{RowDefaults, Template};
 use leadscore::model::codegen;
 use leadscore::model::error::ModelError;
+use leadscore::model::scorecard::{self, Scorecard};
 use leadscore::model::Bundle;
 use leadscore::monitor::baseline::Baseline;
 use leadscore::monitor::drift::Gate;
@@ -70,6 +71,22 @@ enum Command {
         /// vectors fails).
         #[arg(long)]
         model: PathBuf,
+    },
+    /// Compile a points scorecard (day-zero rules) into a bundle of stumps for a card template:
+    /// card.json, model.onnx and golden.json in `--out`, then the bundle check.
+    Scorecard {
+        /// The scorecard (JSON: name, scale, tiers, rules; README "Day zero: rules").
+        #[arg(long)]
+        rules: PathBuf,
+        /// The card template whose features the rules read.
+        #[arg(long)]
+        template: PathBuf,
+        /// Bundle directory to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// YYYYMMDD in the model version (default: today, UTC).
+        #[arg(long)]
+        date: Option<String>,
     },
     /// Publish gate: score the active and a candidate bundle on the same held-out rows of a
     /// `leadscore dataset` CSV and print both models' metrics and a verdict as JSON. Exit code:
@@ -272,6 +289,12 @@ fn main() -> ExitCode {
         Command::Features { input } => run_stream(&input, Mode::Features),
         Command::Dataset(args) => build_dataset(&args),
         Command::Check { model } => check(&model),
+        Command::Scorecard {
+            rules,
+            template,
+            out,
+            date,
+        } => scorecard(&rules, &template, &out, date),
         Command::Codegen { model, lang } => codegen(&model, lang),
         Command::Compare(args) => run_compare(&args),
         Command::Monitor(args) => monitor(&args),
@@ -624,6 +647,45 @@ fn codegen(dir: &Path, lang: CodegenLang) -> Result<ExitCode, CliError> {
 }
 
 /// `leadscore check`: reads the bundle's files and prints [`bundle_check::check`]'s report.
+/// `leadscore scorecard`: compiles, writes the bundle, checks it.
+fn scorecard(
+    rules: &Path,
+    template: &Path,
+    out: &Path,
+    date: Option<String>,
+) -> Result<ExitCode, CliError> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| CliError::Msg(format!("{}: {e}", p.display())))
+    };
+    let sc = Scorecard::parse(&read(rules)?)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", rules.display())))?;
+    let date = match date {
+        Some(d) if d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()) => d,
+        Some(d) => return Err(CliError::Msg(format!("--date {d:?}: expected YYYYMMDD"))),
+        None => today_yyyymmdd(),
+    };
+    let compiled = scorecard::compile(&sc, &read(template)?, &date)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", rules.display())))?;
+    let write = |name: &str, bytes: &[u8]| {
+        let p = out.join(name);
+        std::fs::write(&p, bytes).map_err(|e| CliError::Msg(format!("{}: {e}", p.display())))
+    };
+    std::fs::create_dir_all(out).map_err(|e| CliError::Msg(format!("{}: {e}", out.display())))?;
+    write("card.json", compiled.card.as_bytes())?;
+    write("model.onnx", &compiled.onnx)?;
+    write("golden.json", compiled.golden.as_bytes())?;
+    check(out)
+}
+
+/// Today's date (UTC) as YYYYMMDD.
+fn today_yyyymmdd() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let (y, m, d) = leadscore::calendar::civil_from_days(ms.div_euclid(86_400_000));
+    format!("{y:04}{m:02}{d:02}")
+}
+
 fn check(dir: &Path) -> Result<ExitCode, CliError> {
     let bundle = Bundle::load(dir)?;
     let golden_path = dir.join("golden.json");

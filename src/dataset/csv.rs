@@ -172,12 +172,14 @@ impl HeldOut {
         let start = self.values.len();
         for (i, name) in &self.kept {
             let cell = cells[*i];
+            // `NaN` is a missing input, as `leadscore dataset` writes it; anything else must be
+            // a finite number.
             match cell.parse::<f32>() {
-                Ok(v) if v.is_finite() => self.values.push(v),
+                Ok(v) if v.is_finite() || cell == "NaN" => self.values.push(v),
                 _ => {
                     self.values.truncate(start);
                     return Err(err(format!(
-                        "column `{name}`: {cell:?} is not a finite number"
+                        "column `{name}`: {cell:?} is neither a finite number nor NaN (missing)"
                     )));
                 }
             }
@@ -229,20 +231,13 @@ impl HeldOut {
                 })
             })
             .collect::<Result<_, _>>()?;
-        (0..self.len())
+        // Values were checked as read (finite, or NaN for a missing input).
+        Ok((0..self.len())
             .map(|r| {
                 let row = &self.values[r * k..(r + 1) * k];
-                scorer
-                    .features()
-                    .vector_from_named(
-                        names
-                            .iter()
-                            .zip(&cols)
-                            .map(|(n, &c)| (n.as_str(), Some(f64::from(row[c])))),
-                    )
-                    .map_err(|m| HeldOutError::Card(format!("held-out row {r}: {m}")))
+                cols.iter().map(|&c| row[c]).collect()
             })
-            .collect()
+            .collect())
     }
 
     /// The rows for which `keep(row index)` holds (a segment), with the same columns.

@@ -8,7 +8,7 @@ use crate::model::forest::{Mode, Node};
 impl Explainer {
     /// Compiles the explainer from `node_covers[t][onnx_node_id]` (tree `t` in forest order, whose ONNX tree
     /// id must be `t`; node ids must be `0..len`). Checks lengths, that every cover is finite and
-    /// positive, and that every branch's cover is the sum of its children's (relative 1e-6); why: a
+    /// positive (a leaf's may be 0), and that every branch's cover is the sum of its children's (relative 1e-6); why: a
     /// card built for another model must not produce plausible-looking explanations.
     pub fn new(forest: &Forest, node_covers: &[Vec<f64>]) -> Result<Explainer, ModelError> {
         let card = |m: String| ModelError::Card(format!("explain.node_covers: {m}"));
@@ -53,7 +53,10 @@ impl Explainer {
                             covers.len()
                         ))
                     })?;
-                if !(c.is_finite() && c > 0.0) {
+                // A leaf no training row reached may have cover 0 (a compiled scorecard's
+                // fired leaf: its contribution is then exactly its value); a branch may not.
+                let positive = c > 0.0 || (c == 0.0 && matches!(node, Node::Leaf(_)));
+                if !(c.is_finite() && positive) {
                     return Err(card(format!(
                         "tree {t}, node {id}: cover {c} is not positive"
                     )));

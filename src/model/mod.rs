@@ -10,6 +10,7 @@ pub mod error;
 pub mod forest;
 pub mod graph;
 pub mod plan;
+pub mod scorecard;
 pub mod tree_op;
 
 use std::path::Path;
