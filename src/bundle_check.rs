@@ -149,8 +149,39 @@ pub struct Report {
 impl Report {
     /// Whether the bundle passes.
     pub fn passed(&self) -> bool {
-        !matches!(self.baseline, BaselineCheck::Invalid(_))
-            && matches!(&self.golden, GoldenCheck::Replayed(r) if r.failures == 0)
+        self.failure().is_none()
+    }
+
+    /// Why the bundle fails, in one sentence (`None`: it passes): what the worker answers an
+    /// upload with, and what the CLI's `FAIL` lines detail.
+    pub fn failure(&self) -> Option<String> {
+        if let BaselineCheck::Invalid(e) = &self.baseline {
+            return Some(format!("baseline: {e}"));
+        }
+        match &self.golden {
+            GoldenCheck::NotRun => Some("the golden vectors were not replayed".into()),
+            GoldenCheck::Missing => {
+                Some("no golden vectors: a bundle is checked against them".into())
+            }
+            GoldenCheck::Unreadable(e) => Some(format!("golden.json does not parse: {e}")),
+            GoldenCheck::FeaturesDiffer => {
+                Some("golden.json lists other features than the card".into())
+            }
+            GoldenCheck::Replayed(r) if r.failures > 0 => {
+                let first = r.first_failures.first().map_or(String::new(), |f| {
+                    format!(
+                        " (first: row {}, p {} against the library's {}, TreeSHAP Δ {:e})",
+                        f.row, f.p, f.lgb_prob, f.shap_delta
+                    )
+                });
+                Some(format!(
+                    "{} of {} golden rows out of tolerance ({PROB_TOL:e} probability, \
+                     {SHAP_TOL:e} TreeSHAP, {SUM_TOL:e} additivity){first}",
+                    r.failures, r.rows
+                ))
+            }
+            GoldenCheck::Replayed(_) => None,
+        }
     }
 }
 

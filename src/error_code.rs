@@ -43,6 +43,11 @@ pub enum ErrorCode {
     InvalidInput,
     /// A configuration (page rules, bundle) given to the scorer is invalid.
     InvalidConfig,
+    /// An uploaded model bundle does not read or fails its check.
+    InvalidBundle,
+    /// The request conflicts with what is stored (an immutable version, a concurrent change,
+    /// nothing to roll back to).
+    Conflict,
     /// The model failed to load or run.
     Model,
     /// Anything else: a bug or an unavailable dependency.
@@ -53,7 +58,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in the order the OpenAPI document lists them (`www/openapi.yaml` is checked
     /// against this by `tests/generated.rs`).
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidField,
         ErrorCode::InvalidEvent,
@@ -71,6 +76,8 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::InvalidInput,
         ErrorCode::InvalidConfig,
+        ErrorCode::InvalidBundle,
+        ErrorCode::Conflict,
         ErrorCode::Model,
         ErrorCode::Internal,
     ];
@@ -104,6 +111,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::InvalidInput => "invalid_input",
             ErrorCode::InvalidConfig => "invalid_config",
+            ErrorCode::InvalidBundle => "invalid_bundle",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::Model => "model",
             ErrorCode::Internal => "internal",
         }

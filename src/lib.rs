@@ -34,6 +34,7 @@ pub mod model;
 pub mod monitor;
 pub mod outcome;
 pub mod rate_limit;
+pub mod registry;
 pub mod score;
 pub mod secret;
 pub mod site;

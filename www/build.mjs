@@ -12,9 +12,8 @@
 //   target/www/_headers     (written here: response headers Workers static assets apply by path; the
 //                            file itself is not served) — /monitor/* gets a strict Content-Security-Policy
 //                            whose style-src is the hash of the dashboard's one <style> (www/monitor/style.js)
-//   models/<name>/{card.json,model.onnx} → target/www/ls/models/<name>/ for every bundle but the
-//                            default (the wasm embeds that one): an experiment arm's bundle, which
-//                            the page loads to score its visitors as the worker does
+//   (no model bundles: the page loads a non-default bundle from the worker by version,
+//                            GET /v1/models/{version}, as GET /v1/config names it)
 //
 // HTML pages may contain `<!--#include NAME-->` (www/demo/_partials/NAME.html, not copied) and the
 // placeholder `/*leadscore:snippet*/` inside an inline <script>, replaced by the minified snippet:
@@ -100,18 +99,6 @@ for await (const file of walk(demo)) {
   }
 }
 
-const models = join(root, 'models');
-let bundles = 0;
-for (const e of await readdir(models, { withFileTypes: true })) {
-  if (!e.isDirectory() || e.name === 'default') continue;
-  const files = ['card.json', 'model.onnx'];
-  if (!(await Promise.all(files.map((f) => stat(join(models, e.name, f)).catch(() => null)))).every(Boolean)) continue;
-  const dest = join(ls, 'models', e.name);
-  await mkdir(dest, { recursive: true });
-  for (const f of files) await copyFile(join(models, e.name, f), join(dest, f));
-  bundles++;
-}
-
 const monitor = join(out, 'monitor');
 await mkdir(monitor, { recursive: true });
 await build({
@@ -147,4 +134,4 @@ for (const f of ['leadscore.js', 'leadscore_bg.wasm']) {
     console.warn(`build.mjs: target/www/ls/${f} is missing: run \`make wasm\``);
   }
 }
-console.log(`build.mjs: target/www ready (${pages} pages with the snippet, ${bundles} arm bundle(s))`);
+console.log(`build.mjs: target/www ready (${pages} pages with the snippet)`);

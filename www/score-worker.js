@@ -12,8 +12,9 @@
 //                                                             create the scorer (replaces any):
 //                                                             with an endpoint, the deployment's
 //                                                             site tables and the visitor's arm
-//                                                             (GET /v1/config, /v1/site) and that
-//                                                             arm's bundle (models/<arm>/);
+//                                                             (GET /v1/config, /v1/site) and the
+//                                                             bundle that scores it
+//                                                             (GET /v1/models/{version});
 //                                                             'page': the module comes as above
 //   {t:'events', events: [JSON string], now}                  apply in order, then score once
 // Out:
@@ -51,18 +52,21 @@ const get = async (url) => {
 };
 
 /** What the worker scores this visitor with, so that the page scores the same: the deployment's
- * site tables (GET /v1/site, asked by version: the browser may keep it) and the experiment arm's
- * bundle (pinned in the visitor's Durable Object, or what its first sight will pin), from the
- * assets beside this file (models/<arm>/). */
+ * site tables (GET /v1/site, asked by version: the browser may keep it) and the bundle that scores
+ * this visitor (its experiment arm, pinned in its Durable Object or what its first sight will pin,
+ * else the active version): GET /v1/models/{version}, immutable, as GET /v1/config names it; none
+ * for the embedded default, which this module embeds. */
 async function deployment(endpoint, vid) {
   // Visitor ids, versions (hex) and bundle names need no escaping.
-  const { site, arm } = await (await get(`${endpoint}/v1/config?visitor_id=${vid}`)).json();
+  const { site, arm, bundle: url } = await (await get(`${endpoint}/v1/config?visitor_id=${vid}`)).json();
   const tables = site.version && (await (await get(`${endpoint}/v1/site?v=${site.version}`)).text());
   let bundle;
-  if (arm && arm !== 'default') {
-    const base = new URL(`models/${arm}/`, import.meta.url);
-    const [onnx, card] = await Promise.all([get(base + 'model.onnx').then((r) => r.arrayBuffer()), get(base + 'card.json').then((r) => r.text())]);
-    bundle = { onnx: new Uint8Array(onnx), card };
+  if (url) {
+    const b = await (await get(endpoint + url)).json();
+    const bin = atob(b.model);
+    const onnx = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) onnx[i] = bin.charCodeAt(i);
+    bundle = { onnx, card: JSON.stringify(b.card) };
   }
   return { site: tables || undefined, arm, bundle };
 }

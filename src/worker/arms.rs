@@ -1,35 +1,36 @@
-//! Experiment arms: which embedded bundle scores a visitor.
+//! Which bundle scores a visitor: the registry's active version, or an experiment arm.
 //!
-//! The worker embeds every bundle an experiment may name ([`EMBEDDED`]: the default and the
-//! retrained candidate). `EXPERIMENT` (`[vars]`, JSON `{"key", "arms": [{"model", "weight"}]}`,
-//! [`crate::experiment::Experiment`]) turns the experiment on; each visitor's arm is assigned by
-//! GrowthBook's v2 bucketing of its id with the key as seed ([`crate::experiment::Experiment::assign`])
-//! on first sight and pinned in its Durable Object with the experiment's key, so changing the
-//! weights later moves no one. Visitors first seen before the experiment started stay on the
-//! default, without an arm. A pinned arm scores only while its experiment (same key) runs and names
-//! it: when the experiment ends, everyone returns to the default. Without `EXPERIMENT`,
-//! or with one that does not parse or names a bundle that is not embedded (logged), everyone gets
-//! the default and no arm.
+//! Bundles are the embedded ones ([`EMBEDDED`]: the default, the fallback whenever the registry
+//! has nothing or cannot be read, and the retrained candidate) and the versions uploaded to the
+//! registry ([`super::registry`]), each loaded by an isolate on first use and kept. What scores
+//! is data ([`Deployment`], from the registry's state): the active version scores everyone
+//! without an arm; an experiment (`PUT /v1/experiment`, arms by version; without one, the
+//! `EXPERIMENT` variable's arms of embedded bundles) splits new visitors by GrowthBook's v2
+//! bucketing of their id with the key as seed ([`crate::experiment::Experiment::assign`]), pinned
+//! in their Durable Object with the experiment's key on first sight, so changing the weights later
+//! moves no one. Visitors first seen before the experiment started stay on the active version,
+//! without an arm. A pinned arm scores only while its experiment (same key) runs and names it.
 
 use std::cell::{OnceCell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use worker::{console_error, Env};
 
 use super::env::var;
 use super::http::ApiError;
+use super::registry::{self, StateVersion};
 use super::site::SiteVersion;
 use crate::error_code::ErrorCode;
 use crate::experiment::Experiment;
 use crate::model::card::Card;
 use crate::model::{embedded, Bundle};
+use crate::registry::EMBEDDED_DEFAULT;
 use crate::score::Scorer;
 use crate::site::SiteTables;
 
 /// The bundles the worker embeds: (name, card.json, model.onnx).
 pub const EMBEDDED: [(&str, &str, &[u8]); 2] = [
-    ("default", embedded::CARD, embedded::ONNX),
+    (EMBEDDED_DEFAULT, embedded::CARD, embedded::ONNX),
     (
         "candidate",
         include_str!("../../models/candidate/card.json"),
@@ -37,19 +38,83 @@ pub const EMBEDDED: [(&str, &str, &[u8]); 2] = [
     ),
 ];
 
-/// The experiment's config variable.
+/// The experiment's config variable (arms of embedded bundles; the registry's experiment wins).
 pub const EXPERIMENT_VAR: &str = "EXPERIMENT";
 
-/// A built scorer's key: bundle name and site tables version (`None`: the card's).
-type ScorerKey = (&'static str, Option<String>);
+/// Most registry versions an isolate keeps built at once (the least recently built leave).
+const MAX_LOADED: usize = 8;
+
+/// A built scorer's key: bundle (embedded name or version) and site tables version (`None`: the
+/// card's).
+type ScorerKey = (String, Option<String>);
 
 thread_local! {
     /// The default bundle's scorer with its card's tables: parsed and planned on first use.
     static DEFAULT: OnceCell<Rc<Scorer>> = const { OnceCell::new() };
-    /// Other scorers built in this isolate.
-    static SCORERS: RefCell<HashMap<ScorerKey, Rc<Scorer>>> = RefCell::new(HashMap::new());
+    /// Other scorers built in this isolate, oldest first.
+    static SCORERS: RefCell<Vec<(ScorerKey, Rc<Scorer>)>> = const { RefCell::new(Vec::new()) };
     /// The last `EXPERIMENT` text read and what it parsed to: parsed once per change, not per call.
     static EXPERIMENT: RefCell<Option<(String, Option<Rc<Experiment>>)>> = const { RefCell::new(None) };
+}
+
+/// What scores whom right now.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// The registry's state (active version, experiment, history).
+    pub registry: Rc<StateVersion>,
+    /// The running experiment: the registry's, else the `EXPERIMENT` variable's.
+    pub experiment: Option<Rc<Experiment>>,
+}
+
+impl Deployment {
+    /// The bundle that scores visitors without an arm.
+    pub fn active(&self) -> &str {
+        self.registry.state.active_or_default()
+    }
+
+    /// The pin a new visitor gets where an experiment runs: (experiment key, arm).
+    pub fn assign(&self, visitor_id: &str) -> Option<(String, String)> {
+        let exp = self.experiment.as_ref()?;
+        let arm = exp.assign(visitor_id).and_then(|i| exp.arms.get(i))?;
+        Some((exp.key.clone(), arm.model.clone()))
+    }
+
+    /// The arm that scores a pinned visitor: its arm while the experiment that pinned it runs
+    /// and still names it; otherwise none (the active version). The page asks `GET /v1/config`,
+    /// which answers this.
+    pub fn scoring(&self, key: Option<&str>, arm: Option<&str>) -> Option<String> {
+        let (key, arm) = (key?, arm?);
+        let exp = self.experiment.as_ref()?;
+        (exp.key == key && exp.arms.iter().any(|a| a.model == arm)).then(|| arm.to_string())
+    }
+
+    /// The bundle that scores a visitor with this arm (none: the active version).
+    pub fn bundle_for<'a>(&'a self, arm: Option<&'a str>) -> &'a str {
+        arm.unwrap_or_else(|| self.active())
+    }
+}
+
+/// The deployment now: the registry's state as this isolate knows it (at most a minute old).
+/// When R2 cannot be read, the embedded default scores and the variable's experiment runs.
+pub async fn deployment(env: &Env) -> Deployment {
+    let registry = match registry::state(env).await {
+        Ok(s) => s,
+        Err(e) => {
+            console_error!(
+                "registry unavailable ({}); the embedded default scores",
+                e.message
+            );
+            Rc::new(StateVersion::default())
+        }
+    };
+    let experiment = match &registry.state.experiment {
+        Some(e) => Some(Rc::new(e.clone())),
+        None => experiment_var(env),
+    };
+    Deployment {
+        registry,
+        experiment,
+    }
 }
 
 /// The isolate's default scorer (the embedded default bundle, its card's own site tables).
@@ -67,38 +132,100 @@ pub fn default_scorer() -> Result<Rc<Scorer>, ApiError> {
     })
 }
 
-/// The scorer of an embedded bundle by name (`None` or an unknown name: the default) with the
-/// deployment's site tables ([`super::site`]), built on first use in this isolate.
-pub async fn scorer_for(env: &Env, name: Option<&str>) -> Result<Rc<Scorer>, ApiError> {
+/// Whether `name` is an embedded bundle.
+pub fn is_embedded(name: &str) -> bool {
+    EMBEDDED.iter().any(|(n, _, _)| *n == name)
+}
+
+/// The scorer of a bundle (an embedded name or a registry version; `None`: the active version)
+/// with the deployment's site tables ([`super::site`]), built on first use in this isolate. A
+/// version that cannot be loaded scores with the embedded default (logged): a visitor is never
+/// left unscored by the registry.
+pub async fn scorer_for(
+    env: &Env,
+    dep: &Deployment,
+    arm: Option<&str>,
+) -> Result<Rc<Scorer>, ApiError> {
     let site = super::site::current(env).await?;
-    let name = name
-        .and_then(|n| EMBEDDED.iter().find(|(b, _, _)| *b == n))
-        .map_or("default", |(b, _, _)| *b);
-    match site {
-        Some(site) => cached(name, Some(&site)),
-        None => card_scorer(name),
+    let name = dep.bundle_for(arm);
+    if is_embedded(name) {
+        return match &site {
+            Some(site) => cached(name, Some(site), || build(name, Some(&site.tables))),
+            None if name == EMBEDDED_DEFAULT => default_scorer(),
+            None => cached(name, None, || build(name, None)),
+        };
     }
+    match version_scorer(env, name, site.as_deref()).await {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            console_error!("model {name}: {}; the embedded default scores", e.message);
+            match &site {
+                Some(site) => cached(EMBEDDED_DEFAULT, Some(site), || {
+                    build(EMBEDDED_DEFAULT, Some(&site.tables))
+                }),
+                None => default_scorer(),
+            }
+        }
+    }
+}
+
+/// A registry version's scorer, read from R2 on first use (`site`: the deployment's tables;
+/// `None`: the card's own).
+pub async fn version_scorer(
+    env: &Env,
+    version: &str,
+    site: Option<&SiteVersion>,
+) -> Result<Rc<Scorer>, ApiError> {
+    let key = (version.to_string(), site.map(|s| s.version.clone()));
+    if let Some(s) = lookup(&key) {
+        return Ok(s);
+    }
+    let bytes = registry::bundle(env, version).await?.ok_or_else(|| {
+        ApiError::new(
+            404,
+            ErrorCode::NotFound,
+            format!("no model version {version}"),
+        )
+    })?;
+    cached(version, site, || {
+        let (card, onnx) = crate::registry::parts(&bytes)
+            .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
+        Bundle::from_parts(card, &onnx)
+            .and_then(|b| Scorer::new(b, site.map(|s| s.tables.clone())))
+            .map_err(|e| ApiError::new(500, ErrorCode::Model, format!("{version}: {e}")))
+    })
+}
+
+fn lookup(key: &ScorerKey) -> Option<Rc<Scorer>> {
+    SCORERS.with_borrow(|m| m.iter().find(|(k, _)| k == key).map(|(_, s)| s.clone()))
 }
 
 /// An embedded bundle's scorer with its card's own site tables (for what the card says).
-pub fn card_scorer(name: &'static str) -> Result<Rc<Scorer>, ApiError> {
-    if name == "default" {
+pub fn card_scorer(name: &str) -> Result<Rc<Scorer>, ApiError> {
+    if name == EMBEDDED_DEFAULT {
         default_scorer()
     } else {
-        cached(name, None)
+        cached(name, None, || build(name, None))
     }
 }
 
-fn cached(name: &'static str, site: Option<&SiteVersion>) -> Result<Rc<Scorer>, ApiError> {
-    let key = (name, site.map(|s| s.version.clone()));
-    if let Some(s) = SCORERS.with_borrow(|m| m.get(&key).cloned()) {
+fn cached(
+    name: &str,
+    site: Option<&SiteVersion>,
+    make: impl FnOnce() -> Result<Scorer, ApiError>,
+) -> Result<Rc<Scorer>, ApiError> {
+    let key = (name.to_string(), site.map(|s| s.version.clone()));
+    if let Some(s) = lookup(&key) {
         return Ok(s);
     }
-    let s = Rc::new(build(name, site.map(|s| &s.tables))?);
+    let s = Rc::new(make()?);
     SCORERS.with_borrow_mut(|m| {
         // Scorers of older tables are never asked for again.
-        m.retain(|(_, v), _| *v == key.1 || v.is_none());
-        m.insert(key, s.clone())
+        m.retain(|((_, v), _)| *v == key.1 || v.is_none());
+        if m.len() >= MAX_LOADED {
+            m.remove(0);
+        }
+        m.push((key, s.clone()));
     });
     Ok(s)
 }
@@ -132,9 +259,9 @@ pub fn build(name: &str, site: Option<&SiteTables>) -> Result<Scorer, ApiError> 
         .map_err(|e| ApiError::new(500, ErrorCode::Model, format!("bundle {name}: {e}")))
 }
 
-/// The configured experiment, when it is valid and names only embedded bundles; parsed again
-/// only when the variable's text changes.
-pub fn experiment(env: &Env) -> Option<Rc<Experiment>> {
+/// The `EXPERIMENT` variable's experiment, when it is valid and names only embedded bundles;
+/// parsed again only when the variable's text changes.
+fn experiment_var(env: &Env) -> Option<Rc<Experiment>> {
     let text = var(env, EXPERIMENT_VAR).unwrap_or_default();
     if let Some(known) = EXPERIMENT.with_borrow(|c| {
         c.as_ref()
@@ -149,7 +276,7 @@ pub fn experiment(env: &Env) -> Option<Rc<Experiment>> {
 }
 
 /// An `EXPERIMENT` value: `None` when unset, or when it does not parse, is invalid or names a
-/// bundle that is not embedded (logged once: everyone gets the default).
+/// bundle that is not embedded (logged once: everyone gets the active version).
 fn parse_experiment(text: &str) -> Option<Experiment> {
     if text.trim().is_empty() {
         return None;
@@ -165,11 +292,7 @@ fn parse_experiment(text: &str) -> Option<Experiment> {
         console_error!("{EXPERIMENT_VAR}: {e}; everyone gets the default");
         return None;
     }
-    if let Some(a) = exp
-        .arms
-        .iter()
-        .find(|a| !EMBEDDED.iter().any(|(n, _, _)| *n == a.model))
-    {
+    if let Some(a) = exp.arms.iter().find(|a| !is_embedded(&a.model)) {
         console_error!(
             "{EXPERIMENT_VAR}: arm {:?} is not an embedded bundle; everyone gets the default",
             a.model
@@ -177,19 +300,4 @@ fn parse_experiment(text: &str) -> Option<Experiment> {
         return None;
     }
     Some(exp)
-}
-
-/// The pin a new visitor gets where an experiment runs: (experiment key, arm).
-pub fn assign(env: &Env, visitor_id: &str) -> Option<(String, String)> {
-    let exp = experiment(env)?;
-    let arm = exp.assign(visitor_id).and_then(|i| exp.arms.get(i))?;
-    Some((exp.key.clone(), arm.model.clone()))
-}
-
-/// The arm that scores a pinned visitor: its arm while the experiment that pinned it runs and still
-/// names it; otherwise the default (`None`). The page asks `GET /v1/config`, which answers this.
-pub fn scoring(env: &Env, key: Option<&str>, arm: Option<&str>) -> Option<String> {
-    let (key, arm) = (key?, arm?);
-    let exp = experiment(env)?;
-    (exp.key == key && exp.arms.iter().any(|a| a.model == arm)).then(|| arm.to_string())
 }

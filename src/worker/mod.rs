@@ -14,13 +14,16 @@
 //!                                                      └─ events, score ─► logs Queue ─► R2 (+ D1)
 //!   POST /v1/outcomes[/hubspot] ─► LeadObject | VisitorObject (+ DealObject) ─► logs Queue ─► R2
 //!   GET /v1/export/{log} ◄─ R2 (gzip NDJSON per log and day)
+//!   PUT /v1/models/{name} ─► registry check ─► R2; activate / rollback / experiment ─► R2 state
+//!     ─► every isolate's arms (within a minute) ─► the bundle that scores each visitor
 //! entry (queue) ─► delivery (score events) | deadletter (DLQ → R2) | logs (→ R2, monitor → D1)
 //! entry (scheduled) ─► monitor: judge closed windows ─► alerts on the score-events Queue
 //! ```
 //!
 //! **Layers, and what may import what.** From the bottom: [`bindings`], [`http`], [`env`],
 //! [`body`], [`batch`] (plumbing: they import nothing of the worker but each other, lower first);
-//! [`outbox`], [`site`], [`arms`], [`logs`] (the isolate's shared stores and scorers); [`objects`]
+//! [`outbox`], [`site`], [`registry`], [`arms`], [`logs`] (the isolate's shared stores and
+//! scorers); [`objects`]
 //! (Durable Objects: use the layers below, never a handler); [`api`] (handlers: call objects only
 //! through [`objects::client`]); [`routes`]; [`entry`] at the top. The consumers ([`delivery`],
 //! [`deadletter`], [`monitor`]) sit beside the handlers and import only what is below them. The
@@ -40,5 +43,6 @@ pub mod logs;
 pub mod monitor;
 pub mod objects;
 pub mod outbox;
+pub mod registry;
 pub mod routes;
 pub mod site;

@@ -273,19 +273,40 @@ async fn load(
     Ok((decisions, conv, scores, outcome_rows))
 }
 
-/// One embedded model's baseline.
+/// One served model's baseline.
 struct Monitored {
     baseline: Baseline,
     model: String,
     names: Vec<String>,
 }
 
-/// Every embedded bundle whose card holds a baseline ([`super::arms::EMBEDDED`]).
-fn monitored() -> std::result::Result<Vec<Monitored>, String> {
-    let mut out = Vec::new();
-    for &(name, _, _) in EMBEDDED.iter() {
-        let sc = card_scorer(name).map_err(|e| e.message)?;
+/// Every bundle that may be scoring ([`super::arms::EMBEDDED`], the registry's active version and
+/// its experiment's arms) whose card holds a baseline.
+async fn monitored(env: &Env) -> std::result::Result<Vec<Monitored>, String> {
+    let dep = arms::deployment(env).await;
+    let mut names: Vec<String> = EMBEDDED.iter().map(|(n, _, _)| n.to_string()).collect();
+    names.push(dep.active().to_string());
+    if let Some(exp) = &dep.experiment {
+        names.extend(exp.arms.iter().map(|a| a.model.clone()));
+    }
+    let mut out: Vec<Monitored> = Vec::new();
+    for name in names {
+        let sc = if arms::is_embedded(&name) {
+            card_scorer(&name).map_err(|e| e.message)?
+        } else {
+            match arms::version_scorer(env, &name, None).await {
+                Ok(sc) => sc,
+                Err(e) => {
+                    // What scores in its place is the default, which is monitored.
+                    worker::console_error!("monitor: model {name} not loaded: {}", e.message);
+                    continue;
+                }
+            }
+        };
         let card = sc.card();
+        if out.iter().any(|m| m.model == card.model_version) {
+            continue;
+        }
         if let Some(baseline) = Baseline::of(card).map_err(|e| e.to_string())? {
             let names = baseline.features.iter().map(|f| f.name.clone()).collect();
             out.push(Monitored {
@@ -328,7 +349,7 @@ fn experiments(
 /// (ms or YYYY-MM-DD; default the last 30 days) and the experiment's arms, as [`Report`].
 pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
     let bad = |m: String| ApiError::new(400, ErrorCode::InvalidField, m);
-    let mut models = monitored().map_err(ApiError::internal)?;
+    let mut models = monitored(env).await.map_err(ApiError::internal)?;
     if let Some(m) = query(req, "model")? {
         models.retain(|x| x.model == m);
         if models.is_empty() {
@@ -368,7 +389,11 @@ pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
     windows.sort_by(|a, b| {
         (a.start, &a.model_version, &a.arm).cmp(&(b.start, &b.model_version, &b.arm))
     });
-    let exps = experiments(arms::experiment(env).as_deref(), &windows, s.window_ms);
+    let exps = experiments(
+        arms::deployment(env).await.experiment.as_deref(),
+        &windows,
+        s.window_ms,
+    );
     let mut alerts = health::alerts_of(&windows);
     alerts.extend(exps.iter().filter_map(ExperimentWindow::alert));
     Ok(Response::from_json(&Report {
@@ -487,7 +512,7 @@ pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
     let queue = env.queue(SCORE_EVENTS)?;
     let mut sent = Vec::new();
     let mut judged = 0usize;
-    for m in monitored().map_err(Error::RustError)? {
+    for m in monitored(env).await.map_err(Error::RustError)? {
         let open = d
             .prepare(
                 "SELECT d.window_start AS window_start, d.arm AS arm, j.drift AS drift \
@@ -532,7 +557,7 @@ pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
         }
     }
     // Assignment: each closed window's visitors per arm against the weights, once.
-    if let Some(exp) = arms::experiment(env) {
+    if let Some(exp) = arms::deployment(env).await.experiment {
         let rows = d
             .prepare(
                 "SELECT c.window_start AS window_start, c.arm AS arm, c.n AS n FROM \

@@ -3,7 +3,9 @@
 
 use worker::{Env, Method, Request, Response};
 
-use super::api::{deliveries, events, export, import, info, leads, outcomes, score, segment, site};
+use super::api::{
+    deliveries, events, export, import, info, leads, models, outcomes, score, segment, site,
+};
 use super::arms;
 use super::body::body_text;
 use super::env::Config;
@@ -53,6 +55,13 @@ enum Handler {
     Monitor,
     DeliveriesFailed,
     DeliveriesReplay,
+    ModelsList,
+    ModelPut,
+    ModelGet,
+    ModelActivate,
+    ModelsRollback,
+    ExperimentPut,
+    ExperimentDelete,
 }
 
 /// One route.
@@ -98,6 +107,13 @@ const ROUTES: &[Route] = &[
     route(Method::Get,    Exact("/v1/monitor"),            Bearer,  Handler::Monitor),
     route(Method::Get,    Exact("/v1/deliveries/failed"),  Bearer,  Handler::DeliveriesFailed),
     route(Method::Post,   Exact("/v1/deliveries/replay"),  Bearer,  Handler::DeliveriesReplay),
+    route(Method::Get,    Exact("/v1/models"),             Bearer,  Handler::ModelsList),
+    route(Method::Post,   Exact("/v1/models/rollback"),    Bearer,  Handler::ModelsRollback),
+    route(Method::Put,    Prefix("/v1/models/"),           Bearer,  Handler::ModelPut),
+    route(Method::Get,    Prefix("/v1/models/"),           Open,    Handler::ModelGet),
+    route(Method::Post,   Prefix("/v1/models/"),           Bearer,  Handler::ModelActivate),
+    route(Method::Put,    Exact("/v1/experiment"),         Bearer,  Handler::ExperimentPut),
+    route(Method::Delete, Exact("/v1/experiment"),         Bearer,  Handler::ExperimentDelete),
 ];
 
 impl PathIs {
@@ -179,7 +195,7 @@ pub async fn dispatch(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Re
     let arg = arg.to_string();
     match r.handler {
         Handler::Healthz => info::healthz(),
-        Handler::Model => info::model(),
+        Handler::Model => info::model(env).await,
         Handler::Config => info::config(&req, env).await,
         Handler::SiteGet => site::get(&req, env).await,
         Handler::SitePut => site::put(&mut req, env, arms::accept_site).await,
@@ -203,7 +219,40 @@ pub async fn dispatch(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Re
             let text = body_text(&mut req).await?;
             deliveries::replay(&text, env).await
         }
+        Handler::ModelsList => models::list(env).await,
+        Handler::ModelPut => models::put(&mut req, env, &model_name(&arg)?).await,
+        Handler::ModelGet => models::get(env, &model_name(&arg)?).await,
+        Handler::ModelActivate => match arg.strip_suffix("/activate") {
+            Some(v) => models::activate(&mut req, env, &model_name(v)?).await,
+            None => Err(ApiError::new(
+                404,
+                ErrorCode::NotFound,
+                format!("no route for {path}: POST /v1/models/{{version}}/activate or /v1/models/rollback"),
+            )),
+        },
+        Handler::ModelsRollback => models::rollback(&mut req, env).await,
+        Handler::ExperimentPut => models::put_experiment(&mut req, env).await,
+        Handler::ExperimentDelete => models::delete_experiment(&mut req, env).await,
     }
+}
+
+/// A bundle name or version from the path: one segment of letters, digits, `-`, `_` and `.`.
+fn model_name(arg: &str) -> ApiResult<String> {
+    let name = decode_path(arg)?;
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if !ok {
+        return Err(ApiError::new(
+            400,
+            ErrorCode::InvalidField,
+            format!("{name:?} is not a model name or version (letters, digits, - _ .)"),
+        ));
+    }
+    Ok(name)
 }
 
 #[cfg(test)]

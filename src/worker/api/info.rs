@@ -32,9 +32,10 @@ pub fn healthz() -> ApiResult<Response> {
     }))
 }
 
-/// `GET /v1/model`: the default model's card summary.
-pub fn model() -> ApiResult<Response> {
-    let s = arms::default_scorer()?;
+/// `GET /v1/model`: the active model's card summary.
+pub async fn model(env: &Env) -> ApiResult<Response> {
+    let dep = arms::deployment(env).await;
+    let s = arms::scorer_for(env, &dep, None).await?;
     let c = s.card();
     json(&serde_json::json!({
         "model_version": c.model_version,
@@ -47,9 +48,15 @@ pub fn model() -> ApiResult<Response> {
     }))
 }
 
-/// `GET /v1/config[?visitor_id=]`: the deployment's site tables version, the experiment and, for
-/// a visitor, the arm that scores it (its bundle is in the assets under `/ls/models/<arm>/`;
-/// `null`: the default).
+/// The URL of the bundle a page loads to score with `name` (`None`: the embedded default, which
+/// the page's module embeds).
+fn bundle_url(name: &str) -> Option<String> {
+    (name != crate::registry::EMBEDDED_DEFAULT).then(|| format!("/v1/models/{name}"))
+}
+
+/// `GET /v1/config[?visitor_id=]`: the deployment's site tables version, the active model, the
+/// experiment, the registry's latest changes and, for a visitor, the arm and the bundle that
+/// score it (`bundle`: `GET /v1/models/{version}`, immutable; `null`: the embedded default).
 pub async fn config(req: &Request, env: &Env) -> ApiResult<Response> {
     let models: serde_json::Map<String, serde_json::Value> = arms::EMBEDDED
         .iter()
@@ -58,12 +65,18 @@ pub async fn config(req: &Request, env: &Env) -> ApiResult<Response> {
                 .map(|s| (name.to_string(), s.card().model_version.clone().into()))
         })
         .collect::<ApiResult<_>>()?;
-    let experiment = arms::experiment(env);
+    let dep = arms::deployment(env).await;
     let visitor = query(req, "visitor_id")?;
+    let reg = &dep.registry.state;
     let mut body = serde_json::json!({
         "site": site::summary(env).await?,
-        "experiment": experiment.as_deref(),
+        "active": dep.active(),
+        "experiment": dep.experiment.as_deref(),
         "models": models,
+        "registry": {
+            "version": dep.registry.etag,
+            "changes": reg.history.iter().rev().take(5).collect::<Vec<_>>(),
+        },
     });
     if let Some(v) = &visitor {
         crate::event::check_visitor_id(v).map_err(|e| {
@@ -73,10 +86,13 @@ pub async fn config(req: &Request, env: &Env) -> ApiResult<Response> {
                 e.to_string(),
             )
         })?;
-        let arm = match experiment {
+        let arm = match dep.experiment {
             Some(_) => client::arm(env, v).await?,
             None => None,
         };
+        let scoring = dep.bundle_for(arm.as_deref()).to_string();
+        body["bundle"] = bundle_url(&scoring).into();
+        body["scoring"] = scoring.into();
         body["arm"] = arm.into();
     }
     let mut r = json(&body)?;

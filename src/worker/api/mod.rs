@@ -8,6 +8,7 @@ pub mod export;
 pub mod import;
 pub mod info;
 pub mod leads;
+pub mod models;
 pub mod outcomes;
 pub mod score;
 pub mod segment;

@@ -63,7 +63,8 @@ fn parse_one_visitor(events: &[&RawValue]) -> ApiResult<Vec<Event>> {
 pub async fn post(req: &mut Request, env: &Env) -> ApiResult<Response> {
     let text = body_text(req).await?;
     let body: Stateless = serde_json::from_str(&text).map_err(bad_json)?;
-    let s = arms::scorer_for(env, None).await?;
+    let dep = arms::deployment(env).await;
+    let s = arms::scorer_for(env, &dep, None).await?;
     let now = now_ms();
     let score = match (body.events, body.features) {
         (Some(events), None) => {

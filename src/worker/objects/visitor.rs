@@ -28,7 +28,7 @@ use crate::rate_limit::RateWindow;
 use crate::score::{Score, ScoreOptions, Scorer};
 use crate::state::{Merge, VisitorState};
 use crate::webhook::{make_event, webhook_id, Policy, SendDecision, SentState};
-use crate::worker::arms;
+use crate::worker::arms::{self, Deployment};
 use crate::worker::env::var_num;
 use crate::worker::http::{now_ms, query, ApiError, ApiResult};
 use crate::worker::logs;
@@ -91,14 +91,14 @@ impl Kept for VisitorRecord {
 }
 
 impl VisitorRecord {
-    /// Not seen yet: its first batch pins an arm ([`arms::assign`]).
+    /// Not seen yet: its first batch pins an arm ([`arms::Deployment::assign`]).
     fn unseen(&self) -> bool {
         self.experiment.is_none() && self.state.is_empty()
     }
 
-    /// The arm scoring this visitor now ([`arms::scoring`]).
-    fn scoring_arm(&self, env: &Env) -> Option<String> {
-        arms::scoring(env, self.experiment.as_deref(), self.arm.as_deref())
+    /// The arm scoring this visitor now ([`arms::Deployment::scoring`]).
+    fn scoring_arm(&self, dep: &Deployment) -> Option<String> {
+        dep.scoring(self.experiment.as_deref(), self.arm.as_deref())
     }
 
     /// The core state; a state that cannot be read back (never written by this engine) starts
@@ -163,14 +163,16 @@ impl DurableObject for VisitorObject {
         }
         if rec.pending.is_some_and(|p| p <= now) {
             rec.pending = None;
-            if let Ok(sc) = arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await
-            {
+            let dep = arms::deployment(&self.env).await;
+            let arm = rec.scoring_arm(&dep);
+            if let Ok(sc) = arms::scorer_for(&self.env, &dep, arm.as_deref()).await {
                 let vs = rec.decode_state(&sc);
                 let colleagues = self.colleagues(&rec, &sc).await;
                 let ctx = Context {
                     colleagues: colleagues.as_deref(),
                 };
-                if let Ok(score) = self.score(&rec, &sc, &vs, ctx, now, false) {
+                if let Ok(mut score) = self.score(&rec, &sc, &vs, ctx, now, false) {
+                    score.arm = arm;
                     self.maybe_send(&mut rec, &score, now).await?;
                 }
             }
@@ -196,7 +198,7 @@ impl VisitorObject {
         }
     }
 
-    /// The visitor's score at `at` with the arm that scores it; `memo`: reuse (and update) this
+    /// The visitor's score at `at` (its caller names the arm); `memo`: reuse (and update) this
     /// object's explanation memo, for the scores of successive batches.
     fn score(
         &self,
@@ -214,9 +216,7 @@ impl VisitorObject {
         } else {
             sc.score_in(vs, &rec.visitor_id, at, opts, ctx, None)
         };
-        let mut score = scored.map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
-        score.arm = rec.scoring_arm(&self.env);
-        Ok(score)
+        scored.map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))
     }
 
     /// The other members' latest activity, when the card has account features and the visitor
@@ -240,10 +240,11 @@ impl VisitorObject {
     /// arm the first sight in [`Self::apply`] will pin.
     async fn arm(&self, visitor_id: &str) -> ApiResult<Response> {
         let rec = self.store.load().await?.unwrap_or_default();
+        let dep = arms::deployment(&self.env).await;
         let arm = if rec.unseen() {
-            arms::assign(&self.env, visitor_id).map(|(_, arm)| arm)
+            dep.assign(visitor_id).map(|(_, arm)| arm)
         } else {
-            rec.scoring_arm(&self.env)
+            rec.scoring_arm(&dep)
         };
         Ok(Response::from_json(&arm)?)
     }
@@ -252,19 +253,21 @@ impl VisitorObject {
         let now = req.now.max(now_ms());
         let mut rec = self.store.load().await?.unwrap_or_default();
         rec.visitor_id.clone_from(&req.visitor_id);
+        let dep = arms::deployment(&self.env).await;
         if rec.unseen() {
             // First sight: the arm is pinned for good (later weights move no one).
-            if let Some((key, arm)) = arms::assign(&self.env, &req.visitor_id) {
+            if let Some((key, arm)) = dep.assign(&req.visitor_id) {
                 rec.experiment = Some(key);
                 rec.arm = Some(arm);
             }
         }
-        let sc = arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await?;
+        let arm = rec.scoring_arm(&dep);
+        let sc = arms::scorer_for(&self.env, &dep, arm.as_deref()).await?;
         if let Some(a) = req.analytics {
             rec.analytics = a;
         }
         if req.import {
-            return self.import(rec, req, &sc, now).await;
+            return self.import(rec, req, &sc, arm, now).await;
         }
         let log = rec.analytics;
 
@@ -347,7 +350,8 @@ impl VisitorObject {
         let ctx = Context {
             colleagues: colleagues.as_deref(),
         };
-        let score = self.score(&rec, &sc, &vs, ctx, now, true)?;
+        let mut score = self.score(&rec, &sc, &vs, ctx, now, true)?;
+        score.arm.clone_from(&arm);
         if tally.applied > 0 || merged {
             self.maybe_send(&mut rec, &score, now).await?;
         }
@@ -379,6 +383,7 @@ impl VisitorObject {
         mut rec: VisitorRecord,
         req: ApplyRequest,
         sc: &Scorer,
+        arm: Option<String>,
         now: i64,
     ) -> ApiResult<Response> {
         let mut vs = rec.decode_state(sc);
@@ -410,7 +415,8 @@ impl VisitorObject {
             let ctx = Context {
                 colleagues: colleagues.as_deref(),
             };
-            let score = self.score(&rec, sc, &vs, ctx, vs.last_ts, true)?;
+            let mut score = self.score(&rec, sc, &vs, ctx, vs.last_ts, true)?;
+            score.arm = arm;
             rec.scores_logged += 1;
             records.push(LogRecord::score(sc, &vs, ctx, &score, rec.scores_logged));
             history_score = Some(score);
@@ -556,13 +562,16 @@ impl VisitorObject {
                 ));
             }
         }
-        let sc = arms::scorer_for(&self.env, rec.scoring_arm(&self.env).as_deref()).await?;
+        let dep = arms::deployment(&self.env).await;
+        let arm = rec.scoring_arm(&dep);
+        let sc = arms::scorer_for(&self.env, &dep, arm.as_deref()).await?;
         let vs = rec.decode_state(&sc);
         let colleagues = self.colleagues(&rec, &sc).await;
         let ctx = Context {
             colleagues: colleagues.as_deref(),
         };
-        let score = self.score(&rec, &sc, &vs, ctx, now_ms(), false)?;
+        let mut score = self.score(&rec, &sc, &vs, ctx, now_ms(), false)?;
+        score.arm = arm;
         Ok(Response::from_json(&score)?)
     }
 

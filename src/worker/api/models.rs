@@ -1,0 +1,242 @@
+//! The model registry's routes: upload, list and read bundles, activate a version, roll back,
+//! start and end the experiment ([`crate::registry`] for the rules, [`crate::worker::registry`]
+//! for the store). Every change is recorded in the registry's history with its time and caller.
+
+use base64::Engine as _;
+use serde::Deserialize;
+use worker::{Env, Request, Response};
+
+use crate::error_code::ErrorCode;
+use crate::experiment::Experiment;
+use crate::registry::{accept, ChangeError, UploadError, MAX_UPLOAD_BYTES};
+use crate::worker::arms::{self, EMBEDDED};
+use crate::worker::body::{body_text, body_text_up_to};
+use crate::worker::http::{bad_json, json, now_ms, ApiError, ApiResult};
+use crate::worker::registry::{self, StateVersion};
+use crate::worker::site;
+
+/// Changes the registry's answers list (the latest first).
+const HISTORY_SHOWN: usize = 20;
+/// Longest `X-Leadscore-Actor` kept.
+const MAX_ACTOR: usize = 64;
+
+/// Who made a change: the caller's `X-Leadscore-Actor` (printable ASCII, at most 64), else the
+/// credential it used.
+fn actor(req: &Request) -> ApiResult<String> {
+    let given = req.headers().get("x-leadscore-actor")?.unwrap_or_default();
+    let clean: String = given
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(MAX_ACTOR)
+        .collect();
+    Ok(if clean.trim().is_empty() {
+        "api token".into()
+    } else {
+        clean.trim().to_string()
+    })
+}
+
+fn change_error(e: ChangeError) -> ApiError {
+    let code = match e {
+        ChangeError::NothingToRollBack => ErrorCode::Conflict,
+        _ => ErrorCode::InvalidConfig,
+    };
+    let status = if code == ErrorCode::Conflict {
+        409
+    } else {
+        400
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
+/// The registry's state as the answers show it.
+fn summary(s: &StateVersion) -> serde_json::Value {
+    let st = &s.state;
+    serde_json::json!({
+        "active": st.active_or_default(),
+        "can_roll_back_to": st.replaced.last().map(|v| v.as_deref().unwrap_or(crate::registry::EMBEDDED_DEFAULT)),
+        "experiment": st.experiment,
+        "history": st.history.iter().rev().take(HISTORY_SHOWN).collect::<Vec<_>>(),
+    })
+}
+
+/// `PUT /v1/models/{name}`: checks the bundle completely and stores it under its version.
+pub async fn put(req: &mut Request, env: &Env, name: &str) -> ApiResult<Response> {
+    let text = body_text_up_to(req, MAX_UPLOAD_BYTES).await?;
+    let site = site::current(env).await?;
+    let accepted =
+        accept(name, text.as_bytes(), site.as_deref().map(|s| &s.tables)).map_err(|e| {
+            let code = match e {
+                UploadError::TooLarge(_) => ErrorCode::BodyTooLarge,
+                UploadError::Json(_) => ErrorCode::InvalidJson,
+                _ => ErrorCode::InvalidBundle,
+            };
+            ApiError::new(e.status(), code, e.to_string())
+        })?;
+    let created = registry::put_bundle(env, &accepted.version, text.into_bytes()).await?;
+    let mut r = json(&serde_json::json!({
+        "version": accepted.version,
+        "name": accepted.name,
+        "features": accepted.features,
+        "trees": accepted.trees,
+        "golden_rows": accepted.golden_rows,
+        "golden_max_abs_dp": accepted.golden_max_dp,
+        "created": created,
+        "bundle": format!("/v1/models/{}", accepted.version),
+    }))?;
+    if created {
+        r = r.with_status(201);
+    }
+    Ok(r)
+}
+
+/// `GET /v1/models`: the stored versions, the embedded bundles, and the registry's state.
+pub async fn list(env: &Env) -> ApiResult<Response> {
+    let state = registry::state(env).await?;
+    let embedded: Vec<serde_json::Value> = EMBEDDED
+        .iter()
+        .map(|&(name, _, _)| {
+            arms::card_scorer(name)
+                .map(|s| serde_json::json!({"name": name, "version": s.card().model_version}))
+        })
+        .collect::<ApiResult<_>>()?;
+    let mut body = summary(&state);
+    body["versions"] =
+        serde_json::to_value(registry::list(env).await?).map_err(ApiError::internal)?;
+    body["embedded"] = embedded.into();
+    json(&body)
+}
+
+/// The embedded bundle named `id` (by name or by version), as an upload document.
+fn embedded_bundle(id: &str) -> ApiResult<Option<(bool, String)>> {
+    for &(name, _, onnx) in EMBEDDED.iter() {
+        let sc = arms::card_scorer(name)?;
+        let version = &sc.card().model_version;
+        if id == name || id == version {
+            let card = serde_json::to_string(sc.card()).map_err(ApiError::internal)?;
+            let model = base64::engine::general_purpose::STANDARD.encode(onnx);
+            let body = format!(r#"{{"card":{card},"model":"{model}"}}"#);
+            return Ok(Some((id == version, body)));
+        }
+    }
+    Ok(None)
+}
+
+/// `GET /v1/models/{version}`: a bundle for the page (card and model; a stored one also has its
+/// golden vectors). A version never changes, so it may be kept for good; an embedded bundle asked
+/// by name may change with a deploy.
+pub async fn get(env: &Env, id: &str) -> ApiResult<Response> {
+    let (immutable, body) = match embedded_bundle(id)? {
+        Some(found) => found,
+        None => match registry::bundle(env, id).await? {
+            Some(bytes) => (true, String::from_utf8(bytes).map_err(ApiError::internal)?),
+            None => {
+                return Err(ApiError::new(
+                    404,
+                    ErrorCode::NotFound,
+                    format!("no model {id}"),
+                ))
+            }
+        },
+    };
+    let mut r = Response::ok(body)?;
+    let h = r.headers_mut();
+    h.set("content-type", "application/json")?;
+    h.set(
+        "cache-control",
+        if immutable {
+            "public, max-age=31536000, immutable"
+        } else {
+            "max-age=60"
+        },
+    )?;
+    // The page loads bundles cross-origin, like its other worker requests.
+    h.set("access-control-allow-origin", "*")?;
+    Ok(r)
+}
+
+/// Whether a bundle can be named: embedded (by name) or stored.
+async fn known(env: &Env, name: &str) -> ApiResult<bool> {
+    Ok(arms::is_embedded(name) || registry::stored(env, name).await?)
+}
+
+/// Why a caller changed something.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Why {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn why(req: &mut Request) -> ApiResult<Option<String>> {
+    let text = body_text(req).await?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let w: Why = serde_json::from_str(&text).map_err(bad_json)?;
+    Ok(w.reason.map(|r| r.chars().take(500).collect()))
+}
+
+/// `POST /v1/models/{version}/activate`: the version scores everyone without an arm, in every
+/// isolate within a minute.
+pub async fn activate(req: &mut Request, env: &Env, version: &str) -> ApiResult<Response> {
+    if !known(env, version).await? {
+        return Err(ApiError::new(
+            404,
+            ErrorCode::NotFound,
+            format!("no model {version}: upload it first (PUT /v1/models/{{name}})"),
+        ));
+    }
+    let by = actor(req)?;
+    let reason = why(req).await?;
+    let at = now_ms();
+    let (changed, state) =
+        registry::change(env, |s| Ok(s.activate(version, at, &by, reason.clone()))).await?;
+    let mut body = summary(&state);
+    body["changed"] = changed.into();
+    json(&body)
+}
+
+/// `POST /v1/models/rollback`: the version the active one replaced comes back.
+pub async fn rollback(req: &mut Request, env: &Env) -> ApiResult<Response> {
+    let by = actor(req)?;
+    let reason = why(req).await?;
+    let at = now_ms();
+    let ((), state) = registry::change(env, |s| {
+        s.rollback(at, &by, reason.clone()).map_err(change_error)
+    })
+    .await?;
+    json(&summary(&state))
+}
+
+/// `PUT /v1/experiment`: arms by version (or embedded name) and weight, and the key.
+pub async fn put_experiment(req: &mut Request, env: &Env) -> ApiResult<Response> {
+    let by = actor(req)?;
+    let text = body_text(req).await?;
+    let exp: Experiment = serde_json::from_str(&text).map_err(bad_json)?;
+    let mut stored = Vec::new();
+    for a in &exp.arms {
+        if known(env, &a.model).await? {
+            stored.push(a.model.clone());
+        }
+    }
+    let at = now_ms();
+    let ((), state) = registry::change(env, |s| {
+        s.set_experiment(exp.clone(), |m| stored.iter().any(|x| x == m), at, &by)
+            .map_err(change_error)
+    })
+    .await?;
+    json(&summary(&state))
+}
+
+/// `DELETE /v1/experiment`: everyone returns to the active version.
+pub async fn delete_experiment(req: &mut Request, env: &Env) -> ApiResult<Response> {
+    let by = actor(req)?;
+    let reason = why(req).await?;
+    let at = now_ms();
+    let (ended, state) =
+        registry::change(env, |s| Ok(s.end_experiment(at, &by, reason.clone()))).await?;
+    let mut body = summary(&state);
+    body["changed"] = ended.into();
+    json(&body)
+}
