@@ -136,6 +136,10 @@ fn openapi_values(root: &Path) -> Vec<(&'static str, f64)> {
             "account::TOP_MEMBERS",
             leadscore::account::TOP_MEMBERS as f64,
         ),
+        (
+            "registry::MAX_UPLOAD_BYTES",
+            leadscore::registry::MAX_UPLOAD_BYTES as f64,
+        ),
     ];
     for (name, konst) in [
         ("worker::MAX_SITE_BYTES", "MAX_SITE_BYTES"),
