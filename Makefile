@@ -11,7 +11,7 @@ export RUST_BACKTRACE ?= 0
 # Every native debug build (the tests, the CLI the JS suites and the bundle check run) with one set of
 # features, so one set of compiled dependencies serves them all; `worker` also runs the worker's own
 # unit tests natively beside the core's.
-NATIVE := --features worker
+NATIVE := --features worker,retrain
 
 .PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test loop-test health-test bench train b2b-example b2b-loop clean deploy deploy-check
 

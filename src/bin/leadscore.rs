@@ -1,7 +1,12 @@
 //! `leadscore`: the native front end: score event files, build training features and point-in-time
 //! training sets (`dataset`), check bundles, export the trees as code, and gate a retrained bundle
 //! against the active one (`compare`), freeze a bundle's monitoring baseline (`baseline`) and judge
-//! its health from exported logs (`monitor`).
+//! its health from exported logs (`monitor`), compile a day-zero scorecard (`scorecard`) and run the
+//! retraining job (`retrain`, feature `retrain`).
+
+#[cfg(feature = "retrain")]
+#[path = "leadscore/retrain.rs"]
+mod retrain;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -88,6 +93,12 @@ enum Command {
         #[arg(long)]
         date: Option<String>,
     },
+    /// The retraining job: export the worker's logs since the last run, build the rows with the
+    /// active card's template, train, check, compare with the active model and, on `promote`,
+    /// upload the candidate and start an experiment arm (`LEADSCORE_URL`, `LEADSCORE_TOKEN`).
+    /// Exit code as `compare`'s: 0 an experiment started, 3 keep the active, 4 not enough data.
+    #[cfg(feature = "retrain")]
+    Retrain(retrain::RetrainArgs),
     /// Publish gate: score the active and a candidate bundle on the same held-out rows of a
     /// `leadscore dataset` CSV and print both models' metrics and a verdict as JSON. Exit code:
     /// 0 promote, 3 keep the active (candidate worse), 4 insufficient data, 2 bad input.
@@ -289,6 +300,8 @@ fn main() -> ExitCode {
         Command::Features { input } => run_stream(&input, Mode::Features),
         Command::Dataset(args) => build_dataset(&args),
         Command::Check { model } => check(&model),
+        #[cfg(feature = "retrain")]
+        Command::Retrain(args) => retrain::run(&args),
         Command::Scorecard {
             rules,
             template,

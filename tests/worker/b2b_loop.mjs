@@ -9,27 +9,17 @@
 //        (target/b2b/snapshots.csv, `make b2b-example`): nothing lost, added or changed on the way.
 //
 //   node tests/worker/b2b_loop.mjs [--leads N]      (make b2b-loop; N evenly spaced leads, 0 = all)
-import { spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { ROOT } from "./receiver.mjs";
 import { client, sleep } from "./lib.mjs";
 import { startStack } from "./stack.mjs";
+import { OUT, pick, run, sendHistory, world } from "./b2b.mjs";
 
-const DATA = path.resolve(ROOT, "..", "shared", "data", "leadforge_b2b");
-const PY = path.join(ROOT, ".venv", "bin", "python");
-const OUT = path.join(ROOT, "target", "b2b");
 const DAY = 86_400_000;
 const DATASET = ["--model", "models/train/b2b.card.json", "--label", "customer", "--by", "lead", "--decisions", "snapshots:0,7,14,21,30", "--window", "60d", "--as-of", "2024-05-01"];
 
-function run(cmd, args, what = cmd) {
-  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: "utf8", maxBuffer: 1 << 30 });
-  if (r.status !== 0) throw new Error(`${what} failed (${r.status}):\n${r.stderr}\n${r.stdout}`.slice(0, 4000));
-  return r;
-}
-
-const lines = (f) => fs.readFileSync(f, "utf8").split("\n").filter(Boolean);
 const sha = (f) => crypto.createHash("sha256").update(fs.readFileSync(f)).digest("hex");
 
 async function main() {
@@ -37,25 +27,13 @@ async function main() {
   const want = Number(args[args.indexOf("--leads") + 1] || 0) || 0;
   const leadscore = path.join(ROOT, "target", "release", "leadscore");
   if (!fs.existsSync(leadscore)) throw new Error(`${leadscore} missing (cargo build --release --features worker --bin leadscore)`);
-  fs.mkdirSync(OUT, { recursive: true });
   const t0 = Date.now();
-  run(PY, ["models/train/b2b_events.py", "--data", DATA, "--events", path.join(OUT, "events.ndjson"), "--outcomes", path.join(OUT, "outcomes.ndjson")], "b2b_events.py");
-
-  // The leads (every n-th when --leads N) and what is sent about them.
-  const byLead = new Map();
-  for (const l of lines(path.join(OUT, "events.ndjson"))) {
-    const e = JSON.parse(l);
-    const lead = e.visitor_id.slice("b2b-".length);
-    if (!byLead.has(lead)) byLead.set(lead, []);
-    byLead.get(lead).push(e);
-  }
-  const all = [...byLead.keys()].sort();
-  const step = want > 0 ? Math.max(1, Math.floor(all.length / want)) : 1;
-  const chosen = new Set(all.filter((_, i) => i % step === 0).slice(0, want > 0 ? want : all.length));
+  const { byLead, outcomes: allOutcomes } = world();
+  const chosen = pick(byLead, want);
   const sentEvents = path.join(OUT, "loop_sent_events.ndjson");
   const sentOutcomes = path.join(OUT, "loop_sent_outcomes.ndjson");
   fs.writeFileSync(sentEvents, [...chosen].flatMap((l) => byLead.get(l).map((e) => JSON.stringify(e))).join("\n") + "\n");
-  const outcomes = lines(path.join(OUT, "outcomes.ndjson")).map((l) => JSON.parse(l)).filter((o) => chosen.has(o.lead_id));
+  const outcomes = allOutcomes.filter((o) => chosen.has(o.lead_id));
   fs.writeFileSync(sentOutcomes, outcomes.map((o) => JSON.stringify(o)).join("\n") + "\n");
   const nEvents = [...chosen].reduce((a, l) => a + byLead.get(l).length, 0);
   process.stderr.write(`b2b loop: ${chosen.size} leads, ${nEvents} events, ${outcomes.length} outcomes\n`);
@@ -63,36 +41,12 @@ async function main() {
   const state = fs.mkdtempSync(path.join(ROOT, "target", "tmp", "b2b-state-"));
   const S = await startStack({ port: "auto", receiverPort: "auto", backendPort: "auto", persistTo: state, build: "auto", logFile: path.join(OUT, "wrangler.log"), receiverLog: () => {} });
   const api = client(S.base, { token: S.devVars.API_TOKEN });
-  const counts = { accepted: 0, duplicates: 0, stale: 0, rejected: 0 };
-  const send = async (p, body) => {
-    for (let attempt = 1; ; attempt++) {
-      const r = await api.post(p, body, { auth: true, timeout: 120_000 }).catch((e) => ({ status: 0, text: String(e) }));
-      if (r.status === 200) return r.json;
-      if (attempt >= 5) throw new Error(`b2b loop: ${p} → HTTP ${r.status} ${r.text?.slice(0, 300)}`);
-      await sleep(1000 * attempt); // idempotent: send again
-    }
-  };
   try {
     // 1. Each lead's history, by lead id, with no visitor id: what a CRM knows about the lead.
     let t = Date.now();
-    const queue = [...chosen];
-    const worker = async () => {
-      while (queue.length) {
-        const lead = queue.shift();
-        const events = byLead.get(lead).map(({ visitor_id, ...e }) => e);
-        for (let i = 0; i < events.length; i += 1000) {
-          const r = await send("/v1/leads/events", { lead_id: lead, history: true, events: events.slice(i, i + 1000) });
-          counts.accepted += r.accepted;
-          counts.duplicates += r.duplicates;
-          counts.stale += r.stale;
-          counts.rejected += r.rejected.length;
-        }
-      }
-    };
-    await Promise.all([worker(), worker(), worker(), worker()]);
+    const { counts } = await sendHistory(api, byLead, chosen, allOutcomes);
     const importS = (Date.now() - t) / 1000;
     t = Date.now();
-    for (let i = 0; i < outcomes.length; i += 1000) await send("/v1/outcomes", { outcomes: outcomes.slice(i, i + 1000) });
 
     // 2. The logs back through the export, once the queue has written them (the events plus one
     // opening identify per lead's stream; the outcomes).
