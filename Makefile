@@ -26,8 +26,10 @@ venv: .venv/.stamp
 
 # The local stack: wrangler dev (workerd) serving the worker and the demo site on
 # http://127.0.0.1:8787, plus the webhook receiver on http://127.0.0.1:8790 printing each signed
-# score event. wrangler's [build] runs `make worker`.
-run: site
+# score event, and the job runner answering model.retrain_requested with `leadscore retrain`.
+# wrangler's [build] runs `make worker`.
+run: site venv
+	$(CARGO) build $(NATIVE) --bin leadscore
 	node tests/worker/stack.mjs
 
 # The CLI on the sample journeys (what `make run` did before the browser and worker existed).

@@ -18,6 +18,7 @@
 //!     ─► every isolate's arms (within a minute) ─► the bundle that scores each visitor
 //! entry (queue) ─► delivery (score events) | deadletter (DLQ → R2) | logs (→ R2, monitor → D1)
 //! entry (scheduled) ─► monitor: judge closed windows ─► alerts on the score-events Queue
+//!                      └─ retrain: model.retrain_requested (schedule, alert, new outcomes)
 //! ```
 //!
 //! **Layers, and what may import what.** From the bottom: [`bindings`], [`http`], [`env`],
@@ -44,5 +45,6 @@ pub mod monitor;
 pub mod objects;
 pub mod outbox;
 pub mod registry;
+pub mod retrain;
 pub mod routes;
 pub mod site;

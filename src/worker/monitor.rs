@@ -503,8 +503,9 @@ async fn mark_judged(d: &D1Database, start: i64, model: &str, arm: &str, done: b
     Ok(())
 }
 
-/// The scheduled run: judges every embedded model's closed windows and the experiment's
-/// assignment, sends their alerts once. Returns what it did.
+/// The scheduled run: judges every served model's closed windows and the experiment's
+/// assignment, sends their alerts once, then asks for a retrain when the policy says so
+/// ([`super::retrain`]). Returns what it did.
 pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
     let s = Settings::of(env);
     let now = now_ms();
@@ -590,7 +591,9 @@ pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
             judged += 1;
         }
     }
-    let out = serde_json::json!({"windows_judged": judged, "alerts_sent": sent});
+    let kinds: Vec<&str> = sent.iter().filter_map(|a| a["type"].as_str()).collect();
+    let retrain = super::retrain::request(env, &d, &queue, s.label, now, &kinds).await?;
+    let out = serde_json::json!({"windows_judged": judged, "alerts_sent": sent, "retrain_requested": retrain});
     console_log!("monitor: {out}");
     Ok(out)
 }

@@ -1,8 +1,10 @@
 // Day zero to the first model, through the registry, with no deploy: the starter B2B scorecard
 // (models/b2b-rules) is uploaded and activated, a slice of the B2B world arrives by lead id as history
-// with its outcomes, and `leadscore retrain` (the job a scheduler runs) exports the logs, builds the rows
-// with the active card's template, trains, checks and gates the candidate against the rules, uploads it
-// and starts an experiment arm. Run again with nothing new, it changes nothing it already did.
+// with its outcomes, the cron run sees the new labelled outcomes and sends a signed
+// `model.retrain_requested`, and the job runner (tests/worker/runner.mjs, what `make run` starts) answers
+// it with `leadscore retrain`: export the logs, build the rows with the active card's template, train,
+// check and gate the candidate against the rules, upload it and start an experiment arm. Run again with
+// nothing new, the job changes nothing it already did.
 //   node --test --test-concurrency=1 tests/worker/retrain.test.mjs      (LEADS=n for another slice)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -12,13 +14,14 @@ import path from "node:path";
 import { testStack, show, sleep } from "./lib.mjs";
 import { ROOT } from "./receiver.mjs";
 import { pick, sendHistory, world } from "./b2b.mjs";
+import { startRunner, RETRAIN_REQUESTED } from "./runner.mjs";
 
 const LEADS = Number(process.env.LEADS || 1500);
 const LEADSCORE = path.join(ROOT, "target", "debug", "leadscore");
 let S;
 
 before(async () => {
-  S = await testStack("retrain", { REGISTRY_REFRESH_MS: "0" });
+  S = await testStack("retrain", { REGISTRY_REFRESH_MS: "0", RETRAIN_AFTER_OUTCOMES: "100" });
 });
 after(async () => {
   await S?.stop();
@@ -26,8 +29,10 @@ after(async () => {
 
 const read = (f) => fs.readFileSync(path.join(ROOT, "models", "b2b-rules", f));
 
+const RETRAIN_ARGS = ["--since", "2023-12-01", "--min-rows", "500", "--min-positives", "60"];
+
 function retrain(work) {
-  const r = spawnSync(LEADSCORE, ["retrain", "--work", work, "--since", "2023-12-01", "--min-rows", "500", "--min-positives", "60"], {
+  const r = spawnSync(LEADSCORE, ["retrain", "--work", work, ...RETRAIN_ARGS], {
     cwd: ROOT,
     encoding: "utf8",
     maxBuffer: 1 << 28,
@@ -68,8 +73,22 @@ test("the rules score day zero; retrain trains on the logs, beats them at the ga
     await sleep(1000);
   }
 
+  // The cron run counts the new labelled outcomes and asks for a retrain; the runner answers.
   const work = fs.mkdtempSync(path.join(ROOT, "target", "tmp", "retrain-"));
-  const first = retrain(work);
+  const runner = startRunner({ events: () => S.receiver.events().events, base: S.base, token: S.devVars.API_TOKEN, leadscore: LEADSCORE, work, args: RETRAIN_ARGS, log: (l) => t.diagnostic(l) });
+  const cron = () => fetch(new URL("/__scheduled?cron=*/15+*+*+*+*", S.base), { signal: AbortSignal.timeout(120_000) });
+  assert.equal((await cron()).status, 200);
+  const asked = await S.receiver.waitFor((st) => st.events.find((e) => e.type === RETRAIN_REQUESTED), { timeout: 60_000, what: "model.retrain_requested" });
+  assert.equal(asked.data.reason, "outcomes");
+  assert.equal(asked.data.active, rules);
+  assert.ok(asked.data.new_labelled_outcomes >= 100, JSON.stringify(asked.data));
+  for (let i = 0; runner.runs().length === 0; i++) {
+    if (i > 600) throw new Error("the runner did not finish a retrain in 10 minutes");
+    await sleep(1000);
+  }
+  await runner.stop();
+  const done = runner.runs()[0];
+  const first = { status: done.code, report: done.report, stderr: done.error };
   assert.ok(first.report, `retrain printed no report (exit ${first.status}):\n${first.stderr}`);
   t.diagnostic(`retrain: ${JSON.stringify({ verdict: first.report.verdict, gate: first.report.gate, exported: first.report.exported })}`);
   assert.equal(first.report.active, rules);
@@ -86,6 +105,10 @@ test("the rules score day zero; retrain trains on the logs, beats them at the ga
   assert.deepEqual(reg.json.experiment.arms.map((a) => [a.model, a.weight]), [[rules, 0.8], [candidate, 0.2]]);
   assert.equal(reg.json.active, rules, "the candidate only gets an arm: promotion is the live gate's");
   assert.equal(reg.json.history[0].by, "leadscore retrain");
+  // While the experiment runs, the cron asks for nothing more (only an alert would).
+  assert.equal((await cron()).status, 200);
+  await sleep(3000);
+  assert.equal(S.receiver.events().events.filter((e) => e.type === RETRAIN_REQUESTED).length, 1);
 
   // Again, with nothing new: the same candidate, stored once.
   const second = retrain(work);

@@ -389,13 +389,22 @@ async function main() {
   if (assets && !fs.existsSync(path.join(ROOT, assets, "index.html"))) {
     console.error(`stack: warning: ${assets}/index.html is missing; build the demo site first (make site)`);
   }
+  // The loop turns by itself here: the cron asks for a retrain after new labelled outcomes or an alert,
+  // and the local runner answers with `leadscore retrain` (when it is built: make run builds it).
+  vars.RETRAIN_AFTER_OUTCOMES ??= "200";
+  vars.RETRAIN_ON_ALERT ??= "true";
   const s = await startStack({ port, receiverPort, backendPort, vars });
+  const leadscore = path.join(ROOT, "target", "debug", "leadscore");
+  const runner = fs.existsSync(leadscore)
+    ? (await import("./runner.mjs")).startRunner({ events: () => s.receiver.events().events, base: s.base, token: s.devVars.API_TOKEN, leadscore })
+    : null;
   console.log(`
   demo site   ${s.base}/
   API         ${s.base}/v1/events  ${s.base}/v1/score/{id}  ${s.base}/v1/model  ${s.base}/healthz
   receiver    ${s.receiver.url}  (webhooks: ${s.receiver.webhookUrl}; deliveries: ${s.receiver.url}_events)
   backend     ${s.backend.loginUrl}  (the demo's sign-in: any email, password "demo")
   logs        ${path.relative(process.cwd(), s.logFile)}
+  retraining  ${runner ? "model.retrain_requested → leadscore retrain (target/retrain/)" : "off (no target/debug/leadscore)"}
   Ctrl-C stops everything.
 `);
   let stopping = false;
@@ -403,6 +412,7 @@ async function main() {
     if (stopping) return;
     stopping = true;
     console.log("stack: stopping…");
+    await runner?.stop();
     await s.stop();
     process.exit(code);
   };
