@@ -7,8 +7,9 @@
 //! the baseline) and [`accuracy`] (AUC, Brier, ECE, tier conversion from additive counts; the
 //! metrics themselves are [`crate::metrics`]) → [`health`] (a window's verdicts and alerts) →
 //! [`arms`] (an experiment's arms compared per window, sample-ratio mismatch) → [`report`] (all of
-//! it, as the CLI prints and the worker answers) → [`retrain`] (when to ask for a new model). No
-//! module imports one after it on this path.
+//! it, as the CLI prints and the worker answers) → [`promote`] (the live gate on an experiment's
+//! arms) and [`retrain`] (when to ask for a new model). No module imports one after it on this
+//! path.
 
 pub mod accuracy;
 pub mod arms;
@@ -16,6 +17,7 @@ pub mod baseline;
 pub mod bins;
 pub mod drift;
 pub mod health;
+pub mod promote;
 pub mod report;
 pub mod retrain;
 pub mod window;

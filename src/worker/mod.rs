@@ -18,6 +18,7 @@
 //!     ─► every isolate's arms (within a minute) ─► the bundle that scores each visitor
 //! entry (queue) ─► delivery (score events) | deadletter (DLQ → R2) | logs (→ R2, monitor → D1)
 //! entry (scheduled) ─► monitor: judge closed windows ─► alerts on the score-events Queue
+//!                      ├─ promote: the live gate on the experiment (model.promoted / rejected)
 //!                      └─ retrain: model.retrain_requested (schedule, alert, new outcomes)
 //! ```
 //!
@@ -44,6 +45,7 @@ pub mod logs;
 pub mod monitor;
 pub mod objects;
 pub mod outbox;
+pub mod promote;
 pub mod registry;
 pub mod retrain;
 pub mod routes;

@@ -504,7 +504,8 @@ async fn mark_judged(d: &D1Database, start: i64, model: &str, arm: &str, done: b
 }
 
 /// The scheduled run: judges every served model's closed windows and the experiment's
-/// assignment, sends their alerts once, then asks for a retrain when the policy says so
+/// assignment, sends their alerts once, applies the live gate and the rollback on a performance
+/// alert ([`super::promote`]), then asks for a retrain when the policy says so
 /// ([`super::retrain`]). Returns what it did.
 pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
     let s = Settings::of(env);
@@ -513,6 +514,8 @@ pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
     let queue = env.queue(SCORE_EVENTS)?;
     let mut sent = Vec::new();
     let mut judged = 0usize;
+    // Closed, fully labelled windows of experiment arms: what the live gate judges.
+    let mut arm_windows = Vec::new();
     for m in monitored(env).await.map_err(Error::RustError)? {
         let open = d
             .prepare(
@@ -553,6 +556,9 @@ pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
                 }
                 sent.extend(send_once(&d, &queue, a, &p.arm, now).await?);
             }
+            if !p.arm.is_empty() && h.accuracy.pending == 0 {
+                arm_windows.push((start, p.arm.clone(), h.accuracy.live.clone()));
+            }
             mark_judged(&d, start, &m.model, &p.arm, h.accuracy.pending == 0).await?;
             judged += 1;
         }
@@ -591,9 +597,25 @@ pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
             judged += 1;
         }
     }
-    let kinds: Vec<&str> = sent.iter().filter_map(|a| a["type"].as_str()).collect();
+    let alerts: Vec<(String, String, Option<String>)> = sent
+        .iter()
+        .map(|a| {
+            let t = |k: &str| a[k].as_str().map(String::from);
+            (
+                t("type").unwrap_or_default(),
+                t("model").unwrap_or_default(),
+                t("arm"),
+            )
+        })
+        .collect();
+    let promotion = super::promote::judge(env, &queue, now, &arm_windows).await?;
+    let rollback = super::promote::roll_back_on_degraded(env, &queue, now, &alerts).await?;
+    let kinds: Vec<&str> = alerts.iter().map(|a| a.0.as_str()).collect();
     let retrain = super::retrain::request(env, &d, &queue, s.label, now, &kinds).await?;
-    let out = serde_json::json!({"windows_judged": judged, "alerts_sent": sent, "retrain_requested": retrain});
+    let out = serde_json::json!({
+        "windows_judged": judged, "alerts_sent": sent, "promotion": promotion,
+        "rollback": rollback, "retrain_requested": retrain,
+    });
     console_log!("monitor: {out}");
     Ok(out)
 }

@@ -393,6 +393,8 @@ async function main() {
   // and the local runner answers with `leadscore retrain` (when it is built: make run builds it).
   vars.RETRAIN_AFTER_OUTCOMES ??= "200";
   vars.RETRAIN_ON_ALERT ??= "true";
+  vars.AUTO_PROMOTE ??= "true";
+  vars.ROLLBACK_ON_DEGRADED ??= "true";
   const s = await startStack({ port, receiverPort, backendPort, vars });
   const leadscore = path.join(ROOT, "target", "debug", "leadscore");
   const runner = fs.existsSync(leadscore)

@@ -1,0 +1,160 @@
+//! Promotion by live results: once an experiment's candidate arm and the active arm have enough
+//! labelled outcomes in the same closed window, promote the candidate if its realized AUC is at
+//! least the active's minus a margin and its calibration (ECE) no worse than the active's plus a
+//! margin, otherwise end the experiment. Never a decision on too little data: below the minimums
+//! the answer is to wait. A pure rule; the cron run applies it (`AUTO_PROMOTE`, `worker/monitor.rs`).
+
+use serde::Serialize;
+
+use super::accuracy::Accuracy;
+
+/// Webhook: the candidate became the active version.
+pub const PROMOTED: &str = "model.promoted";
+/// Webhook: the experiment ended with the active version kept.
+pub const REJECTED: &str = "model.rejected";
+/// Webhook: the active version was rolled back after a performance alert.
+pub const ROLLED_BACK: &str = "model.rolled_back";
+
+/// What a live decision needs (documented minimums: README "Promotion by live results").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LiveCriteria {
+    /// Labelled decisions each arm needs in the window.
+    pub min_rows: u64,
+    /// Positives each arm needs in the window.
+    pub min_positives: u64,
+    /// How far the candidate's AUC may fall below the active's.
+    pub auc_margin: f64,
+    /// How far the candidate's ECE may rise above the active's.
+    pub ece_margin: f64,
+}
+
+impl Default for LiveCriteria {
+    fn default() -> Self {
+        LiveCriteria {
+            min_rows: 300,
+            min_positives: 30,
+            auc_margin: 0.01,
+            ece_margin: 0.02,
+        }
+    }
+}
+
+/// The live gate's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum LiveDecision {
+    /// Too little labelled data in an arm: no decision.
+    Wait {
+        /// Why.
+        reason: String,
+    },
+    /// The candidate replaces the active version.
+    Promote {
+        /// The checks, one sentence each.
+        reasons: Vec<String>,
+    },
+    /// The experiment ends; the active version stays.
+    Reject {
+        /// The checks, one sentence each.
+        reasons: Vec<String>,
+    },
+}
+
+/// Judges one window's arms.
+pub fn decide(active: &Accuracy, candidate: &Accuracy, c: &LiveCriteria) -> LiveDecision {
+    for (arm, a) in [("active", active), ("candidate", candidate)] {
+        if a.auc.rows < c.min_rows || a.auc.positives < c.min_positives {
+            return LiveDecision::Wait {
+                reason: format!(
+                    "the {arm} arm has {} labelled decisions and {} positives; the gate needs {} and {}",
+                    a.auc.rows, a.auc.positives, c.min_rows, c.min_positives
+                ),
+            };
+        }
+    }
+    let (Some(auc_a), Some(auc_c)) = (active.auc.value, candidate.auc.value) else {
+        return LiveDecision::Wait {
+            reason: "an arm's AUC is undefined (one class only)".into(),
+        };
+    };
+    let (ece_a, ece_c) = (
+        active.calibration.ece.unwrap_or(f64::INFINITY),
+        candidate.calibration.ece.unwrap_or(f64::INFINITY),
+    );
+    let auc_ok = auc_c >= auc_a - c.auc_margin;
+    let ece_ok = ece_c <= ece_a + c.ece_margin;
+    let reasons = vec![
+        format!(
+            "auc: candidate {auc_c:.4} vs active {auc_a:.4} (margin {}): {}",
+            c.auc_margin,
+            if auc_ok { "ok" } else { "worse" }
+        ),
+        format!(
+            "ece: candidate {ece_c:.4} vs active {ece_a:.4} (margin {}): {}",
+            c.ece_margin,
+            if ece_ok { "ok" } else { "worse" }
+        ),
+    ];
+    if auc_ok && ece_ok {
+        LiveDecision::Promote { reasons }
+    } else {
+        LiveDecision::Reject { reasons }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::accuracy::Labelled;
+
+    /// 1,000 decisions, 100 positive: positives split evenly between a high and a low probability,
+    /// negatives with `high_negatives` of 900 at the high one (fewer: better ranking).
+    fn arm(n_scale: u64, high_negatives: u64, (high, low): (f64, f64)) -> Accuracy {
+        let mut l = Labelled::default();
+        let mut add = |p: f64, pos: bool, k: u64| {
+            for _ in 0..k * n_scale {
+                let _ = l.add((p * 100.0).round() as u8, p, 2, pos);
+            }
+        };
+        add(high, true, 50);
+        add(low, true, 50);
+        add(high, false, high_negatives);
+        add(low, false, 900 - high_negatives);
+        l.accuracy()
+    }
+
+    #[test]
+    fn the_live_gate_waits_for_data_then_promotes_or_rejects() {
+        let c = LiveCriteria::default();
+        let good = arm(1, 90, (0.3, 0.1)); // AUC 0.7, ECE ≈ 0.044
+        let weak = arm(1, 450, (0.3, 0.1)); // AUC 0.5, ECE 0.1
+        let small = LiveCriteria {
+            min_rows: 2000,
+            ..c
+        };
+        assert!(matches!(
+            decide(&weak, &good, &small),
+            LiveDecision::Wait { .. }
+        ));
+        assert!(matches!(
+            decide(&weak, &good, &c),
+            LiveDecision::Promote { .. }
+        ));
+        assert!(matches!(
+            decide(&good, &weak, &c),
+            LiveDecision::Reject { .. }
+        ));
+        // As good at ranking, far worse calibrated: rejected.
+        let uncalibrated = arm(1, 90, (0.9, 0.7));
+        assert!(matches!(
+            decide(&good, &uncalibrated, &c),
+            LiveDecision::Reject { .. }
+        ));
+        assert_eq!(good.auc.value, uncalibrated.auc.value);
+        // Within the AUC margin counts as as good.
+        assert!(matches!(
+            decide(&good, &good, &c),
+            LiveDecision::Promote { .. }
+        ));
+    }
+}

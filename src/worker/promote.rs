@@ -1,0 +1,164 @@
+//! The live gate, applied by the scheduled run (`AUTO_PROMOTE = "true"`): when the registry's
+//! experiment pits the active version against one candidate and a closed, fully labelled window has
+//! enough outcomes in both arms, the core's rule ([`crate::monitor::promote`]) promotes the candidate
+//! (it becomes active, the experiment ends) or rejects it (the experiment ends), recorded in the
+//! registry's history by "live gate" and told by a signed `model.promoted` / `model.rejected`.
+//! With `ROLLBACK_ON_DEGRADED = "true"`, a `model.performance_degraded` alert on the active version
+//! rolls it back (`model.rolled_back`). The minimums: `PROMOTE_MIN_ROWS` (300),
+//! `PROMOTE_MIN_POSITIVES` (30), margins `PROMOTE_AUC_MARGIN` (0.01), `PROMOTE_ECE_MARGIN` (0.02).
+
+use worker::*;
+
+use super::arms;
+use super::env::{var, var_num};
+use super::outbox::Delivery;
+use super::registry;
+use crate::monitor::accuracy::Accuracy;
+use crate::monitor::health::PERFORMANCE_DEGRADED;
+use crate::monitor::promote::{
+    decide, LiveCriteria, LiveDecision, PROMOTED, REJECTED, ROLLED_BACK,
+};
+
+/// Who the registry's history names for the gate's changes.
+const BY: &str = "live gate";
+
+fn on(env: &Env, name: &str) -> bool {
+    var(env, name).is_some_and(|v| v.trim() == "true")
+}
+
+fn criteria(env: &Env) -> LiveCriteria {
+    let d = LiveCriteria::default();
+    LiveCriteria {
+        min_rows: var_num(env, "PROMOTE_MIN_ROWS", d.min_rows),
+        min_positives: var_num(env, "PROMOTE_MIN_POSITIVES", d.min_positives),
+        auc_margin: var_num(env, "PROMOTE_AUC_MARGIN", d.auc_margin),
+        ece_margin: var_num(env, "PROMOTE_ECE_MARGIN", d.ece_margin),
+    }
+}
+
+async fn tell(queue: &Queue, kind: &str, now: i64, data: serde_json::Value) -> Result<String> {
+    let id = format!("{}_{now}", kind.replace('.', "_"));
+    let body = serde_json::json!({"type": kind, "timestamp": now, "data": data});
+    queue
+        .send(Delivery {
+            id: id.clone(),
+            body: body.to_string(),
+            enqueued: now,
+        })
+        .await?;
+    Ok(id)
+}
+
+fn api_error(e: super::http::ApiError) -> Error {
+    Error::RustError(e.message)
+}
+
+/// Judges the experiment on the windows this run assessed (`(start, arm, accuracy)` of closed,
+/// fully labelled windows); returns what it decided, if anything.
+pub async fn judge(
+    env: &Env,
+    queue: &Queue,
+    now: i64,
+    windows: &[(i64, String, Accuracy)],
+) -> Result<Option<serde_json::Value>> {
+    if !on(env, "AUTO_PROMOTE") {
+        return Ok(None);
+    }
+    let dep = arms::deployment(env).await;
+    let Some(exp) = dep.registry.state.experiment.clone() else {
+        return Ok(None);
+    };
+    let active = dep.active().to_string();
+    let others: Vec<&str> = exp
+        .arms
+        .iter()
+        .map(|a| a.model.as_str())
+        .filter(|m| *m != active)
+        .collect();
+    let ([candidate], true) = (others.as_slice(), exp.arms.len() == 2) else {
+        return Ok(None); // the gate judges an active version against one candidate
+    };
+    let c = criteria(env);
+    let mut starts: Vec<i64> = windows.iter().map(|w| w.0).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    for start in starts {
+        let of = |arm: &str| {
+            windows
+                .iter()
+                .find(|w| w.0 == start && w.1 == arm)
+                .map(|w| &w.2)
+        };
+        let (Some(a), Some(b)) = (of(&active), of(candidate)) else {
+            continue;
+        };
+        let decision = decide(a, b, &c);
+        let (kind, promote) = match &decision {
+            LiveDecision::Wait { .. } => continue,
+            LiveDecision::Promote { .. } => (PROMOTED, true),
+            LiveDecision::Reject { .. } => (REJECTED, false),
+        };
+        let reason = format!("{kind}: window {start}");
+        let cand = candidate.to_string();
+        registry::change(env, |s| {
+            s.end_experiment(now, BY, Some(reason.clone()));
+            if promote {
+                s.activate(&cand, now, BY, Some(reason.clone()));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(api_error)?;
+        let data = serde_json::json!({
+            "experiment": exp.key, "candidate": cand, "active_before": active, "window_start": start,
+            "decision": decision, "criteria": c,
+            "arms": {"active": a, "candidate": b},
+        });
+        let id = tell(queue, kind, now, data).await?;
+        return Ok(Some(
+            serde_json::json!({"type": kind, "candidate": cand, "webhook_id": id}),
+        ));
+    }
+    Ok(None)
+}
+
+/// Rolls the active version back after a performance alert on it (`alerts`: (type, model
+/// version, arm) of the alerts this run sent), when so configured and there is one to go back to.
+pub async fn roll_back_on_degraded(
+    env: &Env,
+    queue: &Queue,
+    now: i64,
+    alerts: &[(String, String, Option<String>)],
+) -> Result<Option<serde_json::Value>> {
+    if !on(env, "ROLLBACK_ON_DEGRADED") {
+        return Ok(None);
+    }
+    let dep = arms::deployment(env).await;
+    let Some(active) = dep.registry.state.active.clone() else {
+        return Ok(None); // the embedded default has nothing before it
+    };
+    let hit = alerts.iter().any(|(kind, model, arm)| {
+        kind == PERFORMANCE_DEGRADED && *model == active && arm.is_none()
+    });
+    if !hit || dep.registry.state.replaced.is_empty() {
+        return Ok(None);
+    }
+    let reason = format!("{PERFORMANCE_DEGRADED} on {active}");
+    registry::change(env, |s| {
+        s.rollback(now, BY, Some(reason.clone()))
+            .map_err(|e| super::http::ApiError::internal(e.to_string()))
+    })
+    .await
+    .map_err(api_error)?;
+    let back = arms::deployment(env).await.active().to_string();
+    let id = tell(
+        queue,
+        ROLLED_BACK,
+        now,
+        serde_json::json!({"rolled_back": active, "active": back, "reason": reason}),
+    )
+    .await?;
+    Ok(Some(
+        serde_json::json!({"type": ROLLED_BACK, "active": back, "webhook_id": id}),
+    ))
+}
