@@ -382,13 +382,17 @@ mod tests {
             .to_string();
         assert!(e.contains("label \"yes\""), "{e}");
         let e = h
-            .push(7, "visitor,d,300,,0,NaN,0".split(','))
+            .push(7, "visitor,d,300,,0,inf,0".split(','))
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 7: column `page_value`"), "{e}");
         assert!(h.push(8, "visitor,d,300,,0,0".split(',')).is_err());
         // A rejected row leaves no partial values behind.
         assert_eq!(h.values.len(), 2 * 2);
+        // `NaN` is a missing input, as `leadscore dataset` writes it.
+        h.push(10, "visitor,e,300,,0,NaN,1".split(',')).unwrap();
+        assert_eq!(h.values.len(), 3 * 2);
+        assert_eq!(h.values[4..].iter().filter(|v| v.is_nan()).count(), 1);
         // Rows before holdout_from are skipped even with bad features.
         h.push(9, "visitor,d,5,,0,oops,0".split(',')).unwrap();
 

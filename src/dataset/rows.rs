@@ -15,10 +15,19 @@ use crate::state::VisitorState;
 type Joins<'a> = Vec<(i64, &'a str)>;
 
 fn joins(events: &[Logged]) -> Joins<'_> {
+    marks(events, EventType::Identify, |e| e.lead_id.as_deref())
+}
+
+/// The (ts, name) of a visitor's events of one type that name something (a lead, an account).
+fn marks<'a>(
+    events: &'a [Logged],
+    kind: EventType,
+    name: impl Fn(&'a crate::event::Event) -> Option<&'a str>,
+) -> Vec<(i64, &'a str)> {
     events
         .iter()
-        .filter(|l| l.event.kind == EventType::Identify)
-        .filter_map(|l| Some((l.event.ts, l.event.lead_id.as_deref()?)))
+        .filter(|l| l.event.kind == kind)
+        .filter_map(|l| Some((l.event.ts, name(&l.event)?)))
         .collect()
 }
 
@@ -303,6 +312,29 @@ impl Builder<'_> {
     }
 }
 
+impl Builder<'_> {
+    /// Every lead's or account's rows from its members; its outcomes that reached no member
+    /// are counted unmatched.
+    fn merged_subjects(
+        &mut self,
+        kind: SubjectKind,
+        members: HashMap<&str, Vec<Member<'_>>>,
+        outcomes: &HashMap<&str, Applied>,
+        as_of: i64,
+    ) -> Result<(), DatasetError> {
+        for (id, a) in outcomes {
+            if self.in_shard(id) && !members.contains_key(id) {
+                self.summary.outcomes_unmatched += a.count;
+            }
+        }
+        for (id, list) in members {
+            let t_star = outcomes.get(id).and_then(|a| a.first);
+            self.merged(kind, id, list, t_star, as_of)?;
+        }
+        Ok(())
+    }
+}
+
 /// A visitor of a lead: when it joined (its first identify naming the lead; visitors that joined
 /// at the same ms in id order, not input order), its events, and its state so far.
 struct Member<'a> {
@@ -513,25 +545,12 @@ fn by_lead(
             b.summary.outcomes_unmatched += a.count;
         }
     }
-    for (lead, a) in &of_lead {
-        if b.in_shard(lead) && !members.contains_key(lead) {
-            b.summary.outcomes_unmatched += a.count;
-        }
-    }
-    for (lead, list) in members {
-        let t_star = of_lead.get(lead).and_then(|a| a.first);
-        b.merged(SubjectKind::Lead, lead, list, t_star, as_of)?;
-    }
-    Ok(())
+    b.merged_subjects(SubjectKind::Lead, members, &of_lead, as_of)
 }
 
 /// A visitor's `group` events: (ts, account), in applied order.
 fn groups(events: &[Logged]) -> Vec<(i64, &str)> {
-    events
-        .iter()
-        .filter(|l| l.event.kind == EventType::Group)
-        .filter_map(|l| Some((l.event.ts, l.event.account_id.as_deref()?)))
-        .collect()
+    marks(events, EventType::Group, |e| e.account_id.as_deref())
 }
 
 /// By account: a visitor joins an account at its first `group` naming it (and stays); an
@@ -591,16 +610,7 @@ fn by_account(
             });
         }
     }
-    for (account, a) in &of_account {
-        if b.in_shard(account) && !members.contains_key(account) {
-            b.summary.outcomes_unmatched += a.count;
-        }
-    }
-    for (account, list) in members {
-        let t_star = of_account.get(account).and_then(|a| a.first);
-        b.merged(SubjectKind::Account, account, list, t_star, as_of)?;
-    }
-    Ok(())
+    b.merged_subjects(SubjectKind::Account, members, &of_account, as_of)
 }
 
 #[cfg(test)]
