@@ -13,7 +13,7 @@ export RUST_BACKTRACE ?= 0
 # unit tests natively beside the core's.
 NATIVE := --features worker,retrain
 
-.PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test loop-test health-test bench train b2b-example b2b-loop clean deploy deploy-check
+.PHONY: generate run score-sample test venv tools lint rust-test check-bundle wasm worker site browser-test worker-test fault-test loop-test health-test bench train b2b-example b2b-loop closed-loop clean deploy deploy-check
 
 WASM_TARGET := wasm32-unknown-unknown
 WASM_OUT := target/www/ls
@@ -217,6 +217,14 @@ b2b-example: venv
 b2b-loop: site venv
 	$(CARGO) build --release $(NATIVE) --bin leadscore
 	node tests/worker/b2b_loop.mjs
+
+# The loop closing itself, week by week (tests/worker/closed_loop.mjs): the B2B world's leads in weekly
+# cohorts, the starter scorecard on day zero, the cron as of each week's end asking for retrains, the runner
+# training and starting arms, the live gate promoting, then the shuffled-labels and forced drills; the
+# weekly report in target/closed-loop/ (weeks.md, report.json). CI runs its short version, retrain.test.mjs.
+closed-loop: site venv
+	$(CARGO) build --release $(NATIVE) --bin leadscore
+	node tests/worker/closed_loop.mjs
 
 clean:
 	rm -rf target/parity

@@ -1,7 +1,8 @@
 // leadscore side by side with onnxruntime-web, onnxruntime-node and the compiled-tree limit, in one
 // node process on one machine (Node 22; `make bench` builds the inputs and runs this):
 //   node benches/compare.mjs            → target/artifacts/compare.json
-//   node benches/compare.mjs --cold X   (internal) one cold start of engine X in a fresh process
+//   node benches/compare.mjs --cold X   (internal) one cold start of engine X (or `bundle:<dir>`: a bundle
+//                                       loaded from its bytes, as an isolate does after reading it from R2)
 //
 // Inputs (built by `make bench`): target/bench/dec_vectors.json (the 1,727 December holdout rows, via
 // the parity converter: benches/vectors.py), target/www/ls/ (the browser wasm), target/bench/trees.mjs
@@ -153,6 +154,23 @@ async function coldOnce(engine) {
     const t3 = performance.now();
     return { total_ms: t3 - t0, instantiate_ms: t1 - t0, model_load_ms: t2 - t1, first_score_ms: t3 - t2 };
   }
+  if (engine.startsWith('bundle:')) {
+    // A registry version's first score in a fresh isolate, after its bytes are read from R2: the card
+    // parsed, the model parsed and planned, the explainer built (LeadScorer.fromBundle, the worker's path).
+    const dir = join(ROOT, 'models', engine.slice('bundle:'.length));
+    const onnx = readFileSync(join(dir, 'model.onnx'));
+    const card = readFileSync(join(dir, 'card.json'), 'utf8');
+    const width = JSON.parse(card).features.length;
+    const bytes = readFileSync(join(LS, 'leadscore_bg.wasm'));
+    const mod = await import(pathToFileURL(join(LS, 'leadscore.js')).href);
+    mod.initSync({ module: bytes });
+    const t0 = performance.now();
+    const scorer = mod.LeadScorer.fromBundle(onnx, card, 'cold', undefined, undefined, undefined);
+    const t1 = performance.now();
+    scorer.probability(new Float32Array(width));
+    const t2 = performance.now();
+    return { total_ms: t2 - t0, bundle_load_ms: t1 - t0, first_score_ms: t2 - t1 };
+  }
   const pkg = engine === 'ort-web' ? 'onnxruntime-web' : 'onnxruntime-node';
   const bytes = readFileSync(MODEL);
   const { ort, opts } = ortRuntime(pkg);
@@ -261,6 +279,8 @@ async function main() {
     native('leadscore native: score + TreeSHAP top-5', 'native.json', 'score_treeshap'),
   ];
   const coldStart = [cold('leadscore'), cold('ort-web'), cold('ort-node')];
+  // Bundles as the registry serves them: loaded from bytes after the module is ready.
+  const fromBytes = ['default', 'candidate', 'b2b-example', 'b2b-rules'].map((b) => cold(`bundle:${b}`));
   const events = await eventsPath(mod);
   let workerBatch = null;
   const c1 = join(ROOT, 'target', 'artifacts', 'worker-load-c1.json');
@@ -279,6 +299,7 @@ async function main() {
     single_row: engines,
     explained,
     cold_start: coldStart,
+    bundle_from_bytes: fromBytes,
     sizes: sizes(),
     events_path: { wasm: events, worker_batch_sequential: workerBatch },
   };

@@ -48,6 +48,8 @@ pub enum ErrorCode {
     /// The request conflicts with what is stored (an immutable version, a concurrent change,
     /// nothing to roll back to).
     Conflict,
+    /// Too little data to decide on (a window too small to become a baseline).
+    InsufficientData,
     /// The model failed to load or run.
     Model,
     /// Anything else: a bug or an unavailable dependency.
@@ -58,7 +60,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in the order the OpenAPI document lists them (`www/openapi.yaml` is checked
     /// against this by `tests/generated.rs`).
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidField,
         ErrorCode::InvalidEvent,
@@ -78,6 +80,7 @@ impl ErrorCode {
         ErrorCode::InvalidConfig,
         ErrorCode::InvalidBundle,
         ErrorCode::Conflict,
+        ErrorCode::InsufficientData,
         ErrorCode::Model,
         ErrorCode::Internal,
     ];
@@ -113,6 +116,7 @@ impl ErrorCode {
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::InvalidBundle => "invalid_bundle",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::InsufficientData => "insufficient_data",
             ErrorCode::Model => "model",
             ErrorCode::Internal => "internal",
         }

@@ -10,8 +10,11 @@
 //! card's `model_version` is the key, and a second upload of a version must be the same bytes.
 //!
 //! **The state**: the active version (`None`: the embedded default), the stack of versions it
-//! replaced (a rollback pops it), the running experiment (arms by version) and a bounded history
-//! of changes, each with its time and caller.
+//! replaced (a rollback pops it), the running experiment (arms by version), the drift baselines
+//! adopted in place of a version's own (a new normal accepted: [`State::adopt_baseline`]) and a
+//! bounded history of changes, each with its time and caller.
+
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -176,6 +179,25 @@ pub enum Action {
     Experiment,
     /// The experiment ended.
     EndExperiment,
+    /// A window of live traffic became a version's drift baseline.
+    AdoptBaseline,
+    /// A version went back to its card's own baseline.
+    ResetBaseline,
+}
+
+/// A window of live decisions adopted as a version's drift baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdoptedBaseline {
+    /// The model version it watches.
+    pub model: String,
+    /// Where the baseline is stored (the data bucket).
+    pub key: String,
+    /// The window's start (ms).
+    pub from: i64,
+    /// Its end, exclusive (ms).
+    pub to: i64,
+    /// Decisions it was taken from.
+    pub decisions: u64,
 }
 
 /// One change of the registry's state.
@@ -194,6 +216,9 @@ pub struct Change {
     /// The experiment after it, for experiment changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<Experiment>,
+    /// The adopted baseline, for baseline changes (a reset names the model and no key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<AdoptedBaseline>,
     /// Why, when the caller said (a promotion's verdict, a rollback's alert).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -227,6 +252,10 @@ pub struct State {
     /// The running experiment: arms by version (or embedded name).
     #[serde(default)]
     pub experiment: Option<Experiment>,
+    /// Adopted drift baselines by model version (a version not here is watched against its
+    /// card's own baseline, so a promoted model brings its own).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub baselines: BTreeMap<String, AdoptedBaseline>,
     /// Changes, the latest last (at most [`MAX_HISTORY`]).
     #[serde(default)]
     pub history: Vec<Change>,
@@ -265,6 +294,7 @@ impl State {
             active: self.active.clone(),
             previous,
             experiment: None,
+            baseline: None,
             reason,
         });
         true
@@ -286,6 +316,7 @@ impl State {
             active: self.active.clone(),
             previous,
             experiment: None,
+            baseline: None,
             reason,
         });
         Ok(())
@@ -316,9 +347,56 @@ impl State {
             active: self.active.clone(),
             previous: self.active.clone(),
             experiment: Some(exp),
+            baseline: None,
             reason: None,
         });
         Ok(())
+    }
+
+    /// Makes a window of live traffic `model`'s drift baseline (alerts already sent stay sent).
+    pub fn adopt_baseline(
+        &mut self,
+        adopted: AdoptedBaseline,
+        at: i64,
+        by: &str,
+        reason: Option<String>,
+    ) {
+        self.baselines
+            .insert(adopted.model.clone(), adopted.clone());
+        self.record(Change {
+            at,
+            by: by.to_string(),
+            action: Action::AdoptBaseline,
+            active: self.active.clone(),
+            previous: self.active.clone(),
+            experiment: None,
+            baseline: Some(adopted),
+            reason,
+        });
+    }
+
+    /// Sends `model` back to its card's own baseline; false when none was adopted.
+    pub fn reset_baseline(
+        &mut self,
+        model: &str,
+        at: i64,
+        by: &str,
+        reason: Option<String>,
+    ) -> bool {
+        let Some(gone) = self.baselines.remove(model) else {
+            return false;
+        };
+        self.record(Change {
+            at,
+            by: by.to_string(),
+            action: Action::ResetBaseline,
+            active: self.active.clone(),
+            previous: self.active.clone(),
+            experiment: None,
+            baseline: Some(gone),
+            reason,
+        });
+        true
     }
 
     /// Ends the experiment (everyone returns to the active version); false when none ran.
@@ -333,6 +411,7 @@ impl State {
             active: self.active.clone(),
             previous: self.active.clone(),
             experiment: None,
+            baseline: None,
             reason,
         });
         true
@@ -457,5 +536,44 @@ mod tests {
         }
         assert_eq!(s.history.len(), MAX_HISTORY);
         assert!(s.replaced.len() <= MAX_ROLLBACK);
+    }
+
+    #[test]
+    fn an_adopted_baseline_is_recorded_and_can_be_reset() {
+        let mut s = State::default();
+        let adopted = AdoptedBaseline {
+            model: "v1".into(),
+            key: "baselines/v1/10.json".into(),
+            from: 0,
+            to: 7,
+            decisions: 1500,
+        };
+        s.adopt_baseline(adopted.clone(), 10, "ops", Some("December".into()));
+        assert_eq!(s.baselines.get("v1"), Some(&adopted));
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<State>(&text).unwrap(), s);
+        assert!(!s.reset_baseline("v2", 11, "ops", None));
+        assert!(s.reset_baseline("v1", 12, "ops", None));
+        assert!(s.baselines.is_empty());
+        let h: Vec<(Action, Option<&str>)> = s
+            .history
+            .iter()
+            .map(|c| {
+                (
+                    c.action.clone(),
+                    c.baseline.as_ref().map(|b| b.model.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            h,
+            [
+                (Action::AdoptBaseline, Some("v1")),
+                (Action::ResetBaseline, Some("v1"))
+            ]
+        );
+        // A state stored before baselines reads as none adopted.
+        let old: State = serde_json::from_str(r#"{"active":"v1","history":[]}"#).unwrap();
+        assert!(old.baselines.is_empty());
     }
 }

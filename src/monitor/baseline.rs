@@ -7,13 +7,23 @@
 //! traffic is judged against it), accuracy from the held-out rows (what the model achieves on rows
 //! it has not seen: a live window's realized AUC is judged against that). Rows are scored through
 //! [`Scorer::score_vector`], so the histogram is of the scores the bundle serves.
+//!
+//! Two baselines come from elsewhere. A **new normal** ([`Baseline::adopt`]): a drift that is
+//! real and accepted (a season, a new channel mix) makes a window of live decisions the
+//! distributions' reference, in the same bins; the held-out accuracy stays, since what the model
+//! achieved on unseen rows is still the bar its live accuracy is held to. A bundle **without
+//! training rows** (a day-zero scorecard) is watched by [`Baseline::live_only`]: its live
+//! accuracy is measured (the live gate needs it), its distributions are not judged until a window
+//! is adopted.
 
 use serde::{Deserialize, Serialize};
 
 use super::bins::{counts, Binning};
 use super::drift::shares;
+use super::window::Decision;
 use crate::compare::{evaluate, CompareError, ModelReport};
 use crate::dataset::csv::{HeldOut, HeldOutError};
+use crate::features::FeatureSpec;
 use crate::metrics::SCORE_BINS;
 use crate::model::card::Card;
 use crate::score::{ScoreOptions, Scorer};
@@ -54,6 +64,19 @@ pub struct Accuracy {
 }
 
 impl Accuracy {
+    /// No held-out rows (a bundle trained on none).
+    pub fn none() -> Accuracy {
+        Accuracy {
+            rows: 0,
+            positives: 0,
+            auc: None,
+            brier: None,
+            ece: None,
+            tier_shares: [None; 3],
+            tier_conversion: [None; 3],
+        }
+    }
+
     fn of(r: &ModelReport) -> Accuracy {
         let t = [r.tiers.hot.rate, r.tiers.warm.rate, r.tiers.cold.rate];
         let share = |rows: u64| (r.rows > 0).then(|| rows as f64 / r.rows as f64);
@@ -102,6 +125,29 @@ pub struct Baseline {
     pub segments: Vec<SegmentBaseline>,
 }
 
+/// Each feature's bins (`bins_of` its values) and the shares of its values (`column(j)`) in them.
+fn distributions(
+    card: &Card,
+    column: impl Fn(usize) -> Vec<f32>,
+    bins_of: impl Fn(&FeatureSpec, &[f32]) -> Binning,
+) -> Result<Vec<FeatureBaseline>, BaselineError> {
+    card.features
+        .iter()
+        .enumerate()
+        .map(|(j, spec)| {
+            let values = column(j);
+            let bins = bins_of(spec, &values);
+            let c = counts(&bins, values.iter().copied());
+            Ok(FeatureBaseline {
+                name: spec.name.clone(),
+                shares: shares(&c).ok_or(BaselineError::NoRows)?,
+                bins,
+                calendar: spec.is_calendar(),
+            })
+        })
+        .collect()
+}
+
 /// Why a baseline could not be made or read.
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
@@ -120,6 +166,14 @@ pub enum BaselineError {
     /// The card's `baseline` does not parse or does not fit its features.
     #[error("card.json baseline: {0}")]
     Card(String),
+    /// Too few decisions to take a new normal from.
+    #[error("{have} decisions in the window; a baseline needs at least {need}")]
+    TooFew {
+        /// Decisions found.
+        have: u64,
+        /// The minimum (the monitor's `min_scores`).
+        need: u64,
+    },
 }
 
 impl Baseline {
@@ -136,18 +190,7 @@ impl Baseline {
             return Err(BaselineError::NoRows);
         }
         let card = scorer.card();
-        let mut features = Vec::with_capacity(card.features.len());
-        for (j, spec) in card.features.iter().enumerate() {
-            let values: Vec<f32> = x.iter().map(|r| r[j]).collect();
-            let bins = Binning::fit(spec, &values);
-            let c = counts(&bins, values.iter().copied());
-            features.push(FeatureBaseline {
-                name: spec.name.clone(),
-                shares: shares(&c).ok_or(BaselineError::NoRows)?,
-                bins,
-                calendar: spec.is_calendar(),
-            });
-        }
+        let features = distributions(card, |j| x.iter().map(|r| r[j]).collect(), Binning::fit)?;
         let mut hist = vec![0u64; SCORE_BINS];
         for r in &x {
             hist[usize::from(
@@ -196,14 +239,92 @@ impl Baseline {
         })
     }
 
+    /// No distributions to judge and no held-out accuracy: what a bundle trained on no rows is
+    /// watched by (its live accuracy is still measured).
+    pub fn live_only() -> Baseline {
+        Baseline {
+            train_rows: 0,
+            features: Vec::new(),
+            score: Vec::new(),
+            holdout: Accuracy::none(),
+            segments: Vec::new(),
+        }
+    }
+
+    /// Whether there are distributions to judge drift against.
+    pub fn judges_drift(&self) -> bool {
+        !self.score.is_empty()
+    }
+
+    /// A new normal: the window's `decisions` (features in the card's order) as the reference of
+    /// every distribution, counted in `current`'s bins where it has them (fitted on the window
+    /// otherwise); `current`'s held-out accuracy and segments stay, each segment's share now the
+    /// window's. Refused below `min_decisions`: a reference of a few visits would alert on noise.
+    pub fn adopt(
+        card: &Card,
+        current: &Baseline,
+        decisions: &[&Decision],
+        min_decisions: u64,
+    ) -> Result<Baseline, BaselineError> {
+        let n = decisions.len() as u64;
+        if n < min_decisions.max(1) {
+            return Err(BaselineError::TooFew {
+                have: n,
+                need: min_decisions.max(1),
+            });
+        }
+        let value = |d: &Decision, j: usize| d.features.get(j).copied().unwrap_or(f32::NAN);
+        let features = distributions(
+            card,
+            |j| decisions.iter().map(|d| value(d, j)).collect(),
+            |spec, values| match current.features.iter().find(|f| f.name == spec.name) {
+                Some(f) => f.bins.clone(),
+                None => Binning::fit(spec, values),
+            },
+        )?;
+        let mut hist = vec![0u64; SCORE_BINS];
+        for d in decisions {
+            if let Some(c) = hist.get_mut(usize::from(d.ai_score)) {
+                *c += 1;
+            }
+        }
+        let segments = current
+            .segments
+            .iter()
+            .map(|s| {
+                let j = card.features.iter().position(|f| f.name == s.feature);
+                let hits = decisions
+                    .iter()
+                    .filter(|d| j.is_some_and(|j| value(d, j) == s.value))
+                    .count();
+                SegmentBaseline {
+                    train_share: hits as f64 / n as f64,
+                    ..s.clone()
+                }
+            })
+            .collect();
+        Ok(Baseline {
+            train_rows: n,
+            features,
+            score: shares(&hist).ok_or(BaselineError::NoRows)?,
+            holdout: current.holdout.clone(),
+            segments,
+        })
+    }
+
     /// The card's baseline (`None` for a card trained before baselines), checked against its
     /// features: one entry per feature, in order, shares fitting the bins.
     pub fn of(card: &Card) -> Result<Option<Baseline>, BaselineError> {
         let Some(v) = card.baseline.as_ref() else {
             return Ok(None);
         };
+        Baseline::parse_for(card, v.clone()).map(Some)
+    }
+
+    /// A stored baseline (the card's, or an adopted one) checked against the card's features.
+    pub fn parse_for(card: &Card, v: serde_json::Value) -> Result<Baseline, BaselineError> {
         let mut b: Baseline =
-            serde_json::from_value(v.clone()).map_err(|e| BaselineError::Card(e.to_string()))?;
+            serde_json::from_value(v).map_err(|e| BaselineError::Card(e.to_string()))?;
         let names: Vec<&str> = card.features.iter().map(|f| f.name.as_str()).collect();
         let have: Vec<&str> = b.features.iter().map(|f| f.name.as_str()).collect();
         if names != have {
@@ -230,7 +351,7 @@ impl Baseline {
                 b.score.len()
             )));
         }
-        Ok(Some(b))
+        Ok(b)
     }
 }
 

@@ -17,7 +17,7 @@ use super::accuracy::{Accuracy, Labelled};
 use super::baseline::Baseline;
 use super::drift::{Drift, DriftError, Gate, Level};
 use super::window::{Conversions, Decision, Decisions, Label, WindowKey};
-use crate::metrics::MetricsError;
+use crate::metrics::{MetricsError, SCORE_BINS};
 
 /// Alert type: a feature's or the score's distribution moved.
 pub const DRIFT_DETECTED: &str = "model.drift_detected";
@@ -262,6 +262,25 @@ fn distribution(
     })
 }
 
+/// The score's histogram where there is no baseline to judge it against (reported, never
+/// alerted on).
+fn unjudged(name: &str, live: Vec<u64>) -> Distribution {
+    Distribution {
+        name: name.to_string(),
+        drift: Drift {
+            rows: live.iter().sum(),
+            psi: None,
+            js: None,
+            ks: None,
+            level: Level::InsufficientData,
+        },
+        bins: (0..live.len()).map(|s| s.to_string()).collect(),
+        baseline: Vec::new(),
+        live,
+        calendar: false,
+    }
+}
+
 /// Assesses one window's decisions.
 pub fn assess_window<'a>(
     baseline: &Baseline,
@@ -277,7 +296,7 @@ pub fn assess_window<'a>(
         .iter()
         .map(|f| vec![0; f.bins.len()])
         .collect();
-    let mut score = vec![0u64; baseline.score.len()];
+    let mut score = vec![0u64; SCORE_BINS];
     let mut tiers = [0u64; 3];
     let mut all = LabelTally::new();
     let seg_index: Vec<Option<usize>> = baseline
@@ -313,8 +332,12 @@ pub fn assess_window<'a>(
             }
         }
     }
-    let score_labels = (0..score.len()).map(|s| s.to_string()).collect();
-    let score = distribution("ai_score", score_labels, &baseline.score, score, &o.gate)?;
+    let score = if baseline.judges_drift() {
+        let labels = (0..score.len()).map(|s| s.to_string()).collect();
+        distribution("ai_score", labels, &baseline.score, score, &o.gate)?
+    } else {
+        unjudged("ai_score", score)
+    };
     let mut features = Vec::with_capacity(nf);
     for (f, c) in baseline.features.iter().zip(feature_counts) {
         let mut d = distribution(&f.name, f.bins.labels(), &f.shares, c, &o.gate)?;
@@ -514,6 +537,29 @@ mod tests {
         }
     }
 
+    /// Sets feature `name` to 0 in every decision; returns its index.
+    fn zeroed(b: &Baseline, ds: &mut [Decision], name: &str) -> usize {
+        let j = b.features.iter().position(|f| f.name == name).unwrap();
+        ds.iter_mut().for_each(|d| d.features[j] = 0.0);
+        j
+    }
+
+    /// Each of these decisions' visitors converted just after it.
+    fn converted(ds: &[&Decision]) -> Conversions {
+        let mut conv = Conversions::new(OutcomeType::Customer);
+        for d in ds {
+            conv.add(&Outcome {
+                id: format!("o-{}", d.visitor_id),
+                lead_id: None,
+                visitor_id: Some(d.visitor_id.clone()),
+                kind: OutcomeType::Customer,
+                ts: d.ts + 1,
+                value: None,
+            });
+        }
+        conv
+    }
+
     fn run(b: &Baseline, ds: &[Decision], conv: &Conversions) -> WindowHealth {
         let mut all = Decisions::new(86_400_000);
         ds.iter().cloned().for_each(|d| all.add(d));
@@ -533,12 +579,7 @@ mod tests {
         }
         assert!(h.alerts.is_empty(), "{:?}", h.alerts);
         // Every visit's page value zeroed.
-        let j = b
-            .features
-            .iter()
-            .position(|f| f.name == "page_value")
-            .unwrap();
-        ds.iter_mut().for_each(|d| d.features[j] = 0.0);
+        zeroed(&b, &mut ds, "page_value");
         let h = run(&b, &ds, &conv);
         let a = &h.alerts[0];
         assert_eq!((a.kind.as_str(), a.level), (DRIFT_DETECTED, Level::Alert));
@@ -583,18 +624,8 @@ mod tests {
         assert_eq!(h.features[j].drift.level, Level::InsufficientData);
         assert!(h.alerts.is_empty());
         // Labels independent of the score: AUC ≈ 0.5.
-        let mut conv = Conversions::new(OutcomeType::Customer);
-        for (i, d) in ds.iter().enumerate().filter(|(i, _)| i % 7 == 3) {
-            conv.add(&Outcome {
-                id: format!("o{i}"),
-                lead_id: None,
-                visitor_id: Some(d.visitor_id.clone()),
-                kind: OutcomeType::Customer,
-                ts: d.ts + 1,
-                value: None,
-            });
-        }
-        let h = run(&b, &ds, &conv);
+        let picked: Vec<&Decision> = ds.iter().skip(3).step_by(7).collect();
+        let h = run(&b, &ds, &converted(&picked));
         assert_eq!(h.accuracy.level, Level::Alert, "{:?}", h.accuracy.live.auc);
         let a = h
             .alerts
@@ -603,5 +634,58 @@ mod tests {
             .unwrap();
         assert!(a.moved.iter().any(|m| m.what == "auc"));
         assert!(h.accuracy.live.auc.positives > 500);
+    }
+
+    #[test]
+    fn an_adopted_window_is_the_new_normal_and_keeps_the_accuracy_bar() {
+        let (b, mut ds) = setup();
+        let card = Bundle::embedded().unwrap().card;
+        let conv = Conversions::new(OutcomeType::Customer);
+        let j = zeroed(&b, &mut ds, "page_value");
+        assert_eq!(run(&b, &ds, &conv).alerts.len(), 1, "a real shift");
+        let refs: Vec<&Decision> = ds.iter().collect();
+        let e = Baseline::adopt(&card, &b, &refs[..999], 1000).unwrap_err();
+        assert!(e.to_string().contains("999 decisions"), "{e}");
+        let adopted = Baseline::adopt(&card, &b, &refs, 1000).unwrap();
+        assert_eq!(adopted.train_rows, 4000);
+        assert_eq!(adopted.holdout, b.holdout, "the accuracy bar stays");
+        assert_eq!(
+            adopted.features[j].bins, b.features[j].bins,
+            "the same bins"
+        );
+        let h = run(&adopted, &ds, &conv);
+        assert!(h.alerts.is_empty(), "accepted: {:?}", h.alerts);
+        assert!(h.features[j].drift.psi.unwrap().abs() < 1e-12);
+        // The old normal is now the shift.
+        let (_, old) = setup();
+        let h = run(&adopted, &old, &conv);
+        assert_eq!(h.alerts[0].moved[0].what, "page_value");
+    }
+
+    #[test]
+    fn a_bundle_without_a_baseline_is_judged_on_accuracy_only() {
+        let (_, ds) = setup();
+        let live = Baseline::live_only();
+        let high: Vec<&Decision> = ds.iter().filter(|d| d.ai_score >= 50).collect();
+        let conv = converted(&high);
+        let h = run(&live, &ds, &conv);
+        assert!(h.features.is_empty() && h.score.baseline.is_empty());
+        assert_eq!(h.score.live.iter().sum::<u64>(), 4000);
+        assert_eq!(h.score.drift.level, Level::InsufficientData);
+        assert_eq!(
+            h.accuracy.level,
+            Level::Ok,
+            "measured, nothing to fall below"
+        );
+        assert!(h.accuracy.live.auc.value.unwrap() > 0.99);
+        assert!(h.alerts.is_empty());
+        // Adopting a window gives it distributions, its bins fitted on the window.
+        let card = Bundle::embedded().unwrap().card;
+        let refs: Vec<&Decision> = ds.iter().collect();
+        let adopted = Baseline::adopt(&card, &live, &refs, 1000).unwrap();
+        assert_eq!(adopted.features.len(), card.features.len());
+        assert!(adopted.judges_drift() && adopted.holdout.auc.is_none());
+        let h = run(&adopted, &ds, &conv);
+        assert!(h.alerts.is_empty(), "{:?}", h.alerts);
     }
 }

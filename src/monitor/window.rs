@@ -205,10 +205,11 @@ impl Conversions {
         }
     }
 
-    /// The label of a decision in the window starting at `start` (module docs).
+    /// The label of a decision in the window starting at `start` (module docs); an outcome after
+    /// `as_of` is not known yet.
     pub fn label(&self, d: &Decision, start: i64, outcome_window_ms: i64, as_of: i64) -> Label {
         let end = d.ts.saturating_add(outcome_window_ms);
-        match self.first(d) {
+        match self.first(d).filter(|t| *t <= as_of) {
             Some(t) if t <= start => Label::ConvertedBefore,
             Some(t) if t <= end => Label::Positive,
             _ if end <= as_of => Label::Negative,
@@ -317,5 +318,9 @@ mod tests {
             Label::Negative,
             "d + W = as-of"
         );
+        // As of 130 the outcome at 120 is known, as of 110 it is not (yet).
+        assert_eq!(c.label(&d("p", 50, 0), 0, w, 130), Label::Positive);
+        assert_eq!(c.label(&d("p", 50, 0), 0, w, 110), Label::Pending);
+        assert_eq!(c.label(&d("p", 5, 0), 0, w, 110), Label::Negative);
     }
 }

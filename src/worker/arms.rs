@@ -200,6 +200,16 @@ fn lookup(key: &ScorerKey) -> Option<Rc<Scorer>> {
     SCORERS.with_borrow(|m| m.iter().find(|(k, _)| k == key).map(|(_, s)| s.clone()))
 }
 
+/// A bundle's scorer by embedded name or registry version, with its card's own site tables
+/// (for what the card says: its features, baseline, version).
+pub async fn named_scorer(env: &Env, name: &str) -> Result<Rc<Scorer>, ApiError> {
+    if is_embedded(name) {
+        card_scorer(name)
+    } else {
+        version_scorer(env, name, None).await
+    }
+}
+
 /// An embedded bundle's scorer with its card's own site tables (for what the card says).
 pub fn card_scorer(name: &str) -> Result<Rc<Scorer>, ApiError> {
     if name == EMBEDDED_DEFAULT {

@@ -37,9 +37,10 @@ async fn queue(batch: MessageBatch<Delivery>, env: Env, _ctx: Context) -> Result
 }
 
 #[event(scheduled)]
-async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     console_error_panic_hook::set_once();
-    if let Err(e) = monitor::scheduled(&env).await {
+    // The run judges as of its scheduled time (the cron's tick; locally `/__scheduled?time=`).
+    if let Err(e) = monitor::scheduled(&env, event.schedule() as i64).await {
         console_error!("monitor: scheduled run failed: {e}");
     }
 }

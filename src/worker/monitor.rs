@@ -25,15 +25,17 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::*;
 
-use super::arms::{self, card_scorer, EMBEDDED};
+use super::arms::{self, EMBEDDED};
 use super::bindings::{MONITOR, SCORE_EVENTS};
 use super::env::{var, var_num};
 use super::http::{now_ms, query, ApiError, ApiResult};
 use super::outbox::Delivery;
+use super::registry;
 use crate::dataset::parse_window;
 use crate::error_code::ErrorCode;
 use crate::experiment::Experiment;
 use crate::log::Record;
+use crate::model::card::Card;
 use crate::monitor::arms::{compare, ArmCounts, ExperimentWindow};
 use crate::monitor::baseline::Baseline;
 use crate::monitor::drift::{Gate, Level};
@@ -41,6 +43,7 @@ use crate::monitor::health::{self, Alert, WindowHealth};
 use crate::monitor::report::Report;
 use crate::monitor::window::{self, Conversions, Decision, Decisions, WindowKey};
 use crate::outcome::{Outcome, OutcomeType};
+use crate::registry::AdoptedBaseline;
 
 /// Most windows one scheduled run assesses (the rest wait for the next run).
 pub const MAX_WINDOWS_PER_RUN: usize = 24;
@@ -280,8 +283,34 @@ struct Monitored {
     names: Vec<String>,
 }
 
+/// What a version is watched against: the baseline adopted for it (the registry's state), else
+/// its card's, else none to judge drift by ([`Baseline::live_only`]: a scorecard's live accuracy
+/// is still measured). An adopted baseline that cannot be read leaves the card's in its place.
+async fn baseline_of(
+    env: &Env,
+    dep: &arms::Deployment,
+    card: &Card,
+) -> std::result::Result<Baseline, String> {
+    if let Some(a) = dep.registry.state.baselines.get(&card.model_version) {
+        let adopted = match registry::text(env, &a.key).await {
+            Ok(Some(t)) => serde_json::from_str(&t)
+                .map_err(|e| e.to_string())
+                .and_then(|v| Baseline::parse_for(card, v).map_err(|e| e.to_string())),
+            Ok(None) => Err("not stored".into()),
+            Err(e) => Err(e.message),
+        };
+        match adopted {
+            Ok(b) => return Ok(b),
+            Err(e) => console_error!("monitor: baseline {} of {}: {e}", a.key, a.model),
+        }
+    }
+    Ok(Baseline::of(card)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_else(Baseline::live_only))
+}
+
 /// Every bundle that may be scoring ([`super::arms::EMBEDDED`], the registry's active version and
-/// its experiment's arms) whose card holds a baseline.
+/// its experiment's arms) with what it is watched against ([`baseline_of`]).
 async fn monitored(env: &Env) -> std::result::Result<Vec<Monitored>, String> {
     let dep = arms::deployment(env).await;
     let mut names: Vec<String> = EMBEDDED.iter().map(|(n, _, _)| n.to_string()).collect();
@@ -291,32 +320,78 @@ async fn monitored(env: &Env) -> std::result::Result<Vec<Monitored>, String> {
     }
     let mut out: Vec<Monitored> = Vec::new();
     for name in names {
-        let sc = if arms::is_embedded(&name) {
-            card_scorer(&name).map_err(|e| e.message)?
-        } else {
-            match arms::version_scorer(env, &name, None).await {
-                Ok(sc) => sc,
-                Err(e) => {
-                    // What scores in its place is the default, which is monitored.
-                    worker::console_error!("monitor: model {name} not loaded: {}", e.message);
-                    continue;
-                }
+        let sc = match arms::named_scorer(env, &name).await {
+            Ok(sc) => sc,
+            Err(e) if arms::is_embedded(&name) => return Err(e.message),
+            Err(e) => {
+                // What scores in its place is the default, which is monitored.
+                console_error!("monitor: model {name} not loaded: {}", e.message);
+                continue;
             }
         };
         let card = sc.card();
         if out.iter().any(|m| m.model == card.model_version) {
             continue;
         }
-        if let Some(baseline) = Baseline::of(card).map_err(|e| e.to_string())? {
-            let names = baseline.features.iter().map(|f| f.name.clone()).collect();
-            out.push(Monitored {
-                baseline,
-                model: card.model_version.clone(),
-                names,
-            });
-        }
+        let baseline = baseline_of(env, &dep, card).await?;
+        let names = baseline.features.iter().map(|f| f.name.clone()).collect();
+        out.push(Monitored {
+            baseline,
+            model: card.model_version.clone(),
+            names,
+        });
     }
     Ok(out)
+}
+
+/// A new normal: the decisions of `name`'s windows that start in [from, to) become its drift
+/// baseline, in the bins of the one it replaces (at least `MONITOR_MIN_SCORES` decisions; the
+/// held-out accuracy bar stays). Stored in R2, then recorded in the registry's state and history
+/// with `by` and `at`; every isolate's monitor uses it from its next run. Alerts already sent stay
+/// sent. Returns the record.
+pub async fn adopt_baseline(
+    env: &Env,
+    name: &str,
+    (from, to): (i64, i64),
+    (at, by): (i64, &str),
+    reason: Option<String>,
+) -> ApiResult<AdoptedBaseline> {
+    let sc = arms::named_scorer(env, name).await?;
+    let card = sc.card();
+    let dep = arms::deployment(env).await;
+    let current = baseline_of(env, &dep, card)
+        .await
+        .map_err(ApiError::internal)?;
+    let s = Settings::of(env);
+    let names: Vec<String> = card.features.iter().map(|f| f.name.clone()).collect();
+    let (decisions, _, _, _) = load(
+        &db(env).await?,
+        &s,
+        &card.model_version,
+        None,
+        from,
+        to,
+        &names,
+    )
+    .await?;
+    let all: Vec<&Decision> = decisions.windows().flat_map(|(_, w)| w).collect();
+    let baseline = Baseline::adopt(card, &current, &all, s.gate.min_scores)
+        .map_err(|e| ApiError::new(422, ErrorCode::InsufficientData, e.to_string()))?;
+    let adopted = AdoptedBaseline {
+        model: card.model_version.clone(),
+        key: registry::baseline_key(&card.model_version, at),
+        from,
+        to,
+        decisions: all.len() as u64,
+    };
+    let text = serde_json::to_string(&baseline).map_err(ApiError::internal)?;
+    registry::put_text(env, &adopted.key, text).await?;
+    registry::change(env, |st| {
+        st.adopt_baseline(adopted.clone(), at, by, reason.clone());
+        Ok(())
+    })
+    .await?;
+    Ok(adopted)
 }
 
 /// The experiment's windows from the arms' assessments.
@@ -345,8 +420,9 @@ fn experiments(
         .collect()
 }
 
-/// `GET /v1/monitor?from=&to=&model=&arm=` (bearer): every embedded model's windows in [from, to)
-/// (ms or YYYY-MM-DD; default the last 30 days) and the experiment's arms, as [`Report`].
+/// `GET /v1/monitor?from=&to=&model=&arm=&as_of=` (bearer): every served model's windows in [from,
+/// to) (ms or YYYY-MM-DD; default the last 30 days) and the experiment's arms, as [`Report`],
+/// labelled as of `as_of` (default now).
 pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
     let bad = |m: String| ApiError::new(400, ErrorCode::InvalidField, m);
     let mut models = monitored(env).await.map_err(ApiError::internal)?;
@@ -365,7 +441,8 @@ pub async fn get(req: &Request, env: &Env) -> ApiResult<Response> {
             .map(|v| crate::dataset::parse_as_of(&v).map_err(|e| bad(format!("{key}: {e}"))))
             .transpose()
     };
-    let now = now_ms();
+    // Labels as known at `as_of` (default now): a past report as it read then.
+    let now = time("as_of")?.unwrap_or_else(now_ms);
     let to = time("to")?.unwrap_or(now);
     let from = time("from")?.unwrap_or(to - 30 * 86_400_000);
     if from >= to {
@@ -447,7 +524,8 @@ fn alert_delivery(a: &Alert, now: i64) -> Result<Delivery> {
             a.window_start
         ),
         body: serde_json::to_string(&body).map_err(|e| Error::RustError(e.to_string()))?,
-        enqueued: now,
+        // The retry schedule counts in real time, whatever time the run judges as of.
+        enqueued: now_ms(),
     })
 }
 
@@ -506,10 +584,10 @@ async fn mark_judged(d: &D1Database, start: i64, model: &str, arm: &str, done: b
 /// The scheduled run: judges every served model's closed windows and the experiment's
 /// assignment, sends their alerts once, applies the live gate and the rollback on a performance
 /// alert ([`super::promote`]), then asks for a retrain when the policy says so
-/// ([`super::retrain`]). Returns what it did.
-pub async fn scheduled(env: &Env) -> Result<serde_json::Value> {
+/// ([`super::retrain`]). Everything is as of `now`, the run's scheduled time: windows closed by
+/// then, outcomes labelled by then. Returns what it did.
+pub async fn scheduled(env: &Env, now: i64) -> Result<serde_json::Value> {
     let s = Settings::of(env);
-    let now = now_ms();
     let d = db(env).await?;
     let queue = env.queue(SCORE_EVENTS)?;
     let mut sent = Vec::new();

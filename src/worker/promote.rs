@@ -43,7 +43,8 @@ async fn tell(queue: &Queue, kind: &str, now: i64, data: serde_json::Value) -> R
         .send(Delivery {
             id: id.clone(),
             body: body.to_string(),
-            enqueued: now,
+            // The retry schedule counts in real time, whatever time the run judges as of.
+            enqueued: super::http::now_ms(),
         })
         .await?;
     Ok(id)

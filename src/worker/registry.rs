@@ -3,12 +3,12 @@
 //! experiment, history) are the core's [`crate::registry`]; the routes are in
 //! [`super::api::models`].
 //!
-//! Bundles live at `models/<model_version>.json` (the upload as sent; immutable), the state at
-//! [`STATE_KEY`]. Each isolate reads the state on first use and asks R2 whether it changed at most
-//! every [`REFRESH_MS`] (a head request, as for the site tables), so a change reaches every
-//! isolate within that time; the isolate that made it uses it at once. A change is written only
-//! if the state is still the one it was made on (an etag condition), so two concurrent changes
-//! never lose one.
+//! Bundles live at `models/<model_version>.json` (the upload as sent; immutable), adopted drift
+//! baselines at `baselines/<model_version>/<at>.json`, the state at [`STATE_KEY`]. Each isolate
+//! reads the state on first use and asks R2 whether it changed at most every [`REFRESH_MS`] (a
+//! head request, as for the site tables), so a change reaches every isolate within that time; the
+//! isolate that made it uses it at once. A change is written only if the state is still the one
+//! it was made on (an etag condition), so two concurrent changes never lose one.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -31,6 +31,31 @@ pub const BUNDLES: &str = "models/";
 pub const REFRESH_MS: i64 = 60_000;
 /// Tries of a change that lost a race with another.
 const CHANGE_TRIES: usize = 4;
+
+/// Prefix of adopted drift baselines (`baselines/<model_version>/<at>.json`: each adoption kept).
+pub const BASELINES: &str = "baselines/";
+
+/// Where a baseline adopted at `at` for `model` is stored.
+pub fn baseline_key(model: &str, at: i64) -> String {
+    format!("{BASELINES}{model}/{at}.json")
+}
+
+/// Stores a text object (an adopted baseline).
+pub async fn put_text(env: &Env, key: &str, text: String) -> ApiResult<()> {
+    env.bucket(DATA)?.put(key, text).execute().await?;
+    Ok(())
+}
+
+/// A stored text object.
+pub async fn text(env: &Env, key: &str) -> ApiResult<Option<String>> {
+    match env.bucket(DATA)?.get(key).execute().await? {
+        None => Ok(None),
+        Some(obj) => Ok(Some(match obj.body() {
+            Some(b) => b.text().await?,
+            None => String::new(),
+        })),
+    }
+}
 
 /// The key of a stored bundle.
 pub fn bundle_key(version: &str) -> String {

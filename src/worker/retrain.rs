@@ -94,7 +94,8 @@ pub async fn request(
         .send(Delivery {
             id: id.clone(),
             body: text.clone(),
-            enqueued: now,
+            // The retry schedule counts in real time, whatever time the run judges as of.
+            enqueued: super::http::now_ms(),
         })
         .await?;
     let top = counted.and_then(|c| c.top).unwrap_or(from_rowid);

@@ -58,7 +58,8 @@ enum Handler {
     ModelsList,
     ModelPut,
     ModelGet,
-    ModelActivate,
+    ModelPost,
+    ModelDelete,
     ModelsRollback,
     ExperimentPut,
     ExperimentDelete,
@@ -111,7 +112,8 @@ const ROUTES: &[Route] = &[
     route(Method::Post,   Exact("/v1/models/rollback"),    Bearer,  Handler::ModelsRollback),
     route(Method::Put,    Prefix("/v1/models/"),           Bearer,  Handler::ModelPut),
     route(Method::Get,    Prefix("/v1/models/"),           Open,    Handler::ModelGet),
-    route(Method::Post,   Prefix("/v1/models/"),           Bearer,  Handler::ModelActivate),
+    route(Method::Post,   Prefix("/v1/models/"),           Bearer,  Handler::ModelPost),
+    route(Method::Delete, Prefix("/v1/models/"),           Bearer,  Handler::ModelDelete),
     route(Method::Put,    Exact("/v1/experiment"),         Bearer,  Handler::ExperimentPut),
     route(Method::Delete, Exact("/v1/experiment"),         Bearer,  Handler::ExperimentDelete),
 ];
@@ -222,12 +224,25 @@ pub async fn dispatch(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Re
         Handler::ModelsList => models::list(env).await,
         Handler::ModelPut => models::put(&mut req, env, &model_name(&arg)?).await,
         Handler::ModelGet => models::get(env, &model_name(&arg)?).await,
-        Handler::ModelActivate => match arg.strip_suffix("/activate") {
-            Some(v) => models::activate(&mut req, env, &model_name(v)?).await,
+        Handler::ModelPost => {
+            if let Some(v) = arg.strip_suffix("/activate") {
+                models::activate(&mut req, env, &model_name(v)?).await
+            } else if let Some(v) = arg.strip_suffix("/baseline") {
+                models::adopt_baseline(&mut req, env, &model_name(v)?).await
+            } else {
+                Err(ApiError::new(
+                    404,
+                    ErrorCode::NotFound,
+                    format!("no route for {path}: POST /v1/models/{{version}}/activate, /v1/models/{{version}}/baseline or /v1/models/rollback"),
+                ))
+            }
+        }
+        Handler::ModelDelete => match arg.strip_suffix("/baseline") {
+            Some(v) => models::reset_baseline(&mut req, env, &model_name(v)?).await,
             None => Err(ApiError::new(
                 404,
                 ErrorCode::NotFound,
-                format!("no route for {path}: POST /v1/models/{{version}}/activate or /v1/models/rollback"),
+                format!("no route for {path}: DELETE /v1/models/{{version}}/baseline"),
             )),
         },
         Handler::ModelsRollback => models::rollback(&mut req, env).await,

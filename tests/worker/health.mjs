@@ -142,7 +142,18 @@ export function bucket(seed, value) {
 // The key is the hash seed. (With "model-ab" the 1,727 December ids happen to split 795 / 932, p =
 // 0.00098: the 1-in-1,000 event the SRM test exists to flag, and not this scenario's point.)
 export const EXPERIMENT = { key: "leadscore-ab", arms: [{ model: "default", weight: 0.5 }, { model: "candidate", weight: 0.5 }] };
-const armOf = (visitor) => (bucket(EXPERIMENT.key, visitor) < 0.5 ? "default" : "candidate");
+/** The arm GrowthBook's ranges give `visitor` in `exp` (cumulative normalized weights). */
+export function armFor(exp, visitor) {
+  const n = bucket(exp.key, visitor);
+  const total = exp.arms.reduce((a, x) => a + x.weight, 0);
+  let upTo = 0;
+  for (const a of exp.arms) {
+    upTo += a.weight / total;
+    if (n < upTo) return a.model;
+  }
+  return exp.arms.at(-1).model;
+}
+const armOf = (visitor) => armFor(EXPERIMENT, visitor);
 
 /** Import batches: whole visitors per batch, a visitor too big for one batch in its own run. */
 function batches(journeys) {
@@ -292,7 +303,10 @@ export async function runExperiment({ out, dec = december(path.join(ROOT, "targe
  * code, loads that arm's bundle from the assets, and scores; the worker pins its own arm on first
  * sight. Each visitor's arm, model version and score, page against worker.
  */
-export async function browserArms(S, api, { min = 3, max = 16 } = {}) {
+export async function browserArms(S, api, { min = 3, max = 16, experiment = EXPERIMENT } = {}) {
+  // Without an experiment every visitor is scored by the active version, with no arm.
+  const names = experiment ? experiment.arms.map((a) => a.model) : [null];
+  const hashArm = (v) => (experiment ? armFor(experiment, v) : null);
   const { chromium } = await import("playwright-core");
   const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu"] });
   const rows = [];
@@ -300,7 +314,7 @@ export async function browserArms(S, api, { min = 3, max = 16 } = {}) {
   try {
     for (let i = 0; i < max; i++) {
       const seen = (a) => rows.filter((r) => r.page_arm === a).length;
-      if (seen("default") >= min && seen("candidate") >= min) break;
+      if (names.every((a) => seen(a) >= min)) break;
       const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
       const page = await ctx.newPage();
       page.on("pageerror", (e) => errors.push(String(e)));
@@ -323,7 +337,7 @@ export async function browserArms(S, api, { min = 3, max = 16 } = {}) {
       if (w.status !== 200) throw new Error(`health: GET /v1/score → HTTP ${w.status} ${w.text.slice(0, 200)}`);
       const last = answers.filter(Boolean).at(-1)?.score;
       rows.push({
-        visitor: p.info.visitorId, page_arm: p.score.arm ?? null, worker_arm: w.json.score.arm ?? null, hash_arm: armOf(p.info.visitorId),
+        visitor: p.info.visitorId, page_arm: p.score.arm ?? null, worker_arm: w.json.score.arm ?? null, hash_arm: hashArm(p.info.visitorId),
         page_model: p.score.model_version, worker_model: w.json.score.model_version,
         page_score: p.score.ai_score, worker_score: w.json.score.ai_score, last_answer_score: last?.ai_score ?? null,
         page_probability: p.score.probability, worker_probability: w.json.score.probability,
@@ -336,7 +350,7 @@ export async function browserArms(S, api, { min = 3, max = 16 } = {}) {
   const agree = rows.filter((r) => r.page_arm === r.worker_arm && r.page_arm === r.hash_arm && r.page_model === r.worker_model && r.page_score === r.worker_score);
   return {
     visitors: rows.length, agree: agree.length,
-    arms: Object.fromEntries(["default", "candidate"].map((a) => [a, rows.filter((r) => r.page_arm === a).length])),
+    arms: Object.fromEntries(names.map((a) => [a ?? "none", rows.filter((r) => r.page_arm === a).length])),
     max_probability_gap: Math.max(...rows.map((r) => Math.abs(r.page_probability - r.worker_probability))),
     rows, errors,
   };
@@ -497,6 +511,37 @@ export async function runHealth({ out = path.join(ROOT, "target", "health"), lea
       result.report_charts = d.report_charts;
       result.page_errors = d.errors;
     }
+
+    // 6. A new normal: December's channel mix is real, so the unchanged week becomes the default's drift
+    //    baseline (recorded with who and when); judged again, the same journeys (the shuffled week) no
+    //    longer drift while the site change still does, and the alerts already sent stay sent.
+    const adopt = (body) => api.post("/v1/models/default/baseline", body, { auth: true, headers: { "x-leadscore-actor": "health scenario" }, timeout: 120_000 });
+    const tooFew = await adopt({ from: FIRST - 8 * WEEK, to: FIRST - 7 * WEEK });
+    const adopted = await adopt({ from: FIRST, to: FIRST + WEEK, reason: "December's channel mix is the new normal" });
+    if (adopted.status !== 201) throw new Error(`health: adopt → HTTP ${adopted.status} ${adopted.text.slice(0, 300)}`);
+    const again = await api.get(`/v1/monitor?from=${from}&to=${to}`, { auth: true, timeout: 120_000 });
+    const judged = Object.fromEntries(again.json.windows.filter((w) => phaseOf(w.start)).map((w) => [phaseOf(w.start), {
+      max_feature_psi: Math.max(...w.features.filter((f) => !f.calendar).map((f) => f.drift.psi)),
+      score_psi: w.score.drift.psi,
+      drift_alerts: w.alerts.filter((a) => a.type === "model.drift_detected").length,
+      auc: w.accuracy.live.auc.value,
+      card_auc: w.accuracy.baseline_auc,
+    }]));
+    const sentBefore = alerts().length;
+    await scheduled();
+    await sleep(3000);
+    const models = await api.get("/v1/models", { auth: true });
+    const reset = await api.request("DELETE", "/v1/models/default/baseline", { auth: true });
+    const back = await api.get(`/v1/monitor?from=${from}&to=${to}`, { auth: true, timeout: 120_000 });
+    const unchangedBack = back.json.windows.find((w) => phaseOf(w.start) === "unchanged");
+    result.new_normal = {
+      too_few: { status: tooFew.status, code: tooFew.json?.error?.code },
+      adopted: adopted.json.adopted,
+      by: models.json.history[0],
+      windows: judged,
+      alerts_sent_after: alerts().length - sentBefore,
+      reset: { status: reset.status, changed: reset.json?.changed, unchanged_drift_alerts: unchangedBack.alerts.filter((a) => a.type === "model.drift_detected").length },
+    };
   } finally {
     await S.stop();
     if (!process.env.HEALTH_KEEP_STATE) fs.rmSync(state, { recursive: true, force: true });

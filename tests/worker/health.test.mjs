@@ -48,6 +48,19 @@ test("a site change raises a signed drift alert naming what moved, shuffled outc
   assert.ok(r.dashboard_token_in_memory_only, "the token is kept in the page's memory only, in no storage");
   assert.match(r.dashboard_csp, /default-src 'none'; script-src 'self'; style-src 'sha256-/, "/monitor/ sends a strict CSP");
   assert.deepEqual(r.page_errors, []);
+  // A new normal: the unchanged week adopted as the baseline (a window too small refused, nothing stored).
+  const nn = r.new_normal;
+  assert.deepEqual(nn.too_few, { status: 422, code: "insufficient_data" });
+  assert.equal(nn.adopted.decisions, r.visitors_per_phase);
+  assert.equal(nn.by.action, "adopt_baseline");
+  assert.equal(nn.by.by, "health scenario");
+  assert.equal(nn.by.reason, "December's channel mix is the new normal");
+  assert.ok(nn.windows.unchanged.max_feature_psi < 1e-9 && nn.windows.shuffled.max_feature_psi < 1e-9, JSON.stringify(nn.windows));
+  assert.equal(nn.windows.shuffled.drift_alerts, 0);
+  assert.ok(nn.windows.shifted.max_feature_psi >= 0.25 && nn.windows.shifted.drift_alerts === 1, JSON.stringify(nn.windows.shifted));
+  assert.equal(nn.windows.shuffled.card_auc, w.shuffled.card_auc, "the accuracy bar stays the card's");
+  assert.equal(nn.alerts_sent_after, 0, "alerts already sent stay sent, none again");
+  assert.deepEqual(nn.reset, { status: 200, changed: true, unchanged_drift_alerts: 1 });
   // The experiment (a second stack, 50/50 default vs candidate): arms pinned by the same hash the page
   // computes, both arms scored by their own bundle, conversion per arm, SRM only where visitors were lost.
   const x = r.experiment;

@@ -1,6 +1,7 @@
 // The model registry on the local stack (R2 under wrangler dev): upload a bundle, every bad upload refused
 // with nothing stored, activate it (the next scores are its), roll back in one call, an experiment by
-// version whose arm's bundle the page loads from the worker, and the history with who and when.
+// version whose arm's bundle the page loads from the worker, and the history with who and when; in
+// Chromium, page and worker agree on every visitor's arm and version after each change.
 //   node --test --test-concurrency=1 tests/worker/registry.test.mjs
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -9,6 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { testStack, show, checkError, batch, journey } from "./lib.mjs";
+import { browserArms } from "./health.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const RUN = crypto.randomBytes(3).toString("hex");
@@ -144,4 +146,27 @@ test("an experiment by version: new visitors get the arm, the page loads its bun
   const after = await scoreOf(v);
   assert.equal(after.arm ?? null, null);
   assert.equal(after.model_version, cardOf("default").model_version);
+});
+
+test("page and worker agree on every visitor's arm and version after each change (Chromium)", { timeout: 600_000 }, async () => {
+  const version = cardOf("candidate").model_version;
+  const def = cardOf("default").model_version;
+  const agree = (b, models) => {
+    assert.deepEqual(b.errors, []);
+    assert.equal(b.agree, b.visitors, JSON.stringify(b.rows, null, 1));
+    for (const r of b.rows) assert.ok(models.includes(r.page_model), `${r.page_model} not among ${models}`);
+    return b;
+  };
+  // Activated: every new visitor, on the page and in the worker, is scored by the version.
+  assert.equal((await S.api.post(`/v1/models/${version}/activate`, { reason: "chromium" }, as(`ops-${RUN}`))).status, 200);
+  agree(await browserArms(S, S.api, { min: 2, max: 2, experiment: null }), [version]);
+  // An experiment by version: each visitor's arm is the worker's pin and GrowthBook's hash, on both sides.
+  const exp = { key: `chromium-${RUN}`, arms: [{ model: "default", weight: 0.5 }, { model: version, weight: 0.5 }] };
+  assert.equal((await S.api.put("/v1/experiment", JSON.stringify(exp), as(`ops-${RUN}`))).status, 200);
+  const b = agree(await browserArms(S, S.api, { min: 2, max: 12, experiment: exp }), [def, version]);
+  assert.ok(b.arms.default >= 2 && b.arms[version] >= 2, JSON.stringify(b.arms));
+  // Ended and rolled back: the embedded default again, on both sides.
+  assert.equal((await S.api.request("DELETE", "/v1/experiment", { auth: true })).status, 200);
+  assert.equal((await S.api.post("/v1/models/rollback", { reason: "chromium" }, as(`ops-${RUN}`))).status, 200);
+  agree(await browserArms(S, S.api, { min: 2, max: 2, experiment: null }), [def]);
 });

@@ -4,7 +4,9 @@
 // `model.retrain_requested`, and the job runner (tests/worker/runner.mjs, what `make run` starts) answers
 // it with `leadscore retrain`: export the logs, build the rows with the active card's template, train,
 // check and gate the candidate against the rules, upload it and start an experiment arm. Run again with
-// nothing new, the job changes nothing it already did.
+// nothing new, the job changes nothing it already did. Then the live gate: new leads arrive and are split
+// between the arms, their outcomes come in, and the cron run (AUTO_PROMOTE) promotes the candidate or
+// ends the experiment on the arms' realized accuracy, with a signed model.promoted / model.rejected.
 //   node --test --test-concurrency=1 tests/worker/retrain.test.mjs      (LEADS=n for another slice)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -17,11 +19,14 @@ import { pick, sendHistory, world } from "./b2b.mjs";
 import { startRunner, RETRAIN_REQUESTED } from "./runner.mjs";
 
 const LEADS = Number(process.env.LEADS || 1500);
+// The live gate's slice: new leads split 0.8 / 0.2 between the arms (its minimums lowered to fit).
+const LIVE_LEADS = Number(process.env.LIVE_LEADS || 1000);
+const LIVE = { MONITOR_WINDOW: "730d", AUTO_PROMOTE: "true", PROMOTE_MIN_ROWS: "150", PROMOTE_MIN_POSITIVES: "20" };
 const LEADSCORE = path.join(ROOT, "target", "debug", "leadscore");
 let S;
 
 before(async () => {
-  S = await testStack("retrain", { REGISTRY_REFRESH_MS: "0", RETRAIN_AFTER_OUTCOMES: "100" });
+  S = await testStack("retrain", { REGISTRY_REFRESH_MS: "0", RETRAIN_AFTER_OUTCOMES: "100", ...LIVE });
 });
 after(async () => {
   await S?.stop();
@@ -115,6 +120,47 @@ test("the rules score day zero; retrain trains on the logs, beats them at the ga
   assert.equal(second.status, 0, second.stderr);
   assert.equal(second.report.candidate, candidate);
   assert.equal(second.report.uploaded.created, false);
-  assert.equal(second.report.exported.events, 0);
+  assert.equal(second.report.exported.events, first.report.exported.events, "the whole range again");
+  assert.equal(second.report.exported.new_events, 0);
   fs.rmSync(work, { recursive: true, force: true });
+
+  // The live gate: new leads, each pinned to an arm on first sight, scored by its arm's model.
+  const rest = new Map([...byLead].filter(([lead]) => !chosen.has(lead)));
+  const fresh = pick(rest, LIVE_LEADS);
+  const live = await sendHistory(S.api, byLead, fresh, outcomes);
+  assert.equal(live.counts.rejected, 0);
+  const positives = new Set(live.outcomes.filter((o) => o.type === "customer").map((o) => o.lead_id)).size;
+  // Until D1 holds every new lead's decision and outcome, per arm.
+  let arms;
+  for (let i = 0; ; i++) {
+    const m = await S.api.get("/v1/monitor?from=2021-01-01&to=2026-01-01", { auth: true, timeout: 120_000 });
+    assert.equal(m.status, 200, show(m));
+    arms = {};
+    for (const w of m.json.windows.filter((w) => w.arm)) {
+      const a = (arms[w.arm] ??= { decisions: 0, positives: 0, model: w.model_version });
+      a.decisions += w.decisions;
+      a.positives += w.accuracy.live.auc.positives;
+    }
+    const total = Object.values(arms).reduce((x, a) => [x[0] + a.decisions, x[1] + a.positives], [0, 0]);
+    if (total[0] >= fresh.size && total[1] >= positives) break;
+    if (i > 120) throw new Error(`D1 holds ${JSON.stringify(arms)} of ${fresh.size} leads and ${positives} positives after 2 minutes`);
+    await sleep(1000);
+  }
+  t.diagnostic(`arms: ${JSON.stringify(arms)}`);
+  assert.deepEqual(Object.keys(arms).sort(), [rules, candidate].sort(), "both arms scored, each by its own model");
+  assert.ok(arms[candidate].decisions >= 150 && arms[candidate].positives >= 20, JSON.stringify(arms));
+  assert.equal((await cron()).status, 200);
+  const decided = await S.receiver.waitFor((st) => st.events.find((e) => e.type === "model.promoted" || e.type === "model.rejected"), { timeout: 60_000, what: "the live gate's decision" });
+  t.diagnostic(`live gate: ${decided.type} ${JSON.stringify(decided.data.decision)}`);
+  assert.equal(decided.data.candidate, candidate);
+  assert.equal(decided.data.active_before, rules);
+  for (const a of ["active", "candidate"]) assert.ok(decided.data.arms[a].auc.rows >= 150, JSON.stringify(decided.data.arms[a].auc));
+  const after = (await S.api.get("/v1/models", { auth: true })).json;
+  assert.equal(after.experiment, null, "the experiment ended either way");
+  assert.equal(after.active, decided.type === "model.promoted" ? candidate : rules);
+  assert.equal(after.history[0].by, "live gate");
+  // The next run decides nothing again.
+  assert.equal((await cron()).status, 200);
+  await sleep(3000);
+  assert.equal(S.receiver.events().events.filter((e) => e.type === "model.promoted" || e.type === "model.rejected").length, 1);
 });

@@ -7,8 +7,9 @@
 //       polls the receiver's verified deliveries (GET /_events; the receiver checks every signature);
 //       LEADSCORE_URL and LEADSCORE_TOKEN as for `leadscore retrain` (default: the local stack's).
 //
-// As a module: `startRunner({events, base, token, leadscore, work, args, log})` → {runs(), idle(), stop()};
-// `events()` lists the verified deliveries (a receiver's `events`).
+// As a module: `startRunner({events, base, token, leadscore, work, args, log, skip})` → {runs(), skipped(),
+// idle(), stop()}; `events()` lists the verified deliveries (a receiver's `events`); `skip(request)` true
+// leaves a request unanswered (a scenario answering it itself).
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -17,8 +18,9 @@ import { ROOT, readDevVars } from "./receiver.mjs";
 
 export const RETRAIN_REQUESTED = "model.retrain_requested";
 
-export function startRunner({ events, base, token, leadscore = path.join(ROOT, "target", "debug", "leadscore"), work = path.join(ROOT, "target", "retrain"), args = [], log = console.log, pollMs = 1000 }) {
+export function startRunner({ events, base, token, leadscore = path.join(ROOT, "target", "debug", "leadscore"), work = path.join(ROOT, "target", "retrain"), args = [], log = console.log, pollMs = 1000, skip = () => false }) {
   const seen = new Set();
+  const skipped = [];
   const done = [];
   let pending = 0;
   let running = null;
@@ -56,11 +58,12 @@ export function startRunner({ events, base, token, leadscore = path.join(ROOT, "
       for (const e of events()) {
         if (e.type === RETRAIN_REQUESTED && !seen.has(e.id)) {
           seen.add(e.id);
-          pending++;
+          if (skip(e)) skipped.push(e.id);
+          else pending++;
         }
       }
       if (pending > 0 && !running) {
-        const request = events().filter((e) => e.type === RETRAIN_REQUESTED).pop();
+        const request = events().filter((e) => e.type === RETRAIN_REQUESTED && !skipped.includes(e.id)).pop();
         pending = 0; // every request so far is answered by this run (it exports everything new)
         running = runOnce(request).finally(() => (running = null));
       }
@@ -70,6 +73,8 @@ export function startRunner({ events, base, token, leadscore = path.join(ROOT, "
   const looping = loop();
   return {
     runs: () => [...done],
+    /** Requests left to someone else (`skip`). */
+    skipped: () => [...skipped],
     /** Resolves once no run is going and none is waiting. */
     idle: async () => {
       for (;;) {

@@ -5,14 +5,19 @@
 //! Steps, each leaving its files in the work directory (`--work`, default `target/retrain`):
 //! 1. `GET /v1/models`: the active version; `GET /v1/models/{active}`: its card and model
 //!    (`active/`); its features, site tables and rows are the template (`template.json`).
-//! 2. `GET /v1/export/{events,outcomes}` from where the last run stopped (`state.json`) to now,
-//!    appended under `logs/` (a crash before the state is saved re-exports the same range:
-//!    the dataset de-duplicates by record key).
-//! 3. `leadscore dataset` with the template's rows (`dataset.csv`), the trainer
+//! 2. `GET /v1/export/{events,outcomes}` of the whole training range (`--since`, else 399 days
+//!    back, to now) into `logs/`, every run: the logs are kept by the day their records happened,
+//!    so history imported after the last run lands behind where an incremental export would
+//!    start. `state.json` keeps the last run's counts (the report's `new_events`).
+//! 3. `leadscore dataset` with the template's rows (`dataset.csv`), only the rows whose label
+//!    window closed by its as-of kept ([`closed_windows`]), the trainer
 //!    (`models/train/train.py --dataset … --weight-subjects`, `candidate/`), `leadscore check`.
 //! 4. `leadscore compare` of the active and the candidate on the candidate's held-out rows.
 //! 5. On `promote`: `PUT /v1/models/{name}` (idempotent: the same version again is stored once)
 //!    and `PUT /v1/experiment` with the candidate at `--weight`.
+//!
+//! Two drills prove the gates: `--shuffle-labels SEED` trains on shuffled labels (the offline gate
+//! should keep the active model), `--force` starts the arm anyway (the live gate should end it).
 //!
 //! The report is one JSON document on stdout; the exit code is the gate's (0 an experiment
 //! started, 3 the active model stays, 4 not enough data), 2 for bad input, 1 for a failure.
@@ -52,6 +57,14 @@ pub struct RetrainArgs {
     /// Fewest held-out positives for a verdict.
     #[arg(long)]
     min_positives: Option<u64>,
+    /// A drill of the offline gate: train on the rows with their labels shuffled by this seed (a
+    /// model that learned nothing); the gate still judges on the true labels.
+    #[arg(long, value_name = "SEED")]
+    shuffle_labels: Option<u64>,
+    /// A drill of the live gate: upload and start the arm even when the offline gate keeps the
+    /// active model (never on too little data).
+    #[arg(long)]
+    force: bool,
 }
 
 /// The longest range one export asks for (the worker's limit is 400 days).
@@ -60,8 +73,14 @@ const EXPORT_SPAN_MS: i64 = 399 * 86_400_000;
 /// What the work directory remembers between runs.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
-    /// The logs are exported up to this time (ms, exclusive).
+    /// The last run exported up to this time (ms, exclusive).
     exported_to: Option<i64>,
+    /// Events the last run exported.
+    #[serde(default)]
+    events: u64,
+    /// Outcomes the last run exported.
+    #[serde(default)]
+    outcomes: u64,
     /// Runs so far.
     runs: u64,
 }
@@ -159,7 +178,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
 
 /// Runs a step; its stdout, or an error naming it with the end of its stderr. `ok` lists the exit
 /// codes that are answers, not failures.
-fn step(what: &str, cmd: &mut Process, ok: &[i32]) -> Result<(i32, String), CliError> {
+fn step(what: &str, cmd: &mut Process, ok: &[i32]) -> Result<(i32, String, String), CliError> {
     let out = cmd
         .output()
         .map_err(|e| msg(format!("{what}: cannot start ({e})")))?;
@@ -177,7 +196,45 @@ fn step(what: &str, cmd: &mut Process, ok: &[i32]) -> Result<(i32, String), CliE
             .join("\n");
         return Err(msg(format!("{what} failed (exit {code}):\n{tail}")));
     }
-    Ok((code, String::from_utf8_lossy(&out.stdout).into_owned()))
+    Ok((
+        code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Keeps the rows whose label window closed by `as_of` (written back in place); returns how many
+/// were dropped. `leadscore dataset` labels a conversion as soon as it happens but a
+/// non-conversion only once its window is over, so the latest rows — a time split's held-out
+/// rows — would carry the conversions of windows still open without their non-conversions.
+fn closed_windows(path: &Path, as_of: i64, window_ms: i64) -> Result<u64, CliError> {
+    let at = |e: &dyn std::fmt::Display| msg(format!("{}: {e}", path.display()));
+    let mut r = csv::Reader::from_path(path).map_err(|e| at(&e))?;
+    let header = r.headers().map_err(|e| at(&e))?.clone();
+    let d = header
+        .iter()
+        .position(|h| h == "decision_ts")
+        .ok_or_else(|| at(&"no decision_ts column"))?;
+    let rows: Vec<csv::StringRecord> = r.records().collect::<Result<_, _>>().map_err(|e| at(&e))?;
+    let tmp = path.with_extension("closed.csv");
+    let mut w = csv::Writer::from_path(&tmp).map_err(|e| at(&e))?;
+    w.write_record(&header).map_err(msg)?;
+    let mut dropped = 0u64;
+    for row in &rows {
+        let ts: i64 = row
+            .get(d)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| at(&format!("decision_ts {:?}", row.get(d))))?;
+        if ts.saturating_add(window_ms) <= as_of {
+            w.write_record(row).map_err(msg)?;
+        } else {
+            dropped += 1;
+        }
+    }
+    w.flush().map_err(msg)?;
+    drop(w);
+    std::fs::rename(&tmp, path).map_err(|e| at(&e))?;
+    Ok(dropped)
 }
 
 /// The parts of a card a trainer takes as its template.
@@ -196,6 +253,72 @@ fn template_of(card: &Value) -> Value {
         }
     }
     Value::Object(t)
+}
+
+/// Rows and positives of a dataset CSV.
+fn count_rows(path: &Path) -> Result<(u64, u64), CliError> {
+    let at = |e: &dyn std::fmt::Display| msg(format!("{}: {e}", path.display()));
+    let mut r = csv::Reader::from_path(path).map_err(|e| at(&e))?;
+    let label = r
+        .headers()
+        .map_err(|e| at(&e))?
+        .iter()
+        .position(|h| h == "label")
+        .ok_or_else(|| at(&"no label column"))?;
+    let (mut rows, mut positives) = (0u64, 0u64);
+    for rec in r.records() {
+        let rec = rec.map_err(|e| at(&e))?;
+        rows += 1;
+        positives += u64::from(rec.get(label) == Some("1"));
+    }
+    Ok((rows, positives))
+}
+
+/// Copies the rows with their (outcome time, label) pairs permuted by `seed` (Fisher–Yates over
+/// splitmix64): the features stay, what they predicted is given to random rows.
+fn shuffle_labels(src: &Path, dst: &Path, seed: u64) -> Result<(), CliError> {
+    let at = |e: &dyn std::fmt::Display| msg(format!("{}: {e}", src.display()));
+    let mut r = csv::Reader::from_path(src).map_err(|e| at(&e))?;
+    let header = r.headers().map_err(|e| at(&e))?.clone();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| at(&format!("no {name} column")))
+    };
+    let (label, outcome) = (col("label")?, col("outcome_ts")?);
+    let rows: Vec<csv::StringRecord> = r.records().collect::<Result<_, _>>().map_err(|e| at(&e))?;
+    let mut pairs: Vec<(String, String)> = rows
+        .iter()
+        .map(|x| (x[outcome].to_string(), x[label].to_string()))
+        .collect();
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for i in (1..pairs.len()).rev() {
+        pairs.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    let mut w = csv::Writer::from_path(dst).map_err(|e| msg(format!("{}: {e}", dst.display())))?;
+    w.write_record(&header).map_err(msg)?;
+    for (row, (o, l)) in rows.iter().zip(pairs) {
+        let cells: Vec<&str> = row
+            .iter()
+            .enumerate()
+            .map(|(j, c)| match j {
+                _ if j == outcome => o.as_str(),
+                _ if j == label => l.as_str(),
+                _ => c,
+            })
+            .collect();
+        w.write_record(&cells).map_err(msg)?;
+    }
+    w.flush().map_err(msg)?;
+    Ok(())
 }
 
 fn today() -> String {
@@ -254,17 +377,20 @@ pub fn run(args: &RetrainArgs) -> Result<ExitCode, CliError> {
             .as_bytes(),
     )?;
 
-    // 2. The logs since the last run.
-    let from = match (state.exported_to, &args.since) {
-        (Some(t), _) => t,
-        (None, Some(s)) => leadscore::dataset::parse_as_of(s).map_err(msg)?,
-        (None, None) => now_ms() - 399 * 86_400_000,
+    // 2. The logs of the whole training range, afresh (module docs: history lands in its own days).
+    let from = match &args.since {
+        Some(s) => leadscore::dataset::parse_as_of(s).map_err(msg)?,
+        None => now_ms() - 399 * 86_400_000,
     };
     let to = now_ms();
-    let mut exported = json!({});
-    for log in ["events", "outcomes"] {
+    let logs = work.join("logs");
+    if logs.exists() {
+        std::fs::remove_dir_all(&logs).map_err(|e| msg(format!("{}: {e}", logs.display())))?;
+    }
+    let mut counts = [0u64; 2];
+    for (log, count) in ["events", "outcomes"].into_iter().zip(counts.iter_mut()) {
         // One export covers at most 400 days: longer ranges in pieces.
-        let (mut lines, mut start) = (0usize, from);
+        let mut start = from;
         while start < to {
             let end = (start + EXPORT_SPAN_MS).min(to);
             let (status, text) = w.call(
@@ -278,17 +404,22 @@ pub fn run(args: &RetrainArgs) -> Result<ExitCode, CliError> {
                     text.chars().take(300).collect::<String>()
                 )));
             }
-            lines += text.lines().filter(|l| !l.trim().is_empty()).count();
-            let file = work
-                .join("logs")
-                .join(log)
-                .join(format!("{start}-{end}.ndjson"));
-            write(&file, text.as_bytes())?;
+            *count += text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+            write(
+                &logs.join(log).join(format!("{start}-{end}.ndjson")),
+                text.as_bytes(),
+            )?;
             start = end;
         }
-        exported[log] = lines.into();
     }
+    let exported = json!({
+        "from": from, "to": to, "events": counts[0], "outcomes": counts[1],
+        "new_events": counts[0].saturating_sub(state.events),
+        "new_outcomes": counts[1].saturating_sub(state.outcomes),
+    });
     state.exported_to = Some(to);
+    state.events = counts[0];
+    state.outcomes = counts[1];
     state.runs += 1;
     write(
         &state_path,
@@ -299,7 +430,7 @@ pub fn run(args: &RetrainArgs) -> Result<ExitCode, CliError> {
 
     // 3. Rows, the trainer, the check.
     let dataset = work.join("dataset.csv");
-    let (_, _) = step(
+    let (_, _, summary) = step(
         "leadscore dataset",
         Process::new(&me)
             .args(["dataset", "--model"])
@@ -312,6 +443,47 @@ pub fn run(args: &RetrainArgs) -> Result<ExitCode, CliError> {
             .arg(&dataset),
         &[0],
     )?;
+    // Only windows closed by the set's as-of (the latest record) are labelled rows (see
+    // `closed_windows`); the window is the template's.
+    let summary: Value = summary
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| msg("leadscore dataset printed no summary"))?;
+    let as_of = summary["as_of"]
+        .as_i64()
+        .ok_or_else(|| msg("leadscore dataset's summary has no as_of"))?;
+    let window_ms = match card["rows"]["window"].as_str() {
+        Some(w) => leadscore::dataset::parse_window(w).map_err(msg)?,
+        None => leadscore::dataset::DEFAULT_WINDOW_MS,
+    };
+    let open_dropped = closed_windows(&dataset, as_of, window_ms)?;
+    // The held-out rows are a part of these: fewer in all than the gate needs is a verdict already.
+    let (rows, positives) = count_rows(&dataset)?;
+    let need = leadscore::compare::Criteria::default();
+    let (need_rows, need_pos) = (
+        args.min_rows.unwrap_or(need.min_rows),
+        args.min_positives.unwrap_or(need.min_positives),
+    );
+    if rows < need_rows || positives < need_pos {
+        let report = json!({
+            "active": active_version,
+            "exported": exported,
+            "verdict": "insufficient_data",
+            "reasons": [format!("{rows} labelled rows and {positives} positives in all; the gate needs {need_rows} and {need_pos} held out")],
+            "dataset": {"rows": rows, "positives": positives, "as_of": as_of, "open_windows_dropped": open_dropped},
+        });
+        println!("{}", serde_json::to_string_pretty(&report).map_err(msg)?);
+        return Ok(ExitCode::from(4));
+    }
+    let train_rows = match args.shuffle_labels {
+        Some(seed) => {
+            let shuffled = work.join("dataset-shuffled.csv");
+            shuffle_labels(&dataset, &shuffled, seed)?;
+            shuffled
+        }
+        None => dataset.clone(),
+    };
     let candidate = work.join("candidate");
     let _ = std::fs::remove_dir_all(&candidate);
     step(
@@ -319,7 +491,7 @@ pub fn run(args: &RetrainArgs) -> Result<ExitCode, CliError> {
         Process::new(&args.python)
             .arg(&args.trainer)
             .arg("--dataset")
-            .arg(&dataset)
+            .arg(&train_rows)
             .arg("--card")
             .arg(&template)
             .args([
@@ -366,20 +538,28 @@ pub fn run(args: &RetrainArgs) -> Result<ExitCode, CliError> {
     if let Some(n) = args.min_positives {
         cmp.args(["--min-positives", &n.to_string()]);
     }
-    let (code, gate) = step("leadscore compare", &mut cmp, &[0, 3, 4])?;
+    let (code, gate, _) = step("leadscore compare", &mut cmp, &[0, 3, 4])?;
     let gate: Value = serde_json::from_str(&gate).map_err(msg)?;
 
     // 5. Upload and start the experiment.
     let mut report = json!({
         "active": active_version,
         "candidate": cand_version,
-        "exported": {"from": from, "to": to, "events": exported["events"], "outcomes": exported["outcomes"]},
+        "exported": exported,
         "verdict": gate["verdict"],
         "reasons": gate["reasons"],
+        "dataset": {"rows": rows, "positives": positives, "as_of": as_of, "open_windows_dropped": open_dropped},
         "gate": {"rows": gate["dataset"]["rows"], "positives": gate["dataset"]["positives"],
                  "active_auc": gate["active"]["auc"]["value"], "candidate_auc": gate["candidate"]["auc"]["value"]},
     });
-    if code == 0 {
+    if let Some(seed) = args.shuffle_labels {
+        report["shuffled_labels"] = seed.into();
+    }
+    let forced = args.force && code == 3;
+    if forced {
+        report["forced"] = true.into();
+    }
+    if code == 0 || forced {
         let read = |f: &str| std::fs::read(candidate.join(f)).map_err(|e| msg(format!("{f}: {e}")));
         let upload = format!(
             r#"{{"card":{},"model":"{}","golden":{}}}"#,

@@ -1,6 +1,7 @@
 //! The model registry's routes: upload, list and read bundles, activate a version, roll back,
-//! start and end the experiment ([`crate::registry`] for the rules, [`crate::worker::registry`]
-//! for the store). Every change is recorded in the registry's history with its time and caller.
+//! start and end the experiment, adopt a window as a version's drift baseline or reset it
+//! ([`crate::registry`] for the rules, [`crate::worker::registry`] for the store). Every change is
+//! recorded in the registry's history with its time and caller.
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -12,6 +13,7 @@ use crate::registry::{accept, ChangeError, UploadError, MAX_UPLOAD_BYTES};
 use crate::worker::arms::{self, EMBEDDED};
 use crate::worker::body::{body_text, body_text_up_to};
 use crate::worker::http::{bad_json, json, now_ms, ApiError, ApiResult};
+use crate::worker::monitor;
 use crate::worker::registry::{self, StateVersion};
 use crate::worker::site;
 
@@ -56,6 +58,7 @@ fn summary(s: &StateVersion) -> serde_json::Value {
         "active": st.active_or_default(),
         "can_roll_back_to": st.replaced.last().map(|v| v.as_deref().unwrap_or(crate::registry::EMBEDDED_DEFAULT)),
         "experiment": st.experiment,
+        "baselines": st.baselines,
         "history": st.history.iter().rev().take(HISTORY_SHOWN).collect::<Vec<_>>(),
     })
 }
@@ -180,18 +183,90 @@ async fn why(req: &mut Request) -> ApiResult<Option<String>> {
 /// `POST /v1/models/{version}/activate`: the version scores everyone without an arm, in every
 /// isolate within a minute.
 pub async fn activate(req: &mut Request, env: &Env, version: &str) -> ApiResult<Response> {
-    if !known(env, version).await? {
-        return Err(ApiError::new(
-            404,
-            ErrorCode::NotFound,
-            format!("no model {version}: upload it first (PUT /v1/models/{{name}})"),
-        ));
-    }
+    need_known(env, version).await?;
     let by = actor(req)?;
     let reason = why(req).await?;
     let at = now_ms();
     let (changed, state) =
         registry::change(env, |s| Ok(s.activate(version, at, &by, reason.clone()))).await?;
+    let mut body = summary(&state);
+    body["changed"] = changed.into();
+    json(&body)
+}
+
+/// What `POST /v1/models/{version}/baseline` takes: the windows starting in [from, to) (ms or
+/// `YYYY-MM-DD`), and why.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewNormal {
+    from: serde_json::Value,
+    to: serde_json::Value,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn time_of(v: &serde_json::Value, key: &str) -> ApiResult<i64> {
+    let bad = |m: String| ApiError::new(400, ErrorCode::InvalidField, format!("{key}: {m}"));
+    match v {
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| bad(format!("{n} is not a time in ms"))),
+        serde_json::Value::String(t) => {
+            crate::dataset::parse_as_of(t).map_err(|e| bad(e.to_string()))
+        }
+        other => Err(bad(format!("{other} is neither ms nor a YYYY-MM-DD date"))),
+    }
+}
+
+async fn need_known(env: &Env, name: &str) -> ApiResult<()> {
+    if known(env, name).await? {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        404,
+        ErrorCode::NotFound,
+        format!("no model {name}: upload it first (PUT /v1/models/{{name}})"),
+    ))
+}
+
+/// `POST /v1/models/{version}/baseline`: a new normal accepted — the version's decisions in the
+/// windows starting in [from, to) become its drift baseline (recorded with who and when).
+pub async fn adopt_baseline(req: &mut Request, env: &Env, name: &str) -> ApiResult<Response> {
+    need_known(env, name).await?;
+    let by = actor(req)?;
+    let text = body_text(req).await?;
+    let w: NewNormal = serde_json::from_str(&text).map_err(bad_json)?;
+    let (from, to) = (time_of(&w.from, "from")?, time_of(&w.to, "to")?);
+    if from >= to {
+        return Err(ApiError::new(
+            400,
+            ErrorCode::InvalidField,
+            format!("from ({from}) must be before to ({to})"),
+        ));
+    }
+    let reason = w.reason.map(|r| r.chars().take(500).collect());
+    let adopted = monitor::adopt_baseline(env, name, (from, to), (now_ms(), &by), reason).await?;
+    let mut body = summary(&*registry::state(env).await?);
+    body["adopted"] = serde_json::to_value(&adopted).map_err(ApiError::internal)?;
+    Ok(json(&body)?.with_status(201))
+}
+
+/// `DELETE /v1/models/{version}/baseline`: the version is watched against its card's own
+/// baseline again.
+pub async fn reset_baseline(req: &mut Request, env: &Env, name: &str) -> ApiResult<Response> {
+    need_known(env, name).await?;
+    let by = actor(req)?;
+    let reason = why(req).await?;
+    let model = arms::named_scorer(env, name)
+        .await?
+        .card()
+        .model_version
+        .clone();
+    let at = now_ms();
+    let (changed, state) = registry::change(env, |s| {
+        Ok(s.reset_baseline(&model, at, &by, reason.clone()))
+    })
+    .await?;
     let mut body = summary(&state);
     body["changed"] = changed.into();
     json(&body)
