@@ -424,6 +424,70 @@ fn input_width_is_checked() {
     assert!(same.is_ok());
 }
 
+/// The direct wiring (source → kernel, no tract-onnx inference) is what tract-onnx's own reading of
+/// the file gives: the same probabilities, bit for bit, on every fixture and committed model, and the
+/// onnxmltools graphs (with ZipMap or without) do take it.
+#[test]
+fn the_direct_wiring_equals_tract_onnx_reading_the_graph() {
+    let root = crate::support::root();
+    let mut models: Vec<(String, PathBuf, usize)> = Vec::new();
+    for name in [
+        "synth_mixed",
+        "synth_eq_none_mixed",
+        "synth_gte_none",
+        "synth_lt_class1",
+        "synth_many_trees",
+    ] {
+        let f: Synth = json(&format!("{name}.json"));
+        models.push((name.into(), dir().join(&f.model), f.n_features));
+    }
+    let l: Lgbm = json("lgbm.json");
+    models.push(("lgbm".into(), dir().join(&l.model), l.n_features));
+    models.push((
+        "lgbm_zipmap".into(),
+        dir().join(&l.model_zipmap),
+        l.n_features,
+    ));
+    for m in ["default", "candidate", "b2b-example", "b2b-rules"] {
+        let card: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(root.join("models").join(m).join("card.json")).unwrap(),
+        )
+        .unwrap();
+        let width = card["features"].as_array().unwrap().len();
+        models.push((
+            m.into(),
+            root.join("models").join(m).join("model.onnx"),
+            width,
+        ));
+    }
+    for (name, path, width) in models {
+        let bytes = std::fs::read(&path).unwrap();
+        let direct = Plan::load(&bytes)
+            .and_then(|p| p.with_input_width(width))
+            .unwrap();
+        let tract = Plan::load_through_tract_onnx(&bytes)
+            .and_then(|p| p.with_input_width(width))
+            .unwrap();
+        assert!(direct.wired_directly(), "{name}: not wired directly");
+        assert!(!tract.wired_directly(), "{name}");
+        // Rows over each feature's range, missing values included.
+        let n = 64;
+        let rows: Vec<f32> = (0..n * width)
+            .map(|i| match (i * 7919) % 13 {
+                0 => f32::NAN,
+                k => (k as f32 - 4.0) * ((i % 5) as f32 + 0.5),
+            })
+            .collect();
+        let a = direct.probabilities(&rows, n).unwrap();
+        let b = tract.probabilities(&rows, n).unwrap();
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{name}"
+        );
+    }
+}
+
 /// Node covers from routing rows through each tree: leaf = hits + 1, branch = sum of children.
 fn route_covers(forest: &Forest, rows: &[Vec<f32>]) -> Vec<Vec<f64>> {
     forest

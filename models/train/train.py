@@ -964,8 +964,16 @@ def run(args) -> None:
     if method not in ("auto", "platt", "isotonic"):
         raise InputError(f"calibration {method!r}: expected auto, platt or isotonic")
     chosen = choice["auto_picks"] if method == "auto" else method
-    if chosen == "platt":
-        a, b = fit_platt(oof, y[pool])
+    platt = fit_platt(oof, y[pool]) if chosen == "platt" else None
+    if platt is not None and not platt[0] > 0:
+        # The margins do not rank the rows (a model without signal, e.g. trained on shuffled labels): a
+        # slope ≤ 0 would turn the ranking upside down, so isotonic (flat where there is no signal).
+        print(f"train.py: Platt's slope on the out-of-fold margins is {platt[0]:.4g} (no ranking signal): "
+              "isotonic calibration instead", file=sys.stderr)
+        choice["platt_slope_not_positive"] = platt[0]
+        chosen, platt = "isotonic", None
+    if platt is not None:
+        a, b = platt
         cal = {"method": "platt", "a": a, "b": b}
         cal_text = ("Platt: logistic regression (no penalty) of the label on the out-of-fold margins logit(p) of "
                     f"the CV models over {part['fit']}; p' = sigmoid(a*logit(p) + b)")

@@ -71,15 +71,7 @@ impl Bundle {
                 )));
             }
         }
-        let model = Plan::load(onnx)?;
-        let n = card.features.len();
-        if model.n_features() > n {
-            return Err(ModelError::Card(format!(
-                "the trees read feature index {} but the card lists {n} features",
-                model.n_features() - 1
-            )));
-        }
-        let model = model.with_input_width(n)?;
+        let model = Plan::load_for_card(onnx, card.features.len())?;
         if let Some(t) = card.onnx_file.n_trees {
             if t != model.forest().n_trees() {
                 return Err(ModelError::Card(format!(

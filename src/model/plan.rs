@@ -13,13 +13,24 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use tract_onnx::pb::ModelProto;
+use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::tract_hir::internal::*;
 
 use super::graph::prepare_graph;
 use super::tree_op::{build_forest_op, ForestOp, PARSED};
 use crate::model::error::ModelError;
 use crate::model::forest::{decode_model, find_tree_node, Forest, OP_TYPE};
+
+/// The input width a plan is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Width {
+    /// What the file declares, else what the trees read.
+    Own,
+    /// A caller's width.
+    Given(usize),
+    /// The card's feature count (errors name the card).
+    Card(usize),
+}
 
 /// Which implementation of `TreeEnsembleClassifier` a plan uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +53,10 @@ pub struct Plan {
     /// The file as decoded, kept to rebuild the plan for another input width.
     proto: ModelProto,
     kernel: Kernel,
+    /// Typed by tract-onnx even where the direct wiring applies.
+    via_tract: bool,
+    /// Wired directly (the tree op alone), not typed by tract-onnx.
+    direct: bool,
 }
 
 impl fmt::Debug for Plan {
@@ -58,13 +73,35 @@ impl fmt::Debug for Plan {
 impl Plan {
     /// Parses, validates and optimizes a model with our tree kernel; why: the production path.
     pub fn load(onnx_bytes: &[u8]) -> Result<Plan, ModelError> {
-        Plan::build(decode_model(onnx_bytes)?, Kernel::Forest, None)
+        Plan::build(decode_model(onnx_bytes)?, Kernel::Forest, Width::Own, false)
+    }
+
+    /// [`Plan::load`], but typed by tract-onnx's parsing and inference even where the graph is the
+    /// tree op alone; why: tests check the direct wiring against tract's own reading of the file.
+    pub fn load_through_tract_onnx(onnx_bytes: &[u8]) -> Result<Plan, ModelError> {
+        Plan::build(decode_model(onnx_bytes)?, Kernel::Forest, Width::Own, true)
+    }
+
+    /// [`Plan::load`] for a card of `n` features; why: one build at the card's width instead of
+    /// a build at the file's width and another at the card's.
+    pub fn load_for_card(onnx_bytes: &[u8], n: usize) -> Result<Plan, ModelError> {
+        Plan::build(
+            decode_model(onnx_bytes)?,
+            Kernel::Forest,
+            Width::Card(n),
+            false,
+        )
     }
 
     /// Same graph preparation, but with tract's built-in `TreeEnsembleClassifier`; why: an
     /// independent reference for tests. Slow (ms per row); use only its probabilities.
     pub fn load_reference(onnx_bytes: &[u8]) -> Result<Plan, ModelError> {
-        Plan::build(decode_model(onnx_bytes)?, Kernel::TractBuiltin, None)
+        Plan::build(
+            decode_model(onnx_bytes)?,
+            Kernel::TractBuiltin,
+            Width::Own,
+            true,
+        )
     }
 
     /// Rebuilds the plan for an input width of `n` (e.g. the card's feature count, which may exceed
@@ -74,13 +111,14 @@ impl Plan {
         if n == self.width {
             return Ok(self);
         }
-        Plan::build(self.proto, self.kernel, Some(n))
+        Plan::build(self.proto, self.kernel, Width::Given(n), self.via_tract)
     }
 
     fn build(
         original: ModelProto,
         kernel: Kernel,
-        width: Option<usize>,
+        asked: Width,
+        via_tract: bool,
     ) -> Result<Plan, ModelError> {
         let mut proto = original.clone();
         find_tree_node(&proto)?; // the clearest error first, for a graph without (one) tree op
@@ -96,47 +134,34 @@ impl Plan {
                 )));
             }
         }
-        let width = match (width, declared_width) {
-            (Some(w), Some(d)) if w != d => {
+        let width = match (asked, declared_width) {
+            (Width::Card(w), _) if w < need => {
+                return Err(ModelError::Card(format!(
+                    "the trees read feature index {} but the card lists {w} features",
+                    need - 1
+                )))
+            }
+            (Width::Given(w) | Width::Card(w), Some(d)) if w != d => {
                 return Err(ModelError::Onnx(format!(
                     "the graph input declares {d} features, not {w}"
                 )))
             }
-            (Some(w), _) if w < need => {
+            (Width::Given(w), _) if w < need => {
                 return Err(ModelError::Onnx(format!(
                     "an input width of {w} is too small: the trees read feature index {}",
                     need - 1
                 )))
             }
-            (Some(w), _) => w,
-            (None, Some(d)) => d,
-            (None, None) => need.max(1),
+            (Width::Given(w) | Width::Card(w), _) => w,
+            (Width::Own, Some(d)) => d,
+            (Width::Own, None) => need.max(1),
         };
 
-        let onnx = framework(kernel)?.with_ignore_value_info(true);
-        if kernel == Kernel::Forest {
-            PARSED.with(|p| {
-                p.replace(Some((
-                    std::ptr::from_ref(tree_node) as usize,
-                    parsed.clone(),
-                )))
-            });
-        }
-        let model = onnx.model_for_proto_model(&proto);
-        PARSED.with(|p| p.take());
-        let mut model = model?;
-        let n = model.symbols.sym("N");
-        model.set_input_fact(0, f32::fact(&[n.to_dim(), width.to_dim()]).into())?;
-        model.set_output_fact(0, InferenceFact::default())?;
-        // Typed, not optimized: the graph is one tree op (plus trivial wrappers), which tract's
-        // optimizer cannot improve, while linking it (codegen for every op family, FFT, matmul
-        // kernels) roughly doubles the wasm module.
-        let typed = match kernel {
-            Kernel::Forest => model.into_typed()?,
-            #[cfg(not(target_arch = "wasm32"))]
-            Kernel::TractBuiltin => model.into_optimized()?,
-            #[cfg(target_arch = "wasm32")]
-            Kernel::TractBuiltin => model.into_typed()?,
+        let direct = kernel == Kernel::Forest && !via_tract && forest_alone(&proto, tree_node);
+        let typed = if direct {
+            typed_forest(parsed.clone(), width)?
+        } else {
+            typed_by_tract(&proto, tree_node, &parsed, kernel, width)?
         };
 
         let forest = match kernel {
@@ -172,12 +197,20 @@ impl Plan {
             declared_width,
             proto: original,
             kernel,
+            via_tract,
+            direct,
         })
     }
 
     /// Input width the plan expects (one value per feature, in card order).
     pub fn n_features(&self) -> usize {
         self.width
+    }
+
+    /// Whether the typed model was wired directly (the graph is the tree op alone) rather than
+    /// typed by tract-onnx's inference.
+    pub fn wired_directly(&self) -> bool {
+        self.direct
     }
 
     /// Input width the ONNX file declares, if it declares one.
@@ -254,6 +287,83 @@ impl Plan {
         }
         Ok(out.remove(0))
     }
+}
+
+/// Whether the prepared graph is the tree op alone: its input the graph's input, its probabilities
+/// reaching the graph's output through `Identity` nodes only. Why: then the typed model can be
+/// wired directly (source → kernel), skipping tract-onnx's parsing and type inference, which is
+/// most of a cold load's time in wasm (each function run once is compiled on first call).
+fn forest_alone(proto: &ModelProto, tree: &NodeProto) -> bool {
+    let Some(graph) = proto.graph.as_ref() else {
+        return false;
+    };
+    let ([input], [output]) = (graph.input.as_slice(), graph.output.as_slice()) else {
+        return false;
+    };
+    if !graph.initializer.is_empty() || tree.input.as_slice() != [input.name.clone()] {
+        return false;
+    }
+    let Some(probs) = tree.output.get(1) else {
+        return false;
+    };
+    let mut name = &output.name;
+    let mut identities = 0;
+    while name != probs {
+        let mut from = graph.node.iter().filter(|n| n.output.contains(name));
+        match (from.next(), from.next()) {
+            (Some(n), None) if n.op_type == "Identity" && n.input.len() == 1 => {
+                name = &n.input[0];
+                identities += 1;
+            }
+            _ => return false,
+        }
+    }
+    identities + 1 == graph.node.len()
+}
+
+/// The typed model of a tree op alone: `f32 [N, width]` → the kernel's probabilities.
+fn typed_forest(forest: Arc<Forest>, width: usize) -> Result<TypedModel, ModelError> {
+    let mut model = TypedModel::default();
+    let n = model.symbols.sym("N");
+    let x = model.add_source("input", f32::fact([n.to_dim(), width.to_dim()]))?;
+    let probs = model.wire_node("forest", ForestOp { forest }, &[x])?;
+    model.select_output_outlets(&probs)?;
+    Ok(model)
+}
+
+/// The typed model by tract-onnx: parsed with our op builders, then typed by tract's inference.
+fn typed_by_tract(
+    proto: &ModelProto,
+    tree_node: &NodeProto,
+    parsed: &Arc<Forest>,
+    kernel: Kernel,
+    width: usize,
+) -> Result<TypedModel, ModelError> {
+    let onnx = framework(kernel)?.with_ignore_value_info(true);
+    if kernel == Kernel::Forest {
+        PARSED.with(|p| {
+            p.replace(Some((
+                std::ptr::from_ref(tree_node) as usize,
+                parsed.clone(),
+            )))
+        });
+    }
+    let model = onnx.model_for_proto_model(proto);
+    PARSED.with(|p| p.take());
+    let mut model = model?;
+    let n = model.symbols.sym("N");
+    model.set_input_fact(0, f32::fact(&[n.to_dim(), width.to_dim()]).into())?;
+    model.set_output_fact(0, InferenceFact::default())?;
+    // Typed, not optimized: the graph is one tree op (plus trivial wrappers), which tract's
+    // optimizer cannot improve, while linking it (codegen for every op family, FFT, matmul
+    // kernels) roughly doubles the wasm module.
+    Ok(match kernel {
+        Kernel::Forest => model.into_typed()?,
+        #[cfg(not(target_arch = "wasm32"))]
+        Kernel::TractBuiltin => model.into_optimized()?,
+        #[cfg(target_arch = "wasm32")]
+        Kernel::TractBuiltin => model.into_typed()?,
+    })
 }
 
 fn plain_f32(t: &TValue) -> Result<&[f32], ModelError> {
