@@ -51,6 +51,19 @@ pub fn day_of(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// A time in ms as ISO 8601 UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ` (what HubSpot's datetime
+/// properties and Salesforce's DateTime fields both accept).
+pub fn iso_utc(ms: i64) -> String {
+    let in_day = ms.rem_euclid(DAY_MS);
+    let (h, min, s, milli) = (
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000,
+    );
+    format!("{}T{h:02}:{min:02}:{s:02}.{milli:03}Z", day_of(ms))
+}
+
 /// The first ms of a UTC day written `YYYY-MM-DD`, or `None` if it is not one.
 pub fn day_start(day: &str) -> Option<i64> {
     let mut it = day.splitn(3, '-');
@@ -99,6 +112,13 @@ pub fn parse_imf_fixdate(v: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_utc_writes_ms_and_days_before_the_epoch() {
+        assert_eq!(iso_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_utc(1_796_591_663_786), "2026-12-06T21:14:23.786Z");
+        assert_eq!(iso_utc(-1), "1969-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn civil_dates_round_trip() {

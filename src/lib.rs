@@ -1,7 +1,7 @@
 //! leadscore: real-time predictive lead scoring.
 //!
 //! The modules follow the data's path: [`event`] → [`state`] → [`features`] → [`model`] →
-//! [`explain`] → [`score`] → sinks ([`webhook`]); each imports only modules before it (README,
+//! [`explain`] → [`score`] → sinks ([`webhook`], [`crm`]); each imports only modules before it (README,
 //! "Invariants"). [`identity`], [`rate_limit`], [`lead`], [`batch`] and [`error_code`] are rules
 //! the worker applies, kept here to be tested natively. [`calendar`], [`hash`], [`hex`] and
 //! [`secret`] are the primitives every module shares, each written once; they import nothing of
@@ -18,6 +18,7 @@ pub mod browser;
 pub mod bundle_check;
 pub mod calendar;
 pub mod compare;
+pub mod crm;
 pub mod dataset;
 pub mod error_code;
 pub mod event;
