@@ -73,6 +73,29 @@ pub struct ScoreData {
     pub verified: bool,
 }
 
+impl ScoreData {
+    /// The compact score of `score`, after `sent` (what was last sent for the visitor); `verified`
+    /// whether its lead id was verified.
+    pub fn of(score: &Score, verified: bool, sent: &SentState) -> ScoreData {
+        ScoreData {
+            lead_id: score.lead_id.clone(),
+            visitor_id: score.visitor_id.clone(),
+            ai_score: score.ai_score,
+            tier: score.tier.as_str().to_string(),
+            score_timestamp: score.score_timestamp,
+            model_version: score.model_version.clone(),
+            arm: score.arm.clone(),
+            key_factors: score.key_factors.iter().map(KeyFactor::from).collect(),
+            fit_score: score.fit.score,
+            engagement_score: score.engagement.score,
+            score_confidence: score.score_confidence,
+            previous_score: sent.score,
+            previous_tier: sent.tier.map(|t| t.as_str().to_string()),
+            verified: verified && score.lead_id.is_some(),
+        }
+    }
+}
+
 /// A factor, rounded for the wire, with the card's names so that a CRM user can read it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyFactor {
@@ -228,22 +251,7 @@ pub fn make_event(
     let ev = ScoreEvent {
         kind: kind.to_string(),
         timestamp: now,
-        data: ScoreData {
-            lead_id: score.lead_id.clone(),
-            visitor_id: score.visitor_id.clone(),
-            ai_score: score.ai_score,
-            tier: score.tier.as_str().to_string(),
-            score_timestamp: score.score_timestamp,
-            model_version: score.model_version.clone(),
-            arm: score.arm.clone(),
-            key_factors: score.key_factors.iter().map(KeyFactor::from).collect(),
-            fit_score: score.fit.score,
-            engagement_score: score.engagement.score,
-            score_confidence: score.score_confidence,
-            previous_score: sent.score,
-            previous_tier: sent.tier.map(|t| t.as_str().to_string()),
-            verified: verified && score.lead_id.is_some(),
-        },
+        data: ScoreData::of(score, verified, sent),
     };
     sent.score = Some(score.ai_score);
     sent.tier = Some(score.tier);

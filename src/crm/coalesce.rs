@@ -11,7 +11,7 @@
 //!   whichever is later; past the schedule the write is a dead letter, as are `Gone` and `Refused`;
 //!   a record the CRM does not know is remembered, so its later scores are not sent again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -76,15 +76,18 @@ pub struct Counts {
     pub calls: u64,
 }
 
-/// A destination's outbox.
+/// Everything the outbox keeps about one record: a store may keep each record under its own key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Outbox {
-    waiting: BTreeMap<RecordKey, Waiting>,
-    /// Score time last written, per record.
-    written: BTreeMap<RecordKey, i64>,
-    gone: BTreeSet<RecordKey>,
-    /// Counters.
-    pub counts: Counts,
+pub struct RecordState {
+    /// The write waiting to be sent, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+    /// Score time last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_at: Option<i64>,
+    /// The CRM does not know the record.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gone: bool,
 }
 
 /// How retries are timed.
@@ -122,103 +125,82 @@ impl RetryClock {
     }
 }
 
-impl Outbox {
-    /// Takes a write made at `now`.
-    pub fn offer(&mut self, write: Write, now: i64) -> Offered {
-        self.counts.offered += 1;
-        let key = write.record.clone();
-        if self.gone.contains(&key) {
+impl RecordState {
+    /// Takes a write for this record made at `now`.
+    pub fn offer(&mut self, write: Write, now: i64, counts: &mut Counts) -> Offered {
+        counts.offered += 1;
+        if self.gone {
             return Offered::Gone;
         }
-        if self.written.get(&key).is_some_and(|&t| write.scored_at < t) {
-            self.counts.stale += 1;
+        if self.written_at.is_some_and(|t| write.scored_at < t) {
+            counts.stale += 1;
             return Offered::Stale;
         }
-        match self.waiting.get_mut(&key) {
+        match &mut self.waiting {
             Some(w) if write.scored_at < w.write.scored_at => {
-                self.counts.stale += 1;
+                counts.stale += 1;
                 Offered::Stale
             }
             Some(w) => {
                 w.write.absorb(write);
-                self.counts.coalesced += 1;
+                counts.coalesced += 1;
                 Offered::Coalesced
             }
             None => {
-                self.waiting.insert(
-                    key,
-                    Waiting {
-                        write,
-                        since: now,
-                        not_before: now,
-                        failing_since: None,
-                        attempts: 0,
-                    },
-                );
+                self.waiting = Some(Waiting {
+                    write,
+                    since: now,
+                    not_before: now,
+                    failing_since: None,
+                    attempts: 0,
+                });
                 Offered::Waiting
             }
         }
     }
 
-    /// Up to `max` writes to send at `now`: records that have waited `flush_ms` and whose retry wait
-    /// is over, longest waiting first.
-    pub fn due(&self, now: i64, flush_ms: i64, max: usize) -> Vec<Write> {
-        let mut ready: Vec<&Waiting> = self
-            .waiting
-            .values()
-            .filter(|w| w.since + flush_ms <= now && w.not_before <= now)
-            .collect();
-        ready.sort_by_key(|w| (w.since.max(w.not_before), w.write.record.clone()));
-        ready
-            .into_iter()
-            .take(max)
-            .map(|w| w.write.clone())
-            .collect()
-    }
-
-    /// When the next record becomes due (for a timer), if any waits.
-    pub fn next_due(&self, flush_ms: i64) -> Option<i64> {
+    /// When the record is due (for a timer), if it waits.
+    pub fn due_at(&self, flush_ms: i64) -> Option<i64> {
         self.waiting
-            .values()
+            .as_ref()
             .map(|w| (w.since + flush_ms).max(w.not_before))
-            .min()
     }
 
-    /// Records what became of `sent` at `now`.
+    /// Records what became of `sent` (this record's write) at `now`.
     pub fn settle(
         &mut self,
         sent: &Write,
         outcome: &Outcome,
         now: i64,
         clock: RetryClock,
+        counts: &mut Counts,
     ) -> Settled {
-        let key = &sent.record;
-        let newer_waits = |o: &Outbox| {
-            o.waiting
-                .get(key)
-                .is_some_and(|w| w.write.scored_at > sent.scored_at)
-        };
+        let newer_waits = self
+            .waiting
+            .as_ref()
+            .is_some_and(|w| w.write.scored_at > sent.scored_at);
         match outcome {
             Outcome::Written { .. } => {
-                self.counts.written += 1;
-                let t = self.written.entry(key.clone()).or_insert(sent.scored_at);
-                *t = (*t).max(sent.scored_at);
-                if !newer_waits(self) {
-                    self.waiting.remove(key);
-                } else if let Some(w) = self.waiting.get_mut(key) {
-                    (w.attempts, w.failing_since) = (0, None);
+                counts.written += 1;
+                self.written_at = Some(
+                    self.written_at
+                        .map_or(sent.scored_at, |t| t.max(sent.scored_at)),
+                );
+                match &mut self.waiting {
+                    Some(w) if newer_waits => (w.attempts, w.failing_since) = (0, None),
+                    _ => self.waiting = None,
                 }
                 Settled::Written
             }
             Outcome::Retry { after_ms, reason } => {
-                let Some(w) = self.waiting.get_mut(key) else {
+                let Some(w) = &mut self.waiting else {
                     return Settled::Written; // settled already (a duplicate answer)
                 };
                 let first = *w.failing_since.get_or_insert(now);
                 if now - first >= clock.give_up_after_ms() {
                     let why = format!("gave up after {} attempts: {reason}", w.attempts + 1);
-                    self.waiting.remove(key);
-                    self.counts.dead += 1;
+                    self.waiting = None;
+                    counts.dead += 1;
                     return Settled::DeadLetter(why);
                 }
                 w.attempts += 1;
@@ -235,30 +217,100 @@ impl Outbox {
             }
             Outcome::Gone { reason } | Outcome::Refused { reason } => {
                 if matches!(outcome, Outcome::Gone { .. }) {
-                    self.gone.insert(key.clone());
-                    self.waiting.remove(key);
-                } else if !newer_waits(self) {
-                    self.waiting.remove(key);
+                    self.gone = true;
+                    self.waiting = None;
+                } else if !newer_waits {
+                    self.waiting = None;
                 }
-                self.counts.dead += 1;
+                counts.dead += 1;
                 Settled::DeadLetter(reason.clone())
             }
         }
     }
+}
+
+/// Up to `max` writes to send at `now` among `waiting`: records that have waited `flush_ms` and
+/// whose retry wait is over, longest waiting first.
+pub fn due<'a>(
+    waiting: impl IntoIterator<Item = &'a Waiting>,
+    now: i64,
+    flush_ms: i64,
+    max: usize,
+) -> Vec<Write> {
+    let mut ready: Vec<&Waiting> = waiting
+        .into_iter()
+        .filter(|w| w.since + flush_ms <= now && w.not_before <= now)
+        .collect();
+    ready.sort_by_key(|w| (w.since.max(w.not_before), w.write.record.clone()));
+    ready
+        .into_iter()
+        .take(max)
+        .map(|w| w.write.clone())
+        .collect()
+}
+
+/// A destination's outbox in memory: the records' states and the counters (what a store keeps
+/// record by record).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outbox {
+    records: BTreeMap<RecordKey, RecordState>,
+    /// Counters.
+    pub counts: Counts,
+}
+
+impl Outbox {
+    /// Takes a write made at `now`.
+    pub fn offer(&mut self, write: Write, now: i64) -> Offered {
+        let rs = self.records.entry(write.record.clone()).or_default();
+        rs.offer(write, now, &mut self.counts)
+    }
+
+    /// Up to `max` writes due at `now`.
+    pub fn due(&self, now: i64, flush_ms: i64, max: usize) -> Vec<Write> {
+        due(
+            self.records.values().filter_map(|r| r.waiting.as_ref()),
+            now,
+            flush_ms,
+            max,
+        )
+    }
+
+    /// When the next record becomes due, if any waits.
+    pub fn next_due(&self, flush_ms: i64) -> Option<i64> {
+        self.records
+            .values()
+            .filter_map(|r| r.due_at(flush_ms))
+            .min()
+    }
+
+    /// Records what became of `sent` at `now`.
+    pub fn settle(
+        &mut self,
+        sent: &Write,
+        outcome: &Outcome,
+        now: i64,
+        clock: RetryClock,
+    ) -> Settled {
+        let rs = self.records.entry(sent.record.clone()).or_default();
+        rs.settle(sent, outcome, now, clock, &mut self.counts)
+    }
 
     /// Records waiting.
     pub fn len(&self) -> usize {
-        self.waiting.len()
+        self.records
+            .values()
+            .filter(|r| r.waiting.is_some())
+            .count()
     }
 
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.len() == 0
     }
 
     /// Score time last written to a record.
     pub fn written_at(&self, key: &RecordKey) -> Option<i64> {
-        self.written.get(key).copied()
+        self.records.get(key).and_then(|r| r.written_at)
     }
 }
 

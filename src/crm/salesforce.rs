@@ -12,7 +12,7 @@
 //! * the daily API allocation (`403 REQUEST_LIMIT_EXCEEDED` when spent; `Sforce-Limit-Info:
 //!   api-usage=used/max` on every answer), which leadscore keeps under its own budget.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 
 use super::fields::{FieldMap, Value};
@@ -54,6 +54,15 @@ pub fn name_problem(name: &str) -> Option<String> {
 pub fn id_problem(id: &str) -> Option<String> {
     let ok = matches!(id.len(), 15 | 18) && id.bytes().all(|b| b.is_ascii_alphanumeric());
     (!ok).then(|| format!("{id:?} is not a Salesforce record id (15 or 18 letters and digits)"))
+}
+
+/// The mapped fields that are Number fields.
+pub fn number_fields(fields: &FieldMap) -> std::collections::BTreeSet<String> {
+    fields
+        .iter()
+        .filter(|(v, _)| v.kind() == super::fields::Kind::Number)
+        .map(|(_, name)| name.clone())
+        .collect()
 }
 
 /// The fields leadscore writes, by default (created by the customer in Object Manager).
@@ -102,7 +111,7 @@ pub fn token_form(client_id: &str, client_secret: &str) -> String {
 }
 
 /// A token, as the token endpoint answers it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Token {
     /// The bearer token.
     pub access_token: String,
@@ -140,8 +149,12 @@ pub fn read_token(status: u16, body: &str) -> Result<Token, CrmError> {
 }
 
 /// The body of an update of `writes` (distinct ids, at most [`MAX_RECORDS`]); an empty value
-/// clears the field (`null`, as Salesforce clears).
-pub fn collections_body(writes: &[Write]) -> Result<String, CrmError> {
+/// clears the field (`null`, as Salesforce clears); the fields in `numbers` go as JSON numbers (a
+/// Number field takes no string).
+pub fn collections_body(
+    writes: &[Write],
+    numbers: &std::collections::BTreeSet<String>,
+) -> Result<String, CrmError> {
     if writes.is_empty() || writes.len() > MAX_RECORDS {
         return Err(CrmError::Request(format!(
             "an sObject Collections update takes 1–{MAX_RECORDS} records, not {}",
@@ -167,7 +180,21 @@ pub fn collections_body(writes: &[Write]) -> Result<String, CrmError> {
         );
         r.insert("id".into(), json!(w.record.id));
         for (k, v) in &w.fields {
-            r.insert(k.clone(), if v.is_empty() { Json::Null } else { json!(v) });
+            let value = match (v.is_empty(), numbers.contains(k)) {
+                (true, _) => Json::Null,
+                (false, true) => v
+                    .parse::<i64>()
+                    .ok()
+                    .map(|x| Json::Number(x.into()))
+                    .or_else(|| {
+                        v.parse::<f64>()
+                            .ok()
+                            .and_then(|x| serde_json::Number::from_f64(x).map(Json::Number))
+                    })
+                    .ok_or_else(|| CrmError::Request(format!("{k}: {v:?} is not a number")))?,
+                (false, false) => json!(v),
+            };
+            r.insert(k.clone(), value);
         }
         records.push(Json::Object(r));
     }
@@ -334,19 +361,21 @@ mod tests {
 
     #[test]
     fn the_body_is_the_documented_shape_and_empty_clears() {
+        let numbers = number_fields(&default_fields());
         let body: Json =
-            serde_json::from_str(&collections_body(&[w(LEAD, "87")]).unwrap()).unwrap();
+            serde_json::from_str(&collections_body(&[w(LEAD, "87")], &numbers).unwrap()).unwrap();
         assert_eq!(
             body,
             json!({"allOrNone": false, "records": [{"attributes": {"type": "Lead"}, "id": LEAD,
-                   "Leadscore_Score__c": "87", "Leadscore_Sla_Due__c": null}]})
+                   "Leadscore_Score__c": 87, "Leadscore_Sla_Due__c": null}]})
         );
         let many: Vec<Write> = (0..201)
             .map(|i| w(&format!("00Q5e00000AbC{i:05}"), "1"))
             .collect();
-        assert!(collections_body(&many).is_err());
-        assert!(collections_body(&many[..200]).is_ok());
-        assert!(collections_body(&[w("short", "1")]).is_err());
+        assert!(collections_body(&many, &numbers).is_err());
+        assert!(collections_body(&many[..200], &numbers).is_ok());
+        assert!(collections_body(&[w("short", "1")], &numbers).is_err());
+        assert!(collections_body(&[w(LEAD, "high")], &numbers).is_err());
         assert_eq!(
             collections_path(API_VERSION),
             "/services/data/v68.0/composite/sobjects"

@@ -10,6 +10,9 @@ pub const DEALS: &str = "DEALS";
 /// Durable Object namespace of accounts (one object per account id).
 pub const ACCOUNTS: &str = "ACCOUNTS";
 
+/// Durable Object namespace of CRM outboxes (one object per destination: `hubspot`, `salesforce`).
+pub const CRM_OUTBOXES: &str = "CRM_OUTBOXES";
+
 /// Producer of the score-events queue (signed webhooks).
 pub const SCORE_EVENTS: &str = "SCORE_EVENTS";
 /// The score-events queue's name: its consumer's batches.
@@ -21,6 +24,11 @@ pub const SCORE_EVENTS_DLQ: &str = "leadscore-score-events-dlq";
 pub const LOGS: &str = "LOGS";
 /// The logs queue's name.
 pub const LOGS_QUEUE: &str = "leadscore-logs";
+
+/// Producer of the CRM-writes queue (record values on their way to a destination's outbox).
+pub const CRM_WRITES: &str = "CRM_WRITES";
+/// The CRM-writes queue's name.
+pub const CRM_WRITES_QUEUE: &str = "leadscore-crm-writes";
 
 /// R2 bucket: logs, failed deliveries, the deployment's site tables.
 pub const DATA: &str = "DATA";
@@ -46,13 +54,18 @@ mod tests {
 
     #[test]
     fn every_name_is_bound_in_wrangler_toml() {
-        for name in [VISITORS, LEADS, DEALS, ACCOUNTS] {
+        for name in [VISITORS, LEADS, DEALS, ACCOUNTS, CRM_OUTBOXES] {
             assert!(assigned("name").contains(&name), "durable object {name}");
         }
-        for b in [SCORE_EVENTS, LOGS] {
+        for b in [SCORE_EVENTS, LOGS, CRM_WRITES] {
             assert!(assigned("binding").contains(&b), "queue producer {b}");
         }
-        for q in [SCORE_EVENTS_QUEUE, SCORE_EVENTS_DLQ, LOGS_QUEUE] {
+        for q in [
+            SCORE_EVENTS_QUEUE,
+            SCORE_EVENTS_DLQ,
+            LOGS_QUEUE,
+            CRM_WRITES_QUEUE,
+        ] {
             assert!(assigned("queue").contains(&q), "queue consumer {q}");
         }
         assert!(assigned("dead_letter_queue").contains(&SCORE_EVENTS_DLQ));

@@ -3,10 +3,10 @@
 
 use worker::*;
 
-use super::bindings::{LOGS_QUEUE, SCORE_EVENTS_DLQ};
+use super::bindings::{CRM_WRITES_QUEUE, LOGS_QUEUE, SCORE_EVENTS_DLQ};
 use super::env::Config;
 use super::outbox::Delivery;
-use super::{deadletter, delivery, logs, monitor, routes};
+use super::{crm_writes, deadletter, delivery, logs, monitor, routes};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
@@ -32,6 +32,7 @@ async fn queue(batch: MessageBatch<Delivery>, env: Env, _ctx: Context) -> Result
     match batch.queue().as_str() {
         SCORE_EVENTS_DLQ => deadletter::keep(batch, &env).await,
         LOGS_QUEUE => logs::write(batch, &env).await,
+        CRM_WRITES_QUEUE => crm_writes::offer_batch(batch, &env).await,
         _ => delivery::deliver_batch(batch, &env).await,
     }
 }

@@ -17,6 +17,7 @@
 //!   PUT /v1/models/{name} ─► registry check ─► R2; activate / rollback / experiment ─► R2 state
 //!     ─► every isolate's arms (within a minute) ─► the bundle that scores each visitor
 //! entry (queue) ─► delivery (score events) | deadletter (DLQ → R2) | logs (→ R2, monitor → D1)
+//!                 | crm_writes (CRM writes → CrmOutboxObject ─► HubSpot / Salesforce)
 //! entry (scheduled) ─► monitor: judge closed windows ─► alerts on the score-events Queue
 //!                      ├─ promote: the live gate on the experiment (model.promoted / rejected)
 //!                      └─ retrain: model.retrain_requested (schedule, alert, new outcomes)
@@ -24,11 +25,11 @@
 //!
 //! **Layers, and what may import what.** From the bottom: [`bindings`], [`http`], [`env`],
 //! [`body`], [`batch`] (plumbing: they import nothing of the worker but each other, lower first);
-//! [`outbox`], [`site`], [`registry`], [`arms`], [`logs`] (the isolate's shared stores and
+//! [`outbox`], [`site`], [`registry`], [`arms`], [`logs`], [`crm`] (the isolate's shared stores and
 //! scorers); [`objects`]
 //! (Durable Objects: use the layers below, never a handler); [`api`] (handlers: call objects only
 //! through [`objects::client`]); [`routes`]; [`entry`] at the top. The consumers ([`delivery`],
-//! [`deadletter`], [`monitor`]) sit beside the handlers and import only what is below them. The
+//! [`deadletter`], [`monitor`], [`crm_writes`]) sit beside the handlers and import only what is below them. The
 //! core (`crate::*` outside `worker`) never imports the worker.
 
 pub mod api;
@@ -36,6 +37,8 @@ pub mod arms;
 pub mod batch;
 pub mod bindings;
 pub mod body;
+pub mod crm;
+pub mod crm_writes;
 pub mod deadletter;
 pub mod delivery;
 pub mod entry;

@@ -4,7 +4,7 @@
 use worker::{Env, Method, Request, Response};
 
 use super::api::{
-    deliveries, events, export, import, info, leads, models, outcomes, score, segment, site,
+    crm, deliveries, events, export, import, info, leads, models, outcomes, score, segment, site,
 };
 use super::arms;
 use super::body::body_text;
@@ -63,6 +63,10 @@ enum Handler {
     ModelsRollback,
     ExperimentPut,
     ExperimentDelete,
+    CrmGet,
+    CrmSetup,
+    CrmDead,
+    CrmReplay,
 }
 
 /// One route.
@@ -116,6 +120,10 @@ const ROUTES: &[Route] = &[
     route(Method::Delete, Prefix("/v1/models/"),           Bearer,  Handler::ModelDelete),
     route(Method::Put,    Exact("/v1/experiment"),         Bearer,  Handler::ExperimentPut),
     route(Method::Delete, Exact("/v1/experiment"),         Bearer,  Handler::ExperimentDelete),
+    route(Method::Get,    Exact("/v1/crm"),                Bearer,  Handler::CrmGet),
+    route(Method::Post,   Exact("/v1/crm/setup"),          Bearer,  Handler::CrmSetup),
+    route(Method::Get,    Exact("/v1/crm/dead"),           Bearer,  Handler::CrmDead),
+    route(Method::Post,   Exact("/v1/crm/replay"),         Bearer,  Handler::CrmReplay),
 ];
 
 impl PathIs {
@@ -248,6 +256,13 @@ pub async fn dispatch(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Re
         Handler::ModelsRollback => models::rollback(&mut req, env).await,
         Handler::ExperimentPut => models::put_experiment(&mut req, env).await,
         Handler::ExperimentDelete => models::delete_experiment(&mut req, env).await,
+        Handler::CrmGet => crm::get(env).await,
+        Handler::CrmSetup => crm::setup(&req, env).await,
+        Handler::CrmDead => crm::dead(&req, env).await,
+        Handler::CrmReplay => {
+            let text = body_text(&mut req).await?;
+            crm::replay(&text, env).await
+        }
     }
 }
 

@@ -38,7 +38,7 @@ export function ensureDevVars(file = DEV_VARS) {
   const have = readDevVars(file);
   // Placeholders copied from .dev.vars.example count as missing: drop those lines, then add fresh values.
   const placeholder = (v) => !v || /REPLACE_WITH/.test(v);
-  const stale = ["WEBHOOK_SECRET", "API_TOKEN", "IDENTITY_SECRET", "HUBSPOT_CLIENT_SECRET", "SEGMENT_SHARED_SECRET"].filter((k) => k in have && placeholder(have[k]));
+  const stale = ["WEBHOOK_SECRET", "API_TOKEN", "IDENTITY_SECRET", "HUBSPOT_CLIENT_SECRET", "SEGMENT_SHARED_SECRET", "HUBSPOT_TOKEN", "SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"].filter((k) => k in have && placeholder(have[k]));
   if (stale.length) {
     const kept = fs.readFileSync(file, "utf8").split("\n").filter((l) => !stale.some((k) => new RegExp(`^\\s*${k}\\s*=`).test(l)));
     fs.writeFileSync(file, kept.join("\n"), { mode: 0o600 });
@@ -50,6 +50,10 @@ export function ensureDevVars(file = DEV_VARS) {
   if (!have.IDENTITY_SECRET) add.push(`IDENTITY_SECRET=${crypto.randomBytes(32).toString("base64url")}`);
   if (!have.HUBSPOT_CLIENT_SECRET) add.push(`HUBSPOT_CLIENT_SECRET=${crypto.randomUUID()}`);
   if (!have.SEGMENT_SHARED_SECRET) add.push(`SEGMENT_SHARED_SECRET=${crypto.randomBytes(24).toString("base64url")}`);
+  // The CRM emulators' credentials (tests/worker/hubspot_emulator.mjs, salesforce_emulator.mjs).
+  if (!have.HUBSPOT_TOKEN) add.push(`HUBSPOT_TOKEN=pat-na1-${crypto.randomUUID()}`);
+  if (!have.SALESFORCE_CLIENT_ID) add.push(`SALESFORCE_CLIENT_ID=3MVG${crypto.randomBytes(24).toString("base64url")}`);
+  if (!have.SALESFORCE_CLIENT_SECRET) add.push(`SALESFORCE_CLIENT_SECRET=${crypto.randomBytes(32).toString("hex")}`);
   if (add.length) {
     const head = fs.existsSync(file)
       ? ""

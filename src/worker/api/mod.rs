@@ -2,6 +2,7 @@
 //! [`super::routes`] has matched the method and path and checked the caller's token where the
 //! route needs one) and answers with JSON or an [`super::http::ApiError`].
 
+pub mod crm;
 pub mod deliveries;
 pub mod events;
 pub mod export;

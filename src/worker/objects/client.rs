@@ -6,13 +6,15 @@ use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializ
 use serde_json::value::RawValue;
 use worker::{Env, Method, Request, RequestInit};
 
+use crate::crm::Write;
 use crate::error_code::ErrorCode;
 use crate::event::{Event, EventError};
 use crate::log::OutcomeSource;
 use crate::outcome::{Outcome, OutcomeType};
 use crate::score::Score;
-use crate::worker::bindings::{ACCOUNTS, DEALS, LEADS, VISITORS};
+use crate::worker::bindings::{ACCOUNTS, CRM_OUTBOXES, DEALS, LEADS, VISITORS};
 use crate::worker::http::{ApiError, ApiResult};
+use crate::worker::objects::crm_outbox::{OfferAnswer, OfferRequest, OutboxStatus};
 
 /// An event as the route that took it validated it: parsed, beside the exact text it was parsed
 /// from. It crosses to its object as that text and arrives parsed from it again, so no float is
@@ -302,6 +304,50 @@ async fn get(
     let stub = env.durable_object(ns)?.id_from_name(name)?.get_stub()?;
     let mut resp = stub.fetch_with_str(&url(route, lead)).await?;
     Ok((resp.status_code(), resp.text().await?))
+}
+
+/// Hands writes to a destination's outbox (`replay`: dead letters, a record the CRM did not know
+/// is tried again).
+pub async fn crm_offer_with(
+    env: &Env,
+    destination: &str,
+    writes: &[Write],
+    replay: bool,
+) -> ApiResult<OfferAnswer> {
+    let req = OfferRequest {
+        destination: destination.to_string(),
+        writes: writes.to_vec(),
+        replay,
+    };
+    post(env, CRM_OUTBOXES, destination, "offer", &req).await
+}
+
+/// Hands writes to a destination's outbox.
+pub async fn crm_offer(env: &Env, destination: &str, writes: &[Write]) -> ApiResult<OfferAnswer> {
+    crm_offer_with(env, destination, writes, false).await
+}
+
+/// A destination's outbox: counters, waiting records, budget used.
+pub async fn crm_status(env: &Env, destination: &str) -> ApiResult<OutboxStatus> {
+    let (status, text) = get(env, CRM_OUTBOXES, destination, "status", None).await?;
+    if status != 200 {
+        return Err(ApiError::internal(format!(
+            "outbox status {status}: {text}"
+        )));
+    }
+    serde_json::from_str(&text).map_err(ApiError::internal)
+}
+
+/// Runs a destination's setup (HubSpot: the property group and properties): `(step, status, message)`.
+pub async fn crm_setup(env: &Env, destination: &str) -> ApiResult<Vec<(String, u16, String)>> {
+    post(
+        env,
+        CRM_OUTBOXES,
+        destination,
+        "setup",
+        &destination.to_string(),
+    )
+    .await
 }
 
 /// Applies a batch in its visitor's object.

@@ -6,6 +6,7 @@
 //! | [`lead::LeadObject`] | `LEADS` | verified lead id | the lead's visitors and merged view, outcomes |
 //! | [`deal::DealObject`] | `DEALS` | HubSpot deal id | the deal's contacts and outcomes |
 //! | [`account::AccountObject`] | `ACCOUNTS` | account id | members' latest scores, account traits, the account score and what was last sent |
+//! | [`crm_outbox::CrmOutboxObject`] | `CRM_OUTBOXES` | destination (`hubspot`, `salesforce`) | each record's latest values waiting, score times written, the call budget, the token |
 //!
 //! **Leads.** Only a **verified** identify (the site backend's signature of the lead id, or a
 //! bearer caller; see [`crate::identity`]) joins a lead. When one is applied to visitor V with
@@ -50,6 +51,8 @@ pub mod store;
 #[allow(missing_docs)]
 pub mod account;
 pub mod client;
+#[allow(missing_docs)]
+pub mod crm_outbox;
 // `#[durable_object]` generates JS glue (a class and its methods) that carries no docs.
 #[allow(missing_docs)]
 pub mod deal;

@@ -29,6 +29,7 @@ use crate::score::{Score, ScoreOptions, Scorer};
 use crate::state::{Merge, VisitorState};
 use crate::webhook::{make_event, webhook_id, Policy, SendDecision, SentState};
 use crate::worker::arms::{self, Deployment};
+use crate::worker::crm::produce::{self, Mark};
 use crate::worker::env::var_num;
 use crate::worker::http::{now_ms, query, ApiError, ApiResult};
 use crate::worker::logs;
@@ -76,6 +77,9 @@ struct VisitorRecord {
     /// The account this visitor proved it belongs to (a verified group): its scores go there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     account: Option<String>,
+    /// What was last written to the lead's CRM records.
+    #[serde(default)]
+    crm_mark: Mark,
 }
 
 impl Kept for VisitorRecord {
@@ -354,6 +358,20 @@ impl VisitorObject {
         score.arm.clone_from(&arm);
         if tally.applied > 0 || merged {
             self.maybe_send(&mut rec, &score, now).await?;
+            if rec.crm {
+                // A failed enqueue fails the request, as a webhook's does: nothing is saved.
+                let sub_scores = sc.card().features.iter().any(|f| f.is_fit());
+                let lead = rec.verified_lead.clone();
+                produce::score_changed(
+                    &self.env,
+                    &mut rec.crm_mark,
+                    &score,
+                    lead.as_deref(),
+                    sub_scores,
+                    now,
+                )
+                .await?;
+            }
         }
         if log {
             rec.scores_logged += 1;

@@ -1,0 +1,239 @@
+//! The calls to the CRMs, and only the calls: the requests and the reading of answers are the
+//! core's ([`crate::crm::hubspot`], [`crate::crm::salesforce`]). A call that gets no answer (network,
+//! timeout) is an outage: every record in it is retried.
+
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use worker::*;
+
+use super::super::http::now_ms;
+use crate::crm::config::Destination;
+use crate::crm::salesforce::Token;
+use crate::crm::{hubspot, salesforce, CrmObject, Outcome, Write};
+
+/// Per-call timeout.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// `Retry-After`.
+    pub retry_after: Option<String>,
+    /// `Sforce-Limit-Info`.
+    pub limit_info: Option<String>,
+    /// Body text.
+    pub body: String,
+}
+
+/// One HTTP call; `Err`: no answer.
+pub async fn call(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> std::result::Result<Reply, String> {
+    let h = Headers::new();
+    for (k, v) in headers {
+        h.set(k, v).map_err(|e| e.to_string())?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(h);
+    if let Some(b) = body {
+        init.with_body(Some(b.into()));
+    }
+    let req = Request::new_with_init(url, &init).map_err(|e| e.to_string())?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let send = Fetch::Request(req);
+    let fut = send.send_with_signal(&signal);
+    let timer = Delay::from(TIMEOUT);
+    futures_util::pin_mut!(fut);
+    futures_util::pin_mut!(timer);
+    match select(fut, timer).await {
+        Either::Left((Ok(mut resp), _)) => {
+            let header = |n: &str| resp.headers().get(n).ok().flatten();
+            let (retry_after, limit_info) = (header("retry-after"), header("sforce-limit-info"));
+            Ok(Reply {
+                status: resp.status_code(),
+                retry_after,
+                limit_info,
+                body: resp.text().await.unwrap_or_default(),
+            })
+        }
+        Either::Left((Err(e), _)) => Err(e.to_string()),
+        Either::Right(_) => {
+            controller.abort();
+            Err(format!("no answer within {} s", TIMEOUT.as_secs()))
+        }
+    }
+}
+
+fn outage(n: usize, why: String) -> Vec<Outcome> {
+    vec![
+        Outcome::Retry {
+            after_ms: None,
+            reason: why,
+        };
+        n
+    ]
+}
+
+/// One HubSpot batch update (one object type).
+pub async fn hubspot_batch(dest: &Destination, token: &str, writes: &[Write]) -> hubspot::Answer {
+    let object = writes
+        .first()
+        .map_or(CrmObject::Contact, |w| w.record.object);
+    let built = hubspot::batch_update_path(&dest.api_version, object)
+        .and_then(|p| Ok((p, hubspot::batch_update_body(writes)?)));
+    let (path, body) = match built {
+        Ok(x) => x,
+        Err(e) => {
+            return hubspot::Answer {
+                outcomes: vec![
+                    Outcome::Refused {
+                        reason: e.to_string()
+                    };
+                    writes.len()
+                ],
+                hold_until: None,
+            }
+        }
+    };
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    match call(
+        Method::Post,
+        &format!("{}{path}", dest.base_url),
+        &headers,
+        Some(body),
+    )
+    .await
+    {
+        Ok(r) => hubspot::read_batch_update(
+            r.status,
+            r.retry_after.as_deref(),
+            &r.body,
+            writes,
+            now_ms(),
+        ),
+        Err(why) => hubspot::Answer {
+            outcomes: outage(writes.len(), format!("HubSpot: {why}")),
+            hold_until: None,
+        },
+    }
+}
+
+/// HubSpot's setup: the property group and each mapped property, for the lead's record type and the
+/// account's; `(step, status, message)` per call (`409`: it was there already).
+pub async fn hubspot_setup(dest: &Destination, token: &str) -> Vec<(String, u16, String)> {
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let mut objects = vec![dest.lead_object];
+    objects.extend(dest.account_object);
+    let mut steps = Vec::new();
+    for object in objects {
+        let mut reqs = Vec::new();
+        match hubspot::group_request(&dest.api_version, object) {
+            Ok(g) => reqs.push(g),
+            Err(e) => steps.push((object.as_str().to_string(), 0, e.to_string())),
+        }
+        match hubspot::property_requests(&dest.api_version, object, &dest.spec.fields) {
+            Ok(p) => reqs.extend(p),
+            Err(e) => steps.push((object.as_str().to_string(), 0, e.to_string())),
+        }
+        for (path, body) in reqs {
+            let name = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["name"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let step = format!("{} {name}", object.as_str());
+            match call(
+                Method::Post,
+                &format!("{}{path}", dest.base_url),
+                &headers,
+                Some(body),
+            )
+            .await
+            {
+                Ok(r) => steps.push((step, r.status, r.body.chars().take(300).collect())),
+                Err(why) => steps.push((step, 0, why)),
+            }
+        }
+    }
+    steps
+}
+
+/// A Salesforce token by the client-credentials flow.
+pub async fn salesforce_token(
+    dest: &Destination,
+    client_id: &str,
+    client_secret: &str,
+) -> std::result::Result<Token, String> {
+    let r = call(
+        Method::Post,
+        &format!("{}/services/oauth2/token", dest.base_url),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some(salesforce::token_form(client_id, client_secret)),
+    )
+    .await?;
+    salesforce::read_token(r.status, &r.body).map_err(|e| e.to_string())
+}
+
+/// One sObject Collections update.
+pub async fn salesforce_batch(
+    dest: &Destination,
+    token: &Token,
+    writes: &[Write],
+) -> salesforce::Answer {
+    let numbers = salesforce::number_fields(&dest.spec.fields);
+    let body = match salesforce::collections_body(writes, &numbers) {
+        Ok(b) => b,
+        Err(e) => {
+            return salesforce::Answer {
+                outcomes: vec![
+                    Outcome::Refused {
+                        reason: e.to_string()
+                    };
+                    writes.len()
+                ],
+                token_expired: false,
+                hold_until: None,
+                api_usage: None,
+            }
+        }
+    };
+    let auth = format!("Bearer {}", token.access_token);
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let url = format!(
+        "{}{}",
+        token.instance_url.trim_end_matches('/'),
+        salesforce::collections_path(&dest.api_version)
+    );
+    match call(Method::Patch, &url, &headers, Some(body)).await {
+        Ok(r) => salesforce::read_collections(
+            r.status,
+            r.limit_info.as_deref(),
+            &r.body,
+            writes,
+            now_ms(),
+        ),
+        Err(why) => salesforce::Answer {
+            outcomes: outage(writes.len(), format!("Salesforce: {why}")),
+            token_expired: false,
+            hold_until: None,
+            api_usage: None,
+        },
+    }
+}

@@ -1,0 +1,441 @@
+//! One CRM destination's outbox (named `hubspot` or `salesforce`): each record's latest values,
+//! flushed in batches by its alarm within the account's call budget, with the core's rules
+//! ([`crate::crm::coalesce`], [`crate::crm::budget`]).
+//!
+//! Storage, one key per record so the outbox grows with the records waiting, not all ever written:
+//! `w:<object>:<id>` a waiting write, `d:<object>:<id>` the score time last written, `g:<object>:<id>`
+//! a record the CRM does not know; `counts`, `budget`, `token` (Salesforce), `dest` (its name).
+//! Dead letters go to R2, one per record holding its latest values given up
+//! (`crm/<destination>/dead/<object>/<id>.json`): a record the CRM does not know keeps collecting
+//! its later scores there, so a replay once it is back writes the newest.
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+use worker::*;
+
+use crate::crm::budget::Budget;
+use crate::crm::coalesce::{due, Counts, Offered, RecordState, RetryClock, Settled, Waiting};
+use crate::crm::config::{Crm, Destination, HUBSPOT_TOKEN, SALESFORCE_SECRETS};
+use crate::crm::salesforce::Token;
+use crate::crm::{Outcome, RecordKey, Write};
+use crate::worker::bindings::DATA;
+use crate::worker::crm::{destination, send};
+use crate::worker::env::{var, var_num};
+use crate::worker::http::{now_ms, ApiError, ApiResult};
+use crate::worker::objects::store::{message, no_route};
+
+/// Batches one alarm sends at most (then it wakes again at once): a bound on one invocation's calls.
+const MAX_CALLS_PER_ALARM: usize = 20;
+
+/// What `/offer` takes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OfferRequest {
+    /// The destination's name.
+    pub destination: String,
+    /// The writes.
+    pub writes: Vec<Write>,
+    /// A replay of dead letters: a record marked unknown is tried again.
+    #[serde(default)]
+    pub replay: bool,
+}
+
+/// What `/offer` answers.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct OfferAnswer {
+    /// Writes now waiting (new records).
+    pub waiting: u64,
+    /// Folded into a waiting write.
+    pub coalesced: u64,
+    /// Dropped as older than what waits or was written.
+    pub stale: u64,
+    /// Dropped: the CRM does not know the record.
+    pub gone: u64,
+}
+
+/// The outbox's state, for `GET /v1/crm`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct OutboxStatus {
+    /// Counters since the outbox began.
+    pub counts: Counts,
+    /// Records waiting now.
+    pub waiting: u64,
+    /// Calls counted against the daily allocation (rolling 24 h).
+    pub calls_last_24h: u64,
+    /// The last call's trouble, if the last call had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the alarm will flush next (ms), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_flush: Option<i64>,
+}
+
+/// A dead letter in R2.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The destination.
+    pub destination: String,
+    /// The write that was given up.
+    pub write: Write,
+    /// Why.
+    pub reason: String,
+    /// When (ms).
+    pub at: i64,
+}
+
+/// R2 prefix of a destination's dead letters.
+pub fn dead_prefix(destination: &str) -> String {
+    format!("crm/{destination}/dead/")
+}
+
+fn key_of(r: &RecordKey) -> String {
+    format!("{}:{}", r.object.as_str(), r.id)
+}
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::RustError(e.to_string())
+}
+
+/// One destination's outbox.
+#[durable_object]
+pub struct CrmOutboxObject {
+    state: State,
+    env: Env,
+}
+
+impl DurableObject for CrmOutboxObject {
+    fn new(state: State, env: Env) -> Self {
+        CrmOutboxObject { state, env }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        console_error_panic_hook::set_once();
+        self.route(req).await.or_else(|e| e.response())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        console_error_panic_hook::set_once();
+        if let Err(e) = self.flush().await {
+            console_error!("crm outbox: flush failed ({e}); again in 10 s");
+            self.state.storage().set_alarm(10_000i64).await?;
+        }
+        Response::ok("ok")
+    }
+}
+
+impl CrmOutboxObject {
+    async fn route(&self, mut req: Request) -> ApiResult<Response> {
+        match (req.method(), req.path().as_str()) {
+            (Method::Post, "/offer") => {
+                let r: OfferRequest = message(&mut req).await?;
+                Ok(Response::from_json(&self.offer(r).await?)?)
+            }
+            (Method::Get, "/status") => Ok(Response::from_json(&self.status().await?)?),
+            (Method::Post, "/setup") => {
+                let name: String = message(&mut req).await?;
+                Ok(Response::from_json(&self.setup(&name).await?)?)
+            }
+            _ => Err(no_route()),
+        }
+    }
+
+    async fn record(&self, key: &RecordKey) -> Result<RecordState> {
+        let k = key_of(key);
+        let s = self.state.storage();
+        Ok(RecordState {
+            waiting: s.get(&format!("w:{k}")).await?,
+            written_at: s.get(&format!("d:{k}")).await?,
+            gone: s.get::<bool>(&format!("g:{k}")).await?.unwrap_or(false),
+        })
+    }
+
+    async fn save_record(
+        &self,
+        key: &RecordKey,
+        before: &RecordState,
+        rs: &RecordState,
+    ) -> Result<()> {
+        let k = key_of(key);
+        let s = self.state.storage();
+        if rs.waiting != before.waiting {
+            match &rs.waiting {
+                Some(w) => s.put(&format!("w:{k}"), w).await?,
+                None => {
+                    s.delete(&format!("w:{k}")).await?;
+                }
+            }
+        }
+        if rs.written_at != before.written_at {
+            if let Some(t) = rs.written_at {
+                s.put(&format!("d:{k}"), t).await?;
+            }
+        }
+        if rs.gone != before.gone {
+            if rs.gone {
+                s.put(&format!("g:{k}"), true).await?;
+            } else {
+                s.delete(&format!("g:{k}")).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn counts(&self) -> Result<Counts> {
+        Ok(self
+            .state
+            .storage()
+            .get("counts")
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn offer(&self, r: OfferRequest) -> ApiResult<OfferAnswer> {
+        let dest = destination(&self.env, &r.destination)
+            .map_err(|e| ApiError::new(503, crate::error_code::ErrorCode::Internal, e))?;
+        self.state.storage().put("dest", &r.destination).await?;
+        let now = now_ms();
+        let mut counts = self.counts().await?;
+        let mut answer = OfferAnswer::default();
+        let mut earliest: Option<i64> = None;
+        for w in r.writes {
+            let key = w.record.clone();
+            let before = self.record(&key).await?;
+            let mut rs = before.clone();
+            if r.replay {
+                rs.gone = false;
+            }
+            match rs.offer(w.clone(), now, &mut counts) {
+                Offered::Waiting => answer.waiting += 1,
+                Offered::Coalesced => answer.coalesced += 1,
+                Offered::Stale => answer.stale += 1,
+                Offered::Gone => {
+                    answer.gone += 1;
+                    self.dead_letter(&r.destination, &w, "the CRM does not know the record", now)
+                        .await?;
+                }
+            }
+            self.save_record(&key, &before, &rs).await?;
+            if let Some(t) = rs.due_at(dest.flush_ms) {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        }
+        self.state.storage().put("counts", counts).await?;
+        if let Some(t) = earliest {
+            let current = self.state.storage().get_alarm().await?;
+            if current.is_none_or(|c| c > t) {
+                self.state.storage().set_alarm((t - now).max(0)).await?;
+            }
+        }
+        Ok(answer)
+    }
+
+    async fn waiting(&self) -> Result<Vec<Waiting>> {
+        let map = self
+            .state
+            .storage()
+            .list_with_options(ListOptions::new().prefix("w:"))
+            .await?;
+        let mut out = Vec::new();
+        for v in map.values() {
+            let v: JsValue = v?;
+            out.push(serde_wasm_bindgen::from_value::<Waiting>(v).map_err(err)?);
+        }
+        Ok(out)
+    }
+
+    async fn status(&self) -> ApiResult<OutboxStatus> {
+        let budget: Budget = self
+            .state
+            .storage()
+            .get("budget")
+            .await?
+            .unwrap_or_default();
+        Ok(OutboxStatus {
+            counts: self.counts().await?,
+            waiting: self.waiting().await?.len() as u64,
+            calls_last_24h: budget.used_daily(),
+            last_error: self.state.storage().get("last_error").await?,
+            next_flush: self.state.storage().get_alarm().await?,
+        })
+    }
+
+    async fn setup(&self, name: &str) -> ApiResult<Vec<(String, u16, String)>> {
+        let dest = destination(&self.env, name)
+            .map_err(|e| ApiError::new(503, crate::error_code::ErrorCode::Internal, e))?;
+        match dest.crm {
+            Crm::Hubspot => {
+                let token = var(&self.env, HUBSPOT_TOKEN).unwrap_or_default();
+                Ok(send::hubspot_setup(&dest, &token).await)
+            }
+            // Salesforce's custom fields are made in Setup → Object Manager (README).
+            Crm::Salesforce => Ok(Vec::new()),
+        }
+    }
+
+    /// Sends what is due, within the budget, and sets the next alarm.
+    async fn flush(&self) -> Result<()> {
+        let Some(name) = self.state.storage().get::<String>("dest").await? else {
+            return Ok(());
+        };
+        let dest = match destination(&self.env, &name) {
+            Ok(d) => d,
+            Err(e) => {
+                // Configuration gone or broken: keep everything, look again in a minute.
+                self.state.storage().put("last_error", e).await?;
+                self.state.storage().set_alarm(60_000i64).await?;
+                return Ok(());
+            }
+        };
+        let clock = RetryClock {
+            scale: var_num(&self.env, "DELIVERY_TIME_SCALE", 1.0f64),
+            jitter: js_sys::Math::random(),
+        };
+        let mut budget: Budget = self
+            .state
+            .storage()
+            .get("budget")
+            .await?
+            .unwrap_or_default();
+        let mut counts = self.counts().await?;
+        let mut wake: Option<i64> = None;
+        for _ in 0..MAX_CALLS_PER_ALARM {
+            let now = now_ms();
+            let waiting = self.waiting().await?;
+            let mut batch = due(&waiting, now, dest.flush_ms, dest.batch_size());
+            if batch.is_empty() {
+                break;
+            }
+            // One record type per call.
+            let object = batch[0].record.object;
+            batch.retain(|w| w.record.object == object);
+            if let Err(t) = budget.take(&dest.limits, now) {
+                wake = Some(t);
+                break;
+            }
+            counts.calls += 1;
+            let (outcomes, hold) = self.call(&dest, &batch).await?;
+            if let Some(h) = hold {
+                budget.hold(h);
+            }
+            let trouble = outcomes.iter().find_map(|o| match o {
+                Outcome::Retry { reason, .. } => Some(reason.clone()),
+                _ => None,
+            });
+            match &trouble {
+                Some(t) => self.state.storage().put("last_error", t).await?,
+                None => {
+                    self.state.storage().delete("last_error").await?;
+                }
+            }
+            let now = now_ms();
+            for (w, o) in batch.iter().zip(&outcomes) {
+                let before = self.record(&w.record).await?;
+                let mut rs = before.clone();
+                if let Settled::DeadLetter(reason) = rs.settle(w, o, now, clock, &mut counts) {
+                    self.dead_letter(&name, w, &reason, now).await?;
+                }
+                self.save_record(&w.record, &before, &rs).await?;
+            }
+            self.state.storage().put("counts", counts).await?;
+            self.state.storage().put("budget", &budget).await?;
+            if hold.is_some() {
+                wake = hold;
+                break;
+            }
+        }
+        self.state.storage().put("counts", counts).await?;
+        self.state.storage().put("budget", &budget).await?;
+        let next = self
+            .waiting()
+            .await?
+            .iter()
+            .map(|w| (w.since + dest.flush_ms).max(w.not_before))
+            .min();
+        let at = match (next, wake) {
+            (Some(n), Some(w)) => Some(n.max(w)),
+            (n, None) => n,
+            (None, w) => w,
+        };
+        if let Some(at) = at {
+            self.state
+                .storage()
+                .set_alarm((at - now_ms()).max(0))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One call: the outcomes per write, and until when the CRM said to wait.
+    async fn call(
+        &self,
+        dest: &Destination,
+        batch: &[Write],
+    ) -> Result<(Vec<Outcome>, Option<i64>)> {
+        match dest.crm {
+            Crm::Hubspot => {
+                let token = var(&self.env, HUBSPOT_TOKEN).unwrap_or_default();
+                let a = send::hubspot_batch(dest, &token, batch).await;
+                Ok((a.outcomes, a.hold_until))
+            }
+            Crm::Salesforce => {
+                let token = match self.state.storage().get::<Token>("token").await? {
+                    Some(t) => t,
+                    None => {
+                        let [id, secret] =
+                            SALESFORCE_SECRETS.map(|s| var(&self.env, s).unwrap_or_default());
+                        match send::salesforce_token(dest, &id, &secret).await {
+                            Ok(t) => {
+                                self.state.storage().put("token", &t).await?;
+                                t
+                            }
+                            Err(why) => {
+                                let o = Outcome::Retry {
+                                    after_ms: None,
+                                    reason: format!("no Salesforce token: {why}"),
+                                };
+                                return Ok((vec![o; batch.len()], None));
+                            }
+                        }
+                    }
+                };
+                let a = send::salesforce_batch(dest, &token, batch).await;
+                if a.token_expired {
+                    self.state.storage().delete("token").await?;
+                }
+                Ok((a.outcomes, a.hold_until))
+            }
+        }
+    }
+
+    /// Keeps a write given up as its record's dead letter, unless the one kept is newer.
+    async fn dead_letter(&self, name: &str, w: &Write, reason: &str, at: i64) -> Result<()> {
+        let key = format!(
+            "{}{}/{}.json",
+            dead_prefix(name),
+            w.record.object.as_str(),
+            w.record.id
+        );
+        let bucket = self.env.bucket(DATA)?;
+        if let Some(obj) = bucket.get(&key).execute().await? {
+            if let Some(body) = obj.body() {
+                let kept: Option<DeadLetter> = serde_json::from_str(&body.text().await?).ok();
+                if kept.is_some_and(|k| k.write.scored_at > w.scored_at) {
+                    return Ok(()); // the newer values stay
+                }
+            }
+        }
+        let letter = DeadLetter {
+            destination: name.to_string(),
+            write: w.clone(),
+            reason: reason.to_string(),
+            at,
+        };
+        let text = serde_json::to_string(&letter).map_err(err)?;
+        bucket.put(key, text).execute().await?;
+        console_warn!(
+            "crm {name}: {} {} given up: {reason}",
+            w.record.object.as_str(),
+            w.record.id
+        );
+        Ok(())
+    }
+}

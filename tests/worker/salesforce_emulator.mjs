@@ -1,0 +1,214 @@
+#!/usr/bin/env node
+// A Salesforce emulator for leadscore's CRM write-back, built from Salesforce's published REST API
+// documentation (developer.salesforce.com, API v68.0; no dependencies). Never the real service.
+//
+//   node tests/worker/salesforce_emulator.mjs [--port 8793] [--daily 15000] [--session-ms 7200000]
+//       client id and secret: SALESFORCE_CLIENT_ID / SALESFORCE_CLIENT_SECRET from the environment,
+//       else from .dev.vars
+//
+// What it answers, as documented:
+// * `POST /services/oauth2/token` with `grant_type=client_credentials&client_id&client_secret` (form):
+//   `{access_token, instance_url, id, token_type:"Bearer", issued_at, signature}` — no `expires_in`, no
+//   refresh token; wrong credentials: 400 `{"error":"invalid_client","error_description":…}`.
+// * Every API call: `Authorization: Bearer <token>`; an unknown or expired token (a session lasts
+//   `session_ms`): 401 `[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]`.
+// * The daily API allocation (rolling 24 h): over it, 403
+//   `[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`; every answer
+//   carries `Sforce-Limit-Info: api-usage=<used>/<max>`.
+// * `PATCH /services/data/v{NN.N}/composite/sobjects` `{"allOrNone": false, "records": [{"attributes":
+//   {"type"}, "id", fields…}]}`: at most 200 records, each with `attributes.type` and an id (else 400);
+//   200 with one `{id, success, errors: [{statusCode, message, fields}]}` per record, in order — a deleted
+//   record `ENTITY_IS_DELETED`, an unknown id `INVALID_CROSS_REFERENCE_KEY`, an id of another object
+//   `MALFORMED_ID`, a field that does not exist `INVALID_FIELD`, a text over its length `STRING_TOO_LONG`;
+//   `null` clears a field.
+// * `GET /services/data/v{NN.N}/limits`: `{"DailyApiRequests": {"Max", "Remaining"}}`.
+//
+// Control API (`/__emulator/...`, not Salesforce's): POST records {"type":"Lead","ids":[…]}, POST delete
+// {"id"}, POST fields {"type","fields":{"Name__c": length (Text) | 0 (Number) | -1 (Date/Time)}}, POST faults {"down": 503|0, "expire": true},
+// GET state (records, counters: calls, refused by reason, tokens issued, writes that moved
+// `Leadscore_Scored_At__c` back).
+//
+// As a module: `startSalesforce({port, clientId, clientSecret, daily, sessionMs})` →
+//   {url, port, close(), state(), records(), control}.
+
+import http from "node:http";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const MAX_RECORDS = 200;
+const ORDER_FIELD = "Leadscore_Scored_At__c";
+const PREFIX = { Lead: "00Q", Contact: "003", Account: "001" };
+
+export async function startSalesforce({ port = 0, host = "127.0.0.1", clientId, clientSecret, daily = 15_000, sessionMs = 7_200_000, log = () => {} } = {}) {
+  if (!clientId || !clientSecret) throw new Error("salesforce emulator: client id and secret are required");
+  const records = new Map(); // id → {type, fields, deleted}
+  const fields = { Lead: new Map(), Contact: new Map(), Account: new Map() }; // API name → max length (0: not text)
+  const tokens = new Map(); // token → issued ms
+  const calls = [];
+  const counters = { calls: 0, refused: {}, tokens: 0, writes: 0, regressions: 0, records_per_call_max: 0 };
+  let faults = { down: 0 };
+  const refuse = (r) => (counters.refused[r] = (counters.refused[r] || 0) + 1);
+
+  const usage = (now) => calls.filter((t) => t > now - 86_400_000).length;
+  const send = (res, status, body, now = Date.now(), extra = {}) => {
+    res.writeHead(status, { "content-type": "application/json;charset=UTF-8", "sforce-limit-info": `api-usage=${usage(now)}/${daily}`, ...extra });
+    res.end(JSON.stringify(body));
+  };
+
+  function collections(res, body, now) {
+    if (!body || !Array.isArray(body.records) || body.records.length === 0) return send(res, 400, [{ message: "records: a non-empty array is required", errorCode: "JSON_PARSER_ERROR" }], now);
+    if (body.records.length > MAX_RECORDS) return send(res, 400, [{ message: `The number of records in a collection request exceeds the limit of ${MAX_RECORDS}`, errorCode: "EXCEEDED_ID_LIMIT" }], now);
+    counters.records_per_call_max = Math.max(counters.records_per_call_max, body.records.length);
+    const out = body.records.map((r) => {
+      const type = r?.attributes?.type;
+      const fail = (statusCode, message, f = []) => ({ id: r?.id ?? null, success: false, errors: [{ statusCode, message, fields: f }] });
+      if (!type || !fields[type]) return fail("INVALID_TYPE", `sObject type '${type}' is not supported.`);
+      if (typeof r.id !== "string" || !/^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$/.test(r.id)) return fail("MALFORMED_ID", `${type} ID: id value of incorrect type: ${r.id}`, ["Id"]);
+      if (!r.id.startsWith(PREFIX[type])) return fail("MALFORMED_ID", `${type} ID: id value of incorrect type: ${r.id}`, ["Id"]);
+      const rec = records.get(r.id);
+      if (!rec) return fail("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id");
+      if (rec.deleted) return fail("ENTITY_IS_DELETED", "entity is deleted");
+      for (const [k, v] of Object.entries(r)) {
+        if (k === "attributes" || k === "id") continue;
+        if (!fields[type].has(k)) return fail("INVALID_FIELD", `No such column '${k}' on sobject of type ${type}`, [k]);
+        // A field's definition: a length (Text), 0 (Number) or -1 (Date/Time); null clears any.
+        const def = fields[type].get(k);
+        if (v === null) continue;
+        if (def === 0 && typeof v !== "number") return fail("INVALID_TYPE_ON_FIELD_IN_RECORD", `${k}: value not of required type: ${v}`, [k]);
+        if (def === -1 && (typeof v !== "string" || Number.isNaN(Date.parse(v)))) return fail("INVALID_TYPE_ON_FIELD_IN_RECORD", `${k}: value not of required type: ${v}`, [k]);
+        if (def > 0 && typeof v !== "string") return fail("INVALID_TYPE_ON_FIELD_IN_RECORD", `${k}: value not of required type: ${v}`, [k]);
+        if (def > 0 && v.length > def) return fail("STRING_TOO_LONG", `${k}: data value too large: ${v.slice(0, 40)} (max length=${def})`, [k]);
+      }
+      const was = rec.fields[ORDER_FIELD];
+      const next = r[ORDER_FIELD];
+      if (was && next && Date.parse(next) < Date.parse(was)) counters.regressions++;
+      for (const [k, v] of Object.entries(r)) if (k !== "attributes" && k !== "id") rec.fields[k] = v;
+      counters.writes++;
+      return { id: r.id, success: true, errors: [] };
+    });
+    send(res, 200, out, now);
+  }
+
+  const control = {
+    create(type, ids) {
+      for (const id of ids) records.set(id, { type, fields: {}, deleted: false });
+    },
+    remove(id) {
+      const r = records.get(id);
+      if (r) r.deleted = true;
+    },
+    defineFields(type, defs) {
+      for (const [k, max] of Object.entries(defs)) fields[type].set(k, max);
+    },
+    faults(f) {
+      faults = { ...faults, ...f };
+      if (f.expire) tokens.clear();
+    },
+  };
+
+  function state() {
+    return {
+      records: Object.fromEntries(records),
+      counters: { ...counters, refused: { ...counters.refused }, daily, busiest_24h: calls.length ? Math.max(...calls.map((t) => calls.filter((u) => u > t - 86_400_000 && u <= t).length)) : 0 },
+      faults,
+    };
+  }
+
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const now = Date.now();
+      const url = new URL(req.url, "http://x");
+      const p = url.pathname;
+      const text = Buffer.concat(chunks).toString("utf8");
+      if (p.startsWith("/__emulator/")) {
+        let body = {};
+        try {
+          body = text ? JSON.parse(text) : {};
+          if (p === "/__emulator/state") return send(res, 200, state());
+          if (p === "/__emulator/records") return send(res, 200, (control.create(body.type, body.ids), { ok: true }));
+          if (p === "/__emulator/delete") return send(res, 200, (control.remove(body.id), { ok: true }));
+          if (p === "/__emulator/fields") return send(res, 200, (control.defineFields(body.type, body.fields), { ok: true }));
+          if (p === "/__emulator/faults") return send(res, 200, (control.faults(body), faults));
+        } catch (e) {
+          return send(res, 400, { error: String(e) });
+        }
+        return send(res, 404, { error: "no such control route" });
+      }
+      if (faults.down) {
+        refuse(`down${faults.down}`);
+        return send(res, faults.down, [{ message: "Service Unavailable", errorCode: "SERVER_UNAVAILABLE" }], now);
+      }
+      if (req.method === "POST" && p === "/services/oauth2/token") {
+        const form = new URLSearchParams(text);
+        if (form.get("grant_type") !== "client_credentials") return send(res, 400, { error: "unsupported_grant_type", error_description: "grant type not supported" }, now);
+        if (form.get("client_id") !== clientId || form.get("client_secret") !== clientSecret) {
+          refuse("invalid_client");
+          return send(res, 400, { error: "invalid_client", error_description: "invalid client credentials" }, now);
+        }
+        const token = `00D${crypto.randomBytes(6).toString("hex")}!${crypto.randomBytes(24).toString("base64url")}`;
+        tokens.set(token, now);
+        counters.tokens++;
+        const base = `http://${host}:${server.address().port}`;
+        return send(res, 200, { access_token: token, signature: crypto.randomBytes(32).toString("base64"), token_format: "opaque", scope: "api", instance_url: base, id: `${base}/id/00Dxx0000001gPL/005xx000001Sv6e`, token_type: "Bearer", issued_at: String(now) }, now);
+      }
+      const auth = req.headers.authorization?.replace(/^Bearer /, "");
+      const issued = tokens.get(auth);
+      if (!issued || now - issued > sessionMs) {
+        refuse("INVALID_SESSION_ID");
+        return send(res, 401, [{ message: "Session expired or invalid", errorCode: "INVALID_SESSION_ID" }], now);
+      }
+      calls.push(now);
+      counters.calls++;
+      if (usage(now) > daily) {
+        refuse("REQUEST_LIMIT_EXCEEDED");
+        return send(res, 403, [{ message: "TotalRequests Limit exceeded.", errorCode: "REQUEST_LIMIT_EXCEEDED" }], now);
+      }
+      let m;
+      if (req.method === "GET" && /^\/services\/data\/v\d+\.\d+\/limits\/?$/.test(p)) return send(res, 200, { DailyApiRequests: { Max: daily, Remaining: Math.max(0, daily - usage(now)) } }, now);
+      if (req.method === "PATCH" && (m = p.match(/^\/services\/data\/v(\d+\.\d+)\/composite\/sobjects$/))) {
+        let body;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          return send(res, 400, [{ message: "Unexpected character", errorCode: "JSON_PARSER_ERROR" }], now);
+        }
+        return collections(res, body, now);
+      }
+      log(`salesforce emulator: no route ${req.method} ${p}`);
+      send(res, 404, [{ message: "The requested resource does not exist", errorCode: "NOT_FOUND" }], now);
+    });
+  });
+  await new Promise((r) => server.listen(port, host, r));
+  const bound = server.address().port;
+  return { url: `http://${host}:${bound}`, port: bound, state, records: () => state().records, control, close: () => new Promise((r) => server.close(r)) };
+}
+
+function devVar(name) {
+  try {
+    const line = fs.readFileSync(path.join(ROOT, ".dev.vars"), "utf8").split("\n").find((l) => l.startsWith(`${name}=`));
+    return line?.slice(name.length + 1).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const arg = (n, d) => {
+    const i = process.argv.indexOf(n);
+    return i > 0 ? process.argv[i + 1] : d;
+  };
+  const s = await startSalesforce({
+    port: Number(arg("--port", 8793)),
+    clientId: process.env.SALESFORCE_CLIENT_ID || devVar("SALESFORCE_CLIENT_ID"),
+    clientSecret: process.env.SALESFORCE_CLIENT_SECRET || devVar("SALESFORCE_CLIENT_SECRET"),
+    daily: Number(arg("--daily", 15_000)),
+    sessionMs: Number(arg("--session-ms", 7_200_000)),
+    log: (l) => console.log(l),
+  });
+  console.log(`Salesforce emulator on ${s.url}`);
+}
