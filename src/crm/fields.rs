@@ -78,7 +78,9 @@ impl Value {
             Value::Engagement => "leadscore: the part of the score from what the lead does (0–100)",
             Value::Reasons => "leadscore: the score's top reasons, + raises it, − lowers it",
             Value::ModelVersion => "leadscore: the model version that scored",
-            Value::ScoredAt => "leadscore: when the score was computed",
+            Value::ScoredAt => {
+                "leadscore: when the score shown was computed (the last time it changed)"
+            }
             Value::OwnerTier => "leadscore: who should work the lead, set when it entered its tier",
             Value::SlaDue => {
                 "leadscore: when the owner should have acted, set when it entered its tier"

@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
-use futures_util::future::{join_all, select, Either};
+use futures_util::future::join_all;
 use worker::*;
 
 use super::env::{var, var_num};
-use super::http::now_ms;
+use super::http::{fetch_within, now_ms};
 use super::outbox::Delivery;
 use crate::webhook::{parse_retry_after, parse_secret, retry_delay_seconds, sign, Secret};
 
@@ -108,34 +108,22 @@ async fn deliver(url: &str, secret: &Secret, d: &Delivery) -> Attempt {
             }
         }
     };
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let send = Fetch::Request(req);
-    let fut = send.send_with_signal(&signal);
-    let timer = Delay::from(TIMEOUT);
-    futures_util::pin_mut!(fut);
-    futures_util::pin_mut!(timer);
-    match select(fut, timer).await {
-        Either::Left((Ok(resp), _)) if (200..300).contains(&resp.status_code()) => {
-            Attempt::Delivered
-        }
-        Either::Left((Ok(resp), _)) => Attempt::Failed {
+    match fetch_within(req, TIMEOUT).await {
+        Ok(Some(resp)) if (200..300).contains(&resp.status_code()) => Attempt::Delivered,
+        Ok(Some(resp)) => Attempt::Failed {
             retry_after: parse_retry_after(
                 resp.headers().get("retry-after").ok().flatten().as_deref(),
                 now_ms(),
             ),
             why: format!("HTTP {}", resp.status_code()),
         },
-        Either::Left((Err(e), _)) => Attempt::Failed {
+        Err(e) => Attempt::Failed {
             retry_after: None,
             why: e.to_string(),
         },
-        Either::Right(_) => {
-            controller.abort();
-            Attempt::Failed {
-                retry_after: None,
-                why: format!("no answer within {} s", TIMEOUT.as_secs()),
-            }
-        }
+        Ok(None) => Attempt::Failed {
+            retry_after: None,
+            why: format!("no answer within {} s", TIMEOUT.as_secs()),
+        },
     }
 }

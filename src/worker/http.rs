@@ -1,8 +1,9 @@
 //! HTTP plumbing every handler shares: the error answer, JSON answers, query and path decoding,
-//! the caller checks (origin, bearer token) and the clock. Nothing here knows a route.
+//! the caller checks (origin, bearer token), the clock and a fetch with a timeout. Nothing here
+//! knows a route.
 
 use serde::Serialize;
-use worker::{Date, Error, Request, Response, Result};
+use worker::{AbortController, Date, Delay, Error, Fetch, Request, Response, Result};
 
 use crate::error_code::ErrorCode;
 
@@ -73,6 +74,26 @@ pub fn json<T: Serialize>(v: &T) -> ApiResult<Response> {
 /// A request body that is not the JSON the route takes.
 pub fn bad_json(e: serde_json::Error) -> ApiError {
     ApiError::new(400, ErrorCode::InvalidJson, e.to_string())
+}
+
+/// Sends `req`, giving up after `timeout`: `Ok(None)` when no answer came in time (the request is
+/// aborted). Why here: the webhook delivery and the CRM calls wait the same way.
+pub async fn fetch_within(req: Request, timeout: std::time::Duration) -> Result<Option<Response>> {
+    use futures_util::future::{select, Either};
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let send = Fetch::Request(req);
+    let fut = send.send_with_signal(&signal);
+    let timer = Delay::from(timeout);
+    futures_util::pin_mut!(fut);
+    futures_util::pin_mut!(timer);
+    match select(fut, timer).await {
+        Either::Left((r, _)) => r.map(Some),
+        Either::Right(_) => {
+            controller.abort();
+            Ok(None)
+        }
+    }
 }
 
 /// The isolate's clock (ms since the epoch).

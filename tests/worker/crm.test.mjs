@@ -28,6 +28,14 @@ let H;
 let SF;
 let W;
 const served = new Map(); // contact id → latest served score
+// contact id → the served score that last changed what the record shows (its score time is written)
+const shown = new Map();
+const look = (s) => JSON.stringify([s.ai_score, s.tier, s.fit.score, s.engagement.score, s.model_version, reasons(s, Infinity)]);
+function serve(map, shownMap, id, score) {
+  const prev = shownMap.get(id);
+  if (!prev || look(prev) !== look(score)) shownMap.set(id, score);
+  map.set(id, score);
+}
 const contactOf = new Map(); // world lead → contact id
 
 before(async () => {
@@ -84,7 +92,7 @@ async function drained(what, timeoutMs = 120_000, name = "hubspot") {
 const post = (id, events) => S.api.post("/v1/leads/events", { lead_id: id, events }, { auth: true, timeout: 60_000 });
 
 /** Every contact's leadscore properties against its lead's latest served score. */
-function checkContacts(ids, { except = new Set() } = {}) {
+function checkContacts(ids, { except = new Set(), routed = true } = {}) {
   const recs = H.records("contacts");
   let checked = 0;
   for (const id of ids) {
@@ -97,9 +105,9 @@ function checkContacts(ids, { except = new Set() } = {}) {
     assert.equal(p.leadscore_fit, String(s.fit.score), `contact ${id} fit`);
     assert.equal(p.leadscore_engagement, String(s.engagement.score), `contact ${id} engagement`);
     assert.equal(p.leadscore_model_version, s.model_version);
-    assert.equal(p.leadscore_scored_at, new Date(s.score_timestamp).toISOString());
+    assert.equal(p.leadscore_scored_at, new Date(shown.get(id).score_timestamp).toISOString(), `contact ${id}: the time of the score that last changed it`);
     assert.equal(p.leadscore_reasons, reasons(s), `contact ${id} reasons`);
-    assert.ok(p.leadscore_owner_tier, `contact ${id} routed`);
+    if (routed) assert.ok(p.leadscore_owner_tier, `contact ${id} routed`);
     checked++;
   }
   return checked;
@@ -145,11 +153,15 @@ test("every contact ends with its lead's latest served score, in fewer calls tha
     const worker = async () => {
       for (let item; (item = queue.shift()); ) {
         const [id, evs] = item;
-        const r = await post(id, evs);
-        assert.equal(r.status, 200, show(r));
-        const prev = served.get(id);
-        if (!prev || prev.ai_score !== r.json.score.ai_score || prev.tier !== r.json.score.tier) changes++;
-        served.set(id, r.json.score);
+        // In three posts back to back: changes of one record within the flush window, written once.
+        const part = Math.ceil(evs.length / 3);
+        for (let k = 0; k < evs.length; k += part) {
+          const r = await post(id, evs.slice(k, k + part));
+          assert.equal(r.status, 200, show(r));
+          const prev = served.get(id);
+          if (!prev || look(prev) !== look(r.json.score)) changes++;
+          serve(served, shown, id, r.json.score);
+        }
       }
     };
     await Promise.all([worker(), worker(), worker(), worker()]);
@@ -159,8 +171,10 @@ test("every contact ends with its lead's latest served score, in fewer calls tha
   const checked = checkContacts([...contactOf.values()]);
   assert.equal(checked, leads.length);
   const st = H.state().counters;
-  t.diagnostic(`${leads.length} contacts; outbox ${JSON.stringify(d.outbox.counts)}; score changes per call ${d.score_changes_per_call?.toFixed(2)}; emulator ${JSON.stringify(st)}`);
-  assert.ok(d.outbox.counts.calls < d.outbox.counts.offered, "coalesced: fewer calls than writes");
+  t.diagnostic(`${leads.length} contacts, ${changes} changes of what a record shows; outbox ${JSON.stringify(d.outbox.counts)}; score changes per call ${d.score_changes_per_call?.toFixed(2)}; emulator ${JSON.stringify(st)}`);
+  assert.ok(d.outbox.counts.coalesced > 0, "changes within a flush window written once");
+  assert.ok(d.outbox.counts.written < changes, `fewer record writes (${d.outbox.counts.written}) than changes (${changes})`);
+  assert.ok(d.outbox.counts.calls < d.outbox.counts.offered, "fewer calls than writes");
   assert.ok(st.peak_calls_in_interval <= LIMITS.burst, `at most ${LIMITS.burst} calls in any ${LIMITS.interval_ms} ms: ${st.peak_calls_in_interval}`);
   assert.deepEqual(st.refused, {}, "no call refused");
   assert.equal(st.regressions, 0);
@@ -189,30 +203,36 @@ test("an afternoon of trouble: down, 429s, a revoked token, a deleted and a merg
         ];
         const r = await post(id, evs);
         assert.equal(r.status, 200, show(r));
-        served.set(id, r.json.score);
+        serve(served, shown, id, r.json.score);
       }
     };
     await Promise.all([worker(), worker(), worker(), worker()]);
   };
+  // The portal down for a while.
   await bump(1);
   await sleep(4000);
-  // Back, but answering a storm of 429s, then refusing the token for a while.
-  H.control.faults({ down: 0, storm429: 4 });
-  await sleep(3000);
-  H.control.faults({ revoked: true });
+  H.control.faults({ down: 0 });
+  await drained("after the outage", 120_000);
+  // A storm of 429s.
+  H.control.faults({ storm429: 3 });
   await bump(2);
-  await sleep(3000);
+  await drained("after the 429s", 120_000);
+  // The token refused for a while (revoked, then restored).
+  H.control.faults({ revoked: true });
+  await bump(3);
+  await sleep(4000);
   H.control.faults({ revoked: false });
-  const d = await drained("after the trouble", 180_000);
+  const d = await drained("after the refused token", 120_000);
   const st = H.state().counters;
   t.diagnostic(`outbox ${JSON.stringify(d.outbox.counts)}; emulator refused ${JSON.stringify(st.refused)}; peak ${st.peak_calls_in_interval}`);
   assert.ok((st.refused.down503 ?? 0) > (before.refused.down503 ?? 0), "the outage was met");
-  assert.ok(st.refused.storm429 >= 1 && st.refused["401"] >= 1, JSON.stringify(st.refused));
+  assert.ok(st.refused.storm429 >= 1, JSON.stringify(st.refused));
+  assert.ok(st.refused["401"] >= 1, JSON.stringify(st.refused));
   // Every live contact holds its latest served values; the merged one its later lead's.
   checkContacts(ids, { except: new Set([deleted, merged]) });
   const m = H.records("contacts")[mergedId].properties;
   assert.equal(m.leadscore_score, String(served.get(merged).ai_score), "the merged contact has its lead's latest score");
-  assert.equal(m.leadscore_scored_at, new Date(served.get(merged).score_timestamp).toISOString());
+  assert.equal(m.leadscore_scored_at, new Date(shown.get(merged).score_timestamp).toISOString());
   assert.equal(st.regressions, 0, "no older score written over a newer one");
   assert.ok(st.peak_calls_in_interval <= LIMITS.burst, `peak ${st.peak_calls_in_interval}`);
   // The deleted contact: reported, not retried for ever; written once it is back and replayed.
@@ -220,12 +240,13 @@ test("an afternoon of trouble: down, 429s, a revoked token, a deleted and a merg
   assert.equal(dead.status, 200, show(dead));
   const mine = dead.json.dead.filter((l) => l.write.record.id === deleted);
   assert.equal(mine.length, 1, show(dead));
-  assert.equal(mine[0].write.scored_at, served.get(deleted).score_timestamp, "its latest values are kept");
+  assert.equal(mine[0].write.scored_at, shown.get(deleted).score_timestamp, "its latest values are kept");
   H.control.create("contacts", [deleted]);
   const rp = await S.api.post("/v1/crm/replay", { destination: "hubspot" }, { auth: true });
   assert.equal(rp.status, 200, show(rp));
   await drained("the replay");
-  checkContacts([deleted]);
+  // (A record made again holds what was written since: the routing was set when it entered its tier.)
+  checkContacts([deleted], { routed: false });
   assert.equal((await S.api.get("/v1/crm/dead?destination=hubspot", { auth: true })).json.dead.length, 0);
 });
 
@@ -239,6 +260,7 @@ test("Salesforce: Lead fields through sObject Collections; an expired token is r
   const ids = leads.map((_, i) => `00Q5e00000Ab${String(i).padStart(3, "0")}AAA`);
   SF.control.create("Lead", ids);
   const sfServed = new Map();
+  const sfShown = new Map();
   const sendRound = async (k) => {
     for (const [i, lead] of leads.entries()) {
       const evs = W.byLead.get(lead);
@@ -247,7 +269,7 @@ test("Salesforce: Lead fields through sObject Collections; an expired token is r
       const half = Math.ceil(moved.length / 2);
       const r = await post(ids[i], moved.slice(k * half, (k + 1) * half));
       assert.equal(r.status, 200, show(r));
-      sfServed.set(ids[i], r.json.score);
+      serve(sfServed, sfShown, ids[i], r.json.score);
     }
   };
   await sendRound(0);
@@ -267,7 +289,7 @@ test("Salesforce: Lead fields through sObject Collections; an expired token is r
     const s = sfServed.get(id);
     assert.equal(f.Leadscore_Score__c, s.ai_score, id);
     assert.equal(f.Leadscore_Tier__c, s.tier);
-    assert.equal(f.Leadscore_Scored_At__c, new Date(s.score_timestamp).toISOString());
+    assert.equal(f.Leadscore_Scored_At__c, new Date(sfShown.get(id).score_timestamp).toISOString());
     assert.equal(f.Leadscore_Reasons__c, reasons(s, 255));
   }
   const dead = await S.api.get("/v1/crm/dead?destination=salesforce", { auth: true });

@@ -32,11 +32,10 @@
 
 import http from "node:http";
 import crypto from "node:crypto";
-import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { readDevVars } from "./receiver.mjs";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const VERSIONS = new Set(["2026-03", "2026-09"]);
 const TYPES = new Set(["contacts", "companies"]);
 const MAX_INPUTS = 100;
@@ -305,15 +304,6 @@ export async function startHubspot({ port = 0, host = "127.0.0.1", token, burst 
   };
 }
 
-function devVar(name) {
-  try {
-    const line = fs.readFileSync(path.join(ROOT, ".dev.vars"), "utf8").split("\n").find((l) => l.startsWith(`${name}=`));
-    return line?.slice(name.length + 1).trim();
-  } catch {
-    return undefined;
-  }
-}
-
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const arg = (n, d) => {
     const i = process.argv.indexOf(n);
@@ -321,7 +311,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   };
   const h = await startHubspot({
     port: Number(arg("--port", 8791)),
-    token: arg("--token", process.env.HUBSPOT_TOKEN || devVar("HUBSPOT_TOKEN")),
+    token: arg("--token", process.env.HUBSPOT_TOKEN || readDevVars().HUBSPOT_TOKEN),
     burst: Number(arg("--burst", 100)),
     intervalMs: Number(arg("--interval-ms", 10_000)),
     daily: Number(arg("--daily", 250_000)),

@@ -33,11 +33,10 @@
 
 import http from "node:http";
 import crypto from "node:crypto";
-import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { readDevVars } from "./receiver.mjs";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const MAX_RECORDS = 200;
 const ORDER_FIELD = "Leadscore_Scored_At__c";
 const PREFIX = { Lead: "00Q", Contact: "003", Account: "001" };
@@ -188,15 +187,6 @@ export async function startSalesforce({ port = 0, host = "127.0.0.1", clientId, 
   return { url: `http://${host}:${bound}`, port: bound, state, records: () => state().records, control, close: () => new Promise((r) => server.close(r)) };
 }
 
-function devVar(name) {
-  try {
-    const line = fs.readFileSync(path.join(ROOT, ".dev.vars"), "utf8").split("\n").find((l) => l.startsWith(`${name}=`));
-    return line?.slice(name.length + 1).trim();
-  } catch {
-    return undefined;
-  }
-}
-
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const arg = (n, d) => {
     const i = process.argv.indexOf(n);
@@ -204,8 +194,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   };
   const s = await startSalesforce({
     port: Number(arg("--port", 8793)),
-    clientId: process.env.SALESFORCE_CLIENT_ID || devVar("SALESFORCE_CLIENT_ID"),
-    clientSecret: process.env.SALESFORCE_CLIENT_SECRET || devVar("SALESFORCE_CLIENT_SECRET"),
+    clientId: process.env.SALESFORCE_CLIENT_ID || readDevVars().SALESFORCE_CLIENT_ID,
+    clientSecret: process.env.SALESFORCE_CLIENT_SECRET || readDevVars().SALESFORCE_CLIENT_SECRET,
     daily: Number(arg("--daily", 15_000)),
     sessionMs: Number(arg("--session-ms", 7_200_000)),
     log: (l) => console.log(l),

@@ -399,7 +399,25 @@ async function main() {
   vars.RETRAIN_ON_ALERT ??= "true";
   vars.AUTO_PROMOTE ??= "true";
   vars.ROLLBACK_ON_DEGRADED ??= "true";
+  // CRM write-back into the local HubSpot emulator: contacts 101–199 exist there; score one by its id
+  // (POST /v1/leads/events {"lead_id": "101", …}) and watch its properties change (/__emulator/state).
+  const hubspotPort = 8792;
+  const { startHubspot } = await import("./hubspot_emulator.mjs");
+  const hubspot = vars.CRM_DESTINATIONS === undefined
+    ? await startHubspot({ port: hubspotPort, token: ensureDevVars().HUBSPOT_TOKEN }).catch((e) => {
+        console.error(`stack: the HubSpot emulator did not start on ${hubspotPort} (${e.message}); CRM write-back is off`);
+        return null;
+      })
+    : null;
+  if (hubspot) {
+    hubspot.control.create("contacts", Array.from({ length: 99 }, (_, i) => String(101 + i)));
+    vars.CRM_DESTINATIONS = JSON.stringify({ hubspot: { base_url: hubspot.url, flush_ms: 2000 } });
+  }
   const s = await startStack({ port, receiverPort, backendPort, vars });
+  if (hubspot) {
+    // The leadscore properties, made once (idempotent).
+    await fetch(`${s.base}/v1/crm/setup?destination=hubspot`, { method: "POST", headers: { authorization: `Bearer ${s.devVars.API_TOKEN}` } }).catch(() => {});
+  }
   const leadscore = path.join(ROOT, "target", "debug", "leadscore");
   const runner = fs.existsSync(leadscore)
     ? (await import("./runner.mjs")).startRunner({ events: () => s.receiver.events().events, base: s.base, token: s.devVars.API_TOKEN, leadscore })
@@ -411,6 +429,7 @@ async function main() {
   backend     ${s.backend.loginUrl}  (the demo's sign-in: any email, password "demo")
   logs        ${path.relative(process.cwd(), s.logFile)}
   retraining  ${runner ? "model.retrain_requested → leadscore retrain (target/retrain/)" : "off (no target/debug/leadscore)"}
+  HubSpot     ${hubspot ? `${hubspot.url}/__emulator/state  (the emulator: contacts 101–199; GET ${s.base}/v1/crm)` : "off"}
   Ctrl-C stops everything.
 `);
   let stopping = false;
@@ -420,6 +439,7 @@ async function main() {
     console.log("stack: stopping…");
     await runner?.stop();
     await s.stop();
+    await hubspot?.close();
     process.exit(code);
   };
   process.on("SIGINT", () => shutdown(0));

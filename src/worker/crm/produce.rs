@@ -21,7 +21,7 @@ pub struct Mark {
     /// The tier last written (routing is set on entering a tier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<Tier>,
-    /// A digest of the values last written (0: none yet).
+    /// A digest of the values last written (0: none yet; < 2^53).
     #[serde(default)]
     pub digest: u64,
 }
@@ -36,6 +36,7 @@ pub struct CrmMessage {
 }
 
 /// What a record shows, as one number: a new score, tier, sub-score, reason or model changes it.
+/// 53 bits, so that storage (JavaScript numbers) keeps it exactly.
 fn digest(d: &ScoreData) -> u64 {
     let shown = format!(
         "{}|{}|{}|{}|{}|{}",
@@ -46,7 +47,7 @@ fn digest(d: &ScoreData) -> u64 {
         d.model_version,
         reasons_text(d, crate::crm::fields::MAX_REASONS_CHARS)
     );
-    fnv1a64(&shown).max(1)
+    (fnv1a64(&shown) & ((1 << 53) - 1)).max(1)
 }
 
 /// Queues the score's writes when the lead is verified and what its records show changed;

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
 use worker::*;
 
-use super::super::http::now_ms;
+use super::super::http::{fetch_within, now_ms};
 use crate::crm::config::Destination;
 use crate::crm::salesforce::Token;
 use crate::crm::{hubspot, salesforce, CrmObject, Outcome, Write};
@@ -45,15 +44,8 @@ pub async fn call(
         init.with_body(Some(b.into()));
     }
     let req = Request::new_with_init(url, &init).map_err(|e| e.to_string())?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let send = Fetch::Request(req);
-    let fut = send.send_with_signal(&signal);
-    let timer = Delay::from(TIMEOUT);
-    futures_util::pin_mut!(fut);
-    futures_util::pin_mut!(timer);
-    match select(fut, timer).await {
-        Either::Left((Ok(mut resp), _)) => {
+    match fetch_within(req, TIMEOUT).await {
+        Ok(Some(mut resp)) => {
             let header = |n: &str| resp.headers().get(n).ok().flatten();
             let (retry_after, limit_info) = (header("retry-after"), header("sforce-limit-info"));
             Ok(Reply {
@@ -63,11 +55,8 @@ pub async fn call(
                 body: resp.text().await.unwrap_or_default(),
             })
         }
-        Either::Left((Err(e), _)) => Err(e.to_string()),
-        Either::Right(_) => {
-            controller.abort();
-            Err(format!("no answer within {} s", TIMEOUT.as_secs()))
-        }
+        Ok(None) => Err(format!("no answer within {} s", TIMEOUT.as_secs())),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -129,47 +118,29 @@ pub async fn hubspot_batch(dest: &Destination, token: &str, writes: &[Write]) ->
     }
 }
 
-/// HubSpot's setup: the property group and each mapped property, for the lead's record type and the
-/// account's; `(step, status, message)` per call (`409`: it was there already).
-pub async fn hubspot_setup(dest: &Destination, token: &str) -> Vec<(String, u16, String)> {
+/// One HubSpot setup request (a property group or a property): its status and the start of its body.
+pub async fn hubspot_post(
+    dest: &Destination,
+    token: &str,
+    path: &str,
+    body: String,
+) -> (u16, String) {
     let auth = format!("Bearer {token}");
     let headers = [
         ("authorization", auth.as_str()),
         ("content-type", "application/json"),
     ];
-    let mut objects = vec![dest.lead_object];
-    objects.extend(dest.account_object);
-    let mut steps = Vec::new();
-    for object in objects {
-        let mut reqs = Vec::new();
-        match hubspot::group_request(&dest.api_version, object) {
-            Ok(g) => reqs.push(g),
-            Err(e) => steps.push((object.as_str().to_string(), 0, e.to_string())),
-        }
-        match hubspot::property_requests(&dest.api_version, object, &dest.spec.fields) {
-            Ok(p) => reqs.extend(p),
-            Err(e) => steps.push((object.as_str().to_string(), 0, e.to_string())),
-        }
-        for (path, body) in reqs {
-            let name = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["name"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            let step = format!("{} {name}", object.as_str());
-            match call(
-                Method::Post,
-                &format!("{}{path}", dest.base_url),
-                &headers,
-                Some(body),
-            )
-            .await
-            {
-                Ok(r) => steps.push((step, r.status, r.body.chars().take(300).collect())),
-                Err(why) => steps.push((step, 0, why)),
-            }
-        }
+    match call(
+        Method::Post,
+        &format!("{}{path}", dest.base_url),
+        &headers,
+        Some(body),
+    )
+    .await
+    {
+        Ok(r) => (r.status, r.body.chars().take(300).collect()),
+        Err(why) => (0, why),
     }
-    steps
 }
 
 /// A Salesforce token by the client-credentials flow.

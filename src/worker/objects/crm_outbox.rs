@@ -17,7 +17,7 @@ use crate::crm::budget::Budget;
 use crate::crm::coalesce::{due, Counts, Offered, RecordState, RetryClock, Settled, Waiting};
 use crate::crm::config::{Crm, Destination, HUBSPOT_TOKEN, SALESFORCE_SECRETS};
 use crate::crm::salesforce::Token;
-use crate::crm::{Outcome, RecordKey, Write};
+use crate::crm::{hubspot, Outcome, RecordKey, Write};
 use crate::worker::bindings::DATA;
 use crate::worker::crm::{destination, send};
 use crate::worker::env::{var, var_num};
@@ -26,6 +26,8 @@ use crate::worker::objects::store::{message, no_route};
 
 /// Batches one alarm sends at most (then it wakes again at once): a bound on one invocation's calls.
 const MAX_CALLS_PER_ALARM: usize = 20;
+/// Tries per setup request when the CRM answers 429.
+const SETUP_ATTEMPTS: usize = 5;
 
 /// What `/offer` takes.
 #[derive(Debug, Serialize, Deserialize)]
@@ -258,17 +260,82 @@ impl CrmOutboxObject {
         })
     }
 
+    /// HubSpot's setup (the property group, then each property, for the lead's and the account's
+    /// record types), paced by the same call budget as the writes and waiting out a 429.
     async fn setup(&self, name: &str) -> ApiResult<Vec<(String, u16, String)>> {
         let dest = destination(&self.env, name)
             .map_err(|e| ApiError::new(503, crate::error_code::ErrorCode::Internal, e))?;
-        match dest.crm {
-            Crm::Hubspot => {
-                let token = var(&self.env, HUBSPOT_TOKEN).unwrap_or_default();
-                Ok(send::hubspot_setup(&dest, &token).await)
-            }
+        if dest.crm != Crm::Hubspot {
             // Salesforce's custom fields are made in Setup → Object Manager (README).
-            Crm::Salesforce => Ok(Vec::new()),
+            return Ok(Vec::new());
         }
+        let token = var(&self.env, HUBSPOT_TOKEN).unwrap_or_default();
+        let mut objects = vec![dest.lead_object];
+        objects.extend(dest.account_object);
+        let mut steps = Vec::new();
+        for object in objects {
+            let mut reqs =
+                vec![
+                    hubspot::group_request(&dest.api_version, object).map_err(|e| {
+                        ApiError::new(
+                            400,
+                            crate::error_code::ErrorCode::InvalidField,
+                            e.to_string(),
+                        )
+                    })?,
+                ];
+            reqs.extend(
+                hubspot::property_requests(&dest.api_version, object, &dest.spec.fields).map_err(
+                    |e| {
+                        ApiError::new(
+                            400,
+                            crate::error_code::ErrorCode::InvalidField,
+                            e.to_string(),
+                        )
+                    },
+                )?,
+            );
+            for (path, body) in reqs {
+                let what = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["name"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let step = format!("{} {what}", object.as_str());
+                let mut answer = (0, String::new());
+                for _ in 0..SETUP_ATTEMPTS {
+                    self.wait_for_budget(&dest).await?;
+                    answer = send::hubspot_post(&dest, &token, &path, body.clone()).await;
+                    if answer.0 != 429 {
+                        break;
+                    }
+                }
+                steps.push((step, answer.0, answer.1));
+            }
+        }
+        Ok(steps)
+    }
+
+    /// Takes one call from the budget, waiting until it allows one.
+    async fn wait_for_budget(&self, dest: &Destination) -> Result<()> {
+        let mut budget: Budget = self
+            .state
+            .storage()
+            .get("budget")
+            .await?
+            .unwrap_or_default();
+        loop {
+            let now = now_ms();
+            match budget.take(&dest.limits, now) {
+                Ok(()) => break,
+                Err(t) => {
+                    Delay::from(std::time::Duration::from_millis(
+                        (t - now).clamp(1, 60_000) as u64
+                    ))
+                    .await
+                }
+            }
+        }
+        self.state.storage().put("budget", &budget).await
     }
 
     /// Sends what is due, within the budget, and sets the next alarm.
