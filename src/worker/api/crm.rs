@@ -13,7 +13,7 @@ use crate::worker::objects::client;
 use crate::worker::objects::crm_outbox::{dead_prefix, DeadLetter};
 
 /// Most dead letters listed or replayed per request.
-pub const MAX_PAGE: usize = 200;
+pub const MAX_DEAD_PAGE: usize = 200;
 
 /// `GET /v1/crm`: each destination (what it writes, its limits) and its outbox; a configuration
 /// error as `{"error": …}` beside no destinations.
@@ -84,7 +84,7 @@ async fn letters(env: &Env, name: &str) -> ApiResult<Vec<(String, DeadLetter)>> 
     let listed = bucket
         .list()
         .prefix(dead_prefix(name))
-        .limit(MAX_PAGE as u32)
+        .limit(MAX_DEAD_PAGE as u32)
         .execute()
         .await?;
     let mut out = Vec::new();
@@ -100,7 +100,7 @@ async fn letters(env: &Env, name: &str) -> ApiResult<Vec<(String, DeadLetter)>> 
     Ok(out)
 }
 
-/// `GET /v1/crm/dead?destination=`: the writes given up (at most [`MAX_PAGE`]), with why.
+/// `GET /v1/crm/dead?destination=`: the writes given up (at most [`MAX_DEAD_PAGE`]), with why.
 pub async fn dead(req: &Request, env: &Env) -> ApiResult<Response> {
     let name = which(req, env)?;
     let list: Vec<_> = letters(env, &name)
