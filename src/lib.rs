@@ -1,7 +1,7 @@
 //! leadscore: real-time predictive lead scoring.
 //!
 //! The modules follow the data's path: [`event`] → [`state`] → [`features`] → [`model`] →
-//! [`explain`] → [`score`] → sinks ([`webhook`], [`crm`]); each imports only modules before it (README,
+//! [`explain`] → [`score`] → sinks ([`webhook`], [`alert`], [`crm`]); each imports only modules before it (README,
 //! "Invariants"). [`identity`], [`rate_limit`], [`lead`], [`batch`] and [`error_code`] are rules
 //! the worker applies, kept here to be tested natively. [`calendar`], [`hash`], [`hex`] and
 //! [`secret`] are the primitives every module shares, each written once; they import nothing of
@@ -12,6 +12,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod account;
+pub mod alert;
 pub mod batch;
 #[cfg(feature = "browser")]
 pub mod browser;

@@ -12,7 +12,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { testStack, show, sleep } from "./lib.mjs";
+import { testStack, show, sleep, journey } from "./lib.mjs";
 import { ROOT } from "./receiver.mjs";
 import { ensureDevVars } from "./stack.mjs";
 import { pick, world } from "./b2b.mjs";
@@ -298,8 +298,8 @@ test("Salesforce: Lead fields through sObject Collections; an expired token is r
   assert.match(mine[0].reason, /ENTITY_IS_DELETED|does not know/);
 });
 
-test("a bad CRM configuration is an error that names it; scoring and the generic webhook go on", { timeout: 180_000 }, async () => {
-  const bad = await testStack("crm-bad", { CRM_DESTINATIONS: JSON.stringify({ hubspot: { fields: { score: "Lead Score" } } }), EMIT_DEBOUNCE_MS: "0" });
+test("a bad CRM configuration is an error that names it; scoring, the webhook and the spike alert go on", { timeout: 180_000 }, async () => {
+  const bad = await testStack("crm-bad", { CRM_DESTINATIONS: JSON.stringify({ hubspot: { fields: { score: "Lead Score" } } }), EMIT_DEBOUNCE_MS: "0", SPIKE_POINTS: "15", SPIKE_WITHIN: "1h" });
   try {
     const c = await bad.api.get("/v1/crm", { auth: true });
     assert.equal(c.status, 200, show(c));
@@ -308,6 +308,16 @@ test("a bad CRM configuration is an error that names it; scoring and the generic
     const r = await bad.api.post("/v1/leads/events", { lead_id: "7001", events: [{ id: "bad-1", type: "page", ts: Date.now() - 1000, path: "/pricing" }] }, { auth: true });
     assert.equal(r.status, 200, show(r));
     await bad.receiver.waitFor((st) => st.events.find((e) => e.data?.lead_id === "7001"), { timeout: 60_000, what: "the webhook" });
+    // A spike: a cold start, then the hot journey a few minutes later (SPIKE_POINTS 15 within 1 h).
+    const cold = await bad.api.post("/v1/leads/events", { lead_id: "7002", events: [{ id: "spike-1", type: "page", ts: Date.now() - 300_000, path: "/" }] }, { auth: true });
+    assert.equal(cold.status, 200, show(cold));
+    const hot = journey("v-hot", { visitor: "spike-hot" }).filter((e) => e.type !== "identify").map(({ visitor_id, ...e }) => e);
+    const h = await bad.api.post("/v1/leads/events", { lead_id: "7002", events: hot }, { auth: true });
+    assert.equal(h.status, 200, show(h));
+    assert.ok(h.json.score.ai_score >= cold.json.score.ai_score + 15, `${cold.json.score.ai_score} → ${h.json.score.ai_score}`);
+    const spike = await bad.receiver.waitFor((st) => st.events.find((e) => e.type === "lead.score_spiked" && e.data?.lead_id === "7002"), { timeout: 60_000, what: "lead.score_spiked" });
+    assert.equal(spike.data.previous_score, cold.json.score.ai_score);
+    assert.equal(spike.data.ai_score, h.json.score.ai_score);
   } finally {
     await bad.stop();
   }

@@ -18,6 +18,7 @@ use super::client::{
 use super::kept::{keep_in, KeptOutcomes};
 use super::store::{message, no_route, Kept, Store};
 use crate::account::Member;
+use crate::alert::{RecentScores, SpikeRule, SCORE_SPIKED};
 use crate::error_code::ErrorCode;
 use crate::event::{Event, EventType};
 use crate::explain::ShapMemo;
@@ -27,10 +28,12 @@ use crate::log::{EventSource, Record as LogRecord};
 use crate::rate_limit::RateWindow;
 use crate::score::{Score, ScoreOptions, Scorer};
 use crate::state::{Merge, VisitorState};
-use crate::webhook::{make_event, webhook_id, Policy, SendDecision, SentState};
+use crate::webhook::{
+    make_event, webhook_id, Policy, ScoreData, ScoreEvent, SendDecision, SentState,
+};
 use crate::worker::arms::{self, Deployment};
 use crate::worker::crm::produce::{self, Mark};
-use crate::worker::env::var_num;
+use crate::worker::env::{var, var_num};
 use crate::worker::http::{now_ms, query, ApiError, ApiResult};
 use crate::worker::logs;
 use crate::worker::outbox::enqueue;
@@ -80,6 +83,9 @@ struct VisitorRecord {
     /// What was last written to the lead's CRM records.
     #[serde(default)]
     crm_mark: Mark,
+    /// Recent scores, for the spike alert ([`crate::alert`]).
+    #[serde(default)]
+    recent: RecentScores,
 }
 
 impl Kept for VisitorRecord {
@@ -358,6 +364,7 @@ impl VisitorObject {
         score.arm.clone_from(&arm);
         if tally.applied > 0 || merged {
             self.maybe_send(&mut rec, &score, now).await?;
+            self.maybe_alert_spike(&mut rec, &score, now).await?;
             if rec.crm {
                 // A failed enqueue fails the request, as a webhook's does: nothing is saved.
                 let sub_scores = sc.card().features.iter().any(|f| f.is_fit());
@@ -513,6 +520,50 @@ impl VisitorObject {
     async fn keep_outcomes(&self, req: OutcomesRequest) -> ApiResult<Response> {
         let rec = self.store.load().await?.unwrap_or_default();
         keep_in(&self.env, &self.store, rec, |r| &mut r.outcomes, req).await
+    }
+
+    /// A score spike (`SPIKE_POINTS` within `SPIKE_WITHIN`, off when unset) becomes a signed
+    /// `lead.score_spiked` webhook, its `previous_score` the window's lowest score.
+    async fn maybe_alert_spike(
+        &self,
+        rec: &mut VisitorRecord,
+        score: &Score,
+        now: i64,
+    ) -> Result<()> {
+        let points = var_num(&self.env, "SPIKE_POINTS", 0u8);
+        let within = var(&self.env, "SPIKE_WITHIN")
+            .and_then(|w| crate::dataset::parse_window(w.trim()).ok())
+            .unwrap_or(86_400_000);
+        if points == 0 {
+            return Ok(());
+        }
+        let rule = SpikeRule {
+            points,
+            within_ms: within,
+        };
+        let Some(spike) = rec
+            .recent
+            .record(&rule, score.ai_score, score.score_timestamp)
+        else {
+            return Ok(());
+        };
+        if !rec.crm {
+            return Ok(()); // no consent or GPC: never forwarded
+        }
+        let verified = rec.verified_lead.is_some() && rec.verified_lead == score.lead_id;
+        let mut data = ScoreData::of(score, verified, &rec.sent);
+        data.previous_score = Some(spike.from_score);
+        let ev = ScoreEvent {
+            kind: SCORE_SPIKED.to_string(),
+            timestamp: now,
+            data,
+        };
+        let body = serde_json::to_string(&ev).map_err(|e| Error::RustError(e.to_string()))?;
+        let id = webhook_id(
+            &format!("spike:{}", rec.visitor_id),
+            score.score_timestamp as u64,
+        );
+        enqueue(&self.env, id, body, now).await
     }
 
     /// Applies the policy; enqueues a delivery or schedules a debounced one.
