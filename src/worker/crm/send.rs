@@ -91,19 +91,7 @@ pub async fn hubspot_batch(dest: &Destination, token: &str, writes: &[Write]) ->
             }
         }
     };
-    let auth = format!("Bearer {token}");
-    let headers = [
-        ("authorization", auth.as_str()),
-        ("content-type", "application/json"),
-    ];
-    match call(
-        Method::Post,
-        &format!("{}{path}", dest.base_url),
-        &headers,
-        Some(body),
-    )
-    .await
-    {
+    match hubspot_call(dest, token, &path, body).await {
         Ok(r) => hubspot::read_batch_update(
             r.status,
             r.retry_after.as_deref(),
@@ -125,22 +113,31 @@ pub async fn hubspot_post(
     path: &str,
     body: String,
 ) -> (u16, String) {
+    match hubspot_call(dest, token, path, body).await {
+        Ok(r) => (r.status, r.body.chars().take(300).collect()),
+        Err(why) => (0, why),
+    }
+}
+
+/// A `POST` of JSON to HubSpot with the portal's token.
+async fn hubspot_call(
+    dest: &Destination,
+    token: &str,
+    path: &str,
+    body: String,
+) -> std::result::Result<Reply, String> {
     let auth = format!("Bearer {token}");
     let headers = [
         ("authorization", auth.as_str()),
         ("content-type", "application/json"),
     ];
-    match call(
+    call(
         Method::Post,
         &format!("{}{path}", dest.base_url),
         &headers,
         Some(body),
     )
     .await
-    {
-        Ok(r) => (r.status, r.body.chars().take(300).collect()),
-        Err(why) => (0, why),
-    }
 }
 
 /// A Salesforce token by the client-credentials flow.
