@@ -74,6 +74,12 @@ pub struct Counts {
     pub dead: u64,
     /// API calls made (batches sent), counted by the sender.
     pub calls: u64,
+    /// Activities (tasks, notes) created.
+    #[serde(default)]
+    pub activities_created: u64,
+    /// Activities given up (dead letters).
+    #[serde(default)]
+    pub activities_dead: u64,
 }
 
 /// Everything the outbox keeps about one record: a store may keep each record under its own key.
@@ -196,24 +202,24 @@ impl RecordState {
                 let Some(w) = &mut self.waiting else {
                     return Settled::Written; // settled already (a duplicate answer)
                 };
-                let first = *w.failing_since.get_or_insert(now);
-                if now - first >= clock.give_up_after_ms() {
-                    let why = format!("gave up after {} attempts: {reason}", w.attempts + 1);
-                    self.waiting = None;
-                    counts.dead += 1;
-                    return Settled::DeadLetter(why);
+                match retry_wait(
+                    &mut w.failing_since,
+                    &mut w.attempts,
+                    *after_ms,
+                    reason,
+                    now,
+                    clock,
+                ) {
+                    Ok(at) => {
+                        w.not_before = at;
+                        Settled::Retry(at)
+                    }
+                    Err(why) => {
+                        self.waiting = None;
+                        counts.dead += 1;
+                        Settled::DeadLetter(why)
+                    }
                 }
-                w.attempts += 1;
-                let after_s = after_ms
-                    .map(|ms| (ms.max(0) as u64).div_ceil(1000).min(u64::from(u32::MAX)) as u32);
-                let wait = i64::from(retry_delay_seconds(
-                    now - first,
-                    after_s,
-                    clock.scale,
-                    clock.jitter,
-                )) * 1000;
-                w.not_before = now + wait;
-                Settled::Retry(w.not_before)
             }
             Outcome::Gone { reason } | Outcome::Refused { reason } => {
                 if matches!(outcome, Outcome::Gone { .. }) {
@@ -227,6 +233,35 @@ impl RecordState {
             }
         }
     }
+}
+
+/// A failed attempt at `now`: when to try again (the CRM's wait or the schedule, whichever is
+/// later), or why to give up (the schedule is over).
+pub fn retry_wait(
+    failing_since: &mut Option<i64>,
+    attempts: &mut u32,
+    after_ms: Option<i64>,
+    reason: &str,
+    now: i64,
+    clock: RetryClock,
+) -> Result<i64, String> {
+    let first = *failing_since.get_or_insert(now);
+    if now - first >= clock.give_up_after_ms() {
+        return Err(format!(
+            "gave up after {} attempts: {reason}",
+            *attempts + 1
+        ));
+    }
+    *attempts += 1;
+    let after_s =
+        after_ms.map(|ms| (ms.max(0) as u64).div_ceil(1000).min(u64::from(u32::MAX)) as u32);
+    let wait = i64::from(retry_delay_seconds(
+        now - first,
+        after_s,
+        clock.scale,
+        clock.jitter,
+    )) * 1000;
+    Ok(now + wait)
 }
 
 /// Up to `max` writes to send at `now` among `waiting`: records that have waited `flush_ms` and

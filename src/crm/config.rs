@@ -9,10 +9,12 @@
 //!                 "limits": {"burst": 25, "interval_ms": 1000, "daily": 20000}}}
 //! ```
 //! Omitted: `fields` (the CRM's default names), `api_version`, `reasons_max_chars` (255), `flush_ms`
-//! (5 s), `routing` (hot → senior_ae in 4 h, warm → bdr in 24 h, cold → nurture).
+//! (5 s), `routing` (hot → senior_ae in 4 h, warm → bdr in 24 h, cold → nurture), `account_object`
+//! (accounts not written), `alerts` (no tasks or notes; `{"on": ["hot", "spike"], "as": "task"}`).
 
 use serde::Deserialize;
 
+use super::activities::Alerts;
 use super::budget::Limits;
 use super::fields::{FieldMap, Spec};
 use super::routing::Routing;
@@ -65,6 +67,8 @@ pub struct Destination {
     pub limits: Limits,
     /// A record's changes within this window (ms) are written once.
     pub flush_ms: i64,
+    /// The alerts that become a task or note on the record, if any.
+    pub alerts: Option<Alerts>,
 }
 
 impl Destination {
@@ -123,6 +127,8 @@ struct RawDestination {
     limits: Option<Limits>,
     #[serde(default)]
     flush_ms: Option<i64>,
+    #[serde(default)]
+    alerts: Option<Alerts>,
 }
 
 /// Parses and validates `CRM_DESTINATIONS`; `has_secret` says whether a secret is set. An empty
@@ -308,6 +314,16 @@ fn destination(crm: Crm, r: RawDestination) -> Result<Destination, CrmError> {
             "{c}.flush_ms must be 0–{MAX_FLUSH_MS}, got {flush_ms}"
         )));
     }
+    if let Some(a) = &r.alerts {
+        a.validate(|id| match crm {
+            Crm::Hubspot => hubspot::id_problem(id),
+            Crm::Salesforce => salesforce::id_problem(id),
+        })
+        .map_err(|e| match e {
+            CrmError::Config(m) => CrmError::Config(format!("{c}.{m}")),
+            other => other,
+        })?;
+    }
     Ok(Destination {
         crm,
         base_url,
@@ -317,6 +333,7 @@ fn destination(crm: Crm, r: RawDestination) -> Result<Destination, CrmError> {
         spec,
         limits,
         flush_ms,
+        alerts: r.alerts,
     })
 }
 
@@ -372,6 +389,12 @@ mod tests {
         assert!(err(r#"{"hubspot": {"base_url": "http://example.com"}}"#).contains("https://"));
         assert!(err(r#"{"pipedrive": {}}"#).contains("unknown field `pipedrive`"));
         assert!(err(r#"{"hubspot": {"api_version": "v3"}}"#).contains("YYYY-MM"));
+        assert!(err(r#"{"hubspot": {"alerts": {"on": []}}}"#).contains("hubspot.alerts.on"));
+        assert!(
+            err(r#"{"hubspot": {"alerts": {"on": ["hot"], "owner_id": "bob"}}}"#)
+                .contains("hubspot.alerts.owner_id")
+        );
+        assert!(err(r#"{"hubspot": {"alerts": {"on": ["cold"]}}}"#).contains("unknown variant"));
         let missing = parse(
             r#"{"salesforce": {"login_url": "https://a.my.salesforce.com"}}"#,
             |s| s != "SALESFORCE_CLIENT_SECRET",

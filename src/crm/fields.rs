@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::routing::Routing;
 use super::CrmError;
+use crate::account::AccountScore;
 use crate::calendar::iso_utc;
 use crate::score::Tier;
 use crate::webhook::ScoreData;
@@ -161,7 +162,7 @@ impl Spec {
         self.routing.validate()
     }
 
-    /// The record's fields for `score`: `previous_tier` is the tier last written to this record
+    /// A lead's record fields for `score`: `previous_tier` is the tier last written to this record
     /// (routing is set on entering a tier); `sub_scores` whether the card has fit features.
     pub fn values(
         &self,
@@ -170,19 +171,54 @@ impl Spec {
         previous_tier: Option<Tier>,
         sub_scores: bool,
     ) -> BTreeMap<String, String> {
+        self.fields_of(
+            &Shown {
+                score: score.ai_score,
+                tier,
+                fit: sub_scores.then_some(score.fit_score),
+                engagement: sub_scores.then_some(score.engagement_score),
+                reasons: reasons_text(score, self.reasons_max_chars),
+                model_version: Some(&score.model_version),
+                scored_at: score.score_timestamp,
+            },
+            previous_tier,
+        )
+    }
+
+    /// An account's record fields (a company): its score, tier, engaged members as the reasons, the
+    /// time and, on entering a tier, its routing. An account score is a roll-up of its members'
+    /// scores, not a model's: it has no sub-scores and no model version of its own.
+    pub fn account_values(
+        &self,
+        account: &AccountScore,
+        previous_tier: Option<Tier>,
+    ) -> BTreeMap<String, String> {
+        self.fields_of(
+            &Shown {
+                score: account.ai_score,
+                tier: account.tier,
+                fit: None,
+                engagement: None,
+                reasons: account_reasons_text(account, self.reasons_max_chars),
+                model_version: None,
+                scored_at: account.score_timestamp,
+            },
+            previous_tier,
+        )
+    }
+
+    fn fields_of(&self, s: &Shown, previous_tier: Option<Tier>) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        let assignment = self
-            .routing
-            .on_entering(tier, previous_tier, score.score_timestamp);
+        let assignment = self.routing.on_entering(s.tier, previous_tier, s.scored_at);
         for (v, name) in &self.fields {
             let text = match v {
-                Value::Score => Some(score.ai_score.to_string()),
-                Value::Tier => Some(tier.as_str().to_string()),
-                Value::Fit => sub_scores.then(|| score.fit_score.to_string()),
-                Value::Engagement => sub_scores.then(|| score.engagement_score.to_string()),
-                Value::Reasons => Some(reasons_text(score, self.reasons_max_chars)),
-                Value::ModelVersion => Some(score.model_version.clone()),
-                Value::ScoredAt => Some(iso_utc(score.score_timestamp)),
+                Value::Score => Some(s.score.to_string()),
+                Value::Tier => Some(s.tier.as_str().to_string()),
+                Value::Fit => s.fit.map(|x| x.to_string()),
+                Value::Engagement => s.engagement.map(|x| x.to_string()),
+                Value::Reasons => Some(s.reasons.clone()),
+                Value::ModelVersion => s.model_version.map(str::to_string),
+                Value::ScoredAt => Some(iso_utc(s.scored_at)),
                 Value::OwnerTier => assignment.as_ref().map(|a| a.owner_tier.clone()),
                 Value::SlaDue => assignment
                     .as_ref()
@@ -196,34 +232,67 @@ impl Spec {
     }
 }
 
-/// The key factors as one line — `+ 3 webinars in the last 30 days; − No visit in 21 days` — with as
-/// many whole reasons as fit in `max_chars` (a first reason longer than that is cut, ending in `…`).
-pub fn reasons_text(score: &ScoreData, max_chars: usize) -> String {
+/// What a record shows, whichever kind of record it is.
+struct Shown<'a> {
+    score: u8,
+    tier: Tier,
+    fit: Option<u8>,
+    engagement: Option<u8>,
+    reasons: String,
+    model_version: Option<&'a str>,
+    scored_at: i64,
+}
+
+/// Whole parts joined by `; ` within `max_chars` (a first part longer than that is cut, ending in
+/// `…`).
+fn within(parts: impl IntoIterator<Item = String>, max_chars: usize) -> String {
     let mut out = String::new();
     let mut used = 0;
-    for f in &score.key_factors {
-        let said = if f.text.is_empty() {
-            f.label.as_str()
-        } else {
-            f.text.as_str()
-        };
-        let sign = if f.impact >= 0.0 { '+' } else { '−' };
-        let reason = format!("{sign} {said}");
+    for part in parts {
         let sep = if out.is_empty() { "" } else { "; " };
-        let n = sep.chars().count() + reason.chars().count();
+        let n = sep.chars().count() + part.chars().count();
         if used + n <= max_chars {
             out.push_str(sep);
-            out.push_str(&reason);
+            out.push_str(&part);
             used += n;
         } else {
             if out.is_empty() && max_chars > 0 {
-                out = reason.chars().take(max_chars - 1).collect();
+                out = part.chars().take(max_chars - 1).collect();
                 out.push('…');
             }
             break;
         }
     }
     out
+}
+
+/// An account's reasons — `2 of 3 members engaged; roles: champion, economic_buyer; 5001: 82 hot;
+/// 5002: 40 warm` — whole parts within `max_chars`.
+pub fn account_reasons_text(a: &AccountScore, max_chars: usize) -> String {
+    let mut parts = vec![format!(
+        "{} of {} members engaged",
+        a.engaged_members, a.members
+    )];
+    if !a.buyer_roles.is_empty() {
+        parts.push(format!("roles: {}", a.buyer_roles.join(", ")));
+    }
+    parts.extend(
+        a.top_members
+            .iter()
+            .map(|m| format!("{}: {} {}", m.id, m.ai_score, m.tier.as_str())),
+    );
+    within(parts, max_chars)
+}
+
+/// The key factors as one line — `+ 3 webinars in the last 30 days; − No visit in 21 days` — with as
+/// many whole reasons as fit in `max_chars` (a first reason longer than that is cut, ending in `…`).
+pub fn reasons_text(score: &ScoreData, max_chars: usize) -> String {
+    let parts = score.key_factors.iter().map(|f| {
+        let said = if f.text.is_empty() { &f.label } else { &f.text };
+        let sign = if f.impact >= 0.0 { '+' } else { '−' };
+        format!("{sign} {said}")
+    });
+    within(parts, max_chars)
 }
 
 #[cfg(test)]
@@ -311,6 +380,44 @@ mod tests {
         let cut = reasons_text(&s, 10);
         assert_eq!(cut.chars().count(), 10);
         assert!(cut.ends_with('…'), "{cut}");
+    }
+
+    #[test]
+    fn an_account_writes_its_roll_up_and_its_engaged_members() {
+        let member = |id: &str, score: u8, tier: Tier| crate::account::Member {
+            id: id.into(),
+            probability: f64::from(score) / 100.0,
+            ai_score: score,
+            tier,
+            buyer_role: None,
+            active: 0,
+        };
+        let a = AccountScore {
+            account_id: "8000750".into(),
+            ai_score: 89,
+            tier: Tier::Hot,
+            probability: 0.89,
+            members: 3,
+            engaged_members: 2,
+            buyer_roles: vec!["champion".into(), "economic_buyer".into()],
+            top_members: vec![
+                member("5001", 82, Tier::Hot),
+                member("5002", 40, Tier::Warm),
+            ],
+            score_timestamp: 1_796_591_663_786,
+        };
+        let v = spec().account_values(&a, Some(Tier::Warm));
+        assert_eq!(
+            (v["ls_score"].as_str(), v["ls_tier"].as_str()),
+            ("89", "hot")
+        );
+        assert_eq!(
+            v["ls_reasons"],
+            "2 of 3 members engaged; roles: champion, economic_buyer; 5001: 82 hot; 5002: 40 warm"
+        );
+        assert_eq!(v["ls_owner_tier"], "senior_ae");
+        assert!(!v.contains_key("ls_fit") && !v.contains_key("ls_model_version"));
+        assert_eq!(account_reasons_text(&a, 40), "2 of 3 members engaged");
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! * `POST /crm/objects/2026-03/{contacts|companies}/batch/update`, body
 //!   `{"inputs":[{"id","properties"}]}`, at most [`MAX_INPUTS`] inputs; `200` when every input was
 //!   updated, `207` with `errors[{status, category, message, context: {ids}}]` when some were not;
+//! * `POST /crm/objects/2026-03/{tasks|notes}/batch/create`, each input with its `associations` (task
+//!   → contact 204, note → contact 202, task → company 192, note → company 190) and an
+//!   `objectWriteTraceId` that its result echoes;
 //! * `POST /crm/properties/2026-03/{objectType}/groups` and `…/{objectType}` create a property
 //!   group and a property (`409` when it already exists: setup is idempotent);
 //! * `429` with `{"errorType":"RATE_LIMIT","policyName":"TEN_SECONDLY_ROLLING"|"DAILY"}` (the burst
@@ -17,9 +20,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
+use super::activities::{Activity, ActivityKind};
 use super::fields::{FieldMap, Kind, Value};
 use super::{CrmError, CrmObject, Outcome, Write};
-use crate::calendar::DAY_MS;
+use crate::calendar::{iso_utc, DAY_MS};
 use crate::webhook::parse_retry_after;
 
 /// The API version leadscore writes with (a path segment; configurable per destination).
@@ -175,10 +179,17 @@ pub fn read_batch_update(
     sent: &[Write],
     now: i64,
 ) -> Answer {
-    let n = sent.len();
-    let retry = |after_ms: Option<i64>, reason: String| Outcome::Retry { after_ms, reason };
     match status {
         200 | 207 => read_multi_status(status, body, sent),
+        _ => read_failure(status, retry_after, body, sent.len(), now),
+    }
+}
+
+/// Reads an answer that is not a batch result (limits, outages, auth, configuration) for `n`
+/// inputs: every input shares it.
+fn read_failure(status: u16, retry_after: Option<&str>, body: &str, n: usize, now: i64) -> Answer {
+    let retry = |after_ms: Option<i64>, reason: String| Outcome::Retry { after_ms, reason };
+    match status {
         429 => {
             let limit: Option<LimitBody> = serde_json::from_str(body).ok();
             let (policy, said) = limit
@@ -334,6 +345,144 @@ fn read_multi_status(status: u16, body: &str, sent: &[Write]) -> Answer {
     }
 }
 
+/// `POST` path of a batch create of tasks or notes.
+pub fn activities_path(version: &str, kind: ActivityKind) -> String {
+    let objects = match kind {
+        ActivityKind::Task => "tasks",
+        ActivityKind::Note => "notes",
+    };
+    format!("/crm/objects/{version}/{objects}/batch/create")
+}
+
+/// The association type of an activity to its record (HubSpot-defined ids).
+fn association_type(kind: ActivityKind, object: CrmObject) -> Result<u32, CrmError> {
+    match (kind, object) {
+        (ActivityKind::Task, CrmObject::Contact) => Ok(204),
+        (ActivityKind::Note, CrmObject::Contact) => Ok(202),
+        (ActivityKind::Task, CrmObject::Company) => Ok(192),
+        (ActivityKind::Note, CrmObject::Company) => Ok(190),
+        (_, CrmObject::Lead) => Err(CrmError::Request(
+            "HubSpot activities go on contacts and companies".into(),
+        )),
+    }
+}
+
+/// The body of a batch create of `acts` (one kind, at most [`MAX_INPUTS`]): each input associated
+/// with its record and carrying its id as `objectWriteTraceId`, so the answer is read per input.
+pub fn activities_body(acts: &[Activity]) -> Result<String, CrmError> {
+    if acts.is_empty() || acts.len() > MAX_INPUTS {
+        return Err(CrmError::Request(format!(
+            "a batch create takes 1–{MAX_INPUTS} inputs, not {}",
+            acts.len()
+        )));
+    }
+    let kind = acts[0].kind;
+    let mut inputs = Vec::with_capacity(acts.len());
+    for a in acts {
+        if a.kind != kind {
+            return Err(CrmError::Request("a batch create makes one kind".into()));
+        }
+        if let Some(why) = id_problem(&a.record.id) {
+            return Err(CrmError::Request(why));
+        }
+        let mut p = match kind {
+            ActivityKind::Task => json!({
+                "hs_timestamp": iso_utc(a.due_at), "hs_task_subject": a.subject,
+                "hs_task_body": a.body, "hs_task_status": "NOT_STARTED",
+                "hs_task_priority": "HIGH", "hs_task_type": "TODO"}),
+            ActivityKind::Note => json!({
+                "hs_timestamp": iso_utc(a.at),
+                "hs_note_body": format!("{}\n\n{}", a.subject, a.body)}),
+        };
+        if let (Some(owner), Some(map)) = (&a.owner_id, p.as_object_mut()) {
+            map.insert("hubspot_owner_id".into(), json!(owner));
+        }
+        let types = json!([{"associationCategory": "HUBSPOT_DEFINED",
+                            "associationTypeId": association_type(kind, a.record.object)?}]);
+        inputs.push(json!({"properties": p, "objectWriteTraceId": a.id,
+                           "associations": [{"to": {"id": a.record.id}, "types": types}]}));
+    }
+    Ok(json!({ "inputs": inputs }).to_string())
+}
+
+#[derive(Deserialize)]
+struct CreatedBody {
+    #[serde(default)]
+    results: Vec<CreatedItem>,
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Deserialize)]
+struct CreatedItem {
+    #[serde(default, rename = "objectWriteTraceId")]
+    trace: Option<String>,
+}
+
+/// Reads a batch create's answer for `sent`: an input is created when a result carries its
+/// `objectWriteTraceId` (or when every input has a result); one in error is refused, with why.
+pub fn read_activities_create(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &str,
+    sent: &[Activity],
+    now: i64,
+) -> Answer {
+    let n = sent.len();
+    if !matches!(status, 200 | 201 | 207) {
+        return read_failure(status, retry_after, body, n, now);
+    }
+    let Ok(parsed) = serde_json::from_str::<CreatedBody>(body) else {
+        // Not the documented shape: whether anything was made is unknown; sending again could
+        // double it, so keep them as dead letters to look at and replay.
+        return Answer {
+            outcomes: all(
+                n,
+                Outcome::Refused {
+                    reason: format!("HubSpot {status}: an answer that is not a batch result"),
+                },
+            ),
+            hold_until: None,
+        };
+    };
+    let made: std::collections::BTreeSet<&str> = parsed
+        .results
+        .iter()
+        .filter_map(|r| r.trace.as_deref())
+        .collect();
+    let every = parsed.errors.is_empty() && parsed.results.len() == n;
+    let error_of = |id: &str| {
+        parsed
+            .errors
+            .iter()
+            .find(|e| e.context.values().any(|v| v.to_string().contains(id)))
+            .or(parsed.errors.first())
+            .map(|e| format!("{}: {}", e.category, e.message))
+    };
+    let outcomes = sent
+        .iter()
+        .map(|a| {
+            if every || made.contains(a.id.as_str()) {
+                return Outcome::Written { now_id: None };
+            }
+            let reason = error_of(&a.id)
+                .unwrap_or_else(|| format!("HubSpot {status}: the input is not in the results"));
+            if reason.starts_with("RATE_LIMIT") {
+                Outcome::Retry {
+                    after_ms: Some(BURST_INTERVAL_MS),
+                    reason,
+                }
+            } else {
+                Outcome::Refused { reason }
+            }
+        })
+        .collect();
+    Answer {
+        outcomes,
+        hold_until: None,
+    }
+}
+
 /// The property group's `POST` (path, body).
 pub fn group_request(version: &str, object: CrmObject) -> Result<(String, String), CrmError> {
     Ok((
@@ -385,6 +534,82 @@ mod tests {
             scored_at: 1,
             fields: [("leadscore_score".to_string(), "87".to_string())].into(),
         }
+    }
+
+    fn activity(id: &str, kind: ActivityKind) -> Activity {
+        Activity {
+            id: format!("hot_{id}_1"),
+            alert: crate::crm::activities::Alert::Hot,
+            kind,
+            record: RecordKey {
+                object: CrmObject::Contact,
+                id: id.into(),
+            },
+            subject: "Hot lead: score 87".into(),
+            body: "+ 3 webinars".into(),
+            due_at: 14_400_000,
+            at: 0,
+            owner_id: Some("64492917".into()),
+        }
+    }
+
+    #[test]
+    fn activities_are_created_on_their_records_and_read_by_trace_id() {
+        let sent = [
+            activity("101", ActivityKind::Task),
+            activity("102", ActivityKind::Task),
+        ];
+        let body: Json = serde_json::from_str(&activities_body(&sent).unwrap()).unwrap();
+        let first = &body["inputs"][0];
+        assert_eq!(first["objectWriteTraceId"], "hot_101_1");
+        assert_eq!(
+            first["properties"]["hs_timestamp"],
+            "1970-01-01T04:00:00.000Z"
+        );
+        assert_eq!(first["properties"]["hubspot_owner_id"], "64492917");
+        assert_eq!(first["associations"][0]["to"]["id"], "101");
+        assert_eq!(
+            first["associations"][0]["types"][0]["associationTypeId"],
+            204
+        );
+        assert_eq!(
+            activities_path("2026-03", ActivityKind::Note),
+            "/crm/objects/2026-03/notes/batch/create"
+        );
+        let note: Json =
+            serde_json::from_str(&activities_body(&[activity("101", ActivityKind::Note)]).unwrap())
+                .unwrap();
+        assert_eq!(
+            note["inputs"][0]["associations"][0]["types"][0]["associationTypeId"],
+            202
+        );
+        assert!(activities_body(&[
+            activity("101", ActivityKind::Task),
+            activity("1", ActivityKind::Note)
+        ])
+        .is_err());
+        // 207: one created, one whose record is missing.
+        let answer = r#"{"status":"COMPLETE","results":[{"id":"9","objectWriteTraceId":"hot_101_1"}],
+            "numErrors":1,"errors":[{"status":"error","category":"VALIDATION_ERROR","message":"no such contact",
+            "context":{"objectWriteTraceId":["hot_102_1"]}}]}"#;
+        let a = read_activities_create(207, None, answer, &sent, 0);
+        assert_eq!(a.outcomes[0], Outcome::Written { now_id: None });
+        assert!(
+            matches!(&a.outcomes[1], Outcome::Refused { reason } if reason.contains("no such contact"))
+        );
+        // A limit: both retried.
+        let limited = read_activities_create(
+            429,
+            Some("3"),
+            r#"{"errorType":"RATE_LIMIT","policyName":"TEN_SECONDLY_ROLLING"}"#,
+            &sent,
+            0,
+        );
+        assert!(limited
+            .outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Retry { .. })));
+        assert_eq!(limited.hold_until, Some(3_000));
     }
 
     #[test]

@@ -11,11 +11,13 @@
 //!   and the CRM's own `Retry-After`;
 //! * [`hubspot`], [`salesforce`]: the requests as each CRM documents them and their answers read per
 //!   record ([`Outcome`]);
+//! * [`activities`]: a lead entering hot or its score spiking as a task or note for its owner;
 //! * [`config`]: the destinations a deployment writes to, validated with a clear error.
 //!
 //! Invariant: a write carries the score time of the values it holds; every decision about order
 //! (coalescing, retries, stale answers) compares score times, never arrival or send times.
 
+pub mod activities;
 pub mod budget;
 pub mod coalesce;
 pub mod config;

@@ -5,6 +5,8 @@
 //! * `PATCH /services/data/v68.0/composite/sobjects`, body `{"allOrNone": false, "records":
 //!   [{"attributes": {"type": "Lead"}, "id", <Field__c>: …}]}`, at most [`MAX_RECORDS`] records;
 //!   `200` with one `{id, success, errors: [{statusCode, message, fields}]}` per record, in order;
+//! * `POST` of the same path with `[{"attributes": {"type": "Task"}, "WhoId", "Subject", …}]` creates
+//!   tasks and notes (alerts for sales), answered the same way;
 //! * `POST https://<MyDomain>.my.salesforce.com/services/oauth2/token` with
 //!   `grant_type=client_credentials&client_id=…&client_secret=…` (an External Client App with the
 //!   client-credentials flow and a run-as user): `{access_token, instance_url, token_type, issued_at}`,
@@ -15,8 +17,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 
+use super::activities::{Activity, ActivityKind};
 use super::fields::{FieldMap, Value};
 use super::{CrmError, CrmObject, Outcome, Write};
+use crate::calendar::day_of;
 
 /// The REST API version leadscore writes with (configurable per destination).
 pub const API_VERSION: &str = "v68.0";
@@ -201,6 +205,42 @@ pub fn collections_body(
     Ok(json!({"allOrNone": false, "records": records}).to_string())
 }
 
+/// The body of a create of `acts` (at most [`MAX_RECORDS`]; `POST` to [`collections_path`]): a
+/// Task (`WhoId` a Lead or Contact, `WhatId` an Account) due on its date, or a Note on the record.
+pub fn activities_body(acts: &[Activity]) -> Result<String, CrmError> {
+    if acts.is_empty() || acts.len() > MAX_RECORDS {
+        return Err(CrmError::Request(format!(
+            "an sObject Collections create takes 1–{MAX_RECORDS} records, not {}",
+            acts.len()
+        )));
+    }
+    let mut records = Vec::with_capacity(acts.len());
+    for a in acts {
+        if let Some(why) = id_problem(&a.record.id) {
+            return Err(CrmError::Request(why));
+        }
+        let mut r = match a.kind {
+            ActivityKind::Task => {
+                let on = if a.record.object == CrmObject::Company {
+                    "WhatId"
+                } else {
+                    "WhoId"
+                };
+                json!({"attributes": {"type": "Task"}, on: a.record.id, "Subject": a.subject,
+                       "Description": a.body, "ActivityDate": day_of(a.due_at),
+                       "Priority": "High", "Status": "Not Started"})
+            }
+            ActivityKind::Note => json!({"attributes": {"type": "Note"}, "ParentId": a.record.id,
+                                         "Title": a.subject, "Body": a.body}),
+        };
+        if let (Some(owner), Some(map)) = (&a.owner_id, r.as_object_mut()) {
+            map.insert("OwnerId".into(), json!(owner));
+        }
+        records.push(r);
+    }
+    Ok(json!({"allOrNone": false, "records": records}).to_string())
+}
+
 #[derive(Deserialize)]
 struct SaveResult {
     #[serde(default)]
@@ -239,15 +279,14 @@ pub fn parse_limit_info(header: Option<&str>) -> Option<(u64, u64)> {
     Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
 }
 
-/// Reads an sObject Collections answer for `sent`, at `now`.
+/// Reads an sObject Collections answer (an update or a create) for `n` records sent, at `now`.
 pub fn read_collections(
     status: u16,
     limit_info: Option<&str>,
     body: &str,
-    sent: &[Write],
+    n: usize,
     now: i64,
 ) -> Answer {
-    let n = sent.len();
     let mut a = Answer {
         outcomes: Vec::with_capacity(n),
         token_expired: false,
@@ -360,6 +399,50 @@ mod tests {
     }
 
     #[test]
+    fn a_task_is_on_its_lead_due_on_its_day_and_a_note_on_its_parent() {
+        let act = |kind, object, id: &str| Activity {
+            id: format!("hot_{id}_1"),
+            alert: crate::crm::activities::Alert::Hot,
+            kind,
+            record: RecordKey {
+                object,
+                id: id.into(),
+            },
+            subject: "Hot lead: score 87".into(),
+            body: "+ 3 webinars".into(),
+            due_at: 1_796_591_663_786,
+            at: 0,
+            owner_id: None,
+        };
+        let body: Json = serde_json::from_str(
+            &activities_body(&[
+                act(ActivityKind::Task, CrmObject::Lead, LEAD),
+                act(ActivityKind::Task, CrmObject::Company, "001xx000003DGb2AAG"),
+                act(ActivityKind::Note, CrmObject::Lead, LEAD),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        let r = &body["records"];
+        assert_eq!(body["allOrNone"], false);
+        assert_eq!(
+            (r[0]["attributes"]["type"].as_str(), r[0]["WhoId"].as_str()),
+            (Some("Task"), Some(LEAD))
+        );
+        assert_eq!(r[0]["ActivityDate"], "2026-12-06");
+        assert_eq!(r[0]["Status"], "Not Started");
+        assert_eq!(r[1]["WhatId"], "001xx000003DGb2AAG");
+        assert_eq!(
+            (
+                r[2]["attributes"]["type"].as_str(),
+                r[2]["ParentId"].as_str()
+            ),
+            (Some("Note"), Some(LEAD))
+        );
+        assert!(r[2].get("id").is_none(), "a create carries no id");
+    }
+
+    #[test]
     fn the_body_is_the_documented_shape_and_empty_clears() {
         let numbers = number_fields(&default_fields());
         let body: Json =
@@ -394,7 +477,13 @@ mod tests {
             {"id": null, "success": false, "errors": [{"statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": []}]},
             {"id": null, "success": false, "errors": [{"statusCode": "STRING_TOO_LONG", "message": "Leadscore Reasons: data value too large", "fields": ["Leadscore_Reasons__c"]}]}
         ]);
-        let a = read_collections(200, Some("api-usage=18/15000"), &body.to_string(), &sent, 0);
+        let a = read_collections(
+            200,
+            Some("api-usage=18/15000"),
+            &body.to_string(),
+            sent.len(),
+            0,
+        );
         assert_eq!(a.outcomes[0], Outcome::Written { now_id: None });
         assert!(
             matches!(&a.outcomes[1], Outcome::Gone { reason } if reason.starts_with("ENTITY_IS_DELETED"))
@@ -410,7 +499,7 @@ mod tests {
             401,
             None,
             r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
-            &sent,
+            sent.len(),
             0,
         );
         assert!(a.token_expired);
@@ -421,7 +510,7 @@ mod tests {
             403,
             None,
             r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
-            &sent,
+            sent.len(),
             5,
         );
         assert_eq!(a.hold_until, Some(3_600_005));

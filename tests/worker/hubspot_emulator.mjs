@@ -16,6 +16,13 @@
 //   portal does not have → 207 with `errors[{category:"OBJECT_NOT_FOUND", context:{ids}}]`; a merged id
 //   → the merged record is updated and answered under its new id; all updated → 200
 //   `{"status":"COMPLETE","results":[…]}`. An empty string clears a property.
+// * `POST /crm/objects/{v}/{tasks|notes}/batch/create`: `{"inputs":[{"properties","associations":[{"to":
+//   {"id"},"types":[{"associationCategory":"HUBSPOT_DEFINED","associationTypeId"}]}],"objectWriteTraceId"}]}`;
+//   a task needs `hs_timestamp` and `hs_task_subject`, a note `hs_timestamp` and `hs_note_body`; the
+//   association types are HubSpot's (task → contact 204, → company 192; note → contact 202, → company 190);
+//   an association to a record the portal does not have → 207 with `errors[{category:"VALIDATION_ERROR",
+//   context:{objectWriteTraceId:[…]}}]`; created → 201 `{"status":"COMPLETE","results":[{id, properties,
+//   objectWriteTraceId}]}`.
 // * `POST /crm/properties/{v}/{type}/groups`, `POST /crm/properties/{v}/{type}` (name, label, type,
 //   fieldType, groupName; 409 CONFLICT when the name exists), `GET /crm/properties/{v}/{type}`.
 //
@@ -50,11 +57,12 @@ const iso = (ms = Date.now()) => new Date(ms).toISOString();
 export async function startHubspot({ port = 0, host = "127.0.0.1", token, burst = 100, intervalMs = 10_000, daily = 250_000, log = () => {} } = {}) {
   if (!token) throw new Error("hubspot emulator: a token is required");
   const records = { contacts: new Map(), companies: new Map() };
+  const activities = []; // tasks and notes created: {id, type, properties, associations}
   const merged = { contacts: new Map(), companies: new Map() };
   const properties = { contacts: new Map(), companies: new Map() };
   const groups = { contacts: new Set(["contactinformation"]), companies: new Set(["companyinformation"]) };
   const calls = []; // every API call's time
-  const counters = { calls: 0, ok: 0, multi_status: 0, refused: {}, batch_inputs: 0, regressions: 0, writes: 0 };
+  const counters = { calls: 0, ok: 0, multi_status: 0, refused: {}, batch_inputs: 0, regressions: 0, writes: 0, activities: 0 };
   const perDay = new Map();
   let faults = { down: 0, storm429: 0, revoked: false };
 
@@ -173,6 +181,44 @@ export async function startHubspot({ port = 0, host = "127.0.0.1", token, burst 
     });
   }
 
+  // HubSpot-defined association types from an activity to a record.
+  const ASSOCIATION = { tasks: { 204: "contacts", 192: "companies" }, notes: { 202: "contacts", 190: "companies" } };
+  const REQUIRED = { tasks: ["hs_timestamp", "hs_task_subject"], notes: ["hs_timestamp", "hs_note_body"] };
+
+  function batchCreateActivities(res, type, body) {
+    const inputs = body?.inputs;
+    if (!Array.isArray(inputs) || inputs.length === 0) return error(res, 400, "VALIDATION_ERROR", "Invalid input JSON on line 1: `inputs` must be a non-empty array");
+    if (inputs.length > MAX_INPUTS) return error(res, 400, "VALIDATION_ERROR", `Batch input limit exceeded: ${inputs.length} inputs (max ${MAX_INPUTS})`);
+    for (const i of inputs) {
+      const missing = REQUIRED[type].filter((k) => typeof i?.properties?.[k] !== "string" || !i.properties[k]);
+      if (missing.length) return error(res, 400, "VALIDATION_ERROR", `Property values were not valid: missing ${missing.join(", ")}`);
+      if (Number.isNaN(Date.parse(i.properties.hs_timestamp))) return error(res, 400, "VALIDATION_ERROR", `${i.properties.hs_timestamp} is not a valid datetime`);
+      for (const a of i.associations ?? []) {
+        for (const t of a?.types ?? []) {
+          if (t?.associationCategory !== "HUBSPOT_DEFINED" || !ASSOCIATION[type][t?.associationTypeId]) return error(res, 400, "VALIDATION_ERROR", `association type ${t?.associationCategory}/${t?.associationTypeId} is not one of ${type}'s`);
+        }
+      }
+    }
+    const now = iso();
+    const results = [];
+    const failed = [];
+    for (const i of inputs) {
+      const to = (i.associations ?? []).map((a) => ({ id: String(a.to?.id), type: ASSOCIATION[type][a.types[0].associationTypeId] }));
+      if (to.some((a) => !resolve(a.type, a.id))) {
+        failed.push(i.objectWriteTraceId);
+        continue;
+      }
+      const id = String(1_000_000 + activities.length);
+      activities.push({ id, type, properties: { ...i.properties }, associations: to, objectWriteTraceId: i.objectWriteTraceId, createdAt: now });
+      counters.activities++;
+      results.push({ id, properties: { ...i.properties }, createdAt: now, updatedAt: now, archived: false, objectWriteTraceId: i.objectWriteTraceId });
+    }
+    const base = { status: "COMPLETE", results, requestedAt: now, startedAt: now, completedAt: iso() };
+    if (!failed.length) return send(res, 201, base);
+    counters.multi_status++;
+    send(res, 207, { ...base, numErrors: failed.length, errors: [{ status: "error", category: "VALIDATION_ERROR", message: "One or more associations are invalid: the record does not exist", context: { objectWriteTraceId: failed }, links: {} }] });
+  }
+
   function createProperty(res, type, body) {
     const need = ["name", "label", "type", "fieldType", "groupName"].filter((k) => typeof body?.[k] !== "string" || !body[k]);
     if (need.length) return error(res, 400, "VALIDATION_ERROR", `Property is missing required fields: ${need.join(", ")}`);
@@ -232,6 +278,7 @@ export async function startHubspot({ port = 0, host = "127.0.0.1", token, burst 
     for (const t of TYPES) out[t] = Object.fromEntries([...records[t]].map(([id, r]) => [id, { ...r, properties: { ...r.properties } }]));
     return {
       records: out,
+      activities: activities.map((a) => ({ ...a })),
       merged: Object.fromEntries([...TYPES].map((t) => [t, Object.fromEntries(merged[t])])),
       properties: Object.fromEntries([...TYPES].map((t) => [t, [...properties[t].keys()]])),
       counters: { ...counters, refused: { ...counters.refused }, peak_calls_in_interval: peak(), burst, interval_ms: intervalMs, daily, busiest_day: Math.max(0, ...perDay.values()) },
@@ -285,6 +332,7 @@ export async function startHubspot({ port = 0, host = "127.0.0.1", token, burst 
       let m;
       if (req.method === "POST" && (m = p.match(/^\/crm\/objects\/([^/]+)\/([^/]+)\/batch\/update$/)) && VERSIONS.has(m[1]) && TYPES.has(m[2])) return batchUpdate(res, m[2], body);
       if (req.method === "POST" && (m = p.match(/^\/crm\/v3\/objects\/([^/]+)\/batch\/update$/)) && TYPES.has(m[1])) return batchUpdate(res, m[1], body);
+      if (req.method === "POST" && (m = p.match(/^\/crm\/objects\/([^/]+)\/(tasks|notes)\/batch\/create$/)) && VERSIONS.has(m[1])) return batchCreateActivities(res, m[2], body);
       if (req.method === "POST" && (m = p.match(/^\/crm\/properties\/([^/]+)\/([^/]+)\/groups$/)) && VERSIONS.has(m[1]) && TYPES.has(m[2])) return createGroup(res, m[2], body);
       if (req.method === "POST" && (m = p.match(/^\/crm\/properties\/([^/]+)\/([^/]+)$/)) && VERSIONS.has(m[1]) && TYPES.has(m[2])) return createProperty(res, m[2], body);
       if (req.method === "GET" && (m = p.match(/^\/crm\/properties\/([^/]+)\/([^/]+)$/)) && VERSIONS.has(m[1]) && TYPES.has(m[2])) return send(res, 200, { results: [...properties[m[2]].values()] });

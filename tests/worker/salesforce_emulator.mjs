@@ -21,6 +21,11 @@
 //   record `ENTITY_IS_DELETED`, an unknown id `INVALID_CROSS_REFERENCE_KEY`, an id of another object
 //   `MALFORMED_ID`, a field that does not exist `INVALID_FIELD`, a text over its length `STRING_TOO_LONG`;
 //   `null` clears a field.
+// * `POST` of the same path creates: each record with `attributes.type` and no id; here `Task` (`WhoId` a
+//   Lead or Contact, or `WhatId` an Account; `Subject` ≤ 255; `Description` ≤ 32,000; `ActivityDate`
+//   YYYY-MM-DD; `Status` and `Priority` from their picklists) and `Note` (`ParentId`, `Title` ≤ 80
+//   required, `Body` ≤ 32,000); one `{id, success, errors}` per record, in order — a reference to a
+//   record it does not have `INVALID_CROSS_REFERENCE_KEY` (a deleted one `ENTITY_IS_DELETED`).
 // * `GET /services/data/v{NN.N}/limits`: `{"DailyApiRequests": {"Max", "Remaining"}}`.
 //
 // Control API (`/__emulator/...`, not Salesforce's): POST records {"type":"Lead","ids":[…]}, POST delete
@@ -44,10 +49,11 @@ const PREFIX = { Lead: "00Q", Contact: "003", Account: "001" };
 export async function startSalesforce({ port = 0, host = "127.0.0.1", clientId, clientSecret, daily = 15_000, sessionMs = 7_200_000, log = () => {} } = {}) {
   if (!clientId || !clientSecret) throw new Error("salesforce emulator: client id and secret are required");
   const records = new Map(); // id → {type, fields, deleted}
+  const created = []; // tasks and notes: {id, type, fields}
   const fields = { Lead: new Map(), Contact: new Map(), Account: new Map() }; // API name → max length (0: not text)
   const tokens = new Map(); // token → issued ms
   const calls = [];
-  const counters = { calls: 0, refused: {}, tokens: 0, writes: 0, regressions: 0, records_per_call_max: 0 };
+  const counters = { calls: 0, refused: {}, tokens: 0, writes: 0, regressions: 0, records_per_call_max: 0, activities: 0 };
   let faults = { down: 0 };
   const refuse = (r) => (counters.refused[r] = (counters.refused[r] || 0) + 1);
 
@@ -91,6 +97,53 @@ export async function startSalesforce({ port = 0, host = "127.0.0.1", clientId, 
     send(res, 200, out, now);
   }
 
+  const TASK_STATUS = new Set(["Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"]);
+  const PRIORITY = new Set(["High", "Normal", "Low"]);
+  const ACTIVITY_PREFIX = { Task: "00T", Note: "002" };
+
+  /** A reference field's problem: the record must exist, of one of `types`. */
+  function reference(value, types, name) {
+    const rec = typeof value === "string" ? records.get(value) : undefined;
+    if (!rec || !types.includes(rec.type)) return ["INVALID_CROSS_REFERENCE_KEY", `${name}: id value of incorrect type: ${value}`];
+    if (rec.deleted) return ["ENTITY_IS_DELETED", "entity is deleted"];
+    return null;
+  }
+
+  function create(res, body, now) {
+    if (!body || !Array.isArray(body.records) || body.records.length === 0) return send(res, 400, [{ message: "records: a non-empty array is required", errorCode: "JSON_PARSER_ERROR" }], now);
+    if (body.records.length > MAX_RECORDS) return send(res, 400, [{ message: `The number of records in a collection request exceeds the limit of ${MAX_RECORDS}`, errorCode: "EXCEEDED_ID_LIMIT" }], now);
+    const out = body.records.map((r) => {
+      const type = r?.attributes?.type;
+      const fail = (statusCode, message, f = []) => ({ success: false, errors: [{ statusCode, message, fields: f }] });
+      if (!ACTIVITY_PREFIX[type]) return fail("INVALID_TYPE", `sObject type '${type}' is not supported.`);
+      if ("id" in r || "Id" in r) return fail("INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call", ["Id"]);
+      const text = (k, max, required) => {
+        if (r[k] === undefined || r[k] === null) return required ? ["REQUIRED_FIELD_MISSING", `Required fields are missing: [${k}]`, [k]] : null;
+        if (typeof r[k] !== "string") return ["INVALID_TYPE_ON_FIELD_IN_RECORD", `${k}: value not of required type: ${r[k]}`, [k]];
+        if (r[k].length > max) return ["STRING_TOO_LONG", `${k}: data value too large (max length=${max})`, [k]];
+        return null;
+      };
+      let problem;
+      if (type === "Task") {
+        const who = r.WhoId !== undefined ? reference(r.WhoId, ["Lead", "Contact"], "Name ID") : null;
+        const what = r.WhatId !== undefined ? reference(r.WhatId, ["Account"], "Related To ID") : null;
+        problem = who || what || text("Subject", 255, false) || text("Description", 32_000, false);
+        if (!problem && r.ActivityDate !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(r.ActivityDate)) problem = ["INVALID_TYPE_ON_FIELD_IN_RECORD", `Due Date Only: value not of required type: ${r.ActivityDate}`, ["ActivityDate"]];
+        if (!problem && r.Status !== undefined && !TASK_STATUS.has(r.Status)) problem = ["INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", `Status: bad value for restricted picklist field: ${r.Status}`, ["Status"]];
+        if (!problem && r.Priority !== undefined && !PRIORITY.has(r.Priority)) problem = ["INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", `Priority: bad value for restricted picklist field: ${r.Priority}`, ["Priority"]];
+      } else {
+        problem = reference(r.ParentId, ["Lead", "Contact", "Account"], "Parent ID") || text("Title", 80, true) || text("Body", 32_000, false);
+      }
+      if (problem) return fail(...problem);
+      const id = `${ACTIVITY_PREFIX[type]}5e0000${String(created.length).padStart(6, "0")}AAA`;
+      const { attributes, ...f } = r;
+      created.push({ id, type, fields: f });
+      counters.activities++;
+      return { id, success: true, errors: [] };
+    });
+    send(res, 200, out, now);
+  }
+
   const control = {
     create(type, ids) {
       for (const id of ids) records.set(id, { type, fields: {}, deleted: false });
@@ -111,6 +164,7 @@ export async function startSalesforce({ port = 0, host = "127.0.0.1", clientId, 
   function state() {
     return {
       records: Object.fromEntries(records),
+      activities: created.map((a) => ({ ...a, fields: { ...a.fields } })),
       counters: { ...counters, refused: { ...counters.refused }, daily, busiest_24h: calls.length ? Math.max(...calls.map((t) => calls.filter((u) => u > t - 86_400_000 && u <= t).length)) : 0 },
       faults,
     };
@@ -167,16 +221,15 @@ export async function startSalesforce({ port = 0, host = "127.0.0.1", clientId, 
         refuse("REQUEST_LIMIT_EXCEEDED");
         return send(res, 403, [{ message: "TotalRequests Limit exceeded.", errorCode: "REQUEST_LIMIT_EXCEEDED" }], now);
       }
-      let m;
       if (req.method === "GET" && /^\/services\/data\/v\d+\.\d+\/limits\/?$/.test(p)) return send(res, 200, { DailyApiRequests: { Max: daily, Remaining: Math.max(0, daily - usage(now)) } }, now);
-      if (req.method === "PATCH" && (m = p.match(/^\/services\/data\/v(\d+\.\d+)\/composite\/sobjects$/))) {
+      if ((req.method === "PATCH" || req.method === "POST") && /^\/services\/data\/v\d+\.\d+\/composite\/sobjects$/.test(p)) {
         let body;
         try {
           body = JSON.parse(text);
         } catch {
           return send(res, 400, [{ message: "Unexpected character", errorCode: "JSON_PARSER_ERROR" }], now);
         }
-        return collections(res, body, now);
+        return req.method === "PATCH" ? collections(res, body, now) : create(res, body, now);
       }
       log(`salesforce emulator: no route ${req.method} ${p}`);
       send(res, 404, [{ message: "The requested resource does not exist", errorCode: "NOT_FOUND" }], now);

@@ -411,7 +411,8 @@ async function main() {
     : null;
   if (hubspot) {
     hubspot.control.create("contacts", Array.from({ length: 99 }, (_, i) => String(101 + i)));
-    vars.CRM_DESTINATIONS = JSON.stringify({ hubspot: { base_url: hubspot.url, flush_ms: 2000 } });
+    hubspot.control.create("companies", Array.from({ length: 9 }, (_, i) => String(901 + i)));
+    vars.CRM_DESTINATIONS = JSON.stringify({ hubspot: { base_url: hubspot.url, flush_ms: 2000, account_object: "company", alerts: { on: ["hot", "spike"], as: "task" } } });
   }
   const s = await startStack({ port, receiverPort, backendPort, vars });
   if (hubspot) {
@@ -429,7 +430,7 @@ async function main() {
   backend     ${s.backend.loginUrl}  (the demo's sign-in: any email, password "demo")
   logs        ${path.relative(process.cwd(), s.logFile)}
   retraining  ${runner ? "model.retrain_requested → leadscore retrain (target/retrain/)" : "off (no target/debug/leadscore)"}
-  HubSpot     ${hubspot ? `${hubspot.url}/__emulator/state  (the emulator: contacts 101–199; GET ${s.base}/v1/crm)` : "off"}
+  HubSpot     ${hubspot ? `${hubspot.url}/__emulator/state  (the emulator: contacts 101–199, companies 901–909, tasks; GET ${s.base}/v1/crm)` : "off"}
   Ctrl-C stops everything.
 `);
   let stopping = false;

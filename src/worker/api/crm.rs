@@ -40,9 +40,10 @@ pub async fn get(env: &Env) -> ApiResult<Response> {
             .collect();
         out.push(json!({
             "name": name, "base_url": d.base_url, "api_version": d.api_version,
-            "lead_object": d.lead_object.as_str(), "fields": fields,
+            "lead_object": d.lead_object.as_str(),
+            "account_object": d.account_object.map(|o| o.as_str()), "fields": fields,
             "reasons_max_chars": d.spec.reasons_max_chars, "routing": d.spec.routing,
-            "limits": d.limits, "flush_ms": d.flush_ms,
+            "limits": d.limits, "flush_ms": d.flush_ms, "alerts": d.alerts,
             "outbox": outbox, "score_changes_per_call": ratio,
         }));
     }
@@ -127,16 +128,20 @@ pub async fn replay(text: &str, env: &Env) -> ApiResult<Response> {
     destination(env, &body.destination)
         .map_err(|e| ApiError::new(400, ErrorCode::InvalidField, e))?;
     let found = letters(env, &body.destination).await?;
-    let writes: Vec<_> = found.iter().map(|(_, l)| l.write.clone()).collect();
-    if writes.is_empty() {
+    let writes: Vec<_> = found.iter().filter_map(|(_, l)| l.write.clone()).collect();
+    let activities: Vec<_> = found
+        .iter()
+        .filter_map(|(_, l)| l.activity.clone())
+        .collect();
+    if found.is_empty() {
         return Ok(Response::from_json(&json!({"replayed": 0}))?);
     }
-    let answer = client::crm_offer_with(env, &body.destination, &writes, true).await?;
+    let answer = client::crm_offer(env, &body.destination, writes, activities, true).await?;
     let bucket = env.bucket(DATA)?;
     for (key, _) in &found {
         bucket.delete(key).await?;
     }
     Ok(Response::from_json(
-        &json!({"replayed": writes.len(), "outbox": answer}),
+        &json!({"replayed": found.len(), "outbox": answer}),
     )?)
 }

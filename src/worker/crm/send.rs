@@ -7,6 +7,7 @@ use std::time::Duration;
 use worker::*;
 
 use super::super::http::{fetch_within, now_ms};
+use crate::crm::activities::{Activity, ActivityKind};
 use crate::crm::config::Destination;
 use crate::crm::salesforce::Token;
 use crate::crm::{hubspot, salesforce, CrmObject, Outcome, Write};
@@ -60,6 +61,10 @@ pub async fn call(
     }
 }
 
+fn refused(n: usize, why: String) -> Vec<Outcome> {
+    vec![Outcome::Refused { reason: why }; n]
+}
+
 fn outage(n: usize, why: String) -> Vec<Outcome> {
     vec![
         Outcome::Retry {
@@ -81,12 +86,7 @@ pub async fn hubspot_batch(dest: &Destination, token: &str, writes: &[Write]) ->
         Ok(x) => x,
         Err(e) => {
             return hubspot::Answer {
-                outcomes: vec![
-                    Outcome::Refused {
-                        reason: e.to_string()
-                    };
-                    writes.len()
-                ],
+                outcomes: refused(writes.len(), e.to_string()),
                 hold_until: None,
             }
         }
@@ -101,6 +101,38 @@ pub async fn hubspot_batch(dest: &Destination, token: &str, writes: &[Write]) ->
         ),
         Err(why) => hubspot::Answer {
             outcomes: outage(writes.len(), format!("HubSpot: {why}")),
+            hold_until: None,
+        },
+    }
+}
+
+/// One HubSpot batch create of tasks or notes (one kind).
+pub async fn hubspot_activities(
+    dest: &Destination,
+    token: &str,
+    acts: &[Activity],
+) -> hubspot::Answer {
+    let kind = acts.first().map_or(ActivityKind::Task, |a| a.kind);
+    let body = match hubspot::activities_body(acts) {
+        Ok(b) => b,
+        Err(e) => {
+            return hubspot::Answer {
+                outcomes: refused(acts.len(), e.to_string()),
+                hold_until: None,
+            }
+        }
+    };
+    let path = hubspot::activities_path(&dest.api_version, kind);
+    match hubspot_call(dest, token, &path, body).await {
+        Ok(r) => hubspot::read_activities_create(
+            r.status,
+            r.retry_after.as_deref(),
+            &r.body,
+            acts,
+            now_ms(),
+        ),
+        Err(why) => hubspot::Answer {
+            outcomes: outage(acts.len(), format!("HubSpot: {why}")),
             hold_until: None,
         },
     }
@@ -163,21 +195,37 @@ pub async fn salesforce_batch(
     writes: &[Write],
 ) -> salesforce::Answer {
     let numbers = salesforce::number_fields(&dest.spec.fields);
-    let body = match salesforce::collections_body(writes, &numbers) {
+    let body = salesforce::collections_body(writes, &numbers);
+    salesforce_collections(dest, token, Method::Patch, body, writes.len()).await
+}
+
+/// One sObject Collections create of tasks or notes.
+pub async fn salesforce_activities(
+    dest: &Destination,
+    token: &Token,
+    acts: &[Activity],
+) -> salesforce::Answer {
+    let body = salesforce::activities_body(acts);
+    salesforce_collections(dest, token, Method::Post, body, acts.len()).await
+}
+
+/// An sObject Collections call of `n` records, read per record.
+async fn salesforce_collections(
+    dest: &Destination,
+    token: &Token,
+    method: Method,
+    body: std::result::Result<String, crate::crm::CrmError>,
+    n: usize,
+) -> salesforce::Answer {
+    let answer = |outcomes| salesforce::Answer {
+        outcomes,
+        token_expired: false,
+        hold_until: None,
+        api_usage: None,
+    };
+    let body = match body {
         Ok(b) => b,
-        Err(e) => {
-            return salesforce::Answer {
-                outcomes: vec![
-                    Outcome::Refused {
-                        reason: e.to_string()
-                    };
-                    writes.len()
-                ],
-                token_expired: false,
-                hold_until: None,
-                api_usage: None,
-            }
-        }
+        Err(e) => return answer(refused(n, e.to_string())),
     };
     let auth = format!("Bearer {}", token.access_token);
     let headers = [
@@ -189,19 +237,10 @@ pub async fn salesforce_batch(
         token.instance_url.trim_end_matches('/'),
         salesforce::collections_path(&dest.api_version)
     );
-    match call(Method::Patch, &url, &headers, Some(body)).await {
-        Ok(r) => salesforce::read_collections(
-            r.status,
-            r.limit_info.as_deref(),
-            &r.body,
-            writes,
-            now_ms(),
-        ),
-        Err(why) => salesforce::Answer {
-            outcomes: outage(writes.len(), format!("Salesforce: {why}")),
-            token_expired: false,
-            hold_until: None,
-            api_usage: None,
-        },
+    match call(method, &url, &headers, Some(body)).await {
+        Ok(r) => {
+            salesforce::read_collections(r.status, r.limit_info.as_deref(), &r.body, n, now_ms())
+        }
+        Err(why) => answer(outage(n, format!("Salesforce: {why}"))),
     }
 }

@@ -1,6 +1,7 @@
 //! An account's object: its members' latest scores, its traits, and the account score rolled up by
 //! the core's rule ([`crate::account`]); it sends `account.score_changed` / `account.hot` through
-//! the same signed, retried delivery as a lead's webhooks, naming the members that moved it.
+//! the same signed, retried delivery as a lead's webhooks, naming the members that moved it, and
+//! writes it to the CRM's company where a destination writes accounts.
 
 use serde::{Deserialize, Serialize};
 use worker::*;
@@ -11,6 +12,7 @@ use crate::account::{AccountBook, AccountScore, DEFAULT_ENGAGED_WITHIN_MS};
 use crate::error_code::ErrorCode;
 use crate::score::Tier;
 use crate::webhook::{webhook_id, Movement, Policy};
+use crate::worker::crm::produce::{self, Mark};
 use crate::worker::env::var_num;
 use crate::worker::http::{now_ms, ApiError, ApiResult};
 use crate::worker::outbox::enqueue;
@@ -32,6 +34,9 @@ struct AccountRecord {
     seq: u64,
     /// Last activity (ms).
     seen: i64,
+    /// What its CRM company was last sent.
+    #[serde(default)]
+    crm_mark: Mark,
 }
 
 impl Kept for AccountRecord {
@@ -158,6 +163,9 @@ impl AccountObject {
                     .map(|m| (m.id.clone(), m.ai_score))
                     .collect();
             }
+        }
+        if changed && !m.history {
+            produce::account_changed(&self.env, &mut rec.crm_mark, &score, now).await?;
         }
         rec.seen = now;
         self.store.save(&self.env, &rec).await?;

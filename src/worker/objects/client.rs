@@ -6,6 +6,7 @@ use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializ
 use serde_json::value::RawValue;
 use worker::{Env, Method, Request, RequestInit};
 
+use crate::crm::activities::Activity;
 use crate::crm::Write;
 use crate::error_code::ErrorCode;
 use crate::event::{Event, EventError};
@@ -306,25 +307,22 @@ async fn get(
     Ok((resp.status_code(), resp.text().await?))
 }
 
-/// Hands writes to a destination's outbox (`replay`: dead letters, a record the CRM did not know
-/// is tried again).
-pub async fn crm_offer_with(
+/// Hands writes and activities to a destination's outbox (`replay`: dead letters, a record the
+/// CRM did not know tried again).
+pub async fn crm_offer(
     env: &Env,
     destination: &str,
-    writes: &[Write],
+    writes: Vec<Write>,
+    activities: Vec<Activity>,
     replay: bool,
 ) -> ApiResult<OfferAnswer> {
     let req = OfferRequest {
         destination: destination.to_string(),
-        writes: writes.to_vec(),
+        writes,
+        activities,
         replay,
     };
     post(env, CRM_OUTBOXES, destination, "offer", &req).await
-}
-
-/// Hands writes to a destination's outbox.
-pub async fn crm_offer(env: &Env, destination: &str, writes: &[Write]) -> ApiResult<OfferAnswer> {
-    crm_offer_with(env, destination, writes, false).await
 }
 
 /// A destination's outbox: counters, waiting records, budget used.

@@ -4,15 +4,18 @@
 //!
 //! Storage, one key per record so the outbox grows with the records waiting, not all ever written:
 //! `w:<object>:<id>` a waiting write, `d:<object>:<id>` the score time last written, `g:<object>:<id>`
-//! a record the CRM does not know; `counts`, `budget`, `token` (Salesforce), `dest` (its name).
+//! a record the CRM does not know; `a:<activity id>` a task or note waiting, `k:<activity id>` one
+//! created (never created again); `counts`, `budget`, `token` (Salesforce), `dest` (its name).
 //! Dead letters go to R2, one per record holding its latest values given up
 //! (`crm/<destination>/dead/<object>/<id>.json`): a record the CRM does not know keeps collecting
-//! its later scores there, so a replay once it is back writes the newest.
+//! its later scores there, so a replay once it is back writes the newest; an activity given up is
+//! `crm/<destination>/dead/activity/<activity id>.json`.
 
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::*;
 
+use crate::crm::activities::{Activity, PendingActivity};
 use crate::crm::budget::Budget;
 use crate::crm::coalesce::{due, Counts, Offered, RecordState, RetryClock, Settled, Waiting};
 use crate::crm::config::{Crm, Destination, HUBSPOT_TOKEN, SALESFORCE_SECRETS};
@@ -35,7 +38,11 @@ pub struct OfferRequest {
     /// The destination's name.
     pub destination: String,
     /// The writes.
+    #[serde(default)]
     pub writes: Vec<Write>,
+    /// Tasks and notes to create.
+    #[serde(default)]
+    pub activities: Vec<Activity>,
     /// A replay of dead letters: a record marked unknown is tried again.
     #[serde(default)]
     pub replay: bool,
@@ -52,6 +59,12 @@ pub struct OfferAnswer {
     pub stale: u64,
     /// Dropped: the CRM does not know the record.
     pub gone: u64,
+    /// Activities now waiting.
+    #[serde(default)]
+    pub activities: u64,
+    /// Activities already waiting or created: not made twice.
+    #[serde(default)]
+    pub activities_known: u64,
 }
 
 /// The outbox's state, for `GET /v1/crm`.
@@ -61,6 +74,9 @@ pub struct OutboxStatus {
     pub counts: Counts,
     /// Records waiting now.
     pub waiting: u64,
+    /// Activities waiting now.
+    #[serde(default)]
+    pub activities_waiting: u64,
     /// Calls counted against the daily allocation (rolling 24 h).
     pub calls_last_24h: u64,
     /// The last call's trouble, if the last call had one.
@@ -71,13 +87,17 @@ pub struct OutboxStatus {
     pub next_flush: Option<i64>,
 }
 
-/// A dead letter in R2.
+/// A dead letter in R2: a write or an activity given up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeadLetter {
     /// The destination.
     pub destination: String,
     /// The write that was given up.
-    pub write: Write,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<Write>,
+    /// The activity that was given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<Activity>,
     /// Why.
     pub reason: String,
     /// When (ms).
@@ -220,6 +240,21 @@ impl CrmOutboxObject {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
         }
+        for a in r.activities {
+            let s = self.state.storage();
+            let known = s.get::<bool>(&format!("k:{}", a.id)).await?.is_some()
+                || s.get::<PendingActivity>(&format!("a:{}", a.id))
+                    .await?
+                    .is_some();
+            if known {
+                answer.activities_known += 1;
+                continue;
+            }
+            s.put(&format!("a:{}", a.id), PendingActivity::new(a, now))
+                .await?;
+            answer.activities += 1;
+            earliest = Some(now); // an alert goes at once
+        }
         self.state.storage().put("counts", counts).await?;
         if let Some(t) = earliest {
             let current = self.state.storage().get_alarm().await?;
@@ -230,18 +265,27 @@ impl CrmOutboxObject {
         Ok(answer)
     }
 
-    async fn waiting(&self) -> Result<Vec<Waiting>> {
+    /// Every value stored under `prefix`.
+    async fn list<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>> {
         let map = self
             .state
             .storage()
-            .list_with_options(ListOptions::new().prefix("w:"))
+            .list_with_options(ListOptions::new().prefix(prefix))
             .await?;
         let mut out = Vec::new();
         for v in map.values() {
             let v: JsValue = v?;
-            out.push(serde_wasm_bindgen::from_value::<Waiting>(v).map_err(err)?);
+            out.push(serde_wasm_bindgen::from_value::<T>(v).map_err(err)?);
         }
         Ok(out)
+    }
+
+    async fn waiting(&self) -> Result<Vec<Waiting>> {
+        self.list("w:").await
+    }
+
+    async fn pending_activities(&self) -> Result<Vec<PendingActivity>> {
+        self.list("a:").await
     }
 
     async fn status(&self) -> ApiResult<OutboxStatus> {
@@ -254,6 +298,7 @@ impl CrmOutboxObject {
         Ok(OutboxStatus {
             counts: self.counts().await?,
             waiting: self.waiting().await?.len() as u64,
+            activities_waiting: self.pending_activities().await?.len() as u64,
             calls_last_24h: budget.used_daily(),
             last_error: self.state.storage().get("last_error").await?,
             next_flush: self.state.storage().get_alarm().await?,
@@ -409,14 +454,29 @@ impl CrmOutboxObject {
                 break;
             }
         }
+        if wake.is_none() {
+            wake = self
+                .flush_activities(&dest, &name, &mut budget, &mut counts, clock)
+                .await?;
+        }
         self.state.storage().put("counts", counts).await?;
         self.state.storage().put("budget", &budget).await?;
-        let next = self
+        let next_write = self
             .waiting()
             .await?
             .iter()
             .map(|w| (w.since + dest.flush_ms).max(w.not_before))
             .min();
+        let next_activity = self
+            .pending_activities()
+            .await?
+            .iter()
+            .map(|p| p.not_before)
+            .min();
+        let next = match (next_write, next_activity) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let at = match (next, wake) {
             (Some(n), Some(w)) => Some(n.max(w)),
             (n, None) => n,
@@ -429,6 +489,101 @@ impl CrmOutboxObject {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Creates the activities that are due, in batches of one kind, within the budget; when the
+    /// budget or the CRM says to wait, until when.
+    async fn flush_activities(
+        &self,
+        dest: &Destination,
+        name: &str,
+        budget: &mut Budget,
+        counts: &mut Counts,
+        clock: RetryClock,
+    ) -> Result<Option<i64>> {
+        for _ in 0..MAX_CALLS_PER_ALARM {
+            let now = now_ms();
+            let mut due: Vec<PendingActivity> = self
+                .pending_activities()
+                .await?
+                .into_iter()
+                .filter(|p| p.not_before <= now)
+                .collect();
+            let Some(first) = due.first() else {
+                return Ok(None);
+            };
+            let kind = first.activity.kind;
+            due.retain(|p| p.activity.kind == kind);
+            due.truncate(dest.batch_size());
+            if let Err(t) = budget.take(&dest.limits, now) {
+                return Ok(Some(t));
+            }
+            counts.calls += 1;
+            let acts: Vec<Activity> = due.iter().map(|p| p.activity.clone()).collect();
+            let (outcomes, hold) = match dest.crm {
+                Crm::Hubspot => {
+                    let token = var(&self.env, HUBSPOT_TOKEN).unwrap_or_default();
+                    let a = send::hubspot_activities(dest, &token, &acts).await;
+                    (a.outcomes, a.hold_until)
+                }
+                Crm::Salesforce => match self.salesforce_token(dest).await? {
+                    Ok(token) => {
+                        let a = send::salesforce_activities(dest, &token, &acts).await;
+                        if a.token_expired {
+                            self.state.storage().delete("token").await?;
+                        }
+                        (a.outcomes, a.hold_until)
+                    }
+                    Err(o) => (vec![o; acts.len()], None),
+                },
+            };
+            if let Some(h) = hold {
+                budget.hold(h);
+            }
+            let now = now_ms();
+            let s = self.state.storage();
+            for (mut p, o) in due.into_iter().zip(&outcomes) {
+                let key = format!("a:{}", p.activity.id);
+                match p.settle(o, now, clock) {
+                    Settled::Written => {
+                        s.put(&format!("k:{}", p.activity.id), true).await?;
+                        s.delete(&key).await?;
+                        counts.activities_created += 1;
+                    }
+                    Settled::Retry(_) => s.put(&key, &p).await?,
+                    Settled::DeadLetter(reason) => {
+                        self.dead_activity(name, &p.activity, &reason, now).await?;
+                        s.delete(&key).await?;
+                        counts.activities_dead += 1;
+                    }
+                }
+            }
+            if hold.is_some() {
+                return Ok(hold);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The kept Salesforce token, or a new one; `Err`: the outcome for every record (no token).
+    async fn salesforce_token(
+        &self,
+        dest: &Destination,
+    ) -> Result<std::result::Result<Token, Outcome>> {
+        if let Some(t) = self.state.storage().get::<Token>("token").await? {
+            return Ok(Ok(t));
+        }
+        let [id, secret] = SALESFORCE_SECRETS.map(|s| var(&self.env, s).unwrap_or_default());
+        match send::salesforce_token(dest, &id, &secret).await {
+            Ok(t) => {
+                self.state.storage().put("token", &t).await?;
+                Ok(Ok(t))
+            }
+            Err(why) => Ok(Err(Outcome::Retry {
+                after_ms: None,
+                reason: format!("no Salesforce token: {why}"),
+            })),
+        }
     }
 
     /// One call: the outcomes per write, and until when the CRM said to wait.
@@ -444,25 +599,9 @@ impl CrmOutboxObject {
                 Ok((a.outcomes, a.hold_until))
             }
             Crm::Salesforce => {
-                let token = match self.state.storage().get::<Token>("token").await? {
-                    Some(t) => t,
-                    None => {
-                        let [id, secret] =
-                            SALESFORCE_SECRETS.map(|s| var(&self.env, s).unwrap_or_default());
-                        match send::salesforce_token(dest, &id, &secret).await {
-                            Ok(t) => {
-                                self.state.storage().put("token", &t).await?;
-                                t
-                            }
-                            Err(why) => {
-                                let o = Outcome::Retry {
-                                    after_ms: None,
-                                    reason: format!("no Salesforce token: {why}"),
-                                };
-                                return Ok((vec![o; batch.len()], None));
-                            }
-                        }
-                    }
+                let token = match self.salesforce_token(dest).await? {
+                    Ok(t) => t,
+                    Err(o) => return Ok((vec![o; batch.len()], None)),
                 };
                 let a = send::salesforce_batch(dest, &token, batch).await;
                 if a.token_expired {
@@ -471,6 +610,22 @@ impl CrmOutboxObject {
                 Ok((a.outcomes, a.hold_until))
             }
         }
+    }
+
+    /// Keeps an activity given up as a dead letter (replayed, it is created then).
+    async fn dead_activity(&self, name: &str, a: &Activity, reason: &str, at: i64) -> Result<()> {
+        let key = format!("{}activity/{}.json", dead_prefix(name), a.id);
+        let letter = DeadLetter {
+            destination: name.to_string(),
+            write: None,
+            activity: Some(a.clone()),
+            reason: reason.to_string(),
+            at,
+        };
+        let text = serde_json::to_string(&letter).map_err(err)?;
+        self.env.bucket(DATA)?.put(key, text).execute().await?;
+        console_warn!("crm {name}: activity {} given up: {reason}", a.id);
+        Ok(())
     }
 
     /// Keeps a write given up as its record's dead letter, unless the one kept is newer.
@@ -485,14 +640,18 @@ impl CrmOutboxObject {
         if let Some(obj) = bucket.get(&key).execute().await? {
             if let Some(body) = obj.body() {
                 let kept: Option<DeadLetter> = serde_json::from_str(&body.text().await?).ok();
-                if kept.is_some_and(|k| k.write.scored_at > w.scored_at) {
+                let newer = kept
+                    .and_then(|k| k.write)
+                    .is_some_and(|k| k.scored_at > w.scored_at);
+                if newer {
                     return Ok(()); // the newer values stay
                 }
             }
         }
         let letter = DeadLetter {
             destination: name.to_string(),
-            write: w.clone(),
+            write: Some(w.clone()),
+            activity: None,
             reason: reason.to_string(),
             at,
         };

@@ -523,7 +523,8 @@ impl VisitorObject {
     }
 
     /// A score spike (`SPIKE_POINTS` within `SPIKE_WITHIN`, off when unset) becomes a signed
-    /// `lead.score_spiked` webhook, its `previous_score` the window's lowest score.
+    /// `lead.score_spiked` webhook, its `previous_score` the window's lowest score, and a verified
+    /// lead's task or note where a CRM destination's alerts take spikes.
     async fn maybe_alert_spike(
         &self,
         rec: &mut VisitorRecord,
@@ -553,6 +554,9 @@ impl VisitorObject {
         let verified = rec.verified_lead.is_some() && rec.verified_lead == score.lead_id;
         let mut data = ScoreData::of(score, verified, &rec.sent);
         data.previous_score = Some(spike.from_score);
+        if let (true, Some(lead)) = (verified, &rec.verified_lead) {
+            produce::spiked(&self.env, &rec.crm_mark, &data, score.tier, lead, now).await?;
+        }
         let ev = ScoreEvent {
             kind: SCORE_SPIKED.to_string(),
             timestamp: now,
