@@ -160,6 +160,13 @@ impl CrmOutboxObject {
         }
     }
 
+    /// A configured destination, or 503 naming why it is not (the configuration changed under a
+    /// queued write: the queue retries it).
+    fn configured(&self, name: &str) -> ApiResult<Destination> {
+        destination(&self.env, name)
+            .map_err(|e| ApiError::new(503, crate::error_code::ErrorCode::Internal, e))
+    }
+
     async fn record(&self, key: &RecordKey) -> Result<RecordState> {
         let k = key_of(key);
         let s = self.state.storage();
@@ -211,8 +218,7 @@ impl CrmOutboxObject {
     }
 
     async fn offer(&self, r: OfferRequest) -> ApiResult<OfferAnswer> {
-        let dest = destination(&self.env, &r.destination)
-            .map_err(|e| ApiError::new(503, crate::error_code::ErrorCode::Internal, e))?;
+        let dest = self.configured(&r.destination)?;
         self.state.storage().put("dest", &r.destination).await?;
         let now = now_ms();
         let mut counts = self.counts().await?;
@@ -308,8 +314,7 @@ impl CrmOutboxObject {
     /// HubSpot's setup (the property group, then each property, for the lead's and the account's
     /// record types), paced by the same call budget as the writes and waiting out a 429.
     async fn setup(&self, name: &str) -> ApiResult<Vec<(String, u16, String)>> {
-        let dest = destination(&self.env, name)
-            .map_err(|e| ApiError::new(503, crate::error_code::ErrorCode::Internal, e))?;
+        let dest = self.configured(name)?;
         if dest.crm != Crm::Hubspot {
             // Salesforce's custom fields are made in Setup → Object Manager (README).
             return Ok(Vec::new());
@@ -319,26 +324,17 @@ impl CrmOutboxObject {
         objects.extend(dest.account_object);
         let mut steps = Vec::new();
         for object in objects {
-            let mut reqs =
-                vec![
-                    hubspot::group_request(&dest.api_version, object).map_err(|e| {
-                        ApiError::new(
-                            400,
-                            crate::error_code::ErrorCode::InvalidField,
-                            e.to_string(),
-                        )
-                    })?,
-                ];
+            let bad = |e: crate::crm::CrmError| {
+                ApiError::new(
+                    400,
+                    crate::error_code::ErrorCode::InvalidField,
+                    e.to_string(),
+                )
+            };
+            let mut reqs = vec![hubspot::group_request(&dest.api_version, object).map_err(bad)?];
             reqs.extend(
-                hubspot::property_requests(&dest.api_version, object, &dest.spec.fields).map_err(
-                    |e| {
-                        ApiError::new(
-                            400,
-                            crate::error_code::ErrorCode::InvalidField,
-                            e.to_string(),
-                        )
-                    },
-                )?,
+                hubspot::property_requests(&dest.api_version, object, &dest.spec.fields)
+                    .map_err(bad)?,
             );
             for (path, body) in reqs {
                 let what = serde_json::from_str::<serde_json::Value>(&body)
@@ -362,16 +358,17 @@ impl CrmOutboxObject {
 
     /// Takes one call from the budget, waiting until it allows one.
     async fn wait_for_budget(&self, dest: &Destination) -> Result<()> {
-        let mut budget: Budget = self
-            .state
-            .storage()
-            .get("budget")
-            .await?
-            .unwrap_or_default();
         loop {
+            // Read again after each wait: the alarm's flush takes calls from it meanwhile.
+            let mut budget: Budget = self
+                .state
+                .storage()
+                .get("budget")
+                .await?
+                .unwrap_or_default();
             let now = now_ms();
             match budget.take(&dest.limits, now) {
-                Ok(()) => break,
+                Ok(()) => return self.state.storage().put("budget", &budget).await,
                 Err(t) => {
                     Delay::from(std::time::Duration::from_millis(
                         (t - now).clamp(1, 60_000) as u64
@@ -380,7 +377,6 @@ impl CrmOutboxObject {
                 }
             }
         }
-        self.state.storage().put("budget", &budget).await
     }
 
     /// Sends what is due, within the budget, and sets the next alarm.
