@@ -240,16 +240,34 @@ fn cached(
     Ok(s)
 }
 
-/// Whether every embedded bundle can score with these site tables (`PUT /v1/site`).
-pub fn accept_site(tables: &SiteTables) -> Result<(), ApiError> {
+/// Whether every bundle that may score with these site tables can (`PUT /v1/site`): the embedded
+/// ones and the registry's versions in use (the active one, the experiment's arms).
+pub async fn accept_site(env: &Env, tables: &SiteTables) -> Result<(), ApiError> {
+    let refused = |name: &str, e: &str| {
+        ApiError::new(
+            400,
+            ErrorCode::InvalidConfig,
+            format!("bundle {name} refuses these tables: {e}"),
+        )
+    };
     for (name, _, _) in EMBEDDED {
-        build(name, Some(tables)).map_err(|e| {
-            ApiError::new(
-                400,
-                ErrorCode::InvalidConfig,
-                format!("bundle {name} refuses these tables: {}", e.message),
-            )
-        })?;
+        build(name, Some(tables)).map_err(|e| refused(name, &e.message))?;
+    }
+    // The registry's versions in use score with the tables from the next request on.
+    let dep = deployment(env).await;
+    let mut in_use = vec![dep.active().to_string()];
+    if let Some(e) = &dep.experiment {
+        in_use.extend(e.arms.iter().map(|a| a.model.clone()));
+    }
+    for version in in_use.iter().filter(|v| !is_embedded(v)) {
+        let Some(bytes) = registry::bundle(env, version).await? else {
+            continue; // not loadable: the embedded default scores for it, checked above
+        };
+        let (card, onnx) =
+            crate::registry::parts(&bytes).map_err(|e| refused(version, &e.to_string()))?;
+        Bundle::from_parts(card, &onnx)
+            .and_then(|b| Scorer::new(b, Some(tables.clone())))
+            .map_err(|e| refused(version, &e.to_string()))?;
     }
     Ok(())
 }

@@ -208,7 +208,9 @@ pub async fn dispatch(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Re
         Handler::Model => info::model(env).await,
         Handler::Config => info::config(&req, env).await,
         Handler::SiteGet => site::get(&req, env).await,
-        Handler::SitePut => site::put(&mut req, env, arms::accept_site).await,
+        Handler::SitePut => {
+            site::put(&mut req, env, async |t| arms::accept_site(env, t).await).await
+        }
         Handler::SiteDelete => site::delete(env).await,
         Handler::Events => events::post_events(&mut req, env, cfg).await,
         Handler::Identify => events::post_identify(&mut req, env, cfg).await,

@@ -170,3 +170,17 @@ test("page and worker agree on every visitor's arm and version after each change
   assert.equal((await S.api.post("/v1/models/rollback", { reason: "chromium" }, as(`ops-${RUN}`))).status, 200);
   agree(await browserArms(S, S.api, { min: 2, max: 2, experiment: null }), [def]);
 });
+
+test("site tables the active registry version refuses are refused, nothing stored; it keeps scoring", async () => {
+  // The B2B scorecard, active: the demo site's tables lack its features.
+  const up = await put("b2b-rules", upload("b2b-rules"));
+  assert.ok([200, 201].includes(up.status), show(up));
+  const version = up.json.version;
+  assert.equal((await S.api.post(`/v1/models/${version}/activate`, { reason: "site check" }, as(`ops-${RUN}`))).status, 200);
+  const r = await S.api.put("/v1/site", JSON.stringify(cardOf("default").site), { auth: true });
+  checkError(assert, r, 400, "invalid_config");
+  assert.match(r.json.error.message, new RegExp(`bundle ${version.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} refuses these tables`));
+  checkError(assert, await S.api.get("/v1/site"), 404, "not_found"); // nothing stored
+  assert.equal((await scoreOf(`reg-site-${RUN}`)).model_version, version);
+  assert.equal((await S.api.post("/v1/models/rollback", { reason: "site check" }, as(`ops-${RUN}`))).status, 200);
+});

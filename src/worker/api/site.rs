@@ -14,12 +14,12 @@ use crate::worker::site::{current, remember, SiteVersion, Summary, KEY};
 /// Largest tables a PUT takes (a shop's 15,000 page statistics are ~0.7 MB).
 pub const MAX_SITE_BYTES: usize = 4 * 1024 * 1024;
 
-/// `PUT /v1/site`: `accepts` checks the tables against every embedded bundle (the router passes
-/// [`crate::worker::arms::accept_site`]); stores them and answers their version.
+/// `PUT /v1/site`: `accepts` checks the tables against every bundle that may score with them (the
+/// router passes [`crate::worker::arms::accept_site`]); stores them and answers their version.
 pub async fn put(
     req: &mut Request,
     env: &Env,
-    accepts: impl Fn(&SiteTables) -> ApiResult<()>,
+    accepts: impl AsyncFn(&SiteTables) -> ApiResult<()>,
 ) -> ApiResult<Response> {
     let text = body_text_up_to(req, MAX_SITE_BYTES).await?;
     let tables: SiteTables = serde_json::from_str(&text).map_err(|e| {
@@ -29,7 +29,7 @@ pub async fn put(
             format!("site tables, line {} column {}: {e}", e.line(), e.column()),
         )
     })?;
-    accepts(&tables)?;
+    accepts(&tables).await?;
     let canonical = serde_json::to_string(&tables).map_err(ApiError::internal)?;
     let obj = env
         .bucket(DATA)?
