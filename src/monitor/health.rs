@@ -93,6 +93,9 @@ pub struct LiveAccuracy {
     pub baseline_auc: Option<f64>,
     /// The card's held-out ECE.
     pub baseline_ece: Option<f64>,
+    /// The labelled decisions' counts (kept to pool windows: [`super::promote::pool`]).
+    #[serde(skip)]
+    pub labelled: Labelled,
 }
 
 /// One segment of the window.
@@ -241,6 +244,7 @@ impl LabelTally {
             live,
             baseline_auc,
             baseline_ece,
+            labelled: self.labelled.clone(),
         }
     }
 }

@@ -1,12 +1,21 @@
 //! Promotion by live results: once an experiment's candidate arm and the active arm have enough
-//! labelled outcomes in the same closed window, promote the candidate if its realized AUC is at
-//! least the active's minus a margin and its calibration (ECE) no worse than the active's plus a
-//! margin, otherwise end the experiment. Never a decision on too little data: below the minimums
-//! the answer is to wait. A pure rule; the cron run applies it (`AUTO_PROMOTE`, `worker/monitor.rs`).
+//! labelled outcomes, pooled over the closed windows both served in ([`pool`]), promote the
+//! candidate if its realized AUC is at least the active's minus a margin and its calibration (ECE)
+//! no worse than the active's plus a margin, otherwise end the experiment. Never a decision on too
+//! little data: below the minimums the answer is to wait, and the next window adds to the pool. A
+//! pure rule; the cron run applies it (`AUTO_PROMOTE`, `worker/promote.rs`).
+//!
+//! Why pooled, and only over shared windows: one window rarely holds enough positives for both
+//! arms, and judging each window alone on its own few outcomes both waits for ever and decides
+//! on noise; the arms are compared on the same windows only, because an arm's earlier windows
+//! (the active version served alone, or as a candidate before) come from another period, and live
+//! AUC moves with the period.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::accuracy::Accuracy;
+use super::accuracy::{Accuracy, Labelled};
 
 /// Webhook: the candidate became the active version.
 pub const PROMOTED: &str = "model.promoted";
@@ -18,9 +27,9 @@ pub const ROLLED_BACK: &str = "model.rolled_back";
 /// What a live decision needs (documented minimums: README "Promotion by live results").
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct LiveCriteria {
-    /// Labelled decisions each arm needs in the window.
+    /// Labelled decisions each arm needs, pooled over the shared windows.
     pub min_rows: u64,
-    /// Positives each arm needs in the window.
+    /// Positives each arm needs, pooled over the shared windows.
     pub min_positives: u64,
     /// How far the candidate's AUC may fall below the active's.
     pub auc_margin: f64,
@@ -60,7 +69,45 @@ pub enum LiveDecision {
     },
 }
 
-/// Judges one window's arms.
+/// Both arms' labelled decisions, pooled over the windows where both have them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pooled {
+    /// The active arm's.
+    pub active: Labelled,
+    /// The candidate arm's.
+    pub candidate: Labelled,
+    /// The windows pooled (their starts).
+    pub windows: Vec<i64>,
+}
+
+/// Pools `rows` (a closed, fully labelled window's start, its arm, its counts) of the two arms over
+/// the windows both have; `None` when they share none.
+pub fn pool(rows: &[(i64, String, Labelled)], active: &str, candidate: &str) -> Option<Pooled> {
+    let mut by_window: BTreeMap<i64, (Option<&Labelled>, Option<&Labelled>)> = BTreeMap::new();
+    for (start, arm, l) in rows {
+        let slot = by_window.entry(*start).or_default();
+        if arm == active {
+            slot.0 = Some(l);
+        } else if arm == candidate {
+            slot.1 = Some(l);
+        }
+    }
+    let mut p = Pooled {
+        active: Labelled::default(),
+        candidate: Labelled::default(),
+        windows: Vec::new(),
+    };
+    for (start, pair) in by_window {
+        if let (Some(a), Some(c)) = pair {
+            p.active.merge(a);
+            p.candidate.merge(c);
+            p.windows.push(start);
+        }
+    }
+    (!p.windows.is_empty()).then_some(p)
+}
+
+/// Judges the arms (pooled: [`pool`]).
 pub fn decide(active: &Accuracy, candidate: &Accuracy, c: &LiveCriteria) -> LiveDecision {
     for (arm, a) in [("active", active), ("candidate", candidate)] {
         if a.auc.rows < c.min_rows || a.auc.positives < c.min_positives {
@@ -156,5 +203,37 @@ mod tests {
             decide(&good, &good, &c),
             LiveDecision::Promote { .. }
         ));
+    }
+
+    fn labelled(rows: &[(u8, bool)]) -> Labelled {
+        let mut l = Labelled::default();
+        for &(score, y) in rows {
+            l.add(score, f64::from(score) / 100.0, 0, y).unwrap();
+        }
+        l
+    }
+
+    #[test]
+    fn arms_are_pooled_over_the_windows_both_served_in() {
+        let a = |rows: &[(u8, bool)]| labelled(rows);
+        let rows = vec![
+            // The active version alone, before the experiment: not pooled.
+            (0, "v1".to_string(), a(&[(90, false), (10, true)])),
+            (7, "v1".to_string(), a(&[(80, true), (20, false)])),
+            (7, "v2".to_string(), a(&[(70, true)])),
+            (14, "v1".to_string(), a(&[(30, false)])),
+            (14, "v2".to_string(), a(&[(60, true), (40, false)])),
+            (14, "other".to_string(), a(&[(50, true)])),
+            // The candidate's newest window, its active counterpart not labelled yet: waits.
+            (21, "v2".to_string(), a(&[(10, false)])),
+        ];
+        let p = pool(&rows, "v1", "v2").unwrap();
+        assert_eq!(p.windows, vec![7, 14]);
+        assert_eq!((p.active.rows(), p.candidate.rows()), (3, 3));
+        // The pooled counts are the counts of the pooled rows: AUC as on the raw rows.
+        let raw = labelled(&[(80, true), (20, false), (30, false)]);
+        assert_eq!(p.active.accuracy(), raw.accuracy());
+        assert_eq!(p.active.accuracy().auc.value, Some(1.0));
+        assert!(pool(&rows, "v1", "v3").is_none());
     }
 }

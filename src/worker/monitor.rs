@@ -36,6 +36,7 @@ use crate::error_code::ErrorCode;
 use crate::experiment::Experiment;
 use crate::log::Record;
 use crate::model::card::Card;
+use crate::monitor::accuracy::Labelled;
 use crate::monitor::arms::{compare, ArmCounts, ExperimentWindow};
 use crate::monitor::baseline::Baseline;
 use crate::monitor::drift::{Gate, Level};
@@ -570,12 +571,26 @@ async fn send_once(
     })))
 }
 
-async fn mark_judged(d: &D1Database, start: i64, model: &str, arm: &str, done: bool) -> Result<()> {
+/// Marks a window judged (`done`: its accuracy too, every decision labelled); `labelled`: an
+/// experiment arm's counts, kept for the live gate.
+async fn mark_judged(
+    d: &D1Database,
+    start: i64,
+    model: &str,
+    arm: &str,
+    done: bool,
+    labelled: Option<&Labelled>,
+) -> Result<()> {
+    let counts = match labelled {
+        Some(l) => text(&serde_json::to_string(l).map_err(|e| Error::RustError(e.to_string()))?),
+        None => JsValue::NULL,
+    };
     d.prepare(
-        "INSERT INTO judged (window_start, model, arm, drift, accuracy) VALUES (?1, ?2, ?3, 1, ?4) \
-         ON CONFLICT (window_start, model, arm) DO UPDATE SET drift = 1, accuracy = excluded.accuracy",
+        "INSERT INTO judged (window_start, model, arm, drift, accuracy, labelled) VALUES (?1, ?2, ?3, 1, ?4, ?5) \
+         ON CONFLICT (window_start, model, arm) DO UPDATE SET drift = 1, accuracy = excluded.accuracy, \
+         labelled = excluded.labelled",
     )
-    .bind(&[num(start), text(model), text(arm), num(i64::from(done))])?
+    .bind(&[num(start), text(model), text(arm), num(i64::from(done)), counts])?
     .run()
     .await?;
     Ok(())
@@ -592,8 +607,6 @@ pub async fn scheduled(env: &Env, now: i64) -> Result<serde_json::Value> {
     let queue = env.queue(SCORE_EVENTS)?;
     let mut sent = Vec::new();
     let mut judged = 0usize;
-    // Closed, fully labelled windows of experiment arms: what the live gate judges.
-    let mut arm_windows = Vec::new();
     for m in monitored(env).await.map_err(Error::RustError)? {
         let open = d
             .prepare(
@@ -634,10 +647,10 @@ pub async fn scheduled(env: &Env, now: i64) -> Result<serde_json::Value> {
                 }
                 sent.extend(send_once(&d, &queue, a, &p.arm, now).await?);
             }
-            if !p.arm.is_empty() && h.accuracy.pending == 0 {
-                arm_windows.push((start, p.arm.clone(), h.accuracy.live.clone()));
-            }
-            mark_judged(&d, start, &m.model, &p.arm, h.accuracy.pending == 0).await?;
+            // An experiment arm's closed, fully labelled window: what the live gate pools.
+            let done = h.accuracy.pending == 0;
+            let counts = (!p.arm.is_empty() && done).then_some(&h.accuracy.labelled);
+            mark_judged(&d, start, &m.model, &p.arm, done, counts).await?;
             judged += 1;
         }
     }
@@ -671,7 +684,7 @@ pub async fn scheduled(env: &Env, now: i64) -> Result<serde_json::Value> {
             if let Some(a) = e.alert() {
                 sent.extend(send_once(&d, &queue, &a, "", now).await?);
             }
-            mark_judged(&d, start, &exp.key, "", true).await?;
+            mark_judged(&d, start, &exp.key, "", true, None).await?;
             judged += 1;
         }
     }
@@ -686,7 +699,7 @@ pub async fn scheduled(env: &Env, now: i64) -> Result<serde_json::Value> {
             )
         })
         .collect();
-    let promotion = super::promote::judge(env, &queue, now, &arm_windows).await?;
+    let promotion = super::promote::judge(env, &d, &queue, now).await?;
     let rollback = super::promote::roll_back_on_degraded(env, &queue, now, &alerts).await?;
     let kinds: Vec<&str> = alerts.iter().map(|a| a.0.as_str()).collect();
     let retrain = super::retrain::request(env, &d, &queue, s.label, now, &kinds).await?;

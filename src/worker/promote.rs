@@ -1,8 +1,9 @@
 //! The live gate, applied by the scheduled run (`AUTO_PROMOTE = "true"`): when the registry's
-//! experiment pits the active version against one candidate and a closed, fully labelled window has
-//! enough outcomes in both arms, the core's rule ([`crate::monitor::promote`]) promotes the candidate
-//! (it becomes active, the experiment ends) or rejects it (the experiment ends), recorded in the
-//! registry's history by "live gate" and told by a signed `model.promoted` / `model.rejected`.
+//! experiment pits the active version against one candidate and the closed, fully labelled windows
+//! both arms served in hold enough outcomes, pooled (D1 `judged.labelled`, each arm's counts per
+//! window), the core's rule ([`crate::monitor::promote`]) promotes the candidate (it becomes
+//! active, the experiment ends) or rejects it (the experiment ends), recorded in the registry's
+//! history by "live gate" and told by a signed `model.promoted` / `model.rejected`.
 //! With `ROLLBACK_ON_DEGRADED = "true"`, a `model.performance_degraded` alert on the active version
 //! rolls it back (`model.rolled_back`). The minimums: `PROMOTE_MIN_ROWS` (300),
 //! `PROMOTE_MIN_POSITIVES` (30), margins `PROMOTE_AUC_MARGIN` (0.01), `PROMOTE_ECE_MARGIN` (0.02).
@@ -13,10 +14,10 @@ use super::arms;
 use super::env::{var, var_num};
 use super::outbox::Delivery;
 use super::registry;
-use crate::monitor::accuracy::Accuracy;
+use crate::monitor::accuracy::Labelled;
 use crate::monitor::health::PERFORMANCE_DEGRADED;
 use crate::monitor::promote::{
-    decide, LiveCriteria, LiveDecision, PROMOTED, REJECTED, ROLLED_BACK,
+    decide, pool, LiveCriteria, LiveDecision, PROMOTED, REJECTED, ROLLED_BACK,
 };
 
 /// Who the registry's history names for the gate's changes.
@@ -54,13 +55,21 @@ fn api_error(e: super::http::ApiError) -> Error {
     Error::RustError(e.message)
 }
 
-/// Judges the experiment on the windows this run assessed (`(start, arm, accuracy)` of closed,
-/// fully labelled windows); returns what it decided, if anything.
+/// An arm's judged window, as D1 keeps it.
+#[derive(serde::Deserialize)]
+struct ArmWindow {
+    window_start: f64,
+    arm: String,
+    labelled: String,
+}
+
+/// Judges the experiment on its arms' closed, fully labelled windows, pooled; returns what it
+/// decided, if anything.
 pub async fn judge(
     env: &Env,
+    d: &D1Database,
     queue: &Queue,
     now: i64,
-    windows: &[(i64, String, Accuracy)],
 ) -> Result<Option<serde_json::Value>> {
     if !on(env, "AUTO_PROMOTE") {
         return Ok(None);
@@ -79,48 +88,60 @@ pub async fn judge(
     let ([candidate], true) = (others.as_slice(), exp.arms.len() == 2) else {
         return Ok(None); // the gate judges an active version against one candidate
     };
-    let c = criteria(env);
-    let mut starts: Vec<i64> = windows.iter().map(|w| w.0).collect();
-    starts.sort_unstable();
-    starts.dedup();
-    for start in starts {
-        let of = |arm: &str| {
-            windows
-                .iter()
-                .find(|w| w.0 == start && w.1 == arm)
-                .map(|w| &w.2)
-        };
-        let (Some(a), Some(b)) = (of(&active), of(candidate)) else {
-            continue;
-        };
-        let decision = decide(a, b, &c);
-        let (kind, promote) = match &decision {
-            LiveDecision::Wait { .. } => continue,
-            LiveDecision::Promote { .. } => (PROMOTED, true),
-            LiveDecision::Reject { .. } => (REJECTED, false),
-        };
-        let reason = format!("{kind}: window {start}");
-        let cand = candidate.to_string();
-        registry::change(env, |s| {
-            s.end_experiment(now, BY, Some(reason.clone()));
-            if promote {
-                s.activate(&cand, now, BY, Some(reason.clone()));
-            }
-            Ok(())
-        })
-        .await
-        .map_err(api_error)?;
-        let data = serde_json::json!({
-            "experiment": exp.key, "candidate": cand, "active_before": active, "window_start": start,
-            "decision": decision, "criteria": c,
-            "arms": {"active": a, "candidate": b},
-        });
-        let id = tell(queue, kind, now, data).await?;
-        return Ok(Some(
-            serde_json::json!({"type": kind, "candidate": cand, "webhook_id": id}),
-        ));
+    let found = d
+        .prepare(
+            "SELECT window_start, arm, labelled FROM judged \
+             WHERE accuracy = 1 AND labelled IS NOT NULL AND (arm = ?1 OR arm = ?2)",
+        )
+        .bind(&[
+            wasm_bindgen::JsValue::from_str(&active),
+            wasm_bindgen::JsValue::from_str(candidate),
+        ])?
+        .all()
+        .await?
+        .results::<ArmWindow>()?;
+    let mut rows = Vec::with_capacity(found.len());
+    for w in found {
+        let l: Labelled =
+            serde_json::from_str(&w.labelled).map_err(|e| Error::RustError(e.to_string()))?;
+        rows.push((w.window_start as i64, w.arm, l));
     }
-    Ok(None)
+    let Some(pooled) = pool(&rows, &active, candidate) else {
+        return Ok(None);
+    };
+    let (a, b) = (pooled.active.accuracy(), pooled.candidate.accuracy());
+    let c = criteria(env);
+    let decision = decide(&a, &b, &c);
+    let (kind, promote) = match &decision {
+        LiveDecision::Wait { .. } => return Ok(None),
+        LiveDecision::Promote { .. } => (PROMOTED, true),
+        LiveDecision::Reject { .. } => (REJECTED, false),
+    };
+    let reason = format!(
+        "{kind}: {} windows pooled, from {}",
+        pooled.windows.len(),
+        pooled.windows[0]
+    );
+    let cand = candidate.to_string();
+    registry::change(env, |s| {
+        s.end_experiment(now, BY, Some(reason.clone()));
+        if promote {
+            s.activate(&cand, now, BY, Some(reason.clone()));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(api_error)?;
+    let data = serde_json::json!({
+        "experiment": exp.key, "candidate": cand, "active_before": active,
+        "windows": pooled.windows, "window_start": pooled.windows[0],
+        "decision": decision, "criteria": c,
+        "arms": {"active": a, "candidate": b},
+    });
+    let id = tell(queue, kind, now, data).await?;
+    Ok(Some(
+        serde_json::json!({"type": kind, "candidate": cand, "webhook_id": id}),
+    ))
 }
 
 /// Rolls the active version back after a performance alert on it (`alerts`: (type, model
