@@ -23,13 +23,12 @@
 import fs from "node:fs";
 import path from "node:path";
 import crypto from "node:crypto";
-import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { ROOT } from "./receiver.mjs";
 import { client, sleep } from "./lib.mjs";
 import { startStack } from "./stack.mjs";
 import { pick, world } from "./b2b.mjs";
-import { startRunner, RETRAIN_REQUESTED } from "./runner.mjs";
+import { retrainChild, startRunner, RETRAIN_REQUESTED } from "./runner.mjs";
 
 const DAY = 86_400_000;
 const WEEK = 7 * DAY;
@@ -131,19 +130,10 @@ async function realized(api, from, asOf) {
 }
 
 /** `leadscore retrain` run by the scenario itself (the drills), against the stack. */
-function retrainNow(leadscore, base, token, work, args) {
-  const r = spawnSync(leadscore, ["retrain", "--work", work, ...args], {
-    cwd: ROOT, encoding: "utf8", maxBuffer: 1 << 28,
-    env: { ...process.env, LEADSCORE_URL: base, LEADSCORE_TOKEN: token },
-  });
-  let report = null;
-  try {
-    report = JSON.parse(r.stdout);
-  } catch {
-    /* reported below */
-  }
-  if (!report) throw new Error(`closed loop: leadscore retrain ${args.join(" ")} → exit ${r.status}:\n${r.stderr.slice(-2000)}`);
-  return { code: r.status, report };
+async function retrainNow(leadscore, base, token, work, args) {
+  const { code, report, stderr } = await retrainChild({ leadscore, work, args, base, token });
+  if (!report) throw new Error(`closed loop: leadscore retrain ${args.join(" ")} → exit ${code}:\n${stderr.slice(-2000)}`);
+  return { code, report };
 }
 
 /** Runs the scenario; returns what it measured. */
@@ -215,8 +205,8 @@ export async function runClosedLoop({ cohorts = 40, leads = 0, out = path.join(R
       if (drill === "run") {
         const dwork = fs.mkdtempSync(path.join(ROOT, "target", "tmp", "closed-loop-drill-"));
         const args = ["--since", iso(t0), "--weight", "0.5", "--shuffle-labels", "7", ...GATE];
-        const stopped = retrainNow(leadscore, S.base, S.devVars.API_TOKEN, dwork, args);
-        const forced = retrainNow(leadscore, S.base, S.devVars.API_TOKEN, dwork, [...args, "--force"]);
+        const stopped = await retrainNow(leadscore, S.base, S.devVars.API_TOKEN, dwork, args);
+        const forced = await retrainNow(leadscore, S.base, S.devVars.API_TOKEN, dwork, [...args, "--force"]);
         result.drills = {
           week: w, active: registry.active,
           shuffled: { code: stopped.code, verdict: stopped.report.verdict, gate: stopped.report.gate, uploaded: !!stopped.report.uploaded },

@@ -12,13 +12,12 @@
 //   node --test --test-concurrency=1 tests/worker/retrain.test.mjs      (LEADS=n for another slice)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { testStack, show, sleep } from "./lib.mjs";
 import { ROOT } from "./receiver.mjs";
 import { pick, sendHistory, world } from "./b2b.mjs";
-import { startRunner, RETRAIN_REQUESTED } from "./runner.mjs";
+import { retrainChild, startRunner, RETRAIN_REQUESTED } from "./runner.mjs";
 
 const LEADS = Number(process.env.LEADS || 1500);
 // The live gate's slice: new leads split 0.8 / 0.2 between the arms (its minimums lowered to fit).
@@ -67,28 +66,10 @@ const TWO_YEARS = 730 * 86_400_000;
 
 const RETRAIN_ARGS = ["--since", "2023-12-01", "--min-rows", "500", "--min-positives", "60"];
 
-/** `leadscore retrain` as a child process; async, so that the stack's sockets are served meanwhile (a
- * blocked event loop misses the server closing idle keep-alive connections). */
-function retrain(work, extra = []) {
-  return new Promise((resolve) => {
-    const child = spawn(LEADSCORE, ["retrain", "--work", work, ...RETRAIN_ARGS, ...extra], {
-      cwd: ROOT,
-      env: { ...process.env, LEADSCORE_URL: S.base, LEADSCORE_TOKEN: S.devVars.API_TOKEN },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("close", (status) => {
-      let report = null;
-      try {
-        report = JSON.parse(stdout);
-      } catch {
-        /* reported below */
-      }
-      resolve({ status, report, stderr });
-    });
-  });
+/** `leadscore retrain` as a child process, against the stack. */
+async function retrain(work, extra = []) {
+  const { code, report, stderr } = await retrainChild({ leadscore: LEADSCORE, work, args: [...RETRAIN_ARGS, ...extra], base: S.base, token: S.devVars.API_TOKEN });
+  return { status: code, report, stderr };
 }
 
 test("the rules score day zero; retrain trains on the logs, beats them at the gate, uploads and starts an arm", { timeout: 900_000 }, async (t) => {

@@ -18,6 +18,32 @@ import { ROOT, readDevVars } from "./receiver.mjs";
 
 export const RETRAIN_REQUESTED = "model.retrain_requested";
 
+/** `leadscore retrain` as a child process against the stack at `base` → {code, report, stderr}.
+ * Async, so that the stack's sockets are served meanwhile (a blocked event loop misses the server
+ * closing idle keep-alive connections, and the next request fails). */
+export function retrainChild({ leadscore, work, args = [], base, token }) {
+  return new Promise((resolve) => {
+    const child = spawn(leadscore, ["retrain", "--work", work, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, LEADSCORE_URL: base, LEADSCORE_TOKEN: token },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (c) => (out += c));
+    child.stderr.on("data", (c) => (err += c));
+    child.on("close", (code) => {
+      let report = null;
+      try {
+        report = JSON.parse(out);
+      } catch {
+        /* no report: the caller reports stderr */
+      }
+      resolve({ code, report, stderr: err });
+    });
+  });
+}
+
 export function startRunner({ events, base, token, leadscore = path.join(ROOT, "target", "debug", "leadscore"), work = path.join(ROOT, "target", "retrain"), args = [], log = console.log, pollMs = 1000, skip = () => false }) {
   const seen = new Set();
   const skipped = [];
@@ -26,32 +52,15 @@ export function startRunner({ events, base, token, leadscore = path.join(ROOT, "
   let running = null;
   let stopped = false;
 
-  const runOnce = (request) =>
-    new Promise((resolve) => {
-      const started = Date.now();
-      log(`runner: ${request.data?.reason ?? "?"} → leadscore retrain`);
-      const child = spawn(leadscore, ["retrain", "--work", work, ...args], {
-        cwd: ROOT,
-        env: { ...process.env, LEADSCORE_URL: base, LEADSCORE_TOKEN: token },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (c) => (out += c));
-      child.stderr.on("data", (c) => (err += c));
-      child.on("close", (code) => {
-        let report = null;
-        try {
-          report = JSON.parse(out);
-        } catch {
-          /* no report: a failure, logged below */
-        }
-        const r = { request: request.id, reason: request.data?.reason, code, report, seconds: (Date.now() - started) / 1000, error: report ? undefined : err.slice(-2000) };
-        done.push(r);
-        log(report ? `runner: exit ${code}: ${report.verdict} (candidate ${report.candidate}, active ${report.active})` : `runner: exit ${code}: ${err.trim().split("\n").slice(-3).join(" | ")}`);
-        resolve(r);
-      });
-    });
+  const runOnce = async (request) => {
+    const started = Date.now();
+    log(`runner: ${request.data?.reason ?? "?"} → leadscore retrain`);
+    const { code, report, stderr } = await retrainChild({ leadscore, work, args, base, token });
+    const r = { request: request.id, reason: request.data?.reason, code, report, seconds: (Date.now() - started) / 1000, error: report ? undefined : stderr.slice(-2000) };
+    done.push(r);
+    log(report ? `runner: exit ${code}: ${report.verdict} (candidate ${report.candidate}, active ${report.active})` : `runner: exit ${code}: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+    return r;
+  };
 
   const loop = async () => {
     while (!stopped) {
