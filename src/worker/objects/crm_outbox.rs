@@ -208,6 +208,16 @@ impl CrmOutboxObject {
         Ok(())
     }
 
+    /// The call budget as stored (a new one before the first call).
+    async fn budget(&self) -> Result<Budget> {
+        Ok(self
+            .state
+            .storage()
+            .get("budget")
+            .await?
+            .unwrap_or_default())
+    }
+
     async fn counts(&self) -> Result<Counts> {
         Ok(self
             .state
@@ -295,12 +305,7 @@ impl CrmOutboxObject {
     }
 
     async fn status(&self) -> ApiResult<OutboxStatus> {
-        let budget: Budget = self
-            .state
-            .storage()
-            .get("budget")
-            .await?
-            .unwrap_or_default();
+        let budget = self.budget().await?;
         Ok(OutboxStatus {
             counts: self.counts().await?,
             waiting: self.waiting().await?.len() as u64,
@@ -360,12 +365,7 @@ impl CrmOutboxObject {
     async fn wait_for_budget(&self, dest: &Destination) -> Result<()> {
         loop {
             // Read again after each wait: the alarm's flush takes calls from it meanwhile.
-            let mut budget: Budget = self
-                .state
-                .storage()
-                .get("budget")
-                .await?
-                .unwrap_or_default();
+            let mut budget = self.budget().await?;
             let now = now_ms();
             match budget.take(&dest.limits, now) {
                 Ok(()) => return self.state.storage().put("budget", &budget).await,
@@ -397,12 +397,7 @@ impl CrmOutboxObject {
             scale: var_num(&self.env, "DELIVERY_TIME_SCALE", 1.0f64),
             jitter: js_sys::Math::random(),
         };
-        let mut budget: Budget = self
-            .state
-            .storage()
-            .get("budget")
-            .await?
-            .unwrap_or_default();
+        let mut budget = self.budget().await?;
         let mut counts = self.counts().await?;
         let mut wake: Option<i64> = None;
         for _ in 0..MAX_CALLS_PER_ALARM {
