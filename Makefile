@@ -42,7 +42,8 @@ tools:
 	.ci/tools
 
 # Files generated from the Rust sources (www/tracker/limits.js, www/event.schema.json, the numbers of
-# www/openapi.yaml, models/train/contract.json); tests/generated.rs fails when a committed copy is stale.
+# www/openapi.yaml, models/train/contract.json) and each bundle's forest.bin (its trees as loads read
+# them, from its model.onnx); tests/generated.rs fails when a committed copy is stale.
 generate:
 	LEADSCORE_BLESS=1 $(CARGO) test --quiet $(NATIVE) --test integration generated::
 
@@ -189,6 +190,7 @@ SHOPPERS_CSV := ../shared/data/online_shoppers/online_shoppers_intention.csv
 train: venv
 	$(PY) models/train/train.py --table $(SHOPPERS_CSV) --label Revenue --card models/train/default.card.json \
 	  --name default --split holdout:Month=Dec --date 20261123
+	$(MAKE) generate
 
 # The B2B example through the product's own rows: the leadforge world as events and outcomes, rows by lead at
 # snapshots 0-30 days after each lead's creation (`leadscore dataset` from the template: its `rows`), the trainer with
@@ -210,6 +212,7 @@ b2b-example: venv
 	./target/release/leadscore compare --active models/b2b-rules --candidate models/b2b-example \
 	  --dataset $(B2B_OUT)/snapshots.csv > $(B2B_OUT)/rules_vs_model.json
 	$(PY) models/train/study/b2b_coverage.py --data $(B2B_DATA) --dataset $(B2B_OUT)/snapshots.csv
+	$(MAKE) generate
 
 # The same B2B world through the local worker, as a CRM would feed it: each lead's history by lead id
 # (POST /v1/leads/events), the outcomes, the logs exported back, and the rows built from them, which must

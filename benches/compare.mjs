@@ -2,7 +2,10 @@
 // node process on one machine (Node 22; `make bench` builds the inputs and runs this):
 //   node benches/compare.mjs            → target/artifacts/compare.json
 //   node benches/compare.mjs --cold X   (internal) one cold start of engine X (or `bundle:<dir>`: a bundle
-//                                       loaded from its bytes, as an isolate does after reading it from R2)
+//                                       loaded from its card and forest.bin, as an isolate does after
+//                                       reading its serving form from R2; `started:<dir>`: the same after
+//                                       what the worker does at isolate start, the embedded default built
+//                                       and scored once)
 //
 // Inputs (built by `make bench`): target/bench/dec_vectors.json (the 1,727 December holdout rows, via
 // the parity converter: benches/vectors.py), target/www/ls/ (the browser wasm), target/bench/trees.mjs
@@ -154,18 +157,25 @@ async function coldOnce(engine) {
     const t3 = performance.now();
     return { total_ms: t3 - t0, instantiate_ms: t1 - t0, model_load_ms: t2 - t1, first_score_ms: t3 - t2 };
   }
-  if (engine.startsWith('bundle:')) {
-    // A registry version's first score in a fresh isolate, after its bytes are read from R2: the card
-    // parsed, the model parsed and planned, the explainer built (LeadScorer.fromBundle, the worker's path).
-    const dir = join(ROOT, 'models', engine.slice('bundle:'.length));
-    const onnx = readFileSync(join(dir, 'model.onnx'));
+  if (/^(bundle|started):/.test(engine)) {
+    // A registry version's first score in a fresh isolate, after its serving form is read from R2: the
+    // card parsed, the encoded forest read and planned, the explainer built (LeadScorer.fromForest, the
+    // worker's and the page's path).
+    const dir = join(ROOT, 'models', engine.slice(engine.indexOf(':') + 1));
+    const forest = readFileSync(join(dir, 'forest.bin'));
     const card = readFileSync(join(dir, 'card.json'), 'utf8');
     const width = JSON.parse(card).features.length;
     const bytes = readFileSync(join(LS, 'leadscore_bg.wasm'));
     const mod = await import(pathToFileURL(join(LS, 'leadscore.js')).href);
     mod.initSync({ module: bytes });
+    if (engine.startsWith('started:')) {
+      // The worker's start event (src/worker/entry.rs): the embedded default built, an empty visitor scored.
+      const warm = new mod.LeadScorer('warm-up', undefined, undefined, undefined);
+      warm.score(0);
+      warm.free();
+    }
     const t0 = performance.now();
-    const scorer = mod.LeadScorer.fromBundle(onnx, card, 'cold', undefined, undefined, undefined);
+    const scorer = mod.LeadScorer.fromForest(forest, card, 'cold', undefined, undefined, undefined);
     const t1 = performance.now();
     scorer.probability(new Float32Array(width));
     const t2 = performance.now();
@@ -280,7 +290,9 @@ async function main() {
   ];
   const coldStart = [cold('leadscore'), cold('ort-web'), cold('ort-node')];
   // Bundles as the registry serves them: loaded from bytes after the module is ready.
-  const fromBytes = ['default', 'candidate', 'b2b-example', 'b2b-rules'].map((b) => cold(`bundle:${b}`));
+  const bundles = ['default', 'candidate', 'b2b-example', 'b2b-rules'];
+  const fromBytes = bundles.map((b) => cold(`bundle:${b}`));
+  const afterStart = bundles.map((b) => cold(`started:${b}`));
   const events = await eventsPath(mod);
   let workerBatch = null;
   const c1 = join(ROOT, 'target', 'artifacts', 'worker-load-c1.json');
@@ -300,6 +312,7 @@ async function main() {
     explained,
     cold_start: coldStart,
     bundle_from_bytes: fromBytes,
+    bundle_after_start: afterStart,
     sizes: sizes(),
     events_path: { wasm: events, worker_batch_sequential: workerBatch },
   };

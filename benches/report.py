@@ -253,14 +253,19 @@ def compare_section():
         split = ", ".join(f"{k.replace('_ms', '').replace('_', ' ')} {val:.1f} ms" for k, val in med.items() if k != "total_ms")
         out.append(f"| {e['engine']} ({e['runs']} runs) | {med['total_ms']:.1f} ms | {split} |")
     fb = c.get("bundle_from_bytes") or []
+    started = {e["engine"].split(":", 1)[1]: e for e in c.get("bundle_after_start") or []}
     if fb:
-        out += ["", "| a bundle loaded from its bytes (what an isolate does after reading a registry version from R2; "
-                "fresh node process, module ready; median of runs) | load (card, model, plan, explainer) | first score | total |",
-                "|---|---|---|---|"]
+        out += ["", "| a bundle loaded from its bytes (what an isolate does after reading a registry version's serving form "
+                "from R2, and the page with `?form=served`: card + forest.bin; fresh node process, module ready; median of runs) "
+                "| load (card, forest, plan, explainer) | first score | total | total after the worker's start (default "
+                "built and scored once) |",
+                "|---|---|---|---|---|"]
         for e in fb:
             med = e["median"]
-            out.append(f"| models/{e['engine'].split(':', 1)[1]} ({e['runs']} runs) | {med['bundle_load_ms']:.1f} ms | "
-                       f"{med['first_score_ms']:.2f} ms | {med['total_ms']:.1f} ms |")
+            name = e["engine"].split(":", 1)[1]
+            total = lambda d: f"{d[name]['median']['total_ms']:.1f} ms" if name in d else "—"
+            out.append(f"| models/{name} ({e['runs']} runs) | {med['bundle_load_ms']:.1f} ms | "
+                       f"{med['first_score_ms']:.2f} ms | {med['total_ms']:.1f} ms | {total(started)} |")
     sz = c["sizes"]
     out += ["", "| size | raw | gzip | brotli |", "|---|---|---|---|"]
     for key, label in [("leadscore_browser", "leadscore browser (wasm + wasm-bindgen JS, model embedded)"),
@@ -298,9 +303,13 @@ def compare_section():
     if "leadscore" in cold:
         out.append(f"| cold start ≤ 20 ms (wasm) | {cold['leadscore']:.1f} ms | {mark(cold['leadscore'] <= 20)} |")
     for e in fb:
-        t = e["median"]["total_ms"]
-        out.append(f"| a registry bundle's first score ≤ 20 ms after the read (models/{e['engine'].split(':', 1)[1]}) | "
-                   f"{t:.1f} ms | {mark(t <= 20)} |")
+        # A worker isolate has run its start event (src/worker/entry.rs) before it reads a version.
+        name = e["engine"].split(":", 1)[1]
+        fresh = e["median"]["total_ms"]
+        s = started.get(name)
+        t = s["median"]["total_ms"] if s else fresh
+        out.append(f"| a registry bundle's first score ≤ 20 ms after the read (models/{name}; an isolate after its "
+                   f"start; a fresh module {fresh:.1f} ms) | {t:.1f} ms | {mark(t <= 20)} |")
     if sz.get("leadscore_browser") and sz.get("ort_web"):
         r = sz["leadscore_browser"]["gzip"] / sz["ort_web"]["gzip"]
         out.append(f"| browser wasm gzip ≤ 10 % of onnxruntime-web's | {100 * r:.0f} % | {mark(r <= 0.10)} |")

@@ -7,7 +7,7 @@
 //! ```js
 //! const s = new LeadScorer(visitorId, savedStateOrUndefined, pageRulesJsonOrUndefined,
 //!                          siteTablesJsonOrUndefined);   // the deployment's, from GET /v1/site
-//! LeadScorer.fromBundle(onnxBytes, cardJson, visitorId, saved, rules, site);  // an experiment arm
+//! LeadScorer.fromForest(forestBytes, cardJson, visitorId, saved, rules, site); // an arm, as served
 //! s.apply(eventJson, Date.now());   // "applied" | "duplicate" | "stale", throws {code, message}
 //! s.score(Date.now());              // same object as the CLI prints
 //! localStorage.x = s.save();        // Uint8Array of the compact state
@@ -62,10 +62,11 @@ impl LeadScorer {
         LeadScorer::build(bundle, visitor_id, saved, page_rules, site_tables)
     }
 
-    /// Same as the constructor with a model bundle given as bytes (`model.onnx`, `card.json`).
-    #[wasm_bindgen(js_name = fromBundle)]
-    pub fn from_bundle(
-        onnx: &[u8],
+    /// Same as the constructor with a bundle in its serving form (`card.json` and the encoded forest,
+    /// as `GET /v1/models/{version}?form=served` sends them); why: no ONNX to parse on the page.
+    #[wasm_bindgen(js_name = fromForest)]
+    pub fn from_forest(
+        forest: &[u8],
         card_json: &str,
         visitor_id: String,
         saved: Option<Vec<u8>>,
@@ -74,7 +75,8 @@ impl LeadScorer {
     ) -> Result<LeadScorer, JsValue> {
         let card = crate::model::card::Card::parse(card_json)
             .map_err(|e| js_error(ErrorCode::Model, e))?;
-        let bundle = Bundle::from_parts(card, onnx).map_err(|e| js_error(ErrorCode::Model, e))?;
+        let bundle =
+            Bundle::from_encoded(card, forest).map_err(|e| js_error(ErrorCode::Model, e))?;
         LeadScorer::build(bundle, visitor_id, saved, page_rules, site_tables)
     }
 

@@ -9,6 +9,12 @@
 //! within tolerance) and scores with the deployment's site tables. Versions are immutable: the
 //! card's `model_version` is the key, and a second upload of a version must be the same bytes.
 //!
+//! **What an isolate loads** is not the upload but its serving form ([`serving_form`]), made when
+//! the upload is accepted: the card's text and the model's trees as an encoded forest
+//! ([`crate::model::forest::EncodedForest`], derived from the checked ONNX file), without the
+//! golden vectors, the base64 and the ONNX parsing that an isolate's first score does not need (in
+//! wasm, code that runs once is compiled on its first call: they were most of a cold load).
+//!
 //! **The state**: the active version (`None`: the embedded default), the stack of versions it
 //! replaced (a rollback pops it), the running experiment (arms by version), the drift baselines
 //! adopted in place of a version's own (a new normal accepted: [`State::adopt_baseline`]) and a
@@ -20,9 +26,10 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::bundle_check::{check_bytes, CheckError, Report};
+use crate::bundle_check::{check, CheckError, Report};
 use crate::experiment::{Experiment, ExperimentError};
 use crate::model::card::Card;
+use crate::model::plan::Plan;
 use crate::model::Bundle;
 use crate::score::Scorer;
 use crate::site::SiteTables;
@@ -111,6 +118,8 @@ pub struct Accepted {
     pub golden_max_dp: f64,
     /// Golden rows replayed.
     pub golden_rows: usize,
+    /// What isolates load ([`serving_form`]).
+    pub served: Vec<u8>,
 }
 
 /// Checks an upload completely (see the module docs); `site`: the deployment's tables, if it has
@@ -129,16 +138,16 @@ pub fn accept(name: &str, body: &[u8], site: Option<&SiteTables>) -> Result<Acce
             url: name.to_string(),
         });
     }
-    let report = check_bytes(
-        card_text.as_bytes(),
-        &onnx,
-        Some(up.golden.get().as_bytes()),
-    )?;
+    // The model is parsed once: the check runs the bundle, the serving form keeps its trees, and
+    // the deployment's tables are tried on the trees as isolates will load them.
+    let bundle = Bundle::from_parts(card.clone(), &onnx).map_err(CheckError::from)?;
+    let forest = bundle.plan.encode(&onnx).map_err(CheckError::from)?;
+    let report = check(bundle, Some(up.golden.get().as_bytes()))?;
     if let Some(why) = report.failure() {
         return Err(UploadError::Check(why));
     }
     if let Some(tables) = site {
-        Bundle::from_parts(card.clone(), &onnx)
+        Bundle::from_encoded(card.clone(), &forest)
             .and_then(|b| Scorer::new(b, Some(tables.clone())))
             .map_err(|e| UploadError::Site(e.to_string()))?;
     }
@@ -149,6 +158,7 @@ pub fn accept(name: &str, body: &[u8], site: Option<&SiteTables>) -> Result<Acce
         trees: report.trees,
         golden_max_dp: replayed(&report).0,
         golden_rows: replayed(&report).1,
+        served: serving_form(card_text, &forest),
     })
 }
 
@@ -159,12 +169,51 @@ fn replayed(r: &Report) -> (f64, usize) {
     }
 }
 
-/// The card and model of a stored upload (the worker's loader; the upload was accepted).
-pub fn parts(body: &[u8]) -> Result<(Card, Vec<u8>), UploadError> {
+/// The serving form of a stored upload (one stored before serving forms were; it was accepted).
+pub fn served_from_upload(body: &[u8]) -> Result<Vec<u8>, UploadError> {
     let up: Upload<'_> = serde_json::from_slice(body)?;
     let onnx = base64::engine::general_purpose::STANDARD.decode(up.model.trim())?;
-    let card = Card::parse(up.card.get()).map_err(|e| UploadError::Check(e.to_string()))?;
-    Ok((card, onnx))
+    let forest = Plan::encoded(&onnx).map_err(|e| UploadError::Check(e.to_string()))?;
+    Ok(serving_form(up.card.get(), &forest))
+}
+
+/// The first bytes of a serving form.
+const SERVING_MAGIC: &[u8; 8] = b"LSSERVE1";
+
+/// A version as isolates load it: `LSSERVE1`, the card's length in bytes (u32, little-endian),
+/// the card's text, the encoded forest ([`Bundle::from_encoded`] reads the two).
+pub fn serving_form(card_text: &str, forest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + card_text.len() + forest.len());
+    out.extend_from_slice(SERVING_MAGIC);
+    out.extend_from_slice(&(card_text.len() as u32).to_le_bytes());
+    out.extend_from_slice(card_text.as_bytes());
+    out.extend_from_slice(forest);
+    out
+}
+
+/// The card and encoded forest of a serving form.
+pub fn served_parts(bytes: &[u8]) -> Result<(Card, &[u8]), UploadError> {
+    let (card, forest) = served_split(bytes)?;
+    let card = Card::parse(card).map_err(|e| UploadError::Check(e.to_string()))?;
+    Ok((card, forest))
+}
+
+/// The bundle a serving form holds (what an isolate scores a registry version with).
+pub fn served_bundle(bytes: &[u8]) -> Result<Bundle, UploadError> {
+    let (card, forest) = served_parts(bytes)?;
+    Bundle::from_encoded(card, forest).map_err(|e| UploadError::Check(e.to_string()))
+}
+
+/// The card's text and the encoded forest of a serving form, unparsed (what the page is sent).
+pub fn served_split(bytes: &[u8]) -> Result<(&str, &[u8]), UploadError> {
+    let bad = || UploadError::Check("not a serving form".into());
+    let rest = bytes.strip_prefix(SERVING_MAGIC).ok_or_else(bad)?;
+    let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+    let len = u32::from_le_bytes(*len) as usize;
+    let card = rest.get(..len).ok_or_else(bad)?;
+    let forest = rest.get(len..).ok_or_else(bad)?;
+    let card = std::str::from_utf8(card).map_err(|_| bad())?;
+    Ok((card, forest))
 }
 
 /// What a change did.
@@ -437,6 +486,15 @@ mod tests {
     fn a_whole_bundle_is_accepted_and_every_bad_part_refused() {
         let ok = accept("candidate", &upload(CARD, ONNX, GOLDEN), None).unwrap();
         assert!(ok.version.starts_with("candidate-"));
+        // What isolates load is the same card and the model's trees, which score the same.
+        let (card, forest) = served_parts(&ok.served).unwrap();
+        assert_eq!(card, Card::parse(CARD).unwrap());
+        let served = Bundle::from_encoded(card.clone(), forest).unwrap();
+        let direct = Bundle::from_parts(card, ONNX).unwrap();
+        assert_eq!(served.plan.forest(), direct.plan.forest());
+        for cut in [0, 8, 11, 12 + 10] {
+            assert!(served_parts(&ok.served[..cut]).is_err(), "cut at {cut}");
+        }
         assert!(ok.golden_rows > 0 && ok.golden_max_dp < 1e-5);
         let err = |name: &str, body: Vec<u8>| accept(name, &body, None).unwrap_err();
         // The URL names another bundle.
@@ -469,8 +527,18 @@ mod tests {
         tables.page_rules.clear();
         let e = accept("candidate", &upload(CARD, ONNX, GOLDEN), Some(&tables)).unwrap_err();
         assert_eq!(e.status(), 422, "{e}");
-        let (card, onnx) = parts(&upload(CARD, ONNX, GOLDEN)).unwrap();
-        assert_eq!((card.name.as_str(), onnx.as_slice()), ("candidate", ONNX));
+        // An upload stored before serving forms were gives the same serving form.
+        let served = served_from_upload(&upload(CARD, ONNX, GOLDEN)).unwrap();
+        assert_eq!(served, ok.served);
+        // `model.sha256` is optional in a card: a bundle accepted without it loads from its
+        // serving form too (the forest was derived from the model it was accepted with).
+        let mut no_sha: serde_json::Value = serde_json::from_str(CARD).unwrap();
+        no_sha["model"].as_object_mut().unwrap().remove("sha256");
+        let no_sha = no_sha.to_string();
+        let ok = accept("candidate", &upload(&no_sha, ONNX, GOLDEN), None).unwrap();
+        let (card, forest) = served_parts(&ok.served).unwrap();
+        assert!(card.onnx_file.sha256.is_none());
+        Bundle::from_encoded(card, forest).unwrap();
     }
 
     #[test]

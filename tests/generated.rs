@@ -299,3 +299,31 @@ fn openapi_markers_fill_numbers_in_their_style() {
     assert!(fill_limits("n: 1 # limits: a a", &values).is_err());
     assert!(fill_limits("n: 1 # limits: zz", &values).is_err());
 }
+
+/// Each committed bundle's `forest.bin` (what loads read instead of its ONNX file) is the one its
+/// `model.onnx` gives now; `make generate` rewrites them (after retraining a bundle, say).
+#[test]
+fn committed_forests_are_derived_from_their_models() {
+    let models = crate::support::root().join("models");
+    let bless = std::env::var_os("LEADSCORE_BLESS").is_some();
+    let mut stale = Vec::new();
+    let mut seen = 0;
+    for dir in std::fs::read_dir(&models).unwrap() {
+        let dir = dir.unwrap().path();
+        let Ok(onnx) = std::fs::read(dir.join("model.onnx")) else {
+            continue;
+        };
+        seen += 1;
+        let want = leadscore::model::plan::Plan::encoded(&onnx).unwrap();
+        let path = dir.join("forest.bin");
+        if std::fs::read(&path).ok().as_deref() != Some(want.as_slice()) {
+            if bless {
+                std::fs::write(&path, &want).unwrap();
+            } else {
+                stale.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(seen >= 4, "only {seen} bundles under models/");
+    assert!(stale.is_empty(), "stale (run `make generate`): {stale:?}");
+}

@@ -1,6 +1,6 @@
 // leadscore scoring engine: the wasm core (leadscore_bg.wasm, next to this file, and its glue)
 // behind messages. tracker.js runs it in a dedicated Worker, so that compiling the module, loading
-// the model (about 100 ms on a cold page) and TreeSHAP never block the page's main thread; where a
+// the model (about 20 ms on a cold page) and TreeSHAP never block the page's main thread; where a
 // Worker cannot be made (the tracker served from another origin, no Worker support) it runs the
 // same engine in the page. No scoring logic here either: events go to LeadScorer.apply, scores
 // come from LeadScorer.score.
@@ -14,7 +14,8 @@
 //                                                             site tables and the visitor's arm
 //                                                             (GET /v1/config, /v1/site) and the
 //                                                             bundle that scores it
-//                                                             (GET /v1/models/{version});
+//                                                             (GET /v1/models/{version}
+//                                                             ?form=served: card, encoded forest);
 //                                                             'page': the module comes as above
 //   {t:'events', events: [JSON string], now}                  apply in order, then score once
 // Out:
@@ -62,11 +63,11 @@ async function deployment(endpoint, vid) {
   const tables = site.version && (await (await get(`${endpoint}/v1/site?v=${site.version}`)).text());
   let bundle;
   if (url) {
-    const b = await (await get(endpoint + url)).json();
-    const bin = atob(b.model);
-    const onnx = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) onnx[i] = bin.charCodeAt(i);
-    bundle = { onnx, card: JSON.stringify(b.card) };
+    const b = await (await get(`${endpoint}${url}?form=served`)).json();
+    const bin = atob(b.forest);
+    const forest = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) forest[i] = bin.charCodeAt(i);
+    bundle = { forest, card: JSON.stringify(b.card) };
   }
   return { site: tables || undefined, arm, bundle };
 }
@@ -104,7 +105,7 @@ export function engine(post) {
       const t = performance.now();
       const make = (rules) =>
         d.bundle
-          ? mod.LeadScorer.fromBundle(d.bundle.onnx, d.bundle.card, msg.vid, msg.saved, rules, d.site)
+          ? mod.LeadScorer.fromForest(d.bundle.forest, d.bundle.card, msg.vid, msg.saved, rules, d.site)
           : new mod.LeadScorer(msg.vid, msg.saved, rules, d.site);
       let rulesRefused;
       try {

@@ -273,19 +273,30 @@ pub struct Explain {
 impl Card {
     /// Parses and checks a card's own consistency (the model file is checked when loaded).
     pub fn parse(text: &str) -> Result<Card, ModelError> {
-        let v: serde_json::Value = serde_json::from_str(text)?;
-        match v.get("schema_version").and_then(|s| s.as_u64()) {
-            Some(n) if n == u64::from(CARD_SCHEMA_VERSION) => {}
-            Some(n) => {
-                return Err(ModelError::Card(format!(
-                    "schema_version {n} is not supported (this build reads {CARD_SCHEMA_VERSION})"
-                )))
+        // Straight into the struct (no JSON tree first: it doubled the time of a model's load);
+        // a card that does not read is read again as a tree only to say why the clearest way.
+        let card = match serde_json::from_str::<Card>(text) {
+            Ok(card) => card,
+            Err(e) => {
+                let v: serde_json::Value = serde_json::from_str(text)?;
+                Card::supported(v.get("schema_version").and_then(|s| s.as_u64()))?;
+                return Err(e.into());
             }
-            None => return Err(ModelError::Card("missing schema_version".into())),
-        }
-        let card: Card = serde_json::from_value(v)?;
+        };
+        Card::supported(Some(u64::from(card.schema_version)))?;
         card.check()?;
         Ok(card)
+    }
+
+    /// Refuses a `schema_version` that is missing or not this build's.
+    fn supported(schema_version: Option<u64>) -> Result<(), ModelError> {
+        match schema_version {
+            Some(n) if n == u64::from(CARD_SCHEMA_VERSION) => Ok(()),
+            Some(n) => Err(ModelError::Card(format!(
+                "schema_version {n} is not supported (this build reads {CARD_SCHEMA_VERSION})"
+            ))),
+            None => Err(ModelError::Card("missing schema_version".into())),
+        }
     }
 
     fn check(&self) -> Result<(), ModelError> {

@@ -19,7 +19,7 @@ use tract_onnx::tract_hir::internal::*;
 use super::graph::prepare_graph;
 use super::tree_op::{build_forest_op, ForestOp, PARSED};
 use crate::model::error::ModelError;
-use crate::model::forest::{decode_model, find_tree_node, Forest, OP_TYPE};
+use crate::model::forest::{decode_model, find_tree_node, EncodedForest, Forest, OP_TYPE};
 
 /// The input width a plan is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,22 +48,14 @@ pub struct Plan {
     /// A reusable plan state (saves rebuilding per-node state on every call); `None` while in use.
     state: Mutex<Option<TypedSimpleState>>,
     forest: Arc<Forest>,
-    width: usize,
-    declared_width: Option<usize>,
-    /// The file as decoded, kept to rebuild the plan for another input width.
-    proto: ModelProto,
-    kernel: Kernel,
-    /// Typed by tract-onnx even where the direct wiring applies.
-    via_tract: bool,
-    /// Wired directly (the tree op alone), not typed by tract-onnx.
-    direct: bool,
+    parts: Parts,
 }
 
 impl fmt::Debug for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Plan")
-            .field("kernel", &self.kernel)
-            .field("n_features", &self.width)
+            .field("kernel", &self.parts.kernel)
+            .field("n_features", &self.parts.width)
             .field("n_trees", &self.forest.n_trees())
             .field("n_nodes", &self.forest.n_nodes())
             .finish()
@@ -108,10 +100,18 @@ impl Plan {
     /// the features the trees read); why: the plan checks shapes against the width it was built
     /// for. Fails when `n` is smaller than the trees need or contradicts the width the file declares.
     pub fn with_input_width(self, n: usize) -> Result<Plan, ModelError> {
-        if n == self.width {
+        if n == self.parts.width {
             return Ok(self);
         }
-        Plan::build(self.proto, self.kernel, Width::Given(n), self.via_tract)
+        match self.parts.proto {
+            Some(proto) => Plan::build(
+                proto,
+                self.parts.kernel,
+                Width::Given(n),
+                self.parts.via_tract,
+            ),
+            None => Plan::from_forest(self.forest, self.parts.declared_width, Width::Given(n)),
+        }
     }
 
     fn build(
@@ -125,46 +125,77 @@ impl Plan {
         let declared_width = prepare_graph(&mut proto)?;
         let tree_node = find_tree_node(&proto)?;
         let parsed = Arc::new(Forest::from_node(tree_node)?);
-        let need = parsed.n_features();
-        if let Some(d) = declared_width {
-            if d < need {
-                return Err(ModelError::Onnx(format!(
-                    "the graph input declares {d} features but the trees read feature index {}",
-                    need - 1
-                )));
-            }
-        }
-        let width = match (asked, declared_width) {
-            (Width::Card(w), _) if w < need => {
-                return Err(ModelError::Card(format!(
-                    "the trees read feature index {} but the card lists {w} features",
-                    need - 1
-                )))
-            }
-            (Width::Given(w) | Width::Card(w), Some(d)) if w != d => {
-                return Err(ModelError::Onnx(format!(
-                    "the graph input declares {d} features, not {w}"
-                )))
-            }
-            (Width::Given(w), _) if w < need => {
-                return Err(ModelError::Onnx(format!(
-                    "an input width of {w} is too small: the trees read feature index {}",
-                    need - 1
-                )))
-            }
-            (Width::Given(w) | Width::Card(w), _) => w,
-            (Width::Own, Some(d)) => d,
-            (Width::Own, None) => need.max(1),
-        };
-
+        let width = input_width(asked, declared_width, parsed.n_features())?;
         let direct = kernel == Kernel::Forest && !via_tract && forest_alone(&proto, tree_node);
         let typed = if direct {
             typed_forest(parsed.clone(), width)?
         } else {
             typed_by_tract(&proto, tree_node, &parsed, kernel, width)?
         };
+        let parts = Parts {
+            width,
+            declared_width,
+            proto: Some(original),
+            kernel,
+            via_tract,
+            direct,
+        };
+        Plan::finish(typed, parsed, parts)
+    }
 
-        let forest = match kernel {
+    /// The plan of trees read from their bytes ([`EncodedForest`]) for a card of `n` features,
+    /// wired directly; why: a load that never parses ONNX. The bytes are derived only from a
+    /// graph that is the tree op alone ([`Plan::encoded`]), so the plan is the one the file gives.
+    pub fn from_encoded(encoded: EncodedForest, n: usize) -> Result<Plan, ModelError> {
+        let EncodedForest {
+            forest,
+            declared_width,
+            ..
+        } = encoded;
+        Plan::from_forest(Arc::new(forest), declared_width, Width::Card(n))
+    }
+
+    fn from_forest(
+        forest: Arc<Forest>,
+        declared_width: Option<usize>,
+        asked: Width,
+    ) -> Result<Plan, ModelError> {
+        let width = input_width(asked, declared_width, forest.n_features())?;
+        let typed = typed_forest(forest.clone(), width)?;
+        let parts = Parts {
+            width,
+            declared_width,
+            proto: None,
+            kernel: Kernel::Forest,
+            via_tract: false,
+            direct: true,
+        };
+        Plan::finish(typed, forest, parts)
+    }
+
+    /// The trees of an ONNX file as bytes ([`EncodedForest`]), after the same checks as a load;
+    /// refused for a graph that is more than the tree op (it needs tract-onnx's typing).
+    pub fn encoded(onnx_bytes: &[u8]) -> Result<Vec<u8>, ModelError> {
+        Plan::load(onnx_bytes)?.encode(onnx_bytes)
+    }
+
+    /// [`Plan::encoded`] of a plan already loaded from `onnx_bytes` (at any input width).
+    pub fn encode(&self, onnx_bytes: &[u8]) -> Result<Vec<u8>, ModelError> {
+        if !self.wired_directly() {
+            return Err(ModelError::Onnx(
+                "the graph is more than the tree op: it has no encoded forest".into(),
+            ));
+        }
+        EncodedForest {
+            onnx_sha256: crate::model::sha256_hex(onnx_bytes),
+            declared_width: self.parts.declared_width,
+            forest: Forest::clone(&self.forest),
+        }
+        .to_bytes()
+    }
+
+    fn finish(typed: TypedModel, parsed: Arc<Forest>, parts: Parts) -> Result<Plan, ModelError> {
+        let forest = match parts.kernel {
             Kernel::Forest => {
                 let mut ops = typed.nodes().iter().filter_map(|n| n.op_as::<ForestOp>());
                 match (ops.next(), ops.next()) {
@@ -187,35 +218,36 @@ impl Plan {
                 "the probabilities output is {output:?}, expected f32 [N, 2]"
             )));
         }
-        let plan = typed.into_runnable()?;
+        // The plain order: tract's memory-saving order search buys nothing on a graph of one to
+        // three nodes and was a tenth of a cold load in wasm.
+        let options = RunOptions {
+            skip_order_opt_ram: true,
+            ..RunOptions::default()
+        };
+        let plan = typed.into_runnable_with_options(&options)?;
         let state = plan.spawn()?;
         Ok(Plan {
             plan,
             state: Mutex::new(Some(state)),
             forest,
-            width,
-            declared_width,
-            proto: original,
-            kernel,
-            via_tract,
-            direct,
+            parts,
         })
     }
 
     /// Input width the plan expects (one value per feature, in card order).
     pub fn n_features(&self) -> usize {
-        self.width
+        self.parts.width
     }
 
     /// Whether the typed model was wired directly (the graph is the tree op alone) rather than
     /// typed by tract-onnx's inference.
     pub fn wired_directly(&self) -> bool {
-        self.direct
+        self.parts.direct
     }
 
     /// Input width the ONNX file declares, if it declares one.
     pub fn declared_width(&self) -> Option<usize> {
-        self.declared_width
+        self.parts.declared_width
     }
 
     /// The parsed trees (the very ones the plan runs); why: TreeSHAP must explain what scored.
@@ -258,14 +290,14 @@ impl Plan {
     }
 
     fn run(&self, rows: &[f32], n_rows: usize) -> Result<TValue, ModelError> {
-        if n_rows.checked_mul(self.width) != Some(rows.len()) {
+        if n_rows.checked_mul(self.parts.width) != Some(rows.len()) {
             return Err(ModelError::Plan(format!(
                 "expected {n_rows} × {} feature values, got {}",
-                self.width,
+                self.parts.width,
                 rows.len()
             )));
         }
-        let input = Tensor::from_shape(&[n_rows, self.width], rows)?;
+        let input = Tensor::from_shape(&[n_rows, self.parts.width], rows)?;
         // Reuse the cached state when free; a concurrent caller spawns its own.
         let cached = self.state.try_lock().ok().and_then(|mut s| s.take());
         let mut state = match cached {
@@ -287,6 +319,58 @@ impl Plan {
         }
         Ok(out.remove(0))
     }
+}
+
+/// What a plan is, besides its tract model and trees.
+struct Parts {
+    width: usize,
+    declared_width: Option<usize>,
+    /// The file as decoded, kept to rebuild the plan for another input width (`None`: built from
+    /// an encoded forest, rebuilt from the forest).
+    proto: Option<ModelProto>,
+    kernel: Kernel,
+    /// Typed by tract-onnx even where the direct wiring applies.
+    via_tract: bool,
+    /// Wired directly (the tree op alone), not typed by tract-onnx.
+    direct: bool,
+}
+
+/// The input width of a plan asked for `asked`, given what the file declares and the trees read.
+fn input_width(
+    asked: Width,
+    declared_width: Option<usize>,
+    need: usize,
+) -> Result<usize, ModelError> {
+    if let Some(d) = declared_width {
+        if d < need {
+            return Err(ModelError::Onnx(format!(
+                "the graph input declares {d} features but the trees read feature index {}",
+                need - 1
+            )));
+        }
+    }
+    Ok(match (asked, declared_width) {
+        (Width::Card(w), _) if w < need => {
+            return Err(ModelError::Card(format!(
+                "the trees read feature index {} but the card lists {w} features",
+                need - 1
+            )))
+        }
+        (Width::Given(w) | Width::Card(w), Some(d)) if w != d => {
+            return Err(ModelError::Onnx(format!(
+                "the graph input declares {d} features, not {w}"
+            )))
+        }
+        (Width::Given(w), _) if w < need => {
+            return Err(ModelError::Onnx(format!(
+                "an input width of {w} is too small: the trees read feature index {}",
+                need - 1
+            )))
+        }
+        (Width::Given(w) | Width::Card(w), _) => w,
+        (Width::Own, Some(d)) => d,
+        (Width::Own, None) => need.max(1),
+    })
 }
 
 /// Whether the prepared graph is the tree op alone: its input the graph's input, its probabilities

@@ -25,16 +25,23 @@ use crate::experiment::Experiment;
 use crate::model::card::Card;
 use crate::model::{embedded, Bundle};
 use crate::registry::EMBEDDED_DEFAULT;
-use crate::score::Scorer;
+use crate::score::{ScoreOptions, Scorer};
 use crate::site::SiteTables;
 
-/// The bundles the worker embeds: (name, card.json, model.onnx).
-pub const EMBEDDED: [(&str, &str, &[u8]); 2] = [
-    (EMBEDDED_DEFAULT, embedded::CARD, embedded::ONNX),
+/// The bundles the worker embeds: (name, card.json, model.onnx, forest.bin). A load reads the
+/// forest; the model file is what `GET /v1/models/{name}` serves.
+pub const EMBEDDED: [(&str, &str, &[u8], &[u8]); 2] = [
+    (
+        EMBEDDED_DEFAULT,
+        embedded::CARD,
+        embedded::ONNX,
+        embedded::FOREST,
+    ),
     (
         "candidate",
         include_str!("../../models/candidate/card.json"),
         include_bytes!("../../models/candidate/model.onnx"),
+        include_bytes!("../../models/candidate/forest.bin"),
     ),
 ];
 
@@ -132,9 +139,24 @@ pub fn default_scorer() -> Result<Rc<Scorer>, ApiError> {
     })
 }
 
+/// Builds the isolate's default scorer and scores an empty visitor once, at isolate start (before
+/// any request). Why: wasm functions compile on their first call, and that compilation was about
+/// two thirds of a cold isolate's first score with a version read from R2; the code that loads
+/// and scores a bundle is the same for every bundle, so after this a version read later runs code
+/// already compiled. The scorer built is the one [`default_scorer`] keeps (the fallback).
+pub fn warm() {
+    let scored = default_scorer().and_then(|s| {
+        s.score(&s.new_state(), "warm-up", 0, ScoreOptions::default())
+            .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))
+    });
+    if let Err(e) = scored {
+        console_error!("warm-up: {}", e.message);
+    }
+}
+
 /// Whether `name` is an embedded bundle.
 pub fn is_embedded(name: &str) -> bool {
-    EMBEDDED.iter().any(|(n, _, _)| *n == name)
+    EMBEDDED.iter().any(|(n, ..)| *n == name)
 }
 
 /// The scorer of a bundle (an embedded name or a registry version; `None`: the active version)
@@ -180,7 +202,7 @@ pub async fn version_scorer(
     if let Some(s) = lookup(&key) {
         return Ok(s);
     }
-    let bytes = registry::bundle(env, version).await?.ok_or_else(|| {
+    let bytes = registry::served(env, version).await?.ok_or_else(|| {
         ApiError::new(
             404,
             ErrorCode::NotFound,
@@ -188,11 +210,9 @@ pub async fn version_scorer(
         )
     })?;
     cached(version, site, || {
-        let (card, onnx) = crate::registry::parts(&bytes)
-            .map_err(|e| ApiError::new(500, ErrorCode::Model, e.to_string()))?;
-        Bundle::from_parts(card, &onnx)
-            .and_then(|b| Scorer::new(b, site.map(|s| s.tables.clone())))
-            .map_err(|e| ApiError::new(500, ErrorCode::Model, format!("{version}: {e}")))
+        let failed = |e: String| ApiError::new(500, ErrorCode::Model, format!("{version}: {e}"));
+        let bundle = crate::registry::served_bundle(&bytes).map_err(|e| failed(e.to_string()))?;
+        Scorer::new(bundle, site.map(|s| s.tables.clone())).map_err(|e| failed(e.to_string()))
     })
 }
 
@@ -250,7 +270,7 @@ pub async fn accept_site(env: &Env, tables: &SiteTables) -> Result<(), ApiError>
             format!("bundle {name} refuses these tables: {e}"),
         )
     };
-    for (name, _, _) in EMBEDDED {
+    for (name, ..) in EMBEDDED {
         build(name, Some(tables)).map_err(|e| refused(name, &e.message))?;
     }
     // The registry's versions in use score with the tables from the next request on.
@@ -260,21 +280,19 @@ pub async fn accept_site(env: &Env, tables: &SiteTables) -> Result<(), ApiError>
         in_use.extend(e.arms.iter().map(|a| a.model.clone()));
     }
     for version in in_use.iter().filter(|v| !is_embedded(v)) {
-        let Some(bytes) = registry::bundle(env, version).await? else {
+        let Some(bytes) = registry::served(env, version).await? else {
             continue; // not loadable: the embedded default scores for it, checked above
         };
-        let (card, onnx) =
-            crate::registry::parts(&bytes).map_err(|e| refused(version, &e.to_string()))?;
-        Bundle::from_parts(card, &onnx)
-            .and_then(|b| Scorer::new(b, Some(tables.clone())))
-            .map_err(|e| refused(version, &e.to_string()))?;
+        let bundle =
+            crate::registry::served_bundle(&bytes).map_err(|e| refused(version, &e.to_string()))?;
+        Scorer::new(bundle, Some(tables.clone())).map_err(|e| refused(version, &e.to_string()))?;
     }
     Ok(())
 }
 
 /// Builds an embedded bundle's scorer, with other site tables when given.
 pub fn build(name: &str, site: Option<&SiteTables>) -> Result<Scorer, ApiError> {
-    let Some((_, card, onnx)) = EMBEDDED.iter().find(|(b, _, _)| *b == name) else {
+    let Some((_, card, _, forest)) = EMBEDDED.iter().find(|(b, ..)| *b == name) else {
         return Err(ApiError::new(
             500,
             ErrorCode::Model,
@@ -282,7 +300,7 @@ pub fn build(name: &str, site: Option<&SiteTables>) -> Result<Scorer, ApiError> 
         ));
     };
     Card::parse(card)
-        .and_then(|c| Bundle::from_parts(c, onnx))
+        .and_then(|c| Bundle::from_encoded(c, forest))
         .and_then(|b| Scorer::new(b, site.cloned()))
         .map_err(|e| ApiError::new(500, ErrorCode::Model, format!("bundle {name}: {e}")))
 }

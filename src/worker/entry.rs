@@ -1,12 +1,20 @@
-//! The worker's three entry points, and only those: `fetch` (the API, behind the router),
-//! `queue` (each queue's batches to its consumer) and `scheduled` (the monitor's alert run).
+//! The worker's entry points, and only those: `fetch` (the API, behind the router), `queue` (each
+//! queue's batches to its consumer), `scheduled` (the monitor's alert run) and `start` (once per
+//! isolate, before its first request).
 
 use worker::*;
 
 use super::bindings::{CRM_WRITES_QUEUE, LOGS_QUEUE, SCORE_EVENTS_DLQ};
 use super::env::Config;
 use super::outbox::Delivery;
-use super::{crm_writes, deadletter, delivery, logs, monitor, routes};
+use super::{arms, crm_writes, deadletter, delivery, logs, monitor, routes};
+
+/// The isolate's default scorer built and run once before any request ([`arms::warm`]).
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+    arms::warm();
+}
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {

@@ -314,7 +314,7 @@ async fn baseline_of(
 /// its experiment's arms) with what it is watched against ([`baseline_of`]).
 async fn monitored(env: &Env) -> std::result::Result<Vec<Monitored>, String> {
     let dep = arms::deployment(env).await;
-    let mut names: Vec<String> = EMBEDDED.iter().map(|(n, _, _)| n.to_string()).collect();
+    let mut names: Vec<String> = EMBEDDED.iter().map(|(n, ..)| n.to_string()).collect();
     names.push(dep.active().to_string());
     if let Some(exp) = &dep.experiment {
         names.extend(exp.arms.iter().map(|a| a.model.clone()));

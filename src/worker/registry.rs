@@ -3,7 +3,9 @@
 //! experiment, history) are the core's [`crate::registry`]; the routes are in
 //! [`super::api::models`].
 //!
-//! Bundles live at `models/<model_version>.json` (the upload as sent; immutable), adopted drift
+//! Bundles live at `models/<model_version>.json` (the upload as sent; immutable), their serving
+//! forms (what an isolate loads: [`crate::registry::serving_form`]) at `served/<model_version>`,
+//! adopted drift
 //! baselines at `baselines/<model_version>/<at>.json`, the state at [`STATE_KEY`]. Each isolate
 //! reads the state on first use and asks R2 whether it changed at most every [`REFRESH_MS`] (a
 //! head request, as for the site tables), so a change reaches every isolate within that time; the
@@ -55,6 +57,14 @@ pub async fn text(env: &Env, key: &str) -> ApiResult<Option<String>> {
             None => String::new(),
         })),
     }
+}
+
+/// Prefix of the serving forms.
+pub const SERVED: &str = "served/";
+
+/// The key of a version's serving form.
+fn served_key(version: &str) -> String {
+    format!("{SERVED}{version}")
 }
 
 /// The key of a stored bundle.
@@ -200,6 +210,32 @@ pub async fn bundle(env: &Env, version: &str) -> ApiResult<Option<Vec<u8>>> {
             None => Vec::new(),
         })),
     }
+}
+
+/// A version's serving form, as an isolate loads it: the stored one, else made from the stored
+/// upload (a version stored before serving forms were) and stored for the next isolate.
+pub async fn served(env: &Env, version: &str) -> ApiResult<Option<Vec<u8>>> {
+    if let Some(obj) = env.bucket(DATA)?.get(served_key(version)).execute().await? {
+        if let Some(b) = obj.body() {
+            return Ok(Some(b.bytes().await?));
+        }
+    }
+    let Some(upload) = bundle(env, version).await? else {
+        return Ok(None);
+    };
+    let served = crate::registry::served_from_upload(&upload)
+        .map_err(|e| ApiError::new(500, ErrorCode::Model, format!("{version}: {e}")))?;
+    put_served(env, version, served.clone()).await?;
+    Ok(Some(served))
+}
+
+/// Stores a version's serving form (the same bytes for the same version: a repeat is harmless).
+pub async fn put_served(env: &Env, version: &str, served: Vec<u8>) -> ApiResult<()> {
+    env.bucket(DATA)?
+        .put(served_key(version), served)
+        .execute()
+        .await?;
+    Ok(())
 }
 
 /// Whether a version is stored.

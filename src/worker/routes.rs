@@ -233,7 +233,7 @@ pub async fn dispatch(mut req: Request, env: &Env, cfg: &Config) -> ApiResult<Re
         }
         Handler::ModelsList => models::list(env).await,
         Handler::ModelPut => models::put(&mut req, env, &model_name(&arg)?).await,
-        Handler::ModelGet => models::get(env, &model_name(&arg)?).await,
+        Handler::ModelGet => models::get(&req, env, &model_name(&arg)?).await,
         Handler::ModelPost => {
             if let Some(v) = arg.strip_suffix("/activate") {
                 models::activate(&mut req, env, &model_name(v)?).await

@@ -91,6 +91,17 @@ test("bad uploads are refused with a clear 4xx and store nothing; a good one is 
   assert.equal(b.status, 200, show(b));
   assert.match(b.headers.get("cache-control"), /immutable/);
   assert.equal(b.json.card.model_version, version);
+  // As the page loads it: the card and the encoded forest (derived when the upload was accepted), the
+  // same for the embedded default; the golden vectors and the ONNX stay out.
+  for (const [id, want] of [[version, version], ["default", cardOf("default").model_version]]) {
+    const s = await S.api.get(`/v1/models/${id}?form=served`);
+    assert.equal(s.status, 200, show(s));
+    assert.deepEqual(Object.keys(s.json).sort(), ["card", "forest"]);
+    assert.equal(s.json.card.model_version, want);
+    assert.equal(Buffer.from(s.json.forest, "base64").subarray(0, 8).toString(), "LSFOREST");
+  }
+  checkError(assert, await S.api.get(`/v1/models/${version}?form=onnx`), 400, "invalid_field");
+  checkError(assert, await S.api.get("/v1/models/no-such-version?form=served"), 404, "not_found");
   checkError(assert, await S.api.get("/v1/models/no-such-version"), 404, "not_found");
   checkError(assert, await S.api.get("/v1/models/..%2Fconfig%2Fregistry"), 400, "invalid_field");
 });

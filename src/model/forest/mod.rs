@@ -1,6 +1,6 @@
 //! A binary tree ensemble in a flat, cache-friendly node array: the runtime that scores. Parsing an
 //! ONNX `TreeEnsembleClassifier` (ai.onnx.ml) into it lives apart, in [`onnx`] (as tract keeps
-//! conversion apart from its runtime ops).
+//! conversion apart from its runtime ops), and so does its bytes form for loads, [`encoded`].
 //!
 //! Why our own: tract's built-in op walks every earlier leaf on each lookup and misreads `BRANCH_GTE`
 //! (see `TOOLCHAIN.md`); this representation scores a row in a few µs and is shared by the tract op
@@ -24,8 +24,10 @@
 //! children missing or in another tree, nodes with two parents (shared subtrees, which onnxmltools
 //! emits for categorical set splits), cycles, unreachable nodes and mismatched attribute lengths.
 
+mod encoded;
 mod onnx;
 
+pub use encoded::EncodedForest;
 pub(crate) use onnx::{decode_model, find_tree_node, onnx_err};
 
 use crate::model::error::ModelError;
@@ -299,6 +301,26 @@ pub struct Forest {
 }
 
 impl Forest {
+    /// Sets what the nodes determine: the input width the trees read and the mode every branch
+    /// shares (if one). Why: the ONNX parser and the bytes reader derive them the same way.
+    fn summarized(mut self) -> Forest {
+        let mut n_features = 0;
+        let mut uniform_mode = None;
+        let mut mixed = false;
+        for p in self.nodes.iter().filter(|p| p.feature != LEAF) {
+            n_features = n_features.max(p.feature as usize + 1);
+            let m = Mode::from_bits(p.link >> MODE_SHIFT);
+            match uniform_mode {
+                None => uniform_mode = Some(m),
+                Some(u) if u != m => mixed = true,
+                _ => {}
+            }
+        }
+        self.n_features = n_features;
+        self.uniform_mode = if mixed { None } else { uniform_mode };
+        self
+    }
+
     /// Input width the trees need (max feature id + 1; 0 for an ensemble of bare leaves).
     pub fn n_features(&self) -> usize {
         self.n_features

@@ -322,7 +322,6 @@ impl Forest {
         // Children.
         let mut parents = vec![0u32; n];
         let mut children = vec![(0usize, 0usize); n];
-        let mut n_features = 0usize;
         for i in 0..n {
             if modes[i].is_none() {
                 continue;
@@ -334,7 +333,6 @@ impl Forest {
                     node_ids[i], tree_ids[i]
                 )));
             }
-            n_features = n_features.max(f as usize + 1);
             if values[i].is_nan() {
                 return Err(onnx_err(format!(
                     "{OP_TYPE}: node {} of tree {} has a NaN threshold",
@@ -446,33 +444,20 @@ impl Forest {
         }
         tree_starts.push(nodes.len() as u32);
 
-        let mut uniform_mode = None;
-        let mut mixed = false;
-        for p in nodes.iter().filter(|p| p.feature != LEAF) {
-            let m = Mode::from_bits(p.link >> MODE_SHIFT);
-            match uniform_mode {
-                None => uniform_mode = Some(m),
-                Some(u) if u != m => mixed = true,
-                _ => {}
-            }
-        }
-        if mixed {
-            uniform_mode = None;
-        }
-
         Ok(Forest {
             nodes,
             onnx_ids,
             tree_starts,
             tree_ids: order_ids,
             depths,
-            n_features,
+            n_features: 0,
             base,
             post,
             layout,
             labels,
-            uniform_mode,
-        })
+            uniform_mode: None,
+        }
+        .summarized())
     }
 }
 

@@ -60,7 +60,7 @@ fn bundle_url(name: &str) -> Option<String> {
 pub async fn config(req: &Request, env: &Env) -> ApiResult<Response> {
     let models: serde_json::Map<String, serde_json::Value> = arms::EMBEDDED
         .iter()
-        .map(|&(name, _, _)| {
+        .map(|&(name, ..)| {
             arms::card_scorer(name)
                 .map(|s| (name.to_string(), s.card().model_version.clone().into()))
         })

@@ -12,7 +12,7 @@ use crate::experiment::Experiment;
 use crate::registry::{accept, ChangeError, UploadError, MAX_UPLOAD_BYTES};
 use crate::worker::arms::{self, EMBEDDED};
 use crate::worker::body::{body_text, body_text_up_to};
-use crate::worker::http::{bad_json, json, now_ms, ApiError, ApiResult};
+use crate::worker::http::{bad_json, json, now_ms, query, ApiError, ApiResult};
 use crate::worker::monitor;
 use crate::worker::registry::{self, StateVersion};
 use crate::worker::site;
@@ -77,6 +77,7 @@ pub async fn put(req: &mut Request, env: &Env, name: &str) -> ApiResult<Response
             ApiError::new(e.status(), code, e.to_string())
         })?;
     let created = registry::put_bundle(env, &accepted.version, text.into_bytes()).await?;
+    registry::put_served(env, &accepted.version, accepted.served).await?;
     let mut r = json(&serde_json::json!({
         "version": accepted.version,
         "name": accepted.name,
@@ -98,7 +99,7 @@ pub async fn list(env: &Env) -> ApiResult<Response> {
     let state = registry::state(env).await?;
     let embedded: Vec<serde_json::Value> = EMBEDDED
         .iter()
-        .map(|&(name, _, _)| {
+        .map(|&(name, ..)| {
             arms::card_scorer(name)
                 .map(|s| serde_json::json!({"name": name, "version": s.card().model_version}))
         })
@@ -110,38 +111,73 @@ pub async fn list(env: &Env) -> ApiResult<Response> {
     json(&body)
 }
 
-/// The embedded bundle named `id` (by name or by version), as an upload document.
-fn embedded_bundle(id: &str) -> ApiResult<Option<(bool, String)>> {
-    for &(name, _, onnx) in EMBEDDED.iter() {
+/// The embedded bundle named `id` (by name or by version): its index in [`EMBEDDED`], and whether
+/// it was named by version (immutable).
+fn embedded(id: &str) -> ApiResult<Option<(usize, bool)>> {
+    for (i, &(name, ..)) in EMBEDDED.iter().enumerate() {
         let sc = arms::card_scorer(name)?;
-        let version = &sc.card().model_version;
-        if id == name || id == version {
-            let card = serde_json::to_string(sc.card()).map_err(ApiError::internal)?;
-            let model = base64::engine::general_purpose::STANDARD.encode(onnx);
-            let body = format!(r#"{{"card":{card},"model":"{model}"}}"#);
-            return Ok(Some((id == version, body)));
+        let by_version = id == sc.card().model_version;
+        if id == name || by_version {
+            return Ok(Some((i, by_version)));
         }
     }
     Ok(None)
 }
 
-/// `GET /v1/models/{version}`: a bundle for the page (card and model; a stored one also has its
-/// golden vectors). A version never changes, so it may be kept for good; an embedded bundle asked
-/// by name may change with a deploy.
-pub async fn get(env: &Env, id: &str) -> ApiResult<Response> {
-    let (immutable, body) = match embedded_bundle(id)? {
-        Some(found) => found,
-        None => match registry::bundle(env, id).await? {
-            Some(bytes) => (true, String::from_utf8(bytes).map_err(ApiError::internal)?),
-            None => {
-                return Err(ApiError::new(
-                    404,
-                    ErrorCode::NotFound,
-                    format!("no model {id}"),
-                ))
-            }
-        },
+/// The bundle named `id` as uploaded: `{"card", "model", "golden"?}`.
+async fn uploaded_bundle(env: &Env, id: &str) -> ApiResult<Option<(bool, String)>> {
+    if let Some((i, immutable)) = embedded(id)? {
+        let (name, _, onnx, _) = EMBEDDED[i];
+        let card =
+            serde_json::to_string(arms::card_scorer(name)?.card()).map_err(ApiError::internal)?;
+        let model = base64::engine::general_purpose::STANDARD.encode(onnx);
+        return Ok(Some((
+            immutable,
+            format!(r#"{{"card":{card},"model":"{model}"}}"#),
+        )));
+    }
+    Ok(match registry::bundle(env, id).await? {
+        Some(bytes) => Some((true, String::from_utf8(bytes).map_err(ApiError::internal)?)),
+        None => None,
+    })
+}
+
+/// The bundle named `id` in its serving form, as JSON: `{"card", "forest"}` (the encoded forest in
+/// base64): what the page loads (no ONNX to parse, no golden vectors to download).
+async fn served_bundle(env: &Env, id: &str) -> ApiResult<Option<(bool, String)>> {
+    let json = |card: &str, forest: &[u8]| {
+        let forest = base64::engine::general_purpose::STANDARD.encode(forest);
+        format!(r#"{{"card":{card},"forest":"{forest}"}}"#)
     };
+    if let Some((i, immutable)) = embedded(id)? {
+        let (_, card, _, forest) = EMBEDDED[i];
+        return Ok(Some((immutable, json(card, forest))));
+    }
+    let Some(bytes) = registry::served(env, id).await? else {
+        return Ok(None);
+    };
+    let (card, forest) = crate::registry::served_split(&bytes)
+        .map_err(|e| ApiError::new(500, ErrorCode::Model, format!("{id}: {e}")))?;
+    Ok(Some((true, json(card, forest))))
+}
+
+/// `GET /v1/models/{version}[?form=served]`: a bundle as uploaded (card and model; a stored one
+/// also has its golden vectors), or with `form=served` as the page loads it (card and encoded
+/// forest). A version never changes, so it may be kept for good; an embedded bundle asked by name
+/// may change with a deploy.
+pub async fn get(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
+    let found = match query(req, "form")?.as_deref() {
+        None => uploaded_bundle(env, id).await?,
+        Some("served") => served_bundle(env, id).await?,
+        Some(other) => {
+            return Err(ApiError::new(
+                400,
+                ErrorCode::InvalidField,
+                format!("form: {other:?} is not a form of a bundle (served, or none)"),
+            ))
+        }
+    };
+    let (immutable, body) = found.ok_or_else(|| not_found(id))?;
     let mut r = Response::ok(body)?;
     let h = r.headers_mut();
     h.set("content-type", "application/json")?;
@@ -156,6 +192,10 @@ pub async fn get(env: &Env, id: &str) -> ApiResult<Response> {
     // The page loads bundles cross-origin, like its other worker requests.
     h.set("access-control-allow-origin", "*")?;
     Ok(r)
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(404, ErrorCode::NotFound, format!("no model {id}"))
 }
 
 /// Whether a bundle can be named: embedded (by name) or stored.

@@ -210,21 +210,19 @@ impl CrmOutboxObject {
 
     /// The call budget as stored (a new one before the first call).
     async fn budget(&self) -> Result<Budget> {
-        Ok(self
-            .state
-            .storage()
-            .get("budget")
-            .await?
-            .unwrap_or_default())
+        self.stored_or_default("budget").await
     }
 
     async fn counts(&self) -> Result<Counts> {
-        Ok(self
-            .state
-            .storage()
-            .get("counts")
-            .await?
-            .unwrap_or_default())
+        self.stored_or_default("counts").await
+    }
+
+    /// A stored value, or its default before it was first stored.
+    async fn stored_or_default<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> Result<T> {
+        Ok(self.state.storage().get(key).await?.unwrap_or_default())
     }
 
     async fn offer(&self, r: OfferRequest) -> ApiResult<OfferAnswer> {
