@@ -169,6 +169,7 @@ bench: site venv
 	node --test --test-concurrency=1 tests/browser/golden.test.mjs tests/browser/journey.test.mjs
 	node benches/first-score.mjs --runs 10 > /dev/null
 	node benches/first-score.mjs --runs 10 --delay-ms 60 > /dev/null
+	node benches/first-score.mjs --runs 10 --eager-wasm > /dev/null
 	node benches/worker-load.mjs --start || echo "worker load test failed (see above)"
 	node benches/worker-load.mjs --start --concurrency 1 --visitors 50 \
 	  --out target/artifacts/worker-load-c1.json || echo "sequential worker load test failed (see above)"

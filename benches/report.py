@@ -118,6 +118,15 @@ def browser_section():
                            f"{fs['median']:.0f} ms (min {fs['min']:.0f}, max {fs['max']:.0f}; module ready "
                            f"{f['wasm_load_ms_median']:.0f} ms, model construct {f['construct_ms_median']:.0f} ms) | ≤ 50 ms "
                            + ("✅" if fs["median"] <= 50 else "❌") + " |")
+                ph = f.get("phases_median_ms")
+                if ph:
+                    out.append(f"| where that time goes ({label}; medians, ms after the tracker's start) | "
+                               + ", ".join(f"{k} {v:.0f}" for k, v in ph.items()) + " | |")
+        eager = artefact("first-score-eager.json")
+        if eager:
+            out.append(f"| the same with V8 compiling the whole module before it runs (`--eager-wasm`: no lazy "
+                       f"compilation on first call) | {eager['first_score_ms']['median']:.0f} ms (module ready "
+                       f"{eager['wasm_load_ms_median']:.0f} ms, model construct {eager['construct_ms_median']:.0f} ms) | |")
         long_tasks = f" ({', '.join(str(round(x)) for x in lt)} ms)" if lt else ""
         out += [f"| the same, the journey test's one first visit | {m.get('load_start_to_first_score_ms', 0):.0f} ms | ≤ 50 ms "
                 + ("✅" if m.get("load_start_to_first_score_ms", 1e9) <= 50 else "❌") + " |",

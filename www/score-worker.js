@@ -20,16 +20,21 @@
 //   {t:'events', events: [JSON string], now}                  apply in order, then score once
 // Out:
 //   {t:'ready', modelVersion, featureCount, rulesRefused?: {code, message}, loadMs, constructMs,
-//    wasm: 'page' | 'fetched', degraded?: string}             where the module came from; why the
-//                                                             deployment's setup could not be used
+//    wasm: 'page' | 'fetched', degraded?: string,             where the module came from; why the
+//    at: {script, module?, constructed}}                     deployment's setup could not be used;
+//                                                             when this script ran, the page's module
+//                                                             came, the scorer was made (epoch ms)
 //   {t:'failed', message}                                     the module or model could not load
 //   {t:'applied', refused: [{i, code, message}], score, state: Uint8Array, features, memory}
 
 // wasm-bindgen's JS glue (target/www/ls/leadscore.js), bundled into this file by www/build.mjs:
 // no round trip of its own before the module can be instantiated.
-import * as glue from 'leadscore-wasm-glue';
+import init, { LeadScorer } from 'leadscore-wasm-glue';
 
 const t0 = performance.now();
+// Moments of this engine's start, as epoch ms (a Worker's clock has its own origin): in `ready`.
+const at = { script: performance.timeOrigin + t0 };
+const stamp = (k) => (at[k] = performance.timeOrigin + performance.now());
 const inWorker = typeof WorkerGlobalScope !== 'undefined' && self instanceof WorkerGlobalScope;
 const fetchWasm = () => fetch(new URL('leadscore_bg.wasm', import.meta.url));
 // In the page the module's bytes are fetched as soon as this script runs. In a Worker the page has
@@ -42,8 +47,9 @@ let wasmReady;
 const load = (byPage) =>
   (wasmReady ||= (async () => {
     const given = byPage ? await pageModule : undefined;
-    const exports = await glue.default({ module_or_path: given || early || fetchWasm() });
-    return { m: glue, exports, loadMs: performance.now() - t0, wasm: given ? 'page' : 'fetched' };
+    if (given) stamp('module');
+    const exports = await init({ module_or_path: given || early || fetchWasm() });
+    return { exports, loadMs: performance.now() - t0, wasm: given ? 'page' : 'fetched' };
   })());
 
 const get = async (url) => {
@@ -64,10 +70,7 @@ async function deployment(endpoint, vid) {
   let bundle;
   if (url) {
     const b = await (await get(`${endpoint}${url}?form=served`)).json();
-    const bin = atob(b.forest);
-    const forest = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) forest[i] = bin.charCodeAt(i);
-    bundle = { forest, card: JSON.stringify(b.card) };
+    bundle = { forest: Uint8Array.from(atob(b.forest), (c) => c.charCodeAt(0)), card: JSON.stringify(b.card) };
   }
   return { site: tables || undefined, arm, bundle };
 }
@@ -78,7 +81,6 @@ const plain = (e) => ({ code: (e && e.code) || 'error', message: String((e && e.
 export function engine(post) {
   let scorer = null;
   let arm = null; // the experiment arm the scorer is, named in every score as the worker names it
-  let mod;
   let memory;
   let loadMs;
   let wasm;
@@ -86,7 +88,7 @@ export function engine(post) {
   async function handle(msg) {
     if (msg.t === 'init') {
       try {
-        ({ m: mod, exports: { memory }, loadMs, wasm } = await load(inWorker && msg.wasm === 'page'));
+        ({ exports: { memory }, loadMs, wasm } = await load(inWorker && msg.wasm === 'page'));
       } catch (e) {
         return post({ t: 'failed', message: plain(e).message });
       }
@@ -105,8 +107,8 @@ export function engine(post) {
       const t = performance.now();
       const make = (rules) =>
         d.bundle
-          ? mod.LeadScorer.fromForest(d.bundle.forest, d.bundle.card, msg.vid, msg.saved, rules, d.site)
-          : new mod.LeadScorer(msg.vid, msg.saved, rules, d.site);
+          ? LeadScorer.fromForest(d.bundle.forest, d.bundle.card, msg.vid, msg.saved, rules, d.site)
+          : new LeadScorer(msg.vid, msg.saved, rules, d.site);
       let rulesRefused;
       try {
         scorer = make(msg.rules);
@@ -120,8 +122,9 @@ export function engine(post) {
         }
       }
       const constructMs = performance.now() - t;
+      stamp('constructed');
       const { modelVersion, featureCount } = scorer;
-      return post({ t: 'ready', modelVersion, featureCount, rulesRefused, loadMs, constructMs, wasm, degraded });
+      return post({ t: 'ready', modelVersion, featureCount, rulesRefused, loadMs, constructMs, wasm, degraded, at });
     }
     if (msg.t === 'events' && scorer) {
       const refused = [];

@@ -204,8 +204,8 @@ export const CHROMIUM_ARGS = [
   '--disable-quic',
 ];
 
-export function launch() {
-  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+export function launch(extraArgs = []) {
+  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: [...CHROMIUM_ARGS, ...extraArgs] });
 }
 
 /** Records every request the context makes to an origin other than `staticOrigin`. */

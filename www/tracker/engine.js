@@ -44,6 +44,7 @@ export function startEngine() {
     // The module downloads and compiles here while the Worker starts, which then gets it compiled
     // (init says so with wasm: 'page'); if that fails here, the Worker fetches it itself.
     const give = (module) => {
+      if (module) mark('module-compiled');
       try {
         w.postMessage({ t: 'module', module });
       } catch {
@@ -141,6 +142,8 @@ function fromEngine(m) {
   if (m.t === 'ready') {
     const { modelVersion, featureCount, loadMs, constructMs, wasm } = m;
     Object.assign(meta, { modelVersion, featureCount, loadMs, constructMs, wasm });
+    // The engine's own moments, on the page's timeline (performance marks leadscore:engine-…).
+    for (const [k, t] of Object.entries(m.at || {})) mark('engine-' + k, t - W.performance.timeOrigin);
     if (m.degraded) warn(m.degraded); // the default model and the card's tables score
     if (m.rulesRefused) {
       warn('page rules refused:', m.rulesRefused.code, m.rulesRefused.message);
