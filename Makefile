@@ -85,10 +85,10 @@ build/index.js: $(RUST_INPUTS) wrangler.toml | tools
 site: wasm
 	node www/build.mjs
 
-# One clippy pass over every front end (CLI, browser, worker), checked natively.
+# One clippy pass over every front end (CLI with `retrain`, browser, worker), checked natively.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --features browser,worker -- -D warnings
+	$(CARGO) clippy --all-targets --features browser,worker,retrain -- -D warnings
 
 rust-test: venv
 	$(CARGO) test --all-targets $(NATIVE)

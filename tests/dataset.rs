@@ -211,6 +211,35 @@ fn a_last_episode_whose_window_is_not_over_is_censored() {
 }
 
 #[test]
+fn closed_windows_keep_a_positive_only_once_its_window_is_over() {
+    // Two episodes; the last converts 2 h after its end, within W = 1 day.
+    let e = [page("v", "1", T0), page("v", "2", T0 + 3 * DAY)];
+    let won = [won_by_visitor("o", "v", T0 + 3 * DAY + 2 * HOUR)];
+    let as_of = Some(T0 + 3 * DAY + 12 * HOUR); // before the last window's end
+    let closed = |as_of| Options {
+        closed_windows: true,
+        ..opts(DAY, as_of)
+    };
+    // By default the conversion is written although its window is still open.
+    let set = build(&e, &won, &opts(DAY, as_of));
+    assert_eq!(summary(&set), (1, 1, 0, 0));
+    assert_eq!(set.summary.positives_in_open_windows, 0);
+    // Closed windows only: it is counted, not written; the closed first episode stays.
+    let set = build(&e, &won, &closed(as_of));
+    assert_eq!(summary(&set), (0, 1, 0, 0));
+    assert_eq!(set.summary.positives_in_open_windows, 1);
+    assert_eq!(set.rows.len(), 1);
+    assert_eq!(set.rows[0].decision_ts, T0);
+    // Once as-of reaches d + W the row is the same positive either way.
+    let later = Some(T0 + 4 * DAY);
+    assert_eq!(
+        build(&e, &won, &closed(later)).rows,
+        build(&e, &won, &opts(DAY, later)).rows
+    );
+    assert_eq!(summary(&build(&e, &won, &closed(later))), (1, 1, 0, 0));
+}
+
+#[test]
 fn an_event_at_the_outcome_time_is_not_seen() {
     let e = [page("v", "1", T0), page("v", "2", T0 + HOUR)];
     let set = build(&e, &[won_by_visitor("o", "v", T0 + HOUR)], &opts(DAY, None));

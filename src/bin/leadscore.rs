@@ -271,6 +271,11 @@ struct DatasetArgs {
     /// `rows.decisions`, else episodes.
     #[arg(long)]
     decisions: Option<String>,
+    /// Write a positive row too only once its window is over by as-of, as a negative always is:
+    /// what a time split needs (its latest rows otherwise carry the open windows' conversions but
+    /// not their non-conversions); the summary counts them in `positives_in_open_windows`.
+    #[arg(long)]
+    closed_windows: bool,
     /// Stop at the first bad line (default: name it on stderr, skip it and count it in the
     /// summary's `lines_rejected`).
     #[arg(long)]
@@ -491,6 +496,7 @@ fn build_dataset(args: &DatasetArgs) -> Result<ExitCode, CliError> {
         decisions: dataset::Decisions::parse(&pick(&args.decisions, &rows.decisions, "episodes"))
             .map_err(msg)?,
         all_visitors: features.features().reads_account(),
+        closed_windows: args.closed_windows,
     };
     let mut inputs = Inputs::new(opts).map_err(msg)?;
     let mut rejected = read_log_lenient(&args.events, args.strict, |l| inputs.add_event_line(l))?;

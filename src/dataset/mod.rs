@@ -40,6 +40,8 @@
 //! - A label-0 row is a **negative** only when its window is fully observed: d + W ≤ as-of (every
 //!   episode but the last passes: the next one starts after d + W), and for a visitor that is its
 //!   own subject by lead, d + W < T_v. Otherwise the row is **censored**: counted, not written.
+//!   With `--closed-windows` ([`Options::closed_windows`]) a positive whose window is not over by
+//!   then is not written either (`positives_in_open_windows`): every row's window is then closed.
 //! - After t\* the subject has converted: its later events make no rows (they are counted).
 //! - **Features**: the state after applying exactly the subject's events with `ts` ≤ d in order,
 //!   through [`Scorer::apply`] without a receive time (the logged `ts` is already the one the
@@ -248,6 +250,10 @@ pub struct Options {
     /// Keep every visitor's events in a shard by visitor (features that read accounts need the
     /// colleagues' activity); only the shard's subjects make rows.
     pub all_visitors: bool,
+    /// Positives too only once their window is over (d + W by as-of), as negatives always are:
+    /// without it the latest rows — a time split's held-out rows — carry the conversions of windows
+    /// still open but not their non-conversions, and look likelier to convert than they are.
+    pub closed_windows: bool,
 }
 
 impl Options {
@@ -261,6 +267,7 @@ impl Options {
             shard: None,
             decisions: Decisions::EpisodeEnds,
             all_visitors: false,
+            closed_windows: false,
         }
     }
 }
@@ -331,6 +338,10 @@ pub struct Summary {
     pub negatives: u64,
     /// Rows labelled 0 whose window was not fully observed: not written.
     pub censored: u64,
+    /// Rows labelled 1 whose window was not over by as-of, not written (`closed_windows`); else 0
+    /// and they are among `positives`.
+    #[serde(default)]
+    pub positives_in_open_windows: u64,
     /// Subjects whose first outcome is at or before their first event: no row.
     pub converted_before_any_event: u64,
     /// Event records read (duplicates and other shards' included).

@@ -115,6 +115,8 @@ struct Builder<'s> {
     /// Every member's account and activity, when the features read accounts.
     accounts: Option<Accounts<'s>>,
     window: i64,
+    /// Positives only once their window is over ([`Options::closed_windows`]).
+    closed_windows: bool,
     decisions: Decisions,
     served: Served,
     shard: Option<Shard>,
@@ -144,10 +146,15 @@ impl Builder<'_> {
     }
 
     /// Label and censoring of the row at `d`: positive when t* ∈ (d, d + W] (t* > d always, as
-    /// only events before t* make rows), a negative when (d, d + W] ends by `observed_until`.
+    /// only events before t* make rows), a negative when (d, d + W] ends by `observed_until`; with
+    /// `closed_windows` a positive too only then.
     fn verdict(&mut self, d: i64, t_star: Option<i64>, observed_until: i64) -> Verdict {
         let end = d.saturating_add(self.window);
         let v = match t_star {
+            Some(t) if t <= end && self.closed_windows && end > observed_until => {
+                self.summary.positives_in_open_windows += 1;
+                return Verdict::Censored;
+            }
             Some(t) if t <= end => Verdict::Positive(t),
             _ if end <= observed_until => Verdict::Negative,
             _ => Verdict::Censored,
@@ -392,6 +399,7 @@ pub(super) fn build(inputs: Inputs, features: &Featurizer) -> Result<Dataset, Da
         features,
         accounts,
         window: opts.window_ms,
+        closed_windows: opts.closed_windows,
         decisions: opts.decisions,
         served,
         shard: opts.shard,

@@ -9,8 +9,8 @@
 //!    back, to now) into `logs/`, every run: the logs are kept by the day their records happened,
 //!    so history imported after the last run lands behind where an incremental export would
 //!    start. `state.json` keeps the last run's counts (the report's `new_events`).
-//! 3. `leadscore dataset` with the template's rows (`dataset.csv`), only the rows whose label
-//!    window closed by its as-of kept ([`closed_windows`]), the trainer
+//! 3. `leadscore dataset --closed-windows` with the template's rows (`dataset.csv`: only rows
+//!    whose label window closed by its as-of, positives too), the trainer
 //!    (`models/train/train.py --dataset … --weight-subjects`, `candidate/`), `leadscore check`.
 //! 4. `leadscore compare` of the active and the candidate on the candidate's held-out rows.
 //! 5. On `promote`: `PUT /v1/models/{name}` (idempotent: the same version again is stored once)
@@ -203,40 +203,6 @@ fn step(what: &str, cmd: &mut Process, ok: &[i32]) -> Result<(i32, String, Strin
     ))
 }
 
-/// Keeps the rows whose label window closed by `as_of` (written back in place); returns how many
-/// were dropped. `leadscore dataset` labels a conversion as soon as it happens but a
-/// non-conversion only once its window is over, so the latest rows — a time split's held-out
-/// rows — would carry the conversions of windows still open without their non-conversions.
-fn closed_windows(path: &Path, as_of: i64, window_ms: i64) -> Result<u64, CliError> {
-    let at = |e: &dyn std::fmt::Display| msg(format!("{}: {e}", path.display()));
-    let mut r = csv::Reader::from_path(path).map_err(|e| at(&e))?;
-    let header = r.headers().map_err(|e| at(&e))?.clone();
-    let d = header
-        .iter()
-        .position(|h| h == "decision_ts")
-        .ok_or_else(|| at(&"no decision_ts column"))?;
-    let rows: Vec<csv::StringRecord> = r.records().collect::<Result<_, _>>().map_err(|e| at(&e))?;
-    let tmp = path.with_extension("closed.csv");
-    let mut w = csv::Writer::from_path(&tmp).map_err(|e| at(&e))?;
-    w.write_record(&header).map_err(msg)?;
-    let mut dropped = 0u64;
-    for row in &rows {
-        let ts: i64 = row
-            .get(d)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| at(&format!("decision_ts {:?}", row.get(d))))?;
-        if ts.saturating_add(window_ms) <= as_of {
-            w.write_record(row).map_err(msg)?;
-        } else {
-            dropped += 1;
-        }
-    }
-    w.flush().map_err(msg)?;
-    drop(w);
-    std::fs::rename(&tmp, path).map_err(|e| at(&e))?;
-    Ok(dropped)
-}
-
 /// The parts of a card a trainer takes as its template.
 fn template_of(card: &Value) -> Value {
     let mut t = serde_json::Map::new();
@@ -253,25 +219,6 @@ fn template_of(card: &Value) -> Value {
         }
     }
     Value::Object(t)
-}
-
-/// Rows and positives of a dataset CSV.
-fn count_rows(path: &Path) -> Result<(u64, u64), CliError> {
-    let at = |e: &dyn std::fmt::Display| msg(format!("{}: {e}", path.display()));
-    let mut r = csv::Reader::from_path(path).map_err(|e| at(&e))?;
-    let label = r
-        .headers()
-        .map_err(|e| at(&e))?
-        .iter()
-        .position(|h| h == "label")
-        .ok_or_else(|| at(&"no label column"))?;
-    let (mut rows, mut positives) = (0u64, 0u64);
-    for rec in r.records() {
-        let rec = rec.map_err(|e| at(&e))?;
-        rows += 1;
-        positives += u64::from(rec.get(label) == Some("1"));
-    }
-    Ok((rows, positives))
 }
 
 /// Copies the rows with their (outcome time, label) pairs permuted by `seed` (Fisher–Yates over
@@ -439,12 +386,12 @@ pub fn run(args: &RetrainArgs) -> Result<ExitCode, CliError> {
             .arg(work.join("logs/events"))
             .arg("--outcomes")
             .arg(work.join("logs/outcomes"))
-            .args(["--label", &args.label, "--out"])
+            .args(["--label", &args.label, "--closed-windows", "--out"])
             .arg(&dataset),
         &[0],
     )?;
-    // Only windows closed by the set's as-of (the latest record) are labelled rows (see
-    // `closed_windows`); the window is the template's.
+    // Only rows whose window closed by the set's as-of (the latest record), positives too
+    // (`--closed-windows`): a time split's held-out rows are the latest ones.
     let summary: Value = summary
         .lines()
         .rev()
@@ -453,13 +400,14 @@ pub fn run(args: &RetrainArgs) -> Result<ExitCode, CliError> {
     let as_of = summary["as_of"]
         .as_i64()
         .ok_or_else(|| msg("leadscore dataset's summary has no as_of"))?;
-    let window_ms = match card["rows"]["window"].as_str() {
-        Some(w) => leadscore::dataset::parse_window(w).map_err(msg)?,
-        None => leadscore::dataset::DEFAULT_WINDOW_MS,
+    let count = |k: &str| {
+        summary[k]
+            .as_u64()
+            .ok_or_else(|| msg(format!("leadscore dataset's summary has no {k}")))
     };
-    let open_dropped = closed_windows(&dataset, as_of, window_ms)?;
+    let open_dropped = count("positives_in_open_windows")?;
     // The held-out rows are a part of these: fewer in all than the gate needs is a verdict already.
-    let (rows, positives) = count_rows(&dataset)?;
+    let (rows, positives) = (count("rows")?, count("positives")?);
     let need = leadscore::compare::Criteria::default();
     let (need_rows, need_pos) = (
         args.min_rows.unwrap_or(need.min_rows),
