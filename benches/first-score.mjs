@@ -60,7 +60,7 @@ const report = {
   runs,
   delay_ms: delay,
   eager_wasm: eager,
-  first_score_ms: { median: median(of('first_score_ms')), min: Math.min(...samples.map((s) => s.first_score_ms)), max: Math.max(...samples.map((s) => s.first_score_ms)) },
+  first_score_ms: { median: median(of('first_score_ms')), min: Math.min(...of('first_score_ms')), max: Math.max(...of('first_score_ms')) },
   wasm_load_ms_median: median(of('wasm_load_ms')),
   construct_ms_median: median(of('construct_ms')),
   engine_wasm_from: samples[0]?.wasm ?? null,
