@@ -41,7 +41,7 @@ fn bad(m: impl std::fmt::Display) -> ModelError {
 impl EncodedForest {
     /// The bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
-        let f = &self.forest;
+        let f = &self.forest.trees;
         let mut out = Vec::with_capacity(64 + f.nodes.len() * 17);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT.to_le_bytes());
@@ -84,7 +84,7 @@ impl EncodedForest {
                 }
             }
         }
-        out.extend_from_slice(&(f.n_trees() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.forest.n_trees() as u32).to_le_bytes());
         for (t, w) in f.tree_starts.windows(2).enumerate() {
             out.extend_from_slice(&f.tree_ids[t].to_le_bytes());
             for i in w[0] as usize..w[1] as usize {
@@ -242,20 +242,17 @@ impl EncodedForest {
         if sorted.windows(2).any(|w| w[0] == w[1]) {
             return Err(bad("a tree id appears twice"));
         }
-        let forest = Forest {
+        let forest = Forest::new(Trees {
             nodes,
             onnx_ids,
             tree_starts,
             tree_ids,
             depths,
-            n_features: 0,
             base,
             post,
             layout,
             labels,
-            uniform_mode: None,
-        }
-        .summarized();
+        });
         // The declared width against the trees is the plan's check, for either source
         // (`plan::input_width`).
         Ok(EncodedForest {

@@ -285,29 +285,37 @@ const _: () = assert!(std::mem::size_of::<Packed>() == 12);
 /// A binary tree ensemble, flattened; built from an ONNX `TreeEnsembleClassifier` node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forest {
+    trees: Trees,
+    /// Input width the trees read (max feature id + 1).
+    n_features: usize,
+    /// All nodes share this mode (the common case), so traversal can skip per-node dispatch.
+    uniform_mode: Option<Mode>,
+}
+
+/// What a reader of trees (the ONNX node, the encoded bytes) fills in; [`Forest::new`] derives
+/// the rest, so both readers derive it the same way.
+#[derive(Debug, Clone, PartialEq)]
+struct Trees {
     nodes: Vec<Packed>,
     onnx_ids: Vec<i64>,
     /// Start of each tree in `nodes`, plus the total at the end.
     tree_starts: Vec<u32>,
     tree_ids: Vec<i64>,
     depths: Vec<usize>,
-    n_features: usize,
     base: f32,
     post: PostTransform,
     layout: Layout,
     labels: ClassLabels,
-    /// All nodes share this mode (the common case), so traversal can skip per-node dispatch.
-    uniform_mode: Option<Mode>,
 }
 
 impl Forest {
-    /// Sets what the nodes determine: the input width the trees read and the mode every branch
-    /// shares (if one). Why: the ONNX parser and the bytes reader derive them the same way.
-    fn summarized(mut self) -> Forest {
+    /// The forest of `trees`, with what their nodes determine: the input width they read and the
+    /// mode every branch shares (if one).
+    fn new(trees: Trees) -> Forest {
         let mut n_features = 0;
         let mut uniform_mode = None;
         let mut mixed = false;
-        for p in self.nodes.iter().filter(|p| p.feature != LEAF) {
+        for p in trees.nodes.iter().filter(|p| p.feature != LEAF) {
             n_features = n_features.max(p.feature as usize + 1);
             let m = Mode::from_bits(p.link >> MODE_SHIFT);
             match uniform_mode {
@@ -316,9 +324,11 @@ impl Forest {
                 _ => {}
             }
         }
-        self.n_features = n_features;
-        self.uniform_mode = if mixed { None } else { uniform_mode };
-        self
+        Forest {
+            trees,
+            n_features,
+            uniform_mode: if mixed { None } else { uniform_mode },
+        }
     }
 
     /// Input width the trees need (max feature id + 1; 0 for an ensemble of bare leaves).
@@ -328,43 +338,43 @@ impl Forest {
 
     /// Number of trees.
     pub fn n_trees(&self) -> usize {
-        self.depths.len()
+        self.trees.depths.len()
     }
 
     /// Total node count (branches and leaves).
     pub fn n_nodes(&self) -> usize {
-        self.nodes.len()
+        self.trees.nodes.len()
     }
 
     /// Deepest tree's depth in edges; why: sizes TreeSHAP scratch once.
     pub fn max_depth(&self) -> usize {
-        self.depths.iter().copied().max().unwrap_or(0)
+        self.trees.depths.iter().copied().max().unwrap_or(0)
     }
 
     /// Base value added to the margin.
     pub fn base(&self) -> f32 {
-        self.base
+        self.trees.base
     }
 
     /// The post transform.
     pub fn post_transform(&self) -> PostTransform {
-        self.post
+        self.trees.post
     }
 
     /// Class labels.
     pub fn class_labels(&self) -> &ClassLabels {
-        &self.labels
+        &self.trees.labels
     }
 
     /// Tree `t` (in ONNX first-appearance order, which is tree id order for onnxmltools exports).
     pub fn tree(&self, t: usize) -> Option<Tree<'_>> {
-        let s = *self.tree_starts.get(t)? as usize;
-        let e = *self.tree_starts.get(t + 1)? as usize;
+        let s = *self.trees.tree_starts.get(t)? as usize;
+        let e = *self.trees.tree_starts.get(t + 1)? as usize;
         Some(Tree {
-            nodes: self.nodes.get(s..e)?,
-            onnx_ids: self.onnx_ids.get(s..e)?,
-            onnx_tree_id: *self.tree_ids.get(t)?,
-            depth: *self.depths.get(t)?,
+            nodes: self.trees.nodes.get(s..e)?,
+            onnx_ids: self.trees.onnx_ids.get(s..e)?,
+            onnx_tree_id: *self.trees.tree_ids.get(t)?,
+            depth: *self.trees.depths.get(t)?,
             root_global: s,
         })
     }
@@ -403,9 +413,9 @@ impl Forest {
     /// time (`M < 6`) or read per node (`M == MIXED`).
     #[inline(always)]
     fn sum<const M: u32>(&self, x: &[f32]) -> f32 {
-        let nodes = self.nodes.as_slice();
+        let nodes = self.trees.nodes.as_slice();
         let mut s = 0.0f32;
-        for &root in &self.tree_starts[..self.tree_starts.len() - 1] {
+        for &root in &self.trees.tree_starts[..self.trees.tree_starts.len() - 1] {
             let mut i = root as usize;
             while let Some(p) = nodes.get(i) {
                 if p.feature == LEAF {
@@ -434,7 +444,7 @@ impl Forest {
                 };
             }
         }
-        s + self.base
+        s + self.trees.base
     }
 
     /// Positive-class probability (`probabilities(x)[1]`), as onnxruntime computes it.
@@ -447,7 +457,7 @@ impl Forest {
     /// module doc); why: the tract op must output what the ONNX graph promises.
     #[inline]
     pub fn transform(&self, s: f32) -> [f32; 2] {
-        match (self.post, self.layout) {
+        match (self.trees.post, self.trees.layout) {
             (PostTransform::Logistic, Layout::WeightsOnClass0 { .. }) => {
                 [logistic(-s), logistic(s)]
             }
@@ -482,7 +492,7 @@ impl Forest {
         }
         | Layout::WeightsOnClass1 {
             all_weights_positive: all_positive,
-        }) = self.layout;
+        }) = self.trees.layout;
         let threshold = if all_positive { 0.5 } else { 0.0 };
         usize::from(s > threshold)
     }

@@ -444,20 +444,17 @@ impl Forest {
         }
         tree_starts.push(nodes.len() as u32);
 
-        Ok(Forest {
+        Ok(Forest::new(Trees {
             nodes,
             onnx_ids,
             tree_starts,
             tree_ids: order_ids,
             depths,
-            n_features: 0,
             base,
             post,
             layout,
             labels,
-            uniform_mode: None,
-        }
-        .summarized())
+        }))
     }
 }
 
