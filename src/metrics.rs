@@ -23,6 +23,9 @@
 //!   binning (its edges are `np.linspace`'s, which differ from the doubles k/10 by one ulp at 0.3,
 //!   0.6 and 0.7; ours are k/10) and the ECE of Naeini et al. (2015) / Guo et al. (2017).
 //! - [`wilson`]: the Wilson score interval of a rate, z = [`WILSON_Z`] (1.96) by default.
+//! - [`auc_variance_binned`]: DeLong et al. (1988)'s variance of the AUC of integer scores, from
+//!   their counts (the reference script writes it out from its definition, pair by pair), and
+//!   [`auc_difference`]: two AUCs of independent samples (two experiment arms) compared with it.
 //! - [`chi_square_sf`]: the χ² survival function (= SciPy's `chi2.sf`), for the experiments'
 //!   sample-ratio-mismatch test.
 
@@ -35,8 +38,11 @@ pub const LOG_LOSS_EPS: f64 = 1e-15;
 /// Number of equal-width probability bins of [`calibration`] (and so of the ECE).
 pub const ECE_BINS: usize = 10;
 
-/// Two-sided normal quantile for a 95 % Wilson interval (the conventional rounding of 1.95996…).
-pub const WILSON_Z: f64 = 1.96;
+/// Two-sided normal quantile for a 95 % interval (the conventional rounding of 1.95996…).
+pub const Z95: f64 = 1.96;
+
+/// The normal quantile of a 95 % Wilson interval.
+pub const WILSON_Z: f64 = Z95;
 
 /// Number of integer scores [`ScoreCounts`] holds: `ai_score` 0..=100.
 pub const SCORE_BINS: usize = 101;
@@ -209,6 +215,74 @@ impl ScoreCounts {
                 .zip(self.negatives.iter().copied()),
         )
     }
+
+    /// DeLong's variance of [`ScoreCounts::auc`] ([`auc_variance_binned`]).
+    pub fn auc_variance(&self) -> Option<f64> {
+        delong_variance(&self.positives, &self.negatives)
+    }
+}
+
+/// An AUC minus another measured on an independent sample (another experiment arm's visitors),
+/// with the standard error of the difference (DeLong's variances added) and its 95 % normal
+/// interval; why: a live gate that says how sure it is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AucDifference {
+    /// The difference.
+    pub value: f64,
+    /// Its standard error.
+    pub se: f64,
+    /// Lower end of the 95 % interval.
+    pub low: f64,
+    /// Upper end of the 95 % interval.
+    pub high: f64,
+}
+
+/// `b`'s AUC minus `a`'s, the two counted on independent samples; `None` where either AUC or its
+/// variance is undefined (fewer than two positives or two negatives).
+pub fn auc_difference(a: &ScoreCounts, b: &ScoreCounts) -> Option<AucDifference> {
+    let value = b.auc().value? - a.auc().value?;
+    let se = (a.auc_variance()? + b.auc_variance()?).sqrt();
+    Some(AucDifference {
+        value,
+        se,
+        low: value - Z95 * se,
+        high: value + Z95 * se,
+    })
+}
+
+/// DeLong, DeLong & Clarke-Pearson (1988)'s variance of the AUC from counts per integer score
+/// (index = score, ascending): with ψ(x, y) = 1, ½ or 0 as a positive's score x is above, equal
+/// to or below a negative's y, each positive's V10 = mean ψ over the negatives and each negative's
+/// V01 = mean ψ over the positives, var = s²(V10)/m + s²(V01)/n (sample variances, m positives,
+/// n negatives). Rows of one score share their V, so one pass over the scores is exact. `None`
+/// with fewer than two positives or two negatives.
+pub fn auc_variance_binned(
+    positives: &[u64],
+    negatives: &[u64],
+) -> Result<Option<f64>, MetricsError> {
+    check_lengths(positives.len(), negatives.len())?;
+    Ok(delong_variance(positives, negatives))
+}
+
+fn delong_variance(positives: &[u64], negatives: &[u64]) -> Option<f64> {
+    let m: u64 = positives.iter().sum();
+    let n: u64 = negatives.iter().sum();
+    if m < 2 || n < 2 {
+        return None;
+    }
+    let (mf, nf) = (m as f64, n as f64);
+    let auc = mann_whitney(positives.iter().copied().zip(negatives.iter().copied())).value?;
+    let (mut below, mut above) = (0u64, m); // negatives below this score; positives above it
+    let (mut s10, mut s01) = (0.0, 0.0);
+    for (&p, &q) in positives.iter().zip(negatives) {
+        above -= p;
+        let v10 = (below as f64 + 0.5 * q as f64) / nf;
+        let v01 = (above as f64 + 0.5 * p as f64) / mf;
+        s10 += p as f64 * (v10 - auc).powi(2);
+        s01 += q as f64 * (v01 - auc).powi(2);
+        below += q;
+    }
+    Some(s10 / (mf - 1.0) / mf + s01 / (nf - 1.0) / nf)
 }
 
 /// Mann–Whitney over groups of tied scores given in ascending score order: each (positives,
@@ -538,6 +612,8 @@ mod tests {
         scores: Vec<u8>,
         /// sklearn's AUC of those integer scores.
         auc_int: f64,
+        /// DeLong's variance of that AUC, from its definition (pair by pair).
+        auc_int_var: f64,
     }
 
     #[derive(Deserialize)]
@@ -625,7 +701,55 @@ mod tests {
                 binned, rows,
                 "{name}: binned vs row-level AUC on integer scores"
             );
+            close(
+                counts.auc_variance().unwrap(),
+                c.auc_int_var,
+                1e-15,
+                &format!("{name} DeLong variance"),
+            );
         }
+    }
+
+    #[test]
+    fn auc_differences_add_the_arms_variances_and_need_two_of_each_class() {
+        let r = reference();
+        let counts = |c: &Case| {
+            let mut k = ScoreCounts::new();
+            for (&s, &y) in c.scores.iter().zip(&c.y) {
+                k.add(s, y == 1).unwrap();
+            }
+            k
+        };
+        let (a, b) = (counts(&r.cases[0]), counts(&r.cases[1]));
+        let d = auc_difference(&a, &b).unwrap();
+        close(
+            d.value,
+            r.cases[1].auc_int - r.cases[0].auc_int,
+            1e-12,
+            "difference",
+        );
+        let se = (r.cases[0].auc_int_var + r.cases[1].auc_int_var).sqrt();
+        close(d.se, se, 1e-12, "se");
+        close(d.low, d.value - 1.96 * se, 1e-12, "low");
+        close(d.high, d.value + 1.96 * se, 1e-12, "high");
+        // An arm against itself: no difference, an interval around 0.
+        let same = auc_difference(&a, &a).unwrap();
+        assert_eq!(same.value, 0.0);
+        assert!(same.low < 0.0 && same.high > 0.0);
+        // One positive: the sample variance of the positives' V10 is undefined.
+        let mut one = ScoreCounts::new();
+        for (s, y) in [(90, true), (10, false), (20, false)] {
+            one.add(s, y).unwrap();
+        }
+        assert_eq!(one.auc_variance(), None);
+        assert_eq!(auc_difference(&a, &one), None);
+        assert_eq!(
+            auc_variance_binned(&[0, 1], &[1]),
+            Err(MetricsError::LengthMismatch {
+                scores: 2,
+                labels: 1
+            })
+        );
     }
 
     #[test]

@@ -105,6 +105,11 @@ impl Labelled {
         self.bin_positives.iter().sum()
     }
 
+    /// Positives and negatives per `ai_score`.
+    pub fn scores(&self) -> &ScoreCounts {
+        &self.scores
+    }
+
     /// The metrics of the counted rows.
     pub fn accuracy(&self) -> Accuracy {
         let (rows, positives) = (self.rows(), self.positives());

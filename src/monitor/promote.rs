@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::accuracy::{Accuracy, Labelled};
+use super::accuracy::Labelled;
+use crate::metrics::{auc_difference, AucDifference};
 
 /// Webhook: the candidate became the active version.
 pub const PROMOTED: &str = "model.promoted";
@@ -61,11 +62,15 @@ pub enum LiveDecision {
     Promote {
         /// The checks, one sentence each.
         reasons: Vec<String>,
+        /// The candidate's AUC minus the active's, with its standard error and 95 % interval.
+        auc_difference: Option<AucDifference>,
     },
     /// The experiment ends; the active version stays.
     Reject {
         /// The checks, one sentence each.
         reasons: Vec<String>,
+        /// The candidate's AUC minus the active's, with its standard error and 95 % interval.
+        auc_difference: Option<AucDifference>,
     },
 }
 
@@ -107,8 +112,12 @@ pub fn pool(rows: &[(i64, String, Labelled)], active: &str, candidate: &str) -> 
     (!p.windows.is_empty()).then_some(p)
 }
 
-/// Judges the arms (pooled: [`pool`]).
-pub fn decide(active: &Accuracy, candidate: &Accuracy, c: &LiveCriteria) -> LiveDecision {
+/// Judges the arms' labelled decisions (pooled: [`pool`]). The rule compares point estimates with
+/// margins; the difference's interval (DeLong) is reported beside it, so a reader sees how sure a
+/// decision on these numbers is.
+pub fn decide(active: &Labelled, candidate: &Labelled, c: &LiveCriteria) -> LiveDecision {
+    let difference = auc_difference(active.scores(), candidate.scores());
+    let (active, candidate) = (&active.accuracy(), &candidate.accuracy());
     for (arm, a) in [("active", active), ("candidate", candidate)] {
         if a.auc.rows < c.min_rows || a.auc.positives < c.min_positives {
             return LiveDecision::Wait {
@@ -130,9 +139,16 @@ pub fn decide(active: &Accuracy, candidate: &Accuracy, c: &LiveCriteria) -> Live
     );
     let auc_ok = auc_c >= auc_a - c.auc_margin;
     let ece_ok = ece_c <= ece_a + c.ece_margin;
+    let interval = match difference {
+        Some(d) => format!(
+            "; difference {:+.4}, 95 % interval {:+.4} to {:+.4}",
+            d.value, d.low, d.high
+        ),
+        None => String::new(),
+    };
     let reasons = vec![
         format!(
-            "auc: candidate {auc_c:.4} vs active {auc_a:.4} (margin {}): {}",
+            "auc: candidate {auc_c:.4} vs active {auc_a:.4} (margin {}): {}{interval}",
             c.auc_margin,
             if auc_ok { "ok" } else { "worse" }
         ),
@@ -143,9 +159,15 @@ pub fn decide(active: &Accuracy, candidate: &Accuracy, c: &LiveCriteria) -> Live
         ),
     ];
     if auc_ok && ece_ok {
-        LiveDecision::Promote { reasons }
+        LiveDecision::Promote {
+            reasons,
+            auc_difference: difference,
+        }
     } else {
-        LiveDecision::Reject { reasons }
+        LiveDecision::Reject {
+            reasons,
+            auc_difference: difference,
+        }
     }
 }
 
@@ -156,7 +178,7 @@ mod tests {
 
     /// 1,000 decisions, 100 positive: positives split evenly between a high and a low probability,
     /// negatives with `high_negatives` of 900 at the high one (fewer: better ranking).
-    fn arm(n_scale: u64, high_negatives: u64, (high, low): (f64, f64)) -> Accuracy {
+    fn arm(n_scale: u64, high_negatives: u64, (high, low): (f64, f64)) -> Labelled {
         let mut l = Labelled::default();
         let mut add = |p: f64, pos: bool, k: u64| {
             for _ in 0..k * n_scale {
@@ -167,7 +189,7 @@ mod tests {
         add(low, true, 50);
         add(high, false, high_negatives);
         add(low, false, 900 - high_negatives);
-        l.accuracy()
+        l
     }
 
     #[test]
@@ -183,10 +205,25 @@ mod tests {
             decide(&weak, &good, &small),
             LiveDecision::Wait { .. }
         ));
-        assert!(matches!(
-            decide(&weak, &good, &c),
-            LiveDecision::Promote { .. }
-        ));
+        let LiveDecision::Promote {
+            reasons,
+            auc_difference: Some(d),
+        } = decide(&weak, &good, &c)
+        else {
+            panic!("promoted, with the difference's interval");
+        };
+        // 0.7 − 0.5, its interval the arms' DeLong variances added (1,000 decisions each).
+        assert!((d.value - 0.2).abs() < 1e-12, "{d:?}");
+        let se =
+            (weak.scores().auc_variance().unwrap() + good.scores().auc_variance().unwrap()).sqrt();
+        assert_eq!(
+            (d.se, d.low, d.high),
+            (se, d.value - 1.96 * se, d.value + 1.96 * se)
+        );
+        assert!(
+            reasons[0].contains("difference +0.2000, 95 % interval"),
+            "{reasons:?}"
+        );
         assert!(matches!(
             decide(&good, &weak, &c),
             LiveDecision::Reject { .. }
@@ -197,7 +234,7 @@ mod tests {
             decide(&good, &uncalibrated, &c),
             LiveDecision::Reject { .. }
         ));
-        assert_eq!(good.auc.value, uncalibrated.auc.value);
+        assert_eq!(good.accuracy().auc.value, uncalibrated.accuracy().auc.value);
         // Within the AUC margin counts as as good.
         assert!(matches!(
             decide(&good, &good, &c),

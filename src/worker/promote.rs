@@ -111,7 +111,7 @@ pub async fn judge(
     };
     let (a, b) = (pooled.active.accuracy(), pooled.candidate.accuracy());
     let c = criteria(env);
-    let decision = decide(&a, &b, &c);
+    let decision = decide(&pooled.active, &pooled.candidate, &c);
     let (kind, promote) = match &decision {
         LiveDecision::Wait { .. } => return Ok(None),
         LiveDecision::Promote { .. } => (PROMOTED, true),

@@ -158,6 +158,9 @@ test("the rules score day zero; retrain trains on the logs, beats them at the ga
   assert.equal((await cron()).status, 200);
   const decided = await S.receiver.waitFor((st) => st.events.find((e) => e.type === "model.promoted" || e.type === "model.rejected"), { timeout: 60_000, what: "the live gate's decision" });
   t.diagnostic(`live gate: ${decided.type} ${JSON.stringify(decided.data.decision)}`);
+  // How sure: the AUC difference's interval (DeLong), around its value.
+  const diff = decided.data.decision.auc_difference;
+  assert.ok(diff && diff.se > 0 && diff.low < diff.value && diff.value < diff.high, JSON.stringify(decided.data.decision));
   assert.equal(decided.data.candidate, candidate);
   assert.equal(decided.data.active_before, rules);
   for (const a of ["active", "candidate"]) assert.ok(decided.data.arms[a].auc.rows >= 150, JSON.stringify(decided.data.arms[a].auc));
