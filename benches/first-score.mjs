@@ -40,7 +40,9 @@ try {
       () =>
         new Promise((done) =>
           new PerformanceObserver((list, observer) => {
-            if (list.getEntriesByName('leadscore:first-score').length) done(observer.disconnect());
+            if (!list.getEntriesByName('leadscore:first-score').length) return;
+            observer.disconnect();
+            done();
           }).observe({ type: 'mark', buffered: true }),
         ),
     );
