@@ -171,6 +171,7 @@ bench: site venv
 	node benches/first-score.mjs --runs 10 --delay-ms 60 > /dev/null
 	node benches/first-score.mjs --runs 10 --eager-wasm > /dev/null
 	node benches/worker-load.mjs --start || echo "worker load test failed (see above)"
+	node benches/isolate-start.mjs > /dev/null || echo "isolate start bench failed (see above)"
 	node benches/worker-load.mjs --start --concurrency 1 --visitors 50 \
 	  --out target/artifacts/worker-load-c1.json || echo "sequential worker load test failed (see above)"
 	node benches/worker-load.mjs --start --logged-share 0.5 --concurrency 1 --visitors 100 --batches 6 \
