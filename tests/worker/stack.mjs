@@ -184,6 +184,40 @@ function applyMigrations({ config, persistTo, progress }) {
   const toml = fs.readFileSync(config ?? path.join(ROOT, "wrangler.toml"), "utf8");
   const name = /^\s*database_name\s*=\s*"([^"]+)"/m.exec(toml)?.[1];
   if (!name) return; // a config without D1 (the launcher's self-test)
+  // A new state directory starts as a copy of one migrated the same way: the same database, made by the
+  // same migrations (their text in the key), without starting a runtime for each of a suite's stacks.
+  if (persistTo && isEmptyDir(persistTo)) {
+    const template = migratedTemplate({ config, toml, name, progress });
+    fs.cpSync(template, persistTo, { recursive: true });
+    progress(`stack: D1 migrations applied to ${name} (local, from ${path.relative(ROOT, template)})`);
+    return;
+  }
+  runMigrations({ config, persistTo, name });
+  progress(`stack: D1 migrations applied to ${name} (local)`);
+}
+
+const isEmptyDir = (dir) => !fs.existsSync(dir) || fs.readdirSync(dir).length === 0;
+
+/** target/tmp/d1-<key>: a state directory holding only the migrated database, made once per key. */
+function migratedTemplate({ config, toml, name, progress }) {
+  const dir = path.resolve(path.dirname(config ?? path.join(ROOT, "wrangler.toml")), /^\s*migrations_dir\s*=\s*"([^"]+)"/m.exec(toml)?.[1] ?? "migrations");
+  const h = crypto.createHash("sha256").update(/^\s*database_id\s*=\s*"([^"]*)"/m.exec(toml)?.[1] ?? "").update(name);
+  for (const f of fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []) h.update(f).update(fs.readFileSync(path.join(dir, f)));
+  const template = path.join(ROOT, "target", "tmp", `d1-${h.digest("hex").slice(0, 16)}`);
+  if (fs.existsSync(template)) return template;
+  const making = fs.mkdtempSync(`${template}-making-`);
+  runMigrations({ config, persistTo: making, name });
+  try {
+    fs.renameSync(making, template);
+  } catch (e) {
+    fs.rmSync(making, { recursive: true, force: true }); // another stack made it first
+    if (!fs.existsSync(template)) throw e;
+  }
+  progress(`stack: migrated D1 template ${path.relative(ROOT, template)}`);
+  return template;
+}
+
+function runMigrations({ config, persistTo, name }) {
   const args = [
     WRANGLER, "d1", "migrations", "apply", name, "--local",
     ...(config ? ["--config", config] : []),
@@ -191,7 +225,6 @@ function applyMigrations({ config, persistTo, progress }) {
   ];
   const r = spawnSync(NODE22, args, { cwd: ROOT, env: { ...wranglerEnv(), CI: "true" }, encoding: "utf8", timeout: 120_000 });
   if (r.status !== 0) throw new Error(`stack: D1 migrations failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
-  progress(`stack: D1 migrations applied to ${name} (local)`);
 }
 
 async function healthy(base, timeoutMs = 2000) {
