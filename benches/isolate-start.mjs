@@ -14,7 +14,7 @@
 // at the client, through wrangler dev's proxy: what a visitor waits for. The modes alternate by round.
 import fs from "node:fs";
 import path from "node:path";
-import { batch, client, journey, percentile } from "../tests/worker/lib.mjs";
+import { batch, bundleUpload, client, journey, percentile } from "../tests/worker/lib.mjs";
 import { ROOT } from "../tests/worker/receiver.mjs";
 import { startStack } from "../tests/worker/stack.mjs";
 
@@ -51,8 +51,7 @@ async function timed(api, visitor) {
   return { ms, model: r.json.score.model_version };
 }
 
-const read = (f) => fs.readFileSync(path.join(ROOT, "models", VERSION_DIR, f));
-const card = JSON.parse(read("card.json").toString("utf8"));
+const card = JSON.parse(fs.readFileSync(path.join(ROOT, "models", VERSION_DIR, "card.json"), "utf8"));
 const expected = { embedded: null, registry: card.model_version };
 
 // The registry's version: uploaded and activated once, kept in that mode's R2 across the rounds.
@@ -60,8 +59,7 @@ const expected = { embedded: null, registry: card.model_version };
   const S = await start("registry");
   try {
     const api = client(S.base, { token: S.devVars.API_TOKEN });
-    const doc = `{"card":${read("card.json")},"model":"${read("model.onnx").toString("base64")}","golden":${read("golden.json")}}`;
-    const up = await api.put(`/v1/models/${VERSION_DIR}`, doc, { auth: true });
+    const up = await api.put(`/v1/models/${VERSION_DIR}`, bundleUpload(VERSION_DIR), { auth: true });
     if (up.status !== 201 && up.status !== 200) throw new Error(`upload: HTTP ${up.status} ${up.text.slice(0, 300)}`);
     const act = await api.post(`/v1/models/${card.model_version}/activate`, { reason: "isolate-start bench" }, { auth: true });
     if (act.status !== 200) throw new Error(`activate: HTTP ${act.status} ${act.text.slice(0, 300)}`);

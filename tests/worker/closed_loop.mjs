@@ -25,7 +25,7 @@ import path from "node:path";
 import crypto from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { ROOT } from "./receiver.mjs";
-import { client, sleep } from "./lib.mjs";
+import { bundleUpload, client, sleep } from "./lib.mjs";
 import { startStack } from "./stack.mjs";
 import { pick, world } from "./b2b.mjs";
 import { retrainChild, startRunner, RETRAIN_REQUESTED } from "./runner.mjs";
@@ -157,8 +157,7 @@ export async function runClosedLoop({ cohorts = 40, leads = 0, out = path.join(R
   const result = { leads: W.leads, cohorts, per_cohort: W.per, events: W.events.length, outcomes: W.outcomes.length, first_week: iso(t0), weeks: [], drills: {} };
   try {
     // Day zero: the starter scorecard is the active model.
-    const rules = fs.readFileSync(path.join(ROOT, "models", "b2b-rules", "card.json"), "utf8");
-    const upload = `{"card":${rules},"model":"${fs.readFileSync(path.join(ROOT, "models", "b2b-rules", "model.onnx")).toString("base64")}","golden":${fs.readFileSync(path.join(ROOT, "models", "b2b-rules", "golden.json"), "utf8")}}`;
+    const upload = bundleUpload("b2b-rules");
     const up = await api.request("PUT", "/v1/models/b2b-rules", { raw: upload, auth: true, headers: { "content-type": "application/json", "x-leadscore-actor": "day zero" } });
     if (up.status !== 201) throw new Error(`closed loop: rules upload → HTTP ${up.status} ${up.text.slice(0, 300)}`);
     result.rules = up.json.version;

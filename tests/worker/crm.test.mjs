@@ -10,10 +10,7 @@
 //   node --test --test-concurrency=1 tests/worker/crm.test.mjs      (CRM_LEADS=n for another slice)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import fs from "node:fs";
-import path from "node:path";
-import { testStack, show, sleep, journey } from "./lib.mjs";
-import { ROOT } from "./receiver.mjs";
+import { bundleUpload, testStack, show, sleep, journey } from "./lib.mjs";
 import { ensureDevVars } from "./stack.mjs";
 import { pick, world } from "./b2b.mjs";
 import { startHubspot } from "./hubspot_emulator.mjs";
@@ -76,12 +73,6 @@ function reasons(score, max = 1000) {
     out = next;
   }
   return out;
-}
-
-/** A committed model as a registry upload. */
-function bundle(name) {
-  const read = (f) => fs.readFileSync(path.join(ROOT, "models", name, f));
-  return `{"card":${read("card.json")},"model":"${read("model.onnx").toString("base64")}","golden":${read("golden.json")}}`;
 }
 
 /** The CRM outbox's state (GET /v1/crm). */
@@ -193,7 +184,7 @@ test("setup makes the leadscore properties once; a second run finds them there",
 
 test("every contact ends with its lead's latest served score, in fewer calls than score changes, within the burst limit", { timeout: 600_000 }, async (t) => {
   // The B2B example scores (fit and engagement), through the registry.
-  const up = await S.api.request("PUT", "/v1/models/b2b-example", { raw: bundle("b2b-example"), auth: true, headers: { "content-type": "application/json" } });
+  const up = await S.api.request("PUT", "/v1/models/b2b-example", { raw: bundleUpload("b2b-example"), auth: true, headers: { "content-type": "application/json" } });
   assert.equal(up.status, 201, show(up));
   assert.equal((await S.api.post(`/v1/models/${up.json.version}/activate`, { reason: "crm test" }, { auth: true })).status, 200);
 
@@ -259,7 +250,7 @@ test("an afternoon of trouble: down, 429s, a revoked token, a deleted and a merg
   const dealIds = new Set(ids.slice(0, 8));
   // The day-zero scorecard becomes the active model (points a sales team reads: a meeting, a demo,
   // an opportunity): every record shows a new model, and leads enter hot and spike.
-  const up = await S.api.request("PUT", "/v1/models/b2b-rules", { raw: bundle("b2b-rules"), auth: true, headers: { "content-type": "application/json" } });
+  const up = await S.api.request("PUT", "/v1/models/b2b-rules", { raw: bundleUpload("b2b-rules"), auth: true, headers: { "content-type": "application/json" } });
   assert.equal(up.status, 201, show(up));
   assert.equal((await S.api.post(`/v1/models/${up.json.version}/activate`, { reason: "crm test: the scorecard" }, { auth: true })).status, 200);
   H.control.remove("contacts", deleted);

@@ -210,6 +210,16 @@ export async function testStack(name, vars = {}) {
   return { ...s, api: client(s.base, { token: s.devVars.API_TOKEN }), receiverLogFile: rlog };
 }
 
+/** A committed bundle (`models/<dir>/`) as a registry upload document (`PUT /v1/models/{name}`: README,
+ * "Model registry"), with any of its parts replaced by `edit` ({card, onnx, golden}). */
+export function bundleUpload(dir, edit = {}) {
+  const read = (f) => fs.readFileSync(path.join(ROOT, "models", dir, f));
+  const card = edit.card ?? read("card.json").toString("utf8");
+  const onnx = edit.onnx ?? read("model.onnx");
+  const golden = edit.golden ?? read("golden.json").toString("utf8");
+  return `{"card":${card},"model":"${Buffer.from(onnx).toString("base64")}","golden":${golden}}`;
+}
+
 /** The default model's card (for cross-checks of /v1/model and scores). */
 export function card() {
   return JSON.parse(fs.readFileSync(path.join(ROOT, "models", "default", "card.json"), "utf8"));

@@ -9,7 +9,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { testStack, show, checkError, batch, journey } from "./lib.mjs";
+import { testStack, show, checkError, batch, journey, bundleUpload } from "./lib.mjs";
 import { browserArms } from "./health.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -25,13 +25,6 @@ after(async () => {
 });
 
 const read = (dir, f) => fs.readFileSync(path.join(ROOT, "models", dir, f));
-/** A bundle directory as an upload document, with its parts changed by `edit`. */
-function upload(dir, edit = {}) {
-  const card = edit.card ?? read(dir, "card.json").toString("utf8");
-  const onnx = edit.onnx ?? read(dir, "model.onnx");
-  const golden = edit.golden ?? read(dir, "golden.json").toString("utf8");
-  return `{"card":${card},"model":"${Buffer.from(onnx).toString("base64")}","golden":${golden}}`;
-}
 const cardOf = (dir) => JSON.parse(read(dir, "card.json").toString("utf8"));
 const put = (name, raw, headers = {}) => S.api.request("PUT", `/v1/models/${name}`, { raw, auth: true, headers: { "content-type": "application/json", ...headers } });
 const as = (who) => ({ auth: true, headers: { "x-leadscore-actor": who } });
@@ -48,10 +41,10 @@ test("bad uploads are refused with a clear 4xx and store nothing; a good one is 
   const onnx = read("candidate", "model.onnx");
   const golden = read("candidate", "golden.json").toString("utf8");
   const bad = [
-    ["a truncated ONNX", upload("candidate", { onnx: onnx.subarray(0, onnx.length >> 1) }), 422, "invalid_bundle"],
-    ["a sha256 mismatch", upload("candidate", { card: card.replace(/"sha256": "([0-9a-f]{2})/, '"sha256": "ff') }), 422, "invalid_bundle"],
-    ["an unknown feature kind", upload("candidate", { card: card.replace('"kind": "page_views"', '"kind": "mind_reading"') }), 422, "invalid_bundle"],
-    ["golden vectors that do not match", upload("candidate", { golden: golden.replace(/"lgb_prob":[0-9.e-]+/, '"lgb_prob":0.999') }), 422, "invalid_bundle"],
+    ["a truncated ONNX", bundleUpload("candidate", { onnx: onnx.subarray(0, onnx.length >> 1) }), 422, "invalid_bundle"],
+    ["a sha256 mismatch", bundleUpload("candidate", { card: card.replace(/"sha256": "([0-9a-f]{2})/, '"sha256": "ff') }), 422, "invalid_bundle"],
+    ["an unknown feature kind", bundleUpload("candidate", { card: card.replace('"kind": "page_views"', '"kind": "mind_reading"') }), 422, "invalid_bundle"],
+    ["golden vectors that do not match", bundleUpload("candidate", { golden: golden.replace(/"lgb_prob":[0-9.e-]+/, '"lgb_prob":0.999') }), 422, "invalid_bundle"],
     ["not base64", `{"card":${card},"model":"%%%","golden":${golden}}`, 400, "invalid_bundle"],
     ["not a bundle document", `{"card":1}`, 400, "invalid_json"],
   ];
@@ -61,7 +54,7 @@ test("bad uploads are refused with a clear 4xx and store nothing; a good one is 
     assert.ok(r.json.error.message.length > 10, `${what}: ${show(r)}`);
   }
   // The URL names another bundle than the card.
-  checkError(assert, await put("default", upload("candidate")), 400, "invalid_bundle");
+  checkError(assert, await put("default", bundleUpload("candidate")), 400, "invalid_bundle");
   // Over the size limit (8 MiB): refused before it is read whole.
   checkError(assert, await put("candidate", "x".repeat(8 * 1024 * 1024 + 1)), 413, "body_too_large");
   // Nothing was stored by any of them.
@@ -71,15 +64,15 @@ test("bad uploads are refused with a clear 4xx and store nothing; a good one is 
   // A bundle whose features the deployment's site tables lack: the B2B rules on the demo site's tables.
   const site = await S.api.put("/v1/site", JSON.stringify(cardOf("default").site), { auth: true });
   assert.equal(site.status, 200, show(site));
-  const r = await put("b2b-rules", upload("b2b-rules"));
+  const r = await put("b2b-rules", bundleUpload("b2b-rules"));
   checkError(assert, r, 422, "invalid_bundle");
   assert.match(r.json.error.message, /site tables/);
   assert.equal((await S.api.request("DELETE", "/v1/site", { auth: true })).status, 200);
   // The good one: 201, then the same bytes again are 200 and stored once.
-  const ok = await put("candidate", upload("candidate"));
+  const ok = await put("candidate", bundleUpload("candidate"));
   assert.equal(ok.status, 201, show(ok));
   assert.deepEqual({ version: ok.json.version, created: ok.json.created, trees: ok.json.trees }, { version, created: true, trees: cardOf("candidate").model.n_trees });
-  const again = await put("candidate", upload("candidate"));
+  const again = await put("candidate", bundleUpload("candidate"));
   assert.equal(again.status, 200, show(again));
   assert.equal(again.json.created, false);
   list = await S.api.get("/v1/models", { auth: true });
@@ -184,7 +177,7 @@ test("page and worker agree on every visitor's arm and version after each change
 
 test("site tables the active registry version refuses are refused, nothing stored; it keeps scoring", async () => {
   // The B2B scorecard, active: the demo site's tables lack its features.
-  const up = await put("b2b-rules", upload("b2b-rules"));
+  const up = await put("b2b-rules", bundleUpload("b2b-rules"));
   assert.ok([200, 201].includes(up.status), show(up));
   const version = up.json.version;
   assert.equal((await S.api.post(`/v1/models/${version}/activate`, { reason: "site check" }, as(`ops-${RUN}`))).status, 200);

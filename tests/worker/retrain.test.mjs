@@ -14,7 +14,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { testStack, show, sleep } from "./lib.mjs";
+import { bundleUpload, testStack, show, sleep } from "./lib.mjs";
 import { ROOT } from "./receiver.mjs";
 import { pick, sendHistory, world } from "./b2b.mjs";
 import { retrainChild, startRunner, RETRAIN_REQUESTED } from "./runner.mjs";
@@ -37,8 +37,6 @@ before(async () => {
 after(async () => {
   await S?.stop();
 });
-
-const read = (f) => fs.readFileSync(path.join(ROOT, "models", "b2b-rules", f));
 
 /** The monitor's arms (decisions and positives over every window) once D1 holds at least this many
  * arm decisions and positives. */
@@ -75,7 +73,7 @@ async function retrain(work, extra = []) {
 test("the rules score day zero; retrain trains on the logs, beats them at the gate, uploads and starts an arm", { timeout: 900_000 }, async (t) => {
   if (!fs.existsSync(LEADSCORE)) throw new Error(`${LEADSCORE} missing: cargo build --features worker,retrain --bin leadscore`);
   // Day zero: the scorecard is the active model.
-  const upload = `{"card":${read("card.json")},"model":"${read("model.onnx").toString("base64")}","golden":${read("golden.json")}}`;
+  const upload = bundleUpload("b2b-rules");
   const up = await S.api.request("PUT", "/v1/models/b2b-rules", { raw: upload, auth: true, headers: { "content-type": "application/json" } });
   assert.equal(up.status, 201, show(up));
   const rules = up.json.version;
