@@ -185,7 +185,8 @@ function applyMigrations({ config, persistTo, progress }) {
   const name = /^\s*database_name\s*=\s*"([^"]+)"/m.exec(toml)?.[1];
   if (!name) return; // a config without D1 (the launcher's self-test)
   // A new state directory starts as a copy of one migrated the same way: the same database, made by the
-  // same migrations (their text in the key), without starting a runtime for each of a suite's stacks.
+  // same migrations (their text in the key) with the same wrangler (its version in the key: the local
+  // storage layout is its own), without starting a runtime for each of a suite's stacks.
   if (persistTo && isEmptyDir(persistTo)) {
     const template = migratedTemplate({ config, toml, name, progress });
     fs.cpSync(template, persistTo, { recursive: true });
@@ -201,7 +202,8 @@ const isEmptyDir = (dir) => !fs.existsSync(dir) || fs.readdirSync(dir).length ==
 /** target/tmp/d1-<key>: a state directory holding only the migrated database, made once per key. */
 function migratedTemplate({ config, toml, name, progress }) {
   const dir = path.resolve(path.dirname(config ?? path.join(ROOT, "wrangler.toml")), /^\s*migrations_dir\s*=\s*"([^"]+)"/m.exec(toml)?.[1] ?? "migrations");
-  const h = crypto.createHash("sha256").update(/^\s*database_id\s*=\s*"([^"]*)"/m.exec(toml)?.[1] ?? "").update(name);
+  const wrangler = JSON.parse(fs.readFileSync(path.join(path.dirname(WRANGLER), "..", "package.json"), "utf8")).version;
+  const h = crypto.createHash("sha256").update(wrangler).update(/^\s*database_id\s*=\s*"([^"]*)"/m.exec(toml)?.[1] ?? "").update(name);
   for (const f of fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []) h.update(f).update(fs.readFileSync(path.join(dir, f)));
   const template = path.join(ROOT, "target", "tmp", `d1-${h.digest("hex").slice(0, 16)}`);
   if (fs.existsSync(template)) return template;
