@@ -115,9 +115,8 @@ pub fn pool(rows: &[(i64, String, Labelled)], active: &str, candidate: &str) -> 
 /// Judges the arms' labelled decisions (pooled: [`pool`]). The rule compares point estimates with
 /// margins; the difference's interval (DeLong) is reported beside it, so a reader sees how sure a
 /// decision on these numbers is.
-pub fn decide(active: &Labelled, candidate: &Labelled, c: &LiveCriteria) -> LiveDecision {
-    let difference = auc_difference(active.scores(), candidate.scores());
-    let (active, candidate) = (&active.accuracy(), &candidate.accuracy());
+pub fn decide(active_arm: &Labelled, candidate_arm: &Labelled, c: &LiveCriteria) -> LiveDecision {
+    let (active, candidate) = (&active_arm.accuracy(), &candidate_arm.accuracy());
     for (arm, a) in [("active", active), ("candidate", candidate)] {
         if a.auc.rows < c.min_rows || a.auc.positives < c.min_positives {
             return LiveDecision::Wait {
@@ -139,6 +138,7 @@ pub fn decide(active: &Labelled, candidate: &Labelled, c: &LiveCriteria) -> Live
     );
     let auc_ok = auc_c >= auc_a - c.auc_margin;
     let ece_ok = ece_c <= ece_a + c.ece_margin;
+    let difference = auc_difference(active_arm.scores(), candidate_arm.scores());
     let interval = match difference {
         Some(d) => format!(
             "; difference {:+.4}, 95 % interval {:+.4} to {:+.4}",
